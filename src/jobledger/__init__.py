@@ -1,0 +1,43 @@
+"""jobledger: resumable, crash-safe task sets and job queues.
+
+Task sets (the "Job State Persistence" document): named tasks per account per day that,
+after a crash, reboot or Ctrl-C, skip what is done and resume what remains::
+
+    import jobledger
+
+    state = jobledger.JobState("sessions/job-state")
+    with state.taskset("user@email.com", "daily-set", tasks=["check-in", "quiz-1"]) as ts:
+        for task in ts.pending():
+            with ts.task(task, reraise=False):
+                do(task)
+"""
+
+from ._errors import (
+    AlreadyRunning,
+    ConfigError,
+    InvalidNameError,
+    JobLedgerError,
+    LeaseHolder,
+    StorageError,
+)
+from ._records import Failure, Progress, TaskSetKey, TaskSetRecord
+from ._tasksets import JobState, TaskRun, TaskSet
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyRunning",
+    "ConfigError",
+    "Failure",
+    "InvalidNameError",
+    "JobLedgerError",
+    "JobState",
+    "LeaseHolder",
+    "Progress",
+    "StorageError",
+    "TaskRun",
+    "TaskSet",
+    "TaskSetKey",
+    "TaskSetRecord",
+    "__version__",
+]

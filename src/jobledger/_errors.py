@@ -1,0 +1,105 @@
+"""Every error jobledger raises on purpose.
+
+The hierarchy::
+
+    JobLedgerError                 base of everything below; catch this to catch all
+    ├── ConfigError (ValueError)   a bad config key, type, value or unreadable config file
+    ├── InvalidNameError (ValueError)
+    │                              an account, type, task or job id that cannot be stored
+    ├── AlreadyRunning             another live process holds the run lease of a task set
+    └── StorageError (OSError)     the disk or folder refused a read or write
+                                   (permission, disk full, a folder where a file should be)
+
+Every message says what happened, where (path, key, account) and what to do about it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+
+__all__ = [
+    "AlreadyRunning",
+    "ConfigError",
+    "InvalidNameError",
+    "JobLedgerError",
+    "LeaseHolder",
+    "StorageError",
+]
+
+
+class JobLedgerError(Exception):
+    """Base class of every error raised by jobledger."""
+
+
+class ConfigError(JobLedgerError, ValueError):
+    """The configuration is wrong: an unknown key, a wrong type or value, an unreadable file."""
+
+
+class InvalidNameError(JobLedgerError, ValueError):
+    """A name (account, type, task, job id) cannot be stored safely."""
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    """Who holds a run lease: process id, host name and since when (ISO 8601 UTC)."""
+
+    pid: int | None
+    host: str | None
+    since: str | None
+
+    def describe(self) -> str:
+        """A short human description, e.g. ``pid 4242 on host1 since 2025-01-20T10:30:00.000Z``."""
+        if self.pid is None and self.host is None:
+            return "an unknown process"
+        parts = [f"pid {self.pid}" if self.pid is not None else "unknown pid"]
+        if self.host:
+            parts.append(f"on {self.host}")
+        if self.since:
+            parts.append(f"since {self.since}")
+        return " ".join(parts)
+
+
+class AlreadyRunning(JobLedgerError):
+    """Another live process holds the run lease of this task set.
+
+    ``holder`` names it (pid, host, since when) where that is known.
+    """
+
+    def __init__(self, what: str, holder: LeaseHolder, where: str) -> None:
+        self.holder = holder
+        self.where = where
+        super().__init__(
+            f"{what} is already running in {holder.describe()} (lease {where}). "
+            "Wait for that run to finish, pass wait=True to wait for it, "
+            "or stop that process if it is stuck."
+        )
+
+
+class StorageError(JobLedgerError, OSError):
+    """A read or write failed; the previous state on disk is left intact."""
+
+    def __init__(self, action: str, path: str | os.PathLike[str], cause: OSError) -> None:
+        self.path = os.fspath(path)
+        self.cause = cause
+        hint = _HINTS.get(cause.errno or 0, "check the path, its permissions and free space")
+        super().__init__(
+            cause.errno,
+            f"could not {action} {self.path}: {cause.strerror or cause}; {hint}. "
+            "The previous state was left intact.",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[1])
+
+
+_HINTS = {
+    errno.EACCES: "check that this user may write to the folder (permissions, ownership)",
+    errno.EPERM: "check that this user may write to the folder (permissions, ownership)",
+    errno.EROFS: "the file system is read-only; point the state folder at a writable place",
+    errno.ENOSPC: "the disk is full; free some space (see `jobledger du` and `jobledger cleanup`)",
+    errno.EDQUOT: "the disk quota is exhausted; free some space or raise the quota",
+    errno.EISDIR: "a folder stands where a file should be; move it away",
+    errno.ENOTDIR: "a file stands where a folder should be; move it away",
+}

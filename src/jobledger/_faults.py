@@ -1,0 +1,54 @@
+"""Named fault points: places where a write or rename happens, which a test can arm to die at.
+
+Every commit boundary in jobledger calls ``point("<name>")``. Unarmed, that is one global
+lookup and a falsy test. A test arms a point in a child process (``arm("files.replaced")``,
+or the environment variable ``JOBLEDGER_FAULT=files.replaced`` or ``files.replaced:3`` for
+the third pass) and the process SIGKILLs itself there, exactly as a power-less crash would
+leave it: no ``finally`` blocks, no buffered writes flushed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+__all__ = ["POINTS", "arm", "disarm", "point"]
+
+#: Every named point, in the order a single save passes them. Tests sweep over this list.
+POINTS: tuple[str, ...] = (
+    "files.temp_written",
+    "files.temp_fsynced",
+    "files.backup_linked",
+    "files.replaced",
+    "files.dir_fsynced",
+)
+
+_armed: dict[str, int] = {}
+
+
+def arm(name: str, countdown: int = 1) -> None:
+    """Make the ``countdown``-th pass through point ``name`` kill this process."""
+    _armed[name] = countdown
+
+
+def disarm() -> None:
+    """Disarm every point."""
+    _armed.clear()
+
+
+def point(name: str) -> None:
+    """A commit boundary. Dies here with SIGKILL when armed; otherwise does nothing."""
+    if _armed and name in _armed:
+        _armed[name] -= 1
+        if _armed[name] <= 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _arm_from_env() -> None:
+    spec = os.environ.get("JOBLEDGER_FAULT", "")
+    if spec:
+        name, _, count = spec.partition(":")
+        arm(name, int(count) if count else 1)
+
+
+_arm_from_env()

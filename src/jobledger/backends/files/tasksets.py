@@ -1,0 +1,280 @@
+"""Task sets as the document's files: ``<dir>/<account>/<type>-<YYYY-MM-DD>.json``.
+
+Beside each state file, while it exists:
+
+- ``<type>-<date>.json.bak``: the previous good generation (hard link, kept on every save);
+- ``.<type>-<date>.lock``: the run lease, an OS lock held by the running process;
+- ``<type>-<date>.json.corrupt-<stamp>``: a corrupt file set aside, never deleted by us.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+from ..._clock import Clock, iso_utc
+from ..._errors import AlreadyRunning, LeaseHolder, StorageError
+from ..._records import ShapeError, TaskSetKey, TaskSetRecord
+from .._contract import Finding, Lease
+from ._atomic import is_temp_name, read_bytes, remove, set_aside, write_atomic
+from ._locks import ProcessLock, live_holder, pid_alive, read_holder
+from ._names import decode, encode, inside
+
+__all__ = ["FilesTaskSetBackend"]
+
+log = logging.getLogger("jobledger")
+
+_STATE = re.compile(r"^(?P<type>.+)-(?P<date>\d{4}-\d{2}-\d{2})\.json$")
+_TEMP_PID = re.compile(r"\.tmp-(\d+)-\d+$")
+
+
+class _Stamp(NamedTuple):
+    ino: int
+    size: int
+    mtime_ns: int
+
+
+def _stamp(st: os.stat_result) -> _Stamp:
+    return _Stamp(st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class FilesTaskSetBackend:
+    """Task-set records in JSON files under ``root``; see the module docstring."""
+
+    def __init__(self, root: str, *, fsync: bool, clock: Clock) -> None:
+        self.root = os.path.abspath(root)
+        self.location = self.root
+        self._fsync = fsync
+        self._clock = clock
+        # The last record this process read or wrote per set, with the file's stamp then:
+        # an unchanged stamp means nobody else wrote, so no read is needed before a save.
+        self._cache: dict[TaskSetKey, tuple[_Stamp, TaskSetRecord]] = {}
+
+    # -- paths ----------------------------------------------------------------------------
+
+    def path(self, key: TaskSetKey) -> str:
+        """The state file of ``key``, checked to lie inside the root."""
+        account = encode(key.account, "account")
+        name = f"{encode(key.type, 'type')}-{key.date}.json"
+        return inside(self.root, account, name)
+
+    def _lock_path(self, key: TaskSetKey) -> str:
+        path = self.path(key)
+        folder, name = os.path.split(path)
+        return os.path.join(folder, "." + name[: -len(".json")] + ".lock")
+
+    # -- load / update --------------------------------------------------------------------
+
+    def load(self, key: TaskSetKey) -> TaskSetRecord | None:
+        """The record on disk; a corrupt one is set aside and its last good generation used."""
+        path = self.path(key)
+        for _ in range(3):  # a concurrent repair may move the file under us; look again
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                self._cache.pop(key, None)
+                return None
+            except OSError as exc:
+                raise StorageError("read", path, exc) from exc
+            data = read_bytes(path)
+            if data is None:
+                continue
+            try:
+                record = self._parse(data, key)
+            except ValueError as exc:
+                if self._recover(key, path, str(exc)) is None:
+                    return None
+                continue  # re-stat the restored file for the cache
+            self._cache[key] = (_stamp(st), record)
+            return record
+        return None
+
+    def _parse(self, data: bytes, key: TaskSetKey) -> TaskSetRecord:
+        record = TaskSetRecord.loads(data)
+        if record.key != key:
+            raise ShapeError(
+                f"the file holds account {record.account!r}, type {record.type!r}, date "
+                f"{record.date!r}, which does not match its name"
+            )
+        return record
+
+    def _recover(self, key: TaskSetKey, path: str, reason: str) -> TaskSetRecord | None:
+        try:
+            aside = set_aside(path, self._clock.now())
+        except StorageError as exc:
+            if isinstance(exc.cause, FileNotFoundError):
+                return self.load(key)  # another process repaired it first
+            raise
+        log.warning("State file %s is corrupt (%s); moved it aside to %s", path, reason, aside)
+        backup = path + ".bak"
+        data = read_bytes(backup)
+        if data is not None:
+            try:
+                record = self._parse(data, key)
+            except ValueError as exc:
+                bad = set_aside(backup, self._clock.now())
+                log.warning(
+                    "Its previous generation %s is corrupt too (%s); moved it aside to %s",
+                    backup,
+                    exc,
+                    bad,
+                )
+            else:
+                write_atomic(path, data, fsync=self._fsync)
+                log.warning(
+                    "Restored %s from its last good generation %s (lastUpdate %s)",
+                    path,
+                    backup,
+                    record.last_update,
+                )
+                return record
+        log.warning(
+            "No good generation of %s exists; starting it empty. The bad data is kept in %s",
+            path,
+            aside,
+        )
+        self._cache.pop(key, None)
+        return None
+
+    def update(
+        self, key: TaskSetKey, change: Callable[[TaskSetRecord | None], TaskSetRecord]
+    ) -> TaskSetRecord:
+        """Read-modify-write with an atomic, generation-keeping save."""
+        path = self.path(key)
+        cached = self._cache.get(key)
+        try:
+            st: os.stat_result | None = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        except OSError as exc:
+            raise StorageError("read", path, exc) from exc
+        if st is not None and cached is not None and cached[0] == _stamp(st):
+            current: TaskSetRecord | None = cached[1]
+        else:
+            current = self.load(key) if st is not None else None
+        record = change(current)
+        new_st = write_atomic(
+            path,
+            record.dumps(),
+            fsync=self._fsync,
+            backup=path + ".bak" if current is not None else None,
+        )
+        self._cache[key] = (_stamp(new_st), record)
+        return record
+
+    # -- leases ---------------------------------------------------------------------------
+
+    def lease(self, key: TaskSetKey, since: str, wait: bool | float) -> Lease:
+        """An OS lock on ``.<type>-<date>.lock`` beside the state file."""
+        lock = ProcessLock(self._lock_path(key))
+        if not lock.acquire(since, wait):
+            raise AlreadyRunning(_describe(key), read_holder(lock.path), lock.path)
+        return lock
+
+    def holder(self, key: TaskSetKey) -> LeaseHolder | None:
+        """The live holder named in the lock file, if any."""
+        return live_holder(self._lock_path(key))
+
+    # -- listing and maintenance ----------------------------------------------------------
+
+    def keys(self, account: str | None = None) -> Iterator[TaskSetKey]:
+        """Every state file's key, read from the file names."""
+        if account is not None:
+            folders = [encode(account, "account")]
+        else:
+            try:
+                folders = [e for e in os.listdir(self.root) if not e.startswith(".")]
+            except FileNotFoundError:
+                return
+        for folder in folders:
+            try:
+                names = os.listdir(os.path.join(self.root, folder))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for name in names:
+                m = _STATE.match(name)
+                if m:
+                    yield TaskSetKey(decode(folder), decode(m["type"]), m["date"])
+
+    def delete(self, key: TaskSetKey) -> None:
+        """Remove a set's files, under its lease so that no live run loses its file."""
+        path = self.path(key)
+        lease = self.lease(key, iso_utc(self._clock.now()), wait=False)
+        try:
+            remove(path)
+            remove(path + ".bak")
+            self._cache.pop(key, None)
+        finally:
+            lease.release()
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(path))  # only succeeds once the account folder is empty
+
+    def usage(self) -> tuple[int, int]:
+        """Bytes and files under the root."""
+        total = files = 0
+        for folder, _dirs, names in os.walk(self.root):
+            for name in names:
+                try:
+                    total += os.lstat(os.path.join(folder, name)).st_size
+                except OSError:
+                    continue
+                files += 1
+        return total, files
+
+    def check(self, repair: bool) -> list[Finding]:
+        """Parse every state file and generation; find temp files and stale leases."""
+        findings: list[Finding] = []
+        for folder, _dirs, names in os.walk(self.root):
+            for name in sorted(names):
+                path = os.path.join(folder, name)
+                findings.extend(self._check_file(folder, name, path, repair))
+        return findings
+
+    def _check_file(self, folder: str, name: str, path: str, repair: bool) -> list[Finding]:
+        account = decode(os.path.basename(folder))
+        if is_temp_name(name):
+            m = _TEMP_PID.search(name)
+            if m and pid_alive(int(m[1])):
+                return []  # a live writer's save in progress
+            if repair:
+                remove(path)
+            return [Finding("temp", path, "temp file left by an interrupted save", repair)]
+        if name.startswith(".") and name.endswith(".lock"):
+            lock = ProcessLock(path)
+            if lock.acquire(None, wait=False):
+                lock.release(unlink=repair)
+                return [Finding("stale-lease", path, "lease of a dead process", repair)]
+            return []
+        if ".corrupt-" in name:
+            return [
+                Finding(
+                    "note",
+                    path,
+                    "a corrupt file set aside earlier; inspect it, then delete it",
+                    False,
+                )
+            ]
+        m = _STATE.match(name.removesuffix(".bak"))
+        if m is None or folder == self.root:
+            return []
+        key = TaskSetKey(account, decode(m["type"]), m["date"])
+        data = read_bytes(path)
+        try:
+            self._parse(data or b"", key)
+        except ValueError as exc:
+            if name.endswith(".bak"):
+                if repair:
+                    set_aside(path, self._clock.now())
+                return [Finding("corrupt", path, f"corrupt previous generation: {exc}", repair)]
+            if repair:
+                self.load(key)
+            return [Finding("corrupt", path, str(exc), repair)]
+        return []
+
+
+def _describe(key: TaskSetKey) -> str:
+    return f"task set {key.type!r} of account {key.account!r} for {key.date}"

@@ -1,0 +1,68 @@
+"""Shared fixtures: an injectable clock and a JobState per backend."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+import jobledger
+
+
+class FakeClock:
+    """A clock that moves only when told to: no sleeping in tests."""
+
+    def __init__(self, start: str = "2025-01-20T10:30:00+00:00") -> None:
+        self._now = dt.datetime.fromisoformat(start)
+        self._mono = 1000.0
+
+    def now(self) -> dt.datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def advance(self, **delta: float) -> None:
+        step = dt.timedelta(**delta)
+        self._now += step
+        self._mono += step.total_seconds()
+
+    def set(self, iso: str) -> None:
+        self._now = dt.datetime.fromisoformat(iso)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+BACKENDS = ["files"]
+
+
+@pytest.fixture(params=BACKENDS)
+def make_state(request: pytest.FixtureRequest, tmp_path, clock):
+    """A factory of JobStates on one backend's storage; each call opens it anew."""
+
+    def make(**kwargs) -> jobledger.JobState:
+        kwargs.setdefault("timezone", "UTC")
+        kwargs.setdefault("clock", clock)
+        if request.param == "files":
+            kwargs.setdefault("durability", "flush")
+            return jobledger.JobState(tmp_path / "state", **kwargs)
+        raise AssertionError(request.param)
+
+    return make
+
+
+@pytest.fixture
+def state_dir(tmp_path):
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def caplog_jl(caplog) -> Iterator[pytest.LogCaptureFixture]:
+    """caplog capturing the jobledger logger at INFO."""
+    caplog.set_level(logging.INFO, logger="jobledger")
+    yield caplog
