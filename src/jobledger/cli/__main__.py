@@ -1,0 +1,5 @@
+"""``python -m jobledger.cli``: the ``jobledger`` command."""
+
+from . import main
+
+main()

@@ -1,0 +1,160 @@
+"""Maintenance commands: ``cleanup``, ``reset``, ``du``, ``doctor``.
+
+Each delegates to one JobState method (``cleanup``, ``reset``, ``usage``, ``doctor``) and
+only decides what to print and which exit code to give.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .._errors import AlreadyRunning
+from .._records import TaskSetKey
+from .._tasksets import parse_age
+from ._app import App, pass_app
+from ._render import human_count, human_size, table
+
+__all__ = ["register", "stdin_is_tty"]
+
+#: Kinds of doctor findings that are information, not problems (a corrupt file set aside
+#: earlier). Any other kind, including one a future backend adds, counts as a problem.
+INFO_KINDS = frozenset({"note"})
+
+
+def _sets(n: int) -> str:
+    return f"{n} task set" if n == 1 else f"{n} task sets"
+
+
+def stdin_is_tty() -> bool:
+    """Whether a person can answer a question on stdin (tests replace this)."""
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _print_keys(app: App, keys: list[TaskSetKey]) -> None:
+    t = table(None, "Account", "Type", "Date")
+    for key in keys:
+        t.add_row(key.account, key.type, key.date)
+    app.out.print(t)
+
+
+@click.command()
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    metavar="AGE",
+    help="Remove sets dated more than AGE before today: 7d, 2w, 36h or a number of days.",
+)
+@click.option("--dry-run", is_flag=True, help="Only print what would be removed.")
+@pass_app
+def cleanup(app: App, older_than: str, dry_run: bool) -> None:
+    """Remove task sets older than an age (today's and recent ones are kept)."""
+    age = parse_age(older_than)
+    state = app.state
+    removed = state.cleanup(age, dry_run=dry_run)
+    cutoff = state.today() - age
+    if not removed:
+        app.out.print(
+            f"Nothing to remove: no task set dated before {cutoff} in {state.dir}.", markup=False
+        )
+        return
+    verb = "Would remove" if dry_run else "Removed"
+    app.out.print(
+        f"{verb} {_sets(len(removed))} dated before {cutoff} from {state.dir}:", markup=False
+    )
+    _print_keys(app, removed)
+    if dry_run:
+        app.out.print("Nothing was removed (--dry-run).")
+
+
+@click.command()
+@click.option("--account", metavar="ACCOUNT", help="Delete every task set of this account.")
+@click.option("--all", "all_", is_flag=True, help="Delete every task set of every account.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def reset(app: App, account: str | None, all_: bool, yes: bool) -> None:
+    """Delete task sets so they start fresh: one account's, or all of them."""
+    if (account is None) == (not all_):
+        raise click.UsageError("pass exactly one of --account ACCOUNT or --all")
+    state = app.state
+    keys = state.keys(account)
+    whose = f"account {account!r}" if account is not None else "every account"
+    if not keys:
+        app.out.print(f"No task sets of {whose} in {state.dir}; nothing to reset.", markup=False)
+        return
+    if not yes:
+        if not stdin_is_tty():
+            raise click.UsageError(
+                f"reset would delete {_sets(len(keys))} of {whose} in {state.dir}; "
+                "stdin is not a terminal to confirm it, so pass --yes to go ahead"
+            )
+        click.confirm(f"Delete {_sets(len(keys))} of {whose} in {state.dir}?", abort=True, err=True)
+    try:
+        deleted = state.reset(account)
+    except AlreadyRunning as exc:
+        left = set(state.keys(account))
+        done = [k for k in keys if k not in left]
+        if done:
+            app.out.print(f"Deleted {_sets(len(done))} before stopping:", markup=False)
+            _print_keys(app, done)
+        click.echo(
+            f"error: reset stopped: {exc} The remaining sets were kept; run reset again "
+            "once that run has finished.",
+            err=True,
+        )
+        raise click.exceptions.Exit(1) from None
+    app.out.print(f"Deleted {_sets(len(deleted))} of {whose}:", markup=False)
+    _print_keys(app, deleted)
+
+
+@click.command()
+@pass_app
+def du(app: App) -> None:
+    """Disk usage of the state folder: size and number of files.
+
+    Prints one line, e.g. ``Job state directory: 2.3GB (1,247 files)``.
+    """
+    size, files = app.state.usage()
+    click.echo(f"Job state directory: {human_size(size)} ({human_count(files)} files)")
+
+
+@click.command()
+@click.option(
+    "--repair/--no-repair",
+    default=True,
+    show_default=True,
+    help="Repair what can be repaired (corrupt files, stray temp files, stale leases).",
+)
+@pass_app
+def doctor(app: App, repair: bool) -> None:
+    """Check every state file; exit 1 if a problem was found (even when repaired)."""
+    state = app.state
+    findings = state.doctor(repair=repair)
+    problems = [f for f in findings if f.kind not in INFO_KINDS]
+    for f in findings:
+        if f.kind in INFO_KINDS:
+            app.out.print(f"{f.kind}: {f.where}: {f.detail}", markup=False)
+            continue
+        outcome = "repaired" if f.repaired else "NOT repaired"
+        app.out.print(f"{f.kind}: {f.where}: {f.detail} ({outcome})", markup=False)
+    if not problems:
+        app.out.print(f"No problems found in {state.dir}.", markup=False)
+        return
+    fixed = sum(1 for f in problems if f.repaired)
+    noun = "problem" if len(problems) == 1 else "problems"
+    summary = f"{len(problems)} {noun} found in {state.dir}, {fixed} repaired."
+    if fixed < len(problems):
+        summary += " Run `jobledger doctor` without --no-repair to repair them."
+    app.out.print(summary, markup=False)
+    raise click.exceptions.Exit(1)
+
+
+def register(group: click.Group) -> None:
+    """Add the maintenance commands to ``group``."""
+    for command in (cleanup, reset, du, doctor):
+        group.add_command(command)

@@ -1,0 +1,280 @@
+"""Read-only task-set commands: ``status``, ``show``, ``list``, ``stats``.
+
+They only read the state (a corrupt file met on the way is repaired by the library, as any
+load does) and render it; figures for ``stats`` come from :mod:`jobledger._stats`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Iterable
+
+import click
+from rich.table import Table
+
+from .._records import TaskSetRecord, parse_date
+from .._stats import Completion, compute_stats
+from .._tasksets import JobState
+from ..backends.files.tasksets import FilesTaskSetBackend
+from ._app import App, pass_app
+from ._render import (
+    bar,
+    done_total,
+    human_seconds,
+    percent,
+    short_time,
+    signed_percent,
+    table,
+)
+
+__all__ = ["register"]
+
+
+def _day(value: str | None, state: JobState) -> str:
+    if value is None:
+        return state.today().isoformat()
+    try:
+        return parse_date(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a date; write it as YYYY-MM-DD", param_hint="'--date'"
+        ) from None
+
+
+def _on(state: JobState, date: str, account: str | None = None) -> list[TaskSetRecord]:
+    return [r for r in state.records(account, since=date) if r.date == date]
+
+
+def _holder_text(state: JobState, record: TaskSetRecord) -> str:
+    holder = state.holder(record.key)
+    return holder.describe() if holder is not None else "-"
+
+
+@click.command()
+@pass_app
+def status(app: App) -> None:
+    """Today's task sets per account, with their progress."""
+    state = app.state
+    today = state.today().isoformat()
+    records = _on(state, today)
+    if not records:
+        app.out.print(f"No task sets for {today} in {state.dir}.", markup=False)
+        return
+    t = table(
+        f"Task sets for {today} ({state.dir})",
+        "Account",
+        "Type",
+        "Done",
+        "Progress",
+        "Failed",
+        "Last update",
+        "Running in",
+        fold=("Running in",),
+    )
+    for rec in records:
+        done, total = done_total(rec)
+        failed = sum(1 for task in rec.failures if task not in rec.completed)
+        t.add_row(
+            rec.account,
+            rec.type,
+            f"{done}/{total}",
+            bar(done, total),
+            str(failed),
+            short_time(rec.last_update),
+            _holder_text(state, rec),
+        )
+    app.out.print(t)
+
+
+def _task_rows(rec: TaskSetRecord) -> Iterable[tuple[str, str, str, str, str, str]]:
+    for task in rec.completed:
+        failure = rec.failures.get(task)
+        p = rec.progress.get(task)
+        yield (
+            task,
+            "done",
+            str(failure.attempts) if failure else "0",
+            "-",
+            f"{p.done}/{p.total}" if p else "-",
+            human_seconds(rec.durations[task]) if task in rec.durations else "-",
+        )
+    running = rec.running.get("task") if rec.running else None
+    for task in rec.remaining:
+        failure = rec.failures.get(task)
+        p = rec.progress.get(task)
+        state = "running" if task == running else "failed" if failure else "remaining"
+        yield (
+            task,
+            state,
+            str(failure.attempts) if failure else "0",
+            failure.error if failure else "-",
+            f"{p.done}/{p.total}" if p else "-",
+            "-",
+        )
+
+
+@click.command()
+@click.argument("account")
+@click.option("--type", "type_", metavar="TYPE", help="Only sets of this type (e.g. daily-set).")
+@click.option("--date", metavar="YYYY-MM-DD", help="The day (default: today).")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as a JSON list.")
+@pass_app
+def show(app: App, account: str, type_: str | None, date: str | None, as_json: bool) -> None:
+    """One account's task sets for a day: each task, its failures, progress and duration."""
+    state = app.state
+    day = _day(date, state)
+    records = [r for r in _on(state, day, account) if type_ is None or r.type == type_]
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in records], indent=2, ensure_ascii=False))
+        return
+    if not records:
+        what = f"of type {type_!r} " if type_ else ""
+        app.out.print(
+            f"No task sets {what}for account {account!r} on {day} in {state.dir}.",
+            markup=False,
+        )
+        return
+    for rec in records:
+        done, total = done_total(rec)
+        t = table(
+            None,
+            "Task",
+            "Status",
+            "Failed attempts",
+            "Last error",
+            "Progress",
+            "Duration",
+            fold=("Last error",),
+        )
+        for row in _task_rows(rec):
+            t.add_row(*row)
+        head = Table.grid(padding=(0, 1))
+        head.add_row(
+            f"{rec.account} / {rec.type} / {rec.date}:", f"{done}/{total} done", bar(done, total)
+        )
+        app.out.print(head)
+        app.out.print(
+            f"last update {short_time(rec.last_update)}, running in {_holder_text(state, rec)}",
+            markup=False,
+        )
+        if rec.durations:
+            total_s = sum(rec.durations.values())
+            app.out.print(f"time spent on completed tasks: {human_seconds(total_s)}", markup=False)
+        app.out.print(t)
+
+
+def _relpath(state: JobState, rec: TaskSetRecord) -> str:
+    if isinstance(state.backend, FilesTaskSetBackend):
+        return os.path.relpath(state.backend.path(rec.key), state.dir)
+    return state.backend.location
+
+
+@click.command("list")
+@pass_app
+def list_(app: App) -> None:
+    """Every stored task set (state file), oldest day first."""
+    state = app.state
+    records = sorted(state.records(), key=lambda r: (r.date, r.account, r.type))
+    if not records:
+        app.out.print(f"No task sets in {state.dir}.", markup=False)
+        return
+    t = table(
+        f"{len(records)} task sets in {state.dir}",
+        "Account",
+        "Type",
+        "Date",
+        "Done",
+        "Last update",
+        "File",
+        fold=("File",),
+    )
+    for rec in records:
+        done, total = done_total(rec)
+        t.add_row(
+            rec.account,
+            rec.type,
+            rec.date,
+            f"{done}/{total}",
+            short_time(rec.last_update),
+            _relpath(state, rec),
+        )
+    app.out.print(t)
+
+
+def _completion_table(title: str, first: str, rows: list[Completion]) -> Table:
+    t = table(title, first, "Sets complete", "Tasks done", "Rate")
+    for c in rows:
+        t.add_row(
+            c.name,
+            f"{c.complete_sets}/{c.sets} ({percent(c.set_rate)})",
+            f"{c.tasks_done}/{c.tasks_total}",
+            percent(c.task_rate),
+        )
+    return t
+
+
+@click.command()
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=7,
+    show_default=True,
+    help="How many days, ending today, to look at.",
+)
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, hidden=True)
+@pass_app
+def stats(app: App, days: int, top: int) -> None:
+    """Completion rates, the tasks that fail most, and task durations with their trend."""
+    state = app.state
+    today = state.today()
+    result = compute_stats(
+        state.records(since=today - dt.timedelta(days=days - 1)), today=today, days=days
+    )
+    out = app.out
+    out.print(
+        f"Task-set statistics, {result.start} to {result.end} ({days} days, "
+        f"{result.sets} sets) in {state.dir}",
+        markup=False,
+    )
+    if not result.sets:
+        out.print("No task sets in that period.")
+        return
+    out.print(_completion_table("Completion by account", "Account", result.by_account))
+    out.print(_completion_table("Completion by type", "Type", result.by_type))
+    if result.failing:
+        t = table(
+            "Tasks that fail most",
+            "Task",
+            "Type",
+            "Failed attempts",
+            "Sets",
+            "Unresolved",
+            "Last error",
+            fold=("Last error",),
+        )
+        for f in result.failing[:top]:
+            t.add_row(f.task, f.type, str(f.attempts), str(f.sets), str(f.unresolved), f.last_error)
+        out.print(t)
+    else:
+        out.print("No failed tasks.")
+    if result.durations:
+        t = table("Task durations", "Task", "Type", "Runs", "Median", "p95", "Trend")
+        for d in result.durations:
+            t.add_row(
+                d.task,
+                d.type,
+                str(d.runs),
+                human_seconds(d.median),
+                human_seconds(d.p95),
+                signed_percent(d.trend),
+            )
+        out.print(t)
+        out.print("Trend: median of the newer half of the days vs the older half.")
+
+
+def register(group: click.Group) -> None:
+    """Add the read-only state commands to ``group``."""
+    for command in (status, show, list_, stats):
+        group.add_command(command)
