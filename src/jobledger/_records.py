@@ -147,7 +147,7 @@ class TaskSetRecord:
 
     def dumps(self) -> bytes:
         """The UTF-8 JSON bytes written to disk: indented, human-readable, one per file."""
-        return (json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n").encode()
+        return dumps_indented(self.to_json())
 
     @classmethod
     def from_json(cls, doc: object) -> TaskSetRecord:
@@ -209,6 +209,30 @@ class TaskSetRecord:
         except UnicodeDecodeError as exc:
             raise ValueError(f"not UTF-8 text: {exc}") from exc
         return cls.from_json(doc)
+
+
+def dumps_indented(doc: dict[str, Any]) -> bytes:
+    """``json.dumps(doc, indent=2, ensure_ascii=False)`` + newline, byte for byte, faster.
+
+    ``indent`` makes the json module fall back to its pure-Python encoder; a task list of
+    thousands of names then costs more than the fsync. Lists of strings (the task lists)
+    are laid out here with the C string encoder; everything else goes through json.
+    """
+    parts = []
+    for key, value in doc.items():
+        if isinstance(value, list) and value and all(type(v) is str for v in value):
+            inner = ",\n    ".join(map(_encode_str, value))
+            text = f"[\n    {inner}\n  ]"
+        else:
+            text = json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n  ")
+        parts.append(f"  {_encode_str(key)}: {text}")
+    body = ",\n".join(parts)
+    return (f"{{\n{body}\n}}\n" if parts else "{}\n").encode()
+
+
+_encode_str: Any = getattr(json.encoder, "c_encode_basestring", None) or (
+    json.encoder.py_encode_basestring
+)
 
 
 def _obj(doc: dict[str, Any], key: str) -> dict[str, Any]:

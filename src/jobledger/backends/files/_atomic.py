@@ -130,9 +130,17 @@ def _link_backup(path: str, backup: str) -> None:
                 content = src.read()
         except FileNotFoundError:
             return
-        with open(tmp, "wb") as dst:
-            dst.write(content)
-    os.replace(tmp, backup)
+        try:
+            with open(tmp, "wb") as dst:
+                dst.write(content)
+        except OSError:
+            remove(tmp)
+            raise
+    try:
+        os.replace(tmp, backup)
+    except OSError:
+        remove(tmp)  # never leave the temp link behind
+        raise
 
 
 def read_bytes(path: str) -> bytes | None:

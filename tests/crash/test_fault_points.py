@@ -1,0 +1,189 @@
+"""Kills at every named write boundary (``jobledger._faults.POINTS``), exactly.
+
+A child arms one point and completes tasks; it SIGKILLs itself at that point of the n-th
+save. The task being saved is then either fully recorded (the kill came after the
+``os.replace``) or not at all (before it), the state file parses, and the next child
+resumes and completes the set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import jobledger
+from jobledger import _faults
+
+from ._harness import Channel, Child, check_state, read_state, temp_files
+
+ACCOUNT = "user@email.com"
+TYPE = "daily-set"
+DATE = "2025-01-20"
+PLAN = ["daily-check-in", "quiz-1", "poll-1", "quiz-2", "search-desktop", "évènement"]
+AFTER_REPLACE = {"files.replaced", "files.dir_fsynced"}
+
+
+def test_the_points_are_the_ones_a_save_passes():
+    # If a point is added, renamed or reordered, the expectations below must be revisited.
+    assert _faults.POINTS == (
+        "files.temp_written",
+        "files.temp_fsynced",
+        "files.backup_linked",
+        "files.replaced",
+        "files.dir_fsynced",
+    )
+
+
+def state_path(root: Path) -> Path:
+    return root / ACCOUNT / f"{TYPE}-{DATE}.json"
+
+
+def completer(root: Path, durability: str, fault: tuple[str, int] | None, *, before_open=False):
+    def run(ch: Channel) -> None:
+        if fault and before_open:
+            _faults.arm(*fault)
+        state = jobledger.JobState(root, timezone="UTC", durability=durability)
+        with state.taskset(ACCOUNT, TYPE, tasks=PLAN, date=DATE) as ts:
+            if fault and not before_open:
+                _faults.arm(*fault)  # counts the saves of mark_done only, not the plan's
+            for task in ts.pending():
+                ts.mark_done(task)
+                ch.report(task)
+        ch.report("END")
+
+    return run
+
+
+def run_to_death(root: Path, durability: str, fault: tuple[str, int], **kw) -> list[str]:
+    """Run an armed child until its point kills it; the tasks it reported."""
+    with Child(completer(root, durability, fault, **kw)) as child:
+        got = child.drain()
+        status = child.wait()
+    assert "END" not in got, f"the point {fault} was never reached"
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+    return got
+
+
+def finish(root: Path, durability: str) -> None:
+    with Child(completer(root, durability, None)) as child:
+        child.drain()
+        assert os.WIFEXITED(child.wait())
+    doc = read_state(state_path(root))
+    assert doc["completed"] == PLAN
+    assert doc["remaining"] == []
+
+
+@pytest.mark.parametrize("durability", ["fsync", "flush"])
+@pytest.mark.parametrize("countdown", [1, 2, len(PLAN)])
+@pytest.mark.parametrize("name", _faults.POINTS)
+def test_kill_at_each_point_of_a_mark_done(tmp_path, name, countdown, durability):
+    root = tmp_path / "state"
+    path = state_path(root)
+    got = run_to_death(root, durability, (name, countdown))
+    assert got == PLAN[: countdown - 1]  # every save before the armed one went through
+    saving = PLAN[countdown - 1]  # the task whose save was cut
+    doc = check_state(path, PLAN, [], got, context=f"{name}:{countdown}")
+    if name in AFTER_REPLACE:
+        assert doc["completed"] == [*got, saving], "replaced, so recorded in full"
+        assert saving not in doc["remaining"]
+    else:
+        assert doc["completed"] == got, "not replaced yet, so not recorded at all"
+        assert saving in doc["remaining"]
+    bak_path = path.with_name(path.name + ".bak")
+    bak = read_state(bak_path) if bak_path.exists() else None
+    if name == "files.temp_written" or name == "files.temp_fsynced":
+        if countdown == 1:
+            assert bak is None  # the plan's save was the first: nothing before it
+        else:
+            assert bak is not None
+            assert bak["completed"] == got[:-1]  # the generation before the current one
+        # The temp file holds the complete new document: the kill came after its write.
+        (temp,) = temp_files(root)
+        assert json.loads(temp.read_text("utf-8"))["completed"] == [*got, saving]
+    elif name == "files.backup_linked":
+        assert bak == doc  # the current generation was kept just before the replace
+        assert len(temp_files(root)) == 1
+    else:
+        assert bak is not None
+        assert bak["completed"] == got
+        assert temp_files(root) == []
+    # Nothing but the temp file and the dead child's lease are found; the next run resumes
+    # (taking that lease at once) and completes.
+    kinds = {f.kind for f in jobledger.JobState(root).doctor(repair=False)}
+    assert kinds <= {"temp", "stale-lease"}
+    finish(root, durability)
+
+
+@pytest.mark.parametrize("durability", ["fsync", "flush"])
+@pytest.mark.parametrize("name", [p for p in _faults.POINTS if p != "files.backup_linked"])
+def test_kill_during_the_first_save_of_a_new_set(tmp_path, name, durability):
+    # The very first save (the plan) has no previous generation to keep.
+    root = tmp_path / "state"
+    path = state_path(root)
+    assert run_to_death(root, durability, (name, 1), before_open=True) == []
+    if name in AFTER_REPLACE:
+        doc = check_state(path, PLAN, [], [])
+        assert doc["completed"] == []
+        assert doc["remaining"] == PLAN
+    else:
+        assert not path.exists()
+    assert not path.with_name(path.name + ".bak").exists()
+    finish(root, durability)
+
+
+def test_the_first_save_never_passes_the_backup_point(tmp_path):
+    root = tmp_path / "state"
+    with Child(completer(root, "flush", ("files.backup_linked", 1), before_open=True)) as child:
+        # One pass is the mark_done of the first task: the plan's save did not count.
+        assert child.drain() == []
+        assert os.WIFSIGNALED(child.wait())
+    assert read_state(state_path(root))["completed"] == []
+
+
+CHILD_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import jobledger
+
+    state = jobledger.JobState(sys.argv[1], timezone="UTC", durability=sys.argv[2])
+    with state.taskset("user@email.com", "daily-set", tasks=sys.argv[3:], date="2025-01-20") as ts:
+        for task in ts.pending():
+            ts.mark_done(task)
+            print(task, flush=True)
+    print("END", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("spec", "reported", "recorded"),
+    [
+        # Pass 1 is the plan's save, so ":3" is the save of the second task.
+        ("files.temp_fsynced:3", 1, 1),
+        ("files.replaced:3", 1, 2),
+        ("files.dir_fsynced", 0, 0),
+    ],
+)
+def test_fault_armed_through_the_environment(tmp_path, spec, reported, recorded):
+    root = tmp_path / "state"
+    env = {**os.environ, "JOBLEDGER_FAULT": spec}
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD_SCRIPT, str(root), "fsync", *PLAN],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert proc.stdout.split() == PLAN[:reported]
+    doc = check_state(state_path(root), PLAN, [], PLAN[:reported], context=spec)
+    assert doc["completed"] == PLAN[:recorded]
+    finish(root, "fsync")
