@@ -14,7 +14,6 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
 
 from ..._clock import Clock, iso_utc
 from ..._errors import AlreadyRunning, LeaseHolder, StorageError
@@ -32,16 +31,6 @@ _STATE = re.compile(r"^(?P<type>.+)-(?P<date>\d{4}-\d{2}-\d{2})\.json$")
 _TEMP_PID = re.compile(r"\.tmp-(\d+)-\d+$")
 
 
-class _Stamp(NamedTuple):
-    ino: int
-    size: int
-    mtime_ns: int
-
-
-def _stamp(st: os.stat_result) -> _Stamp:
-    return _Stamp(st.st_ino, st.st_size, st.st_mtime_ns)
-
-
 class FilesTaskSetBackend:
     """Task-set records in JSON files under ``root``; see the module docstring."""
 
@@ -50,17 +39,24 @@ class FilesTaskSetBackend:
         self.location = self.root
         self._fsync = fsync
         self._clock = clock
-        # The last record this process read or wrote per set, with the file's stamp then:
-        # an unchanged stamp means nobody else wrote, so no read is needed before a save.
-        self._cache: dict[TaskSetKey, tuple[_Stamp, TaskSetRecord]] = {}
+        # The last record this process read or wrote per set, with the file's bytes then:
+        # the same bytes on disk mean nobody else wrote, so no parse is needed before a
+        # save. (Not a stat: inode numbers are recycled at once when generations rotate,
+        # sizes repeat and mtimes can be coarse, so another writer's file can look alike.)
+        self._cache: dict[TaskSetKey, tuple[bytes, TaskSetRecord]] = {}
+        # Encoding and the inside-the-root check (realpath: several lstat calls) once per set.
+        self._paths: dict[TaskSetKey, str] = {}
 
     # -- paths ----------------------------------------------------------------------------
 
     def path(self, key: TaskSetKey) -> str:
         """The state file of ``key``, checked to lie inside the root."""
-        account = encode(key.account, "account")
-        name = f"{encode(key.type, 'type')}-{key.date}.json"
-        return inside(self.root, account, name)
+        path = self._paths.get(key)
+        if path is None:
+            account = encode(key.account, "account")
+            name = f"{encode(key.type, 'type')}-{key.date}.json"
+            path = self._paths[key] = inside(self.root, account, name)
+        return path
 
     def _lock_path(self, key: TaskSetKey) -> str:
         path = self.path(key)
@@ -74,7 +70,7 @@ class FilesTaskSetBackend:
         path = self.path(key)
         for _ in range(3):  # a concurrent repair may move the file under us; look again
             try:
-                st = os.stat(path)
+                os.stat(path)
             except FileNotFoundError:
                 self._cache.pop(key, None)
                 return None
@@ -89,7 +85,7 @@ class FilesTaskSetBackend:
                 if self._recover(key, path, str(exc)) is None:
                     return None
                 continue  # re-stat the restored file for the cache
-            self._cache[key] = (_stamp(st), record)
+            self._cache[key] = (data, record)
             return record
         return None
 
@@ -146,24 +142,20 @@ class FilesTaskSetBackend:
         """Read-modify-write with an atomic, generation-keeping save."""
         path = self.path(key)
         cached = self._cache.get(key)
-        try:
-            st: os.stat_result | None = os.stat(path)
-        except FileNotFoundError:
-            st = None
-        except OSError as exc:
-            raise StorageError("read", path, exc) from exc
-        if st is not None and cached is not None and cached[0] == _stamp(st):
+        data = read_bytes(path)
+        if data is not None and cached is not None and cached[0] == data:
             current: TaskSetRecord | None = cached[1]
         else:
-            current = self.load(key) if st is not None else None
+            current = self.load(key) if data is not None else None
         record = change(current)
-        new_st = write_atomic(
+        payload = record.dumps()
+        write_atomic(
             path,
-            record.dumps(),
+            payload,
             fsync=self._fsync,
             backup=path + ".bak" if current is not None else None,
         )
-        self._cache[key] = (_stamp(new_st), record)
+        self._cache[key] = (payload, record)
         return record
 
     # -- leases ---------------------------------------------------------------------------
