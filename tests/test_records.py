@@ -1,0 +1,56 @@
+"""The task-set record's reader and writer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jobledger._records import ShapeError, TaskSetRecord, dumps_indented
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.text(), _json | st.lists(st.text(), max_size=5), max_size=8))
+def test_fast_writer_is_byte_identical_to_json_indent_2(doc):
+    assert dumps_indented(doc) == (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def test_round_trip_keeps_every_field():
+    doc = {
+        "date": "2025-01-20",
+        "account": "user@email.com",
+        "type": "daily-set",
+        "completed": ["a"],
+        "remaining": ["b"],
+        "lastUpdate": "2025-01-20T10:30:00.000Z",
+        "failures": {"b": {"attempts": 2, "lastError": "x", "lastFailure": "t"}},
+        "progress": {"b": {"done": 1, "total": 3}},
+        "durations": {"a": 1.5},
+        "future": [1, 2],
+    }
+    record = TaskSetRecord.loads(json.dumps(doc).encode())
+    assert json.loads(record.dumps()) == doc
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        [],
+        {"date": "2025-01-20", "account": "a"},
+        {"date": "yesterday", "account": "a", "type": "t"},
+        {"date": "2025-01-20", "account": "a", "type": "t", "completed": "a,b"},
+        {"date": "2025-01-20", "account": "a", "type": "t", "completed": [1]},
+        {"date": "2025-01-20", "account": "a", "type": "t", "failures": {"x": {}}},
+        {"date": "2025-01-20", "account": "a", "type": "t", "lastUpdate": 5},
+    ],
+)
+def test_wrong_shapes_are_refused(doc):
+    with pytest.raises(ShapeError):
+        TaskSetRecord.from_json(doc)
