@@ -16,12 +16,18 @@ from ._errors import (
     AlreadyRunning,
     ConfigError,
     InvalidNameError,
+    JobConflict,
     JobLedgerError,
+    JobNotFound,
     LeaseHolder,
     StorageError,
 )
+from ._jobs import Job, JobStatus
+from ._queue import JobQueue
 from ._records import Failure, Progress, TaskSetKey, TaskSetRecord
+from ._registry import job_type
 from ._tasksets import JobState, TaskRun, TaskSet
+from ._worker import Worker
 
 __version__ = "0.1.0"
 
@@ -30,8 +36,13 @@ __all__ = [
     "ConfigError",
     "Failure",
     "InvalidNameError",
+    "Job",
+    "JobConflict",
     "JobLedgerError",
+    "JobNotFound",
+    "JobQueue",
     "JobState",
+    "JobStatus",
     "LeaseHolder",
     "Progress",
     "StorageError",
@@ -39,5 +50,7 @@ __all__ = [
     "TaskSet",
     "TaskSetKey",
     "TaskSetRecord",
+    "Worker",
     "__version__",
+    "job_type",
 ]

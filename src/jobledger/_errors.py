@@ -7,6 +7,9 @@ The hierarchy::
     ├── InvalidNameError (ValueError)
     │                              an account, type, task or job id that cannot be stored
     ├── AlreadyRunning             another live process holds the run lease of a task set
+    ├── JobNotFound (KeyError)     no job with that id in the queue
+    ├── JobConflict                the job's state does not allow it: completing a job that
+    │                              another worker now runs, cancelling a finished job...
     └── StorageError (OSError)     the disk or folder refused a read or write
                                    (permission, disk full, a folder where a file should be)
 
@@ -23,7 +26,9 @@ __all__ = [
     "AlreadyRunning",
     "ConfigError",
     "InvalidNameError",
+    "JobConflict",
     "JobLedgerError",
+    "JobNotFound",
     "LeaseHolder",
     "StorageError",
 ]
@@ -75,6 +80,24 @@ class AlreadyRunning(JobLedgerError):
             "Wait for that run to finish, pass wait=True to wait for it, "
             "or stop that process if it is stuck."
         )
+
+
+class JobNotFound(JobLedgerError, KeyError):
+    """No job with this id exists in the queue."""
+
+    def __init__(self, job_id: str, where: str) -> None:
+        self.job_id = job_id
+        super().__init__(
+            f"no job {job_id!r} in the queue at {where}; check the id "
+            "(`jobledger jobs list` shows them)"
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class JobConflict(JobLedgerError):
+    """The job's current state does not allow this change; nothing was written."""
 
 
 class StorageError(JobLedgerError, OSError):

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .._errors import LeaseHolder
+from .._jobs import JobRecord, JobStatus
 from .._records import TaskSetKey, TaskSetRecord
 
-__all__ = ["Finding", "Lease", "TaskSetBackend"]
+__all__ = ["Finding", "JobBackend", "Lease", "TaskSetBackend"]
 
 
 class Lease(Protocol):
@@ -77,4 +78,85 @@ class TaskSetBackend(Protocol):
 
     def check(self, repair: bool) -> list[Finding]:
         """Check every stored item; repair what can be repaired when asked."""
+        ...
+
+
+class JobBackend(Protocol):
+    """Storage of jobs. Serving order is fixed by the contract: recovered jobs first, then
+    higher priority, then lower ``seq`` (FIFO); a job with ``run_after`` later than now is
+    not due. Transitions are computed by the policy (``change`` and ``decide``) and applied
+    atomically by the backend."""
+
+    location: str
+
+    def put(self, records: list[JobRecord]) -> list[tuple[JobRecord, bool]]:
+        """Store new jobs durably, assigning each a ``seq``; an existing id is returned as
+        stored with False and nothing is written (idempotent enqueue)."""
+        ...
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """The stored job or None. Never blocks on the queue."""
+        ...
+
+    def next_seq(self) -> int:
+        """A ``seq`` above every one assigned so far."""
+        ...
+
+    def claim(self, worker: str, now: str, types: frozenset[str] | None) -> JobRecord | None:
+        """Atomically make the first due Queued job (of ``types``) Running under ``worker``,
+        attempts + 1, ``started`` = now, and return it. One winner across processes."""
+        ...
+
+    def transition(
+        self, job_id: str, change: Callable[[JobRecord], JobRecord], *, fsync: bool = True
+    ) -> JobRecord:
+        """Atomically replace a job with ``change(job)``; JobNotFound if there is none.
+        ``change`` may raise to refuse, and then nothing is written."""
+        ...
+
+    def recover(
+        self, keep: Callable[[str | None], bool], decide: Callable[[JobRecord], JobRecord]
+    ) -> list[JobRecord]:
+        """For every Running job whose worker is dead (and not ``keep(worker)``), store
+        ``decide(job)``; return the new records."""
+        ...
+
+    def live(self, status: JobStatus | None = None) -> list[JobRecord]:
+        """Queued and Running jobs in serving order (Running first)."""
+        ...
+
+    def all_records(self) -> Iterator[JobRecord]:
+        """Every job, history included (listing only; costs what history costs)."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per status value, without reading history."""
+        ...
+
+    def queued_count(self, types: frozenset[str] | None) -> int:
+        """Queued jobs (of ``types``), due or not."""
+        ...
+
+    def prune(self, cutoff: str) -> int:
+        """Delete finished jobs whose ``finished`` is before ``cutoff``; how many."""
+        ...
+
+    def register_worker(self, worker: str, since: str) -> Lease:
+        """Mark ``worker`` alive until the lease is released or its process dies."""
+        ...
+
+    def worker_alive(self, worker: str) -> bool:
+        """Whether ``worker`` is alive now."""
+        ...
+
+    def live_workers(self) -> list[str]:
+        """The ids of the live workers."""
+        ...
+
+    def clear(self) -> int:
+        """Delete every job; refuse (JobLedgerError) while any worker is alive."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and file descriptors."""
         ...

@@ -31,7 +31,20 @@ else:
     from ._locks_unix import try_lock as _try_lock
     from ._locks_unix import unlock as _unlock
 
-__all__ = ["HOST", "ProcessLock", "is_held", "live_holder", "pid_alive", "read_holder"]
+__all__ = [
+    "HOST",
+    "ProcessLock",
+    "is_held",
+    "live_holder",
+    "lock_fd",
+    "pid_alive",
+    "read_holder",
+    "unlock_fd",
+]
+
+#: Lock and unlock an already open file (for locks held around short critical sections).
+lock_fd = _lock
+unlock_fd = _unlock
 
 _POLL = 0.05
 HOST = socket.gethostname()
@@ -43,10 +56,22 @@ class ProcessLock:
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd: int | None = None
+        self._pid = os.getpid()
+
+    def _forked(self) -> bool:
+        # A child of fork() inherits the descriptor, and the lock with it, but the lock is
+        # the parent's: the child must neither count on it nor release it.
+        if self._fd is not None and self._pid != os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(self._fd)  # the child's copy only; the parent keeps its lock
+            self._fd = None
+            return True
+        return False
 
     @property
     def held(self) -> bool:
-        """Whether this object holds the lock now."""
+        """Whether this object holds the lock now (in this process)."""
+        self._forked()
         return self._fd is not None
 
     def acquire(self, since: str | None, wait: bool | float = False) -> bool:
@@ -55,6 +80,7 @@ class ProcessLock:
         Returns False when another live process holds it and the wait ran out. ``since``
         is written into the file with this process's pid and host (None: write nothing).
         """
+        self._forked()
         if self._fd is not None:
             return True
         deadline = None if isinstance(wait, bool) else time.monotonic() + float(wait)
@@ -67,6 +93,7 @@ class ProcessLock:
                 got = _try_lock(fd)
             if got and self._same_file(fd):
                 self._fd = fd
+                self._pid = os.getpid()
                 if since is not None:
                     self._write_holder(fd, since)
                 return True
@@ -79,6 +106,8 @@ class ProcessLock:
 
     def release(self, unlink: bool = True) -> None:
         """Drop the lock and (by default) remove the lock file."""
+        if self._forked():
+            return
         fd, self._fd = self._fd, None
         if fd is None:
             return

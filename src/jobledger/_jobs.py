@@ -1,0 +1,201 @@
+"""Jobs: the "Job Persistence System" document's job file format, and the public Job view.
+
+A job file is the document's shape: ``type``, ``job_id``, ``status``, ``error_message`` and
+the payload fields at the top level, exactly as the document's TextJob example. Our own
+bookkeeping goes under one key, ``"_jobledger"``, which payloads may not use::
+
+    {"type": "TextJob", "job_id": "123e...", "status": "Running", "error_message": null,
+     "model": "mistralai/Mistral-7B-v0.1", "dataset": "my-dataset.json", ...,
+     "_jobledger": {"priority": 0, "attempts": 1, "max_attempts": 3, "seq": 17,
+                    "created": "...Z", "started": "...Z", "finished": null,
+                    "worker": "host-4242-1a2b3c4d", "run_after": null, "result": null,
+                    "recovered": false}}
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+__all__ = ["META_KEY", "RESERVED_KEYS", "Job", "JobRecord", "JobStatus"]
+
+META_KEY = "_jobledger"
+#: Top-level keys of a job file that are not payload.
+RESERVED_KEYS = frozenset({"type", "job_id", "status", "error_message", META_KEY})
+
+
+class JobStatus(str, enum.Enum):
+    """A job's status, spelled in files as the document spells it."""
+
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def is_live(self) -> bool:
+        """Queued or Running: still to be served."""
+        return self in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job as stored. Immutable: transitions make new records with ``replace``."""
+
+    job_id: str
+    type: str
+    status: JobStatus
+    payload: dict[str, Any]
+    error_message: str | None = None
+    priority: int = 0
+    attempts: int = 0
+    max_attempts: int = 3
+    seq: int = 0
+    created: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    worker: str | None = None
+    run_after: str | None = None
+    result: Any = None
+    recovered: bool = False
+    extra_meta: dict[str, Any] = field(default_factory=dict)
+
+    def evolve(self, **changes: Any) -> JobRecord:
+        """A copy with ``changes`` applied."""
+        return replace(self, **changes)
+
+    def sort_key(self) -> tuple[int, int, int]:
+        """Serving order: recovered jobs first, then higher priority, then FIFO."""
+        return (0 if self.recovered else 1, -self.priority, self.seq)
+
+    def to_json(self) -> dict[str, Any]:
+        """The job file's document."""
+        doc: dict[str, Any] = {
+            "type": self.type,
+            "job_id": self.job_id,
+            "status": self.status.value,
+            "error_message": self.error_message,
+        }
+        doc.update(self.payload)
+        meta = {
+            "priority": self.priority,
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "seq": self.seq,
+            "created": self.created,
+            "started": self.started,
+            "finished": self.finished,
+            "worker": self.worker,
+            "run_after": self.run_after,
+            "result": self.result,
+            "recovered": self.recovered,
+        }
+        meta.update(self.extra_meta)
+        doc[META_KEY] = meta
+        return doc
+
+    def dumps(self) -> bytes:
+        """UTF-8 JSON, indented for people."""
+        return (json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, doc: object) -> JobRecord:
+        """Parse a job document; ValueError names what is wrong."""
+        if not isinstance(doc, dict):
+            raise ValueError(f"the document is a JSON {type(doc).__name__}, not an object")
+        for key in ("type", "job_id", "status"):
+            if not isinstance(doc.get(key), str):
+                raise ValueError(f"key {key!r} is missing or not a string")
+        try:
+            status = JobStatus(doc["status"])
+        except ValueError as exc:
+            raise ValueError(f"key 'status' is not a known status: {doc['status']!r}") from exc
+        error = doc.get("error_message")
+        if error is not None and not isinstance(error, str):
+            raise ValueError("key 'error_message' is not a string or null")
+        meta = doc.get(META_KEY, {})
+        if not isinstance(meta, dict):
+            raise ValueError(f"key {META_KEY!r} is not an object")
+        known = {
+            "priority",
+            "attempts",
+            "max_attempts",
+            "seq",
+            "created",
+            "started",
+            "finished",
+            "worker",
+            "run_after",
+            "result",
+            "recovered",
+        }
+        try:
+            return cls(
+                job_id=doc["job_id"],
+                type=doc["type"],
+                status=status,
+                payload={k: v for k, v in doc.items() if k not in RESERVED_KEYS},
+                error_message=error,
+                priority=int(meta.get("priority", 0)),
+                attempts=int(meta.get("attempts", 0)),
+                max_attempts=int(meta.get("max_attempts", 3)),
+                seq=int(meta.get("seq", 0)),
+                created=_opt_str(meta, "created"),
+                started=_opt_str(meta, "started"),
+                finished=_opt_str(meta, "finished"),
+                worker=_opt_str(meta, "worker"),
+                run_after=_opt_str(meta, "run_after"),
+                result=meta.get("result"),
+                recovered=bool(meta.get("recovered", False)),
+                extra_meta={k: v for k, v in meta.items() if k not in known},
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"key {META_KEY!r} is malformed: {exc}") from exc
+
+    @classmethod
+    def loads(cls, data: bytes) -> JobRecord:
+        """Parse bytes from disk; ValueError if they are not a job."""
+        try:
+            doc = json.loads(data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not UTF-8 text: {exc}") from exc
+        return cls.from_json(doc)
+
+
+def _opt_str(meta: dict[str, Any], key: str) -> str | None:
+    value = meta.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{key!r} is not a string or null")
+    return value
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as the queue hands it out.
+
+    ``payload`` is an instance of the registered job type (see :func:`jobledger.job_type`)
+    or, for a dict job or an unknown type, the payload dict. ``raw`` is always the dict.
+    """
+
+    job_id: str
+    type: str
+    status: JobStatus
+    payload: Any
+    attempts: int
+    max_attempts: int
+    priority: int
+    error_message: str | None
+    result: Any
+    worker: str | None
+    created: str | None
+    started: str | None
+    finished: str | None
+    run_after: str | None
+    raw: dict[str, Any]
+    known_type: bool = True

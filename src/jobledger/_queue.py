@@ -1,0 +1,519 @@
+"""JobQueue: the "Job Persistence System" document's queue, crash-safe.
+
+Policy lives here, once: serving order (recovered first, then priority, then FIFO), retries
+with exponential backoff up to ``max_attempts``, recovery of a dead worker's jobs, fencing
+of completions. Storage is reached through the backend's primitives.
+
+Invariants:
+- an ``enqueue`` that returned is stored (fsynced under ``durability="fsync"``), and so is
+  a returned ``complete``, ``fail`` or ``cancel``;
+- a Running job belongs to exactly one live worker; liveness comes from an OS lock that
+  dies with the worker's process, never from a timestamp guess;
+- a job runs again only if its worker died (or stopped) before its completion was recorded;
+- a job that kills its worker is retried at most ``max_attempts`` times in all.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ._clock import Clock, SystemClock, iso_utc
+from ._config import DURABILITIES
+from ._errors import ConfigError, InvalidNameError, JobConflict
+from ._jobs import RESERVED_KEYS, Job, JobRecord, JobStatus
+from ._log import log, verbose_from_env
+from ._registry import decode_payload, encode_job
+from .backends._contract import JobBackend, Lease
+from .backends.files.jobs import FilesJobBackend, new_worker_id
+
+__all__ = ["JobQueue"]
+
+
+def _when(value: dt.datetime | dt.timedelta | float | None, now: dt.datetime) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ConfigError(f"run_after must be timezone-aware, got {value!r}")
+        return iso_utc(value)
+    if isinstance(value, dt.timedelta):
+        return iso_utc(now + value)
+    return iso_utc(now + dt.timedelta(seconds=float(value)))
+
+
+class JobQueue:
+    """A durable job queue in ``dir`` (``jobs/<job_id>.json`` and ``queue.json``).
+
+    ``JobQueue(dir, durability="fsync")``; ``durability="flush"`` skips fsyncs (survives a
+    process crash, not a power loss). ``retry_delay`` and ``max_retry_delay`` (seconds)
+    shape the exponential backoff of failed jobs; ``recover_every`` (seconds) is how often
+    a claiming process looks for jobs of dead workers. Nothing is read until first use.
+    """
+
+    def __init__(
+        self,
+        dir: str | os.PathLike[str],
+        durability: str = "fsync",
+        *,
+        retry_delay: float = 1.0,
+        max_retry_delay: float = 300.0,
+        recover_every: float = 2.0,
+        clock: Clock | None = None,
+    ) -> None:
+        if durability not in DURABILITIES:
+            raise ConfigError(f"durability must be 'fsync' or 'flush', got {durability!r}")
+        verbose_from_env()
+        self.dir = os.path.abspath(os.fspath(dir))
+        self.durability = durability
+        self.clock: Clock = clock or SystemClock()
+        self.retry_delay = float(retry_delay)
+        self.max_retry_delay = float(max_retry_delay)
+        self.recover_every = float(recover_every)
+        self.backend: JobBackend = FilesJobBackend(
+            self.dir, fsync=durability == "fsync", clock=self.clock
+        )
+        self._worker_id: str | None = None
+        self._worker_lock: Lease | None = None
+        self._worker_guard = threading.Lock()
+        self._worker_pid = os.getpid()
+        self._recovered_at: float | None = None
+        self._warned_types: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"JobQueue({self.dir!r})"
+
+    def __enter__(self) -> JobQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release this process's worker lock and open files."""
+        with self._worker_guard:
+            if self._worker_lock is not None:
+                self._worker_lock.release()
+                self._worker_lock = None
+                self._worker_id = None
+        self.backend.close()
+
+    def _opened(self) -> JobBackend:
+        """The backend, after the first use's recovery of dead workers' jobs."""
+        if self._recovered_at is None:
+            self._recover()
+        return self.backend
+
+    # -- identity -------------------------------------------------------------------------
+
+    @property
+    def worker_id(self) -> str:
+        """This process's worker id; taking it takes the worker's liveness lock."""
+        with self._worker_guard:
+            if self._worker_pid != os.getpid():
+                # A fork()ed child is a new worker: the parent's id and lock stay the parent's.
+                self._worker_id, self._worker_lock = None, None
+                self._worker_pid = os.getpid()
+            if self._worker_id is None:
+                worker = new_worker_id(os.getpid())
+                self._worker_lock = self.backend.register_worker(worker, iso_utc(self.clock.now()))
+                self._worker_id = worker
+                log.info("Worker %s registered on %s", worker, self.dir)
+            return self._worker_id
+
+    # -- conversions ----------------------------------------------------------------------
+
+    def _job(self, record: JobRecord) -> Job:
+        try:
+            payload, known = decode_payload(record.type, dict(record.payload), record.job_id)
+        except (TypeError, ValueError) as exc:
+            log.warning(
+                "Job %s of type %s could not be turned into its class (%s); "
+                "handing out the raw dict",
+                record.job_id,
+                record.type,
+                exc,
+            )
+            payload, known = dict(record.payload), False
+        if not known and record.type not in self._warned_types:
+            self._warned_types.add(record.type)
+            from ._registry import registered_types
+
+            if registered_types():
+                log.warning(
+                    "Job %s has type %s, which no @job_type registers here; it is "
+                    "kept and handed out as a dict",
+                    record.job_id,
+                    record.type,
+                )
+        return Job(
+            job_id=record.job_id,
+            type=record.type,
+            status=record.status,
+            payload=payload,
+            attempts=record.attempts,
+            max_attempts=record.max_attempts,
+            priority=record.priority,
+            error_message=record.error_message,
+            result=record.result,
+            worker=record.worker,
+            created=record.created,
+            started=record.started,
+            finished=record.finished,
+            run_after=record.run_after,
+            raw=dict(record.payload),
+            known_type=known,
+        )
+
+    def _record(
+        self,
+        job: object,
+        job_id: str | None,
+        priority: int,
+        run_after: str | None,
+        max_attempts: int,
+        now: str,
+    ) -> JobRecord:
+        type_name, payload = encode_job(job)
+        clash = RESERVED_KEYS & payload.keys() - {"job_id"}
+        if clash:
+            raise TypeError(
+                f"payload field(s) {sorted(clash)} of the {type_name} job are "
+                "reserved by the job file format; rename them"
+            )
+        embedded = payload.pop("job_id", None)
+        job_id = job_id if job_id is not None else embedded
+        if job_id is None:
+            job_id = str(uuid.uuid4())
+        if not isinstance(job_id, str) or not job_id or "\x00" in job_id:
+            raise InvalidNameError(f"job id must be a non-empty string, got {job_id!r}")
+        if not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ConfigError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+        if not isinstance(priority, int):
+            raise ConfigError(f"priority must be an integer, got {priority!r}")
+        return JobRecord(
+            job_id=job_id,
+            type=type_name,
+            status=JobStatus.QUEUED,
+            payload=payload,
+            priority=priority,
+            max_attempts=max_attempts,
+            created=now,
+            run_after=run_after,
+        )
+
+    # -- enqueue --------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        job: object,
+        job_id: str | None = None,
+        priority: int = 0,
+        run_after: dt.datetime | dt.timedelta | float | None = None,
+        max_attempts: int = 3,
+    ) -> str:
+        """Store a job and return its id; durable before it returns.
+
+        ``job`` is a dict with a ``"type"`` key or an instance of a registered type. The id
+        is ``job_id``, else the payload's own ``job_id`` field, else a new UUID. Enqueueing
+        an id that exists returns it and stores nothing (never a second entry). Higher
+        ``priority`` is served first; ``run_after`` (a datetime, timedelta or seconds)
+        delays it. A payload JSON cannot represent raises TypeError before any write.
+        """
+        return self.enqueue_many(
+            [job],
+            priority=priority,
+            run_after=run_after,
+            max_attempts=max_attempts,
+            job_ids=[job_id],
+        )[0]
+
+    def enqueue_many(
+        self,
+        jobs: Iterable[object],
+        *,
+        priority: int = 0,
+        run_after: dt.datetime | dt.timedelta | float | None = None,
+        max_attempts: int = 3,
+        job_ids: Iterable[str | None] | None = None,
+    ) -> list[str]:
+        """Store many jobs in one batch (one lock, one index write); returns their ids."""
+        now_dt = self.clock.now()
+        now = iso_utc(now_dt)
+        after = _when(run_after, now_dt)
+        jobs = list(jobs)
+        ids = list(job_ids) if job_ids is not None else [None] * len(jobs)
+        if len(ids) != len(jobs):
+            raise ConfigError(f"job_ids has {len(ids)} entries for {len(jobs)} jobs")
+        records = [
+            self._record(j, i, priority, after, max_attempts, now)
+            for j, i in zip(jobs, ids, strict=True)
+        ]
+        stored = self._opened().put(records)
+        for record, is_new in stored:
+            if is_new:
+                log.info("Enqueued job %s (%s)", record.job_id, record.type)
+            else:
+                log.info(
+                    "Job %s already exists (%s); not enqueued again",
+                    record.job_id,
+                    record.status.value,
+                )
+        return [r.job_id for r, _ in stored]
+
+    # -- claim and finish -----------------------------------------------------------------
+
+    def claim(self, worker: str | None = None, types: Iterable[str] | None = None) -> Job | None:
+        """Take the next due job, or None. One winner across threads and processes.
+
+        The job becomes Running under this process's worker id (``worker`` only names it
+        in logs), attempts + 1. Jobs of dead workers are recovered first when due.
+        """
+        wid = self.worker_id
+        wanted = frozenset(types) if types is not None else None
+        backend = self._opened()
+        if self.clock.monotonic() - (self._recovered_at or 0.0) >= self.recover_every:
+            self._recover()
+        running = backend.claim(wid, iso_utc(self.clock.now()), wanted)
+        if running is None:
+            return None
+        job_id = running.job_id
+        log.info(
+            "Claimed job %s (%s), attempt %d of %d%s",
+            job_id,
+            running.type,
+            running.attempts,
+            running.max_attempts,
+            f" by {worker}" if worker else "",
+        )
+        return self._job(running)
+
+    def _check_owned(self, record: JobRecord, action: str) -> None:
+        job_id = record.job_id
+        if record.status is not JobStatus.RUNNING or record.worker != self._worker_id:
+            raise JobConflict(
+                f"cannot {action} job {job_id}: it is {record.status.value}"
+                + (f" under worker {record.worker}" if record.worker else "")
+                + f", not Running under this worker ({self._worker_id}). It was probably "
+                "recovered after this worker was presumed dead; this result was not recorded."
+            )
+
+    def complete(self, job_id: str, result: Any = None) -> Job:
+        """Record success (fsynced). Fenced: only the worker running the job may."""
+        json_ready(result, f"the result of job {job_id}")
+        finished = iso_utc(self.clock.now())
+
+        def change(record: JobRecord) -> JobRecord:
+            self._check_owned(record, "complete")
+            return record.evolve(
+                status=JobStatus.COMPLETED, result=result, finished=finished, error_message=None
+            )
+
+        done = self._opened().transition(job_id, change)
+        log.info("Completed job %s", job_id)
+        return self._job(done)
+
+    def fail(self, job_id: str, error: BaseException | str) -> Job:
+        """Record a failed attempt: retried after a backoff until ``max_attempts``, then
+        Failed. Fenced like :meth:`complete`."""
+        text = (
+            f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
+        )
+        now = self.clock.now()
+
+        def change(record: JobRecord) -> JobRecord:
+            self._check_owned(record, "fail")
+            return self._after_failure(record, text, now)
+
+        new = self._opened().transition(job_id, change)
+        if new.status is JobStatus.FAILED:
+            log.warning("Job %s failed for good after %d attempts: %s", job_id, new.attempts, text)
+        else:
+            log.warning(
+                "Job %s failed (attempt %d of %d), retrying after %s: %s",
+                job_id,
+                new.attempts,
+                new.max_attempts,
+                new.run_after,
+                text,
+            )
+        return self._job(new)
+
+    def _after_failure(self, record: JobRecord, text: str, now: dt.datetime) -> JobRecord:
+        if record.attempts >= record.max_attempts:
+            return record.evolve(
+                status=JobStatus.FAILED, error_message=text, finished=iso_utc(now), worker=None
+            )
+        delay = min(self.max_retry_delay, self.retry_delay * 2 ** max(0, record.attempts - 1))
+        return record.evolve(
+            status=JobStatus.QUEUED,
+            error_message=text,
+            worker=None,
+            run_after=iso_utc(now + dt.timedelta(seconds=delay)),
+            recovered=False,
+        )
+
+    def requeue(self, job_id: str) -> Job:
+        """Give back a job this worker runs (a graceful stop): Queued again, ahead of the
+        queue, and the interrupted attempt is not counted."""
+
+        def change(record: JobRecord) -> JobRecord:
+            self._check_owned(record, "requeue")
+            return record.evolve(
+                status=JobStatus.QUEUED,
+                attempts=max(0, record.attempts - 1),
+                worker=None,
+                recovered=True,
+            )
+
+        back = self._opened().transition(job_id, change)
+        log.info("Requeued job %s", job_id)
+        return self._job(back)
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a Queued or Running job (a running handler's result is then refused)."""
+        finished = iso_utc(self.clock.now())
+
+        def change(record: JobRecord) -> JobRecord:
+            if not record.status.is_live:
+                raise JobConflict(
+                    f"cannot cancel job {job_id}: it is already {record.status.value}"
+                )
+            return record.evolve(status=JobStatus.CANCELLED, finished=finished, worker=None)
+
+        new = self._opened().transition(job_id, change)
+        log.info("Cancelled job %s", job_id)
+        return self._job(new)
+
+    def retry(self, job_id: str) -> Job:
+        """Queue a Failed or Cancelled job again, with a fresh attempt count."""
+        backend = self._opened()
+
+        def change(record: JobRecord) -> JobRecord:
+            if record.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+                raise JobConflict(
+                    f"cannot retry job {job_id}: it is {record.status.value}; "
+                    "only Failed or Cancelled jobs can be retried"
+                )
+            return record.evolve(
+                status=JobStatus.QUEUED,
+                attempts=0,
+                finished=None,
+                run_after=None,
+                error_message=None,
+                recovered=False,
+                seq=backend.next_seq(),
+            )
+
+        new = backend.transition(job_id, change)
+        log.info("Retrying job %s", job_id)
+        return self._job(new)
+
+    # -- recovery -------------------------------------------------------------------------
+
+    def recover(self) -> builtins.list[Job]:
+        """Return the Running jobs of dead workers to the front of the queue now (or fail
+        them past ``max_attempts``). Also done on first use and, while claiming, every
+        ``recover_every`` seconds."""
+        return [self._job(r) for r in self._recover()]
+
+    def _recover(self) -> builtins.list[JobRecord]:
+        self._recovered_at = self.clock.monotonic()
+        mine = self._worker_id
+
+        def decide(record: JobRecord) -> JobRecord:
+            now = iso_utc(self.clock.now())
+            reason = (
+                f"worker {record.worker} died while running this job "
+                f"(attempt {record.attempts} of {record.max_attempts})"
+            )
+            if record.attempts >= record.max_attempts:
+                log.warning("Job %s failed for good: %s", record.job_id, reason)
+                return record.evolve(
+                    status=JobStatus.FAILED,
+                    worker=None,
+                    finished=now,
+                    error_message=reason + "; not retried",
+                )
+            log.warning("Recovered job %s: %s; it is served first", record.job_id, reason)
+            return record.evolve(
+                status=JobStatus.QUEUED, worker=None, recovered=True, error_message=reason
+            )
+
+        return self.backend.recover(lambda w: w is not None and w == mine, decide)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job | None:
+        """The job, or None if there is no such id."""
+        record = self.backend.get(job_id)
+        return self._job(record) if record is not None else None
+
+    def list(self, status: JobStatus | str | None = None) -> builtins.list[Job]:
+        """Jobs with ``status`` (all when None). Live jobs come in serving order; listing
+        finished jobs reads their files (history), so it costs what history costs."""
+        wanted = JobStatus(status) if status is not None else None
+        backend = self._opened()
+        if wanted is not None and wanted.is_live:
+            records = backend.live(wanted)
+        else:
+            records = backend.live()
+            finished = [r for r in backend.all_records() if not r.status.is_live]
+            finished.sort(key=lambda r: (r.finished or "", r.job_id))
+            records += finished
+        return [self._job(r) for r in records if wanted is None or r.status is wanted]
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per status (``"Queued"``, ``"Running"``, ``"Completed"``...), from the index."""
+        return self._opened().counts()
+
+    def pending_count(self, types: Iterable[str] | None = None) -> int:
+        """Queued jobs (of these types), due now or later."""
+        wanted = frozenset(types) if types is not None else None
+        return self._opened().queued_count(wanted)
+
+    def live_workers(self) -> builtins.list[str]:
+        """Ids of the workers whose process is alive now."""
+        return self.backend.live_workers()
+
+    # -- maintenance ----------------------------------------------------------------------
+
+    def prune(self, older_than: dt.timedelta | float) -> int:
+        """Delete finished jobs (Completed, Failed, Cancelled) that finished more than
+        ``older_than`` (a timedelta or seconds) ago. Returns how many."""
+        age = (
+            older_than
+            if isinstance(older_than, dt.timedelta)
+            else dt.timedelta(seconds=float(older_than))
+        )
+        cutoff = iso_utc(self.clock.now() - age)
+        n = self._opened().prune(cutoff)
+        log.info("Pruned %d finished jobs older than %s", n, age)
+        return n
+
+    def clear(self) -> int:
+        """Delete every job and the index. Refuses while any worker is alive (the document:
+        clear the folder only when the server is not running)."""
+        self.close()
+        return self.backend.clear()
+
+
+def json_ready(value: Any, what: str) -> None:
+    """Raise TypeError, before anything is written, if JSON cannot represent ``value``."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} is not JSON-serialisable: {exc}") from exc
+
+
+def job_from_mapping(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A dict job from parsed JSON, checked to have a type (for the CLI's ``enqueue``)."""
+    if not isinstance(data.get("type"), str):
+        raise ConfigError('a job needs a string \'type\' key, e.g. {"type": "TextJob"}')
+    return dict(data)

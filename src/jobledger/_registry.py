@@ -1,0 +1,193 @@
+"""Typed jobs: ``@job_type("TextJob")`` on a dataclass or a pydantic model.
+
+A typed job round-trips exactly through its file. Nested dataclasses are stored as JSON
+objects; where a field may hold one of several dataclasses (a union of variants), the
+stored object carries an explicit tag, ``"_variant": "<class name>"`` (variant classes of
+one union need distinct class names), and reading picks
+the class by that tag, never by sniffing which fields are present. Pydantic models use
+their own ``model_dump(mode="json")`` / ``model_validate`` (declare a discriminator for
+unions there).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, Union
+
+from ._errors import JobLedgerError
+
+__all__ = ["VARIANT_KEY", "decode_payload", "encode_job", "job_type", "registered_types"]
+
+VARIANT_KEY = "_variant"
+T = TypeVar("T")
+
+_by_name: dict[str, type[Any]] = {}
+_by_class: dict[type[Any], str] = {}
+
+
+def job_type(name: str) -> Callable[[type[T]], type[T]]:
+    """Register a dataclass or pydantic model as the job type ``name``.
+
+    ``@jobledger.job_type("TextJob")`` above the class; instances can then be enqueued and
+    handlers receive them back as ``job.payload``.
+    """
+    if not isinstance(name, str) or not name:
+        raise JobLedgerError(f"a job type name must be a non-empty string, got {name!r}")
+
+    def register(cls: type[T]) -> type[T]:
+        if not (dataclasses.is_dataclass(cls) or hasattr(cls, "model_validate")):
+            raise TypeError(
+                f"@job_type({name!r}) needs a dataclass or a pydantic model, got {cls!r}"
+            )
+        previous = _by_name.get(name)
+        if previous is not None and previous.__qualname__ != cls.__qualname__:
+            raise JobLedgerError(
+                f"job type {name!r} is already registered to {previous.__qualname__}; "
+                "pick another name"
+            )
+        _by_name[name] = cls
+        _by_class[cls] = name
+        return cls
+
+    return register
+
+
+def registered_types() -> dict[str, type[Any]]:
+    """The registered job types by name."""
+    return dict(_by_name)
+
+
+def encode_job(job: object) -> tuple[str, dict[str, Any]]:
+    """(type name, JSON-ready payload) of a dict job or a registered instance.
+
+    Raises TypeError, before anything is written, for an unregistered object or a payload
+    that JSON cannot represent.
+    """
+    if isinstance(job, Mapping):
+        type_name = job.get("type")
+        if not isinstance(type_name, str) or not type_name:
+            raise TypeError(
+                "a dict job needs a non-empty string 'type' key, e.g. {'type': 'TextJob', ...}"
+            )
+        payload = {k: v for k, v in job.items() if k != "type"}
+    elif type(job) in _by_class:
+        type_name = _by_class[type(job)]
+        if hasattr(job, "model_dump"):
+            payload = job.model_dump(mode="json")
+        else:
+            payload = _encode_dataclass(job)
+    else:
+        raise TypeError(
+            f"cannot enqueue {type(job).__name__}: pass a dict with a 'type' key or an "
+            "instance of a class registered with @jobledger.job_type(...)"
+        )
+    try:
+        json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"the payload of the {type_name} job is not JSON-serialisable: {exc}"
+        ) from exc
+    return type_name, payload
+
+
+def _encode_dataclass(value: Any) -> dict[str, Any]:
+    hints = typing.get_type_hints(type(value))
+    return {
+        f.name: _encode_value(hints.get(f.name, Any), getattr(value, f.name))
+        for f in dataclasses.fields(value)
+    }
+
+
+def _is_variant_union(hint: Any) -> bool:
+    if typing.get_origin(hint) not in (Union, types.UnionType):
+        return False
+    return sum(1 for a in typing.get_args(hint) if dataclasses.is_dataclass(a)) > 1
+
+
+def _encode_value(hint: Any, value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = _encode_dataclass(value)
+        if _is_variant_union(hint):
+            # Tag which variant this is: reading must never guess it from the fields.
+            out = {VARIANT_KEY: type(value).__name__, **out}
+        return out
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if isinstance(value, (list, tuple)):
+        inner = args[0] if origin in (list, tuple) and args else Any
+        return [_encode_value(inner, v) for v in value]
+    if isinstance(value, dict):
+        inner = args[1] if origin is dict and len(args) == 2 else Any
+        return {k: _encode_value(inner, v) for k, v in value.items()}
+    return value
+
+
+def decode_payload(
+    type_name: str, payload: dict[str, Any], job_id: str | None = None
+) -> tuple[Any, bool]:
+    """(payload object, whether the type is known). Unknown types give the dict back.
+
+    A class with a ``job_id`` field (the document's jobs have one) gets ``job_id`` back:
+    enqueueing took it out of the payload to be the file's own ``job_id`` key.
+    """
+    cls = _by_name.get(type_name)
+    if cls is None:
+        return payload, False
+    if job_id is not None and "job_id" not in payload and "job_id" in _field_names(cls):
+        payload = {**payload, "job_id": job_id}
+    if hasattr(cls, "model_validate"):
+        return cls.model_validate(payload), True
+    return _decode_dataclass(cls, payload), True
+
+
+def _field_names(cls: type[Any]) -> set[str]:
+    if dataclasses.is_dataclass(cls):
+        return {f.name for f in dataclasses.fields(cls)}
+    return set(getattr(cls, "model_fields", {}))
+
+
+def _decode_dataclass(cls: type[Any], data: Mapping[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _decode_value(hints.get(f.name, Any), data[f.name])
+    return cls(**kwargs)
+
+
+def _decode_value(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        classes: list[type[Any]] = [
+            a for a in options if isinstance(a, type) and dataclasses.is_dataclass(a)
+        ]
+        if classes and isinstance(value, dict):
+            tag = value.get(VARIANT_KEY)
+            for c in classes:
+                if c.__name__ == tag:
+                    return _decode_dataclass(c, value)
+            if len(classes) == 1 and tag is None:
+                return _decode_dataclass(classes[0], value)
+            raise ValueError(f"stored variant {tag!r} is none of {[c.__name__ for c in classes]}")
+        if len(options) == 1:
+            return _decode_value(options[0], value)
+        return value
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        return _decode_dataclass(typing.cast(type, hint), value)
+    if origin in (list, tuple) and isinstance(value, list):
+        args = typing.get_args(hint)
+        inner = args[0] if args else Any
+        items = [_decode_value(inner, v) for v in value]
+        return tuple(items) if origin is tuple else items
+    if origin is dict and isinstance(value, dict):
+        args = typing.get_args(hint)
+        inner = args[1] if len(args) == 2 else Any
+        return {k: _decode_value(inner, v) for k, v in value.items()}
+    return value

@@ -1,0 +1,675 @@
+"""The job queue as the document's files: ``<dir>/jobs/<job_id>.json`` and ``<dir>/queue.json``.
+
+Invariants (see also ARCHITECTURE in the README):
+
+- A job file is the truth about its job; ``queue.json`` is an index derived from the job
+  files, and the job files win any disagreement. ``queue.json`` lists only live jobs
+  (``running``, then ``queued`` in serving order), so its size follows the live queue, not
+  history. Its extra key ``finished`` counts finished jobs by status, so ``counts()``
+  never reads history.
+- Every change happens under ``<dir>/.queue.lock`` (an OS lock, plus a thread lock inside
+  the process): one winner per claim across threads and processes.
+- A listed job's file is written before the index; a job becoming live (enqueued, or
+  retried from history) is listed in the index before its file is written, so a crash
+  never leaves a live job file that no index lists. A crash between the two writes leaves
+  the index behind the files; opening a queue reconciles them: it reads every listed job's
+  file, and the files changed since ``queue.json`` was written (found by their mtime or
+  ctime, without reading the rest of history).
+- ``queue.json`` is never fsynced: it can always be rebuilt. A missing, torn or corrupt one
+  is rebuilt from every job file, with a warning.
+- Workers hold OS locks on ``<dir>/workers/<worker>.lock``; a held lock means a live worker.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..._clock import Clock
+from ..._errors import JobLedgerError, JobNotFound, StorageError
+from ..._jobs import JobRecord, JobStatus
+from ._atomic import is_temp_name, read_bytes, remove, set_aside, write_atomic
+from ._locks import HOST, ProcessLock, is_held, lock_fd, unlock_fd
+from ._names import decode, encode, inside
+
+__all__ = ["FilesJobBackend", "new_worker_id"]
+
+log = logging.getLogger("jobledger")
+
+_MTIME_SLACK_NS = 2_000_000_000  # file-system timestamps can be coarse; look a bit further back
+_FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class _Entry:
+    """What the index keeps of a live job: enough to order and pick it without reading."""
+
+    __slots__ = ("key", "run_after", "status", "type", "worker")
+
+    def __init__(self, record: JobRecord) -> None:
+        self.key = (*record.sort_key(), record.job_id)
+        self.status = record.status
+        self.worker = record.worker
+        self.run_after = record.run_after
+        self.type = record.type
+
+
+class FilesJobBackend:
+    """Jobs in JSON files under ``root``; see the module docstring."""
+
+    def __init__(self, root: str, *, fsync: bool, clock: Clock) -> None:
+        self.root = os.path.abspath(root)
+        self.location = self.root
+        self.jobs_dir = os.path.join(self.root, "jobs")
+        self.workers_dir = os.path.join(self.root, "workers")
+        self.index_path = os.path.join(self.root, "queue.json")
+        self._fsync = fsync
+        self._clock = clock
+        self._thread_lock = threading.RLock()
+        self._lock_fd: int | None = None
+        self._pid = os.getpid()
+        self._depth = 0
+        self._entries: dict[str, _Entry] = {}
+        self._queued: list[tuple[int, int, int, str]] = []  # sorted serving order
+        self._running: list[str] = []
+        self._finished: dict[str, int] = {s.value: 0 for s in _FINISHED}
+        self._index_stamp: tuple[int, int, int] | None = None
+        self._opened = False
+        self._last_seq = 0
+
+    # -- paths ----------------------------------------------------------------------------
+
+    def job_path(self, job_id: str) -> str:
+        """The file of ``job_id``, checked to stay inside ``jobs/``."""
+        return inside(self.jobs_dir, encode(job_id, "job id") + ".json")
+
+    def _worker_lock_path(self, worker: str) -> str:
+        return inside(self.workers_dir, encode(worker, "worker id") + ".lock")
+
+    # -- the queue lock -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the queue lock (threads and processes) with an index in sync with disk."""
+        with self._thread_lock:
+            if self._depth:  # re-entered by this thread: the OS lock is already ours
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            fd = self._lock_file()
+            lock_fd(fd)
+            self._depth = 1
+            try:
+                if not self._opened:
+                    self._open()
+                else:
+                    self._sync_index()
+                yield
+            finally:
+                self._depth = 0
+                unlock_fd(fd)
+
+    def _lock_file(self) -> int:
+        if self._pid != os.getpid():
+            # Inherited through fork(): the descriptor shares the parent's lock, so the two
+            # processes would not exclude each other. Open our own.
+            self._pid = os.getpid()
+            if self._lock_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._lock_fd)
+                self._lock_fd = None
+        if self._lock_fd is None:
+            path = os.path.join(self.root, ".queue.lock")
+            try:
+                os.makedirs(self.jobs_dir, exist_ok=True)
+                self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise StorageError("open the queue lock", path, exc) from exc
+        return self._lock_fd
+
+    def close(self) -> None:
+        """Release the file descriptors this backend holds."""
+        with self._thread_lock:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    # -- reading job files ----------------------------------------------------------------
+
+    def _read(self, job_id: str) -> JobRecord | None:
+        path = self.job_path(job_id)
+        data = read_bytes(path)
+        if data is None:
+            return None
+        try:
+            record = JobRecord.loads(data)
+            if record.job_id != job_id:
+                raise ValueError(f"the file holds job id {record.job_id!r}, not {job_id!r}")
+        except ValueError as exc:
+            aside = set_aside(path, self._clock.now())
+            log.warning(
+                "Job file %s is corrupt (%s); moved it aside to %s. Job %s is left "
+                "out of the queue until the file is repaired and put back.",
+                path,
+                exc,
+                aside,
+                job_id,
+            )
+            return None
+        return record
+
+    def _write(self, record: JobRecord, fsync: bool) -> None:
+        write_atomic(self.job_path(record.job_id), record.dumps(), fsync=fsync and self._fsync)
+
+    # -- the index ------------------------------------------------------------------------
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.index_path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _set(self, record: JobRecord) -> None:
+        """Put a record's state into the in-memory index."""
+        self._drop(record.job_id)
+        self._last_seq = max(self._last_seq, record.seq)
+        if record.status.is_live:
+            entry = _Entry(record)
+            self._entries[record.job_id] = entry
+            if record.status is JobStatus.RUNNING:
+                self._running.append(record.job_id)
+            else:
+                bisect.insort(self._queued, entry.key)
+
+    def _drop(self, job_id: str) -> None:
+        entry = self._entries.pop(job_id, None)
+        if entry is None:
+            return
+        if entry.status is JobStatus.RUNNING:
+            self._running.remove(job_id)
+        else:
+            i = bisect.bisect_left(self._queued, entry.key)
+            if i < len(self._queued) and self._queued[i] == entry.key:
+                del self._queued[i]
+
+    def _save_index(self) -> None:
+        doc = {
+            "running": list(self._running),
+            "queued": [k[-1] for k in self._queued],
+            "finished": self._finished,
+        }
+        data = (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode()
+        st = write_atomic(self.index_path, data, fsync=False)
+        self._index_stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _load_index(self) -> dict[str, Any] | None:
+        data = read_bytes(self.index_path)
+        if data is None:
+            return None
+        try:
+            doc = json.loads(data.decode("utf-8"))
+            if not (
+                isinstance(doc, dict)
+                and isinstance(doc.get("running"), list)
+                and isinstance(doc.get("queued"), list)
+                and all(isinstance(i, str) for i in doc["running"] + doc["queued"])
+            ):
+                raise ValueError("not {'running': [...], 'queued': [...]} with job ids")
+        except (ValueError, UnicodeDecodeError) as exc:
+            aside = set_aside(self.index_path, self._clock.now())
+            log.warning(
+                "queue.json %s is torn or corrupt (%s); moved it aside to %s and "
+                "rebuilding it from the job files",
+                self.index_path,
+                exc,
+                aside,
+            )
+            return None
+        return doc
+
+    def _sync_index(self) -> None:
+        """Another process changed queue.json: adopt its lists, reading only new jobs."""
+        stamp = self._stamp()
+        if stamp == self._index_stamp:
+            return
+        doc = self._load_index()
+        if doc is None:
+            self._rebuild()
+            return
+        self._adopt(doc)
+        self._index_stamp = stamp
+
+    def _adopt(self, doc: dict[str, Any]) -> None:
+        finished = doc.get("finished")
+        if isinstance(finished, dict):
+            self._finished = {s.value: int(finished.get(s.value, 0)) for s in _FINISHED}
+        listed = list(dict.fromkeys(doc["running"] + doc["queued"]))
+        for job_id in [i for i in self._entries if i not in set(listed)]:
+            self._drop(job_id)
+        for job_id in listed:
+            entry = self._entries.get(job_id)
+            running = job_id in doc["running"]
+            if entry is not None and (entry.status is JobStatus.RUNNING) == running:
+                continue
+            record = self._read(job_id)
+            if record is None:
+                self._drop(job_id)
+            else:
+                if not record.status.is_live:  # listed, so not yet counted
+                    self._finished[record.status.value] += 1
+                self._set(record)
+
+    def _open(self) -> None:
+        """First use: load the index, reconcile it with the job files, save it if needed."""
+        stamp = self._stamp()
+        doc = self._load_index()
+        if doc is None:
+            self._rebuild()
+            self._opened = True
+            return
+        changed = False
+        listed = list(dict.fromkeys(doc["running"] + doc["queued"]))
+        for job_id in listed:
+            record = self._read(job_id)
+            if record is None:
+                log.warning(
+                    "queue.json lists job %s but it has no readable job file; "
+                    "dropping it from the index",
+                    job_id,
+                )
+                changed = True
+                continue
+            if not record.status.is_live:
+                self._finished[record.status.value] += 1
+                changed = True
+            elif (record.status is JobStatus.RUNNING) != (job_id in doc["running"]):
+                changed = True
+            self._set(record)
+        finished = doc.get("finished")
+        if isinstance(finished, dict):
+            for s in _FINISHED:
+                self._finished[s.value] += int(finished.get(s.value, 0))
+        # Files written after the index (a crash between a job write and the index write).
+        since = (stamp[2] - _MTIME_SLACK_NS) if stamp is not None else 0
+        for job_id in self._job_ids_changed_since(since):
+            if job_id in self._entries or job_id in listed:
+                continue
+            record = self._read(job_id)
+            if record is not None and record.status.is_live:
+                log.warning(
+                    "Job %s (%s) was missing from queue.json; added it back",
+                    job_id,
+                    record.status.value,
+                )
+                self._set(record)
+                changed = True
+        self._opened = True
+        if changed or stamp is None:
+            self._save_index()
+        else:
+            self._index_stamp = stamp
+
+    def _job_ids_changed_since(self, mtime_ns: int) -> Iterator[str]:
+        try:
+            entries = os.scandir(self.jobs_dir)
+        except FileNotFoundError:
+            return
+        with entries:
+            for entry in entries:
+                name = entry.name
+                if not name.endswith(".json") or name.startswith("."):
+                    continue
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue
+                # ctime too: a file put back with its old mtime kept (cp -p, rsync -a,
+                # tar) is new here; its ctime says when it arrived.
+                if max(st.st_mtime_ns, st.st_ctime_ns) < mtime_ns:
+                    continue
+                yield decode(name[: -len(".json")])
+
+    def _rebuild(self) -> None:
+        """Rebuild the index from every job file (the slow path, after index damage)."""
+        self._entries.clear()
+        self._queued.clear()
+        self._running.clear()
+        self._finished = {s.value: 0 for s in _FINISHED}
+        for job_id in self._job_ids_changed_since(0):
+            record = self._read(job_id)
+            if record is None:
+                continue
+            if record.status.is_live:
+                self._set(record)
+            else:
+                self._finished[record.status.value] += 1
+                self._last_seq = max(self._last_seq, record.seq)
+        self._save_index()
+        if self._entries or any(self._finished.values()):
+            log.warning(
+                "Rebuilt queue.json from the job files in %s: %d running, %d queued",
+                self.jobs_dir,
+                len(self._running),
+                len(self._queued),
+            )
+
+    # -- the primitives -------------------------------------------------------------------
+
+    def _clock_us(self) -> int:
+        return int(self._clock.now().timestamp() * 1_000_000)
+
+    def put(self, records: list[JobRecord]) -> list[tuple[JobRecord, bool]]:
+        """Store new jobs (fsynced under fsync durability). Returns (stored record, whether
+        it is new) for each: an existing id gives its stored record and writes nothing
+        (idempotent enqueue)."""
+        with self.locked():
+            return self._put(records)
+
+    def _put(self, records: list[JobRecord]) -> list[tuple[JobRecord, bool]]:
+        out = []
+        new: dict[str, JobRecord] = {}
+        for record in records:
+            existing = new.get(record.job_id) or self._read(record.job_id)
+            if existing is not None:
+                out.append((existing, False))
+                continue
+            self._last_seq = max(self._last_seq + 1, self._clock_us())
+            record = record.evolve(seq=self._last_seq)
+            new[record.job_id] = record
+            out.append((record, True))
+        if not new:
+            return out
+        # queue.json lists the new ids before their files exist (see _list_first).
+        for record in new.values():
+            self._set(record)
+        self._save_index()
+        written = 0
+        try:
+            for record in new.values():
+                self._write(record, fsync=True)
+                written += 1
+        except BaseException:
+            for record in list(new.values())[written:]:
+                self._drop(record.job_id)
+            self._save_index()
+            raise
+        return out
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """The stored job (read from its file, no lock)."""
+        return self._read(job_id)
+
+    def next_seq(self) -> int:
+        """A serving sequence number above every one seen."""
+        with self.locked():
+            self._last_seq = max(self._last_seq + 1, self._clock_us())
+            return self._last_seq
+
+    def _candidates(self, now: str, types: frozenset[str] | None) -> Iterator[str]:
+        for key in self._queued:
+            entry = self._entries[key[-1]]
+            if entry.run_after is not None and entry.run_after > now:
+                continue
+            if types is not None and entry.type not in types:
+                continue
+            yield key[-1]
+
+    def claim(self, worker: str, now: str, types: frozenset[str] | None) -> JobRecord | None:
+        """Make the first due Queued job (serving order) Running under ``worker``,
+        attempts + 1, and return it; None if none is due. One winner across processes.
+
+        Not fsynced: if a power cut loses this write, the job reads as Queued again and
+        runs, which it would have done anyway since its worker died with the power."""
+        with self.locked():
+            while True:
+                job_id = next(self._candidates(now, types), None)
+                if job_id is None:
+                    return None
+                record = self._read_locked(job_id)
+                if record is None:
+                    continue
+                if record.status is not JobStatus.QUEUED:
+                    self._catch_up(record)
+                    continue
+                running = record.evolve(
+                    status=JobStatus.RUNNING,
+                    attempts=record.attempts + 1,
+                    worker=worker,
+                    started=now,
+                    run_after=None,
+                )
+                self._save(record, running, fsync=False)
+                return running
+
+    def transition(
+        self, job_id: str, change: Callable[[JobRecord], JobRecord], *, fsync: bool = True
+    ) -> JobRecord:
+        """Apply ``change`` to the stored job under the lock and store the result.
+        ``change`` may raise (JobConflict) to refuse; nothing is written then."""
+        with self.locked():
+            record = self._read_locked(job_id)
+            if record is None:
+                raise JobNotFound(job_id, self.root)
+            new = change(record)
+            if new is not record:
+                self._save(record, new, fsync=fsync)
+            return new
+
+    def recover(
+        self, keep: Callable[[str | None], bool], decide: Callable[[JobRecord], JobRecord]
+    ) -> list[JobRecord]:
+        """For each Running job whose worker is dead (and not kept by ``keep``), store
+        ``decide(job)``. Dead workers' lock files are removed afterwards."""
+        out = []
+        with self.locked():
+            alive: dict[str, bool] = {}
+            for job_id in list(self._running):
+                worker = self._entries[job_id].worker
+                if keep(worker):
+                    continue
+                if worker is not None:
+                    if worker not in alive:
+                        alive[worker] = self.worker_alive(worker)
+                    if alive[worker]:
+                        continue
+                record = self._read_locked(job_id)
+                if record is None:
+                    continue
+                if record.status is not JobStatus.RUNNING:
+                    self._catch_up(record)
+                    continue
+                new = decide(record)
+                self._save(record, new, fsync=True)
+                out.append(new)
+        for worker, is_alive in alive.items():
+            if not is_alive:
+                self.forget_worker(worker)
+        return out
+
+    def _save(self, old: JobRecord, new: JobRecord, *, fsync: bool) -> None:
+        if new.status.is_live and new.job_id not in self._entries:
+            self._list_first(old, new, fsync=fsync)
+            return
+        self._write(new, fsync=fsync)
+        self._count(old, new)
+        self._set(new)
+        self._save_index()
+
+    def _catch_up(self, record: JobRecord) -> None:
+        """The index lists this job but its file says otherwise (a process died between
+        the two writes, or between the index and the file of _list_first): the file wins.
+        A listed job is not in the finished counts, so a finished one is counted now."""
+        if not record.status.is_live:
+            self._finished[record.status.value] += 1
+        self._set(record)
+        self._save_index()
+
+    def _count(self, old: JobRecord, new: JobRecord) -> None:
+        if not old.status.is_live:
+            self._finished[old.status.value] = max(0, self._finished[old.status.value] - 1)
+        if not new.status.is_live:
+            self._finished[new.status.value] += 1
+
+    def _list_first(self, old: JobRecord, new: JobRecord, *, fsync: bool) -> None:
+        """A job becoming live that queue.json does not list (a retried job): list it,
+        then write its file. Written the other way round, a crash in between would leave a
+        live job file that no index lists, which a process writing queue.json later keeps
+        out, until its mtime is too old for the next opening to notice it. This way a
+        crash leaves a listed id whose file says otherwise, which reading corrects."""
+        finished = dict(self._finished)
+        self._count(old, new)
+        self._set(new)
+        self._save_index()
+        try:
+            self._write(new, fsync=fsync)
+        except BaseException:
+            self._finished = finished
+            self._set(old)
+            self._save_index()
+            raise
+
+    def _read_locked(self, job_id: str) -> JobRecord | None:
+        record = self._read(job_id)
+        if record is None and job_id in self._entries:
+            self._drop(job_id)
+            self._save_index()
+        return record
+
+    def queued_count(self, types: frozenset[str] | None) -> int:
+        """Queued jobs (of these types), due or not."""
+        with self.locked():
+            if types is None:
+                return len(self._queued)
+            return sum(1 for k in self._queued if self._entries[k[-1]].type in types)
+
+    def _finished_before(self, cutoff: str) -> Iterator[JobRecord]:
+        """Finished jobs whose ``finished`` time is before ``cutoff`` (ISO UTC).
+
+        Reads every unlisted job file: the ``finished`` time comes from the queue's clock,
+        which file mtimes (the disk's clock) cannot stand in for: an injected clock, a
+        network file system's clock or a restored file would make a job never pruned."""
+        for job_id in list(self._job_ids_changed_since(0)):
+            if job_id in self._entries:
+                continue
+            record = self._read(job_id)
+            if (
+                record is not None
+                and not record.status.is_live
+                and (record.finished or "") < cutoff
+            ):
+                yield record
+
+    def live(self, status: JobStatus | None = None) -> list[JobRecord]:
+        """Live jobs in serving order: Running first, then Queued (or only ``status``)."""
+        with self.locked():
+            if status is JobStatus.RUNNING:
+                ids = list(self._running)
+            elif status is JobStatus.QUEUED:
+                ids = [k[-1] for k in self._queued]
+            else:
+                ids = list(self._running) + [k[-1] for k in self._queued]
+        return [r for r in map(self._read, ids) if r is not None and r.status.is_live]
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per status, from the index only (never reads history)."""
+        with self.locked():
+            out = {
+                JobStatus.QUEUED.value: len(self._queued),
+                JobStatus.RUNNING.value: len(self._running),
+            }
+            out.update(self._finished)
+            return out
+
+    def all_records(self) -> Iterator[JobRecord]:
+        """Every job file (history included): for listing and pruning only."""
+        for job_id in self._job_ids_changed_since(0):
+            record = self._read(job_id)
+            if record is not None:
+                yield record
+
+    def prune(self, cutoff: str) -> int:
+        """Delete finished jobs that finished before ``cutoff`` (ISO UTC); how many."""
+        n = 0
+        with self.locked():
+            for record in list(self._finished_before(cutoff)):
+                remove(self.job_path(record.job_id))
+                value = record.status.value
+                self._finished[value] = max(0, self._finished[value] - 1)
+                n += 1
+            if n:
+                self._save_index()
+        return n
+
+    # -- workers --------------------------------------------------------------------------
+
+    def register_worker(self, worker: str, since: str) -> ProcessLock:
+        """Take the worker's liveness lock; held until released or the process dies."""
+        lock = ProcessLock(self._worker_lock_path(worker))
+        lock.acquire(since, wait=True)
+        return lock
+
+    def worker_alive(self, worker: str) -> bool:
+        """Whether the worker's process still holds its liveness lock."""
+        return is_held(self._worker_lock_path(worker))
+
+    def forget_worker(self, worker: str) -> None:
+        """Remove a dead worker's lock file (only if its lock is free)."""
+        lock = ProcessLock(self._worker_lock_path(worker))
+        if lock.acquire(None, wait=False):
+            lock.release()
+
+    def live_workers(self) -> list[str]:
+        """The workers whose liveness lock is held now."""
+        try:
+            names = os.listdir(self.workers_dir)
+        except FileNotFoundError:
+            return []
+        out = []
+        for name in names:
+            if name.endswith(".lock") and not is_temp_name(name):
+                worker = decode(name[: -len(".lock")])
+                if self.worker_alive(worker):
+                    out.append(worker)
+        return sorted(out)
+
+    def clear(self) -> int:
+        """Delete every job file and the index; refuses while a worker is alive."""
+        with self.locked():
+            return self._clear()
+
+    def _clear(self) -> int:
+        alive = self.live_workers()
+        if alive:
+            raise JobLedgerError(
+                f"refusing to clear the queue in {self.root}: worker(s) {', '.join(alive)} "
+                "are alive. Stop them first (the folder may be cleared only when no worker "
+                "runs)."
+            )
+        n = 0
+        for folder in (self.jobs_dir, self.workers_dir):
+            with contextlib.suppress(FileNotFoundError):
+                for name in os.listdir(folder):
+                    remove(os.path.join(folder, name))
+                    n += folder == self.jobs_dir
+        remove(self.index_path)
+        self._entries.clear()
+        self._queued.clear()
+        self._running.clear()
+        self._finished = {s.value: 0 for s in _FINISHED}
+        self._index_stamp = None
+        self._opened = False
+        return n
+
+
+def new_worker_id(pid: int) -> str:
+    """A unique worker id: host, pid and a random part (pids are reused)."""
+    return f"{HOST}-{pid}-{os.urandom(4).hex()}"
