@@ -1,0 +1,288 @@
+"""The job queue's behaviour through its public API only, on every backend.
+
+``make_queue(**kwargs)`` opens a JobQueue on one backend's storage (each call opens it
+anew, as another process would); a PostgreSQL backend is added by extending JOB_BACKENDS.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+import jobledger
+from jobledger import JobConflict, JobNotFound, JobQueue, JobStatus
+
+JOB_BACKENDS = ["files"]
+
+
+@pytest.fixture(params=JOB_BACKENDS)
+def make_queue(request: pytest.FixtureRequest, tmp_path, clock):
+    opened: list[JobQueue] = []
+
+    def make(**kwargs) -> JobQueue:
+        kwargs.setdefault("clock", clock)
+        if request.param == "files":
+            kwargs.setdefault("durability", "flush")
+            queue = JobQueue(tmp_path / "queue", **kwargs)
+        else:  # pragma: no cover
+            raise AssertionError(request.param)
+        opened.append(queue)
+        return queue
+
+    yield make
+    for queue in opened:
+        queue.close()
+
+
+def _drain(q: JobQueue) -> list[str]:
+    out = []
+    while (job := q.claim()) is not None:
+        out.append(job.job_id)
+        q.complete(job.job_id)
+    return out
+
+
+def test_fifo_within_a_priority_and_higher_priority_first(make_queue):
+    q = make_queue()
+    q.enqueue({"type": "T"}, job_id="a")
+    q.enqueue({"type": "T"}, job_id="b", priority=5)
+    q.enqueue({"type": "T"}, job_id="c")
+    q.enqueue({"type": "T"}, job_id="d", priority=5)
+    q.enqueue({"type": "T"}, job_id="e", priority=-1)
+    assert [j.job_id for j in q.list(JobStatus.QUEUED)] == ["b", "d", "a", "c", "e"]
+    assert _drain(q) == ["b", "d", "a", "c", "e"]
+
+
+def test_a_dead_workers_jobs_are_served_before_every_queued_job(make_queue):
+    first = make_queue()
+    first.enqueue_many([{"type": "T"}] * 2, job_ids=["low-1", "low-2"])
+    a = first.claim()
+    b = first.claim()
+    first.enqueue({"type": "T"}, job_id="urgent", priority=100)
+    assert (a.job_id, b.job_id) == ("low-1", "low-2")
+    first.close()  # its worker is gone: its Running jobs are orphans
+    second = make_queue()
+    assert second.counts()["Running"] == 0
+    recovered = second.get("low-1")
+    assert recovered.status is JobStatus.QUEUED and recovered.attempts == 1
+    assert "died" in recovered.error_message
+    assert [j.job_id for j in second.list(JobStatus.QUEUED)] == ["low-1", "low-2", "urgent"]
+    again = second.claim()
+    assert again.job_id == "low-1" and again.attempts == 2
+    assert second.claim().job_id == "low-2"
+    assert second.claim().job_id == "urgent"
+
+
+def test_a_live_workers_running_job_is_not_recovered(make_queue):
+    first = make_queue()
+    first.enqueue({"type": "T"}, job_id="busy")
+    first.claim()
+    second = make_queue()
+    assert second.recover() == []
+    assert second.get("busy").status is JobStatus.RUNNING
+    assert second.claim() is None
+    with pytest.raises(JobConflict):
+        second.complete("busy")  # not this worker's job
+    first.complete("busy", 1)
+    assert second.get("busy").result == 1
+
+
+def test_recovery_past_max_attempts_fails_the_job(make_queue):
+    first = make_queue()
+    first.enqueue({"type": "T"}, job_id="j", max_attempts=1)
+    first.claim()
+    first.close()
+    second = make_queue()
+    [failed] = second.recover()
+    assert failed.job_id == "j" and failed.status is JobStatus.FAILED
+    assert "died" in second.get("j").error_message
+    assert second.claim() is None
+
+
+def test_a_live_queue_recovers_a_dead_peer_after_recover_every(make_queue, clock):
+    watcher = make_queue(recover_every=5)
+    watcher.enqueue({"type": "T"}, job_id="mine")
+    peer = make_queue()
+    assert peer.claim().job_id == "mine"
+    assert watcher.claim() is None
+    peer.close()
+    clock.advance(seconds=4)
+    assert watcher.claim() is None  # not looked again yet
+    clock.advance(seconds=1)
+    job = watcher.claim()
+    assert job is not None and job.job_id == "mine" and job.attempts == 2
+
+
+def test_run_after_delays_a_job(make_queue, clock):
+    q = make_queue()
+    q.enqueue({"type": "T"}, job_id="later", run_after=dt.timedelta(minutes=5))
+    q.enqueue({"type": "T"}, job_id="at", run_after=clock.now() + dt.timedelta(seconds=30))
+    q.enqueue({"type": "T"}, job_id="now")
+    assert q.claim().job_id == "now"
+    assert q.claim() is None
+    clock.advance(seconds=30)
+    assert q.claim().job_id == "at"
+    clock.advance(minutes=4, seconds=29)
+    assert q.claim() is None
+    clock.advance(seconds=1)
+    assert q.claim().job_id == "later"
+    with pytest.raises(jobledger.ConfigError):
+        q.enqueue({"type": "T"}, run_after=dt.datetime(2030, 1, 1))  # naive
+
+
+def test_counts_and_list(make_queue):
+    q = make_queue()
+    ids = q.enqueue_many([{"type": "T", "i": i} for i in range(6)])
+    assert q.counts() == {"Queued": 6, "Running": 0, "Completed": 0, "Failed": 0, "Cancelled": 0}
+    done = q.claim()
+    q.complete(done.job_id, "r")
+    failed = q.claim()
+    q.fail(failed.job_id, "no")  # retried later: Queued again
+    running = q.claim()
+    q.cancel(ids[5])
+    assert q.counts() == {"Queued": 3, "Running": 1, "Completed": 1, "Failed": 0, "Cancelled": 1}
+    assert [j.job_id for j in q.list(JobStatus.RUNNING)] == [running.job_id]
+    assert [j.job_id for j in q.list("Completed")] == [done.job_id]
+    assert [j.job_id for j in q.list(JobStatus.CANCELLED)] == [ids[5]]
+    # A failed job waiting for its retry keeps its place in the serving order.
+    assert [j.job_id for j in q.list(JobStatus.QUEUED)] == [ids[1], ids[3], ids[4]]
+    everything = q.list()
+    assert sorted(j.job_id for j in everything) == sorted(ids)
+    assert [j.job_id for j in everything[:4]] == [running.job_id, ids[1], ids[3], ids[4]]
+    assert make_queue().counts() == q.counts()  # another opening agrees
+
+
+def test_get(make_queue):
+    q = make_queue()
+    assert q.get("nope") is None
+    q.enqueue({"type": "T", "k": [1, {"x": None}]}, job_id="j", priority=3, max_attempts=7)
+    job = q.get("j")
+    assert (job.job_id, job.type, job.status, job.attempts, job.max_attempts, job.priority) == (
+        "j",
+        "T",
+        JobStatus.QUEUED,
+        0,
+        7,
+        3,
+    )
+    assert job.payload == job.raw == {"k": [1, {"x": None}]}
+    assert job.known_type is False and job.created is not None
+
+
+def test_fail_retries_with_backoff_then_fails_for_good(make_queue, clock):
+    q = make_queue(retry_delay=2, max_retry_delay=5)
+    q.enqueue({"type": "T"}, job_id="j", max_attempts=4)
+    for delay in (2, 4, 5):  # 2, 4, then capped at 5
+        job = q.claim()
+        assert job.job_id == "j"
+        after = q.fail("j", ValueError("bad input"))
+        assert after.status is JobStatus.QUEUED
+        assert after.error_message == "ValueError: bad input"
+        clock.advance(seconds=delay - 0.5)
+        assert q.claim() is None
+        clock.advance(seconds=0.5)
+    assert q.claim().attempts == 4
+    final = q.fail("j", "still bad")
+    assert final.status is JobStatus.FAILED and final.error_message == "still bad"
+    clock.advance(days=1)
+    assert q.claim() is None
+    with pytest.raises(JobConflict):
+        q.fail("j", "again")
+
+
+def test_retry_queues_a_failed_or_cancelled_job_afresh(make_queue):
+    q = make_queue()
+    q.enqueue({"type": "T"}, job_id="f", max_attempts=1)
+    q.enqueue({"type": "T"}, job_id="c")
+    q.enqueue({"type": "T"}, job_id="other")
+    q.fail(q.claim().job_id, "x")
+    q.cancel("c")
+    with pytest.raises(JobConflict):
+        q.retry("other")
+    assert q.retry("f").attempts == 0
+    assert q.retry("c").status is JobStatus.QUEUED
+    assert q.get("f").error_message is None
+    assert _drain(q) == ["other", "f", "c"]  # retried jobs go to the back
+    assert q.counts()["Completed"] == 3 and q.counts()["Failed"] == 0
+    with pytest.raises(JobNotFound):
+        q.retry("missing")
+
+
+def test_cancel(make_queue):
+    q = make_queue()
+    q.enqueue({"type": "T"}, job_id="queued")
+    q.enqueue({"type": "T"}, job_id="running")
+    q.enqueue({"type": "T"}, job_id="done")
+    q.complete(q.claim().job_id)  # "queued" is served first... complete it
+    assert q.get("queued").status is JobStatus.COMPLETED
+    running = q.claim()
+    assert running.job_id == "running"
+    cancelled = q.cancel("running")
+    assert cancelled.status is JobStatus.CANCELLED
+    with pytest.raises(JobConflict):
+        q.complete("running", "late")  # a cancelled job's result is refused
+    assert q.cancel("done").status is JobStatus.CANCELLED
+    assert q.claim() is None
+    with pytest.raises(JobConflict):
+        q.cancel("queued")  # already finished
+    with pytest.raises(JobNotFound):
+        q.cancel("missing")
+    assert q.counts()["Cancelled"] == 2
+
+
+def test_prune_removes_only_old_finished_jobs(make_queue, clock):
+    q = make_queue()
+    q.enqueue({"type": "T"}, job_id="old-done")
+    q.enqueue({"type": "T"}, job_id="old-failed", max_attempts=1)
+    q.enqueue({"type": "T"}, job_id="old-running")
+    q.enqueue({"type": "T"}, job_id="old-cancelled")
+    q.enqueue({"type": "T"}, job_id="old-queued", run_after=dt.timedelta(days=30))
+    q.complete(q.claim().job_id)
+    q.fail(q.claim().job_id, "x")
+    assert q.claim().job_id == "old-running"
+    q.cancel("old-cancelled")
+    clock.advance(days=2)
+    q.enqueue({"type": "T"}, job_id="new-done")
+    assert q.claim().job_id == "new-done"
+    q.complete("new-done")
+    assert q.prune(older_than=dt.timedelta(days=1)) == 3
+    for gone in ("old-done", "old-failed", "old-cancelled"):
+        assert q.get(gone) is None
+    for kept in ("old-running", "old-queued", "new-done"):
+        assert q.get(kept) is not None
+    assert q.counts() == {"Queued": 1, "Running": 1, "Completed": 1, "Failed": 0, "Cancelled": 0}
+    assert q.prune(older_than=dt.timedelta(days=1)) == 0
+    clock.advance(seconds=1)
+    assert q.prune(older_than=0) == 1  # seconds work too
+    assert make_queue().counts()["Completed"] == 0
+
+
+def test_enqueue_returns_ids_and_is_idempotent(make_queue):
+    q = make_queue()
+    auto = q.enqueue({"type": "T"})
+    assert isinstance(auto, str) and auto
+    assert q.enqueue({"type": "T", "job_id": "embedded"}) == "embedded"
+    assert q.enqueue({"type": "T"}, job_id=auto) == auto
+    assert q.enqueue_many([{"type": "T"}, {"type": "T"}], job_ids=[None, "embedded"])[1] == (
+        "embedded"
+    )
+    assert q.counts()["Queued"] == 3
+    with pytest.raises(TypeError):
+        q.enqueue({"no": "type"})
+    with pytest.raises(jobledger.ConfigError):
+        q.enqueue({"type": "T"}, max_attempts=0)
+
+
+def test_complete_is_fenced_to_the_claiming_worker_and_stores_the_result(make_queue):
+    q = make_queue()
+    q.enqueue({"type": "T"}, job_id="j")
+    with pytest.raises(JobConflict):
+        q.complete("j")  # not claimed
+    job = q.claim(worker="w1")
+    assert job.status is JobStatus.RUNNING and job.attempts == 1 and job.started
+    done = q.complete("j", {"out": [1, 2]})
+    assert done.status is JobStatus.COMPLETED and done.finished
+    assert make_queue().get("j").result == {"out": [1, 2]}
+    with pytest.raises(JobConflict):
+        q.complete("j")

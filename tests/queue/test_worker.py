@@ -1,0 +1,130 @@
+"""Worker behaviours in one process: results, retries with backoff on a fake clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+
+from jobledger import JobLedgerError, JobQueue, JobStatus, Worker
+from jobledger._clock import iso_utc
+
+WAIT = 30  # seconds: only a bound on a hang, never a synchronisation
+
+
+def test_the_handlers_return_value_is_stored_as_the_result(tmp_path, clock):
+    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+    a = q.enqueue({"type": "Add", "x": 2, "y": 3})
+    b = q.enqueue({"type": "Upper", "s": "abc"})
+    c = q.enqueue({"type": "Nothing"})
+    Worker(
+        q,
+        {
+            "Add": lambda j: j.payload["x"] + j.payload["y"],
+            "Upper": lambda j: {"s": j.payload["s"].upper()},
+            "Nothing": lambda j: None,
+        },
+        handle_signals=False,
+    ).run(until_empty=True)
+    assert q.get(a).result == 5
+    assert q.get(b).result == {"s": "ABC"}
+    assert q.get(c).result is None
+    assert {q.get(i).status for i in (a, b, c)} == {JobStatus.COMPLETED}
+    assert q.counts()["Completed"] == 3
+    q.close()
+
+
+def test_jobs_of_types_without_a_handler_are_left_alone(tmp_path, clock):
+    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+    other = q.enqueue({"type": "Other"})
+    mine = q.enqueue({"type": "Mine"})
+    Worker(q, {"Mine": lambda j: "ok"}, handle_signals=False).run(until_empty=True)
+    assert q.get(mine).status is JobStatus.COMPLETED
+    assert q.get(other).status is JobStatus.QUEUED and q.get(other).attempts == 0
+    q.close()
+
+
+def test_a_worker_needs_handlers_and_a_positive_concurrency(tmp_path):
+    q = JobQueue(tmp_path / "q", durability="flush")
+    with pytest.raises(JobLedgerError):
+        Worker(q, {})
+    with pytest.raises(JobLedgerError):
+        Worker(q, {"T": print}, concurrency=0)
+
+
+def test_an_exception_retries_with_exponential_backoff_then_fails(tmp_path, clock):
+    q = JobQueue(
+        tmp_path / "q", durability="flush", clock=clock, retry_delay=10, max_retry_delay=1000
+    )
+    job_id = q.enqueue({"type": "Flaky"}, max_attempts=4)
+    attempts: list[int] = []
+    failed = threading.Semaphore(0)
+    original_fail = q.fail
+
+    def fail(job_id, error):  # observe each recorded failure
+        try:
+            return original_fail(job_id, error)
+        finally:
+            failed.release()
+
+    q.fail = fail  # type: ignore[method-assign]
+
+    def handler(job):
+        attempts.append(job.attempts)
+        raise RuntimeError(f"boom {job.attempts}")
+
+    worker = Worker(q, {"Flaky": handler}, handle_signals=False, poll_interval=0.01)
+    runner = threading.Thread(target=worker.run, kwargs={"until_empty": True})
+    runner.start()
+    try:
+        for n, delay in [(1, 10), (2, 20), (3, 40)]:
+            assert failed.acquire(timeout=WAIT)
+            job = q.get(job_id)
+            assert job.status is JobStatus.QUEUED
+            assert job.attempts == n
+            assert job.error_message == f"RuntimeError: boom {n}"
+            assert job.run_after == iso_utc(clock.now() + dt.timedelta(seconds=delay))
+            assert attempts == list(range(1, n + 1))  # not retried before it is due
+            clock.advance(seconds=delay)
+            worker.wake()
+        assert failed.acquire(timeout=WAIT)
+        runner.join(WAIT)
+        assert not runner.is_alive()
+    finally:
+        worker.stop()
+        runner.join(WAIT)
+    job = q.get(job_id)
+    assert job.status is JobStatus.FAILED
+    assert job.attempts == 4 and attempts == [1, 2, 3, 4]
+    assert job.error_message == "RuntimeError: boom 4"
+    assert q.counts()["Failed"] == 1 and q.counts()["Queued"] == 0
+    q.close()
+
+
+def test_a_result_json_cannot_hold_fails_the_job_with_a_clear_message(tmp_path, clock):
+    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+    job_id = q.enqueue({"type": "T"}, max_attempts=1)
+    Worker(q, {"T": lambda j: object()}, handle_signals=False).run(until_empty=True)
+    job = q.get(job_id)
+    assert job.status is JobStatus.FAILED
+    assert "not JSON-serialisable" in job.error_message
+    assert job.result is None
+    q.close()
+
+
+def test_concurrent_threads_run_each_job_once(tmp_path, clock):
+    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+    ids = q.enqueue_many([{"type": "T", "i": i} for i in range(60)])
+    seen: list[str] = []
+    guard = threading.Lock()
+
+    def handler(job):
+        with guard:
+            seen.append(job.job_id)
+        return job.payload["i"]
+
+    Worker(q, {"T": handler}, concurrency=4, handle_signals=False).run(until_empty=True)
+    assert sorted(seen) == sorted(ids)
+    assert all(q.get(i).result == n for n, i in enumerate(ids))
+    q.close()
