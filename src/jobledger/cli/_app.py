@@ -112,12 +112,16 @@ def cli(ctx: click.Context, config: str | None, dir: str | None, verbose: bool) 
 def _register() -> None:
     # Imported here: these modules import `pass_app` from this one.
     from ._demo_cmd import demo
+    from ._jobs import jobs
     from ._maint import register as register_maintenance
     from ._state import register as register_state
+    from ._worker import worker
 
     register_state(cli)
     register_maintenance(cli)
     cli.add_command(demo)
+    cli.add_command(jobs)
+    cli.add_command(worker)
 
 
 _register()

@@ -1,0 +1,419 @@
+"""Job-queue commands: ``jobledger jobs list|show|counts|enqueue|retry|cancel|prune|clear``.
+
+Each opens a :class:`~jobledger.JobQueue` on ``--dir`` (default: the ``JOBLEDGER_QUEUE_DIR``
+environment variable), calls one of its methods and only decides what to print and which
+exit code to give. A missing job (JobNotFound) or a job in the wrong state (JobConflict)
+exits 1 with the library's message, through the app's error handling.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import click
+from rich.table import Table
+
+from .._clock import SystemClock, iso_utc
+from .._errors import JobLedgerError, JobNotFound
+from .._jobs import Job, JobStatus
+from .._queue import JobQueue
+from .._tasksets import parse_age
+from . import _maint
+from ._app import App, pass_app
+from ._render import human_count, short_time, table
+
+__all__ = ["QUEUE_DIR_ENV", "jobs"]
+
+#: The environment variable ``--dir`` falls back to.
+QUEUE_DIR_ENV = "JOBLEDGER_QUEUE_DIR"
+
+F = TypeVar("F", bound=Callable[..., Any])
+_STATUSES = [s.value for s in JobStatus]
+
+
+def queue_dir_option(*, must_exist: bool) -> Callable[[F], F]:
+    """The ``--dir`` option of the queue commands (env ``JOBLEDGER_QUEUE_DIR``).
+
+    Commands that only read or change existing jobs want the folder to exist, so that a
+    mistyped path is an error instead of a new empty queue.
+    """
+    return click.option(
+        "--dir",
+        "queue_dir",
+        envvar=QUEUE_DIR_ENV,
+        show_envvar=True,
+        required=True,
+        metavar="DIR",
+        type=click.Path(file_okay=False, exists=must_exist),
+        help="The queue folder (jobs/<job_id>.json and queue.json).",
+    )
+
+
+def open_queue(queue_dir: str, durability: str = "fsync") -> JobQueue:
+    """The JobQueue of ``queue_dir`` (nothing is read until its first use)."""
+    return JobQueue(queue_dir, durability=durability)
+
+
+def _jobs_n(n: int) -> str:
+    return f"{human_count(n)} job" if n == 1 else f"{human_count(n)} jobs"
+
+
+def _counts_line(counts: dict[str, int]) -> str:
+    return ", ".join(f"{status} {human_count(n)}" for status, n in counts.items())
+
+
+def _document(queue: JobQueue, job_id: str) -> dict[str, Any] | None:
+    """The job file's document as stored (None if the job is gone)."""
+    record = queue.backend.get(job_id)
+    return record.to_json() if record is not None else None
+
+
+def _status(value: str | None) -> JobStatus | None:
+    if value is None:
+        return None
+    for status in JobStatus:
+        if status.value.lower() == value.lower():
+            return status
+    raise AssertionError(value)  # pragma: no cover - click.Choice checked it
+
+
+@click.group("jobs")
+def jobs() -> None:
+    """Inspect and change the job queue (the "Job Persistence System" folder).
+
+    Every command takes --dir DIR, or reads the folder from $JOBLEDGER_QUEUE_DIR.
+    """
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+@jobs.command("list")
+@queue_dir_option(must_exist=True)
+@click.option(
+    "--status",
+    "status_name",
+    type=click.Choice(_STATUSES, case_sensitive=False),
+    help="Only jobs with this status.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the job files' documents as JSON.")
+@pass_app
+def list_(app: App, queue_dir: str, status_name: str | None, as_json: bool) -> None:
+    """Jobs in serving order (Running, then Queued), then finished ones by finish time.
+
+    Listing finished jobs reads every job file of the history; --status Queued or
+    --status Running reads only the live ones.
+    """
+    status = _status(status_name)
+    with open_queue(queue_dir) as queue:
+        listed = queue.list(status)
+        if as_json:
+            docs = [d for d in (_document(queue, j.job_id) for j in listed) if d is not None]
+            click.echo(json.dumps(docs, indent=2, ensure_ascii=False))
+            return
+        counts = queue.counts()
+    where = queue.dir
+    what = f"{status.value} jobs" if status is not None else "jobs"
+    if not listed:
+        app.out.print(f"No {what} in {where}.", markup=False)
+    else:
+        t = table(
+            f"{_jobs_n(len(listed)) if status is None else f'{len(listed):,} {what}'} in {where}",
+            "Job id",
+            "Type",
+            "Status",
+            "Attempts",
+            "Priority",
+            "Error",
+            fold=("Error",),
+        )
+        for job in listed:
+            t.add_row(
+                job.job_id,
+                job.type,
+                job.status.value,
+                f"{job.attempts}/{job.max_attempts}",
+                str(job.priority),
+                job.error_message or "-",
+            )
+        app.out.print(t)
+    app.out.print(f"Counts: {_counts_line(counts)}", markup=False)
+
+
+def _show_table(job: Job) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    rows = [
+        ("Job id", job.job_id),
+        ("Type", job.type),
+        ("Status", job.status.value),
+        ("Attempts", f"{job.attempts}/{job.max_attempts}"),
+        ("Priority", str(job.priority)),
+        ("Worker", job.worker or "-"),
+        ("Created", short_time(job.created)),
+        ("Started", short_time(job.started)),
+        ("Finished", short_time(job.finished)),
+        ("Run after", short_time(job.run_after)),
+        ("Error", job.error_message or "-"),
+    ]
+    for name, value in rows:
+        grid.add_row(name, value)
+    return grid
+
+
+@jobs.command()
+@queue_dir_option(must_exist=True)
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the job file's document as JSON.")
+@pass_app
+def show(app: App, queue_dir: str, job_id: str, as_json: bool) -> None:
+    """One job: its status, attempts, times, error, payload and result."""
+    with open_queue(queue_dir) as queue:
+        job = queue.get(job_id)
+        doc = _document(queue, job_id) if as_json else None
+    if job is None or (as_json and doc is None):
+        raise JobNotFound(job_id, queue.dir)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        return
+    app.out.print(_show_table(job))
+    app.out.print("Payload:", markup=False)
+    app.out.print(json.dumps(job.raw, indent=2, ensure_ascii=False), markup=False)
+    if job.result is not None:
+        app.out.print("Result:", markup=False)
+        app.out.print(json.dumps(job.result, indent=2, ensure_ascii=False), markup=False)
+
+
+@jobs.command()
+@queue_dir_option(must_exist=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as a JSON object.")
+@pass_app
+def counts(app: App, queue_dir: str, as_json: bool) -> None:
+    """How many jobs have each status (from the index: history is not read)."""
+    with open_queue(queue_dir) as queue:
+        per_status = queue.counts()
+    if as_json:
+        click.echo(json.dumps(per_status, indent=2))
+        return
+    t = table(f"Jobs in {queue.dir}", "Status", "Jobs")
+    for status, n in per_status.items():
+        t.add_row(status, human_count(n))
+    t.add_row("Total", human_count(sum(per_status.values())))
+    app.out.print(t)
+
+
+# -- changing --------------------------------------------------------------------------------
+
+
+def _payload(payload: str | None, payload_file: str | None) -> dict[str, Any]:
+    if payload is not None and payload_file is not None:
+        raise click.UsageError("pass --payload or --payload-file, not both")
+    if payload is None and payload_file is None:
+        return {}
+    if payload_file is not None:
+        hint = "'--payload-file'"
+        try:
+            with click.open_file(payload_file, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise click.BadParameter(
+                f"cannot read {payload_file}: {exc.strerror or exc}", param_hint=hint
+            ) from None
+        source = payload_file
+    else:
+        hint, text, source = "'--payload'", payload or "", "the --payload value"
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{source} is not valid JSON ({exc}); write an object such as "
+            '\'{"model": "mistralai/Mistral-7B-v0.1"}\'',
+            param_hint=hint,
+        ) from None
+    if not isinstance(data, dict):
+        raise click.BadParameter(
+            f"{source} is a JSON {type(data).__name__}, not an object; the payload must be an "
+            'object such as \'{"model": "mistralai/Mistral-7B-v0.1"}\'',
+            param_hint=hint,
+        )
+    return data
+
+
+@jobs.command()
+@queue_dir_option(must_exist=False)
+@click.argument("job_type", metavar="TYPE")
+@click.option("--payload", metavar="JSON", help="The job's fields as a JSON object.")
+@click.option(
+    "--payload-file",
+    metavar="FILE",
+    help="Read the JSON object of the job's fields from FILE ('-' for stdin).",
+)
+@click.option("--id", "job_id", metavar="ID", help="The job id (default: a new UUID).")
+@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Attempts before the job is Failed for good.",
+)
+@click.option(
+    "--delay",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Do not run the job before SECONDS from now.",
+)
+@pass_app
+def enqueue(
+    app: App,
+    queue_dir: str,
+    job_type: str,
+    payload: str | None,
+    payload_file: str | None,
+    job_id: str | None,
+    priority: int,
+    max_attempts: int,
+    delay: float | None,
+) -> None:
+    """Store a job of type TYPE and print its id (durable when this returns).
+
+    Enqueueing an id that already exists stores nothing and prints that id.
+    """
+    fields = _payload(payload, payload_file)
+    if "type" in fields and fields["type"] != job_type:
+        raise click.UsageError(
+            f"the payload's 'type' is {fields['type']!r} but TYPE is {job_type!r}; "
+            "drop 'type' from the payload (TYPE sets it)"
+        )
+    job = {**fields, "type": job_type}
+    wanted = job_id if job_id is not None else fields.get("job_id")
+    with open_queue(queue_dir) as queue:
+        existing = queue.get(wanted) if isinstance(wanted, str) and wanted else None
+        try:
+            new_id = queue.enqueue(
+                job, job_id=job_id, priority=priority, run_after=delay, max_attempts=max_attempts
+            )
+        except TypeError as exc:
+            raise click.UsageError(str(exc)) from None
+    if existing is not None:
+        app.err.print(
+            f"note: job {new_id} already exists ({existing.status.value}) in {queue.dir}; "
+            "nothing was enqueued",
+            markup=False,
+        )
+    click.echo(new_id)
+
+
+@jobs.command()
+@queue_dir_option(must_exist=True)
+@click.argument("job_id")
+@pass_app
+def retry(app: App, queue_dir: str, job_id: str) -> None:
+    """Queue a Failed or Cancelled job again, with a fresh attempt count."""
+    with open_queue(queue_dir) as queue:
+        job = queue.retry(job_id)
+    app.out.print(
+        f"Job {job.job_id} ({job.type}) is {job.status.value} again in {queue.dir}, "
+        f"with 0 of {job.max_attempts} attempts used.",
+        markup=False,
+    )
+
+
+@jobs.command()
+@queue_dir_option(must_exist=True)
+@click.argument("job_id")
+@pass_app
+def cancel(app: App, queue_dir: str, job_id: str) -> None:
+    """Cancel a Queued or Running job (a running handler's result is then refused)."""
+    with open_queue(queue_dir) as queue:
+        before = queue.get(job_id)
+        job = queue.cancel(job_id)
+    app.out.print(f"Cancelled job {job.job_id} ({job.type}) in {queue.dir}.", markup=False)
+    if before is not None and before.status is JobStatus.RUNNING:
+        app.out.print(
+            f"It was Running under worker {before.worker}; that worker's result for it "
+            "will not be recorded.",
+            markup=False,
+        )
+
+
+def _by_status(found: Iterable[Job]) -> str:
+    per: dict[str, int] = {}
+    for job in found:
+        per[job.status.value] = per.get(job.status.value, 0) + 1
+    return ", ".join(f"{status} {human_count(n)}" for status, n in sorted(per.items()))
+
+
+@jobs.command()
+@queue_dir_option(must_exist=True)
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    metavar="AGE",
+    help="Delete finished jobs that finished more than AGE ago: 7d, 2w, 36h or days.",
+)
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@pass_app
+def prune(app: App, queue_dir: str, older_than: str, dry_run: bool) -> None:
+    """Delete finished jobs (Completed, Failed, Cancelled) older than an age.
+
+    Queued and Running jobs are never pruned.
+    """
+    age = parse_age(older_than)
+    cutoff = iso_utc(SystemClock().now() - age)
+    with open_queue(queue_dir) as queue:
+        if dry_run:
+            old = [j for j in queue.list() if not j.status.is_live and (j.finished or "") < cutoff]
+            n = len(old)
+        else:
+            n = queue.prune(age)
+    when = short_time(cutoff)
+    if not n:
+        app.out.print(
+            f"Nothing to prune: no job finished before {when} in {queue.dir}.", markup=False
+        )
+        return
+    if dry_run:
+        app.out.print(
+            f"Would prune {_jobs_n(n)} finished before {when} from {queue.dir} "
+            f"({_by_status(old)}). Nothing was deleted (--dry-run).",
+            markup=False,
+        )
+    else:
+        app.out.print(f"Pruned {_jobs_n(n)} finished before {when} from {queue.dir}.", markup=False)
+
+
+@jobs.command()
+@queue_dir_option(must_exist=True)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def clear(app: App, queue_dir: str, yes: bool) -> None:
+    """Delete every job and the index. Refused while any worker of the queue is alive."""
+    with open_queue(queue_dir) as queue:
+        alive = queue.live_workers()
+        if alive:
+            raise JobLedgerError(
+                f"refusing to clear the queue in {queue.dir}: worker(s) {', '.join(alive)} "
+                "are alive. Stop them first (Ctrl-C or SIGTERM gives their running jobs "
+                "back to the queue), then run clear again."
+            )
+        total = sum(queue.counts().values())
+        if not total:
+            app.out.print(f"The queue in {queue.dir} is already empty.", markup=False)
+            return
+        if not yes:
+            if not _maint.stdin_is_tty():
+                raise click.UsageError(
+                    f"clear would delete {_jobs_n(total)} in {queue.dir}; stdin is not a "
+                    "terminal to confirm it, so pass --yes to go ahead"
+                )
+            click.confirm(f"Delete {_jobs_n(total)} in {queue.dir}?", abort=True, err=True)
+        deleted = queue.clear()
+    app.out.print(
+        f"Cleared the queue in {queue.dir}: deleted {_jobs_n(deleted)} and queue.json.",
+        markup=False,
+    )
