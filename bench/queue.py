@@ -1,0 +1,422 @@
+"""Benchmark: JobQueue ``enqueue``, ``claim`` + ``complete`` and opening a big queue.
+
+Run from the project root::
+
+    python -m bench.queue                    # 1000 jobs per round, 3 rounds, 100k history
+    python bench/queue.py --dir /mnt/ssd/tmp --jobs 500 --history 20000 --live 2000
+    python -m bench.queue --profile          # adds cProfile tables of the library rounds
+
+In one process it measures:
+
+- the floor: a bare loop of temp-file write + fsync + ``os.replace`` + folder fsync of a
+  payload the size of a job file (the bytes of a real job file, built beforehand);
+- ``enqueue`` one by one (``durability="fsync"``) into an empty queue, and its ratio to
+  the floor (target >= 0.85);
+- ``claim`` + ``complete`` by one process (fsync; the claim itself is not fsynced),
+  target >= 1,300 jobs/s;
+- a big queue, ``--history`` finished jobs (default 100,000) and ``--live`` queued ones
+  (default 10,000): the time of ``JobQueue(dir).counts()`` from a new object (the first
+  use opens and reconciles), and the enqueue and claim + complete rates there, next to a
+  queue with the same live jobs and no history (so that the cost of history and the cost
+  of live jobs can be told apart).
+
+Rounds alternate floor and library (median over rounds). Results go to
+``bench/results/queue.json``. The folder defaults to a temp folder under the current
+directory, not /tmp (often a tmpfs, where fsync is free). Never collected by pytest.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __name__ == "__main__" and not __package__:
+    # `python bench/queue.py`: this file must not shadow the standard library's `queue`,
+    # and `bench` must be importable (for the helpers shared with bench.tasksets).
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+    sys.path.insert(0, os.path.dirname(_here))
+
+import argparse
+import cProfile
+import datetime as dt
+import io
+import json
+import platform
+import pstats
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jobledger
+from bench.tasksets import filesystem_of, floor_round, median_of, summary
+from jobledger._clock import iso_utc
+from jobledger._jobs import JobRecord, JobStatus
+from jobledger.backends.files._names import encode
+
+RESULTS = Path(__file__).resolve().parent / "results" / "queue.json"
+ENQUEUE_TARGET = 0.85
+CLAIM_TARGET = 1300.0
+
+
+def job(i: int) -> dict[str, Any]:
+    """A job shaped like the document's TextJob (its file is about 550 bytes)."""
+    return {
+        "type": "TextJob",
+        "model": "mistralai/Mistral-7B-v0.1",
+        "expected_repo_name": f"my-fine-tuned-model-{i}",
+        "dataset": f"my-dataset-{i}.json",
+        "file_format": "json",
+    }
+
+
+def sample_file(i: int = 0) -> bytes:
+    """The bytes of a Queued job file as enqueue writes it (the floor's payload)."""
+    stamp = "2025-01-20T10:30:00.000Z"
+    payload = {k: v for k, v in job(i).items() if k != "type"}
+    record = JobRecord(
+        job_id="123e4567-e89b-12d3-a456-426614174000",
+        type="TextJob",
+        status=JobStatus.QUEUED,
+        payload=payload,
+        seq=1737369000000000 + i,
+        created=stamp,
+    )
+    return record.dumps()
+
+
+# -- rounds -----------------------------------------------------------------------------------
+
+
+def floor_new_files_round(folder: str, data: bytes, n: int) -> list[float]:
+    """Like the floor, but each save creates a new file name (as enqueue must: one file
+    per job) instead of replacing the same one; each latency, in seconds."""
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, ".floor-new.tmp")
+    lat = []
+    clock = time.perf_counter
+    for i in range(n):
+        t0 = clock()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, os.path.join(folder, f"new-{i}.json"))
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        lat.append(clock() - t0)
+    shutil.rmtree(folder, ignore_errors=True)
+    return lat
+
+
+def enqueue_round(root: str, n: int, start: int = 0) -> list[float]:
+    """``enqueue`` of n jobs, one by one, durability fsync; each latency."""
+    lat = []
+    clock = time.perf_counter
+    with jobledger.JobQueue(root, durability="fsync") as q:
+        q.counts()  # open (and reconcile) before timing
+        for i in range(start, start + n):
+            payload = job(i)
+            t0 = clock()
+            q.enqueue(payload)
+            lat.append(clock() - t0)
+    return lat
+
+
+def claim_complete_round(root: str, n: int, prefill: bool = True) -> list[float]:
+    """``claim`` + ``complete`` of n jobs by one process, durability fsync; each latency.
+
+    With ``prefill``, n jobs are enqueued first (one batch, not timed)."""
+    if prefill:
+        with jobledger.JobQueue(root, durability="flush") as q:
+            q.enqueue_many([job(i) for i in range(n)])
+    lat = []
+    clock = time.perf_counter
+    with jobledger.JobQueue(root, durability="fsync") as q:
+        q.counts()
+        q.worker_id  # noqa: B018 - register the worker before timing
+        for _ in range(n):
+            t0 = clock()
+            claimed = q.claim()
+            assert claimed is not None, "the queue ran dry"
+            q.complete(claimed.job_id, {"ok": True})
+            lat.append(clock() - t0)
+    return lat
+
+
+def cold_open(root: str) -> float:
+    """Seconds of ``JobQueue(root).counts()`` from a new object."""
+    t0 = time.perf_counter()
+    with jobledger.JobQueue(root, durability="fsync") as q:
+        counts = q.counts()
+    elapsed = time.perf_counter() - t0
+    assert counts["Queued"] > 0
+    return elapsed
+
+
+# -- building the big queue -------------------------------------------------------------------
+
+
+def build_history(root: str, history: int) -> float:
+    """Write ``history`` Completed job files directly, in the documented format, dated
+    30 days ago (file mtime too: a finished job's file is not written again), and a
+    queue.json whose ``finished`` counts them. Returns seconds taken."""
+    t0 = time.perf_counter()
+    jobs_dir = os.path.join(root, "jobs")
+    os.makedirs(jobs_dir, exist_ok=True)
+    when = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)
+    stamp = iso_utc(when)
+    mtime = when.timestamp()
+    for i in range(history):
+        job_id = f"hist-{i:07d}"
+        payload = {k: v for k, v in job(i).items() if k != "type"}
+        record = JobRecord(
+            job_id=job_id,
+            type="TextJob",
+            status=JobStatus.COMPLETED,
+            payload=payload,
+            attempts=1,
+            seq=i + 1,
+            created=stamp,
+            started=stamp,
+            finished=stamp,
+            result={"ok": True},
+        )
+        path = os.path.join(jobs_dir, encode(job_id, "job id") + ".json")
+        with open(path, "wb") as fh:
+            fh.write(record.dumps())
+        os.utime(path, (mtime, mtime))
+    index = {
+        "running": [],
+        "queued": [],
+        "finished": {"Completed": history, "Failed": 0, "Cancelled": 0},
+    }
+    with open(os.path.join(root, "queue.json"), "w", encoding="utf-8") as fh:
+        json.dump(index, fh, indent=1)
+    return time.perf_counter() - t0
+
+
+def add_live(root: str, live: int) -> float:
+    """Enqueue ``live`` jobs in one batch (durability flush). Returns seconds taken."""
+    t0 = time.perf_counter()
+    with jobledger.JobQueue(root, durability="flush") as q:
+        q.enqueue_many([job(i) for i in range(live)])
+    return time.perf_counter() - t0
+
+
+# -- profile ----------------------------------------------------------------------------------
+
+
+def profile(fn: Callable[[], object], top: int = 25) -> str:
+    prof = cProfile.Profile()
+    prof.enable()
+    fn()
+    prof.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out).strip_dirs().sort_stats("tottime")
+    stats.print_stats(top)
+    return out.getvalue()
+
+
+# -- main -------------------------------------------------------------------------------------
+
+
+def _row(name: str, s: dict[str, float], ratio: str = "") -> str:
+    return f"| {name} | {s['rate']:,.0f} | {s['p50_ms']:.3f} | {s['p99_ms']:.3f} | {ratio} |"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.queue", description=__doc__)
+    parser.add_argument("--dir", help="folder on the disk to measure (default: under cwd)")
+    parser.add_argument("--jobs", type=int, default=1000, help="jobs per round (1000)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each (3)")
+    parser.add_argument("--history", type=int, default=100_000, help="finished jobs (100000)")
+    parser.add_argument("--live", type=int, default=10_000, help="live jobs (10000)")
+    parser.add_argument("--profile", action="store_true", help="cProfile the library rounds")
+    parser.add_argument("--keep", action="store_true", help="keep the folders afterwards")
+    parser.add_argument("--output", default=str(RESULTS), help="JSON results file")
+    args = parser.parse_args(argv)
+
+    base = args.dir or os.getcwd()
+    os.makedirs(base, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="jobledger-bench-queue-", dir=base)
+    fstype = filesystem_of(work)
+    print(f"folder: {work} ({fstype})")
+    if fstype in ("tmpfs", "ramfs"):
+        print("WARNING: this folder is in memory; fsync costs nothing here. Use --dir.")
+    n = args.jobs
+    data = sample_file()
+    result: dict[str, Any] = {
+        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "jobledger": jobledger.__version__,
+        "folder": work,
+        "filesystem": fstype,
+        "jobs_per_round": n,
+        "rounds": args.rounds,
+        "job_file_bytes": len(data),
+        "history": args.history,
+        "live": args.live,
+    }
+    try:
+        # Warm-up (page cache, allocator, imports), not counted.
+        floor_round(os.path.join(work, "floor"), [data] * 50, True)
+        enqueue_round(os.path.join(work, "warm"), 50)
+        claim_complete_round(os.path.join(work, "warm"), 50)
+
+        print(f"\n1. empty queue: {args.rounds} rounds of {n} jobs, job file {len(data)} B")
+        floors, new_floors, enqs, ccs = [], [], [], []
+        for r in range(args.rounds):
+            f = summary(floor_round(os.path.join(work, "floor"), [data] * n, True))
+            new_floors.append(summary(floor_new_files_round(os.path.join(work, "fn"), data, n)))
+            e = summary(enqueue_round(os.path.join(work, f"enq-{r}"), n))
+            c = summary(claim_complete_round(os.path.join(work, f"cc-{r}"), n))
+            floors.append(f)
+            enqs.append(e)
+            ccs.append(c)
+            print(
+                f"round {r + 1}: floor {f['rate']:7.0f}/s  enqueue {e['rate']:7.0f}/s "
+                f"(ratio {e['rate'] / f['rate']:.3f})  claim+complete {c['rate']:7.0f}/s"
+            )
+        floor, enq, cc = median_of(floors), median_of(enqs), median_of(ccs)
+        new_floor = median_of(new_floors)
+        enq_new_ratio = statistics.median(
+            e["rate"] / f["rate"] for f, e in zip(new_floors, enqs, strict=True)
+        )
+        enq_ratio = statistics.median(
+            e["rate"] / f["rate"] for f, e in zip(floors, enqs, strict=True)
+        )
+        cc_ratio = statistics.median(
+            c["rate"] / f["rate"] for f, c in zip(floors, ccs, strict=True)
+        )
+
+        print(f"\n2. building: {args.live:,} live jobs alone, and with {args.history:,} finished")
+        live_only = os.path.join(work, "live-only")
+        t_live = add_live(live_only, args.live)
+        big = os.path.join(work, "big")
+        t_hist = build_history(big, args.history)
+        # In real life history files are old: keep them (their ctime too, which utime
+        # cannot set back) out of the open's "changed since queue.json" window (2 s).
+        time.sleep(2.5)
+        t_big_live = add_live(big, args.live)
+        print(f"built in {t_live:.1f}s (live only) and {t_hist:.1f}s + {t_big_live:.1f}s (big)")
+        opens = {
+            name: [cold_open(root) for _ in range(3)]
+            for name, root in (("live-only", live_only), ("big", big))
+        }
+        open_s = {name: statistics.median(v) for name, v in opens.items()}
+        print(
+            f"cold JobQueue(dir).counts(): {open_s['live-only'] * 1000:.0f} ms (live only), "
+            f"{open_s['big'] * 1000:.0f} ms (with history)"
+        )
+        per: dict[str, dict[str, dict[str, float]]] = {}
+        for name, root in (("live-only", live_only), ("big", big)):
+            e_rounds, c_rounds = [], []
+            for r in range(args.rounds):
+                e_rounds.append(summary(enqueue_round(root, n, start=1_000_000 * (r + 1))))
+                c_rounds.append(summary(claim_complete_round(root, n, prefill=False)))
+            per[name] = {"enqueue": median_of(e_rounds), "claim_complete": median_of(c_rounds)}
+            print(
+                f"{name}: enqueue {per[name]['enqueue']['rate']:7.0f}/s  "
+                f"claim+complete {per[name]['claim_complete']['rate']:7.0f}/s"
+            )
+
+        enq_ok = enq_ratio >= ENQUEUE_TARGET
+        cc_ok = cc["rate"] >= CLAIM_TARGET
+        big_e = per["big"]["enqueue"]["rate"]
+        big_c = per["big"]["claim_complete"]["rate"]
+        lo_e = per["live-only"]["enqueue"]["rate"]
+        lo_c = per["live-only"]["claim_complete"]["rate"]
+        print()
+        print(f"Floor payload {len(data)} B, {n} jobs per round, median of {args.rounds} rounds,")
+        print(f"folder on {fstype}; big queue = {args.live:,} live + {args.history:,} finished.")
+        print()
+        print("| measure | ops/s | p50 ms | p99 ms | vs floor / target |")
+        print("|---|---:|---:|---:|---|")
+        print(_row("floor (write+fsync+replace+dir fsync)", floor))
+        print(_row("floor, a new file each time", new_floor))
+        verdict = "OK" if enq_ok else "BELOW"
+        print(
+            _row(
+                "enqueue, empty queue",
+                enq,
+                f"{enq_ratio:.3f} (>= 0.85: {verdict}); {enq_new_ratio:.3f} of new-file floor",
+            )
+        )
+        verdict = "OK" if cc_ok else "BELOW"
+        print(_row("claim+complete, empty queue", cc, f"{cc_ratio:.3f}; >= 1,300/s: {verdict}"))
+        for name, label in (("live-only", "live only"), ("big", "live + history")):
+            e, c = per[name]["enqueue"], per[name]["claim_complete"]
+            print(_row(f"enqueue, {label}", e, f"{e['rate'] / enq['rate']:.2f} x empty"))
+            print(_row(f"claim+complete, {label}", c, f"{c['rate'] / cc['rate']:.2f} x empty"))
+        print()
+        print("| cold open: JobQueue(dir).counts() | ms |")
+        print("|---|---:|")
+        print(f"| {args.live:,} live | {open_s['live-only'] * 1000:.0f} |")
+        print(f"| {args.live:,} live + {args.history:,} finished | {open_s['big'] * 1000:.0f} |")
+        print()
+        print(
+            f"history effect (big vs live only): enqueue {big_e / lo_e:.2f}x, "
+            f"claim+complete {big_c / lo_c:.2f}x (1.00 = history costs nothing)"
+        )
+        result.update(
+            {
+                "floor": floor,
+                "floor_new_files": new_floor,
+                "enqueue_ratio_to_new_file_floor": enq_new_ratio,
+                "enqueue_empty": enq,
+                "enqueue_ratio": enq_ratio,
+                "enqueue_target_met": enq_ok,
+                "claim_complete_empty": cc,
+                "claim_complete_ratio_to_floor": cc_ratio,
+                "claim_complete_target_met": cc_ok,
+                "live_only": per["live-only"],
+                "big": per["big"],
+                "cold_open_s": open_s,
+                "cold_open_all_s": opens,
+                "build_s": {"live_only": t_live, "history": t_hist, "big_live": t_big_live},
+                "rounds_detail": {
+                    "floor": floors,
+                    "floor_new_files": new_floors,
+                    "enqueue": enqs,
+                    "claim_complete": ccs,
+                },
+            }
+        )
+        if args.profile:
+            profiles = {
+                "enqueue_empty": profile(lambda: enqueue_round(os.path.join(work, "p-e"), n)),
+                "claim_complete_empty": profile(
+                    lambda: claim_complete_round(os.path.join(work, "p-c"), n)
+                ),
+                "enqueue_big": profile(lambda: enqueue_round(big, n, start=9_000_000)),
+                "claim_complete_big": profile(lambda: claim_complete_round(big, n, prefill=False)),
+                "cold_open_big": profile(lambda: cold_open(big)),
+            }
+            for name, text in profiles.items():
+                print(f"\n== cProfile: {name} ==\n{text}")
+            result["profiles"] = profiles
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"results written to {out}")
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
