@@ -14,6 +14,7 @@ as they are and written back, so a newer writer's data survives an older one.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import json
@@ -26,6 +27,8 @@ __all__ = [
     "ShapeError",
     "TaskSetKey",
     "TaskSetRecord",
+    "dumps_indented",
+    "dumps_lines",
     "parse_date",
 ]
 
@@ -220,14 +223,29 @@ def dumps_indented(doc: dict[str, Any]) -> bytes:
     """
     parts = []
     for key, value in doc.items():
-        if isinstance(value, list) and value and all(type(v) is str for v in value):
-            inner = ",\n    ".join(map(_encode_str, value))
-            text = f"[\n    {inner}\n  ]"
-        else:
+        text = None
+        if type(value) is list and value:
+            # The C encoder raises TypeError for anything but a string: no need to check
+            # every element first (that check alone cost more than the encoding).
+            with contextlib.suppress(TypeError):
+                text = "[\n    " + ",\n    ".join(map(_encode_str, value)) + "\n  ]"
+        if text is None:
             text = json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n  ")
         parts.append(f"  {_encode_str(key)}: {text}")
     body = ",\n".join(parts)
     return (f"{{\n{body}\n}}\n" if parts else "{}\n").encode()
+
+
+def dumps_lines(doc: dict[str, Any]) -> bytes:
+    """A JSON object with one top-level key per line, each value compact (C encoder).
+
+    For job files: as readable as the document's example at a glance, and several times
+    cheaper to write than ``indent=2``, which falls back to the pure-Python encoder."""
+    body = ",\n".join(
+        f"  {_encode_str(key)}: {json.dumps(value, ensure_ascii=False)}"
+        for key, value in doc.items()
+    )
+    return (f"{{\n{body}\n}}\n" if doc else "{}\n").encode()
 
 
 _encode_str: Any = getattr(json.encoder, "c_encode_basestring", None) or (

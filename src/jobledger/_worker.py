@@ -145,6 +145,7 @@ class Worker:
         while not self._stopping.is_set():
             job = self.queue.claim(types=types)
             if job is None:
+                self.queue.checkpoint()  # idle: leave queue.json exact for anyone looking
                 if until_empty and self._drained(types):
                     done.set()
                     self._settled.set()

@@ -187,14 +187,14 @@ def test_a_file_where_the_account_folder_should_be(tmp_path, clock):
 def test_an_unreadable_state_file(tmp_path, clock, monkeypatch):
     ts, path = opened(tmp_path / "state", clock)
     before = path.read_bytes()
-    real_open = open
+    real_open = os.open
 
     def fake_open(file, *args, **kwargs):
         if str(file) == str(path):
             raise PermissionError(errno.EACCES, "Permission denied", str(file))
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr("builtins.open", fake_open)
+    monkeypatch.setattr(os, "open", fake_open)
     with pytest.raises(jobledger.StorageError) as info:
         jobledger.JobState(tmp_path / "state", clock=clock).taskset(ACCOUNT, TYPE, date=DATE)
     monkeypatch.undo()

@@ -157,6 +157,10 @@ class JobBackend(Protocol):
         """Delete every job; refuse (JobLedgerError) while any worker is alive."""
         ...
 
+    def checkpoint(self) -> None:
+        """Make any derived index (``queue.json``) current; a no-op where there is none."""
+        ...
+
     def close(self) -> None:
         """Release connections and file descriptors."""
         ...

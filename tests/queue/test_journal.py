@@ -1,0 +1,70 @@
+"""The queue journal: how processes sharing a queue stay in step between snapshots."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from jobledger import JobQueue, JobStatus
+
+
+def _burst(q: JobQueue, n: int, prefix: str) -> list[str]:
+    # More than 32 changes in a second: queue.json is no longer rewritten on each one.
+    return q.enqueue_many(
+        [{"type": "T", "i": i} for i in range(n)], job_ids=[f"{prefix}{i}" for i in range(n)]
+    ) + [q.enqueue({"type": "T"}, job_id=f"{prefix}x{i}") for i in range(40)]
+
+
+def test_a_second_queue_object_sees_a_burst_through_the_journal(tmp_path):
+    a = JobQueue(tmp_path, durability="flush")
+    b = JobQueue(tmp_path, durability="flush")
+    ids = _burst(a, 50, "j")
+    assert (tmp_path / ".queue.journal").stat().st_size > 0  # not all in queue.json yet
+    claimed = []
+    while (job := b.claim()) is not None:
+        claimed.append(job.job_id)
+        b.complete(job.job_id)
+    assert sorted(claimed) == sorted(ids)
+    assert a.counts()["Completed"] == len(ids)
+    a.checkpoint()
+    doc = json.loads((tmp_path / "queue.json").read_text())
+    assert doc["queued"] == doc["running"] == []
+    assert doc["finished"]["Completed"] == len(ids)
+    a.close()
+    b.close()
+
+
+def test_light_use_keeps_queue_json_exact_after_every_change(tmp_path):
+    q = JobQueue(tmp_path, durability="flush")
+    for i in range(3):
+        q.enqueue({"type": "T"}, job_id=f"j{i}", priority=i)
+        doc = json.loads((tmp_path / "queue.json").read_text())
+        assert doc["queued"] == [f"j{k}" for k in range(i, -1, -1)]
+    q.claim()
+    doc = json.loads((tmp_path / "queue.json").read_text())
+    assert doc["running"] == ["j2"] and doc["queued"] == ["j1", "j0"]
+
+
+def test_a_damaged_journal_line_reloads_from_the_job_files(tmp_path, caplog):
+    a = JobQueue(tmp_path, durability="flush")
+    b = JobQueue(tmp_path, durability="flush")
+    ids = _burst(a, 10, "j")
+    b.counts()  # b is open and has read the journal so far
+    a.enqueue({"type": "T"}, job_id="late")
+    with open(tmp_path / ".queue.journal", "ab") as fh:
+        fh.write(b'{"n": oops}\n')
+    caplog.set_level(logging.WARNING, logger="jobledger")
+    assert b.counts()["Queued"] == len(ids) + 1
+    assert {j.job_id for j in b.list(JobStatus.QUEUED)} == set(ids) | {"late"}
+
+
+def test_a_torn_last_journal_line_is_ignored_and_cut(tmp_path):
+    a = JobQueue(tmp_path, durability="flush")
+    ids = _burst(a, 10, "j")
+    with open(tmp_path / ".queue.journal", "ab") as fh:
+        fh.write(b'{"n": 99999, "id": "gho')  # a writer killed mid-append
+    a.enqueue({"type": "T"}, job_id="after")
+    fresh = JobQueue(tmp_path, durability="flush")
+    assert {j.job_id for j in fresh.list(JobStatus.QUEUED)} == set(ids) | {"after"}
+    lines = (tmp_path / ".queue.journal").read_bytes().splitlines()
+    assert all(json.loads(line) for line in lines)  # the fragment did not glue to a line
