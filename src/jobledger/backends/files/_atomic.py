@@ -70,12 +70,19 @@ def _make_dirs(folder: str, fsync: bool) -> None:
 
 
 def write_atomic(
-    path: str, data: bytes, *, fsync: bool = True, backup: str | None = None
+    path: str,
+    data: bytes,
+    *,
+    fsync: bool = True,
+    backup: str | None = None,
+    sync_data: bool = False,
 ) -> os.stat_result:
     """Replace ``path`` with ``data`` atomically; on error the old file is left as it was.
 
     ``backup``, when given, receives the previous version of ``path`` (a hard link, so the
     bytes are not written twice) just before the replace: the last good generation.
+    ``sync_data`` (with ``fsync=False``) fsyncs the file's data but not the folder: the
+    rename may be lost in a power cut, but never lands before the data it names.
     Returns the new file's stat (for change detection); raises :class:`StorageError`
     naming the path on any OS error.
     """
@@ -94,7 +101,7 @@ def write_atomic(
             while view:
                 view = view[os.write(fd, view) :]
             point("files.temp_written")
-            if fsync:
+            if fsync or sync_data:
                 os.fsync(fd)
             point("files.temp_fsynced")
             stat = os.fstat(fd)
@@ -141,6 +148,28 @@ def _link_backup(path: str, backup: str) -> None:
     except OSError:
         remove(tmp)  # never leave the temp link behind
         raise
+
+
+def orders_rename_over(path: str) -> bool:
+    """Whether the file system holding ``path`` writes a file's data before a rename over
+    an existing file takes effect, even without fsync (ext4's default ``auto_da_alloc``).
+    Where it cannot be told, False: then callers fsync the data to be safe."""
+    real = os.path.realpath(path)
+    best, fstype, options = "", "", ""
+    try:
+        with open("/proc/mounts", encoding="utf-8") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) < 4:
+                    continue
+                mount = parts[1]
+                if (real == mount or real.startswith(mount.rstrip("/") + "/")) and len(mount) > len(
+                    best
+                ):
+                    best, fstype, options = mount, parts[2], parts[3]
+    except OSError:
+        return False
+    return fstype == "ext4" and "noauto_da_alloc" not in options.split(",")
 
 
 def read_bytes(path: str) -> bytes | None:

@@ -49,7 +49,14 @@ from ..._clock import Clock
 from ..._errors import JobLedgerError, JobNotFound, StorageError
 from ..._jobs import JobRecord, JobStatus
 from ..._records import dumps_indented
-from ._atomic import is_temp_name, read_bytes, remove, set_aside, write_atomic
+from ._atomic import (
+    is_temp_name,
+    orders_rename_over,
+    read_bytes,
+    remove,
+    set_aside,
+    write_atomic,
+)
 from ._locks import HOST, ProcessLock, is_held, lock_fd, unlock_fd
 from ._names import decode, encode, inside
 
@@ -119,6 +126,7 @@ class FilesJobBackend:
         self.index_path = os.path.join(self.root, "queue.json")
         self._fsync = fsync
         self._clock = clock
+        self._rename_ordered = orders_rename_over(os.path.dirname(self.root) or ".")
         self._thread_lock = threading.RLock()
         self._lock_fd: int | None = None
         self._jobs_real: str | None = None
@@ -252,7 +260,16 @@ class FilesJobBackend:
         return record
 
     def _write(self, record: JobRecord, fsync: bool) -> None:
-        write_atomic(self.job_path(record.job_id), record.dumps(), fsync=fsync and self._fsync)
+        durable = fsync and self._fsync
+        write_atomic(
+            self.job_path(record.job_id),
+            record.dumps(),
+            fsync=durable,
+            # An unsynced write (a claim) may be lost in a power cut, but must never leave
+            # an empty file: where the file system does not order the rename after the
+            # data by itself, sync the data (not the folder).
+            sync_data=not durable and self._fsync and not self._rename_ordered,
+        )
 
     # -- the index ------------------------------------------------------------------------
 
