@@ -46,14 +46,14 @@ import platform
 import pstats
 import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jobledger
-from bench.tasksets import filesystem_of, floor_round, median_of, summary
+from bench._common import work_folder
+from bench.tasksets import floor_round, median_of, summary
 from jobledger._clock import iso_utc
 from jobledger._jobs import JobRecord, JobStatus
 from jobledger.backends.files._names import encode
@@ -246,13 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=str(RESULTS), help="JSON results file")
     args = parser.parse_args(argv)
 
-    base = args.dir or os.getcwd()
-    os.makedirs(base, exist_ok=True)
-    work = tempfile.mkdtemp(prefix="jobledger-bench-queue-", dir=base)
-    fstype = filesystem_of(work)
-    print(f"folder: {work} ({fstype})")
-    if fstype in ("tmpfs", "ramfs"):
-        print("WARNING: this folder is in memory; fsync costs nothing here. Use --dir.")
+    work, fstype = work_folder(args.dir, "jobledger-bench-queue-")
     n = args.jobs
     data = sample_file()
     result: dict[str, Any] = {

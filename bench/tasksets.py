@@ -32,34 +32,17 @@ import pstats
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import jobledger
+from bench._common import work_folder
 from jobledger._records import TaskSetRecord
 
 ACCOUNT = "bench@example.com"
 TYPE = "daily-set"
 RESULTS = Path(__file__).resolve().parent / "results" / "tasksets.json"
-
-
-def filesystem_of(path: str) -> str:
-    """The file system type of the mount holding ``path`` (Linux /proc/mounts; else '?')."""
-    best, fstype = "", "?"
-    real = os.path.realpath(path)
-    try:
-        with open("/proc/mounts", encoding="utf-8") as fh:
-            for line in fh:
-                parts = line.split()
-                mount, kind = parts[1], parts[2]
-                inside = real == mount or real.startswith(mount.rstrip("/") + "/")
-                if inside and len(mount) > len(best):
-                    best, fstype = mount, kind
-    except OSError:
-        pass
-    return fstype
 
 
 def task_names(n: int) -> list[str]:
@@ -156,13 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=str(RESULTS), help="JSON results file")
     args = parser.parse_args(argv)
 
-    base = args.dir or os.getcwd()
-    os.makedirs(base, exist_ok=True)
-    work = tempfile.mkdtemp(prefix="jobledger-bench-", dir=base)
-    fstype = filesystem_of(work)
-    print(f"folder: {work} ({fstype})")
-    if fstype in ("tmpfs", "ramfs"):
-        print("WARNING: this folder is in memory; fsync costs nothing here. Use --dir.")
+    work, fstype = work_folder(args.dir, "jobledger-bench-")
     fsync = args.durability == "fsync"
     tasks = task_names(args.tasks)
     try:

@@ -20,9 +20,21 @@ from ._jobs import Job
 from ._log import log
 from ._queue import JobQueue
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "stop_signals_to"]
 
 Handler = Callable[[Job], Any]
+
+
+@contextlib.contextmanager
+def stop_signals_to(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """Inside the block SIGINT and SIGTERM call ``handler``; the previous handlers come
+    back after it. Main thread only (Python's rule for signal handlers)."""
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 class Worker:
@@ -90,12 +102,8 @@ class Worker:
                 self.grace_period = 0.0
             self.stop()
 
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        with stop_signals_to(on_signal):
             yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
 
     def run(self, until_empty: bool = False) -> None:
         """Serve jobs until stopped (or, with ``until_empty``, until no job of a handled

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from types import FrameType
@@ -20,7 +19,7 @@ from typing import Any
 
 import click
 
-from .._worker import Handler, Worker
+from .._worker import Handler, Worker, stop_signals_to
 from ._app import App, pass_app
 from ._jobs import open_queue, queue_dir_option
 
@@ -107,12 +106,8 @@ def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop()
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with stop_signals_to(on_signal):
         yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 @click.command()

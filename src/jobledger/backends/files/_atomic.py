@@ -21,6 +21,8 @@ __all__ = [
     "TEMP_MARK",
     "fsync_dir",
     "is_temp_name",
+    "mount_of",
+    "orders_rename_over",
     "read_bytes",
     "remove",
     "set_aside",
@@ -150,12 +152,11 @@ def _link_backup(path: str, backup: str) -> None:
         raise
 
 
-def orders_rename_over(path: str) -> bool:
-    """Whether the file system holding ``path`` writes a file's data before a rename over
-    an existing file takes effect, even without fsync (ext4's default ``auto_da_alloc``).
-    Where it cannot be told, False: then callers fsync the data to be safe."""
+def mount_of(path: str) -> tuple[str, str, list[str]]:
+    """(mount point, file system type, mount options) of the mount holding ``path``, from
+    /proc/mounts; ``("", "", [])`` where that cannot be read (not Linux)."""
     real = os.path.realpath(path)
-    best, fstype, options = "", "", ""
+    best: tuple[str, str, list[str]] = ("", "", [])
     try:
         with open("/proc/mounts", encoding="utf-8") as fh:
             for line in fh:
@@ -163,13 +164,20 @@ def orders_rename_over(path: str) -> bool:
                 if len(parts) < 4:
                     continue
                 mount = parts[1]
-                if (real == mount or real.startswith(mount.rstrip("/") + "/")) and len(mount) > len(
-                    best
-                ):
-                    best, fstype, options = mount, parts[2], parts[3]
+                holds = real == mount or real.startswith(mount.rstrip("/") + "/")
+                if holds and len(mount) > len(best[0]):
+                    best = (mount, parts[2], parts[3].split(","))
     except OSError:
-        return False
-    return fstype == "ext4" and "noauto_da_alloc" not in options.split(",")
+        pass
+    return best
+
+
+def orders_rename_over(path: str) -> bool:
+    """Whether the file system holding ``path`` writes a file's data before a rename over
+    an existing file takes effect, even without fsync (ext4's default ``auto_da_alloc``).
+    Where it cannot be told, False: then callers fsync the data to be safe."""
+    _, fstype, options = mount_of(path)
+    return fstype == "ext4" and "noauto_da_alloc" not in options
 
 
 def read_bytes(path: str) -> bytes | None:

@@ -1,0 +1,27 @@
+"""What the benchmarks share: a work folder on a real disk, and saying which disk it is."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from jobledger.backends.files._atomic import mount_of
+
+
+def filesystem_of(path: str) -> str:
+    """The file system type holding ``path`` ('?' where it cannot be told)."""
+    return mount_of(path)[1] or "?"
+
+
+def work_folder(base: str | None, prefix: str) -> tuple[str, str]:
+    """A new temp folder under ``base`` (default: the current directory, not /tmp, which
+    is often a tmpfs where fsync costs nothing), and its file system type. Warns when the
+    folder is in memory."""
+    base = base or os.getcwd()
+    os.makedirs(base, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=prefix, dir=base)
+    fstype = filesystem_of(work)
+    print(f"folder: {work} ({fstype})")
+    if fstype in ("tmpfs", "ramfs"):
+        print("WARNING: this folder is in memory; fsync costs nothing here. Use --dir.")
+    return work, fstype
