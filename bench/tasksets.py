@@ -2,7 +2,7 @@
 
 Run from the project root::
 
-    python -m bench.tasksets                 # 2000 tasks, durability fsync, 5 rounds
+    python -m bench.tasksets                 # 30 tasks (a daily set), fsync, 5 rounds
     python -m bench.tasksets --dir /mnt/ssd/tmp --tasks 500 --rounds 3 --profile
 
 In one process, alternating rounds of:
@@ -132,7 +132,7 @@ def profile_round(root: str, tasks: list[str], durability: str, top: int) -> str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tasksets", description=__doc__)
     parser.add_argument("--dir", help="folder on the disk to measure (default: under cwd)")
-    parser.add_argument("--tasks", type=int, default=2000, help="tasks in the set (2000)")
+    parser.add_argument("--tasks", type=int, default=30, help="tasks in the set (30)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of each (5)")
     parser.add_argument("--durability", choices=["fsync", "flush"], default="fsync")
     parser.add_argument("--profile", action="store_true", help="cProfile one library round")
