@@ -21,7 +21,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from ._clock import Clock, SystemClock, iso_utc
@@ -29,7 +29,7 @@ from ._config import DURABILITIES
 from ._errors import ConfigError, InvalidNameError, JobConflict
 from ._jobs import RESERVED_KEYS, Job, JobRecord, JobStatus
 from ._log import log, verbose_from_env
-from ._registry import decode_payload, encode_job
+from ._registry import decode_payload, encode_job, registered_types
 from .backends._contract import JobBackend, Lease
 from .backends.files.jobs import FilesJobBackend, new_worker_id
 
@@ -143,8 +143,6 @@ class JobQueue:
             payload, known = dict(record.payload), False
         if not known and record.type not in self._warned_types:
             self._warned_types.add(record.type)
-            from ._registry import registered_types
-
             if registered_types():
                 log.warning(
                     "Job %s has type %s, which no @job_type registers here; it is "
@@ -517,10 +515,3 @@ def json_ready(value: Any, what: str) -> None:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what} is not JSON-serialisable: {exc}") from exc
-
-
-def job_from_mapping(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A dict job from parsed JSON, checked to have a type (for the CLI's ``enqueue``)."""
-    if not isinstance(data.get("type"), str):
-        raise ConfigError('a job needs a string \'type\' key, e.g. {"type": "TextJob"}')
-    return dict(data)
