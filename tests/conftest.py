@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 import jobledger
+from tests.postgres._pg import pg_database, pg_url  # noqa: F401 (fixtures)
 
 
 class FakeClock:
@@ -38,22 +39,29 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-BACKENDS = ["files"]
+BACKENDS = ["files", "postgres"]
 
 
 @pytest.fixture(params=BACKENDS)
 def make_state(request: pytest.FixtureRequest, tmp_path, clock):
     """A factory of JobStates on one backend's storage; each call opens it anew."""
+    opened: list[jobledger.JobState] = []
 
     def make(**kwargs) -> jobledger.JobState:
         kwargs.setdefault("timezone", "UTC")
         kwargs.setdefault("clock", clock)
+        kwargs.setdefault("durability", "flush")
         if request.param == "files":
-            kwargs.setdefault("durability", "flush")
             return jobledger.JobState(tmp_path / "state", **kwargs)
+        if request.param == "postgres":
+            state = jobledger.JobState(url=request.getfixturevalue("pg_url"), **kwargs)
+            opened.append(state)
+            return state
         raise AssertionError(request.param)
 
-    return make
+    yield make
+    for state in opened:  # JobState has no close(): give back the connections now
+        state.backend.close()
 
 
 @pytest.fixture

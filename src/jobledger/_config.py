@@ -25,6 +25,7 @@ class JobStateConfig:
     dir: str = ""
     timezone: str | None = None
     durability: str = "fsync"
+    url: str | None = None
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -32,12 +33,14 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "dir": (str,),
     "timezone": (str, type(None)),
     "durability": (str,),
+    "url": (str, type(None)),
 }
 _EXPECTED = {
     "enabled": "true or false",
     "dir": 'a string (a folder path, or "" for sessions/job-state)',
     "timezone": "an IANA time zone name or null",
     "durability": '"fsync" or "flush"',
+    "url": 'a PostgreSQL URL ("postgresql://user@host/db") or null for the folder',
 }
 
 
@@ -87,4 +90,5 @@ def read_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> JobStateC
         dir=block.get("dir", ""),
         timezone=block.get("timezone"),
         durability=durability,
+        url=block.get("url"),
     )

@@ -49,7 +49,8 @@ def _when(value: dt.datetime | dt.timedelta | float | None, now: dt.datetime) ->
 
 
 class JobQueue:
-    """A durable job queue in ``dir`` (``jobs/<job_id>.json`` and ``queue.json``).
+    """A durable job queue in ``dir`` (``jobs/<job_id>.json`` and ``queue.json``), or in
+    PostgreSQL when ``dir`` is a ``postgresql://`` URL (needs ``jobledger[postgres]``).
 
     ``JobQueue(dir, durability="fsync")``; ``durability="flush"`` skips fsyncs (survives a
     process crash, not a power loss). ``retry_delay`` and ``max_retry_delay`` (seconds)
@@ -70,15 +71,20 @@ class JobQueue:
         if durability not in DURABILITIES:
             raise ConfigError(f"durability must be 'fsync' or 'flush', got {durability!r}")
         verbose_from_env()
-        self.dir = os.path.abspath(os.fspath(dir))
         self.durability = durability
         self.clock: Clock = clock or SystemClock()
         self.retry_delay = float(retry_delay)
         self.max_retry_delay = float(max_retry_delay)
         self.recover_every = float(recover_every)
-        self.backend: JobBackend = FilesJobBackend(
-            self.dir, fsync=durability == "fsync", clock=self.clock
-        )
+        self.backend: JobBackend
+        if isinstance(dir, str) and dir.startswith(("postgresql://", "postgres://")):
+            from .backends.postgres import job_backend
+
+            self.backend = job_backend(dir, fsync=durability == "fsync", clock=self.clock)
+            self.dir = self.backend.location  # the URL without its password, for messages
+        else:
+            self.dir = os.path.abspath(os.fspath(dir))
+            self.backend = FilesJobBackend(self.dir, fsync=durability == "fsync", clock=self.clock)
         self._worker_id: str | None = None
         self._worker_lock: Lease | None = None
         self._worker_guard = threading.Lock()

@@ -62,6 +62,8 @@ class JobState:
     - ``timezone``: IANA name that decides what "today" is; ``None`` is local time.
     - ``durability``: ``"fsync"`` (survives power loss) or ``"flush"`` (survives a
       process crash, not an OS crash; no fsync).
+    - ``url``: a ``postgresql://`` URL: keep the task sets in PostgreSQL instead of
+      ``dir`` (needs ``jobledger[postgres]``); the password never appears in messages.
     - ``clock``: an object with ``now()`` and ``monotonic()``, for tests.
 
     Constructing a JobState reads and writes nothing.
@@ -76,6 +78,7 @@ class JobState:
         *,
         clock: Clock | None = None,
         backend: TaskSetBackend | None = None,
+        url: str | None = None,
     ) -> None:
         if durability not in DURABILITIES:
             raise ConfigError(f"durability must be 'fsync' or 'flush', got {durability!r}")
@@ -92,6 +95,10 @@ class JobState:
             self.backend: TaskSetBackend = backend
         elif not enabled:
             self.backend = NullTaskSetBackend()
+        elif url is not None:
+            from .backends.postgres import taskset_backend
+
+            self.backend = taskset_backend(url, fsync=durability == "fsync", clock=self.clock)
         else:
             self.backend = FilesTaskSetBackend(
                 self.dir, fsync=durability == "fsync", clock=self.clock
@@ -103,7 +110,8 @@ class JobState:
     ) -> JobState:
         """A JobState from the document's config: a JSON file path or a parsed mapping.
 
-        Reads ``{"jobState": {"enabled": ..., "dir": ..., "timezone": ..., "durability": ...}}``;
+        Reads ``{"jobState": {"enabled": ..., "dir": ..., "timezone": ..., "durability": ...,
+        "url": ...}}`` (``url``: a PostgreSQL URL, used instead of ``dir``);
         an unknown key, a wrong type or an unreadable file raises :class:`ConfigError`.
         """
         cfg = read_config(source)
@@ -113,6 +121,7 @@ class JobState:
             timezone=cfg.timezone,
             durability=cfg.durability,
             clock=clock,
+            url=cfg.url,
         )
 
     def __repr__(self) -> str:

@@ -13,7 +13,7 @@ import pytest
 import jobledger
 from jobledger import JobConflict, JobNotFound, JobQueue, JobStatus
 
-JOB_BACKENDS = ["files"]
+JOB_BACKENDS = ["files", "postgres"]
 
 
 @pytest.fixture(params=JOB_BACKENDS)
@@ -25,6 +25,9 @@ def make_queue(request: pytest.FixtureRequest, tmp_path, clock):
         if request.param == "files":
             kwargs.setdefault("durability", "flush")
             queue = JobQueue(tmp_path / "queue", **kwargs)
+        elif request.param == "postgres":
+            kwargs.setdefault("durability", "flush")
+            queue = JobQueue(request.getfixturevalue("pg_url"), **kwargs)
         else:  # pragma: no cover
             raise AssertionError(request.param)
         opened.append(queue)

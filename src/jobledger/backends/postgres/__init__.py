@@ -1,0 +1,61 @@
+"""The PostgreSQL backends (psycopg 3: ``pip install "jobledger[postgres]"``).
+
+``JobState(url="postgresql://...")`` and ``JobQueue("postgresql://...")`` use them. The
+tables (``jobledger_*``) live in the URL's schema (``options=-csearch_path=...``, default
+``public``) and are created or migrated on first use; ``sql/`` holds the migrations.
+
+Importing this package does not import psycopg: the factories below do, and say how to
+install it when it is missing. The backends themselves are in ``.tasksets`` and ``.jobs``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import TYPE_CHECKING
+
+from ..._clock import Clock
+from ..._errors import ConfigError
+from ._errors import DatabaseError
+
+if TYPE_CHECKING:
+    from .jobs import PostgresJobBackend
+    from .tasksets import PostgresTaskSetBackend
+
+__all__ = [
+    "URL_SCHEMES",
+    "DatabaseError",
+    "is_postgres_url",
+    "job_backend",
+    "taskset_backend",
+]
+
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(value: object) -> bool:
+    """Whether ``value`` is a ``postgresql://`` (or ``postgres://``) URL."""
+    return isinstance(value, str) and value.startswith(URL_SCHEMES)
+
+
+def _require_psycopg() -> None:
+    if importlib.util.find_spec("psycopg") is None:
+        raise ConfigError(
+            "a PostgreSQL URL needs psycopg 3, which is not installed; "
+            'install it with: pip install "jobledger[postgres]"'
+        )
+
+
+def taskset_backend(url: str, *, fsync: bool, clock: Clock) -> PostgresTaskSetBackend:
+    """The task-set backend on ``url`` (nothing is connected until first use)."""
+    _require_psycopg()
+    from .tasksets import PostgresTaskSetBackend
+
+    return PostgresTaskSetBackend(url, fsync=fsync, clock=clock)
+
+
+def job_backend(url: str, *, fsync: bool, clock: Clock) -> PostgresJobBackend:
+    """The job backend on ``url`` (nothing is connected until first use)."""
+    _require_psycopg()
+    from .jobs import PostgresJobBackend
+
+    return PostgresJobBackend(url, fsync=fsync, clock=clock)

@@ -1,0 +1,461 @@
+"""The job queue in PostgreSQL: ``jobledger_jobs``, ``jobledger_workers`` and a sequence.
+
+- ``claim`` is ONE statement: an UPDATE of the row picked, in serving order, by a
+  subquery with FOR UPDATE SKIP LOCKED. Concurrent claimers skip each other's rows instead
+  of waiting: one winner per job, and no claimer ever blocks on another.
+- ``transition`` and ``recover`` lock the rows (SELECT ... FOR UPDATE), let the policy
+  compute the new records in Python, and write them, in one transaction.
+- ``put`` is INSERT ... ON CONFLICT DO NOTHING: enqueueing an existing id writes nothing
+  and returns the stored job (idempotent enqueue).
+- A worker is alive while its row's ``lease_until`` (server time) is in the future. A
+  heartbeat thread, started by ``register_worker`` on a connection of its own, pushes it
+  forward every ``heartbeat`` seconds; a stopped worker deletes its row. A worker that died
+  without doing so is dead once its lease runs out (``worker_lease`` seconds), and then
+  its Running jobs are recovered. Times here are the server's, so clients' clocks do not
+  matter; job times (created, run_after...) are the queue's clock, as ISO strings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from ..._clock import Clock, SystemClock
+from ..._errors import JobLedgerError, JobNotFound
+from ..._jobs import JobRecord, JobStatus
+from ._db import HOST, Database
+
+__all__ = ["PostgresJobBackend"]
+
+log = logging.getLogger("jobledger")
+
+_COLS = (
+    "job_id, type, status, error_message, payload, priority, attempts, max_attempts, seq,"
+    " created, started, finished, worker, run_after, result, recovered, extra_meta"
+)
+_ORDER = "recovered DESC, priority DESC, seq"
+_FINISHED = ("Completed", "Failed", "Cancelled")
+# The record types of jsonb_to_recordset in put: the columns of _COLS, in order.
+_RECORDSET = (
+    "job_id text, type text, status text, error_message text, payload jsonb,"
+    " priority bigint, attempts integer, max_attempts integer, seq bigint, created text,"
+    " started text, finished text, worker text, run_after text, result jsonb,"
+    " recovered boolean, extra_meta jsonb"
+)
+_ALIVE = "lease_until > clock_timestamp()"
+
+
+def _record(row: tuple[Any, ...]) -> JobRecord:
+    return JobRecord(
+        job_id=row[0],
+        type=row[1],
+        status=JobStatus(row[2]),
+        error_message=row[3],
+        payload=row[4],
+        priority=row[5],
+        attempts=row[6],
+        max_attempts=row[7],
+        seq=row[8],
+        created=row[9],
+        started=row[10],
+        finished=row[11],
+        worker=row[12],
+        run_after=row[13],
+        result=row[14],
+        recovered=row[15],
+        extra_meta=row[16],
+    )
+
+
+def _doc(r: JobRecord) -> dict[str, Any]:
+    """A record as one object of put's JSON array (keys: the columns)."""
+    return {
+        "job_id": r.job_id,
+        "type": r.type,
+        "status": r.status.value,
+        "error_message": r.error_message,
+        "payload": r.payload,
+        "priority": r.priority,
+        "attempts": r.attempts,
+        "max_attempts": r.max_attempts,
+        "seq": r.seq,
+        "created": r.created,
+        "started": r.started,
+        "finished": r.finished,
+        "worker": r.worker,
+        "run_after": r.run_after,
+        "result": r.result,
+        "recovered": r.recovered,
+        "extra_meta": r.extra_meta,
+    }
+
+
+def _types_clause(types: frozenset[str] | None) -> tuple[str, tuple[Any, ...]]:
+    if types is None:
+        return "", ()
+    return " AND type = ANY(%s)", (sorted(types),)
+
+
+class _WorkerLease:
+    """A registered worker: its heartbeat thread and connection; released on stop."""
+
+    def __init__(
+        self, db: Database, worker: str, since: str, lease: float, heartbeat: float
+    ) -> None:
+        self._db = db
+        self._worker = worker
+        self._since = since
+        self._lease = lease
+        self._heartbeat = heartbeat
+        self._pid = os.getpid()
+        self._stop = threading.Event()
+        self._registered = False
+        self._conn: psycopg.Connection[Any] | None = db.session("worker heartbeat")
+        self._guard = threading.Lock()
+        try:
+            self._renew()
+        except psycopg.Error as exc:
+            self._conn.close()
+            raise db.error(f"register worker {worker}", exc) from exc
+        self._thread = threading.Thread(
+            target=self._beat, name=f"jobledger-heartbeat-{worker}", daemon=True
+        )
+        self._thread.start()
+
+    def _renew(self) -> None:
+        """Push the lease forward; recreate the row if it was removed (presumed dead)."""
+        with self._guard:
+            if self._conn is None or self._conn.closed:
+                if self._stop.is_set():
+                    return
+                self._conn = self._db.session("worker heartbeat")
+            row = self._conn.execute(
+                "INSERT INTO jobledger_workers (worker, pid, host, since, lease_until)"
+                " VALUES (%s, %s, %s, %s, clock_timestamp() + make_interval(secs => %s))"
+                " ON CONFLICT (worker) DO UPDATE SET lease_until = excluded.lease_until"
+                " RETURNING (xmax = 0)",
+                (self._worker, os.getpid(), HOST, self._since, self._lease),
+            ).fetchone()
+        recreated = bool(row and row[0]) and self._registered
+        self._registered = True
+        if recreated:
+            log.warning(
+                "Worker %s had been presumed dead (its lease ran out); its Running jobs "
+                "may have been recovered, and their results will be refused",
+                self._worker,
+            )
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._heartbeat):
+            try:
+                self._renew()
+            except (psycopg.Error, JobLedgerError) as exc:
+                # Keep trying: the lease outlives a few missed beats (a brief outage).
+                log.warning("Heartbeat of worker %s failed: %s", self._worker, exc)
+                with self._guard:
+                    if self._conn is not None:
+                        self._conn.close()
+                    self._conn = None
+
+    def release(self) -> None:
+        """Stop the heartbeat and delete the worker's row. Idempotent."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        if self._pid != os.getpid():
+            return  # a fork()ed child: the worker is the parent's
+        self._thread.join()
+        with self._guard:
+            conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.execute("DELETE FROM jobledger_workers WHERE worker = %s", (self._worker,))
+        except psycopg.Error as exc:
+            log.warning("Could not remove worker %s's row: %s", self._worker, exc)
+        finally:
+            conn.close()
+
+
+class PostgresJobBackend:
+    """Jobs in PostgreSQL; see the module docstring.
+
+    ``PostgresJobBackend(url, fsync=True, clock=None, worker_lease=10.0, heartbeat=None)``:
+    ``worker_lease`` is how long (seconds) a worker that stopped renewing counts as alive,
+    ``heartbeat`` how often it renews (default: a fifth of the lease).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        fsync: bool = True,
+        clock: Clock | None = None,
+        worker_lease: float = 10.0,
+        heartbeat: float | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if worker_lease <= 0:
+            raise ValueError(f"worker_lease must be positive, got {worker_lease!r}")
+        self._db = Database(url, connect_timeout=connect_timeout)
+        self.location = self._db.location
+        self._fsync = fsync
+        self._clock = clock or SystemClock()
+        self.worker_lease = float(worker_lease)
+        self.heartbeat = float(heartbeat) if heartbeat is not None else self.worker_lease / 5
+
+    @contextlib.contextmanager
+    def _tx(self, action: str, *, durable: bool = True) -> Iterator[psycopg.Connection[Any]]:
+        with self._db.transaction(action, durable=durable and self._fsync) as conn:
+            yield conn
+
+    # -- the primitives -------------------------------------------------------------------
+
+    def put(self, records: list[JobRecord]) -> list[tuple[JobRecord, bool]]:
+        """Insert new jobs with fresh ``seq`` values; existing ids are returned as stored
+        with False, and an id given twice is stored once."""
+        unique: dict[str, JobRecord] = {}
+        for record in records:
+            unique.setdefault(record.job_id, record)
+        if not unique:
+            return []
+        with self._tx("enqueue jobs") as conn:
+            seqs = sorted(
+                row[0]
+                for row in conn.execute(
+                    "SELECT nextval('jobledger_job_seq') FROM generate_series(1, %s)",
+                    (len(unique),),
+                )
+            )
+            staged = {r.job_id: r.evolve(seq=s) for r, s in zip(unique.values(), seqs, strict=True)}
+            inserted = {
+                row[0]
+                for row in conn.execute(
+                    f"INSERT INTO jobledger_jobs ({_COLS}) SELECT {_COLS}"
+                    f" FROM jsonb_to_recordset(%s) AS x({_RECORDSET})"
+                    " ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
+                    (Jsonb([_doc(r) for r in staged.values()]),),
+                )
+            }
+            missing = [i for i in staged if i not in inserted]
+            existing = {}
+            if missing:
+                rows = conn.execute(
+                    f"SELECT {_COLS} FROM jobledger_jobs WHERE job_id = ANY(%s)", (missing,)
+                )
+                existing = {r.job_id: r for r in map(_record, rows)}
+        out = []
+        first = set()
+        for record in records:
+            job_id = record.job_id
+            if job_id in inserted:
+                out.append((staged[job_id], job_id not in first))
+                first.add(job_id)
+            else:
+                out.append((existing[job_id], False))
+        return out
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """The stored job (a plain read, no row lock)."""
+        with self._tx("read a job") as conn:
+            row = conn.execute(
+                f"SELECT {_COLS} FROM jobledger_jobs WHERE job_id = %s", (job_id,)
+            ).fetchone()
+        return _record(row) if row is not None else None
+
+    def next_seq(self) -> int:
+        """A value of the jobs' sequence, above every ``seq`` assigned so far."""
+        with self._tx("number a job") as conn:
+            row = conn.execute("SELECT nextval('jobledger_job_seq')").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def claim(self, worker: str, now: str, types: frozenset[str] | None) -> JobRecord | None:
+        """Make the first due Queued job Running under ``worker``: one statement.
+
+        Committed without waiting for the WAL flush, as the files backend does not fsync a
+        claim: a claim lost in a power cut leaves the job Queued, to run again anyway."""
+        clause, params = _types_clause(types)
+        with self._tx("claim a job", durable=False) as conn:
+            row = conn.execute(
+                "UPDATE jobledger_jobs SET status = 'Running', attempts = attempts + 1,"
+                " worker = %s, started = %s, run_after = NULL"
+                " WHERE job_id = (SELECT job_id FROM jobledger_jobs"
+                "  WHERE status = 'Queued' AND (run_after IS NULL OR run_after <= %s)"
+                f"  {clause} ORDER BY {_ORDER} LIMIT 1 FOR UPDATE SKIP LOCKED)"
+                f" RETURNING {_COLS}",
+                (worker, now, now, *params),
+            ).fetchone()
+        return _record(row) if row is not None else None
+
+    def _write(self, conn: psycopg.Connection[Any], r: JobRecord) -> None:
+        conn.execute(
+            "UPDATE jobledger_jobs SET type = %s, status = %s, error_message = %s,"
+            " payload = %s, priority = %s, attempts = %s, max_attempts = %s, seq = %s,"
+            " created = %s, started = %s, finished = %s, worker = %s, run_after = %s,"
+            " result = %s, recovered = %s, extra_meta = %s WHERE job_id = %s",
+            (
+                r.type,
+                r.status.value,
+                r.error_message,
+                Jsonb(r.payload),
+                r.priority,
+                r.attempts,
+                r.max_attempts,
+                r.seq,
+                r.created,
+                r.started,
+                r.finished,
+                r.worker,
+                r.run_after,
+                Jsonb(r.result),
+                r.recovered,
+                Jsonb(r.extra_meta),
+                r.job_id,
+            ),
+        )
+
+    def transition(
+        self, job_id: str, change: Callable[[JobRecord], JobRecord], *, fsync: bool = True
+    ) -> JobRecord:
+        """Lock the job's row, apply ``change``, write it: one transaction. ``change`` may
+        raise to refuse; the transaction is then rolled back."""
+        with self._tx("change a job", durable=fsync) as conn:
+            row = conn.execute(
+                f"SELECT {_COLS} FROM jobledger_jobs WHERE job_id = %s FOR UPDATE", (job_id,)
+            ).fetchone()
+            if row is None:
+                raise JobNotFound(job_id, self.location)
+            record = _record(row)
+            new = change(record)
+            if new is not record:
+                self._write(conn, new)
+        return new
+
+    def recover(
+        self, keep: Callable[[str | None], bool], decide: Callable[[JobRecord], JobRecord]
+    ) -> list[JobRecord]:
+        """Store ``decide(job)`` for every Running job whose worker's lease ran out (or
+        has no row), unless ``keep(worker)``; forget the dead workers' rows."""
+        out = []
+        with self._tx("recover the jobs of dead workers") as conn:
+            rows = conn.execute(
+                f"SELECT {_COLS} FROM jobledger_jobs j WHERE status = 'Running'"
+                " AND NOT EXISTS (SELECT 1 FROM jobledger_workers w"
+                f"  WHERE w.worker = j.worker AND w.{_ALIVE})"
+                f" ORDER BY {_ORDER} FOR UPDATE OF j SKIP LOCKED"
+            ).fetchall()
+            for record in map(_record, rows):
+                if keep(record.worker):
+                    continue
+                new = decide(record)
+                self._write(conn, new)
+                out.append(new)
+            conn.execute(f"DELETE FROM jobledger_workers WHERE NOT {_ALIVE}")
+        return out
+
+    # -- reading --------------------------------------------------------------------------
+
+    def live(self, status: JobStatus | None = None) -> list[JobRecord]:
+        """Live jobs in serving order: Running first, then Queued (or only ``status``)."""
+        wanted = [status.value] if status is not None else ["Running", "Queued"]
+        with self._tx("list jobs") as conn:
+            rows = conn.execute(
+                f"SELECT {_COLS} FROM jobledger_jobs WHERE status = ANY(%s)"
+                f" ORDER BY status = 'Running' DESC, {_ORDER}",
+                (wanted,),
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    def all_records(self) -> Iterator[JobRecord]:
+        """Every job, history included, in ``seq`` order."""
+        with self._tx("list jobs") as conn:
+            rows = conn.execute(f"SELECT {_COLS} FROM jobledger_jobs ORDER BY seq").fetchall()
+        return map(_record, rows)
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per status (every status present, zeros included)."""
+        out = {s.value: 0 for s in JobStatus}
+        with self._tx("count jobs") as conn:
+            for status, n in conn.execute(
+                "SELECT status, count(*) FROM jobledger_jobs GROUP BY status"
+            ):
+                out[status] = int(n)
+        return out
+
+    def queued_count(self, types: frozenset[str] | None) -> int:
+        """Queued jobs (of ``types``), due or not."""
+        clause, params = _types_clause(types)
+        with self._tx("count jobs") as conn:
+            row = conn.execute(
+                f"SELECT count(*) FROM jobledger_jobs WHERE status = 'Queued'{clause}", params
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def prune(self, cutoff: str) -> int:
+        """Delete finished jobs whose ``finished`` is before ``cutoff``; how many."""
+        with self._tx("prune jobs") as conn:
+            cur = conn.execute(
+                "DELETE FROM jobledger_jobs WHERE status = ANY(%s) AND coalesce(finished, '') < %s",
+                (list(_FINISHED), cutoff),
+            )
+            return cur.rowcount
+
+    # -- workers --------------------------------------------------------------------------
+
+    def register_worker(self, worker: str, since: str) -> _WorkerLease:
+        """Write the worker's row and start its heartbeat; released when it stops."""
+        self._db.ensure_schema()  # the tables exist before the heartbeat writes
+        return _WorkerLease(self._db, worker, since, self.worker_lease, self.heartbeat)
+
+    def worker_alive(self, worker: str) -> bool:
+        """Whether ``worker``'s lease has not run out."""
+        with self._tx("read workers") as conn:
+            row = conn.execute(
+                f"SELECT EXISTS (SELECT 1 FROM jobledger_workers WHERE worker = %s AND {_ALIVE})",
+                (worker,),
+            ).fetchone()
+        return bool(row and row[0])
+
+    def live_workers(self) -> list[str]:
+        """The workers whose lease has not run out, sorted."""
+        with self._tx("read workers") as conn:
+            rows = conn.execute(
+                f"SELECT worker FROM jobledger_workers WHERE {_ALIVE} ORDER BY worker"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def clear(self) -> int:
+        """Delete every job; refuse while any worker's lease is live."""
+        with self._tx("clear the queue") as conn:
+            # Registrations wait until this transaction ends, so none slips in between.
+            conn.execute("LOCK TABLE jobledger_workers IN EXCLUSIVE MODE")
+            alive = [
+                r[0]
+                for r in conn.execute(
+                    f"SELECT worker FROM jobledger_workers WHERE {_ALIVE} ORDER BY worker"
+                )
+            ]
+            if alive:
+                raise JobLedgerError(
+                    f"refusing to clear the queue in {self.location}: worker(s) "
+                    f"{', '.join(alive)} are alive. Stop them first (the queue may be "
+                    "cleared only when no worker runs)."
+                )
+            n = conn.execute("DELETE FROM jobledger_jobs").rowcount
+            conn.execute("DELETE FROM jobledger_workers")
+        return n
+
+    def checkpoint(self) -> None:
+        """Nothing to do: there is no derived index."""
+
+    def close(self) -> None:
+        """Close the connection (reopened on next use)."""
+        self._db.close()

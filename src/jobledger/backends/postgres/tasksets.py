@@ -1,0 +1,329 @@
+"""Task sets in PostgreSQL: a row per (account, type, date) in ``jobledger_tasksets``.
+
+- ``update`` is SELECT ... FOR UPDATE, the change in Python, then the write, in ONE
+  transaction: concurrent writers (threads or processes) queue up on the row lock and
+  each applies its change to the latest record, so no update is lost. A set that has no
+  row yet is created with INSERT ... ON CONFLICT DO NOTHING; losing that race retries.
+- The run lease is a session-level advisory lock taken on a connection of its own, held by
+  the lease object: it dies with its holder's session (process exit, SIGKILL, a lost
+  connection), never with a timestamp guess. Its holder writes its pid, host and since
+  into ``jobledger_leases``; a row counts only while ``pg_locks`` shows its session still
+  holding the lock, so ``holder`` never takes the lock and a stale row is harmless.
+- A record whose JSON is not a task set is moved to ``jobledger_set_aside`` with a
+  warning and the set starts empty (the policy keeps what this process completed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from ..._clock import Clock, SystemClock, iso_utc
+from ..._errors import AlreadyRunning, LeaseHolder
+from ..._records import ShapeError, TaskSetKey, TaskSetRecord
+from .._contract import Finding, Lease
+from ._db import HOST, Database, lock_key
+
+__all__ = ["PostgresTaskSetBackend"]
+
+log = logging.getLogger("jobledger")
+
+_KEY = "account = %s AND type = %s AND date = %s"
+# A lease row is true only while its session still holds the advisory lock it names.
+_HELD = """EXISTS (
+    SELECT 1 FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+      AND l.pid = h.backend_pid
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid::bigint = (h.lock_key >> 32) & 4294967295
+      AND l.objid::bigint = h.lock_key & 4294967295)"""
+_HOLDER = (
+    "SELECT h.pid, h.host, h.since FROM jobledger_leases h"
+    f" WHERE h.account = %s AND h.type = %s AND h.date = %s AND {_HELD}"
+)
+_STALE = f"SELECT h.account, h.type, h.date FROM jobledger_leases h WHERE NOT {_HELD}"
+# How long a contender looks for the holder's row, which is written just after the lock is
+# taken (a holder caught in between would otherwise be "an unknown process").
+_HOLDER_GRACE = 1.0
+
+
+class _Raced(Exception):
+    """Another writer created the row first: run the update again on its record."""
+
+
+class _PgLease:
+    """A held run lease: an advisory lock on a connection of its own."""
+
+    def __init__(self, conn: psycopg.Connection[Any], key: TaskSetKey, lock: int) -> None:
+        self._conn: psycopg.Connection[Any] | None = conn
+        self._key = key
+        self._lock = lock
+        self._pid = os.getpid()
+
+    def release(self) -> None:
+        """Delete the holder row, unlock and close the session. Idempotent."""
+        conn, self._conn = self._conn, None
+        if conn is None or self._pid != os.getpid():
+            return  # a fork()ed child must not touch its parent's session
+        try:
+            conn.execute(
+                f"DELETE FROM jobledger_leases WHERE {_KEY} AND backend_pid = pg_backend_pid()",
+                self._key,
+            )
+            conn.execute("SELECT pg_advisory_unlock(%s)", (self._lock,))
+        except psycopg.Error:
+            pass  # the session is gone, and its lock with it; the row is merely stale
+        finally:
+            conn.close()
+
+
+class PostgresTaskSetBackend:
+    """Task-set records in PostgreSQL; see the module docstring.
+
+    ``PostgresTaskSetBackend(url, fsync=True, clock=None)``: ``url`` is a
+    ``postgresql://`` URL (its ``options=-csearch_path=...`` picks the schema);
+    ``fsync=False`` commits without waiting for the WAL flush (``durability="flush"``).
+    The tables are created or migrated on first use.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        fsync: bool = True,
+        clock: Clock | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self._db = Database(url, connect_timeout=connect_timeout)
+        self.location = self._db.location
+        self._fsync = fsync
+        self._clock = clock or SystemClock()
+
+    def close(self) -> None:
+        """Close the connection (reopened on next use). Held leases stay held."""
+        self._db.close()
+
+    # -- load / update --------------------------------------------------------------------
+
+    def _parse(self, doc: object, key: TaskSetKey) -> TaskSetRecord:
+        record = TaskSetRecord.from_json(doc)
+        if record.key != key:
+            raise ShapeError(
+                f"the row holds account {record.account!r}, type {record.type!r}, date "
+                f"{record.date!r}, which does not match its key"
+            )
+        return record
+
+    def _set_aside(
+        self, conn: psycopg.Connection[Any], key: TaskSetKey, doc: object, reason: str
+    ) -> None:
+        conn.execute(
+            "INSERT INTO jobledger_set_aside (kind, key, data, reason) VALUES (%s, %s, %s, %s)",
+            ("taskset", "/".join(key), Jsonb(doc), reason),
+        )
+        conn.execute(f"DELETE FROM jobledger_tasksets WHERE {_KEY}", key)
+        log.warning(
+            "Task set %s of %s for %s in %s is not a valid record (%s); moved it to "
+            "jobledger_set_aside and starting it empty",
+            key.type,
+            key.account,
+            key.date,
+            self.location,
+            reason,
+        )
+
+    def load(self, key: TaskSetKey) -> TaskSetRecord | None:
+        """The stored record (a plain read, no lock); a bad one is set aside."""
+        with self._db.transaction("read a task set") as conn:
+            row = conn.execute(
+                f"SELECT record FROM jobledger_tasksets WHERE {_KEY}", key
+            ).fetchone()
+            if row is None:
+                return None
+            try:
+                return self._parse(row[0], key)
+            except ValueError as exc:
+                self._set_aside(conn, key, row[0], str(exc))
+                return None
+
+    def update(
+        self, key: TaskSetKey, change: Callable[[TaskSetRecord | None], TaskSetRecord]
+    ) -> TaskSetRecord:
+        """Read under a row lock, apply ``change``, write: one transaction."""
+        while True:
+            try:
+                return self._update_once(key, change)
+            except _Raced:
+                continue  # the row exists now: the next round locks it
+
+    def _update_once(
+        self, key: TaskSetKey, change: Callable[[TaskSetRecord | None], TaskSetRecord]
+    ) -> TaskSetRecord:
+        with self._db.transaction("save a task set", durable=self._fsync) as conn:
+            row = conn.execute(
+                f"SELECT record FROM jobledger_tasksets WHERE {_KEY} FOR UPDATE", key
+            ).fetchone()
+            current = None
+            if row is not None:
+                try:
+                    current = self._parse(row[0], key)
+                except ValueError as exc:
+                    self._set_aside(conn, key, row[0], str(exc))
+            record = change(current)
+            values = (
+                Jsonb(record.to_json()),
+                len(record.completed),
+                len(record.remaining),
+                record.last_update,
+            )
+            if current is not None:
+                conn.execute(
+                    "UPDATE jobledger_tasksets SET record = %s, completed = %s, remaining = %s,"
+                    f" last_update = %s WHERE {_KEY}",
+                    values + tuple(key),
+                )
+            else:
+                created = conn.execute(
+                    "INSERT INTO jobledger_tasksets"
+                    " (account, type, date, record, completed, remaining, last_update)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+                    tuple(key) + values,
+                ).fetchone()
+                if created is None:
+                    raise _Raced  # rolls this transaction back
+        return record
+
+    # -- leases ---------------------------------------------------------------------------
+
+    def _lock_key(self, key: TaskSetKey) -> int:
+        return lock_key(self._db.ensure_schema(), "taskset", *key)
+
+    def lease(self, key: TaskSetKey, since: str, wait: bool | float) -> Lease:
+        """Take the set's advisory lock on a new session; AlreadyRunning names the holder."""
+        lock = self._lock_key(key)
+        conn = self._db.session("lease")
+        try:
+            if not self._acquire(conn, lock, wait):
+                conn.close()
+                holder = self._holder(key, _HOLDER_GRACE) or LeaseHolder(None, None, None)
+                raise AlreadyRunning(_describe(key), holder, f"{self.location}, advisory lock")
+            with conn.transaction():
+                conn.execute(
+                    "INSERT INTO jobledger_leases"
+                    " (account, type, date, lock_key, backend_pid, pid, host, since)"
+                    " VALUES (%s, %s, %s, %s, pg_backend_pid(), %s, %s, %s)"
+                    " ON CONFLICT (account, type, date) DO UPDATE SET lock_key ="
+                    " excluded.lock_key, backend_pid = excluded.backend_pid,"
+                    " pid = excluded.pid, host = excluded.host, since = excluded.since",
+                    (*key, lock, os.getpid(), HOST, since),
+                )
+        except psycopg.Error as exc:
+            conn.close()
+            raise self._db.error("take a task set's run lease", exc) from exc
+        except BaseException:
+            conn.close()
+            raise
+        return _PgLease(conn, key, lock)
+
+    def _acquire(self, conn: psycopg.Connection[Any], lock: int, wait: bool | float) -> bool:
+        if wait is False or (wait is not True and float(wait) <= 0):
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock,)).fetchone()
+            return bool(row and row[0])
+        if wait is not True:
+            # lock_timeout bounds the wait of pg_advisory_lock (a heavyweight lock).
+            ms = max(1, round(float(wait) * 1000))
+            conn.execute(f"SET lock_timeout = {ms}")
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", (lock,))
+        except psycopg.errors.LockNotAvailable:
+            return False
+        finally:
+            if wait is not True and not conn.closed:
+                conn.execute("RESET lock_timeout")
+        return True
+
+    def holder(self, key: TaskSetKey) -> LeaseHolder | None:
+        """The live holder, from its row checked against pg_locks (takes no lock)."""
+        return self._holder(key, 0.0)
+
+    def _holder(self, key: TaskSetKey, grace: float) -> LeaseHolder | None:
+        deadline = time.monotonic() + grace
+        while True:
+            with self._db.transaction("read a task set's lease holder") as conn:
+                row = conn.execute(_HOLDER, key).fetchone()
+            if row is not None:
+                return LeaseHolder(row[0], row[1], row[2])
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.02)
+
+    # -- listing and maintenance ----------------------------------------------------------
+
+    def keys(self, account: str | None = None) -> Iterator[TaskSetKey]:
+        """Every stored set's key (of ``account`` if given)."""
+        query = "SELECT account, type, date FROM jobledger_tasksets"
+        params: tuple[str, ...] = ()
+        if account is not None:
+            query += " WHERE account = %s"
+            params = (account,)
+        with self._db.transaction("list task sets") as conn:
+            rows = conn.execute(query, params).fetchall()
+        return iter([TaskSetKey(a, t, d.isoformat()) for a, t, d in rows])
+
+    def delete(self, key: TaskSetKey) -> None:
+        """Delete a set's row, under its lease so that no live run loses it."""
+        lease = self.lease(key, iso_utc(self._clock.now()), wait=False)
+        try:
+            with self._db.transaction("delete a task set") as conn:
+                conn.execute(f"DELETE FROM jobledger_tasksets WHERE {_KEY}", key)
+        finally:
+            lease.release()
+
+    def usage(self) -> tuple[int, int]:
+        """(bytes, rows) of the task-set records."""
+        with self._db.transaction("measure the task sets") as conn:
+            row = conn.execute(
+                "SELECT coalesce(sum(pg_column_size(t.*)), 0), count(*) FROM jobledger_tasksets t"
+            ).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    def check(self, repair: bool) -> list[Finding]:
+        """Validate every record; report set-aside rows and stale lease rows."""
+        findings = []
+        with self._db.transaction("check the task sets") as conn:
+            rows = conn.execute("SELECT account, type, date, record FROM jobledger_tasksets")
+            for account, type_, date, doc in rows.fetchall():
+                key = TaskSetKey(account, type_, date.isoformat())
+                try:
+                    self._parse(doc, key)
+                except ValueError as exc:
+                    if repair:
+                        self._set_aside(conn, key, doc, str(exc))
+                    findings.append(Finding("corrupt", "/".join(key), str(exc), repair))
+            for account, type_, date in conn.execute(_STALE).fetchall():
+                key = TaskSetKey(account, type_, date.isoformat())
+                if repair:
+                    conn.execute(f"DELETE FROM jobledger_leases WHERE {_KEY}", key)
+                findings.append(
+                    Finding("stale-lease", "/".join(key), "lease row of a dead session", repair)
+                )
+            for (where,) in conn.execute("SELECT key FROM jobledger_set_aside ORDER BY id"):
+                findings.append(
+                    Finding(
+                        "note",
+                        f"jobledger_set_aside: {where}",
+                        "a bad record set aside earlier; inspect it, then delete it",
+                        False,
+                    )
+                )
+        return findings
+
+
+def _describe(key: TaskSetKey) -> str:
+    return f"task set {key.type!r} of account {key.account!r} for {key.date}"
