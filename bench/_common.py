@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from pathlib import Path
+from typing import Any
 
 from jobledger.backends.files._atomic import mount_of
 
@@ -25,3 +28,11 @@ def work_folder(base: str | None, prefix: str) -> tuple[str, str]:
     if fstype in ("tmpfs", "ramfs"):
         print("WARNING: this folder is in memory; fsync costs nothing here. Use --dir.")
     return work, fstype
+
+
+def write_results(path: str | Path, result: dict[str, Any]) -> None:
+    """Write a benchmark's results as JSON (the folder is made if needed)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"results written to {out}")

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import jobledger
-from bench._common import work_folder
+from bench._common import work_folder, write_results
 from bench.tasksets import floor_round, median_of, summary
 from jobledger._clock import iso_utc
 from jobledger._jobs import JobRecord, JobStatus
@@ -400,10 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, text in profiles.items():
                 print(f"\n== cProfile: {name} ==\n{text}")
             result["profiles"] = profiles
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(f"results written to {out}")
+        write_results(args.output, result)
     finally:
         if args.keep:
             print(f"kept {work}")

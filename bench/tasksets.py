@@ -25,7 +25,6 @@ import argparse
 import cProfile
 import datetime as dt
 import io
-import json
 import os
 import platform
 import pstats
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import jobledger
-from bench._common import work_folder
+from bench._common import work_folder, write_results
 from jobledger._records import TaskSetRecord
 
 ACCOUNT = "bench@example.com"
@@ -192,10 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             text = profile_round(os.path.join(work, "prof"), tasks, args.durability, 25)
             print(text)
             result["profile_top"] = text
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(f"results written to {out}")
+        write_results(args.output, result)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

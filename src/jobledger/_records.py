@@ -29,6 +29,7 @@ __all__ = [
     "TaskSetRecord",
     "dumps_indented",
     "dumps_lines",
+    "for_key",
     "parse_date",
 ]
 
@@ -212,6 +213,17 @@ class TaskSetRecord:
         except UnicodeDecodeError as exc:
             raise ValueError(f"not UTF-8 text: {exc}") from exc
         return cls.from_json(doc)
+
+
+def for_key(record: TaskSetRecord, key: TaskSetKey, holder: str) -> TaskSetRecord:
+    """``record``, checked to be the one stored under ``key``; ``holder`` ("file", "row")
+    names what held it in the error."""
+    if record.key != key:
+        raise ShapeError(
+            f"the {holder} holds account {record.account!r}, type {record.type!r}, date "
+            f"{record.date!r}, which does not match where it is stored"
+        )
+    return record
 
 
 def dumps_indented(doc: dict[str, Any]) -> bytes:

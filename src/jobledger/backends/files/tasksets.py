@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 from ..._clock import Clock, iso_utc
 from ..._errors import AlreadyRunning, LeaseHolder, StorageError
-from ..._records import ShapeError, TaskSetKey, TaskSetRecord
+from ..._records import TaskSetKey, TaskSetRecord, for_key
 from .._contract import Finding, Lease
 from ._atomic import is_temp_name, read_bytes, remove, set_aside, write_atomic
 from ._locks import ProcessLock, live_holder, pid_alive, read_holder
@@ -90,13 +90,7 @@ class FilesTaskSetBackend:
         return None
 
     def _parse(self, data: bytes, key: TaskSetKey) -> TaskSetRecord:
-        record = TaskSetRecord.loads(data)
-        if record.key != key:
-            raise ShapeError(
-                f"the file holds account {record.account!r}, type {record.type!r}, date "
-                f"{record.date!r}, which does not match its name"
-            )
-        return record
+        return for_key(TaskSetRecord.loads(data), key, "file")
 
     def _recover(self, key: TaskSetKey, path: str, reason: str) -> TaskSetRecord | None:
         try:

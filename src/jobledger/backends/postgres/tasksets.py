@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 
 from ..._clock import Clock, SystemClock, iso_utc
 from ..._errors import AlreadyRunning, LeaseHolder
-from ..._records import ShapeError, TaskSetKey, TaskSetRecord
+from ..._records import TaskSetKey, TaskSetRecord, for_key
 from .._contract import Finding, Lease
 from ._db import HOST, Database, lock_key
 
@@ -112,13 +112,7 @@ class PostgresTaskSetBackend:
     # -- load / update --------------------------------------------------------------------
 
     def _parse(self, doc: object, key: TaskSetKey) -> TaskSetRecord:
-        record = TaskSetRecord.from_json(doc)
-        if record.key != key:
-            raise ShapeError(
-                f"the row holds account {record.account!r}, type {record.type!r}, date "
-                f"{record.date!r}, which does not match its key"
-            )
-        return record
+        return for_key(TaskSetRecord.from_json(doc), key, "row")
 
     def _set_aside(
         self, conn: psycopg.Connection[Any], key: TaskSetKey, doc: object, reason: str
