@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 
-from jobledger import JobQueue, JobStatus
+import pytest
+
+from jobledger import JobConflict, JobQueue, JobStatus
 
 
 def _burst(q: JobQueue, n: int, prefix: str) -> list[str]:
@@ -68,3 +70,14 @@ def test_a_torn_last_journal_line_is_ignored_and_cut(tmp_path):
     assert {j.job_id for j in fresh.list(JobStatus.QUEUED)} == set(ids) | {"after"}
     lines = (tmp_path / ".queue.journal").read_bytes().splitlines()
     assert all(json.loads(line) for line in lines)  # the fragment did not glue to a line
+
+
+def test_a_change_by_another_queue_object_is_never_hidden_by_what_this_one_wrote(tmp_path):
+    a = JobQueue(tmp_path, durability="flush")
+    b = JobQueue(tmp_path, durability="flush")
+    a.enqueue({"type": "T"}, job_id="x")
+    assert a.claim().job_id == "x"  # a wrote x as Running, and remembers it
+    b.cancel("x")
+    with pytest.raises(JobConflict, match="Cancelled"):
+        a.complete("x")  # the fence sees b's change, not a's memory of its own write
+    assert a.get("x").status is JobStatus.CANCELLED

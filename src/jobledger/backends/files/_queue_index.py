@@ -121,6 +121,13 @@ class QueueIndex:
         self._since_snapshot = 0  # journal lines written since queue.json was
         self._snapshot_at = 0.0
         self._recent: collections.deque[float] = collections.deque()  # change times, 1 s
+        # Live jobs this process wrote last, as written (with the file's stat then). Under
+        # the queue lock a job file changes only through a transition that also appends a
+        # journal line, so such a record stays true until a line from another process
+        # names it (or a reload); the next transition then needs no read. A write whose
+        # line never landed belongs to an operation that never returned, so nothing
+        # acknowledged is missed.
+        self._written: dict[str, tuple[tuple[int, int, int], JobRecord]] = {}
 
     def _read(self, job_id: str) -> JobRecord | None:
         raise NotImplementedError
@@ -270,6 +277,8 @@ class QueueIndex:
         if n <= self._revision:
             return  # already in the snapshot, or ours
         self._revision = n
+        if line.get("id") is not None:
+            self._written.pop(str(line["id"]), None)  # another process changed that job
         for status, delta in (line.get("f") or {}).items():
             self._finished[status] = max(0, self._finished.get(status, 0) + int(delta))
         job_id = line.get("id")
@@ -353,6 +362,7 @@ class QueueIndex:
     def _open(self, scan: bool = True) -> None:
         """Load the snapshot and the journal, reconcile them with the job files (the
         files win), and write a fresh snapshot if anything was behind."""
+        self._written.clear()
         self._entries.clear()
         self._queued.clear()
         self._running.clear()
@@ -475,6 +485,7 @@ class QueueIndex:
 
     def _rebuild(self) -> None:
         """Rebuild the index from every job file (the slow path, after index damage)."""
+        self._written.clear()
         self._entries.clear()
         self._queued.clear()
         self._running.clear()

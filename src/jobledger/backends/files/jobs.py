@@ -173,7 +173,7 @@ class FilesJobBackend(QueueIndex):
 
     def _write(self, record: JobRecord, fsync: bool) -> None:
         durable = fsync and self._fsync
-        write_atomic(
+        st = write_atomic(
             self.job_path(record.job_id),
             record.dumps(),
             fsync=durable,
@@ -182,6 +182,10 @@ class FilesJobBackend(QueueIndex):
             # data by itself, sync the data (not the folder).
             sync_data=not durable and self._fsync and not self._rename_ordered,
         )
+        if record.status.is_live:
+            self._written[record.job_id] = ((st.st_ino, st.st_size, st.st_mtime_ns), record)
+        else:
+            self._written.pop(record.job_id, None)
 
     # -- the primitives -------------------------------------------------------------------
 
@@ -368,6 +372,16 @@ class FilesJobBackend(QueueIndex):
             raise
 
     def _read_locked(self, job_id: str) -> JobRecord | None:
+        mine = self._written.get(job_id)
+        if mine is not None:
+            # A safety net for hands editing the file; other writers show in the journal.
+            try:
+                st = os.stat(self.job_path(job_id))
+                if (st.st_ino, st.st_size, st.st_mtime_ns) == mine[0]:
+                    return mine[1]
+            except OSError:
+                pass
+            del self._written[job_id]
         record = self._read(job_id)
         if record is None and job_id in self._entries:
             self._drop(job_id)
@@ -498,6 +512,7 @@ class FilesJobBackend(QueueIndex):
         self._running.clear()
         self._finished = {s.value: 0 for s in FINISHED}
         self._revision = 0
+        self._written.clear()
         self._rotate_journal()  # other open queues notice, and reload an empty index
         self._opened = False
         return n
