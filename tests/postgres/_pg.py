@@ -94,9 +94,11 @@ def pg_database() -> Iterator[PgDatabase]:
     name = f"jobledger_test_{os.getpid()}_{secrets.token_hex(4)}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
-        try:
-            yield PgDatabase(with_database(ADMIN_URL, name))
-        finally:
+    try:
+        yield PgDatabase(with_database(ADMIN_URL, name))
+    finally:
+        # A connection of its own: test_restart.py restarts the server meanwhile.
+        with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -7,17 +7,30 @@ inside a transition), which then runs in a savepoint of the same transaction.
 
 Leases and worker heartbeats need connections of their own (a session-level advisory lock
 dies with its session); :meth:`Database.session` opens those.
+
+Surviving a server restart: every backend transaction is all-or-nothing, so one that lost
+its connection before COMMIT was sent left nothing behind and is run again, as a whole, on a
+new connection (:func:`reconnecting`, :meth:`Database.retrying`), with exponential backoff
+(0.1 s doubling to 5 s) for up to ``reconnect_for`` seconds (default 60), each reconnect
+logged at WARNING with host and database (never the password). A connection lost DURING
+COMMIT leaves the outcome unknown (:class:`ConnectionLost` ``commit_unknown``): the caller
+either is idempotent (a put, by job id; a read) and simply runs again, or passes a
+``settled`` check that re-reads the database and accepts what it finds (a claim, a
+transition); it is never blindly re-applied.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import quote, urlsplit
 
 import psycopg
@@ -27,9 +40,17 @@ from . import is_postgres_url
 from ._errors import DatabaseError
 from ._migrate import migrate
 
-__all__ = ["HOST", "Database", "lock_key", "redact"]
+__all__ = ["HOST", "ConnectionLost", "Database", "lock_key", "reconnecting", "redact"]
 
 HOST = socket.gethostname()
+log = logging.getLogger("jobledger")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Reconnect backoff: first wait, ceiling; the total is the Database's ``reconnect_for``.
+_BACKOFF_FIRST = 0.1
+_BACKOFF_MAX = 5.0
 
 # A dead client (a crashed machine rather than a killed process) is noticed by the server
 # only through TCP keepalives: these make its session, and its advisory locks, go in about
@@ -53,6 +74,43 @@ def redact(url: str) -> str:
     return f"{parts.scheme}://{user}{host}{port}{parts.path}"
 
 
+class ConnectionLost(DatabaseError):
+    """The connection died inside a transaction (server restart, admin shutdown, network).
+
+    ``commit_unknown`` is False when it died before COMMIT was sent: the server rolled the
+    transaction back, so running it again is safe. True when it died during COMMIT: the
+    transaction may or may not have been committed."""
+
+    def __init__(self, message: str, *, commit_unknown: bool) -> None:
+        super().__init__(message)
+        self.commit_unknown = commit_unknown
+
+
+def _lost(exc: BaseException, conn: psycopg.Connection[Any]) -> bool:
+    """Whether ``exc`` means the session is gone (not a statement's own error)."""
+    return isinstance(exc, psycopg.OperationalError) and (
+        conn.closed
+        or conn.broken
+        or isinstance(exc, psycopg.errors.AdminShutdown | psycopg.errors.CannotConnectNow)
+    )
+
+
+def reconnecting(
+    method: Callable[Concatenate[Any, P], T],
+) -> Callable[Concatenate[Any, P], T]:
+    """Run a backend method (``self._db`` a :class:`Database`; the method ONE transaction,
+    and idempotent: a read, or a write that finds its own earlier effect) again on a new
+    connection when its connection is lost. Nested calls (inside another transaction of the
+    same thread) are not retried themselves: the outermost call runs everything again."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        db: Database = self._db
+        return db.retrying(lambda: method(self, *args, **kwargs))
+
+    return wrapper
+
+
 def lock_key(*parts: str) -> int:
     """A signed 64-bit advisory-lock key for ``parts`` (schema first, so that two schemas
     in one database never share a lock)."""
@@ -63,7 +121,9 @@ def lock_key(*parts: str) -> int:
 class Database:
     """The connection settings of one URL, and this backend object's connection."""
 
-    def __init__(self, url: str, *, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, *, connect_timeout: float = 10.0, reconnect_for: float = 60.0
+    ) -> None:
         if not is_postgres_url(url):
             raise DatabaseError(f"not a PostgreSQL URL (postgresql://...): {redact(url)!r}")
         try:
@@ -83,14 +143,21 @@ class Database:
         self._conn: psycopg.Connection[Any] | None = None
         self._pid = os.getpid()
         self.schema = ""
+        self.reconnect_for = float(reconnect_for)
+        self._connected = False  # once connected, a lost connection is waited for
+        # Per thread: how deep in transactions it is (only the outermost level retries).
+        self._local = threading.local()
 
     # -- errors ---------------------------------------------------------------------------
 
+    def _text(self, exc: BaseException) -> str:
+        """``exc``'s message on one line, with any password scrubbed out."""
+        text = " ".join(str(exc).split()) or type(exc).__name__  # libpq's are multi-line
+        return text.replace(self._password, "***") if self._password else text
+
     def error(self, action: str, exc: BaseException) -> DatabaseError:
         """A DatabaseError for ``exc`` naming where, with any password scrubbed out."""
-        text = " ".join(str(exc).split()) or type(exc).__name__  # libpq's are multi-line
-        if self._password:
-            text = text.replace(self._password, "***")
+        text = self._text(exc)
         hint = (
             "check that the server runs and accepts connections, and the URL's host, port, "
             "database, user and password"
@@ -129,7 +196,62 @@ class Database:
                 raise self.error("prepare the jobledger tables", exc) from exc
             self.schema = str(row[0]) if row and row[0] else ""
             self._conn = conn
+            self._connected = True
         return self._conn
+
+    def _depth(self) -> int:
+        return int(getattr(self._local, "depth", 0))
+
+    def retrying(self, run: Callable[[], T], settled: Callable[[], T | None] | None = None) -> T:
+        """``run()`` (one whole transaction), run again on a new connection with backoff
+        when its connection is lost, for up to ``reconnect_for`` seconds.
+
+        After a COMMIT of unknown outcome, ``settled()`` (when given) re-reads the database:
+        a value means the lost commit did land and is the result; None means it did not,
+        and ``run`` runs again. Without ``settled``, ``run`` must be idempotent."""
+        if self._depth():
+            return run()  # nested: the outermost transaction is the one to run again
+        deadline = time.monotonic() + self.reconnect_for
+        delay = _BACKOFF_FIRST
+        check = False
+        while True:
+            try:
+                if check and settled is not None:
+                    found = settled()
+                    if found is not None:
+                        return found
+                return run()
+            except ConnectionLost as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                check = check or exc.commit_unknown
+                log.warning(
+                    "Lost the connection to PostgreSQL (%s)%s; reconnecting in %.1fs",
+                    self._where,
+                    ", the outcome of a COMMIT is unknown" if exc.commit_unknown else "",
+                    delay,
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX)
+
+    def committed(self, xid: int) -> bool:
+        """Whether transaction ``xid`` (``txid_current()`` read inside it) committed: the
+        answer, after a COMMIT of unknown outcome, from ``txid_status`` on a new connection
+        (PostgreSQL keeps it as long as the commit log does, far longer than a retry)."""
+
+        def status() -> str | None:
+            with self.transaction("read a transaction's outcome") as conn:
+                row = conn.execute("SELECT txid_status(%s)", (xid,)).fetchone()
+            return str(row[0]) if row and row[0] is not None else None
+
+        deadline = time.monotonic() + self.reconnect_for
+        while True:
+            found = self.retrying(status)
+            # "in progress" only when the server is still finishing it (a network cut, not
+            # a restart): wait for it to end.
+            if found != "in progress" or time.monotonic() > deadline:
+                return found == "committed"
+            time.sleep(_BACKOFF_FIRST)
 
     @contextlib.contextmanager
     def transaction(
@@ -139,21 +261,77 @@ class Database:
 
         ``durable=False`` commits without waiting for the WAL flush (survives a crash of
         this process, not of the server's machine), as ``durability="flush"`` promises.
-        A psycopg error becomes a DatabaseError; a lost connection is reopened next time.
+        A psycopg error becomes a DatabaseError; a lost connection, :class:`ConnectionLost`
+        (reopened next time). At the outermost level a connection found dead when the
+        transaction begins (nothing sent yet) is replaced at once, with backoff, since the
+        usual victim of a server restart is an idle connection.
         """
         with self._lock:
-            conn = self._connection()
+            outermost = self._depth() == 0
+            conn, tx = self._enter(action, outermost)
+            self._local.depth = self._depth() + 1
+            committing = False
             try:
-                with conn.transaction():
+                try:
                     if not durable:
                         conn.execute("SET LOCAL synchronous_commit TO off")
                     yield conn
+                    committing = True
+                except BaseException as exc:
+                    if not tx.__exit__(type(exc), exc, exc.__traceback__):
+                        raise
+                else:
+                    tx.__exit__(None, None, None)
             except psycopg.OperationalError as exc:
                 if conn.closed or conn.broken:
                     self._conn = None
+                if _lost(exc, conn):
+                    raise ConnectionLost(
+                        str(self.error(action, exc)), commit_unknown=committing and outermost
+                    ) from exc
                 raise self.error(action, exc) from exc
             except psycopg.Error as exc:
                 raise self.error(action, exc) from exc
+            finally:
+                self._local.depth = self._depth() - 1
+
+    def _enter(self, action: str, outermost: bool) -> tuple[psycopg.Connection[Any], Any]:
+        """The connection and its entered transaction; a dead idle connection is replaced
+        (with backoff, up to ``reconnect_for``) when nothing has been sent on it yet."""
+        deadline = time.monotonic() + self.reconnect_for
+        delay = _BACKOFF_FIRST
+        while True:
+            try:
+                conn = self._connection()
+                tx = conn.transaction()
+                tx.__enter__()
+                return conn, tx
+            except (psycopg.OperationalError, DatabaseError) as exc:
+                # Only a RE-connection waits for the server: a first connection that fails
+                # is a wrong URL or a server that is down, reported at once as before.
+                if not outermost or not self._connected or time.monotonic() + delay > deadline:
+                    if isinstance(exc, DatabaseError):
+                        raise
+                    conn_ = self._conn
+                    if conn_ is not None and (conn_.closed or conn_.broken):
+                        self._conn = None
+                    if conn_ is not None and _lost(exc, conn_):
+                        # A nested SAVEPOINT on a dead session: the outermost runs again.
+                        raise ConnectionLost(
+                            str(self.error(action, exc)), commit_unknown=False
+                        ) from exc
+                    raise self.error(action, exc) from exc
+                if self._conn is not None:
+                    self._conn.close()
+                self._conn = None
+                log.warning(
+                    "Reconnecting to PostgreSQL (%s) in %.1fs: %s",
+                    self._where,
+                    delay,
+                    exc if isinstance(exc, DatabaseError) else self._text(exc),
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX)
 
     def ensure_schema(self) -> str:
         """Connect (and migrate) if not yet done; the current schema's name."""

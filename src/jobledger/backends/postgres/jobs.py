@@ -13,6 +13,14 @@
   without doing so is dead once its lease runs out (``worker_lease`` seconds), and then
   its Running jobs are recovered. Times here are the server's, so clients' clocks do not
   matter; job times (created, run_after...) are the queue's clock, as ISO strings.
+- A lost connection (a server restart) runs the method's transaction again on a new
+  connection (``_db.reconnecting``). A COMMIT of unknown outcome: ``put`` runs again
+  (idempotent by job id: a job whose first insert landed comes back as existing, False);
+  ``claim`` and ``transition`` read ``txid_current()`` inside the transaction and ask the
+  server (``txid_status``) whether it committed: if so its result stands (so a claim that
+  landed is never followed by a second one, leaving the first Running under this live
+  worker, run by no one); if not it runs again. Reads, ``recover``, ``prune`` and
+  ``clear`` are idempotent (a rerun finds the work done and reports less).
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from psycopg.types.json import Jsonb
 from ..._clock import Clock, SystemClock
 from ..._errors import JobLedgerError, JobNotFound
 from ..._jobs import JobRecord, JobStatus
-from ._db import HOST, Database
+from ._db import HOST, Database, reconnecting
 
 __all__ = ["PostgresJobBackend"]
 
@@ -158,7 +166,14 @@ class _WorkerLease:
                 self._renew()
             except (psycopg.Error, JobLedgerError) as exc:
                 # Keep trying: the lease outlives a few missed beats (a brief outage).
-                log.warning("Heartbeat of worker %s failed: %s", self._worker, exc)
+                # A server restart lands here: the next beat reconnects (a new session).
+                log.warning(
+                    "Heartbeat of worker %s failed, reconnecting at the next beat: %s",
+                    self._worker,
+                    self._db.error("renew the worker's lease", exc)
+                    if isinstance(exc, psycopg.Error)
+                    else exc,
+                )
                 with self._guard:
                     if self._conn is not None:
                         self._conn.close()
@@ -177,8 +192,15 @@ class _WorkerLease:
         if conn is None:
             return
         try:
-            conn.execute("DELETE FROM jobledger_workers WHERE worker = %s", (self._worker,))
-        except psycopg.Error as exc:
+            try:
+                conn.execute("DELETE FROM jobledger_workers WHERE worker = %s", (self._worker,))
+            except psycopg.OperationalError:
+                # The session may have died with a server restart since the last beat:
+                # once more on a new one, or the row would read alive until its lease ends.
+                conn.close()
+                conn = self._db.session("worker release")
+                conn.execute("DELETE FROM jobledger_workers WHERE worker = %s", (self._worker,))
+        except (psycopg.Error, JobLedgerError) as exc:
             log.warning("Could not remove worker %s's row: %s", self._worker, exc)
         finally:
             conn.close()
@@ -189,7 +211,8 @@ class PostgresJobBackend:
 
     ``PostgresJobBackend(url, fsync=True, clock=None, worker_lease=10.0, heartbeat=None)``:
     ``worker_lease`` is how long (seconds) a worker that stopped renewing counts as alive,
-    ``heartbeat`` how often it renews (default: a fifth of the lease).
+    ``heartbeat`` how often it renews (default: a fifth of the lease), ``reconnect_for``
+    how long (seconds) a transaction waits for a lost server to come back (backoff).
     """
 
     def __init__(
@@ -201,10 +224,11 @@ class PostgresJobBackend:
         worker_lease: float = 10.0,
         heartbeat: float | None = None,
         connect_timeout: float = 10.0,
+        reconnect_for: float = 60.0,
     ) -> None:
         if worker_lease <= 0:
             raise ValueError(f"worker_lease must be positive, got {worker_lease!r}")
-        self._db = Database(url, connect_timeout=connect_timeout)
+        self._db = Database(url, connect_timeout=connect_timeout, reconnect_for=reconnect_for)
         self.location = self._db.location
         self._fsync = fsync
         self._clock = clock or SystemClock()
@@ -218,6 +242,7 @@ class PostgresJobBackend:
 
     # -- the primitives -------------------------------------------------------------------
 
+    @reconnecting
     def put(self, records: list[JobRecord]) -> list[tuple[JobRecord, bool]]:
         """Insert new jobs with fresh ``seq`` values; existing ids are returned as stored
         with False, and an id given twice is stored once."""
@@ -262,6 +287,7 @@ class PostgresJobBackend:
                 out.append((existing[job_id], False))
         return out
 
+    @reconnecting
     def get(self, job_id: str) -> JobRecord | None:
         """The stored job (a plain read, no row lock)."""
         with self._tx("read a job") as conn:
@@ -270,6 +296,7 @@ class PostgresJobBackend:
             ).fetchone()
         return _record(row) if row is not None else None
 
+    @reconnecting
     def next_seq(self) -> int:
         """A value of the jobs' sequence, above every ``seq`` assigned so far."""
         with self._tx("number a job") as conn:
@@ -283,17 +310,42 @@ class PostgresJobBackend:
         Committed without waiting for the WAL flush, as the files backend does not fsync a
         claim: a claim lost in a power cut leaves the job Queued, to run again anyway."""
         clause, params = _types_clause(types)
-        with self._tx("claim a job", durable=False) as conn:
-            row = conn.execute(
-                "UPDATE jobledger_jobs SET status = 'Running', attempts = attempts + 1,"
-                " worker = %s, started = %s, run_after = NULL"
-                " WHERE job_id = (SELECT job_id FROM jobledger_jobs"
-                "  WHERE status = 'Queued' AND (run_after IS NULL OR run_after <= %s)"
-                f"  {clause} ORDER BY {_ORDER} LIMIT 1 FOR UPDATE SKIP LOCKED)"
-                f" RETURNING {_COLS}",
-                (worker, now, now, *params),
-            ).fetchone()
-        return _record(row) if row is not None else None
+        done: list[tuple[JobRecord | None, int]] = []
+
+        def run() -> JobRecord | None:
+            done.clear()  # only this attempt's claim may be asked about
+            with self._tx("claim a job", durable=False) as conn:
+                done[:] = [self._claim(conn, worker, now, clause, params)]
+            return done[0][0]
+
+        def settled() -> JobRecord | None:
+            record, xid = done[0] if done else (None, 0)
+            if record is None or not self._db.committed(xid):
+                return None  # nothing claimed, or rolled back: claim again
+            return record
+
+        return self._db.retrying(run, settled)
+
+    def _claim(
+        self,
+        conn: psycopg.Connection[Any],
+        worker: str,
+        now: str,
+        clause: str,
+        params: tuple[Any, ...],
+    ) -> tuple[JobRecord | None, int]:
+        """claim's one statement: the record claimed (or None) and the transaction's id."""
+        row = conn.execute(
+            "UPDATE jobledger_jobs SET status = 'Running', attempts = attempts + 1,"
+            " worker = %s, started = %s, run_after = NULL"
+            " WHERE job_id = (SELECT job_id FROM jobledger_jobs"
+            "  WHERE status = 'Queued' AND (run_after IS NULL OR run_after <= %s)"
+            f"  {clause} ORDER BY {_ORDER} LIMIT 1 FOR UPDATE SKIP LOCKED)"
+            # The xid only when a row changed (an idle poll must not consume xids).
+            f" RETURNING {_COLS}, txid_current()",
+            (worker, now, now, *params),
+        ).fetchone()
+        return (_record(row), int(row[-1])) if row is not None else (None, 0)
 
     def _write(self, conn: psycopg.Connection[Any], r: JobRecord) -> None:
         conn.execute(
@@ -327,18 +379,35 @@ class PostgresJobBackend:
     ) -> JobRecord:
         """Lock the job's row, apply ``change``, write it: one transaction. ``change`` may
         raise to refuse; the transaction is then rolled back."""
-        with self._tx("change a job", durable=fsync) as conn:
-            row = conn.execute(
-                f"SELECT {_COLS} FROM jobledger_jobs WHERE job_id = %s FOR UPDATE", (job_id,)
-            ).fetchone()
-            if row is None:
-                raise JobNotFound(job_id, self.location)
-            record = _record(row)
-            new = change(record)
-            if new is not record:
-                self._write(conn, new)
-        return new
+        done: list[tuple[JobRecord, int]] = []
 
+        def run() -> JobRecord:
+            done.clear()
+            with self._tx("change a job", durable=fsync) as conn:
+                row = conn.execute(
+                    f"SELECT {_COLS}, txid_current() FROM jobledger_jobs"
+                    " WHERE job_id = %s FOR UPDATE",
+                    (job_id,),
+                ).fetchone()
+                if row is None:
+                    raise JobNotFound(job_id, self.location)
+                record = _record(row)
+                new = change(record)
+                if new is not record:
+                    self._write(conn, new)
+                done[:] = [(new, int(row[-1]))]
+            return new
+
+        def settled() -> JobRecord | None:
+            # Applying ``change`` again to its own result would be refused (a completed job
+            # is no longer Running) or applied twice: ask the server instead.
+            if not done or not self._db.committed(done[0][1]):
+                return None
+            return done[0][0]
+
+        return self._db.retrying(run, settled)
+
+    @reconnecting
     def recover(
         self, keep: Callable[[str | None], bool], decide: Callable[[JobRecord], JobRecord]
     ) -> list[JobRecord]:
@@ -363,6 +432,7 @@ class PostgresJobBackend:
 
     # -- reading --------------------------------------------------------------------------
 
+    @reconnecting
     def live(self, status: JobStatus | None = None) -> list[JobRecord]:
         """Live jobs in serving order: Running first, then Queued (or only ``status``)."""
         wanted = [status.value] if status is not None else ["Running", "Queued"]
@@ -374,12 +444,14 @@ class PostgresJobBackend:
             ).fetchall()
         return [_record(r) for r in rows]
 
+    @reconnecting
     def all_records(self) -> Iterator[JobRecord]:
         """Every job, history included, in ``seq`` order."""
         with self._tx("list jobs") as conn:
             rows = conn.execute(f"SELECT {_COLS} FROM jobledger_jobs ORDER BY seq").fetchall()
         return map(_record, rows)
 
+    @reconnecting
     def counts(self) -> dict[str, int]:
         """Jobs per status (every status present, zeros included)."""
         out = {s.value: 0 for s in JobStatus}
@@ -390,6 +462,7 @@ class PostgresJobBackend:
                 out[status] = int(n)
         return out
 
+    @reconnecting
     def queued_count(self, types: frozenset[str] | None) -> int:
         """Queued jobs (of ``types``), due or not."""
         clause, params = _types_clause(types)
@@ -399,6 +472,7 @@ class PostgresJobBackend:
             ).fetchone()
         return int(row[0]) if row else 0
 
+    @reconnecting
     def prune(self, cutoff: str) -> int:
         """Delete finished jobs whose ``finished`` is before ``cutoff``; how many."""
         with self._tx("prune jobs") as conn:
@@ -415,6 +489,7 @@ class PostgresJobBackend:
         self._db.ensure_schema()  # the tables exist before the heartbeat writes
         return _WorkerLease(self._db, worker, since, self.worker_lease, self.heartbeat)
 
+    @reconnecting
     def worker_alive(self, worker: str) -> bool:
         """Whether ``worker``'s lease has not run out."""
         with self._tx("read workers") as conn:
@@ -424,6 +499,7 @@ class PostgresJobBackend:
             ).fetchone()
         return bool(row and row[0])
 
+    @reconnecting
     def live_workers(self) -> list[str]:
         """The workers whose lease has not run out, sorted."""
         with self._tx("read workers") as conn:
@@ -432,6 +508,7 @@ class PostgresJobBackend:
             ).fetchall()
         return [r[0] for r in rows]
 
+    @reconnecting
     def clear(self) -> int:
         """Delete every job; refuse while any worker's lease is live."""
         with self._tx("clear the queue") as conn:

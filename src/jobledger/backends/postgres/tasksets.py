@@ -11,6 +11,13 @@
   holding the lock, so ``holder`` never takes the lock and a stale row is harmless.
 - A record whose JSON is not a task set is moved to ``jobledger_set_aside`` with a
   warning and the set starts empty (the policy keeps what this process completed).
+- A server restart: ``update`` runs again on a new connection (after a COMMIT of unknown
+  outcome only if ``txid_status`` says it did not commit). The run lease dies with its
+  session; rather than fail a run that merely outlived a restart, the holder RE-TAKES it on
+  its next write (``_PgLease.ensure``, a round trip on the lease's session per update): on
+  a new session, waiting up to ``reconnect_for`` (its old session may linger until TCP
+  keepalives end it, after a network cut). If another process took it in between, that
+  write raises AlreadyRunning naming it, and nothing is written: two runs never both write.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ from ..._clock import Clock, SystemClock, iso_utc
 from ..._errors import AlreadyRunning, LeaseHolder
 from ..._records import TaskSetKey, TaskSetRecord, for_key
 from .._contract import Finding, Lease
-from ._db import HOST, Database, lock_key
+from ._db import HOST, ConnectionLost, Database, lock_key, reconnecting
+from ._errors import DatabaseError
 
 __all__ = ["PostgresTaskSetBackend"]
 
@@ -60,17 +68,54 @@ class _Raced(Exception):
 class _PgLease:
     """A held run lease: an advisory lock on a connection of its own."""
 
-    def __init__(self, conn: psycopg.Connection[Any], key: TaskSetKey, lock: int) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        key: TaskSetKey,
+        lock: int,
+        retake: Callable[[], psycopg.Connection[Any]],
+        held: dict[TaskSetKey, _PgLease],
+    ) -> None:
         self._conn: psycopg.Connection[Any] | None = conn
         self._key = key
         self._lock = lock
         self._pid = os.getpid()
+        self._retake = retake
+        self._held = held
+        self._released = False
+        held[key] = self
+
+    def ensure(self) -> None:
+        """Before a write: the lock is still ours, or re-taken on a new session (it was
+        lost with the old one, e.g. a server restart); AlreadyRunning if another took it
+        (and again at every later write until re-taken: a lost lease never writes)."""
+        if self._released or self._pid != os.getpid():
+            return  # released, or a fork()ed child's copy: not this holder's business
+        conn = self._conn
+        if conn is not None:
+            try:
+                conn.execute("SELECT 1")
+                return
+            except psycopg.Error:
+                conn.close()
+            self._conn = None
+        try:
+            self._conn = self._retake()  # AlreadyRunning when another holds it now
+        except DatabaseError as exc:
+            # The server is not back yet: the caller's retrying waits with backoff.
+            raise ConnectionLost(str(exc), commit_unknown=False) from exc
+        log.warning("Re-took the run lease of %s after its session was lost", _describe(self._key))
 
     def release(self) -> None:
         """Delete the holder row, unlock and close the session. Idempotent."""
-        conn, self._conn = self._conn, None
-        if conn is None or self._pid != os.getpid():
+        if self._released or self._pid != os.getpid():
             return  # a fork()ed child must not touch its parent's session
+        self._released = True
+        if self._held.get(self._key) is self:
+            del self._held[self._key]
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return  # lost and never re-taken: nothing of it is left on the server
         try:
             conn.execute(
                 f"DELETE FROM jobledger_leases WHERE {_KEY} AND backend_pid = pg_backend_pid()",
@@ -89,7 +134,8 @@ class PostgresTaskSetBackend:
     ``PostgresTaskSetBackend(url, fsync=True, clock=None)``: ``url`` is a
     ``postgresql://`` URL (its ``options=-csearch_path=...`` picks the schema);
     ``fsync=False`` commits without waiting for the WAL flush (``durability="flush"``).
-    The tables are created or migrated on first use.
+    The tables are created or migrated on first use. ``reconnect_for``: how long (seconds)
+    a transaction waits, with backoff, for a lost server to come back.
     """
 
     def __init__(
@@ -99,11 +145,14 @@ class PostgresTaskSetBackend:
         fsync: bool = True,
         clock: Clock | None = None,
         connect_timeout: float = 10.0,
+        reconnect_for: float = 60.0,
     ) -> None:
-        self._db = Database(url, connect_timeout=connect_timeout)
+        self._db = Database(url, connect_timeout=connect_timeout, reconnect_for=reconnect_for)
         self.location = self._db.location
         self._fsync = fsync
         self._clock = clock or SystemClock()
+        # The leases held through this object, checked (re-taken) before each write.
+        self._held: dict[TaskSetKey, _PgLease] = {}
 
     def close(self) -> None:
         """Close the connection (reopened on next use). Held leases stay held."""
@@ -132,6 +181,7 @@ class PostgresTaskSetBackend:
             reason,
         )
 
+    @reconnecting
     def load(self, key: TaskSetKey) -> TaskSetRecord | None:
         """The stored record (a plain read, no lock); a bad one is set aside."""
         with self._db.transaction("read a task set") as conn:
@@ -150,16 +200,33 @@ class PostgresTaskSetBackend:
         self, key: TaskSetKey, change: Callable[[TaskSetRecord | None], TaskSetRecord]
     ) -> TaskSetRecord:
         """Read under a row lock, apply ``change``, write: one transaction."""
-        while True:
-            try:
-                return self._update_once(key, change)
-            except _Raced:
-                continue  # the row exists now: the next round locks it
+        done: list[tuple[TaskSetRecord, int]] = []
+
+        def run() -> TaskSetRecord:
+            done.clear()
+            held = self._held.get(key)
+            if held is not None:
+                held.ensure()
+            while True:
+                try:
+                    return self._update_once(key, change, done)
+                except _Raced:
+                    continue  # the row exists now: the next round locks it
+
+        def settled() -> TaskSetRecord | None:
+            # Not ``change`` again on its own result: ask the server whether it committed.
+            return done[0][0] if done and self._db.committed(done[0][1]) else None
+
+        return self._db.retrying(run, settled)
 
     def _update_once(
-        self, key: TaskSetKey, change: Callable[[TaskSetRecord | None], TaskSetRecord]
+        self,
+        key: TaskSetKey,
+        change: Callable[[TaskSetRecord | None], TaskSetRecord],
+        done: list[tuple[TaskSetRecord, int]],
     ) -> TaskSetRecord:
         with self._db.transaction("save a task set", durable=self._fsync) as conn:
+            xid = conn.execute("SELECT txid_current()").fetchone()
             row = conn.execute(
                 f"SELECT record FROM jobledger_tasksets WHERE {_KEY} FOR UPDATE", key
             ).fetchone()
@@ -191,6 +258,7 @@ class PostgresTaskSetBackend:
                 ).fetchone()
                 if created is None:
                     raise _Raced  # rolls this transaction back
+            done[:] = [(record, int(xid[0]) if xid else 0)]
         return record
 
     # -- leases ---------------------------------------------------------------------------
@@ -201,6 +269,19 @@ class PostgresTaskSetBackend:
     def lease(self, key: TaskSetKey, since: str, wait: bool | float) -> Lease:
         """Take the set's advisory lock on a new session; AlreadyRunning names the holder."""
         lock = self._lock_key(key)
+        conn = self._take(key, lock, since, wait)
+        return _PgLease(
+            conn,
+            key,
+            lock,
+            lambda: self._take(key, lock, since, self._db.reconnect_for),
+            self._held,
+        )
+
+    def _take(
+        self, key: TaskSetKey, lock: int, since: str, wait: bool | float
+    ) -> psycopg.Connection[Any]:
+        """A new session holding the set's lock, its holder row written."""
         conn = self._db.session("lease")
         try:
             if not self._acquire(conn, lock, wait):
@@ -223,7 +304,7 @@ class PostgresTaskSetBackend:
         except BaseException:
             conn.close()
             raise
-        return _PgLease(conn, key, lock)
+        return conn
 
     def _acquire(self, conn: psycopg.Connection[Any], lock: int, wait: bool | float) -> bool:
         if wait is False or (wait is not True and float(wait) <= 0):
@@ -242,6 +323,7 @@ class PostgresTaskSetBackend:
                 conn.execute("RESET lock_timeout")
         return True
 
+    @reconnecting
     def holder(self, key: TaskSetKey) -> LeaseHolder | None:
         """The live holder, from its row checked against pg_locks (takes no lock)."""
         return self._holder(key, 0.0)
@@ -259,6 +341,7 @@ class PostgresTaskSetBackend:
 
     # -- listing and maintenance ----------------------------------------------------------
 
+    @reconnecting
     def keys(self, account: str | None = None) -> Iterator[TaskSetKey]:
         """Every stored set's key (of ``account`` if given)."""
         query = "SELECT account, type, date FROM jobledger_tasksets"
@@ -279,6 +362,7 @@ class PostgresTaskSetBackend:
         finally:
             lease.release()
 
+    @reconnecting
     def usage(self) -> tuple[int, int]:
         """(bytes, rows) of the task-set records."""
         with self._db.transaction("measure the task sets") as conn:
@@ -287,6 +371,7 @@ class PostgresTaskSetBackend:
             ).fetchone()
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
+    @reconnecting
     def check(self, repair: bool) -> list[Finding]:
         """Validate every record; report set-aside rows and stale lease rows."""
         findings = []
