@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .._errors import LeaseHolder
 from .._jobs import JobRecord, JobStatus
 from .._records import TaskSetKey, TaskSetRecord
 
-__all__ = ["Finding", "JobBackend", "Lease", "TaskSetBackend"]
+__all__ = ["Finding", "JobBackend", "JobImporter", "Lease", "TaskSetBackend"]
 
 
 class Lease(Protocol):
@@ -163,4 +163,16 @@ class JobBackend(Protocol):
 
     def close(self) -> None:
         """Release connections and file descriptors."""
+        ...
+
+
+@runtime_checkable
+class JobImporter(Protocol):
+    """A JobBackend that can store whole records as given (``jobledger export``).
+
+    Optional: the files backend has none (export writes its job files directly)."""
+
+    def import_records(self, records: list[JobRecord]) -> list[str]:
+        """Store ``records`` exactly (status, attempts, ``seq``...); the ids already stored
+        are left as they are and returned."""
         ...

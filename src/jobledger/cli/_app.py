@@ -111,6 +111,7 @@ def cli(ctx: click.Context, config: str | None, dir: str | None, verbose: bool) 
 
 def _register() -> None:
     # Imported here: these modules import `pass_app` from this one.
+    from ._db import db, export_command
     from ._demo_cmd import demo
     from ._jobs import jobs
     from ._maint import register as register_maintenance
@@ -122,6 +123,8 @@ def _register() -> None:
     cli.add_command(demo)
     cli.add_command(jobs)
     cli.add_command(worker)
+    cli.add_command(db)
+    cli.add_command(export_command)
 
 
 _register()

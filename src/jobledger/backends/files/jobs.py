@@ -140,9 +140,10 @@ class FilesJobBackend(QueueIndex):
             self._opened = False
 
     def checkpoint(self) -> None:
-        """Bring queue.json up to date now, if any change is only in the journal."""
+        """Bring queue.json up to date now: open the queue if it is not yet (which
+        reconciles it with the job files), then write out what is only in the journal."""
         with self._thread_lock:
-            if self._since_snapshot or self._journal_has_lines():
+            if not self._opened or self._since_snapshot or self._journal_has_lines():
                 with self.locked():
                     if self._since_snapshot or self._journal_has_lines():
                         self._save_index()

@@ -288,6 +288,29 @@ class PostgresJobBackend:
         return out
 
     @reconnecting
+    def import_records(self, records: list[JobRecord]) -> list[str]:
+        """Store ``records`` exactly as given (status, attempts, ``seq``...), for
+        ``jobledger export``; ids already stored are left as they are and returned. The job
+        sequence is moved past every stored ``seq``, so later enqueues come after them."""
+        if not records:
+            return []
+        with self._tx("import jobs") as conn:
+            inserted = {
+                row[0]
+                for row in conn.execute(
+                    f"INSERT INTO jobledger_jobs ({_COLS}) SELECT {_COLS}"
+                    f" FROM jsonb_to_recordset(%s) AS x({_RECORDSET})"
+                    " ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
+                    (Jsonb([_doc(r) for r in records]),),
+                )
+            }
+            conn.execute(
+                "SELECT setval('jobledger_job_seq', max(seq)) FROM jobledger_jobs"
+                " HAVING max(seq) >= (SELECT last_value FROM jobledger_job_seq)"
+            )
+        return [r.job_id for r in records if r.job_id not in inserted]
+
+    @reconnecting
     def get(self, job_id: str) -> JobRecord | None:
         """The stored job (a plain read, no row lock)."""
         with self._tx("read a job") as conn:
