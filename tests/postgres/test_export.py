@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
-
-from click.testing import CliRunner, Result
 
 from tests.postgres._pg import require_psycopg
 
@@ -15,22 +12,9 @@ psycopg = require_psycopg()
 from jobledger import JobQueue, JobState  # noqa: E402
 from jobledger._export import export  # noqa: E402
 from jobledger.backends.postgres._migrate import migrations  # noqa: E402
-from jobledger.cli import cli  # noqa: E402
 from tests.cli.conftest import build  # noqa: E402
+from tests.cli.test_export import documents, run  # noqa: E402
 from tests.cli.test_jobs_cli import build_queue  # noqa: E402
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args))
-
-
-def documents(root: Path) -> dict[str, Any]:
-    """Every ``*.json`` file under ``root`` (not queue.json), parsed, by relative path."""
-    return {
-        str(p.relative_to(root)): json.loads(p.read_text(encoding="utf-8"))
-        for p in sorted(root.rglob("*.json"))
-        if p.name != "queue.json"
-    }
 
 
 def test_round_trip_files_postgres_files_is_lossless(tmp_path: Path, pg_url: str) -> None:

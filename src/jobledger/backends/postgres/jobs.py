@@ -60,6 +60,19 @@ _RECORDSET = (
 _ALIVE = "lease_until > clock_timestamp()"
 
 
+def _insert_new(conn: psycopg.Connection[Any], records: list[JobRecord]) -> set[str]:
+    """Insert the records whose ids are not stored yet, in one statement; their ids."""
+    return {
+        row[0]
+        for row in conn.execute(
+            f"INSERT INTO jobledger_jobs ({_COLS}) SELECT {_COLS}"
+            f" FROM jsonb_to_recordset(%s) AS x({_RECORDSET})"
+            " ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
+            (Jsonb([_doc(r) for r in records]),),
+        )
+    }
+
+
 def _record(row: tuple[Any, ...]) -> JobRecord:
     return JobRecord(
         job_id=row[0],
@@ -260,15 +273,7 @@ class PostgresJobBackend:
                 )
             )
             staged = {r.job_id: r.evolve(seq=s) for r, s in zip(unique.values(), seqs, strict=True)}
-            inserted = {
-                row[0]
-                for row in conn.execute(
-                    f"INSERT INTO jobledger_jobs ({_COLS}) SELECT {_COLS}"
-                    f" FROM jsonb_to_recordset(%s) AS x({_RECORDSET})"
-                    " ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
-                    (Jsonb([_doc(r) for r in staged.values()]),),
-                )
-            }
+            inserted = _insert_new(conn, list(staged.values()))
             missing = [i for i in staged if i not in inserted]
             existing = {}
             if missing:
@@ -295,15 +300,7 @@ class PostgresJobBackend:
         if not records:
             return []
         with self._tx("import jobs") as conn:
-            inserted = {
-                row[0]
-                for row in conn.execute(
-                    f"INSERT INTO jobledger_jobs ({_COLS}) SELECT {_COLS}"
-                    f" FROM jsonb_to_recordset(%s) AS x({_RECORDSET})"
-                    " ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
-                    (Jsonb([_doc(r) for r in records]),),
-                )
-            }
+            inserted = _insert_new(conn, records)
             conn.execute(
                 "SELECT setval('jobledger_job_seq', max(seq)) FROM jobledger_jobs"
                 " HAVING max(seq) >= (SELECT last_value FROM jobledger_job_seq)"
