@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import platform
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import jobledger
 from jobledger.backends.files._atomic import mount_of
 
 
@@ -36,3 +40,15 @@ def write_results(path: str | Path, result: dict[str, Any]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"results written to {out}")
+
+
+def run_info(work: str, fstype: str) -> dict[str, Any]:
+    """What every result file starts with: when, on what, in which folder."""
+    return {
+        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "jobledger": jobledger.__version__,
+        "folder": work,
+        "filesystem": fstype,
+    }

@@ -42,7 +42,6 @@ import cProfile
 import datetime as dt
 import io
 import json
-import platform
 import pstats
 import shutil
 import statistics
@@ -52,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import jobledger
-from bench._common import work_folder, write_results
+from bench._common import run_info, work_folder, write_results
 from bench.tasksets import floor_round, median_of, summary
 from jobledger._clock import iso_utc
 from jobledger._jobs import JobRecord, JobStatus
@@ -250,12 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     n = args.jobs
     data = sample_file()
     result: dict[str, Any] = {
-        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "jobledger": jobledger.__version__,
-        "folder": work,
-        "filesystem": fstype,
+        **run_info(work, fstype),
         "jobs_per_round": n,
         "rounds": args.rounds,
         "job_file_bytes": len(data),

@@ -26,7 +26,6 @@ import cProfile
 import datetime as dt
 import io
 import os
-import platform
 import pstats
 import shutil
 import statistics
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import jobledger
-from bench._common import work_folder, write_results
+from bench._common import run_info, work_folder, write_results
 from jobledger._records import TaskSetRecord
 
 ACCOUNT = "bench@example.com"
@@ -172,12 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "OK" if ratio >= 0.85 else "BELOW TARGET"
         print(f"ratio mark_done/floor (median of rounds): {ratio:.3f}  (target >= 0.85: {verdict})")
         result: dict[str, Any] = {
-            "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "jobledger": jobledger.__version__,
-            "folder": work,
-            "filesystem": fstype,
+            **run_info(work, fstype),
             "tasks": args.tasks,
             "rounds": args.rounds,
             "durability": args.durability,
