@@ -59,7 +59,9 @@ class FilesJobBackend(QueueIndex):
         self.workers_dir = os.path.join(self.root, "workers")
         self._fsync = fsync
         self._clock = clock
-        self._rename_ordered = orders_rename_over(os.path.dirname(self.root) or ".")
+        # Whether the file system orders a rename after the data: asked on the first write
+        # that needs to know, not here (constructing a queue reads nothing).
+        self._rename_ordered: bool | None = None
         self._thread_lock = threading.RLock()
         self._lock_fd: int | None = None
         self._jobs_real: str | None = None
@@ -174,6 +176,8 @@ class FilesJobBackend(QueueIndex):
 
     def _write(self, record: JobRecord, fsync: bool) -> None:
         durable = fsync and self._fsync
+        if not durable and self._fsync and self._rename_ordered is None:
+            self._rename_ordered = orders_rename_over(self.root)
         st = write_atomic(
             self.job_path(record.job_id),
             record.dumps(),
