@@ -101,16 +101,28 @@ class JobConflict(JobLedgerError):
 
 
 class StorageError(JobLedgerError, OSError):
-    """A read or write failed; the previous state on disk is left intact."""
+    """A read or write failed; the previous state on disk is left intact (unless the
+    failure came after the replace, while making it durable: the message then says so)."""
 
-    def __init__(self, action: str, path: str | os.PathLike[str], cause: OSError) -> None:
+    def __init__(
+        self,
+        action: str,
+        path: str | os.PathLike[str],
+        cause: OSError,
+        *,
+        replaced: bool = False,
+    ) -> None:
         self.path = os.fspath(path)
         self.cause = cause
         hint = _HINTS.get(cause.errno or 0, "check the path, its permissions and free space")
+        outcome = (
+            "The new content is in place but may not survive a power cut."
+            if replaced
+            else "The previous state was left intact."
+        )
         super().__init__(
             cause.errno,
-            f"could not {action} {self.path}: {cause.strerror or cause}; {hint}. "
-            "The previous state was left intact.",
+            f"could not {action} {self.path}: {cause.strerror or cause}; {hint}. {outcome}",
         )
 
     def __str__(self) -> str:

@@ -15,11 +15,15 @@ import signal
 __all__ = ["POINTS", "arm", "disarm", "point"]
 
 #: Every named point, in the order a single save passes them. Tests sweep over this list.
+#: A save passes ``files.temp_fsynced`` (sync, then rename) or ``files.replaced_fsynced``
+#: (rename, then sync: a durable replace where the file system orders renames after data;
+#: see ``write_atomic``), never both.
 POINTS: tuple[str, ...] = (
     "files.temp_written",
     "files.temp_fsynced",
     "files.backup_linked",
     "files.replaced",
+    "files.replaced_fsynced",
     "files.dir_fsynced",
 )
 

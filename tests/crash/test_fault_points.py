@@ -3,7 +3,8 @@
 A child arms one point and completes tasks; it SIGKILLs itself at that point of the n-th
 save. The task being saved is then either fully recorded (the kill came after the
 ``os.replace``) or not at all (before it), the state file parses, and the next child
-resumes and completes the set.
+resumes and completes the set. Durable saves run in both orders ``write_atomic`` knows:
+sync then rename, and rename then sync (where the file system orders renames after data).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ ACCOUNT = "user@email.com"
 TYPE = "daily-set"
 DATE = "2025-01-20"
 PLAN = ["daily-check-in", "quiz-1", "poll-1", "quiz-2", "search-desktop", "évènement"]
-AFTER_REPLACE = {"files.replaced", "files.dir_fsynced"}
+AFTER_REPLACE = {"files.replaced", "files.replaced_fsynced", "files.dir_fsynced"}
+BEFORE_REPLACE = {"files.temp_written", "files.temp_fsynced"}
 
 
 def test_the_points_are_the_ones_a_save_passes():
@@ -37,8 +39,37 @@ def test_the_points_are_the_ones_a_save_passes():
         "files.temp_fsynced",
         "files.backup_linked",
         "files.replaced",
+        "files.replaced_fsynced",
         "files.dir_fsynced",
     )
+
+
+# (durability, whether the file system orders renames after data): the three ways a save
+# can go. Under flush nothing is synced, so the order does not matter.
+MODES = [("fsync", False), ("fsync", True), ("flush", False)]
+MODE_IDS = ["fsync-sync-first", "fsync-rename-first", "flush"]
+
+
+def passes(name: str, durability: str, ordered: bool) -> bool:
+    """Whether a save that replaces a file passes point ``name`` in this mode."""
+    if name == "files.temp_fsynced":
+        return not (durability == "fsync" and ordered)
+    if name == "files.replaced_fsynced":
+        return durability == "fsync" and ordered
+    return True
+
+
+@pytest.fixture
+def rename_order(monkeypatch):
+    """Make the task-set backend believe the file system does (or does not) order renames
+    after data; forked children inherit it."""
+
+    def set_order(ordered: bool) -> None:
+        monkeypatch.setattr(
+            "jobledger.backends.files.tasksets.orders_rename_over", lambda path: ordered
+        )
+
+    return set_order
 
 
 def state_path(root: Path) -> Path:
@@ -80,10 +111,20 @@ def finish(root: Path, durability: str) -> None:
     assert doc["remaining"] == []
 
 
-@pytest.mark.parametrize("durability", ["fsync", "flush"])
 @pytest.mark.parametrize("countdown", [1, 2, len(PLAN)])
-@pytest.mark.parametrize("name", _faults.POINTS)
-def test_kill_at_each_point_of_a_mark_done(tmp_path, name, countdown, durability):
+@pytest.mark.parametrize(
+    ("name", "durability", "ordered"),
+    [
+        pytest.param(name, durability, ordered, id=f"{name}-{mode_id}")
+        for name in _faults.POINTS
+        for (durability, ordered), mode_id in zip(MODES, MODE_IDS, strict=True)
+        if passes(name, durability, ordered)
+    ],
+)
+def test_kill_at_each_point_of_a_mark_done(
+    tmp_path, rename_order, name, countdown, durability, ordered
+):
+    rename_order(ordered)
     root = tmp_path / "state"
     path = state_path(root)
     got = run_to_death(root, durability, (name, countdown))
@@ -98,7 +139,7 @@ def test_kill_at_each_point_of_a_mark_done(tmp_path, name, countdown, durability
         assert saving in doc["remaining"]
     bak_path = path.with_name(path.name + ".bak")
     bak = read_state(bak_path) if bak_path.exists() else None
-    if name == "files.temp_written" or name == "files.temp_fsynced":
+    if name in BEFORE_REPLACE:
         if countdown == 1:
             assert bak is None  # the plan's save was the first: nothing before it
         else:
@@ -122,9 +163,13 @@ def test_kill_at_each_point_of_a_mark_done(tmp_path, name, countdown, durability
 
 
 @pytest.mark.parametrize("durability", ["fsync", "flush"])
-@pytest.mark.parametrize("name", [p for p in _faults.POINTS if p != "files.backup_linked"])
+@pytest.mark.parametrize(
+    "name",
+    [p for p in _faults.POINTS if p not in ("files.backup_linked", "files.replaced_fsynced")],
+)
 def test_kill_during_the_first_save_of_a_new_set(tmp_path, name, durability):
-    # The very first save (the plan) has no previous generation to keep.
+    # The very first save (the plan) has no previous generation to keep, and creates the
+    # file: it always syncs before the rename (a new name has no ordering to rely on).
     root = tmp_path / "state"
     path = state_path(root)
     assert run_to_death(root, durability, (name, 1), before_open=True) == []
@@ -166,7 +211,7 @@ CHILD_SCRIPT = textwrap.dedent(
     ("spec", "reported", "recorded"),
     [
         # Pass 1 is the plan's save, so ":3" is the save of the second task.
-        ("files.temp_fsynced:3", 1, 1),
+        ("files.temp_written:3", 1, 1),
         ("files.replaced:3", 1, 2),
         ("files.dir_fsynced", 0, 0),
     ],

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 from jobledger import JobQueue
 
@@ -50,3 +56,48 @@ def test_flush_durability_never_fsyncs(tmp_path, fsyncs):
     q.claim()
     q.complete("a")
     assert fsyncs == []
+
+
+def _queue_lock_is_free(root) -> bool:
+    fd = os.open(os.path.join(root, ".queue.lock"), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing drops a lock this descriptor took
+    return True
+
+
+@pytest.mark.skipif(fcntl is None, reason="flock is POSIX")
+@pytest.mark.parametrize("ordered", [True, False])
+def test_a_completion_is_synced_before_it_returns_in_the_order_the_file_system_allows(
+    tmp_path, monkeypatch, ordered
+):
+    q = JobQueue(tmp_path, durability="fsync")
+    q.backend._rename_ordered = ordered
+    q.enqueue({"type": "T"}, job_id="a")
+    q.claim()
+    job_file = tmp_path / "jobs" / "a.json"
+    seen: list[tuple[str, bool]] = []
+    real = os.fsync
+
+    def watching(fd: int) -> None:
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            seen.append(("folder", _queue_lock_is_free(tmp_path)))
+        else:
+            status = json.loads(job_file.read_text("utf-8"))["status"]
+            seen.append((status, _queue_lock_is_free(tmp_path)))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", watching)
+    q.complete("a")
+    monkeypatch.setattr(os, "fsync", real)
+    if ordered:
+        # Renamed first, synced after (one journal commit on ext4), and outside the queue
+        # lock, so that other writers' syncs can share the commit; but before returning.
+        assert seen == [("Completed", True), ("folder", True)]
+    else:
+        # Synced before the rename: the file still reads Running while its temp is synced.
+        assert seen == [("Running", False), ("folder", False)]
+    q.close()

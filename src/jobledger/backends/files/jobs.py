@@ -67,6 +67,7 @@ class FilesJobBackend(QueueIndex):
         self._jobs_real: str | None = None
         self._pid = os.getpid()
         self._depth = 0
+        self._syncs: list[Callable[[], None]] | None = None  # durable replaces to finish
         _OPEN_BACKENDS.add(self)
 
     # -- paths ----------------------------------------------------------------------------
@@ -85,27 +86,38 @@ class FilesJobBackend(QueueIndex):
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the queue lock (threads and processes) with an index in sync with disk."""
-        with self._thread_lock:
-            if self._depth:  # re-entered by this thread: the OS lock is already ours
-                self._depth += 1
+        """Hold the queue lock (threads and processes) with an index in sync with disk.
+
+        Durable replaces made inside are synced after the lock is released (see
+        ``write_atomic``'s ``sync_later``), before this returns: the caller still gets a
+        durable write, and other threads and processes can change the queue meanwhile, so
+        that their syncs share journal commits instead of queueing behind each other."""
+        syncs: list[Callable[[], None]] = []
+        try:
+            with self._thread_lock:
+                if self._depth:  # re-entered by this thread: the OS lock is already ours
+                    self._depth += 1
+                    try:
+                        yield
+                    finally:
+                        self._depth -= 1
+                    return
+                fd = self._lock_file()
+                lock_fd(fd)
+                self._depth = 1
+                self._syncs = syncs
                 try:
+                    if not self._opened:
+                        self._open()
+                    else:
+                        self._sync_index()
                     yield
                 finally:
-                    self._depth -= 1
-                return
-            fd = self._lock_file()
-            lock_fd(fd)
-            self._depth = 1
-            try:
-                if not self._opened:
-                    self._open()
-                else:
-                    self._sync_index()
-                yield
-            finally:
-                self._depth = 0
-                unlock_fd(fd)
+                    self._depth = 0
+                    self._syncs = None
+                    unlock_fd(fd)
+        finally:
+            _run_all(syncs)
 
     def _lock_file(self) -> int:
         if self._pid != os.getpid():
@@ -174,9 +186,10 @@ class FilesJobBackend(QueueIndex):
             return None
         return record
 
-    def _write(self, record: JobRecord, fsync: bool) -> None:
+    def _write(self, record: JobRecord, fsync: bool, *, replacing: bool) -> None:
+        """Write a job file; ``replacing`` says it exists (a transition, not an enqueue)."""
         durable = fsync and self._fsync
-        if not durable and self._fsync and self._rename_ordered is None:
+        if self._fsync and self._rename_ordered is None:
             self._rename_ordered = orders_rename_over(self.root)
         st = write_atomic(
             self.job_path(record.job_id),
@@ -186,6 +199,10 @@ class FilesJobBackend(QueueIndex):
             # an empty file: where the file system does not order the rename after the
             # data by itself, sync the data (not the folder).
             sync_data=not durable and self._fsync and not self._rename_ordered,
+            # A durable transition replaces the file: rename first, sync after, one journal
+            # commit instead of two (a new file has no such ordering: enqueue syncs first).
+            ordered=replacing and bool(self._rename_ordered),
+            sync_later=self._syncs,
         )
         if record.status.is_live:
             self._written[record.job_id] = ((st.st_ino, st.st_size, st.st_mtime_ns), record)
@@ -225,7 +242,7 @@ class FilesJobBackend(QueueIndex):
         written = 0
         try:
             for record in new.values():
-                self._write(record, fsync=True)
+                self._write(record, fsync=True, replacing=False)
                 written += 1
         except BaseException:
             unwritten = list(new)[written:]
@@ -330,7 +347,7 @@ class FilesJobBackend(QueueIndex):
         if new.status.is_live and new.job_id not in self._entries:
             self._list_first(old, new, fsync=fsync)
             return
-        self._write(new, fsync=fsync)
+        self._write(new, fsync=fsync, replacing=True)
         deltas = self._count(old, new)
         self._set(new)
         self._log([new.job_id], deltas)
@@ -367,7 +384,7 @@ class FilesJobBackend(QueueIndex):
         self._set(new)
         self._log([new.job_id], deltas)
         try:
-            self._write(new, fsync=fsync)
+            self._write(new, fsync=fsync, replacing=True)
         except BaseException:
             undo = {k: -v for k, v in deltas.items()}
             for status, delta in undo.items():
@@ -521,6 +538,18 @@ class FilesJobBackend(QueueIndex):
         self._rotate_journal()  # other open queues notice, and reload an empty index
         self._opened = False
         return n
+
+
+def _run_all(syncs: list[Callable[[], None]]) -> None:
+    """Run every sync, even after one fails; raise the first failure."""
+    error: BaseException | None = None
+    for sync in syncs:
+        try:
+            sync()
+        except BaseException as exc:  # re-raised below, once the others have run
+            error = error or exc
+    if error is not None:
+        raise error
 
 
 _OPEN_BACKENDS: weakref.WeakSet[FilesJobBackend] = weakref.WeakSet()

@@ -19,7 +19,14 @@ from ..._clock import Clock, iso_utc
 from ..._errors import AlreadyRunning, LeaseHolder, StorageError
 from ..._records import TaskSetKey, TaskSetRecord, for_key
 from .._contract import Finding, Lease
-from ._atomic import is_temp_name, read_bytes, remove, set_aside, write_atomic
+from ._atomic import (
+    is_temp_name,
+    orders_rename_over,
+    read_bytes,
+    remove,
+    set_aside,
+    write_atomic,
+)
 from ._locks import ProcessLock, live_holder, pid_alive, read_holder
 from ._names import decode, encode, inside
 
@@ -46,6 +53,14 @@ class FilesTaskSetBackend:
         self._cache: dict[TaskSetKey, tuple[bytes, TaskSetRecord]] = {}
         # Encoding and the inside-the-root check (realpath: several lstat calls) once per set.
         self._paths: dict[TaskSetKey, str] = {}
+        self._rename_ordered: bool | None = None  # asked on the first save that replaces
+
+    def _replace_ordered(self) -> bool:
+        """Whether a durable save over an existing file may rename first and sync after
+        (see ``write_atomic``): only where the file system orders the rename after data."""
+        if self._rename_ordered is None:
+            self._rename_ordered = self._fsync and orders_rename_over(self.root)
+        return self._rename_ordered
 
     # -- paths ----------------------------------------------------------------------------
 
@@ -148,6 +163,7 @@ class FilesTaskSetBackend:
             payload,
             fsync=self._fsync,
             backup=path + ".bak" if current is not None else None,
+            ordered=data is not None and self._replace_ordered(),
         )
         self._cache[key] = (payload, record)
         return record
