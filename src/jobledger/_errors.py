@@ -97,7 +97,16 @@ class JobNotFound(JobLedgerError, KeyError):
 
 
 class JobConflict(JobLedgerError):
-    """The job's current state does not allow this change; nothing was written."""
+    """The job's current state does not allow this change; nothing was written.
+
+    From a batch (``complete_many``), ``refused`` maps each refused job id to its error
+    (the rest of the batch was written); empty otherwise."""
+
+    refused: dict[str, JobLedgerError]
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.refused = {}
 
 
 class StorageError(JobLedgerError, OSError):

@@ -21,12 +21,12 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._clock import Clock, SystemClock, iso_utc
 from ._config import DURABILITIES
-from ._errors import ConfigError, InvalidNameError, JobConflict
+from ._errors import ConfigError, InvalidNameError, JobConflict, JobLedgerError
 from ._jobs import RESERVED_KEYS, Job, JobRecord, JobStatus
 from ._log import log, verbose_from_env
 from ._registry import decode_payload, encode_job, registered_types
@@ -279,24 +279,32 @@ class JobQueue:
         The job becomes Running under this process's worker id (``worker`` only names it
         in logs), attempts + 1. Jobs of dead workers are recovered first when due.
         """
+        jobs = self.claim_many(1, worker=worker, types=types)
+        return jobs[0] if jobs else None
+
+    def claim_many(
+        self, limit: int, worker: str | None = None, types: Iterable[str] | None = None
+    ) -> builtins.list[Job]:
+        """Take up to ``limit`` due jobs at once, in serving order (one lock or one
+        statement for all); empty when none is due. Each is claimed as by :meth:`claim`."""
+        if not isinstance(limit, int) or limit < 1:
+            raise ConfigError(f"limit must be an integer >= 1, got {limit!r}")
         wid = self.worker_id
         wanted = frozenset(types) if types is not None else None
         backend = self._opened()
         if self.clock.monotonic() - (self._recovered_at or 0.0) >= self.recover_every:
             self._recover()
-        running = backend.claim(wid, iso_utc(self.clock.now()), wanted)
-        if running is None:
-            return None
-        job_id = running.job_id
-        log.info(
-            "Claimed job %s (%s), attempt %d of %d%s",
-            job_id,
-            running.type,
-            running.attempts,
-            running.max_attempts,
-            f" by {worker}" if worker else "",
-        )
-        return self._job(running)
+        claimed = backend.claim(wid, iso_utc(self.clock.now()), wanted, limit)
+        for running in claimed:
+            log.info(
+                "Claimed job %s (%s), attempt %d of %d%s",
+                running.job_id,
+                running.type,
+                running.attempts,
+                running.max_attempts,
+                f" by {worker}" if worker else "",
+            )
+        return [self._job(r) for r in claimed]
 
     def _check_owned(self, record: JobRecord, action: str) -> None:
         job_id = record.job_id
@@ -311,6 +319,47 @@ class JobQueue:
     def complete(self, job_id: str, result: Any = None) -> Job:
         """Record success (fsynced). Fenced: only the worker running the job may."""
         json_ready(result, f"the result of job {job_id}")
+        done = self._opened().transition(job_id, self._completing(job_id, result))
+        log.info("Completed job %s", job_id)
+        return self._job(done)
+
+    def complete_many(
+        self, results: Mapping[str, Any] | Iterable[tuple[str, Any]]
+    ) -> builtins.list[Job]:
+        """Record the success of many jobs as one durable batch: ``results`` maps job ids
+        to results (or is a list of (job id, result) pairs). Fenced like :meth:`complete`.
+
+        Every completion that can be recorded is; if any is refused (a job no longer
+        Running under this worker, or unknown), :class:`JobConflict` is raised afterwards,
+        naming each refused job and why (its ``refused`` maps job id to that error).
+        Returns the completed jobs."""
+        pairs = builtins.list(results.items() if isinstance(results, Mapping) else results)
+        for job_id, result in pairs:
+            json_ready(result, f"the result of job {job_id}")
+        if not pairs:
+            return []
+        outcomes = self._opened().transition_many(
+            [(job_id, self._completing(job_id, result)) for job_id, result in pairs]
+        )
+        done: builtins.list[Job] = []
+        refused: dict[str, JobLedgerError] = {}
+        for (job_id, _), outcome in zip(pairs, outcomes, strict=True):
+            if isinstance(outcome, JobLedgerError):
+                refused[job_id] = outcome
+            else:
+                log.info("Completed job %s", job_id)
+                done.append(self._job(outcome))
+        if refused:
+            error = JobConflict(
+                f"{len(refused)} of {len(pairs)} completions were refused (the other "
+                f"{len(done)} are recorded): "
+                + "; ".join(f"{job_id}: {exc}" for job_id, exc in refused.items())
+            )
+            error.refused = refused
+            raise error
+        return done
+
+    def _completing(self, job_id: str, result: Any) -> Callable[[JobRecord], JobRecord]:
         finished = iso_utc(self.clock.now())
 
         def change(record: JobRecord) -> JobRecord:
@@ -319,9 +368,7 @@ class JobQueue:
                 status=JobStatus.COMPLETED, result=result, finished=finished, error_message=None
             )
 
-        done = self._opened().transition(job_id, change)
-        log.info("Completed job %s", job_id)
-        return self._job(done)
+        return change
 
     def fail(self, job_id: str, error: BaseException | str) -> Job:
         """Record a failed attempt: retried after a backoff until ``max_attempts``, then

@@ -18,7 +18,7 @@ from typing import Any
 from ._errors import JobConflict, JobLedgerError
 from ._jobs import Job
 from ._log import log
-from ._queue import JobQueue
+from ._queue import JobQueue, json_ready
 
 __all__ = ["Worker", "stop_signals_to"]
 
@@ -44,6 +44,12 @@ class Worker:
     its message (retried until the job's ``max_attempts``). ``concurrency`` threads run jobs
     side by side. ``poll_interval`` is how long an idle worker waits before looking again
     (an enqueue in the same process wakes it at once).
+
+    ``batch_size`` > 1 makes each thread claim up to that many jobs at once and record
+    their completions together (one lock or one transaction, one durable write), for many
+    short jobs. The jobs of a batch wait Running (under this live worker) until their turn,
+    and a completion is recorded at the end of its batch: if the process dies before that,
+    the job runs again, as any job whose completion was not recorded does.
     """
 
     def __init__(
@@ -55,9 +61,12 @@ class Worker:
         poll_interval: float = 0.2,
         grace_period: float = 30.0,
         handle_signals: bool = True,
+        batch_size: int = 1,
     ) -> None:
         if concurrency < 1:
             raise JobLedgerError(f"concurrency must be at least 1, got {concurrency}")
+        if batch_size < 1:
+            raise JobLedgerError(f"batch_size must be at least 1, got {batch_size}")
         if not handlers:
             raise JobLedgerError("a Worker needs at least one handler (job type -> function)")
         self.queue = queue
@@ -66,6 +75,8 @@ class Worker:
         self.poll_interval = poll_interval
         self.grace_period = grace_period
         self.handle_signals = handle_signals
+        self.batch_size = batch_size
+        self._done: list[tuple[str, Any]] = []  # finished, completion not yet recorded
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._settled = threading.Event()  # wakes run()'s wait: a stop, or the queue drained
@@ -140,6 +151,7 @@ class Worker:
         log.info("Worker %s stopped after %d job(s)", self.queue.worker_id, self.processed)
 
     def _give_back(self) -> None:
+        self._record_done()
         with self._guard:
             leftover = list(self._running)
         for job_id in leftover:
@@ -151,8 +163,8 @@ class Worker:
 
     def _loop(self, types: frozenset[str], until_empty: bool, done: threading.Event) -> None:
         while not self._stopping.is_set():
-            job = self.queue.claim(types=types)
-            if job is None:
+            jobs = self.queue.claim_many(self.batch_size, types=types)
+            if not jobs:
                 self.queue.checkpoint()  # idle: leave queue.json exact for anyone looking
                 if until_empty and self._drained(types):
                     done.set()
@@ -161,13 +173,49 @@ class Worker:
                 self._wake.wait(self.poll_interval)
                 self._wake.clear()
                 continue
+            me = threading.current_thread()
             with self._guard:
-                self._running[job.job_id] = threading.current_thread()
-            try:
-                self._execute(job)
-            finally:
-                with self._guard:
-                    self._running.pop(job.job_id, None)
+                for job in jobs:
+                    self._running[job.job_id] = me
+            for i, job in enumerate(jobs):
+                if self._stopping.is_set():
+                    self._return_unstarted(jobs[i:])
+                    break
+                try:
+                    self._execute(job)
+                finally:
+                    with self._guard:
+                        self._running.pop(job.job_id, None)
+                if self._stopping.is_set():
+                    self._record_done()  # before the grace period can run out
+            self._record_done()
+
+    def _return_unstarted(self, jobs: list[Job]) -> None:
+        """Give back claimed jobs this worker will not start (it is stopping)."""
+        for job in jobs:
+            with self._guard:
+                if self._running.pop(job.job_id, None) is None:
+                    continue  # already given back by run()'s grace period
+            with contextlib.suppress(JobConflict):  # finished or taken over meanwhile
+                self.queue.requeue(job.job_id)
+
+    def _record_done(self) -> None:
+        """Record the completions that finished jobs are waiting for, as one batch."""
+        with self._guard:
+            pending, self._done = self._done, []
+        if not pending:
+            return
+        try:
+            if len(pending) == 1:
+                self.queue.complete(*pending[0])
+                recorded = 1
+            else:
+                recorded = len(self.queue.complete_many(pending))
+        except JobConflict as conflict:
+            recorded = len(pending) - max(1, len(conflict.refused))
+            log.warning("%s", conflict)
+        with self._guard:
+            self.processed += recorded
 
     def _drained(self, types: frozenset[str]) -> bool:
         with self._guard:
@@ -180,20 +228,27 @@ class Worker:
         return self.queue.pending_count(types) == 0
 
     def _execute(self, job: Job) -> None:
+        """Run the job's handler: a failure is recorded now, a success queued for
+        :meth:`_record_done` (at once when batches are of one job)."""
         handler = self.handlers[job.type]
         log.info("Starting job %s (%s), attempt %d", job.job_id, job.type, job.attempts)
         try:
             result = handler(job)
         except Exception as exc:
-            try:
-                self.queue.fail(job.job_id, exc)
-            except JobConflict as conflict:
-                log.warning("%s", conflict)
+            self._fail(job, exc)
             return
         try:
-            self.queue.complete(job.job_id, result)
-            self.processed += 1
+            json_ready(result, "the handler's result")
+        except TypeError as exc:
+            self._fail(job, str(exc))
+            return
+        with self._guard:
+            self._done.append((job.job_id, result))
+        if self.batch_size == 1:
+            self._record_done()
+
+    def _fail(self, job: Job, error: Exception | str) -> None:
+        try:
+            self.queue.fail(job.job_id, error)
         except JobConflict as conflict:
             log.warning("%s", conflict)
-        except TypeError as exc:
-            self.queue.fail(job.job_id, f"the handler's result is not JSON-serialisable: {exc}")

@@ -289,3 +289,68 @@ def test_complete_is_fenced_to_the_claiming_worker_and_stores_the_result(make_qu
     assert make_queue().get("j").result == {"out": [1, 2]}
     with pytest.raises(JobConflict):
         q.complete("j")
+
+
+def test_claim_many_takes_jobs_in_serving_order_once_each(make_queue, clock):
+    q = make_queue()
+    q.enqueue_many([{"type": "T"}] * 4, job_ids=["a", "b", "c", "d"])
+    q.enqueue({"type": "T"}, job_id="first", priority=9)
+    q.enqueue({"type": "T"}, job_id="later", run_after=60)
+    q.enqueue({"type": "U"}, job_id="other-type")
+    got = q.claim_many(3, types=["T"])
+    assert [j.job_id for j in got] == ["first", "a", "b"]
+    assert all(j.status is JobStatus.RUNNING and j.attempts == 1 for j in got)
+    peer = make_queue()
+    # The rest, once each: the delayed job and the other type are not due or not wanted.
+    assert [j.job_id for j in peer.claim_many(10, types=["T"])] == ["c", "d"]
+    assert q.claim_many(10, types=["T"]) == []
+    clock.advance(seconds=61)
+    assert [j.job_id for j in q.claim_many(10)] == ["later", "other-type"]
+    with pytest.raises(jobledger.ConfigError):
+        q.claim_many(0)
+
+
+def test_a_dead_workers_jobs_come_first_in_a_batch_claim(make_queue):
+    first = make_queue()
+    first.enqueue_many([{"type": "T"}] * 3, job_ids=["x", "y", "z"])
+    assert [j.job_id for j in first.claim_many(2)] == ["x", "y"]
+    first.enqueue({"type": "T"}, job_id="urgent", priority=100)
+    first.close()
+    second = make_queue()
+    got = second.claim_many(4)
+    assert [j.job_id for j in got] == ["x", "y", "urgent", "z"]
+    assert [j.attempts for j in got] == [2, 2, 1, 1]
+
+
+def test_complete_many_records_a_batch_and_reports_the_refused(make_queue):
+    q = make_queue()
+    q.enqueue_many([{"type": "T"}] * 4, job_ids=["a", "b", "c", "d"])
+    q.claim_many(3)  # a, b, c
+    done = q.complete_many({"a": 1, "b": {"x": [2]}})
+    assert [(j.job_id, j.status, j.result) for j in done] == [
+        ("a", JobStatus.COMPLETED, 1),
+        ("b", JobStatus.COMPLETED, {"x": [2]}),
+    ]
+    with pytest.raises(JobConflict) as info:
+        q.complete_many([("c", "ok"), ("d", "not claimed"), ("nope", None), ("a", "again")])
+    refused = info.value.refused
+    assert set(refused) == {"d", "nope", "a"}
+    assert isinstance(refused["nope"], JobNotFound)
+    assert isinstance(refused["d"], JobConflict)
+    assert "d" in str(info.value) and "nope" in str(info.value)
+    # The rest of the batch was recorded; the refused jobs are as they were.
+    again = make_queue()
+    assert again.get("c").status is JobStatus.COMPLETED and again.get("c").result == "ok"
+    assert again.get("d").status is JobStatus.QUEUED
+    assert again.get("a").result == 1
+    assert again.counts()["Completed"] == 3
+    assert q.complete_many({}) == []
+
+
+def test_complete_many_checks_every_result_before_writing_any(make_queue):
+    q = make_queue()
+    q.enqueue_many([{"type": "T"}] * 2, job_ids=["a", "b"])
+    q.claim_many(2)
+    with pytest.raises(TypeError, match="result of job b"):
+        q.complete_many({"a": 1, "b": object()})
+    assert q.counts()["Running"] == 2

@@ -128,3 +128,76 @@ def test_concurrent_threads_run_each_job_once(tmp_path, clock):
     assert sorted(seen) == sorted(ids)
     assert all(q.get(i).result == n for n, i in enumerate(ids))
     q.close()
+
+
+def test_batches_run_each_job_once_and_record_completions_at_the_batch_end(tmp_path, clock):
+    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+    ids = q.enqueue_many([{"type": "T", "i": i} for i in range(25)], max_attempts=1)
+    seen: list[str] = []
+    states_of_first: list[JobStatus] = []
+
+    def handler(job):
+        seen.append(job.job_id)
+        if job.payload["i"] == 2:
+            # Inside the first batch: job 0 has run but its completion is not recorded yet.
+            states_of_first.append(q.get(ids[0]).status)
+        if job.payload["i"] == 7:
+            raise RuntimeError("seven fails")  # a failure is recorded at once
+        return job.payload["i"]
+
+    Worker(q, {"T": handler}, batch_size=5, handle_signals=False).run(until_empty=True)
+    assert sorted(seen) == sorted(ids)
+    assert states_of_first == [JobStatus.RUNNING]
+    assert all(q.get(i).result == n for n, i in enumerate(ids) if n != 7)
+    assert q.get(ids[7]).status is JobStatus.FAILED
+    assert q.counts()["Completed"] == 24
+    q.close()
+
+
+def test_batches_from_several_threads_run_each_job_once(tmp_path, clock):
+    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+    ids = q.enqueue_many([{"type": "T", "i": i} for i in range(90)])
+    seen: list[str] = []
+    guard = threading.Lock()
+
+    def handler(job):
+        with guard:
+            seen.append(job.job_id)
+        return job.payload["i"]
+
+    worker = Worker(q, {"T": handler}, concurrency=3, batch_size=7, handle_signals=False)
+    worker.run(until_empty=True)
+    assert sorted(seen) == sorted(ids)
+    assert worker.processed == 90
+    assert all(q.get(i).result == n for n, i in enumerate(ids))
+    q.close()
+
+
+def test_stopping_mid_batch_records_what_ran_and_gives_back_the_rest_uncounted(
+    tmp_path, clock
+):
+    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+    ids = q.enqueue_many([{"type": "T", "i": i} for i in range(6)])
+    worker: Worker
+
+    def handler(job):
+        if job.payload["i"] == 1:
+            worker.stop()  # as SIGTERM does
+        return job.payload["i"]
+
+    worker = Worker(q, {"T": handler}, batch_size=4, handle_signals=False)
+    worker.run()
+    assert [q.get(i).status for i in ids[:2]] == [JobStatus.COMPLETED] * 2
+    for job_id in ids[2:4]:  # claimed in the batch, never started: back, first, uncounted
+        job = q.get(job_id)
+        assert job.status is JobStatus.QUEUED and job.attempts == 0
+    assert [q.get(i).status for i in ids[4:]] == [JobStatus.QUEUED] * 2
+    assert [j.job_id for j in q.list(JobStatus.QUEUED)] == ids[2:]
+    assert worker.processed == 2
+    q.close()
+
+
+def test_batch_size_must_be_positive(tmp_path):
+    q = JobQueue(tmp_path / "q", durability="flush")
+    with pytest.raises(JobLedgerError, match="batch_size"):
+        Worker(q, {"T": print}, batch_size=0)

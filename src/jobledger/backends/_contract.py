@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from .._errors import LeaseHolder
+from .._errors import JobLedgerError, LeaseHolder
 from .._jobs import JobRecord, JobStatus
 from .._records import TaskSetKey, TaskSetRecord
 
@@ -102,9 +102,12 @@ class JobBackend(Protocol):
         """A ``seq`` above every one assigned so far."""
         ...
 
-    def claim(self, worker: str, now: str, types: frozenset[str] | None) -> JobRecord | None:
-        """Atomically make the first due Queued job (of ``types``) Running under ``worker``,
-        attempts + 1, ``started`` = now, and return it. One winner across processes."""
+    def claim(
+        self, worker: str, now: str, types: frozenset[str] | None, limit: int = 1
+    ) -> list[JobRecord]:
+        """Atomically make the first ``limit`` due Queued jobs (of ``types``, in serving
+        order) Running under ``worker``, attempts + 1, ``started`` = now, and return them
+        in serving order (empty when none is due). One winner per job across processes."""
         ...
 
     def transition(
@@ -112,6 +115,18 @@ class JobBackend(Protocol):
     ) -> JobRecord:
         """Atomically replace a job with ``change(job)``; JobNotFound if there is none.
         ``change`` may raise to refuse, and then nothing is written."""
+        ...
+
+    def transition_many(
+        self,
+        changes: list[tuple[str, Callable[[JobRecord], JobRecord]]],
+        *,
+        fsync: bool = True,
+    ) -> list[JobRecord | JobLedgerError]:
+        """Apply each (job id, change) as :meth:`transition` would, as one batch (one
+        lock or transaction, one durable write where the storage allows). Returns, in
+        order, the new record, or the JobLedgerError (JobNotFound, or what ``change``
+        raised) that refused that job; a refused job is left as it was."""
         ...
 
     def recover(

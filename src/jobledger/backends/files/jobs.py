@@ -271,17 +271,21 @@ class FilesJobBackend(QueueIndex):
                 continue
             yield key[-1]
 
-    def claim(self, worker: str, now: str, types: frozenset[str] | None) -> JobRecord | None:
-        """Make the first due Queued job (serving order) Running under ``worker``,
-        attempts + 1, and return it; None if none is due. One winner across processes.
+    def claim(
+        self, worker: str, now: str, types: frozenset[str] | None, limit: int = 1
+    ) -> list[JobRecord]:
+        """Make the first ``limit`` due Queued jobs (serving order) Running under
+        ``worker``, attempts + 1, and return them; empty if none is due. One winner per job
+        across processes.
 
         Not fsynced: if a power cut loses this write, the job reads as Queued again and
         runs, which it would have done anyway since its worker died with the power."""
+        out: list[JobRecord] = []
         with self.locked():
-            while True:
+            while len(out) < limit:
                 job_id = next(self._candidates(now, types), None)
                 if job_id is None:
-                    return None
+                    break
                 record = self._read_locked(job_id)
                 if record is None:
                     continue
@@ -296,7 +300,8 @@ class FilesJobBackend(QueueIndex):
                     run_after=None,
                 )
                 self._save(record, running, fsync=False)
-                return running
+                out.append(running)
+        return out
 
     def transition(
         self, job_id: str, change: Callable[[JobRecord], JobRecord], *, fsync: bool = True
@@ -304,13 +309,37 @@ class FilesJobBackend(QueueIndex):
         """Apply ``change`` to the stored job under the lock and store the result.
         ``change`` may raise (JobConflict) to refuse; nothing is written then."""
         with self.locked():
-            record = self._read_locked(job_id)
-            if record is None:
-                raise JobNotFound(job_id, self.root)
-            new = change(record)
-            if new is not record:
-                self._save(record, new, fsync=fsync)
-            return new
+            return self._transition(job_id, change, fsync)
+
+    def transition_many(
+        self,
+        changes: list[tuple[str, Callable[[JobRecord], JobRecord]]],
+        *,
+        fsync: bool = True,
+    ) -> list[JobRecord | JobLedgerError]:
+        """:meth:`transition` for each, under one hold of the lock; the durable writes
+        are synced together once the lock is released (one journal commit on ext4)."""
+        out: list[JobRecord | JobLedgerError] = []
+        with self.locked():
+            for job_id, change in changes:
+                try:
+                    out.append(self._transition(job_id, change, fsync))
+                except JobLedgerError as exc:
+                    if isinstance(exc, StorageError):
+                        raise
+                    out.append(exc)
+        return out
+
+    def _transition(
+        self, job_id: str, change: Callable[[JobRecord], JobRecord], fsync: bool
+    ) -> JobRecord:
+        record = self._read_locked(job_id)
+        if record is None:
+            raise JobNotFound(job_id, self.root)
+        new = change(record)
+        if new is not record:
+            self._save(record, new, fsync=fsync)
+        return new
 
     def recover(
         self, keep: Callable[[str | None], bool], decide: Callable[[JobRecord], JobRecord]

@@ -118,6 +118,11 @@ def _doc(r: JobRecord) -> dict[str, Any]:
     }
 
 
+def _qualified(alias: str) -> str:
+    """_COLS with each column prefixed by ``alias``."""
+    return ", ".join(f"{alias}.{c.strip()}" for c in _COLS.split(","))
+
+
 def _types_clause(types: frozenset[str] | None) -> tuple[str, tuple[Any, ...]]:
     if types is None:
         return "", ()
@@ -324,25 +329,27 @@ class PostgresJobBackend:
         assert row is not None
         return int(row[0])
 
-    def claim(self, worker: str, now: str, types: frozenset[str] | None) -> JobRecord | None:
-        """Make the first due Queued job Running under ``worker``: one statement.
+    def claim(
+        self, worker: str, now: str, types: frozenset[str] | None, limit: int = 1
+    ) -> list[JobRecord]:
+        """Make the first ``limit`` due Queued jobs Running under ``worker``: one statement.
 
         Committed without waiting for the WAL flush, as the files backend does not fsync a
         claim: a claim lost in a power cut leaves the job Queued, to run again anyway."""
         clause, params = _types_clause(types)
-        done: list[tuple[JobRecord | None, int]] = []
+        done: list[tuple[list[JobRecord], int]] = []
 
-        def run() -> JobRecord | None:
+        def run() -> list[JobRecord]:
             done.clear()  # only this attempt's claim may be asked about
-            with self._tx("claim a job", durable=False) as conn:
-                done[:] = [self._claim(conn, worker, now, clause, params)]
+            with self._tx("claim jobs", durable=False) as conn:
+                done[:] = [self._claim(conn, worker, now, clause, params, limit)]
             return done[0][0]
 
-        def settled() -> JobRecord | None:
-            record, xid = done[0] if done else (None, 0)
-            if record is None or not self._db.committed(xid):
+        def settled() -> list[JobRecord] | None:
+            records, xid = done[0] if done else ([], 0)
+            if not records or not self._db.committed(xid):
                 return None  # nothing claimed, or rolled back: claim again
-            return record
+            return records
 
         return self._db.retrying(run, settled)
 
@@ -353,46 +360,26 @@ class PostgresJobBackend:
         now: str,
         clause: str,
         params: tuple[Any, ...],
-    ) -> tuple[JobRecord | None, int]:
-        """claim's one statement: the record claimed (or None) and the transaction's id."""
-        row = conn.execute(
-            "UPDATE jobledger_jobs SET status = 'Running', attempts = attempts + 1,"
-            " worker = %s, started = %s, run_after = NULL"
-            " WHERE job_id = (SELECT job_id FROM jobledger_jobs"
+        limit: int,
+    ) -> tuple[list[JobRecord], int]:
+        """claim's one statement: the records claimed, in serving order, and the
+        transaction's id (0 when none was). The CTE is MATERIALIZED so that the planner
+        cannot fold it into the UPDATE and evaluate the LIMIT more than once."""
+        rows = conn.execute(
+            "WITH picked AS MATERIALIZED (SELECT job_id FROM jobledger_jobs"
             "  WHERE status = 'Queued' AND (run_after IS NULL OR run_after <= %s)"
-            f"  {clause} ORDER BY {_ORDER} LIMIT 1 FOR UPDATE SKIP LOCKED)"
+            f"  {clause} ORDER BY {_ORDER} LIMIT %s FOR UPDATE SKIP LOCKED)"
+            " UPDATE jobledger_jobs j SET status = 'Running', attempts = j.attempts + 1,"
+            " worker = %s, started = %s, run_after = NULL"
+            " FROM picked WHERE j.job_id = picked.job_id"
             # The xid only when a row changed (an idle poll must not consume xids).
-            f" RETURNING {_COLS}, txid_current()",
-            (worker, now, now, *params),
-        ).fetchone()
-        return (_record(row), int(row[-1])) if row is not None else (None, 0)
-
-    def _write(self, conn: psycopg.Connection[Any], r: JobRecord) -> None:
-        conn.execute(
-            "UPDATE jobledger_jobs SET type = %s, status = %s, error_message = %s,"
-            " payload = %s, priority = %s, attempts = %s, max_attempts = %s, seq = %s,"
-            " created = %s, started = %s, finished = %s, worker = %s, run_after = %s,"
-            " result = %s, recovered = %s, extra_meta = %s WHERE job_id = %s",
-            (
-                r.type,
-                r.status.value,
-                r.error_message,
-                Jsonb(r.payload),
-                r.priority,
-                r.attempts,
-                r.max_attempts,
-                r.seq,
-                r.created,
-                r.started,
-                r.finished,
-                r.worker,
-                r.run_after,
-                Jsonb(r.result),
-                r.recovered,
-                Jsonb(r.extra_meta),
-                r.job_id,
-            ),
-        )
+            f" RETURNING {_qualified('j')}, txid_current()",
+            (now, *params, limit, worker, now),
+        ).fetchall()
+        if not rows:
+            return [], 0
+        records = sorted(map(_record, rows), key=lambda r: (not r.recovered, -r.priority, r.seq))
+        return records, int(rows[0][-1])
 
     def transition(
         self, job_id: str, change: Callable[[JobRecord], JobRecord], *, fsync: bool = True
@@ -414,7 +401,7 @@ class PostgresJobBackend:
                 record = _record(row)
                 new = change(record)
                 if new is not record:
-                    self._write(conn, new)
+                    self._write_many(conn, [new])
                 done[:] = [(new, int(row[-1]))]
             return new
 
@@ -426,6 +413,64 @@ class PostgresJobBackend:
             return done[0][0]
 
         return self._db.retrying(run, settled)
+
+    def transition_many(
+        self,
+        changes: list[tuple[str, Callable[[JobRecord], JobRecord]]],
+        *,
+        fsync: bool = True,
+    ) -> list[JobRecord | JobLedgerError]:
+        """:meth:`transition` for each, in one transaction: the rows are locked in one
+        statement (in job id order, so two batches never deadlock) and written in one."""
+        done: list[tuple[list[JobRecord | JobLedgerError], int]] = []
+        ids = sorted({job_id for job_id, _ in changes})
+
+        def run() -> list[JobRecord | JobLedgerError]:
+            done.clear()
+            out: list[JobRecord | JobLedgerError] = []
+            with self._tx("change jobs", durable=fsync) as conn:
+                rows = conn.execute(
+                    f"SELECT {_COLS}, txid_current() FROM jobledger_jobs"
+                    " WHERE job_id = ANY(%s) ORDER BY job_id FOR UPDATE",
+                    (ids,),
+                ).fetchall()
+                current = {row[0]: _record(row) for row in rows}
+                xid = int(rows[0][-1]) if rows else 0
+                changed: dict[str, JobRecord] = {}
+                for job_id, change in changes:
+                    record = current.get(job_id)
+                    if record is None:
+                        out.append(JobNotFound(job_id, self.location))
+                        continue
+                    try:
+                        new = change(record)
+                    except JobLedgerError as exc:
+                        out.append(exc)
+                        continue
+                    current[job_id] = new
+                    if new is not record:
+                        changed[job_id] = new
+                    out.append(new)
+                if changed:
+                    self._write_many(conn, list(changed.values()))
+                done[:] = [(out, xid)]
+            return out
+
+        def settled() -> list[JobRecord | JobLedgerError] | None:
+            if not done or not self._db.committed(done[0][1]):
+                return None
+            return done[0][0]
+
+        return self._db.retrying(run, settled)
+
+    def _write_many(self, conn: psycopg.Connection[Any], records: list[JobRecord]) -> None:
+        """Write whole records in one statement (the columns from a JSON array)."""
+        sets = ", ".join(f"{c.strip()} = x.{c.strip()}" for c in _COLS.split(",")[1:])
+        conn.execute(
+            f"UPDATE jobledger_jobs j SET {sets}"
+            f" FROM jsonb_to_recordset(%s) AS x({_RECORDSET}) WHERE j.job_id = x.job_id",
+            (Jsonb([_doc(r) for r in records]),),
+        )
 
     @reconnecting
     def recover(
@@ -444,9 +489,9 @@ class PostgresJobBackend:
             for record in map(_record, rows):
                 if keep(record.worker):
                     continue
-                new = decide(record)
-                self._write(conn, new)
-                out.append(new)
+                out.append(decide(record))
+            if out:
+                self._write_many(conn, out)
             conn.execute(f"DELETE FROM jobledger_workers WHERE NOT {_ALIVE}")
         return out
 
