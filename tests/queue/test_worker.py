@@ -173,9 +173,7 @@ def test_batches_from_several_threads_run_each_job_once(tmp_path, clock):
     q.close()
 
 
-def test_stopping_mid_batch_records_what_ran_and_gives_back_the_rest_uncounted(
-    tmp_path, clock
-):
+def test_stopping_mid_batch_records_what_ran_and_gives_back_the_rest_uncounted(tmp_path, clock):
     q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
     ids = q.enqueue_many([{"type": "T", "i": i} for i in range(6)])
     worker: Worker
