@@ -91,6 +91,8 @@ class JobQueue:
         self._worker_pid = os.getpid()
         self._recovered_at: float | None = None
         self._warned_types: set[str] = set()
+        self._watchers: builtins.list[Callable[[], None]] = []
+        self._watch_guard = threading.Lock()
 
     def __repr__(self) -> str:
         return f"JobQueue({self.dir!r})"
@@ -132,6 +134,31 @@ class JobQueue:
                 self._worker_id = worker
                 log.info("Worker %s registered on %s", worker, self.dir)
             return self._worker_id
+
+    # -- wake-ups -------------------------------------------------------------------------
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` (from any thread) whenever jobs may have become claimable:
+        at once for changes made through this object, and for other processes' changes
+        where the storage can tell (PostgreSQL: LISTEN/NOTIFY). Returns the function that
+        stops watching. A ``Worker`` uses it to wake from its idle wait; it still polls."""
+        with self._watch_guard:
+            self._watchers.append(callback)
+        stop_backend = self.backend.watch(callback)
+
+        def stop() -> None:
+            with self._watch_guard:
+                if callback in self._watchers:
+                    self._watchers.remove(callback)
+            stop_backend()
+
+        return stop
+
+    def _wake(self) -> None:
+        with self._watch_guard:
+            watchers = builtins.list(self._watchers)
+        for callback in watchers:
+            callback()
 
     # -- conversions ----------------------------------------------------------------------
 
@@ -260,6 +287,8 @@ class JobQueue:
             for j, i in zip(jobs, ids, strict=True)
         ]
         stored = self._opened().put(records)
+        if any(is_new for _, is_new in stored):
+            self._wake()
         for record, is_new in stored:
             if is_new:
                 log.info("Enqueued job %s (%s)", record.job_id, record.type)
@@ -383,6 +412,8 @@ class JobQueue:
             return self._after_failure(record, text, now)
 
         new = self._opened().transition(job_id, change)
+        if new.status is JobStatus.QUEUED:
+            self._wake()
         if new.status is JobStatus.FAILED:
             log.warning("Job %s failed for good after %d attempts: %s", job_id, new.attempts, text)
         else:
@@ -424,6 +455,7 @@ class JobQueue:
             )
 
         back = self._opened().transition(job_id, change)
+        self._wake()
         log.info("Requeued job %s", job_id)
         return self._job(back)
 
@@ -463,6 +495,7 @@ class JobQueue:
             )
 
         new = backend.transition(job_id, change)
+        self._wake()
         log.info("Retrying job %s", job_id)
         return self._job(new)
 
@@ -497,7 +530,10 @@ class JobQueue:
                 status=JobStatus.QUEUED, worker=None, recovered=True, error_message=reason
             )
 
-        return self.backend.recover(lambda w: w is not None and w == mine, decide)
+        recovered = self.backend.recover(lambda w: w is not None and w == mine, decide)
+        if any(r.status is JobStatus.QUEUED for r in recovered):
+            self._wake()
+        return recovered
 
     # -- reading --------------------------------------------------------------------------
 

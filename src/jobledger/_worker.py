@@ -42,8 +42,9 @@ class Worker:
 
     A handler's return value is stored as the job's result; an exception fails the job with
     its message (retried until the job's ``max_attempts``). ``concurrency`` threads run jobs
-    side by side. ``poll_interval`` is how long an idle worker waits before looking again
-    (an enqueue in the same process wakes it at once).
+    side by side. ``poll_interval`` is how long an idle worker waits before looking again;
+    it wakes at once when a job is enqueued (or retried, requeued, recovered) through the
+    same queue object or, on PostgreSQL, by any process (``JobQueue.watch``).
 
     ``batch_size`` > 1 makes each thread claim up to that many jobs at once and record
     their completions together (one lock or one transaction, one durable write), for many
@@ -127,6 +128,14 @@ class Worker:
             self.concurrency,
         )
         done = threading.Event()
+        unwatch = self.queue.watch(self.wake)
+        try:
+            self._serve(types, until_empty, done)
+        finally:
+            unwatch()
+        log.info("Worker %s stopped after %d job(s)", self.queue.worker_id, self.processed)
+
+    def _serve(self, types: frozenset[str], until_empty: bool, done: threading.Event) -> None:
         with self._signals():
             threads = [
                 threading.Thread(
@@ -148,7 +157,6 @@ class Worker:
             for t in threads:
                 t.join(max(0.0, deadline - time.monotonic()))
             self._give_back()
-        log.info("Worker %s stopped after %d job(s)", self.queue.worker_id, self.processed)
 
     def _give_back(self) -> None:
         self._record_done()

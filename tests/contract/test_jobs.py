@@ -7,6 +7,7 @@ anew, as another process would); a PostgreSQL backend is added by extending JOB_
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pytest
 
@@ -354,3 +355,34 @@ def test_complete_many_checks_every_result_before_writing_any(make_queue):
     with pytest.raises(TypeError, match="result of job b"):
         q.complete_many({"a": 1, "b": object()})
     assert q.counts()["Running"] == 2
+
+
+def test_an_idle_worker_wakes_at_once_for_a_job_enqueued_through_its_queue(make_queue):
+    # The poll interval is an hour: only the wake-up can bring the job to the worker.
+    q = make_queue()
+    ran = threading.Event()
+    worker = jobledger.Worker(
+        q, {"T": lambda job: ran.set()}, poll_interval=3600, handle_signals=False
+    )
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        q.enqueue({"type": "T"}, job_id="j")
+        assert ran.wait(30), "the idle worker was not woken"
+    finally:
+        worker.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert q.get("j").status is JobStatus.COMPLETED
+
+
+def test_watch_calls_back_for_changes_made_here_and_stops(make_queue):
+    q = make_queue()
+    calls: list[int] = []
+    stop = q.watch(lambda: calls.append(1))
+    q.enqueue({"type": "T"}, job_id="a")
+    assert calls  # at once, in this thread (a backend may add its own calls later)
+    stop()
+    calls.clear()
+    q.enqueue({"type": "T"}, job_id="b")
+    assert calls == []

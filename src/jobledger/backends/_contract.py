@@ -176,6 +176,12 @@ class JobBackend(Protocol):
         """Make any derived index (``queue.json``) current; a no-op where there is none."""
         ...
 
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` (from any thread) when other processes may have made jobs
+        claimable, where the storage can tell; returns the function that stops watching.
+        Only a speed-up: workers poll as well."""
+        ...
+
     def close(self) -> None:
         """Release connections and file descriptors."""
         ...

@@ -506,6 +506,12 @@ class FilesJobBackend(QueueIndex):
                 self._log([], deltas)
         return n
 
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Nothing to watch across processes here (workers poll the index, which costs a
+        stat); the queue wakes its own process's workers itself. Returns a no-op."""
+        del callback
+        return _nothing
+
     # -- workers --------------------------------------------------------------------------
 
     def register_worker(self, worker: str, since: str) -> ProcessLock:
@@ -567,6 +573,10 @@ class FilesJobBackend(QueueIndex):
         self._rotate_journal()  # other open queues notice, and reload an empty index
         self._opened = False
         return n
+
+
+def _nothing() -> None:
+    return None
 
 
 def _run_all(syncs: list[Callable[[], None]]) -> None:

@@ -7,6 +7,8 @@
   compute the new records in Python, and write them, in one transaction.
 - ``put`` is INSERT ... ON CONFLICT DO NOTHING: enqueueing an existing id writes nothing
   and returns the stored job (idempotent enqueue).
+- Each transaction that makes jobs claimable sends one NOTIFY, which ``watch`` listens
+  for on a session of its own (``_listen.py``): idle workers wake at once, and poll too.
 - A worker is alive while its row's ``lease_until`` (server time) is in the future. A
   heartbeat thread, started by ``register_worker`` on a connection of its own, pushes it
   forward every ``heartbeat`` seconds; a stopped worker deletes its row. A worker that died
@@ -39,6 +41,7 @@ from ..._clock import Clock, SystemClock
 from ..._errors import JobLedgerError, JobNotFound
 from ..._jobs import JobRecord, JobStatus
 from ._db import HOST, Database, reconnecting
+from ._listen import Listener, notify
 
 __all__ = ["PostgresJobBackend"]
 
@@ -279,6 +282,8 @@ class PostgresJobBackend:
             )
             staged = {r.job_id: r.evolve(seq=s) for r, s in zip(unique.values(), seqs, strict=True)}
             inserted = _insert_new(conn, list(staged.values()))
+            if inserted:
+                notify(conn)
             missing = [i for i in staged if i not in inserted]
             existing = {}
             if missing:
@@ -402,6 +407,8 @@ class PostgresJobBackend:
                 new = change(record)
                 if new is not record:
                     self._write_many(conn, [new])
+                    if new.status is JobStatus.QUEUED:
+                        notify(conn)
                 done[:] = [(new, int(row[-1]))]
             return new
 
@@ -453,6 +460,8 @@ class PostgresJobBackend:
                     out.append(new)
                 if changed:
                     self._write_many(conn, list(changed.values()))
+                    if any(r.status is JobStatus.QUEUED for r in changed.values()):
+                        notify(conn)
                 done[:] = [(out, xid)]
             return out
 
@@ -492,6 +501,8 @@ class PostgresJobBackend:
                 out.append(decide(record))
             if out:
                 self._write_many(conn, out)
+                if any(r.status is JobStatus.QUEUED for r in out):
+                    notify(conn)
             conn.execute(f"DELETE FROM jobledger_workers WHERE NOT {_ALIVE}")
         return out
 
@@ -594,6 +605,11 @@ class PostgresJobBackend:
             n = conn.execute("DELETE FROM jobledger_jobs").rowcount
             conn.execute("DELETE FROM jobledger_workers")
         return n
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` when jobs may have become claimable (LISTEN/NOTIFY on a
+        session of its own; see ``_listen.py``); returns the function that stops it."""
+        return Listener(self._db, callback).stop
 
     def checkpoint(self) -> None:
         """Nothing to do: there is no derived index."""

@@ -1,0 +1,108 @@
+"""Wake-ups for idle workers: LISTEN/NOTIFY on a connection of its own.
+
+Every transaction that makes a job claimable (an enqueue, a retry, a requeue, a
+recovery) sends one ``NOTIFY jobledger_jobs`` whose payload is the schema of the queue's
+tables, so that queues in other schemas of the same database do not wake each other's
+workers for nothing. A :class:`Listener` holds a dedicated autocommit session (never a
+pooled one: a LISTEN lives and dies with its session, which transaction-level poolers
+hand to others) and calls back on each notification of its schema.
+
+The listener only speeds things up: workers poll as well, so a lost listener (a server
+restart, a dropped session, a proxy) only slows them to their poll interval, never stalls
+them. It reconnects with backoff, and calls back once after every (re)connection, since
+notifications sent while it was away are lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import psycopg
+
+from ._db import Database
+
+__all__ = ["CHANNEL", "Listener", "notify"]
+
+log = logging.getLogger("jobledger")
+
+CHANNEL = "jobledger_jobs"
+_POLL = 0.5  # seconds between looks at the stop flag while waiting for notifications
+_BACKOFF_FIRST = 0.1
+_BACKOFF_MAX = 5.0
+
+
+def notify(conn: psycopg.Connection[object]) -> None:
+    """Send the wake-up, delivered when (and only if) the current transaction commits.
+    PostgreSQL folds identical notifications of one transaction into one."""
+    conn.execute("SELECT pg_notify(%s, current_schema())", (CHANNEL,))
+
+
+class Listener:
+    """Calls ``callback()`` on each wake-up for this schema, from a thread of its own,
+    until :meth:`stop`."""
+
+    def __init__(self, db: Database, callback: Callable[[], None]) -> None:
+        self._db = db
+        self._callback = callback
+        self._stop = threading.Event()
+        self._conn: psycopg.Connection[object] | None = None
+        self._guard = threading.Lock()
+        self.connected = threading.Event()  # set while listening (tests wait on it)
+        self._thread = threading.Thread(target=self._run, name="jobledger-listener", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop listening and close the session. Idempotent."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _run(self) -> None:
+        delay = _BACKOFF_FIRST
+        while not self._stop.is_set():
+            try:
+                self._listen()
+                delay = _BACKOFF_FIRST
+            except (psycopg.Error, OSError) as exc:
+                self.connected.clear()
+                log.warning(
+                    "The listener for new jobs lost its connection (%s); workers poll "
+                    "meanwhile, reconnecting in %.1fs",
+                    self._db.error("listen for new jobs", exc)
+                    if isinstance(exc, psycopg.Error)
+                    else exc,
+                    delay,
+                )
+                self._stop.wait(delay)
+                delay = min(delay * 2, _BACKOFF_MAX)
+            except Exception as exc:  # the database said no (a DatabaseError...): retry later
+                self.connected.clear()
+                log.warning("The listener for new jobs failed (%s); workers poll meanwhile", exc)
+                self._stop.wait(delay)
+                delay = min(delay * 2, _BACKOFF_MAX)
+            finally:
+                self._close()
+
+    def _listen(self) -> None:
+        conn = self._db.session("listen for new jobs")
+        with self._guard:
+            self._conn = conn
+        row = conn.execute("SELECT current_schema()").fetchone()
+        schema = str(row[0]) if row else ""
+        conn.execute(f"LISTEN {CHANNEL}")
+        self.connected.set()
+        self._callback()  # whatever was enqueued while no one listened
+        while not self._stop.is_set():
+            for note in conn.notifies(timeout=_POLL):
+                if note.payload == schema:
+                    self._callback()
+                if self._stop.is_set():
+                    break
+
+    def _close(self) -> None:
+        with self._guard:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()

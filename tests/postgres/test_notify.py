@@ -1,0 +1,109 @@
+"""LISTEN/NOTIFY: an idle worker in another process wakes for a new job at once, and a
+listener that loses its session reconnects (meanwhile workers only poll).
+
+Workers here poll once an hour, so only a wake-up can bring them a job within the test's
+bounds. The parent waits on pipes, or polls pg_stat_activity (server state) in a bounded
+loop; it never sleeps to synchronise.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from tests.postgres._pg import require_psycopg
+
+require_psycopg()
+
+import psycopg  # noqa: E402
+
+from jobledger import JobQueue, JobStatus, Worker  # noqa: E402
+from tests.queue._procs import Chan, Child  # noqa: E402
+
+LISTENER = "jobledger listen for new jobs%"
+
+
+def _until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not {what} after {timeout}s")
+        time.sleep(0.02)
+
+
+def _listener_pids(url: str) -> list[int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name LIKE %s"
+            " AND datname = current_database() AND query ILIKE 'LISTEN%%'",
+            (LISTENER,),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _idle_worker(url: str) -> Callable[[Chan], None]:
+    def target(chan: Chan) -> None:
+        queue = JobQueue(url, durability="flush")
+        worker: Worker
+
+        def handler(job) -> str:
+            chan.say(f"ran {job.job_id}")
+            return "ok"
+
+        worker = Worker(queue, {"T": handler}, poll_interval=3600, handle_signals=False)
+        threading.Thread(target=lambda: (chan.hear(), worker.stop()), daemon=True).start()
+        chan.say("ready")
+        worker.run()
+        queue.close()
+
+    return target
+
+
+def test_a_worker_in_another_process_wakes_at_once_for_a_new_job(pg_url):
+    url = pg_url
+    child = Child(_idle_worker(url))
+    try:
+        child.expect("ready")
+        _until(lambda: len(_listener_pids(url)) == 1, 30, "listening")
+        with JobQueue(url, durability="flush") as q:
+            q.enqueue({"type": "T"}, job_id="first")
+            assert child.expect("ran ") == "first"
+            q.enqueue_many([{"type": "T"}, {"type": "T"}], job_ids=["second", "third"])
+            assert {child.expect("ran "), child.expect("ran ")} == {"second", "third"}
+            child.tell("stop")
+            child.check()
+            assert q.counts()["Completed"] == 3
+    finally:
+        if child.status is None:
+            child.kill()
+
+
+def test_a_listener_that_loses_its_session_reconnects(pg_url):
+    url = pg_url
+    queue = JobQueue(url, durability="flush")
+    ran: list[str] = []
+    woke = threading.Event()
+
+    def handler(job) -> None:
+        ran.append(job.job_id)
+        woke.set()
+
+    worker = Worker(queue, {"T": handler}, poll_interval=3600, handle_signals=False)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        _until(lambda: len(_listener_pids(url)) == 1, 30, "listening")
+        [old] = _listener_pids(url)
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (old,))
+        _until(lambda: _listener_pids(url) not in ([], [old]), 30, "listening again")
+        with JobQueue(url, durability="flush") as other:  # another process, as far as we know
+            other.enqueue({"type": "T"}, job_id="after-reconnect")
+            assert woke.wait(30), "the worker was not woken after its listener reconnected"
+            assert other.get("after-reconnect").status in (JobStatus.RUNNING, JobStatus.COMPLETED)
+    finally:
+        worker.stop()
+        thread.join(30)
+        queue.close()
+    assert ran == ["after-reconnect"]
