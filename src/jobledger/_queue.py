@@ -55,7 +55,9 @@ class JobQueue:
     ``JobQueue(dir, durability="fsync")``; ``durability="flush"`` skips fsyncs (survives a
     process crash, not a power loss). ``retry_delay`` and ``max_retry_delay`` (seconds)
     shape the exponential backoff of failed jobs; ``recover_every`` (seconds) is how often
-    a claiming process looks for jobs of dead workers. Nothing is read until first use.
+    a claiming process looks for jobs of dead workers. ``worker_lease`` (PostgreSQL only,
+    default 6 s) is how long a worker that stopped renewing its lease counts as alive; a
+    folder needs none (the OS tells). Nothing is read until first use.
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class JobQueue:
         max_retry_delay: float = 300.0,
         recover_every: float = 2.0,
         clock: Clock | None = None,
+        worker_lease: float | None = None,
     ) -> None:
         if durability not in DURABILITIES:
             raise ConfigError(f"durability must be 'fsync' or 'flush', got {durability!r}")
@@ -80,9 +83,16 @@ class JobQueue:
         if isinstance(dir, str) and dir.startswith(("postgresql://", "postgres://")):
             from .backends.postgres import job_backend
 
-            self.backend = job_backend(dir, fsync=durability == "fsync", clock=self.clock)
+            self.backend = job_backend(
+                dir, fsync=durability == "fsync", clock=self.clock, worker_lease=worker_lease
+            )
             self.dir = self.backend.location  # the URL without its password, for messages
         else:
+            if worker_lease is not None:
+                raise ConfigError(
+                    "worker_lease applies to a PostgreSQL queue only: in a folder, a "
+                    "worker's liveness is its OS lock, which needs no lease"
+                )
             self.dir = os.path.abspath(os.fspath(dir))
             self.backend = FilesJobBackend(self.dir, fsync=durability == "fsync", clock=self.clock)
         self._worker_id: str | None = None

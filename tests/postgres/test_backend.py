@@ -41,6 +41,17 @@ def test_factories_and_config(pg_url):
     state.backend.close()
 
 
+def test_the_worker_lease_is_a_queue_option_on_postgres_only(pg_url, tmp_path):
+    with JobQueue(pg_url) as queue:
+        assert queue.backend.worker_lease == 6.0  # recovery within 10 s: see jobs.py
+        assert queue.backend.heartbeat == pytest.approx(1.2)
+    with JobQueue(pg_url, worker_lease=2.5) as queue:
+        assert queue.backend.worker_lease == 2.5
+        assert queue.backend.heartbeat == pytest.approx(0.5)
+    with pytest.raises(jobledger.ConfigError, match="PostgreSQL queue only"):
+        JobQueue(tmp_path / "q", worker_lease=5)
+
+
 def test_the_password_never_shows(pg_url):
     url = _with_password(pg_url)  # trust authentication ignores it
     state = JobState(url=url, timezone="UTC")

@@ -53,9 +53,12 @@ def taskset_backend(url: str, *, fsync: bool, clock: Clock) -> PostgresTaskSetBa
     return PostgresTaskSetBackend(url, fsync=fsync, clock=clock)
 
 
-def job_backend(url: str, *, fsync: bool, clock: Clock) -> PostgresJobBackend:
+def job_backend(
+    url: str, *, fsync: bool, clock: Clock, worker_lease: float | None = None
+) -> PostgresJobBackend:
     """The job backend on ``url`` (nothing is connected until first use)."""
     _require_psycopg()
-    from .jobs import PostgresJobBackend
+    from .jobs import DEFAULT_WORKER_LEASE, PostgresJobBackend
 
-    return PostgresJobBackend(url, fsync=fsync, clock=clock)
+    lease = DEFAULT_WORKER_LEASE if worker_lease is None else worker_lease
+    return PostgresJobBackend(url, fsync=fsync, clock=clock, worker_lease=lease)

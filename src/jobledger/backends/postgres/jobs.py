@@ -61,6 +61,10 @@ _RECORDSET = (
     " recovered boolean, extra_meta jsonb"
 )
 _ALIVE = "lease_until > clock_timestamp()"
+# Seconds a worker that stopped renewing counts as alive. Short enough that a dead
+# machine's jobs run again within 10 s (the lease plus a live worker's recover_every of
+# 2 s), long enough to ride out a few missed heartbeats (one every lease / 5 seconds).
+DEFAULT_WORKER_LEASE = 6.0
 
 
 def _insert_new(conn: psycopg.Connection[Any], records: list[JobRecord]) -> set[str]:
@@ -230,7 +234,7 @@ class _WorkerLease:
 class PostgresJobBackend:
     """Jobs in PostgreSQL; see the module docstring.
 
-    ``PostgresJobBackend(url, fsync=True, clock=None, worker_lease=10.0, heartbeat=None)``:
+    ``PostgresJobBackend(url, fsync=True, clock=None, worker_lease=6.0, heartbeat=None)``:
     ``worker_lease`` is how long (seconds) a worker that stopped renewing counts as alive,
     ``heartbeat`` how often it renews (default: a fifth of the lease), ``reconnect_for``
     how long (seconds) a transaction waits for a lost server to come back (backoff).
@@ -242,7 +246,7 @@ class PostgresJobBackend:
         *,
         fsync: bool = True,
         clock: Clock | None = None,
-        worker_lease: float = 10.0,
+        worker_lease: float = DEFAULT_WORKER_LEASE,
         heartbeat: float | None = None,
         connect_timeout: float = 10.0,
         reconnect_for: float = 60.0,
