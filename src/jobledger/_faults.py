@@ -14,10 +14,16 @@ import signal
 
 __all__ = ["POINTS", "arm", "disarm", "point"]
 
-#: Every named point, in the order a single save passes them. Tests sweep over this list.
-#: A save passes ``files.temp_fsynced`` (sync, then rename) or ``files.replaced_fsynced``
-#: (rename, then sync: a durable replace where the file system orders renames after data;
-#: see ``write_atomic``), never both.
+#: Every named point. Tests sweep over this list.
+#:
+#: ``files.*`` come in the order a single save (``write_atomic``) passes them. A save passes
+#: ``files.temp_fsynced`` (sync, then rename) or ``files.replaced_fsynced`` (rename, then
+#: sync: a durable replace where the file system orders renames after data; see
+#: ``write_atomic``), never both.
+#:
+#: ``queue.*`` are the files queue's index (``backends/files/_queue_index.py``): its journal
+#: append and its ``queue.json`` snapshot, whose own write passes the ``files.*`` points
+#: first. ``pg.*`` are PostgreSQL's commit (``backends/postgres/_db.py``).
 POINTS: tuple[str, ...] = (
     "files.temp_written",
     "files.temp_fsynced",
@@ -25,6 +31,18 @@ POINTS: tuple[str, ...] = (
     "files.replaced",
     "files.replaced_fsynced",
     "files.dir_fsynced",
+    # QueueIndex._log: the change's lines are appended to .queue.journal (before any
+    # snapshot that append may trigger).
+    "queue.journal_appended",
+    # QueueIndex._save_index: queue.json replaced (after its write_atomic), before the
+    # journal it now holds is rotated away.
+    "queue.snapshot_written",
+    # QueueIndex._save_index: the journal replaced by an empty one (the snapshot is done).
+    "queue.journal_rotated",
+    # Database.transaction, outermost level only (a savepoint is no commit): just before
+    # COMMIT is sent, and just after the server confirmed it.
+    "pg.before_commit",
+    "pg.after_commit",
 )
 
 _armed: dict[str, int] = {}

@@ -1,4 +1,4 @@
-"""Kills at every named write boundary (``jobledger._faults.POINTS``), exactly.
+"""Kills at every named write boundary of a save (the ``files.*`` of ``_faults.POINTS``), exactly.
 
 A child arms one point and completes tasks; it SIGKILLs itself at that point of the n-th
 save. The task being saved is then either fully recorded (the kill came after the
@@ -32,9 +32,14 @@ AFTER_REPLACE = {"files.replaced", "files.replaced_fsynced", "files.dir_fsynced"
 BEFORE_REPLACE = {"files.temp_written", "files.temp_fsynced"}
 
 
+# The points of write_atomic, which every task-set save passes; the queue's (queue.*) and
+# PostgreSQL's (pg.*) are swept by test_queue_fault_sweep.py.
+SAVE_POINTS = tuple(p for p in _faults.POINTS if p.startswith("files."))
+
+
 def test_the_points_are_the_ones_a_save_passes():
     # If a point is added, renamed or reordered, the expectations below must be revisited.
-    assert _faults.POINTS == (
+    assert SAVE_POINTS == (
         "files.temp_written",
         "files.temp_fsynced",
         "files.backup_linked",
@@ -116,7 +121,7 @@ def finish(root: Path, durability: str) -> None:
     ("name", "durability", "ordered"),
     [
         pytest.param(name, durability, ordered, id=f"{name}-{mode_id}")
-        for name in _faults.POINTS
+        for name in SAVE_POINTS
         for (durability, ordered), mode_id in zip(MODES, MODE_IDS, strict=True)
         if passes(name, durability, ordered)
     ],
@@ -165,7 +170,7 @@ def test_kill_at_each_point_of_a_mark_done(
 @pytest.mark.parametrize("durability", ["fsync", "flush"])
 @pytest.mark.parametrize(
     "name",
-    [p for p in _faults.POINTS if p not in ("files.backup_linked", "files.replaced_fsynced")],
+    [p for p in SAVE_POINTS if p not in ("files.backup_linked", "files.replaced_fsynced")],
 )
 def test_kill_during_the_first_save_of_a_new_set(tmp_path, name, durability):
     # The very first save (the plan) has no previous generation to keep, and creates the

@@ -34,6 +34,7 @@ from typing import Any
 
 from ..._clock import Clock
 from ..._errors import StorageError
+from ..._faults import point
 from ..._jobs import JobRecord, JobStatus
 from ..._records import dumps_indented
 from ._atomic import read_bytes, remove, set_aside, write_atomic
@@ -216,6 +217,7 @@ class QueueIndex:
             raise StorageError("append to the queue journal", self.journal_path, exc) from exc
         self._journal_off += len(data)
         self._since_snapshot += len(lines)
+        point("queue.journal_appended")
         if self._snapshot_due():
             self._save_index()
 
@@ -324,7 +326,9 @@ class QueueIndex:
         }
         try:
             write_atomic(self.index_path, dumps_indented(doc), fsync=False)
+            point("queue.snapshot_written")
             self._rotate_journal()
+            point("queue.journal_rotated")
             self._snapshot_at = time.monotonic()
         except OSError as exc:
             raise StorageError("write the queue index", self.index_path, exc) from exc

@@ -36,6 +36,7 @@ from urllib.parse import quote, urlsplit
 import psycopg
 from psycopg import conninfo
 
+from ..._faults import point
 from . import is_postgres_url
 from ._errors import DatabaseError
 from ._migrate import migrate
@@ -281,7 +282,11 @@ class Database:
                     if not tx.__exit__(type(exc), exc, exc.__traceback__):
                         raise
                 else:
-                    tx.__exit__(None, None, None)
+                    if outermost:  # a nested level releases a savepoint: no commit
+                        point("pg.before_commit")
+                    tx.__exit__(None, None, None)  # COMMIT (or RELEASE SAVEPOINT)
+                    if outermost:
+                        point("pg.after_commit")
             except psycopg.OperationalError as exc:
                 if conn.closed or conn.broken:
                     self._conn = None
