@@ -39,6 +39,9 @@ POINTS: tuple[str, ...] = (
     "queue.snapshot_written",
     # QueueIndex._save_index: the journal replaced by an empty one (the snapshot is done).
     "queue.journal_rotated",
+    # FilesJobBackend.prune: one finished job's file deleted (between the journal's
+    # "pruning" mark and the line that lowers the finished counts).
+    "queue.pruned_file",
     # Database.transaction, outermost level only (a savepoint is no commit): just before
     # COMMIT is sent, and just after the server confirmed it.
     "pg.before_commit",

@@ -122,6 +122,7 @@ class QueueIndex:
         self._since_snapshot = 0  # journal lines written since queue.json was
         self._snapshot_at = 0.0
         self._recent: collections.deque[float] = collections.deque()  # change times, 1 s
+        self._prune_unfinished = False  # the last journal line read marks a prune begun
         # Live jobs this process wrote last, as written (with the file's stat then). Under
         # the queue lock a job file changes only through a transition that also appends a
         # journal line, so such a record stays true until a line from another process
@@ -201,8 +202,18 @@ class QueueIndex:
         if not job_ids and deltas:
             self._revision += 1
             lines.append({"n": self._revision, "f": deltas})
-        if not lines:
-            return
+        if lines:
+            self._append(lines)
+
+    def _mark_pruning(self) -> None:
+        """Say in the journal that a prune starts: its deletes and the line that lowers
+        the finished counts cannot be one write, so a reader that finds this line last
+        (the pruning process died in between) recounts them from the job files."""
+        self._revision += 1
+        # No snapshot here: the mark must stay in the journal until the prune's own line.
+        self._append([{"n": self._revision, "pruning": True}], snapshot=False)
+
+    def _append(self, lines: list[dict[str, Any]], snapshot: bool = True) -> None:
         data = "".join(
             json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n" for line in lines
         ).encode()
@@ -218,7 +229,7 @@ class QueueIndex:
         self._journal_off += len(data)
         self._since_snapshot += len(lines)
         point("queue.journal_appended")
-        if self._snapshot_due():
+        if snapshot and self._snapshot_due():
             self._save_index()
 
     def _snapshot_due(self) -> bool:
@@ -279,6 +290,7 @@ class QueueIndex:
         if n <= self._revision:
             return  # already in the snapshot, or ours
         self._revision = n
+        self._prune_unfinished = bool(line.get("pruning"))
         if line.get("id") is not None:
             self._written.pop(str(line["id"]), None)  # another process changed that job
         for status, delta in (line.get("f") or {}).items():
@@ -360,8 +372,29 @@ class QueueIndex:
 
     def _sync_index(self) -> None:
         """Catch up with other processes: their journal lines, or their new snapshot."""
+        self._prune_unfinished = False
         if not self._read_journal():
             self._open(scan=False)
+        elif self._prune_unfinished:
+            self._recount_finished()
+            self._save_index()
+
+    def _recount_finished(self) -> None:
+        """Count the finished jobs from their files (reads history: only after a prune
+        that died between its deletes and its count line)."""
+        self._prune_unfinished = False
+        counts = {s.value: 0 for s in _FINISHED}
+        for job_id in self._job_ids_changed_since(0):
+            if job_id in self._entries:
+                continue
+            record = self._read(job_id)
+            if record is not None and not record.status.is_live:
+                counts[record.status.value] += 1
+        log.warning(
+            "A prune of %s was interrupted; recounted the finished jobs from the job files",
+            self.jobs_dir,
+        )
+        self._finished = counts
 
     def _open(self, scan: bool = True) -> None:
         """Load the snapshot and the journal, reconcile them with the job files (the
@@ -388,11 +421,13 @@ class QueueIndex:
         latest: dict[str, str | None] = {}
         replayed = 0
         self._journal_fd_reopen()
+        pruning = False
         for line in self._journal_lines():
             if int(line.get("n", 0)) <= self._revision:
                 continue
             self._revision = int(line["n"])
             replayed += 1
+            pruning = bool(line.get("pruning"))
             for status, delta in (line.get("f") or {}).items():
                 self._finished[status] = max(0, self._finished.get(status, 0) + int(delta))
             if line.get("id") is not None:
@@ -437,6 +472,9 @@ class QueueIndex:
                     )
                     self._set(record)
                     changed = True
+        if pruning:
+            self._recount_finished()
+            changed = True
         self._opened = True
         if changed or stamp is None:
             self._save_index()

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 
 from ..._clock import Clock
 from ..._errors import JobLedgerError, JobNotFound, StorageError
+from ..._faults import point
 from ..._jobs import JobRecord, JobStatus
 from ._atomic import (
     is_temp_name,
@@ -496,8 +497,12 @@ class FilesJobBackend(QueueIndex):
         n = 0
         with self.locked():
             deltas: dict[str, int] = {}
-            for record in list(self._finished_before(cutoff)):
+            doomed = sorted(self._finished_before(cutoff), key=lambda r: r.job_id)
+            if doomed:
+                self._mark_pruning()
+            for record in doomed:
                 remove(self.job_path(record.job_id))
+                point("queue.pruned_file")
                 value = record.status.value
                 self._finished[value] = max(0, self._finished[value] - 1)
                 deltas[value] = deltas.get(value, 0) - 1
