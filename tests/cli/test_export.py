@@ -107,7 +107,7 @@ def test_connection_errors_name_the_place_never_the_password(
     pytest.importorskip("psycopg")
     (tmp_path / "dir").mkdir()
     r = run(*(str(tmp_path / "dir") if a == "DIR" else a for a in args))
-    assert r.exit_code == 1, r.output
+    assert r.exit_code == 2, r.output
     assert SECRET not in r.output
     assert "ledgerdb" in r.output and "127.0.0.1" in r.output
     assert r.output.startswith("error: ")

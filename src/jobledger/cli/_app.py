@@ -3,30 +3,74 @@
 Command groups are registered in :func:`_register`; the task-set ("state") commands come
 from ``_state.py`` and ``_maint.py``, ``demo`` from ``_demo_cmd.py``. Later groups (``jobs``,
 ``worker``, ``db``, ``export``) are added there the same way.
+
+Wherever a command takes a folder (the global ``--dir``, the queue commands' ``--dir`` and
+``$JOBLEDGER_QUEUE_DIR``) it takes a ``postgresql://`` URL too (:func:`dir_or_url`), as does
+the config's ``jobState.url``. A database that cannot be reached exits 2, like a bad
+config, with the backend's message (host, port and database, never the password).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import click
 from rich.console import Console
 
 from .. import __version__
+from .._config import JobStateConfig, read_config
 from .._errors import ConfigError, InvalidNameError, JobLedgerError
 from .._log import enable_verbose
 from .._tasksets import JobState
+from ..backends.postgres import DatabaseError, is_postgres_url
 from ._render import make_console
 
-__all__ = ["App", "cli", "main", "pass_app"]
+__all__ = ["App", "cli", "dir_or_url", "main", "pass_app"]
+
+
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` (a postgresql:// URL) cannot be used, or None. Never quotes the URL:
+    it may carry a password."""
+    try:
+        _ = urlsplit(url).port  # reading it checks the host and the port
+    except ValueError:
+        return (
+            "the PostgreSQL URL cannot be read: check its host and port "
+            "(postgresql://user@host:5432/database)"
+        )
+    return None
+
+
+def dir_or_url(*, exists: bool = False) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """The callback of an option that takes a folder or a ``postgresql://`` URL.
+
+    A URL is passed on as is (once checked it can be read); a folder is checked as
+    ``click.Path(file_okay=False, exists=exists)`` checks it.
+    """
+    path = click.Path(file_okay=False, exists=exists)
+
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is None:
+            return None
+        if not is_postgres_url(value):
+            return path.convert(value, param, ctx)
+        problem = _url_problem(value)
+        if problem is not None:
+            raise click.BadParameter(problem, ctx, param)
+        return value
+
+    return check
 
 
 class App:
     """What the global options chose, shared by every command through ``ctx.obj``.
 
     The JobState is built on first use, so commands that need none (``demo``) never read
-    the config, and a bad config fails only the commands that use it.
+    the config, and a bad config fails only the commands that use it. ``dir`` is a folder
+    or a PostgreSQL URL.
     """
 
     def __init__(self, config: str | None, dir: str | None) -> None:
@@ -38,25 +82,54 @@ class App:
 
     @property
     def state(self) -> JobState:
-        """The JobState of ``--config`` (default settings without it), at ``--dir`` if given.
+        """The JobState of ``--config`` (default settings without it), at ``--dir`` (a
+        folder or a URL) if given, else at the config's ``url`` or ``dir``.
 
-        The CLI is a maintenance tool: it reads and repairs the folder even when the
+        The CLI is a maintenance tool: it reads and repairs the state even when the
         application's config has ``"enabled": false``, and says so.
         """
         if self._state is None:
-            base = JobState.from_config(self.config) if self.config else JobState()
-            if not base.enabled:
+            cfg = read_config(self.config) if self.config else JobStateConfig()
+            if not cfg.enabled:
                 self.err.print(
-                    f"note: jobState.enabled is false in {self.config}; the folder is read "
+                    f"note: jobState.enabled is false in {self.config}; the state is read "
                     "anyway, the application itself does not use it",
                     markup=False,
                 )
+            place: str = self.dir or cfg.dir
+            url = None if self.dir else cfg.url
+            if is_postgres_url(place):
+                place, url = "", place
+            if url is not None:
+                problem = (
+                    _url_problem(url)
+                    if is_postgres_url(url)
+                    else "jobState.url must be a postgresql:// URL (or null for the folder)"
+                )
+                if problem is not None:
+                    raise ConfigError(problem)
             self._state = JobState(
-                dir=self.dir if self.dir else base.dir,
-                timezone=base.timezone,
-                durability=base.durability,
+                dir=place, timezone=cfg.timezone, durability=cfg.durability, url=url
             )
         return self._state
+
+    @property
+    def where(self) -> str:
+        """Where the task sets are, for messages: the folder, or the URL without its
+        password."""
+        return self.state.backend.location
+
+    @property
+    def in_database(self) -> bool:
+        """Whether the task sets are in a database rather than a folder."""
+        return is_postgres_url(self.where)
+
+    def close(self) -> None:
+        """Give back the state's database connection, if one was opened."""
+        if self._state is not None:
+            close = getattr(self._state.backend, "close", None)
+            if callable(close):
+                close()
 
 
 pass_app = click.make_pass_decorator(App)
@@ -67,6 +140,22 @@ def _fail(exc: BaseException, code: int) -> NoReturn:
     raise click.exceptions.Exit(code)
 
 
+def _unreachable(exc: DatabaseError) -> bool:
+    """Whether ``exc`` says the database could not be reached or connected to (or its
+    URL read), rather than that the server refused a statement.
+
+    libpq's connection failures (refused, timed out, unknown host, database or role, bad
+    password, unreadable URL) carry no SQLSTATE; a connection lost later has class 08
+    (connection exception) or 57P (shutdown). psycopg is imported only when one was raised.
+    """
+    psycopg = sys.modules.get("psycopg")
+    cause = exc.__cause__
+    if psycopg is None or not isinstance(cause, psycopg.Error):
+        return False
+    sqlstate = getattr(cause, "sqlstate", None)
+    return sqlstate is None or str(sqlstate).startswith(("08", "57P"))
+
+
 class _Group(click.Group):
     """A group that turns jobledger's own errors into ``error: ...`` and an exit code.
 
@@ -74,11 +163,14 @@ class _Group(click.Group):
     """
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the command; a ConfigError or InvalidNameError exits 2, others 1."""
+        """Run the command; a ConfigError, an InvalidNameError or a database that cannot be
+        reached exits 2, other errors 1."""
         try:
             return super().invoke(ctx)
         except (ConfigError, InvalidNameError) as exc:
             _fail(exc, 2)
+        except DatabaseError as exc:
+            _fail(exc, 2 if _unreachable(exc) else 1)
         except JobLedgerError as exc:
             _fail(exc, 1)
 
@@ -93,8 +185,10 @@ class _Group(click.Group):
 @click.option(
     "--dir",
     "dir",
-    type=click.Path(file_okay=False),
-    help="The state folder (overrides jobState.dir; default sessions/job-state).",
+    metavar="DIR_OR_URL",
+    callback=dir_or_url(),
+    help="The state folder, or a postgresql:// URL (overrides jobState.dir and "
+    "jobState.url; default sessions/job-state).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Print [INFO] lines of state operations.")
 @click.version_option(__version__, prog_name="jobledger")
@@ -106,7 +200,9 @@ def cli(ctx: click.Context, config: str | None, dir: str | None, verbose: bool) 
     """
     if verbose:
         enable_verbose()
-    ctx.obj = App(config, dir)
+    app = App(config, dir)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
 
 
 def _register() -> None:

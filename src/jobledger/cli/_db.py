@@ -1,7 +1,8 @@
 """Database commands: ``jobledger db migrate|status --url URL`` and ``jobledger export``.
 
-Connection errors exit 1 through the app's error handling with a message that names the
-host and the database and never the password (``DatabaseError`` from the backend).
+Connection errors exit 2 through the app's error handling with a message that names the
+host, the port and the database and never the password (``DatabaseError`` from the
+backend); a statement the server refuses exits 1.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Job-queue commands: ``jobledger jobs list|show|counts|enqueue|retry|cancel|prune|clear``.
 
 Each opens a :class:`~jobledger.JobQueue` on ``--dir`` (default: the ``JOBLEDGER_QUEUE_DIR``
-environment variable), calls one of its methods and only decides what to print and which
-exit code to give. A missing job (JobNotFound) or a job in the wrong state (JobConflict)
-exits 1 with the library's message, through the app's error handling.
+environment variable), a folder or a ``postgresql://`` URL, calls one of its methods and
+only decides what to print and which exit code to give. A missing job (JobNotFound) or a
+job in the wrong state (JobConflict) exits 1 with the library's message, through the app's
+error handling.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from .._errors import JobLedgerError, JobNotFound
 from .._jobs import Job, JobStatus
 from .._queue import JobQueue
 from .._tasksets import parse_age
+from ..backends.postgres import is_postgres_url
 from . import _maint
-from ._app import App, pass_app
+from ._app import App, dir_or_url, pass_app
 from ._render import human_count, short_time, table
 
 __all__ = ["QUEUE_DIR_ENV", "jobs"]
@@ -34,10 +36,12 @@ _STATUSES = [s.value for s in JobStatus]
 
 
 def queue_dir_option(*, must_exist: bool) -> Callable[[F], F]:
-    """The ``--dir`` option of the queue commands (env ``JOBLEDGER_QUEUE_DIR``).
+    """The ``--dir`` option of the queue commands (env ``JOBLEDGER_QUEUE_DIR``): a folder
+    or a ``postgresql://`` URL.
 
     Commands that only read or change existing jobs want the folder to exist, so that a
-    mistyped path is an error instead of a new empty queue.
+    mistyped path is an error instead of a new empty queue. (A database's tables are
+    created on first use.)
     """
     return click.option(
         "--dir",
@@ -45,14 +49,15 @@ def queue_dir_option(*, must_exist: bool) -> Callable[[F], F]:
         envvar=QUEUE_DIR_ENV,
         show_envvar=True,
         required=True,
-        metavar="DIR",
-        type=click.Path(file_okay=False, exists=must_exist),
-        help="The queue folder (jobs/<job_id>.json and queue.json).",
+        metavar="DIR_OR_URL",
+        callback=dir_or_url(exists=must_exist),
+        help="The queue folder (jobs/<job_id>.json and queue.json), or a postgresql:// URL.",
     )
 
 
 def open_queue(queue_dir: str, durability: str = "fsync") -> JobQueue:
-    """The JobQueue of ``queue_dir`` (nothing is read until its first use)."""
+    """The JobQueue of ``queue_dir``, a folder or a URL (nothing is read until its first
+    use)."""
     return JobQueue(queue_dir, durability=durability)
 
 
@@ -81,9 +86,10 @@ def _status(value: str | None) -> JobStatus | None:
 
 @click.group("jobs")
 def jobs() -> None:
-    """Inspect and change the job queue (the "Job Persistence System" folder).
+    """Inspect and change the job queue (the "Job Persistence System" folder or database).
 
-    Every command takes --dir DIR, or reads the folder from $JOBLEDGER_QUEUE_DIR.
+    Every command takes --dir DIR_OR_URL (a folder or a postgresql:// URL), or reads it
+    from $JOBLEDGER_QUEUE_DIR.
     """
 
 
@@ -392,7 +398,8 @@ def prune(app: App, queue_dir: str, older_than: str, dry_run: bool) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @pass_app
 def clear(app: App, queue_dir: str, yes: bool) -> None:
-    """Delete every job and the index. Refused while any worker of the queue is alive."""
+    """Delete every job (and a folder's index). Refused while any worker of the queue is
+    alive."""
     with open_queue(queue_dir) as queue:
         alive = queue.live_workers()
         if alive:
@@ -413,7 +420,7 @@ def clear(app: App, queue_dir: str, yes: bool) -> None:
                 )
             click.confirm(f"Delete {_jobs_n(total)} in {queue.dir}?", abort=True, err=True)
         deleted = queue.clear()
+    index = "" if is_postgres_url(queue.dir) else " and queue.json"
     app.out.print(
-        f"Cleared the queue in {queue.dir}: deleted {_jobs_n(deleted)} and queue.json.",
-        markup=False,
+        f"Cleared the queue in {queue.dir}: deleted {_jobs_n(deleted)}{index}.", markup=False
     )

@@ -1,7 +1,8 @@
 """Maintenance commands: ``cleanup``, ``reset``, ``du``, ``doctor``.
 
 Each delegates to one JobState method (``cleanup``, ``reset``, ``usage``, ``doctor``) and
-only decides what to print and which exit code to give.
+only decides what to print and which exit code to give. They work the same on a folder and
+on a PostgreSQL URL (``du`` then measures the stored records: the backend's ``usage()``).
 """
 
 from __future__ import annotations
@@ -60,12 +61,12 @@ def cleanup(app: App, older_than: str, dry_run: bool) -> None:
     cutoff = state.today() - age
     if not removed:
         app.out.print(
-            f"Nothing to remove: no task set dated before {cutoff} in {state.dir}.", markup=False
+            f"Nothing to remove: no task set dated before {cutoff} in {app.where}.", markup=False
         )
         return
     verb = "Would remove" if dry_run else "Removed"
     app.out.print(
-        f"{verb} {_sets(len(removed))} dated before {cutoff} from {state.dir}:", markup=False
+        f"{verb} {_sets(len(removed))} dated before {cutoff} from {app.where}:", markup=False
     )
     _print_keys(app, removed)
     if dry_run:
@@ -85,15 +86,15 @@ def reset(app: App, account: str | None, all_: bool, yes: bool) -> None:
     keys = state.keys(account)
     whose = f"account {account!r}" if account is not None else "every account"
     if not keys:
-        app.out.print(f"No task sets of {whose} in {state.dir}; nothing to reset.", markup=False)
+        app.out.print(f"No task sets of {whose} in {app.where}; nothing to reset.", markup=False)
         return
     if not yes:
         if not stdin_is_tty():
             raise click.UsageError(
-                f"reset would delete {_sets(len(keys))} of {whose} in {state.dir}; "
+                f"reset would delete {_sets(len(keys))} of {whose} in {app.where}; "
                 "stdin is not a terminal to confirm it, so pass --yes to go ahead"
             )
-        click.confirm(f"Delete {_sets(len(keys))} of {whose} in {state.dir}?", abort=True, err=True)
+        click.confirm(f"Delete {_sets(len(keys))} of {whose} in {app.where}?", abort=True, err=True)
     try:
         deleted = state.reset(account)
     except AlreadyRunning as exc:
@@ -117,10 +118,18 @@ def reset(app: App, account: str | None, all_: bool, yes: bool) -> None:
 def du(app: App) -> None:
     """Disk usage of the state folder: size and number of files.
 
-    Prints one line, e.g. ``Job state directory: 2.3GB (1,247 files)``.
+    Prints one line, e.g. ``Job state directory: 2.3GB (1,247 files)``. For a database,
+    the size of the stored task-set records and their number of rows, e.g.
+    ``Job state database: 12.5KB (6 rows) in postgresql://user@host/db``.
     """
-    size, files = app.state.usage()
-    click.echo(f"Job state directory: {human_size(size)} ({human_count(files)} files)")
+    size, items = app.state.usage()
+    if app.in_database:
+        click.echo(
+            f"Job state database: {human_size(size)} ({human_count(items)} "
+            f"{'row' if items == 1 else 'rows'}) in {app.where}"
+        )
+    else:
+        click.echo(f"Job state directory: {human_size(size)} ({human_count(items)} files)")
 
 
 @click.command()
@@ -132,7 +141,8 @@ def du(app: App) -> None:
 )
 @pass_app
 def doctor(app: App, repair: bool) -> None:
-    """Check every state file; exit 1 if a problem was found (even when repaired)."""
+    """Check every state file (or database row); exit 1 if a problem was found (even when
+    repaired)."""
     state = app.state
     findings = state.doctor(repair=repair)
     problems = [f for f in findings if f.kind not in INFO_KINDS]
@@ -143,11 +153,11 @@ def doctor(app: App, repair: bool) -> None:
         outcome = "repaired" if f.repaired else "NOT repaired"
         app.out.print(f"{f.kind}: {f.where}: {f.detail} ({outcome})", markup=False)
     if not problems:
-        app.out.print(f"No problems found in {state.dir}.", markup=False)
+        app.out.print(f"No problems found in {app.where}.", markup=False)
         return
     fixed = sum(1 for f in problems if f.repaired)
     noun = "problem" if len(problems) == 1 else "problems"
-    summary = f"{len(problems)} {noun} found in {state.dir}, {fixed} repaired."
+    summary = f"{len(problems)} {noun} found in {app.where}, {fixed} repaired."
     if fixed < len(problems):
         summary += " Run `jobledger doctor` without --no-repair to repair them."
     app.out.print(summary, markup=False)

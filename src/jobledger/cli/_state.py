@@ -60,10 +60,10 @@ def status(app: App) -> None:
     today = state.today().isoformat()
     records = _on(state, today)
     if not records:
-        app.out.print(f"No task sets for {today} in {state.dir}.", markup=False)
+        app.out.print(f"No task sets for {today} in {app.where}.", markup=False)
         return
     t = table(
-        f"Task sets for {today} ({state.dir})",
+        f"Task sets for {today} ({app.where})",
         "Account",
         "Type",
         "Done",
@@ -132,7 +132,7 @@ def show(app: App, account: str, type_: str | None, date: str | None, as_json: b
     if not records:
         what = f"of type {type_!r} " if type_ else ""
         app.out.print(
-            f"No task sets {what}for account {account!r} on {day} in {state.dir}.",
+            f"No task sets {what}for account {account!r} on {day} in {app.where}.",
             markup=False,
         )
         return
@@ -166,28 +166,29 @@ def show(app: App, account: str, type_: str | None, date: str | None, as_json: b
 
 
 def _relpath(state: JobState, rec: TaskSetRecord) -> str:
-    if isinstance(state.backend, FilesTaskSetBackend):
-        return os.path.relpath(state.backend.path(rec.key), state.dir)
-    return state.backend.location
+    """The record's file, relative to the state folder (a folder's state only)."""
+    assert isinstance(state.backend, FilesTaskSetBackend)
+    return os.path.relpath(state.backend.path(rec.key), state.dir)
 
 
 @click.command("list")
 @pass_app
 def list_(app: App) -> None:
-    """Every stored task set (state file), oldest day first."""
+    """Every stored task set (state file, or database row), oldest day first."""
     state = app.state
     records = sorted(state.records(), key=lambda r: (r.date, r.account, r.type))
     if not records:
-        app.out.print(f"No task sets in {state.dir}.", markup=False)
+        app.out.print(f"No task sets in {app.where}.", markup=False)
         return
+    files = not app.in_database  # a database row has no file to name
     t = table(
-        f"{len(records)} task sets in {state.dir}",
+        f"{len(records)} task sets in {app.where}",
         "Account",
         "Type",
         "Date",
         "Done",
         "Last update",
-        "File",
+        *(("File",) if files else ()),
         fold=("File",),
     )
     for rec in records:
@@ -198,7 +199,7 @@ def list_(app: App) -> None:
             rec.date,
             f"{done}/{total}",
             short_time(rec.last_update),
-            _relpath(state, rec),
+            *((_relpath(state, rec),) if files else ()),
         )
     app.out.print(t)
 
@@ -235,7 +236,7 @@ def stats(app: App, days: int, top: int) -> None:
     out = app.out
     out.print(
         f"Task-set statistics, {result.start} to {result.end} ({days} days, "
-        f"{result.sets} sets) in {state.dir}",
+        f"{result.sets} sets) in {app.where}",
         markup=False,
     )
     if not result.sets:

@@ -1,10 +1,10 @@
 """``jobledger worker``: serve a job queue with handlers imported from a module.
 
-``jobledger worker --dir D --handlers myhandlers:HANDLERS`` imports ``myhandlers`` (the
-current directory comes first on ``sys.path``, as with ``python -m``), takes its
-``HANDLERS`` mapping (job type -> ``handler(job)``) and runs a :class:`~jobledger.Worker`
-until SIGINT or SIGTERM, which stop it gracefully (exit 0), or with ``--until-empty``
-until the queue has nothing left for it.
+``jobledger worker --dir D --handlers myhandlers:HANDLERS`` (``D`` a queue folder or a
+``postgresql://`` URL) imports ``myhandlers`` (the current directory comes first on
+``sys.path``, as with ``python -m``), takes its ``HANDLERS`` mapping (job type ->
+``handler(job)``) and runs a :class:`~jobledger.Worker` until SIGINT or SIGTERM, which stop
+it gracefully (exit 0), or with ``--until-empty`` until the queue has nothing left for it.
 """
 
 from __future__ import annotations
