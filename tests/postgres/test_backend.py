@@ -185,3 +185,14 @@ def test_lease_waits_as_long_as_told(pg_url):
     other.release()
     assert state.holder(holder.key) is None
     state.backend.close()
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://u:s3cr3t-pw@host:notaport/db", "postgresql://u:s3cr3t-pw@[::1/db"]
+)
+def test_an_unreadable_url_fails_cleanly_without_showing_the_password(url):
+    # Refused when the queue is made (a URL psycopg cannot parse) or first used.
+    with pytest.raises(jobledger.JobLedgerError) as info:
+        JobQueue(url).counts()
+    assert "s3cr3t-pw" not in str(info.value)
+    assert "cannot be read" in str(info.value) or "could not connect" in str(info.value)

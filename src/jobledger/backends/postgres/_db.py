@@ -66,12 +66,18 @@ _KEEPALIVES = {
 
 def redact(url: str) -> str:
     """``url`` without its password (and without the query), for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        # An unreadable host or port (it may carry a password): name neither. Connecting
+        # will fail with its own error, which this text then introduces.
+        scheme = url.split(":", 1)[0]
+        return f"{scheme}://<a URL whose host or port cannot be read>"
     if ":" in host:  # an IPv6 address
         host = f"[{host}]"
     user = f"{quote(parts.username, safe='')}@" if parts.username else ""
-    port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{user}{host}{port}{parts.path}"
 
 
@@ -130,7 +136,12 @@ class Database:
         try:
             params = conninfo.conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
-            raise DatabaseError(f"cannot read the PostgreSQL URL {redact(url)}: {exc}") from exc
+            # psycopg's message quotes the whole URL, password and all: never pass it on.
+            reason = str(exc).replace(url, "<the URL>").split(" in URI:")[0]
+            raise DatabaseError(
+                f"cannot read the PostgreSQL URL {redact(url)}: {reason}; check its form "
+                "(postgresql://user:password@host:5432/database)"
+            ) from None
         self._url = url
         self._password = str(params.get("password") or "")
         self.location = redact(url)
