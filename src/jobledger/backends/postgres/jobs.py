@@ -374,6 +374,11 @@ class PostgresJobBackend:
         """claim's one statement: the records claimed, in serving order, and the
         transaction's id (0 when none was). The CTE is MATERIALIZED so that the planner
         cannot fold it into the UPDATE and evaluate the LIMIT more than once."""
+        # Read the serving order from its index, never sort every Queued job: a table just
+        # filled and not yet analyzed makes the planner expect one Queued row and sort
+        # (18-20 ms per 100-job claim with 20,000 queued, against 1 ms; bench.pg). Only
+        # this transaction's planning is affected.
+        conn.execute("SET LOCAL enable_sort = off")
         rows = conn.execute(
             "WITH picked AS MATERIALIZED (SELECT job_id FROM jobledger_jobs"
             "  WHERE status = 'Queued' AND (run_after IS NULL OR run_after <= %s)"
