@@ -220,6 +220,7 @@ class JobQueue:
         run_after: str | None,
         max_attempts: int,
         now: str,
+        fresh: set[str],
     ) -> JobRecord:
         type_name, payload = encode_job(job)
         clash = RESERVED_KEYS & payload.keys() - {"job_id"}
@@ -232,6 +233,7 @@ class JobQueue:
         job_id = job_id if job_id is not None else embedded
         if job_id is None:
             job_id = str(uuid.uuid4())
+            fresh.add(job_id)  # no stored job can have it: the backend need not look
         if not isinstance(job_id, str) or not job_id or "\x00" in job_id:
             raise InvalidNameError(f"job id must be a non-empty string, got {job_id!r}")
         if not isinstance(max_attempts, int) or max_attempts < 1:
@@ -292,11 +294,12 @@ class JobQueue:
         ids = list(job_ids) if job_ids is not None else [None] * len(jobs)
         if len(ids) != len(jobs):
             raise ConfigError(f"job_ids has {len(ids)} entries for {len(jobs)} jobs")
+        fresh: set[str] = set()
         records = [
-            self._record(j, i, priority, after, max_attempts, now)
+            self._record(j, i, priority, after, max_attempts, now, fresh)
             for j, i in zip(jobs, ids, strict=True)
         ]
-        stored = self._opened().put(records)
+        stored = self._opened().put(records, frozenset(fresh))
         if any(is_new for _, is_new in stored):
             self._wake()
         for record, is_new in stored:

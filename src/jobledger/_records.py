@@ -242,7 +242,7 @@ def dumps_indented(doc: dict[str, Any]) -> bytes:
             with contextlib.suppress(TypeError):
                 text = "[\n    " + ",\n    ".join(map(_encode_str, value)) + "\n  ]"
         if text is None:
-            text = json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n  ")
+            text = _encode_indented(value).replace("\n", "\n  ")
         parts.append(f"  {_encode_str(key)}: {text}")
     body = ",\n".join(parts)
     return (f"{{\n{body}\n}}\n" if parts else "{}\n").encode()
@@ -253,16 +253,21 @@ def dumps_lines(doc: dict[str, Any]) -> bytes:
 
     For job files: as readable as the document's example at a glance, and several times
     cheaper to write than ``indent=2``, which falls back to the pure-Python encoder."""
-    body = ",\n".join(
-        f"  {_encode_str(key)}: {json.dumps(value, ensure_ascii=False)}"
-        for key, value in doc.items()
-    )
+    body = ",\n".join(f"  {_encode_str(key)}: {_encode(value)}" for key, value in doc.items())
     return (f"{{\n{body}\n}}\n" if doc else "{}\n").encode()
 
 
 _encode_str: Any = getattr(json.encoder, "c_encode_basestring", None) or (
     json.encoder.py_encode_basestring
 )
+# Encoders made once: json.dumps with any non-default option builds a new encoder on every
+# call, which cost more than the encoding of a job file's short values. (Thread-safe: an
+# encode keeps its state in locals.)
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+_encode_indented = json.JSONEncoder(ensure_ascii=False, indent=2).encode
+#: Compact JSON, non-ASCII kept: ``json.dumps(value, ensure_ascii=False,
+#: separators=(",", ":"))``, made once.
+encode_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _obj(doc: dict[str, Any], key: str) -> dict[str, Any]:

@@ -454,3 +454,23 @@ def test_e_a_retry_killed_between_its_writes_leaves_no_unlisted_live_job(tmp_pat
         counts = q.counts()
     assert counts["Queued"] == len(queued)
     assert counts["Failed"] == (on_disk == "Failed")
+
+
+def test_a_generated_id_is_not_looked_up_but_a_given_one_still_is(tmp_path, monkeypatch):
+    # A random UUID cannot name a stored job, so enqueue skips the read that makes a
+    # given id idempotent; a given id that exists (here finished, so out of the index)
+    # must still be found on disk.
+    q = JobQueue(tmp_path / "q", durability="flush")
+    q.enqueue({"type": "T"}, job_id="given")
+    q.complete(q.claim().job_id)
+    reads: list[str] = []
+    real = q.backend._read
+    monkeypatch.setattr(q.backend, "_read", lambda job_id: reads.append(job_id) or real(job_id))
+    generated = q.enqueue({"type": "T"})
+    assert reads == []
+    assert q.enqueue({"type": "T"}, job_id="given") == "given"
+    assert reads == ["given"]
+    assert q.get("given").status is JobStatus.COMPLETED
+    assert q.counts() == {**q.counts(), "Queued": 1, "Completed": 1}
+    assert q.get(generated).status is JobStatus.QUEUED
+    q.close()

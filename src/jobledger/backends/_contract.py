@@ -89,9 +89,13 @@ class JobBackend(Protocol):
 
     location: str
 
-    def put(self, records: list[JobRecord]) -> list[tuple[JobRecord, bool]]:
+    def put(
+        self, records: list[JobRecord], fresh: frozenset[str] = frozenset()
+    ) -> list[tuple[JobRecord, bool]]:
         """Store new jobs durably, assigning each a ``seq``; an existing id is returned as
-        stored with False and nothing is written (idempotent enqueue)."""
+        stored with False and nothing is written (idempotent enqueue). ``fresh`` names ids
+        just generated (random UUIDs), which no stored job can have: a backend may skip
+        looking for them."""
         ...
 
     def get(self, job_id: str) -> JobRecord | None:

@@ -36,7 +36,7 @@ from ..._clock import Clock
 from ..._errors import StorageError
 from ..._faults import point
 from ..._jobs import JobRecord, JobStatus
-from ..._records import dumps_indented
+from ..._records import dumps_indented, encode_compact
 from ._atomic import read_bytes, remove, set_aside, write_atomic
 from ._names import decode
 
@@ -214,9 +214,7 @@ class QueueIndex:
         self._append([{"n": self._revision, "pruning": True}], snapshot=False)
 
     def _append(self, lines: list[dict[str, Any]], snapshot: bool = True) -> None:
-        data = "".join(
-            json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n" for line in lines
-        ).encode()
+        data = "".join(encode_compact(line) + "\n" for line in lines).encode()
         fd = self._journal()
         try:
             if os.fstat(fd).st_size != self._journal_off:

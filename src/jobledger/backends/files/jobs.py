@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -78,7 +79,7 @@ class FilesJobBackend(QueueIndex):
         path stays inside ``jobs/`` (checked with realpath once, for the folder)."""
         if self._jobs_real is None:
             self._jobs_real = inside(self.root, "jobs")
-        return os.path.join(self._jobs_real, encode(job_id, "job id") + ".json")
+        return os.path.join(self._jobs_real, _file_name(job_id))
 
     def _worker_lock_path(self, worker: str) -> str:
         return inside(self.workers_dir, encode(worker, "worker id") + ".lock")
@@ -215,18 +216,23 @@ class FilesJobBackend(QueueIndex):
     def _clock_us(self) -> int:
         return int(self._clock.now().timestamp() * 1_000_000)
 
-    def put(self, records: list[JobRecord]) -> list[tuple[JobRecord, bool]]:
+    def put(
+        self, records: list[JobRecord], fresh: frozenset[str] = frozenset()
+    ) -> list[tuple[JobRecord, bool]]:
         """Store new jobs (fsynced under fsync durability). Returns (stored record, whether
         it is new) for each: an existing id gives its stored record and writes nothing
         (idempotent enqueue)."""
         with self.locked():
-            return self._put(records)
+            return self._put(records, fresh)
 
-    def _put(self, records: list[JobRecord]) -> list[tuple[JobRecord, bool]]:
+    def _put(
+        self, records: list[JobRecord], fresh: frozenset[str] = frozenset()
+    ) -> list[tuple[JobRecord, bool]]:
         out = []
         new: dict[str, JobRecord] = {}
         for record in records:
-            existing = new.get(record.job_id) or self._read(record.job_id)
+            job_id = record.job_id
+            existing = new.get(job_id) or (None if job_id in fresh else self._read(job_id))
             if existing is not None:
                 out.append((existing, False))
                 continue
@@ -578,6 +584,13 @@ class FilesJobBackend(QueueIndex):
         self._rotate_journal()  # other open queues notice, and reload an empty index
         self._opened = False
         return n
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_name(job_id: str) -> str:
+    # Every operation on a job builds its path two or three times; the encoding checks
+    # each character, so the recent ones are kept.
+    return encode(job_id, "job id") + ".json"
 
 
 def _nothing() -> None:

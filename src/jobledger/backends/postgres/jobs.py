@@ -268,9 +268,12 @@ class PostgresJobBackend:
     # -- the primitives -------------------------------------------------------------------
 
     @reconnecting
-    def put(self, records: list[JobRecord]) -> list[tuple[JobRecord, bool]]:
+    def put(
+        self, records: list[JobRecord], fresh: frozenset[str] = frozenset()
+    ) -> list[tuple[JobRecord, bool]]:
         """Insert new jobs with fresh ``seq`` values; existing ids are returned as stored
-        with False, and an id given twice is stored once."""
+        with False, and an id given twice is stored once. (``fresh`` changes nothing
+        here: the insert finds existing ids by itself.)"""
         unique: dict[str, JobRecord] = {}
         for record in records:
             unique.setdefault(record.job_id, record)
