@@ -14,6 +14,7 @@ bookkeeping goes under one key, ``"_jobledger"``, which payloads may not use::
 
 from __future__ import annotations
 
+import copy
 import enum
 import json
 from dataclasses import dataclass, field, replace
@@ -71,6 +72,13 @@ class JobRecord:
     def evolve(self, **changes: Any) -> JobRecord:
         """A copy with ``changes`` applied."""
         return replace(self, **changes)
+
+    def with_seq(self, seq: int) -> JobRecord:
+        """A copy with ``seq`` set: what every enqueue does to every job, so without
+        ``replace``'s generic machinery (a third of the cost of building the record)."""
+        new = copy.copy(self)
+        object.__setattr__(new, "seq", seq)
+        return new
 
     def sort_key(self) -> tuple[int, int, int]:
         """Serving order: recovered jobs first, then higher priority, then FIFO."""

@@ -237,7 +237,7 @@ class FilesJobBackend(QueueIndex):
                 out.append((existing, False))
                 continue
             self._last_seq = max(self._last_seq + 1, self._clock_us())
-            record = record.evolve(seq=self._last_seq)
+            record = record.with_seq(self._last_seq)
             new[record.job_id] = record
             out.append((record, True))
         if not new:

@@ -61,6 +61,10 @@ _RECORDSET = (
     " recovered boolean, extra_meta jsonb"
 )
 _ALIVE = "lease_until > clock_timestamp()"
+# Each column's type in jsonb_to_recordset (from _RECORDSET), and the columns a write may
+# change (all but the key).
+_TYPES = dict(part.strip().split(" ", 1) for part in _RECORDSET.split(","))
+_WRITABLE = [c.strip() for c in _COLS.split(",")][1:]
 # Seconds a worker that stopped renewing counts as alive. Short enough that a dead
 # machine's jobs run again within 10 s (the lease plus a live worker's recover_every of
 # 2 s), long enough to ride out a few missed heartbeats (one every lease / 5 seconds).
@@ -287,7 +291,7 @@ class PostgresJobBackend:
                     (len(unique),),
                 )
             )
-            staged = {r.job_id: r.evolve(seq=s) for r, s in zip(unique.values(), seqs, strict=True)}
+            staged = {r.job_id: r.with_seq(s) for r, s in zip(unique.values(), seqs, strict=True)}
             inserted = _insert_new(conn, list(staged.values()))
             if inserted:
                 notify(conn)
@@ -418,7 +422,7 @@ class PostgresJobBackend:
                 record = _record(row)
                 new = change(record)
                 if new is not record:
-                    self._write_many(conn, [new])
+                    self._write_many(conn, [(record, new)])
                     if new.status is JobStatus.QUEUED:
                         notify(conn)
                 done[:] = [(new, int(row[-1]))]
@@ -455,7 +459,7 @@ class PostgresJobBackend:
                 ).fetchall()
                 current = {row[0]: _record(row) for row in rows}
                 xid = int(rows[0][-1]) if rows else 0
-                changed: dict[str, JobRecord] = {}
+                changed: dict[str, tuple[JobRecord, JobRecord]] = {}
                 for job_id, change in changes:
                     record = current.get(job_id)
                     if record is None:
@@ -468,11 +472,12 @@ class PostgresJobBackend:
                         continue
                     current[job_id] = new
                     if new is not record:
-                        changed[job_id] = new
+                        first = changed.get(job_id, (record, new))[0]
+                        changed[job_id] = (first, new)
                     out.append(new)
                 if changed:
                     self._write_many(conn, list(changed.values()))
-                    if any(r.status is JobStatus.QUEUED for r in changed.values()):
+                    if any(new.status is JobStatus.QUEUED for _, new in changed.values()):
                         notify(conn)
                 done[:] = [(out, xid)]
             return out
@@ -484,13 +489,32 @@ class PostgresJobBackend:
 
         return self._db.retrying(run, settled)
 
-    def _write_many(self, conn: psycopg.Connection[Any], records: list[JobRecord]) -> None:
-        """Write whole records in one statement (the columns from a JSON array)."""
-        sets = ", ".join(f"{c.strip()} = x.{c.strip()}" for c in _COLS.split(",")[1:])
+    def _write_many(
+        self, conn: psycopg.Connection[Any], pairs: list[tuple[JobRecord, JobRecord]]
+    ) -> None:
+        """Write the new records of (old, new) pairs in one statement, only the columns
+        that changed in any of them: a completion then sends and rewrites its status,
+        times and result, not the payload (which PostgreSQL then keeps as it is)."""
+        columns = [
+            c
+            for c in _WRITABLE
+            if any(
+                (a := getattr(old, c)) is not (b := getattr(new, c)) and a != b
+                for old, new in pairs
+            )
+        ]
+        if not columns:
+            return
+        sets = ", ".join(f"{c} = x.{c}" for c in columns)
+        types = ", ".join(f"{c} {_TYPES[c]}" for c in ["job_id", *columns])
+        docs = []
+        for _, new in pairs:
+            doc = _doc(new)
+            docs.append({c: doc[c] for c in ["job_id", *columns]})
         conn.execute(
             f"UPDATE jobledger_jobs j SET {sets}"
-            f" FROM jsonb_to_recordset(%s) AS x({_RECORDSET}) WHERE j.job_id = x.job_id",
-            (Jsonb([_doc(r) for r in records]),),
+            f" FROM jsonb_to_recordset(%s) AS x({types}) WHERE j.job_id = x.job_id",
+            (Jsonb(docs),),
         )
 
     @reconnecting
@@ -499,7 +523,6 @@ class PostgresJobBackend:
     ) -> list[JobRecord]:
         """Store ``decide(job)`` for every Running job whose worker's lease ran out (or
         has no row), unless ``keep(worker)``; forget the dead workers' rows."""
-        out = []
         with self._tx("recover the jobs of dead workers") as conn:
             rows = conn.execute(
                 f"SELECT {_COLS} FROM jobledger_jobs j WHERE status = 'Running'"
@@ -507,12 +530,14 @@ class PostgresJobBackend:
                 f"  WHERE w.worker = j.worker AND w.{_ALIVE})"
                 f" ORDER BY {_ORDER} FOR UPDATE OF j SKIP LOCKED"
             ).fetchall()
+            pairs = []
             for record in map(_record, rows):
                 if keep(record.worker):
                     continue
-                out.append(decide(record))
-            if out:
-                self._write_many(conn, out)
+                pairs.append((record, decide(record)))
+            out = [new for _, new in pairs]
+            if pairs:
+                self._write_many(conn, pairs)
                 if any(r.status is JobStatus.QUEUED for r in out):
                     notify(conn)
             conn.execute(f"DELETE FROM jobledger_workers WHERE NOT {_ALIVE}")
