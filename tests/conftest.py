@@ -1,15 +1,46 @@
-"""Shared fixtures: an injectable clock and a JobState per backend."""
+"""Shared fixtures: an injectable clock and a JobState per backend; the ``--slow`` flag.
+
+Tests marked ``slow`` (long crash campaigns, bigger model runs) are skipped unless
+``pytest --slow`` (or ``JOBLEDGER_SLOW=1``) asks for them: CI runs the rest in minutes.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Iterator
 
 import pytest
 
 import jobledger
 from tests.postgres._pg import pg_database, pg_url  # noqa: F401 (fixtures)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        default=False,
+        help="also run the long variants (tests marked slow); same as JOBLEDGER_SLOW=1",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: long variants, skipped unless --slow (or JOBLEDGER_SLOW=1)"
+    )
+    if config.getoption("--slow"):
+        os.environ["JOBLEDGER_SLOW"] = "1"  # for tests that size themselves by it
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("JOBLEDGER_SLOW"):
+        return
+    skip = pytest.mark.skip(reason="a long variant: run with --slow (or JOBLEDGER_SLOW=1)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 class FakeClock:

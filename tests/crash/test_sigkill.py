@@ -163,10 +163,7 @@ def test_random_sigkills_never_lose_or_duplicate_a_completion(tmp_path, durabili
     final_checks(tmp_path / "state")
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not os.environ.get("JOBLEDGER_SLOW"), reason="thousands of kills; set JOBLEDGER_SLOW=1"
-)
+@pytest.mark.slow  # thousands of kills: pytest --slow
 @pytest.mark.parametrize("durability", ["fsync", "flush"])
 def test_thousands_of_sigkills(tmp_path, durability):
     seed = int(os.environ.get("JOBLEDGER_SEED", "77"))
