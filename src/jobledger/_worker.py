@@ -78,6 +78,7 @@ class Worker:
         self.handle_signals = handle_signals
         self.batch_size = batch_size
         self._done: list[tuple[str, Any]] = []  # finished, completion not yet recorded
+        self._claiming = 0  # threads between a claim and registering what it gave them
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._settled = threading.Event()  # wakes run()'s wait: a stop, or the queue drained
@@ -170,8 +171,21 @@ class Worker:
                 pass  # it finished (or was taken over) meanwhile
 
     def _loop(self, types: frozenset[str], until_empty: bool, done: threading.Event) -> None:
+        me = threading.current_thread()
         while not self._stopping.is_set():
-            jobs = self.queue.claim_many(self.batch_size, types=types)
+            # Counted as busy from before the claim until its jobs are registered as
+            # running: another thread finding the queue empty meanwhile must not call it
+            # drained (and stop this worker) while this one holds jobs it has not started.
+            with self._guard:
+                self._claiming += 1
+            jobs: list[Job] = []
+            try:
+                jobs = self.queue.claim_many(self.batch_size, types=types)
+            finally:
+                with self._guard:
+                    for job in jobs:
+                        self._running[job.job_id] = me
+                    self._claiming -= 1
             if not jobs:
                 self.queue.checkpoint()  # idle: leave queue.json exact for anyone looking
                 if until_empty and self._drained(types):
@@ -181,10 +195,6 @@ class Worker:
                 self._wake.wait(self.poll_interval)
                 self._wake.clear()
                 continue
-            me = threading.current_thread()
-            with self._guard:
-                for job in jobs:
-                    self._running[job.job_id] = me
             for i, job in enumerate(jobs):
                 if self._stopping.is_set():
                     self._return_unstarted(jobs[i:])
@@ -227,7 +237,7 @@ class Worker:
 
     def _drained(self, types: frozenset[str]) -> bool:
         with self._guard:
-            busy = bool(self._running)
+            busy = bool(self._running) or self._claiming > 0
         if busy or self.queue.pending_count(types):
             return False
         # Nothing queued, but a dead peer's job may still read Running, not yet recovered

@@ -199,3 +199,40 @@ def test_batch_size_must_be_positive(tmp_path):
     q = JobQueue(tmp_path / "q", durability="flush")
     with pytest.raises(JobLedgerError, match="batch_size"):
         Worker(q, {"T": print}, batch_size=0)
+
+
+def test_a_claim_not_yet_started_keeps_the_worker_from_calling_the_queue_drained(tmp_path, clock):
+    # Two threads: one claims the only job and is held just after its claim; the other
+    # finds nothing and asks whether the queue is drained. It is not: a job is claimed
+    # here, not yet started. (Answering yes stopped the worker and gave the job back.)
+    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+    q.enqueue({"type": "T"}, job_id="only")
+    claimed, release = threading.Event(), threading.Event()
+    real_claim = q.claim_many
+
+    def claim_many(limit, worker=None, types=None):
+        jobs = real_claim(limit, worker=worker, types=types)
+        if jobs:
+            claimed.set()
+            assert release.wait(WAIT)
+        return jobs
+
+    q.claim_many = claim_many
+    worker = Worker(
+        q, {"T": lambda j: "ran"}, concurrency=2, poll_interval=0.01, handle_signals=False
+    )
+    verdicts: list[bool] = []
+    real_drained = worker._drained
+
+    def drained(types):
+        verdict = real_drained(types)
+        verdicts.append(verdict)
+        if claimed.is_set():
+            release.set()  # the other thread has looked while the claim was held
+        return verdict
+
+    worker._drained = drained
+    worker.run(until_empty=True)
+    assert verdicts[0] is False
+    assert q.get("only").status is JobStatus.COMPLETED and q.get("only").result == "ran"
+    q.close()
