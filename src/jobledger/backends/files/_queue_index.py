@@ -25,6 +25,7 @@ from __future__ import annotations
 import bisect
 import collections
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -123,6 +124,9 @@ class QueueIndex:
         self._snapshot_at = 0.0
         self._recent: collections.deque[float] = collections.deque()  # change times, 1 s
         self._prune_unfinished = False  # the last journal line read marks a prune begun
+        # A change the job files hold is missing from queue.json and the journal (the disk
+        # refused the index write): write queue.json at the next chance.
+        self._index_behind = False
         # Live jobs this process wrote last, as written (with the file's stat then). Under
         # the queue lock a job file changes only through a transition that also appends a
         # journal line, so such a record stays true until a line from another process
@@ -136,6 +140,19 @@ class QueueIndex:
 
     def _lock_file(self) -> int:
         raise NotImplementedError
+
+    def _read_listed(self, job_id: str) -> JobRecord | None:
+        """``_read`` for the paths that go over many jobs (opening, claiming, listing,
+        pruning): a folder where a job file should be leaves that job out, with a warning,
+        rather than stopping the whole queue. Any other read error is raised: an unreadable
+        file still holds its job, which must not be forgotten."""
+        try:
+            return self._read(job_id)
+        except StorageError as exc:
+            if exc.errno != errno.EISDIR:
+                raise
+            log.warning("Job %s is left out of the queue: %s", job_id, exc)
+            return None
 
     def _journal_has_lines(self) -> bool:
         if self._journal_fd is None:
@@ -199,11 +216,39 @@ class QueueIndex:
                 if d:
                     line["f"] = d
                 lines.append(line)
-        if not job_ids and deltas:
+        if not job_ids and deltas is not None:
             self._revision += 1
             lines.append({"n": self._revision, "f": deltas})
         if lines:
             self._append(lines)
+
+    def _log_quietly(self, job_ids: list[str], deltas: dict[str, int] | None = None) -> None:
+        """``_log`` for a change the job files already hold. The files are the truth: if
+        the journal refuses the line, the change still stands (and this process's index
+        has it); it is written out in queue.json as soon as the disk allows, which is how
+        other processes then learn of it."""
+        try:
+            self._log(job_ids, deltas)
+        except StorageError as exc:
+            self._index_refused(exc)
+            self._snapshot_quietly()
+
+    def _index_refused(self, exc: StorageError) -> None:
+        if not self._index_behind:
+            log.warning(
+                "%s The job files hold every change; queue.json is rewritten as soon as the "
+                "disk allows (until then other processes sharing the queue may lag behind).",
+                str(exc).removesuffix(" The previous state was left intact."),
+            )
+        self._index_behind = True
+
+    def _snapshot_quietly(self) -> None:
+        """Write queue.json if the disk allows; else say so once, and try again later.
+        Nothing is lost meanwhile: the journal (or the job files) hold what it lacks."""
+        try:
+            self._save_index()
+        except StorageError as exc:
+            self._index_refused(exc)
 
     def _mark_pruning(self) -> None:
         """Say in the journal that a prune starts: its deletes and the line that lowers
@@ -223,12 +268,21 @@ class QueueIndex:
             while view:
                 view = view[os.write(fd, view) :]
         except OSError as exc:
+            # All or nothing: no line of a refused append stays (other processes must not
+            # apply half of it), and the next line reuses these numbers (a gap would make
+            # this process skip another's lines numbered in it).
+            self._revision = int(lines[0]["n"]) - 1
+            try:
+                os.ftruncate(fd, self._journal_off)
+            except OSError:
+                self._opened = False  # cannot tell what is in the journal: reload it
             raise StorageError("append to the queue journal", self.journal_path, exc) from exc
         self._journal_off += len(data)
         self._since_snapshot += len(lines)
         point("queue.journal_appended")
         if snapshot and self._snapshot_due():
-            self._save_index()
+            # The journal holds the change: a snapshot the disk refuses is only late.
+            self._snapshot_quietly()
 
     def _snapshot_due(self) -> bool:
         """Whether to rewrite queue.json now. Under light use, always, so that queue.json
@@ -239,7 +293,7 @@ class QueueIndex:
         recent.append(now)
         while recent and now - recent[0] > 1.0:
             recent.popleft()
-        if len(recent) <= _LIGHT_USE:
+        if len(recent) <= _LIGHT_USE or self._index_behind:
             return True
         if self._since_snapshot >= max(256, len(self._entries)):
             return True
@@ -310,13 +364,16 @@ class QueueIndex:
     def _rotate_journal(self) -> None:
         """Start an empty journal (a new file, so other processes notice the new snapshot)."""
         tmp = os.path.join(self.root, f".queue.journal.tmp-{os.getpid()}")
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise StorageError("start a new queue journal at", self.journal_path, exc) from exc
         try:
             os.replace(tmp, self.journal_path)
-        except OSError:
+        except OSError as exc:
             os.close(fd)
             remove(tmp)
-            raise
+            raise StorageError("start a new queue journal at", self.journal_path, exc) from exc
         if self._journal_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._journal_fd)
@@ -334,14 +391,14 @@ class QueueIndex:
             "finished": self._finished,
             "revision": self._revision,
         }
-        try:
-            write_atomic(self.index_path, dumps_indented(doc), fsync=False)
-            point("queue.snapshot_written")
-            self._rotate_journal()
-            point("queue.journal_rotated")
-            self._snapshot_at = time.monotonic()
-        except OSError as exc:
-            raise StorageError("write the queue index", self.index_path, exc) from exc
+        # Each step raises StorageError naming its own file. A failure leaves a consistent
+        # pair: the old queue.json with the journal, or the new one with lines it holds.
+        write_atomic(self.index_path, dumps_indented(doc), fsync=False)
+        point("queue.snapshot_written")
+        self._rotate_journal()
+        point("queue.journal_rotated")
+        self._snapshot_at = time.monotonic()
+        self._index_behind = False
 
     def _load_index(self) -> dict[str, Any] | None:
         data = read_bytes(self.index_path)
@@ -375,7 +432,7 @@ class QueueIndex:
             self._open(scan=False)
         elif self._prune_unfinished:
             self._recount_finished()
-            self._save_index()
+            self._snapshot_quietly()
 
     def _recount_finished(self) -> None:
         """Count the finished jobs from their files (reads history: only after a prune
@@ -385,7 +442,7 @@ class QueueIndex:
         for job_id in self._job_ids_changed_since(0):
             if job_id in self._entries:
                 continue
-            record = self._read(job_id)
+            record = self._read_listed(job_id)
             if record is not None and not record.status.is_live:
                 counts[record.status.value] += 1
         log.warning(
@@ -439,7 +496,7 @@ class QueueIndex:
         ids += [i for i, st in latest.items() if st in live_states and i not in set(listed)]
         changed = replayed > 0
         for job_id in ids:
-            record = self._read(job_id)
+            record = self._read_listed(job_id)
             if record is None:
                 log.warning(
                     "queue.json lists job %s but it has no readable job file; "
@@ -461,7 +518,7 @@ class QueueIndex:
             for job_id in self._job_ids_changed_since(since):
                 if job_id in self._entries or job_id in latest or job_id in set(listed):
                     continue
-                record = self._read(job_id)
+                record = self._read_listed(job_id)
                 if record is not None and record.status.is_live:
                     log.warning(
                         "Job %s (%s) was missing from queue.json; added it back",
@@ -475,26 +532,32 @@ class QueueIndex:
             changed = True
         self._opened = True
         if changed or stamp is None:
-            self._save_index()
-        else:
-            self._journal_off = self._journal_size()
+            # Opening only reads: on a full disk the queue stays readable, and queue.json
+            # catches up later (the journal, read up to _journal_off, is kept meanwhile).
+            self._snapshot_quietly()
 
     def _journal_fd_reopen(self) -> None:
         if self._journal_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._journal_fd)
-        self._journal_fd = os.open(self.journal_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            self._journal_fd = os.open(
+                self.journal_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644
+            )
+        except OSError as exc:
+            self._journal_fd = None
+            raise StorageError("open the queue journal", self.journal_path, exc) from exc
         self._journal_off = 0
         self._since_snapshot = 0
 
-    def _journal_size(self) -> int:
-        return os.fstat(self._journal()).st_size
-
     def _journal_lines(self) -> Iterator[dict[str, Any]]:
+        """Every whole line of the journal; ``_journal_off`` is set to their end (a torn
+        last line is left out, and cut by the next append)."""
         fd = self._journal()
         size = os.fstat(fd).st_size
         data = os.pread(fd, size, 0) if size else b""
-        for raw in data[: data.rfind(b"\n") + 1].splitlines():
+        self._journal_off = data.rfind(b"\n") + 1
+        for raw in data[: self._journal_off].splitlines():
             try:
                 line = json.loads(raw)
             except ValueError:
@@ -508,6 +571,8 @@ class QueueIndex:
             entries = os.scandir(self.jobs_dir)
         except FileNotFoundError:
             return
+        except OSError as exc:
+            raise StorageError("list the job files in", self.jobs_dir, exc) from exc
         with entries:
             for entry in entries:
                 name = entry.name
@@ -517,6 +582,8 @@ class QueueIndex:
                     st = entry.stat()
                 except FileNotFoundError:
                     continue
+                except OSError as exc:
+                    raise StorageError("read", entry.path, exc) from exc
                 # ctime too: a file put back with its old mtime kept (cp -p, rsync -a,
                 # tar) is new here; its ctime says when it arrived.
                 if max(st.st_mtime_ns, st.st_ctime_ns) < mtime_ns:
@@ -531,7 +598,7 @@ class QueueIndex:
         self._running.clear()
         self._finished = {s.value: 0 for s in _FINISHED}
         for job_id in self._job_ids_changed_since(0):
-            record = self._read(job_id)
+            record = self._read_listed(job_id)
             if record is None:
                 continue
             if record.status.is_live:
@@ -539,7 +606,14 @@ class QueueIndex:
             else:
                 self._finished[record.status.value] += 1
                 self._last_seq = max(self._last_seq, record.seq)
-        self._save_index()
+        # Number the next journal lines after every line the journal holds (processes
+        # still reading it skip a line numbered at or below what they have applied), so
+        # that it can go on from here should the disk refuse queue.json.
+        self._journal_fd_reopen()
+        for line in self._journal_lines():
+            with contextlib.suppress(TypeError, ValueError):
+                self._revision = max(self._revision, int(line.get("n", 0)))
+        self._snapshot_quietly()
         if self._entries or any(self._finished.values()):
             log.warning(
                 "Rebuilt queue.json from the job files in %s: %d running, %d queued",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -95,6 +96,7 @@ class FilesJobBackend(QueueIndex):
         durable write, and other threads and processes can change the queue meanwhile, so
         that their syncs share journal commits instead of queueing behind each other."""
         syncs: list[Callable[[], None]] = []
+        failed = False
         try:
             with self._thread_lock:
                 if self._depth:  # re-entered by this thread: the OS lock is already ours
@@ -118,8 +120,16 @@ class FilesJobBackend(QueueIndex):
                     self._depth = 0
                     self._syncs = None
                     unlock_fd(fd)
+        except BaseException:
+            failed = True
+            raise
         finally:
-            _run_all(syncs)
+            if failed:
+                # The body's own error is the one to report; the syncs still run.
+                with contextlib.suppress(Exception):
+                    _run_all(syncs)
+            else:
+                _run_all(syncs)
 
     def _lock_file(self) -> int:
         if self._pid != os.getpid():
@@ -135,6 +145,11 @@ class FilesJobBackend(QueueIndex):
             path = os.path.join(self.root, ".queue.lock")
             try:
                 os.makedirs(self.jobs_dir, exist_ok=True)
+            except OSError as exc:
+                if isinstance(exc, FileExistsError):  # a file where jobs/ should be
+                    exc = NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+                raise StorageError("create the folder", self.jobs_dir, exc) from exc
+            try:
                 self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
                 self._journal_fd = os.open(
                     self.journal_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644
@@ -146,22 +161,29 @@ class FilesJobBackend(QueueIndex):
     def close(self) -> None:
         """Write the queue.json snapshot and release the file descriptors."""
         with self._thread_lock:
-            if self._lock_fd is not None and self._pid == os.getpid():
-                self.checkpoint()
-            for fd in (self._lock_fd, self._journal_fd):
-                if fd is not None:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
-            self._lock_fd = self._journal_fd = None
-            self._opened = False
+            try:
+                if self._lock_fd is not None and self._pid == os.getpid():
+                    self.checkpoint()
+            except StorageError as exc:
+                # Nothing is lost: the journal holds what queue.json lacks, and the next
+                # opening catches up. The files are released all the same.
+                log.warning("%s queue.json was not brought up to date on closing.", exc)
+            finally:
+                for fd in (self._lock_fd, self._journal_fd):
+                    if fd is not None:
+                        with contextlib.suppress(OSError):
+                            os.close(fd)
+                self._lock_fd = self._journal_fd = None
+                self._opened = False
 
     def checkpoint(self) -> None:
         """Bring queue.json up to date now: open the queue if it is not yet (which
         reconciles it with the job files), then write out what is only in the journal."""
         with self._thread_lock:
-            if not self._opened or self._since_snapshot or self._journal_has_lines():
+            behind = self._since_snapshot or self._index_behind
+            if not self._opened or behind or self._journal_has_lines():
                 with self.locked():
-                    if self._since_snapshot or self._journal_has_lines():
+                    if self._since_snapshot or self._index_behind or self._journal_has_lines():
                         self._save_index()
 
     # -- reading job files ----------------------------------------------------------------
@@ -193,19 +215,32 @@ class FilesJobBackend(QueueIndex):
         durable = fsync and self._fsync
         if self._fsync and self._rename_ordered is None:
             self._rename_ordered = orders_rename_over(self.root)
-        st = write_atomic(
-            self.job_path(record.job_id),
-            record.dumps(),
-            fsync=durable,
-            # An unsynced write (a claim) may be lost in a power cut, but must never leave
-            # an empty file: where the file system does not order the rename after the
-            # data by itself, sync the data (not the folder).
-            sync_data=not durable and self._fsync and not self._rename_ordered,
-            # A durable transition replaces the file: rename first, sync after, one journal
-            # commit instead of two (a new file has no such ordering: enqueue syncs first).
-            ordered=replacing and bool(self._rename_ordered),
-            sync_later=self._syncs,
-        )
+        path = self.job_path(record.job_id)
+        data = record.dumps()
+        try:
+            st = write_atomic(
+                path,
+                data,
+                fsync=durable,
+                # An unsynced write (a claim) may be lost in a power cut, but must never
+                # leave an empty file: where the file system does not order the rename
+                # after the data by itself, sync the data (not the folder).
+                sync_data=not durable and self._fsync and not self._rename_ordered,
+                # A durable transition replaces the file: rename first, sync after, one
+                # journal commit instead of two (a new file has no such ordering: enqueue
+                # syncs first).
+                ordered=replacing and bool(self._rename_ordered),
+                sync_later=self._syncs,
+            )
+        except StorageError as exc:
+            if self._syncs is None or not _holds(path, data):
+                raise
+            # Refused after the replace, while making it durable: the change is in place.
+            # The operation goes on as written (the index follows the file), and the error
+            # is raised once the lock is released, as an ordered save's late sync is.
+            self._written.pop(record.job_id, None)
+            self._syncs.append(functools.partial(_reraise, exc))
+            return
         if record.status.is_live:
             self._written[record.job_id] = ((st.st_ino, st.st_size, st.st_mtime_ns), record)
         else:
@@ -245,7 +280,12 @@ class FilesJobBackend(QueueIndex):
         # The index lists the new ids before their files exist (see _list_first).
         for record in new.values():
             self._set(record)
-        self._log(list(new))
+        try:
+            self._log(list(new))
+        except BaseException:
+            for job_id in new:  # refused: nothing is stored, nor listed
+                self._drop(job_id)
+            raise
         written = 0
         try:
             for record in new.values():
@@ -255,7 +295,7 @@ class FilesJobBackend(QueueIndex):
             unwritten = list(new)[written:]
             for job_id in unwritten:
                 self._drop(job_id)
-            self._log(unwritten)
+            self._log_quietly(unwritten)
             raise
         return out
 
@@ -293,20 +333,28 @@ class FilesJobBackend(QueueIndex):
                 job_id = next(self._candidates(now, types), None)
                 if job_id is None:
                     break
-                record = self._read_locked(job_id)
-                if record is None:
-                    continue
-                if record.status is not JobStatus.QUEUED:
-                    self._catch_up(record)
-                    continue
-                running = record.evolve(
-                    status=JobStatus.RUNNING,
-                    attempts=record.attempts + 1,
-                    worker=worker,
-                    started=now,
-                    run_after=None,
-                )
-                self._save(record, running, fsync=False)
+                try:
+                    record = self._read_locked(job_id, listed=True)
+                    if record is None:
+                        continue
+                    if record.status is not JobStatus.QUEUED:
+                        self._catch_up(record)
+                        continue
+                    running = record.evolve(
+                        status=JobStatus.RUNNING,
+                        attempts=record.attempts + 1,
+                        worker=worker,
+                        started=now,
+                        run_after=None,
+                    )
+                    self._save(record, running, fsync=False)
+                except StorageError as exc:
+                    if not out:
+                        raise
+                    # The jobs claimed so far are Running under this worker: hand them
+                    # out (kept back, they would wait for this process to die).
+                    log.warning("Claimed %d job(s), and no more: %s", len(out), exc)
+                    break
                 out.append(running)
         return out
 
@@ -365,7 +413,7 @@ class FilesJobBackend(QueueIndex):
                         alive[worker] = self.worker_alive(worker)
                     if alive[worker]:
                         continue
-                record = self._read_locked(job_id)
+                record = self._read_locked(job_id, listed=True)
                 if record is None:
                     continue
                 if record.status is not JobStatus.RUNNING:
@@ -386,7 +434,7 @@ class FilesJobBackend(QueueIndex):
         self._write(new, fsync=fsync, replacing=True)
         deltas = self._count(old, new)
         self._set(new)
-        self._log([new.job_id], deltas)
+        self._log_quietly([new.job_id], deltas)
 
     def _catch_up(self, record: JobRecord) -> None:
         """The index lists this job but its file says otherwise (a process died between
@@ -397,7 +445,7 @@ class FilesJobBackend(QueueIndex):
             self._finished[record.status.value] += 1
             deltas[record.status.value] = 1
         self._set(record)
-        self._log([record.job_id], deltas)
+        self._log_quietly([record.job_id], deltas)
 
     def _count(self, old: JobRecord, new: JobRecord) -> dict[str, int]:
         """Move the finished counts for a transition; returns the deltas applied."""
@@ -418,18 +466,26 @@ class FilesJobBackend(QueueIndex):
         crash leaves a listed id whose file says otherwise, which reading corrects."""
         deltas = self._count(old, new)
         self._set(new)
-        self._log([new.job_id], deltas)
+        undo = {k: -v for k, v in deltas.items()}
+        try:
+            self._log([new.job_id], deltas)
+        except BaseException:
+            for status, delta in undo.items():  # refused: the index is as it was
+                self._finished[status] = max(0, self._finished[status] + delta)
+            self._set(old)
+            raise
         try:
             self._write(new, fsync=fsync, replacing=True)
         except BaseException:
-            undo = {k: -v for k, v in deltas.items()}
             for status, delta in undo.items():
                 self._finished[status] = max(0, self._finished[status] + delta)
             self._set(old)
-            self._log([old.job_id], undo)
+            self._log_quietly([old.job_id], undo)
             raise
 
-    def _read_locked(self, job_id: str) -> JobRecord | None:
+    def _read_locked(self, job_id: str, *, listed: bool = False) -> JobRecord | None:
+        """The job's record, under the lock; None (and unlisted) if it has no file.
+        ``listed``: read as one of many (see ``_read_listed``)."""
         mine = self._written.get(job_id)
         if mine is not None:
             # A safety net for hands editing the file; other writers show in the journal.
@@ -440,10 +496,10 @@ class FilesJobBackend(QueueIndex):
             except OSError:
                 pass
             del self._written[job_id]
-        record = self._read(job_id)
+        record = self._read_listed(job_id) if listed else self._read(job_id)
         if record is None and job_id in self._entries:
             self._drop(job_id)
-            self._log([job_id])
+            self._log_quietly([job_id])
         return record
 
     def queued_count(self, types: frozenset[str] | None) -> int:
@@ -462,7 +518,7 @@ class FilesJobBackend(QueueIndex):
         for job_id in list(self._job_ids_changed_since(0)):
             if job_id in self._entries:
                 continue
-            record = self._read(job_id)
+            record = self._read_listed(job_id)
             if (
                 record is not None
                 and not record.status.is_live
@@ -479,7 +535,7 @@ class FilesJobBackend(QueueIndex):
                 ids = [k[-1] for k in self._queued]
             else:
                 ids = list(self._running) + [k[-1] for k in self._queued]
-        return [r for r in map(self._read, ids) if r is not None and r.status.is_live]
+        return [r for r in map(self._read_listed, ids) if r is not None and r.status.is_live]
 
     def counts(self) -> dict[str, int]:
         """Jobs per status, from the index only (never reads history)."""
@@ -494,7 +550,7 @@ class FilesJobBackend(QueueIndex):
     def all_records(self) -> Iterator[JobRecord]:
         """Every job file (history included): for listing and pruning only."""
         for job_id in self._job_ids_changed_since(0):
-            record = self._read(job_id)
+            record = self._read_listed(job_id)
             if record is not None:
                 yield record
 
@@ -504,17 +560,28 @@ class FilesJobBackend(QueueIndex):
         with self.locked():
             deltas: dict[str, int] = {}
             doomed = sorted(self._finished_before(cutoff), key=lambda r: r.job_id)
-            if doomed:
-                self._mark_pruning()
+            if not doomed:
+                return 0
+            self._mark_pruning()
+            refused: StorageError | None = None
             for record in doomed:
-                remove(self.job_path(record.job_id))
+                path = self.job_path(record.job_id)
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass  # gone already: still counted until now
+                except OSError as exc:
+                    # Stop here, kept and counted as it is; what is deleted is counted out.
+                    refused = StorageError("delete", path, exc)
+                    break
                 point("queue.pruned_file")
                 value = record.status.value
                 self._finished[value] = max(0, self._finished[value] - 1)
                 deltas[value] = deltas.get(value, 0) - 1
                 n += 1
-            if n:
-                self._log([], deltas)
+            self._log_quietly([], deltas)  # closes the prune begun by the mark
+            if refused is not None:
+                raise refused
         return n
 
     def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
@@ -528,7 +595,13 @@ class FilesJobBackend(QueueIndex):
     def register_worker(self, worker: str, since: str) -> ProcessLock:
         """Take the worker's liveness lock; held until released or the process dies."""
         lock = ProcessLock(self._worker_lock_path(worker))
-        lock.acquire(since, wait=True)
+        try:
+            lock.acquire(since, wait=True)
+        except OSError as exc:
+            lock.release()  # taken, but its holder line could not be written (disk full)
+            if isinstance(exc, StorageError):
+                raise
+            raise StorageError("register the worker in", lock.path, exc) from exc
         return lock
 
     def worker_alive(self, worker: str) -> bool:
@@ -595,6 +668,19 @@ def _file_name(job_id: str) -> str:
 
 def _nothing() -> None:
     return None
+
+
+def _holds(path: str, data: bytes) -> bool:
+    """Whether the file at ``path`` holds ``data`` (a failed save that got as far as its
+    replace); False when that cannot be read."""
+    try:
+        return read_bytes(path) == data
+    except StorageError:
+        return False
+
+
+def _reraise(exc: BaseException) -> None:
+    raise exc
 
 
 def _run_all(syncs: list[Callable[[], None]]) -> None:
