@@ -200,10 +200,15 @@ class JobState:
         return doomed
 
     def reset(self, account: str | None = None) -> list[TaskSetKey]:
-        """Delete every set of ``account`` (every set when None). A set whose run lease is
-        held by a live process raises AlreadyRunning and is kept."""
+        """Delete every set of ``account`` (every set when None). If any of them has its
+        run lease held by a live process, AlreadyRunning names it and nothing is deleted.
+        (A run that starts while the others are being deleted still keeps its own set.)"""
+        keys = list(self.keys(account))
+        for key in keys:
+            if self.backend.holder(key) is not None:
+                self.backend.delete(key)  # refused under the live lease: AlreadyRunning
         deleted = []
-        for key in self.keys(account):
+        for key in keys:
             self.backend.delete(key)
             deleted.append(key)
         return deleted

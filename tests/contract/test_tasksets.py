@@ -206,3 +206,16 @@ def test_reset_and_cleanup(make_state, clock):
     assert [k.account for k in state.keys()] == ["b"]
     state.reset()
     assert state.keys() == []
+
+
+def test_reset_deletes_nothing_while_one_of_the_sets_is_running(make_state):
+    state = make_state()
+    for day in ("2025-01-01", "2025-01-02", "2025-01-03"):
+        state.taskset("a", "t", ["x"], date=day).mark_done("x")
+    other = make_state()  # another process, as far as the lease can tell
+    with other.taskset("a", "t", date="2025-01-02"):
+        with pytest.raises(jobledger.AlreadyRunning):
+            state.reset("a")
+        assert len(state.keys("a")) == 3  # all or nothing: the others are kept too
+    assert len(state.reset("a")) == 3
+    assert state.keys("a") == []
