@@ -386,3 +386,16 @@ def test_watch_calls_back_for_changes_made_here_and_stops(make_queue):
     calls.clear()
     q.enqueue({"type": "T"}, job_id="b")
     assert calls == []
+
+
+def test_running_jobs_are_listed_in_serving_order_on_every_backend(make_queue):
+    q = make_queue()
+    q.enqueue({"type": "T"}, job_id="low")
+    assert q.claim().job_id == "low"
+    q.enqueue({"type": "T"}, job_id="high", priority=9)
+    assert q.claim().job_id == "high"
+    q.enqueue({"type": "T"}, job_id="queued")
+    # Claimed low first, but high is ahead in serving order, and listings follow it.
+    assert [j.job_id for j in q.list(JobStatus.RUNNING)] == ["high", "low"]
+    assert [j.job_id for j in q.list()][:3] == ["high", "low", "queued"]
+    assert [j.job_id for j in make_queue().list(JobStatus.RUNNING)] == ["high", "low"]

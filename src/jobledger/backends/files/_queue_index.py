@@ -188,6 +188,11 @@ class QueueIndex:
         else:
             bisect.insort(self._queued, entry.key)
 
+    def _running_in_order(self) -> list[str]:
+        """The Running jobs in serving order (recovered, priority, FIFO), as PostgreSQL
+        lists them: the order they were served in, whatever order the index learnt them."""
+        return sorted(self._running, key=lambda job_id: self._entries[job_id].key)
+
     def _drop(self, job_id: str) -> None:
         entry = self._entries.pop(job_id, None)
         if entry is None:
@@ -386,7 +391,7 @@ class QueueIndex:
     def _save_index(self) -> None:
         """Write queue.json from the in-memory index and empty the journal."""
         doc = {
-            "running": list(self._running),
+            "running": self._running_in_order(),
             "queued": [k[-1] for k in self._queued],
             "finished": self._finished,
             "revision": self._revision,

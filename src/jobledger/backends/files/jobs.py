@@ -530,11 +530,11 @@ class FilesJobBackend(QueueIndex):
         """Live jobs in serving order: Running first, then Queued (or only ``status``)."""
         with self.locked():
             if status is JobStatus.RUNNING:
-                ids = list(self._running)
+                ids = self._running_in_order()
             elif status is JobStatus.QUEUED:
                 ids = [k[-1] for k in self._queued]
             else:
-                ids = list(self._running) + [k[-1] for k in self._queued]
+                ids = self._running_in_order() + [k[-1] for k in self._queued]
         return [r for r in map(self._read_listed, ids) if r is not None and r.status.is_live]
 
     def counts(self) -> dict[str, int]:
