@@ -9,12 +9,15 @@
   and returns the stored job (idempotent enqueue).
 - Each transaction that makes jobs claimable sends one NOTIFY, which ``watch`` listens
   for on a session of its own (``_listen.py``): idle workers wake at once, and poll too.
-- A worker is alive while its row's ``lease_until`` (server time) is in the future. A
-  heartbeat thread, started by ``register_worker`` on a connection of its own, pushes it
-  forward every ``heartbeat`` seconds; a stopped worker deletes its row. A worker that died
-  without doing so is dead once its lease runs out (``worker_lease`` seconds), and then
-  its Running jobs are recovered. Times here are the server's, so clients' clocks do not
-  matter; job times (created, run_after...) are the queue's clock, as ISO strings.
+- Every Running job carries a lease (``lease_until``, server time), set by its claim. A
+  worker is alive while its row's ``lease_until`` is in the future. A heartbeat thread,
+  started by ``register_worker`` on a connection of its own, pushes both forward every
+  ``heartbeat`` seconds: the worker's row, and the leases of the jobs still Running under
+  that worker (fenced by worker and status); a stopped worker deletes its row. A job whose
+  lease ran out (``worker_lease`` seconds without a beat: its worker died, hung or lost the
+  network), or whose worker is known gone (it stopped, or its row's lease ran out), is
+  recovered by any live worker. Times here are the server's, so clients' clocks
+  do not matter; job times (created, run_after...) are the queue's clock, as ISO strings.
 - A lost connection (a server restart) runs the method's transaction again on a new
   connection (``_db.reconnecting``). A COMMIT of unknown outcome: ``put`` runs again
   (idempotent by job id: a job whose first insert landed comes back as existing, False);
@@ -180,6 +183,16 @@ class _WorkerLease:
                 " RETURNING (xmax = 0)",
                 (self._worker, os.getpid(), HOST, self._since, self._lease),
             ).fetchone()
+            # The leases of this worker's jobs: fenced by worker and status, so only the
+            # jobs still Running under it are renewed (never one recovered meanwhile). A
+            # lease that already ran out is not renewed either: that job is being, or has
+            # been, given to another worker, whose result is then the one recorded.
+            self._conn.execute(
+                "UPDATE jobledger_jobs SET lease_until = clock_timestamp()"
+                " + make_interval(secs => %s) WHERE worker = %s AND status = 'Running'"
+                " AND lease_until > clock_timestamp()",
+                (self._lease, self._worker),
+            )
         recreated = bool(row and row[0]) and self._registered
         self._registered = True
         if recreated:
@@ -391,11 +404,12 @@ class PostgresJobBackend:
             "  WHERE status = 'Queued' AND (run_after IS NULL OR run_after <= %s)"
             f"  {clause} ORDER BY {_ORDER} LIMIT %s FOR UPDATE SKIP LOCKED)"
             " UPDATE jobledger_jobs j SET status = 'Running', attempts = j.attempts + 1,"
-            " worker = %s, started = %s, run_after = NULL"
+            " worker = %s, started = %s, run_after = NULL,"
+            " lease_until = clock_timestamp() + make_interval(secs => %s)"
             " FROM picked WHERE j.job_id = picked.job_id"
             # The xid only when a row changed (an idle poll must not consume xids).
             f" RETURNING {_qualified('j')}, txid_current()",
-            (now, *params, limit, worker, now),
+            (now, *params, limit, worker, now, self.worker_lease),
         ).fetchall()
         if not rows:
             return [], 0
@@ -525,9 +539,12 @@ class PostgresJobBackend:
         has no row), unless ``keep(worker)``; forget the dead workers' rows."""
         with self._tx("recover the jobs of dead workers") as conn:
             rows = conn.execute(
+                # The job's own lease ran out, or its worker is known to be gone (it
+                # stopped and deleted its row, or its row's lease ran out first).
                 f"SELECT {_COLS} FROM jobledger_jobs j WHERE status = 'Running'"
-                " AND NOT EXISTS (SELECT 1 FROM jobledger_workers w"
-                f"  WHERE w.worker = j.worker AND w.{_ALIVE})"
+                " AND (j.lease_until IS NULL OR j.lease_until <= clock_timestamp()"
+                "  OR NOT EXISTS (SELECT 1 FROM jobledger_workers w"
+                f"   WHERE w.worker = j.worker AND w.{_ALIVE}))"
                 f" ORDER BY {_ORDER} FOR UPDATE OF j SKIP LOCKED"
             ).fetchall()
             pairs = []
