@@ -81,3 +81,41 @@ def test_a_change_by_another_queue_object_is_never_hidden_by_what_this_one_wrote
     with pytest.raises(JobConflict, match="Cancelled"):
         a.complete("x")  # the fence sees b's change, not a's memory of its own write
     assert a.get("x").status is JobStatus.CANCELLED
+
+
+def test_another_process_snapshot_does_not_make_this_one_reread_every_job(tmp_path, monkeypatch):
+    # Two processes sharing a queue: each change of one rewrites queue.json (light use).
+    # The other must catch up from the journal's new lines, reading only what changed;
+    # it used to find a new journal after each snapshot and reload, reading every live
+    # job's file, so two workers slowed each other down to a crawl.
+    a = JobQueue(tmp_path, durability="flush")
+    b = JobQueue(tmp_path, durability="flush")
+    a.enqueue_many([{"type": "T"}] * 60, job_ids=[f"j{i:02d}" for i in range(60)])
+    assert b.counts()["Queued"] == 60  # b is open and in step
+    reads: list[str] = []
+    real = b.backend._read
+    monkeypatch.setattr(b.backend, "_read", lambda job_id: reads.append(job_id) or real(job_id))
+    for _ in range(3):
+        job = a.claim()
+        a.complete(job.job_id)
+        got = b.claim()
+        b.complete(got.job_id)
+    assert sorted(reads) == ["j01", "j03", "j05"]  # only the jobs b itself claimed
+    assert b.counts() == a.counts() == {**a.counts(), "Queued": 54, "Completed": 6}
+    a.close()
+    b.close()
+
+
+def test_a_large_journal_is_emptied_and_other_processes_reload(tmp_path, monkeypatch):
+    monkeypatch.setattr("jobledger.backends.files._queue_index._ROTATE_AT", 2_000)
+    a = JobQueue(tmp_path, durability="flush")
+    b = JobQueue(tmp_path, durability="flush")
+    journal = tmp_path / ".queue.journal"
+    for i in range(40):
+        a.enqueue({"type": "T"}, job_id=f"j{i:02d}")
+        assert journal.stat().st_size < 2_000 + 200  # emptied once past the threshold
+    assert b.counts()["Queued"] == 40  # b reloaded from queue.json and is in step
+    assert [j.job_id for j in b.claim_many(40)] == [f"j{i:02d}" for i in range(40)]
+    assert a.counts()["Running"] == 40
+    a.close()
+    b.close()

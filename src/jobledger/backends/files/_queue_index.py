@@ -7,15 +7,19 @@
 - Every change appends one line to ``.queue.journal`` (no rename, no fsync): that is how
   the processes sharing a queue keep their in-memory indexes in step, each reading the
   lines it has not seen when it takes the lock. ``queue.json`` is the snapshot of the
-  index, rewritten (and the journal replaced by an empty one) on every change under light
-  use (up to 32 changes a second), so that it is exact whenever anyone could be looking.
-  In a burst it is rewritten every 200 ms (queues of up to 1,000 live jobs) or once the
-  journal holds as many lines as the queue has live jobs (at least 256), and always when
-  a queue is opened or closed, when a worker finds nothing to do, and at interpreter exit.
-  Rewriting all of ``queue.json`` on every change of a busy queue would cost a rename and
-  O(live jobs) bytes per operation, more than the durable job write itself.
-- A new journal is a new file: every process keeps its journal open, so the old inode
-  cannot be reused, and a different inode at the path means "a new snapshot: reload".
+  index, rewritten on every change under light use (up to 32 changes a second), so that it
+  is exact whenever anyone could be looking. In a burst it is rewritten every 200 ms
+  (queues of up to 1,000 live jobs) or once the journal holds as many new lines as the
+  queue has live jobs (at least 256), and always when a queue is opened or closed, when a
+  worker finds nothing to do, and at interpreter exit. Rewriting all of ``queue.json`` on
+  every change of a busy queue would cost a rename and O(live jobs) bytes per operation,
+  more than the durable job write itself.
+- The journal is replaced by an empty one only once it is large (``_ROTATE_AT``), or when
+  the index was repaired from the job files (a change no line describes). A new journal is
+  a new file: every process keeps its journal open, so the old inode cannot be reused,
+  and a different inode at the path means "reload from queue.json", which reads every live
+  job's file; emptying it at each snapshot made processes sharing a busy queue reload each
+  other all the time (two workers drained 25 times slower than one).
 - ``queue.json`` and the journal are never fsynced: they can always be rebuilt from the
   job files, which win any disagreement.
 """
@@ -47,6 +51,7 @@ log = logging.getLogger("jobledger")
 
 _LIGHT_USE = 32  # changes a second up to which queue.json is rewritten on every change
 _BURST_SNAPSHOT_EVERY = 0.2  # seconds between snapshots of a small, busy queue
+_ROTATE_AT = 4 << 20  # journal bytes (about 30,000 lines) after which a snapshot empties it
 _MTIME_SLACK_NS = 2_000_000_000  # file-system timestamps can be coarse; look a bit further back
 FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 _FINISHED = FINISHED
@@ -121,6 +126,7 @@ class QueueIndex:
         self._journal_off = 0  # bytes of the journal applied to the in-memory index
         self._revision = 0  # the last journal line number applied
         self._since_snapshot = 0  # journal lines written since queue.json was
+        self._snapshot_revision = 0  # the revision of the last queue.json written or read
         self._snapshot_at = 0.0
         self._recent: collections.deque[float] = collections.deque()  # change times, 1 s
         self._prune_unfinished = False  # the last journal line read marks a prune begun
@@ -154,13 +160,10 @@ class QueueIndex:
             log.warning("Job %s is left out of the queue: %s", job_id, exc)
             return None
 
-    def _journal_has_lines(self) -> bool:
-        if self._journal_fd is None:
-            return False
-        try:
-            return os.fstat(self._journal_fd).st_size > 0
-        except OSError:
-            return False
+    def _snapshot_behind(self) -> bool:
+        """Whether the index holds changes (ours or read from the journal) that the last
+        queue.json this process wrote or loaded does not."""
+        return self._revision > self._snapshot_revision
 
     # -- the index ------------------------------------------------------------------------
 
@@ -247,11 +250,11 @@ class QueueIndex:
             )
         self._index_behind = True
 
-    def _snapshot_quietly(self) -> None:
+    def _snapshot_quietly(self, rotate: bool = False) -> None:
         """Write queue.json if the disk allows; else say so once, and try again later.
         Nothing is lost meanwhile: the journal (or the job files) hold what it lacks."""
         try:
-            self._save_index()
+            self._save_index(rotate)
         except StorageError as exc:
             self._index_refused(exc)
 
@@ -388,8 +391,12 @@ class QueueIndex:
 
     # -- the snapshot ---------------------------------------------------------------------
 
-    def _save_index(self) -> None:
-        """Write queue.json from the in-memory index and empty the journal."""
+    def _save_index(self, rotate: bool = False) -> None:
+        """Write queue.json from the in-memory index. The journal is replaced by an empty
+        one only when asked (``clear``) or once it is large (``_ROTATE_AT``): a new journal
+        makes every other process reload its index from queue.json, which reads every
+        live job's file, so rotating at each snapshot made two busy processes reload each
+        other all the time. queue.json's ``revision`` says which lines it already holds."""
         doc = {
             "running": self._running_in_order(),
             "queued": [k[-1] for k in self._queued],
@@ -400,9 +407,12 @@ class QueueIndex:
         # pair: the old queue.json with the journal, or the new one with lines it holds.
         write_atomic(self.index_path, dumps_indented(doc), fsync=False)
         point("queue.snapshot_written")
-        self._rotate_journal()
-        point("queue.journal_rotated")
+        self._snapshot_revision = self._revision
+        self._since_snapshot = 0
         self._snapshot_at = time.monotonic()
+        if rotate or self._journal_off >= _ROTATE_AT:
+            self._rotate_journal()
+            point("queue.journal_rotated")
         self._index_behind = False
 
     def _load_index(self) -> dict[str, Any] | None:
@@ -437,7 +447,7 @@ class QueueIndex:
             self._open(scan=False)
         elif self._prune_unfinished:
             self._recount_finished()
-            self._snapshot_quietly()
+            self._snapshot_quietly(rotate=True)  # the counts are in no journal line
 
     def _recount_finished(self) -> None:
         """Count the finished jobs from their files (reads history: only after a prune
@@ -471,6 +481,7 @@ class QueueIndex:
             self._opened = True
             return
         self._revision = int(doc.get("revision", 0) or 0)
+        self._snapshot_revision = self._revision
         finished = doc.get("finished")
         if isinstance(finished, dict):
             for s in _FINISHED:
@@ -499,7 +510,7 @@ class QueueIndex:
         live_states = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
         ids = [i for i in listed if latest.get(i, "Queued") in live_states]
         ids += [i for i, st in latest.items() if st in live_states and i not in set(listed)]
-        changed = replayed > 0
+        repaired = False  # changed what no journal line says: others must reload
         for job_id in ids:
             record = self._read_listed(job_id)
             if record is None:
@@ -508,13 +519,13 @@ class QueueIndex:
                     "dropping it from the index",
                     job_id,
                 )
-                changed = True
+                repaired = True
                 continue
             if not record.status.is_live:
                 self._finished[record.status.value] += 1
-                changed = True
+                repaired = True
             elif (record.status is JobStatus.RUNNING) != (job_id in running):
-                changed = True
+                repaired = True
             self._set(record)
         if scan:
             # Job files written after the snapshot (a crash between a job write and its
@@ -531,15 +542,16 @@ class QueueIndex:
                         record.status.value,
                     )
                     self._set(record)
-                    changed = True
+                    repaired = True
         if pruning:
             self._recount_finished()
-            changed = True
+            repaired = True
         self._opened = True
-        if changed or stamp is None:
+        if repaired or replayed or stamp is None:
             # Opening only reads: on a full disk the queue stays readable, and queue.json
             # catches up later (the journal, read up to _journal_off, is kept meanwhile).
-            self._snapshot_quietly()
+            # A repair is in no journal line: a new journal makes other processes reload.
+            self._snapshot_quietly(rotate=repaired)
 
     def _journal_fd_reopen(self) -> None:
         if self._journal_fd is not None:
@@ -618,7 +630,7 @@ class QueueIndex:
         for line in self._journal_lines():
             with contextlib.suppress(TypeError, ValueError):
                 self._revision = max(self._revision, int(line.get("n", 0)))
-        self._snapshot_quietly()
+        self._snapshot_quietly(rotate=True)  # rebuilt: every other process must reload
         if self._entries or any(self._finished.values()):
             log.warning(
                 "Rebuilt queue.json from the job files in %s: %d running, %d queued",

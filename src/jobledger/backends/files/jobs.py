@@ -180,10 +180,10 @@ class FilesJobBackend(QueueIndex):
         """Bring queue.json up to date now: open the queue if it is not yet (which
         reconciles it with the job files), then write out what is only in the journal."""
         with self._thread_lock:
-            behind = self._since_snapshot or self._index_behind
-            if not self._opened or behind or self._journal_has_lines():
-                with self.locked():
-                    if self._since_snapshot or self._index_behind or self._journal_has_lines():
+            behind = self._since_snapshot or self._index_behind or self._snapshot_behind()
+            if not self._opened or behind:
+                with self.locked():  # which also reads the lines other processes wrote
+                    if self._since_snapshot or self._index_behind or self._snapshot_behind():
                         self._save_index()
 
     # -- reading job files ----------------------------------------------------------------
@@ -655,6 +655,7 @@ class FilesJobBackend(QueueIndex):
         self._revision = 0
         self._written.clear()
         self._rotate_journal()  # other open queues notice, and reload an empty index
+        self._snapshot_revision = 0
         self._opened = False
         return n
 
