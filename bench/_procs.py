@@ -26,45 +26,6 @@ RECOVERY_JOBS = 50
 NO_RECOVERY_WINDOW_S = 15.0  # how long to watch a peer that does not recover by design
 WORKER_KWARGS = {"concurrency": 1, "batch_size": 1}  # Worker's defaults, said out loud
 
-SIZES: dict[str, dict[str, Any]] = {
-    "full": {
-        "rounds": 3,
-        "ops": 1000,  # file limits: operations per round
-        "sets": 10,  # mark_done: 30-task sets per round
-        "enqueue": 1000,
-        "batch_jobs": 2000,
-        "loop": 1000,  # claim + complete loop
-        "drain": 1000,  # files drains, and SQLite peers'
-        "pg_single": 1000,
-        "pg_rows": 20_000,
-        "pg_batch_jobs": 10_000,
-        "pg_drain": 3000,
-        "history": 100_000,
-        "live": 10_000,
-        "memory": (10_000, 100_000),
-        "others": 4000,  # queued behind the 50 in recovery (10 ms each in the new worker)
-        "recovery_timeout": 75.0,
-    },
-    "quick": {
-        "rounds": 1,
-        "ops": 300,
-        "sets": 3,
-        "enqueue": 200,
-        "batch_jobs": 500,
-        "loop": 300,
-        "drain": 300,
-        "pg_single": 300,
-        "pg_rows": 3000,
-        "pg_batch_jobs": 2000,
-        "pg_drain": 500,
-        "history": 10_000,
-        "live": 1000,
-        "memory": (1000, 10_000),
-        "others": 1000,
-        "recovery_timeout": 45.0,
-    },
-}
-
 
 # -- processes: drains and recovery -------------------------------------------------------------
 
