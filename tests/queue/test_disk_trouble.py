@@ -412,8 +412,8 @@ def fault(root: Path, name: str, point: str, err: int) -> tuple[str, Callable[[s
         return "fsync", job_file(OPS[name].target), 0
     if point == "replace":
         return "replace", temp_of(target), 0
-    if point == "dirsync":  # in a batch, each job's rename is synced in turn
-        return "fsync", named(root / "jobs"), len(OPS[name].kept)
+    if point == "dirsync":  # a batch syncs the folder once, after its last file
+        return "fsync", named(root / "jobs"), 0
     if point == "unlink":
         return "unlink", job_file(OPS[name].target), 0
     if point == "journal":
@@ -430,6 +430,8 @@ def refused_path(root: Path, name: str, point: str) -> Path:
         return root / ".queue.journal"
     if point == "snapshot":
         return root / "queue.json"
+    if point == "dirsync" and name == "enqueue_many":
+        return root / "jobs" / "new3.json"  # the batch's folder sync names its last file
     return root / "jobs" / f"{OPS[name].target}.json"
 
 

@@ -101,3 +101,21 @@ def test_a_completion_is_synced_before_it_returns_in_the_order_the_file_system_a
         # Synced before the rename: the file still reads Running while its temp is synced.
         assert seen == [("Running", False), ("folder", False)]
     q.close()
+
+
+def test_a_batch_enqueue_syncs_each_file_and_their_folder_once(tmp_path, monkeypatch):
+    q = JobQueue(tmp_path, durability="fsync")
+    q.counts()
+    synced: list[str] = []
+    real = os.fsync
+
+    def watching(fd: int) -> None:
+        synced.append("folder" if os.path.isdir(f"/proc/self/fd/{fd}") else "file")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", watching)
+    q.enqueue_many([{"type": "T"}] * 3, job_ids=["a", "b", "c"])
+    monkeypatch.setattr(os, "fsync", real)
+    assert synced == ["file", "file", "file", "folder"]  # a, b, c, then jobs/ once
+    assert sorted(os.listdir(tmp_path / "jobs")) == ["a.json", "b.json", "c.json"]
+    q.close()

@@ -81,6 +81,7 @@ def write_atomic(
     sync_data: bool = False,
     ordered: bool = False,
     sync_later: list[Callable[[], None]] | None = None,
+    sync_folder: bool = True,
 ) -> os.stat_result:
     """Replace ``path`` with ``data`` atomically; on error the old file is left as it was.
 
@@ -99,6 +100,8 @@ def write_atomic(
     ``sync_later`` (with ``ordered``) receives that sync as a callable instead of running
     it, so that a caller can release its locks first and let syncs of several writers
     share a journal commit; the caller must run it before reporting the save as durable.
+    ``sync_folder=False`` (a save that syncs first) leaves the folder's fsync to the
+    caller, who saves several new files and syncs their folder once (``fsync_dir``).
 
     Returns the new file's stat (for change detection); raises :class:`StorageError`
     naming the path on any OS error.
@@ -140,7 +143,7 @@ def write_atomic(
         raise
     if not late:
         os.close(fd)
-        if fsync:
+        if fsync and sync_folder:
             try:
                 fsync_dir(folder)
             except OSError as exc:

@@ -35,6 +35,7 @@ from ..._errors import JobLedgerError, JobNotFound, StorageError
 from ..._faults import point
 from ..._jobs import JobRecord, JobStatus
 from ._atomic import (
+    fsync_dir,
     is_temp_name,
     orders_rename_over,
     read_bytes,
@@ -210,7 +211,9 @@ class FilesJobBackend(QueueIndex):
             return None
         return record
 
-    def _write(self, record: JobRecord, fsync: bool, *, replacing: bool) -> None:
+    def _write(
+        self, record: JobRecord, fsync: bool, *, replacing: bool, sync_folder: bool = True
+    ) -> None:
         """Write a job file; ``replacing`` says it exists (a transition, not an enqueue)."""
         durable = fsync and self._fsync
         if self._fsync and self._rename_ordered is None:
@@ -231,6 +234,7 @@ class FilesJobBackend(QueueIndex):
                 # syncs first).
                 ordered=replacing and bool(self._rename_ordered),
                 sync_later=self._syncs,
+                sync_folder=sync_folder,
             )
         except StorageError as exc:
             if self._syncs is None or not _holds(path, data):
@@ -289,14 +293,25 @@ class FilesJobBackend(QueueIndex):
         written = 0
         try:
             for record in new.values():
-                self._write(record, fsync=True, replacing=False)
+                # Each file synced before its rename; their folder once, after the last.
+                self._write(record, fsync=True, replacing=False, sync_folder=False)
                 written += 1
         except BaseException:
             unwritten = list(new)[written:]
             for job_id in unwritten:
                 self._drop(job_id)
             self._log_quietly(unwritten)
+            if written and self._fsync:
+                with contextlib.suppress(OSError):
+                    fsync_dir(self.jobs_dir)  # the ones written stay, as durable as may be
             raise
+        if self._fsync:
+            try:
+                fsync_dir(self.jobs_dir)
+            except OSError as exc:
+                # Every new file is in place and listed: the batch stands, not durable yet.
+                last = self.job_path(list(new)[-1])
+                raise StorageError("sync the folder of", last, exc, replaced=True) from exc
         return out
 
     def get(self, job_id: str) -> JobRecord | None:
