@@ -31,7 +31,8 @@ from ._jobs import RESERVED_KEYS, Job, JobRecord, JobStatus
 from ._log import log, verbose_from_env
 from ._registry import decode_payload, encode_job, registered_types
 from .backends._contract import JobBackend, Lease
-from .backends.files.jobs import FilesJobBackend, new_worker_id
+from .backends.files._workers import new_worker_id
+from .backends.files.jobs import FilesJobBackend
 
 __all__ = ["JobQueue"]
 

@@ -36,23 +36,23 @@ from ..._faults import point
 from ..._jobs import JobRecord, JobStatus
 from ._atomic import (
     fsync_dir,
-    is_temp_name,
     orders_rename_over,
     read_bytes,
     remove,
     set_aside,
     write_atomic,
 )
-from ._locks import HOST, ProcessLock, is_held, lock_fd, unlock_fd
-from ._names import decode, encode, inside
+from ._locks import lock_fd, unlock_fd
+from ._names import encode, inside
 from ._queue_index import FINISHED, QueueIndex
+from ._workers import WorkerLocks
 
-__all__ = ["FilesJobBackend", "new_worker_id"]
+__all__ = ["FilesJobBackend"]
 
 log = logging.getLogger("jobledger")
 
 
-class FilesJobBackend(QueueIndex):
+class FilesJobBackend(QueueIndex, WorkerLocks):
     """Jobs in JSON files under ``root``; see the module docstring."""
 
     def __init__(self, root: str, *, fsync: bool, clock: Clock) -> None:
@@ -82,9 +82,6 @@ class FilesJobBackend(QueueIndex):
         if self._jobs_real is None:
             self._jobs_real = inside(self.root, "jobs")
         return os.path.join(self._jobs_real, _file_name(job_id))
-
-    def _worker_lock_path(self, worker: str) -> str:
-        return inside(self.workers_dir, encode(worker, "worker id") + ".lock")
 
     # -- the queue lock -------------------------------------------------------------------
 
@@ -605,44 +602,6 @@ class FilesJobBackend(QueueIndex):
         del callback
         return _nothing
 
-    # -- workers --------------------------------------------------------------------------
-
-    def register_worker(self, worker: str, since: str) -> ProcessLock:
-        """Take the worker's liveness lock; held until released or the process dies."""
-        lock = ProcessLock(self._worker_lock_path(worker))
-        try:
-            lock.acquire(since, wait=True)
-        except OSError as exc:
-            lock.release()  # taken, but its holder line could not be written (disk full)
-            if isinstance(exc, StorageError):
-                raise
-            raise StorageError("register the worker in", lock.path, exc) from exc
-        return lock
-
-    def worker_alive(self, worker: str) -> bool:
-        """Whether the worker's process still holds its liveness lock."""
-        return is_held(self._worker_lock_path(worker))
-
-    def forget_worker(self, worker: str) -> None:
-        """Remove a dead worker's lock file (only if its lock is free)."""
-        lock = ProcessLock(self._worker_lock_path(worker))
-        if lock.acquire(None, wait=False):
-            lock.release()
-
-    def live_workers(self) -> list[str]:
-        """The workers whose liveness lock is held now."""
-        try:
-            names = os.listdir(self.workers_dir)
-        except FileNotFoundError:
-            return []
-        out = []
-        for name in names:
-            if name.endswith(".lock") and not is_temp_name(name):
-                worker = decode(name[: -len(".lock")])
-                if self.worker_alive(worker):
-                    out.append(worker)
-        return sorted(out)
-
     def clear(self) -> int:
         """Delete every job file and the index; refuses while a worker is alive."""
         with self.locked():
@@ -721,8 +680,3 @@ def _checkpoint_at_exit() -> None:
         with contextlib.suppress(Exception):
             if backend._lock_fd is not None and backend._pid == os.getpid():
                 backend.checkpoint()
-
-
-def new_worker_id(pid: int) -> str:
-    """A unique worker id: host, pid and a random part (pids are reused)."""
-    return f"{HOST}-{pid}-{os.urandom(4).hex()}"
