@@ -314,36 +314,11 @@ class PostgresJobBackend:
         self, job_id: str, change: Callable[[JobRecord], JobRecord], *, fsync: bool = True
     ) -> JobRecord:
         """Lock the job's row, apply ``change``, write it: one transaction. ``change`` may
-        raise to refuse; the transaction is then rolled back."""
-        done: list[tuple[JobRecord, int]] = []
-
-        def run() -> JobRecord:
-            done.clear()
-            with self._tx("change a job", durable=fsync) as conn:
-                row = conn.execute(
-                    f"SELECT {_COLS}, txid_current() FROM jobledger_jobs"
-                    " WHERE job_id = %s FOR UPDATE",
-                    (job_id,),
-                ).fetchone()
-                if row is None:
-                    raise JobNotFound(job_id, self.location)
-                record = _record(row)
-                new = change(record)
-                if new is not record:
-                    self._write_many(conn, [(record, new)])
-                    if new.status is JobStatus.QUEUED:
-                        notify(conn)
-                done[:] = [(new, int(row[-1]))]
-            return new
-
-        def settled() -> JobRecord | None:
-            # Applying ``change`` again to its own result would be refused (a completed job
-            # is no longer Running) or applied twice: ask the server instead.
-            if not done or not self._db.committed(done[0][1]):
-                return None
-            return done[0][0]
-
-        return self._db.retrying(run, settled)
+        raise to refuse; then nothing is written. (:meth:`transition_many` of one.)"""
+        [outcome] = self.transition_many([(job_id, change)], fsync=fsync)
+        if isinstance(outcome, JobLedgerError):
+            raise outcome
+        return outcome
 
     def transition_many(
         self,
