@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import cProfile
 import datetime as dt
+import io
 import json
 import os
 import platform
+import pstats
 import sys
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +56,24 @@ def run_info(work: str, fstype: str) -> dict[str, Any]:
         "folder": work,
         "filesystem": fstype,
     }
+
+
+def profile(fn: Callable[[], object], top: int = 25) -> str:
+    """The cProfile table (by own time) of ``fn()``: the ``--profile`` output of the
+    benchmarks."""
+    prof = cProfile.Profile()
+    prof.enable()
+    fn()
+    prof.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out).strip_dirs().sort_stats("tottime")
+    stats.print_stats(top)
+    return out.getvalue()
+
+
+def kill_all(procs: Iterable[Any]) -> None:
+    """SIGKILL and reap every started process still alive (a benchmark's cleanup)."""
+    for p in procs:
+        if p.pid is not None and p.is_alive():
+            p.kill()
+            p.join()

@@ -21,6 +21,7 @@ from typing import Any
 import jobledger
 from bench import peers as peer_mod
 from bench import pg
+from bench._common import kill_all
 
 RECOVERY_JOBS = 50
 NO_RECOVERY_WINDOW_S = 15.0  # how long to watch a peer that does not recover by design
@@ -69,10 +70,7 @@ def run_drain(
         for p in procs:
             p.join(60)
     finally:
-        for p in procs:
-            if p.is_alive():
-                p.kill()
-                p.join()
+        kill_all(procs)
     errors = [r["error"] for r in reports if "error" in r]
     if errors:
         raise RuntimeError(f"worker failed: {errors[0]}")
@@ -173,10 +171,7 @@ def run_recovery(
                 back[i] = t - killed
         waited = time.time() - killed
     finally:
-        for p in (h, f):
-            if p.pid is not None and p.is_alive():
-                p.kill()
-                p.join()
+        kill_all((h, f))
     result: dict[str, Any] = {
         "served_again": len(back),
         "of": RECOVERY_JOBS,

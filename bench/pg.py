@@ -77,14 +77,14 @@ import statistics
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import jobledger
-from bench._common import filesystem_of, run_info, write_results
+from bench._common import filesystem_of, kill_all, profile, run_info, write_results
 from bench.queue import job as text_job
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pg.json"
@@ -508,10 +508,7 @@ def drain_round(
         for p in procs:
             p.join(60)
     finally:
-        for p in procs:
-            if p.is_alive():
-                p.kill()
-                p.join()
+        kill_all(procs)
     errors = [r["error"] for r in reports if "error" in r]
     if errors:
         raise RuntimeError(f"drain worker failed: {errors}")
@@ -648,10 +645,7 @@ def recovery_round(
         ).fetchall()
     finally:
         conn.close()
-        for p in (blocker, fresh):
-            if p.pid is not None and p.is_alive():
-                p.kill()
-                p.join()
+        kill_all((blocker, fresh))
     rec = sorted(o for t, o in rows if t == "Block")
     others = [o for t, o in rows if t == "Other"]
     before = sum(1 for o in others if o < rec[0])
@@ -668,17 +662,6 @@ def recovery_round(
 
 
 # -- profile of the parent's calls ---------------------------------------------------------------
-
-
-def profile(fn: Callable[[], object], top: int = 25) -> str:
-    prof = cProfile.Profile()
-    prof.enable()
-    fn()
-    prof.disable()
-    out = io.StringIO()
-    stats = pstats.Stats(prof, stream=out).strip_dirs().sort_stats("tottime")
-    stats.print_stats(top)
-    return out.getvalue()
 
 
 # -- main ----------------------------------------------------------------------------------------

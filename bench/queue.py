@@ -43,20 +43,16 @@ if __name__ == "__main__" and not __package__:
     sys.path.insert(0, os.path.dirname(_here))
 
 import argparse
-import cProfile
 import datetime as dt
-import io
 import json
-import pstats
 import shutil
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jobledger
-from bench._common import run_info, work_folder, write_results
+from bench._common import profile, run_info, work_folder, write_results
 from bench.tasksets import floor_round, median_of, summary
 from jobledger._clock import iso_utc
 from jobledger._jobs import JobRecord, JobStatus
@@ -276,17 +272,6 @@ def add_live(root: str, live: int) -> float:
 
 
 # -- profile ----------------------------------------------------------------------------------
-
-
-def profile(fn: Callable[[], object], top: int = 25) -> str:
-    prof = cProfile.Profile()
-    prof.enable()
-    fn()
-    prof.disable()
-    out = io.StringIO()
-    stats = pstats.Stats(prof, stream=out).strip_dirs().sort_stats("tottime")
-    stats.print_stats(top)
-    return out.getvalue()
 
 
 # -- main -------------------------------------------------------------------------------------
