@@ -14,19 +14,29 @@ bookkeeping goes under one key, ``"_jobledger"``, which payloads may not use::
 
 from __future__ import annotations
 
-import copy
 import enum
 import json
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ._records import dumps_lines
 
-__all__ = ["META_KEY", "RESERVED_KEYS", "Job", "JobRecord", "JobStatus"]
+__all__ = ["META_KEY", "RESERVED_KEYS", "Job", "JobRecord", "JobStatus", "new_job_id"]
 
 META_KEY = "_jobledger"
 #: Top-level keys of a job file that are not payload.
 RESERVED_KEYS = frozenset({"type", "job_id", "status", "error_message", META_KEY})
+
+
+def new_job_id() -> str:
+    """A new random id: a version 4 UUID as text, as ``str(uuid.uuid4())`` gives, built
+    from the same OS randomness at half its cost (every enqueue without an id makes one)."""
+    b = bytearray(os.urandom(16))
+    b[6] = b[6] & 0x0F | 0x40  # version 4
+    b[8] = b[8] & 0x3F | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class JobStatus(str, enum.Enum):
@@ -76,8 +86,10 @@ class JobRecord:
     def with_seq(self, seq: int) -> JobRecord:
         """A copy with ``seq`` set: what every enqueue does to every job, so without
         ``replace``'s generic machinery (a third of the cost of building the record)."""
-        new = copy.copy(self)
-        object.__setattr__(new, "seq", seq)
+        new = object.__new__(JobRecord)
+        fields = new.__dict__
+        fields.update(self.__dict__)
+        fields["seq"] = seq
         return new
 
     def sort_key(self) -> tuple[int, int, int]:

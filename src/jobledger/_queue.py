@@ -20,14 +20,13 @@ import datetime as dt
 import json
 import os
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._clock import Clock, SystemClock, iso_utc
 from ._config import DURABILITIES
 from ._errors import ConfigError, InvalidNameError, JobConflict, JobLedgerError
-from ._jobs import RESERVED_KEYS, Job, JobRecord, JobStatus
+from ._jobs import RESERVED_KEYS, Job, JobRecord, JobStatus, new_job_id
 from ._log import log, verbose_from_env
 from ._registry import decode_payload, encode_job, registered_types
 from .backends._contract import JobBackend, Lease
@@ -35,6 +34,9 @@ from .backends.files._workers import new_worker_id
 from .backends.files.jobs import FilesJobBackend
 
 __all__ = ["JobQueue"]
+
+# Keys a payload may not use (its own "job_id" is taken as the job's id).
+_RESERVED_IN_PAYLOAD = RESERVED_KEYS - {"job_id"}
 
 
 def _when(value: dt.datetime | dt.timedelta | float | None, now: dt.datetime) -> str | None:
@@ -224,8 +226,8 @@ class JobQueue:
         fresh: set[str],
     ) -> JobRecord:
         type_name, payload = encode_job(job)
-        clash = RESERVED_KEYS & payload.keys() - {"job_id"}
-        if clash:
+        if not _RESERVED_IN_PAYLOAD.isdisjoint(payload):
+            clash = _RESERVED_IN_PAYLOAD.intersection(payload)
             raise TypeError(
                 f"payload field(s) {sorted(clash)} of the {type_name} job are "
                 "reserved by the job file format; rename them"
@@ -233,7 +235,7 @@ class JobQueue:
         embedded = payload.pop("job_id", None)
         job_id = job_id if job_id is not None else embedded
         if job_id is None:
-            job_id = str(uuid.uuid4())
+            job_id = new_job_id()
             fresh.add(job_id)  # no stored job can have it: the backend need not look
         if not isinstance(job_id, str) or not job_id or "\x00" in job_id:
             raise InvalidNameError(f"job id must be a non-empty string, got {job_id!r}")
@@ -270,13 +272,15 @@ class JobQueue:
         ``priority`` is served first; ``run_after`` (a datetime, timedelta or seconds)
         delays it. A payload JSON cannot represent raises TypeError before any write.
         """
-        return self.enqueue_many(
-            [job],
-            priority=priority,
-            run_after=run_after,
-            max_attempts=max_attempts,
-            job_ids=[job_id],
-        )[0]
+        now_dt = self.clock.now()
+        fresh: set[str] = set()
+        record = self._record(
+            job, job_id, priority, _when(run_after, now_dt), max_attempts, iso_utc(now_dt), fresh
+        )
+        # One job, without enqueue_many's lists: enqueue is the call a server makes per job.
+        stored = self._opened().put([record], frozenset(fresh))
+        self._announce(stored)
+        return stored[0][0].job_id
 
     def enqueue_many(
         self,
@@ -301,6 +305,11 @@ class JobQueue:
             for j, i in zip(jobs, ids, strict=True)
         ]
         stored = self._opened().put(records, frozenset(fresh))
+        self._announce(stored)
+        return [r.job_id for r, _ in stored]
+
+    def _announce(self, stored: builtins.list[tuple[JobRecord, bool]]) -> None:
+        """Wake this process's watchers if a job is new, and log each enqueue."""
         if any(is_new for _, is_new in stored):
             self._wake()
         for record, is_new in stored:
@@ -312,7 +321,6 @@ class JobQueue:
                     record.job_id,
                     record.status.value,
                 )
-        return [r.job_id for r, _ in stored]
 
     # -- claim and finish -----------------------------------------------------------------
 

@@ -29,6 +29,8 @@ __all__ = [
     "TaskSetRecord",
     "dumps_indented",
     "dumps_lines",
+    "encode_compact",
+    "encode_str",
     "for_key",
     "parse_date",
 ]
@@ -240,10 +242,10 @@ def dumps_indented(doc: dict[str, Any]) -> bytes:
             # The C encoder raises TypeError for anything but a string: no need to check
             # every element first (that check alone cost more than the encoding).
             with contextlib.suppress(TypeError):
-                text = "[\n    " + ",\n    ".join(map(_encode_str, value)) + "\n  ]"
+                text = "[\n    " + ",\n    ".join(map(encode_str, value)) + "\n  ]"
         if text is None:
             text = _encode_indented(value).replace("\n", "\n  ")
-        parts.append(f"  {_encode_str(key)}: {text}")
+        parts.append(f"  {encode_str(key)}: {text}")
     body = ",\n".join(parts)
     return (f"{{\n{body}\n}}\n" if parts else "{}\n").encode()
 
@@ -253,11 +255,23 @@ def dumps_lines(doc: dict[str, Any]) -> bytes:
 
     For job files: as readable as the document's example at a glance, and several times
     cheaper to write than ``indent=2``, which falls back to the pure-Python encoder."""
-    body = ",\n".join(f"  {_encode_str(key)}: {_encode(value)}" for key, value in doc.items())
-    return (f"{{\n{body}\n}}\n" if doc else "{}\n").encode()
+    if not doc:
+        return b"{}\n"
+    enc_str, enc = encode_str, _encode
+    # Most values are strings or null: encoded here directly, the same text as the
+    # encoder's (its generic dispatch cost more than the encoding of a short value).
+    body = ",\n  ".join(
+        [
+            f"{enc_str(key)}: "
+            + (enc_str(value) if type(value) is str else "null" if value is None else enc(value))
+            for key, value in doc.items()
+        ]
+    )
+    return f"{{\n  {body}\n}}\n".encode()
 
 
-_encode_str: Any = getattr(json.encoder, "c_encode_basestring", None) or (
+#: A string as JSON text, non-ASCII kept (the json module's own C function).
+encode_str: Any = getattr(json.encoder, "c_encode_basestring", None) or (
     json.encoder.py_encode_basestring
 )
 # Encoders made once: json.dumps with any non-default option builds a new encoder on every

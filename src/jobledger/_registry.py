@@ -25,6 +25,10 @@ __all__ = ["VARIANT_KEY", "decode_payload", "encode_job", "job_type", "registere
 VARIANT_KEY = "_variant"
 T = TypeVar("T")
 
+# json.dumps(payload, allow_nan=False), made once (a non-default option makes json.dumps
+# build a new encoder per call); thread-safe, its state is per call.
+_check_json = json.JSONEncoder(allow_nan=False).encode
+
 _by_name: dict[str, type[Any]] = {}
 _by_class: dict[type[Any], str] = {}
 
@@ -67,7 +71,7 @@ def encode_job(job: object) -> tuple[str, dict[str, Any]]:
     Raises TypeError, before anything is written, for an unregistered object or a payload
     that JSON cannot represent.
     """
-    if isinstance(job, Mapping):
+    if type(job) is dict or isinstance(job, Mapping):  # the ABC check alone is slow
         type_name = job.get("type")
         if not isinstance(type_name, str) or not type_name:
             raise TypeError(
@@ -86,7 +90,7 @@ def encode_job(job: object) -> tuple[str, dict[str, Any]]:
             "instance of a class registered with @jobledger.job_type(...)"
         )
     try:
-        json.dumps(payload, allow_nan=False)
+        _check_json(payload)
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"the payload of the {type_name} job is not JSON-serialisable: {exc}"

@@ -41,7 +41,7 @@ from ..._clock import Clock
 from ..._errors import StorageError
 from ..._faults import point
 from ..._jobs import JobRecord, JobStatus
-from ..._records import dumps_indented, encode_compact
+from ..._records import dumps_indented, encode_compact, encode_str
 from ._atomic import read_bytes, remove, set_aside, write_atomic
 from ._names import decode
 
@@ -86,20 +86,20 @@ class _Entry:
             record.type,
         )
 
-    def line(self, n: int, deltas: dict[str, int]) -> dict[str, Any]:
-        """This entry as a journal line."""
-        out: dict[str, Any] = {
-            "n": n,
-            "id": self.key[-1],
-            "s": self.status.value,
-            "k": list(self.key[:3]),
-            "a": self.run_after,
-            "t": self.type,
-            "w": self.worker,
-        }
-        if deltas:
-            out["f"] = deltas
-        return out
+    def line(self, n: int, deltas: dict[str, int]) -> str:
+        """This entry as a journal line: ``{"n", "id", "s", "k", "a", "t", "w"[, "f"]}``,
+        formatted here (every change writes one; a dict through the encoder cost 5x)."""
+        p, r, seq, job_id = self.key
+        text = (
+            f'{{"n":{n},"id":{encode_str(job_id)},"s":"{self.status.value}",'
+            f'"k":[{p},{r},{seq}],"a":{_opt_str(self.run_after)},"t":{encode_str(self.type)},'
+            f'"w":{_opt_str(self.worker)}'
+        )
+        return f'{text},"f":{encode_compact(deltas)}}}' if deltas else text + "}"
+
+
+def _opt_str(value: str | None) -> str:
+    return "null" if value is None else encode_str(value)
 
 
 class QueueIndex:
@@ -124,6 +124,9 @@ class QueueIndex:
         self._last_seq = 0
         self._journal_fd: int | None = None
         self._journal_off = 0  # bytes of the journal applied to the in-memory index
+        # The journal was seen to end at _journal_off under the lock held now (set by each
+        # read of it, cleared when the lock is taken): an append need not look again.
+        self._journal_at_end = False
         self._revision = 0  # the last journal line number applied
         self._since_snapshot = 0  # journal lines written since queue.json was
         self._snapshot_revision = 0  # the revision of the last queue.json written or read
@@ -212,6 +215,7 @@ class QueueIndex:
     def _log(self, job_ids: list[str], deltas: dict[str, int] | None = None) -> None:
         """Append one journal line per job (its index entry now, or its removal), then
         write the snapshot if the journal has grown as large as the live queue."""
+        first = self._revision + 1
         lines = []
         for i, job_id in enumerate(job_ids):
             self._revision += 1
@@ -223,12 +227,12 @@ class QueueIndex:
                 line: dict[str, Any] = {"n": self._revision, "id": job_id, "s": None}
                 if d:
                     line["f"] = d
-                lines.append(line)
+                lines.append(encode_compact(line))
         if not job_ids and deltas is not None:
             self._revision += 1
-            lines.append({"n": self._revision, "f": deltas})
+            lines.append(encode_compact({"n": self._revision, "f": deltas}))
         if lines:
-            self._append(lines)
+            self._append(lines, first)
 
     def _log_quietly(self, job_ids: list[str], deltas: dict[str, int] | None = None) -> None:
         """``_log`` for a change the job files already hold. The files are the truth: if
@@ -264,13 +268,16 @@ class QueueIndex:
         (the pruning process died in between) recounts them from the job files."""
         self._revision += 1
         # No snapshot here: the mark must stay in the journal until the prune's own line.
-        self._append([{"n": self._revision, "pruning": True}], snapshot=False)
+        line = encode_compact({"n": self._revision, "pruning": True})
+        self._append([line], self._revision, snapshot=False)
 
-    def _append(self, lines: list[dict[str, Any]], snapshot: bool = True) -> None:
-        data = "".join(encode_compact(line) + "\n" for line in lines).encode()
+    def _append(self, lines: list[str], first: int, snapshot: bool = True) -> None:
+        """Append journal lines (JSON texts) numbered from ``first``."""
+        data = ("\n".join(lines) + "\n").encode()
         fd = self._journal()
         try:
-            if os.fstat(fd).st_size != self._journal_off:
+            # Known to end where we stop when the journal was just read under this lock.
+            if not self._journal_at_end and os.fstat(fd).st_size != self._journal_off:
                 os.ftruncate(fd, self._journal_off)  # a torn last line from a crashed writer
             view = memoryview(data)
             while view:
@@ -279,7 +286,8 @@ class QueueIndex:
             # All or nothing: no line of a refused append stays (other processes must not
             # apply half of it), and the next line reuses these numbers (a gap would make
             # this process skip another's lines numbered in it).
-            self._revision = int(lines[0]["n"]) - 1
+            self._revision = first - 1
+            self._journal_at_end = False
             try:
                 os.ftruncate(fd, self._journal_off)
             except OSError:
@@ -327,6 +335,7 @@ class QueueIndex:
         if mine.st_size < self._journal_off:
             return False
         if mine.st_size == self._journal_off:
+            self._journal_at_end = True
             return True
         data = os.pread(fd, mine.st_size - self._journal_off, self._journal_off)
         end = data.rfind(b"\n") + 1
@@ -343,6 +352,7 @@ class QueueIndex:
                 )
                 return False
         self._journal_off += end
+        self._journal_at_end = end == len(data)  # else a crashed writer's torn line
         return True
 
     def _apply(self, line: dict[str, Any]) -> None:
@@ -565,6 +575,7 @@ class QueueIndex:
             self._journal_fd = None
             raise StorageError("open the queue journal", self.journal_path, exc) from exc
         self._journal_off = 0
+        self._journal_at_end = False
         self._since_snapshot = 0
 
     def _journal_lines(self) -> Iterator[dict[str, Any]]:
@@ -574,6 +585,7 @@ class QueueIndex:
         size = os.fstat(fd).st_size
         data = os.pread(fd, size, 0) if size else b""
         self._journal_off = data.rfind(b"\n") + 1
+        self._journal_at_end = self._journal_off == size
         for raw in data[: self._journal_off].splitlines():
             try:
                 line = json.loads(raw)

@@ -107,6 +107,7 @@ class FilesJobBackend(QueueIndex, WorkerLocks):
                 fd = self._lock_file()
                 lock_fd(fd)
                 self._depth = 1
+                self._journal_at_end = False  # other processes may have appended
                 self._syncs = syncs
                 try:
                     if not self._opened:
