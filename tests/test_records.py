@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobledger._records import ShapeError, TaskSetRecord, dumps_indented
+from jobledger._records import ShapeError, TaskSetRecord, dumps_indented, dumps_lines
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
@@ -20,6 +20,18 @@ _json = st.recursive(
 @given(st.dictionaries(st.text(), _json | st.lists(st.text(), max_size=5), max_size=8))
 def test_fast_writer_is_byte_identical_to_json_indent_2(doc):
     assert dumps_indented(doc) == (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+@given(st.dictionaries(st.text(), _json | st.floats(allow_nan=False), max_size=8))
+def test_job_file_writer_puts_one_key_a_line_each_value_compact(doc):
+    # The job files' layout, byte for byte, whatever the values (strings and null take a
+    # short cut past the encoder: it must not change a byte).
+    body = ",\n".join(
+        f"  {json.dumps(k, ensure_ascii=False)}: {json.dumps(v, ensure_ascii=False)}"
+        for k, v in doc.items()
+    )
+    assert dumps_lines(doc) == (f"{{\n{body}\n}}\n" if doc else "{}\n").encode()
+    assert json.loads(dumps_lines(doc)) == doc
 
 
 def test_round_trip_keeps_every_field():

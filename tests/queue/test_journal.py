@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 
 import pytest
 
 from jobledger import JobConflict, JobQueue, JobStatus
+from jobledger._jobs import JobRecord, new_job_id
+from jobledger.backends.files._queue_index import _Entry
 
 
 def _burst(q: JobQueue, n: int, prefix: str) -> list[str]:
@@ -119,3 +122,49 @@ def test_a_large_journal_is_emptied_and_other_processes_reload(tmp_path, monkeyp
     assert a.counts()["Running"] == 40
     a.close()
     b.close()
+
+
+@pytest.mark.parametrize(
+    ("job_id", "type_", "worker", "run_after"),
+    [
+        ("plain", "T", None, None),
+        ('q"uo\\te\n', "Typ\u00e9 \u2603", 'host-1-"w"', "2025-01-20T10:30:00.000Z"),
+    ],
+)
+@pytest.mark.parametrize("deltas", [{}, {"Completed": 1, "Failed": -2}])
+def test_a_journal_line_reads_back_as_the_entry_it_was_written_from(
+    job_id, type_, worker, run_after, deltas
+):
+    # Lines are formatted by hand (no encoder): any id, type or worker must still give one
+    # line of JSON that reads back exactly.
+    record = JobRecord(
+        job_id=job_id,
+        type=type_,
+        status=JobStatus.RUNNING if worker else JobStatus.QUEUED,
+        payload={},
+        priority=-3,
+        seq=17,
+        worker=worker,
+        run_after=run_after,
+        recovered=True,
+    )
+    text = _Entry.of(record).line(42, deltas)
+    assert "\n" not in text
+    expected = {
+        "n": 42,
+        "id": job_id,
+        "s": record.status.value,
+        "k": [0, 3, 17],
+        "a": run_after,
+        "t": type_,
+        "w": worker,
+    }
+    assert json.loads(text) == ({**expected, "f": deltas} if deltas else expected)
+
+
+def test_new_job_ids_are_version_4_uuids_and_distinct():
+    ids = [new_job_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids[:200]:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
