@@ -127,6 +127,50 @@ def test_put_stores_an_id_given_twice_in_one_batch_once(pg_url):
     backend.close()
 
 
+def _batch(n: int, prefix: str) -> list[JobRecord]:
+    return [
+        JobRecord(
+            job_id=f"{prefix}{i}",
+            type="T",
+            status=JobStatus.QUEUED,
+            payload={"i": i, "text": 'tab\there, é, \\ and "quotes"\nnewline'},
+            run_after="2025-01-20T10:31:00.000Z" if i % 2 else None,
+            extra_meta={"k": [1]} if i == 3 else {},
+        )
+        for i in range(n)
+    ]
+
+
+def test_a_batch_of_generated_ids_goes_in_by_copy_exactly_as_given(pg_url, monkeypatch):
+    import jobledger.backends.postgres.jobs as pg_jobs
+
+    copied = []
+    real_copy = pg_jobs._copy_new
+    monkeypatch.setattr(pg_jobs, "_copy_new", lambda c, r: copied.append(len(r)) or real_copy(c, r))
+    backend = PostgresJobBackend(pg_url)
+    batch = _batch(25, "g")
+    out = backend.put(batch, frozenset(r.job_id for r in batch))
+    assert copied == [25]
+    assert all(new for _, new in out)
+    assert [r.seq for r, _ in out] == sorted(r.seq for r, _ in out)  # FIFO within a batch
+    for given, (stored, _) in zip(batch, out, strict=True):
+        assert backend.get(given.job_id) == stored == given.evolve(seq=stored.seq)
+    backend.close()
+
+
+def test_a_copied_batch_that_meets_a_stored_id_is_stored_once_the_usual_way(pg_url):
+    # Ids said to be fresh that exist after all (a batch run again after a lost commit):
+    # the COPY is undone and the batch inserted as usual, nothing twice, the stored kept.
+    backend = PostgresJobBackend(pg_url)
+    batch = _batch(25, "c")
+    [(kept, _)] = backend.put([batch[7].evolve(payload={"first": True})])
+    out = backend.put(batch, frozenset(r.job_id for r in batch))
+    assert [new for _, new in out] == [i != 7 for i in range(25)]
+    assert out[7][0] == kept and backend.get("c7") == kept
+    assert backend.counts()["Queued"] == 25
+    backend.close()
+
+
 def test_a_record_that_is_not_a_task_set_is_set_aside(pg_url, caplog):
     state = JobState(url=pg_url, timezone="UTC")
     ts = state.taskset("a", "t", ["x"], date="2025-01-20")
