@@ -240,3 +240,25 @@ def test_an_unreadable_url_fails_cleanly_without_showing_the_password(url):
         JobQueue(url).counts()
     assert "s3cr3t-pw" not in str(info.value)
     assert "cannot be read" in str(info.value) or "could not connect" in str(info.value)
+
+
+def test_a_transaction_the_server_rolls_back_for_a_deadlock_runs_again(pg_url, caplog):
+    from jobledger.backends.postgres._db import Database, TransactionAborted
+
+    db = Database(pg_url)
+    runs = []
+
+    def run() -> int:
+        runs.append(1)
+        with db.transaction("test a deadlock") as conn:
+            if len(runs) == 1:  # the server's own error for a deadlock victim
+                conn.execute("DO $$ BEGIN RAISE EXCEPTION 'victim' USING ERRCODE = '40P01'; END $$")
+            return int(conn.execute("SELECT 7").fetchone()[0])
+
+    caplog.set_level(logging.INFO, logger="jobledger")
+    assert db.retrying(run) == 7 and len(runs) == 2
+    assert "running it again" in caplog.text
+    with pytest.raises(TransactionAborted, match="test a deadlock"):  # outside retrying
+        runs.clear()
+        run()
+    db.close()

@@ -113,3 +113,23 @@ def test_a_lease_that_ran_out_is_not_renewed_by_a_late_heartbeat(pg_url):
     assert [j.job_id for j in b.recover()] == ["j"]
     a.close()
     b.close()
+
+
+def test_a_heartbeat_skips_a_row_another_transaction_holds_instead_of_waiting(pg_url):
+    # The worker's own completion locks its rows in its own order; a heartbeat that waited
+    # for them deadlocked with it (seen under load). Held rows are skipped, the rest renewed.
+    a = _queue(pg_url)
+    a.enqueue_many([{"type": "T"}, {"type": "T"}], job_ids=["held", "free"])
+    a.claim_many(2)
+    held, free = _lease(pg_url, "held"), _lease(pg_url, "free")
+    with psycopg.connect(pg_url) as other:
+        other.execute("SELECT 1 FROM jobledger_jobs WHERE job_id = 'held' FOR UPDATE")
+        # A wait would fail the beat at once instead of hanging the test.
+        a._worker_lock._conn.execute("SET lock_timeout = '50ms'")
+        a._worker_lock._renew()
+        assert _lease(pg_url, "free") > free
+        assert _lease(pg_url, "held") == held
+        other.rollback()
+    a._worker_lock._renew()  # the next beat renews it
+    assert _lease(pg_url, "held") > held
+    a.close()

@@ -41,7 +41,15 @@ from . import is_postgres_url
 from ._errors import DatabaseError
 from ._migrate import migrate
 
-__all__ = ["HOST", "ConnectionLost", "Database", "lock_key", "reconnecting", "redact"]
+__all__ = [
+    "HOST",
+    "ConnectionLost",
+    "Database",
+    "TransactionAborted",
+    "lock_key",
+    "reconnecting",
+    "redact",
+]
 
 HOST = socket.gethostname()
 log = logging.getLogger("jobledger")
@@ -91,6 +99,15 @@ class ConnectionLost(DatabaseError):
     def __init__(self, message: str, *, commit_unknown: bool) -> None:
         super().__init__(message)
         self.commit_unknown = commit_unknown
+
+
+class TransactionAborted(DatabaseError):
+    """The server rolled the whole transaction back to break a deadlock, or for a
+    serialization conflict: nothing of it was committed, so running it again is safe."""
+
+
+# The server's "try again" errors (SQLSTATE class 40): the transaction was rolled back.
+_RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
 
 def _lost(exc: BaseException, conn: psycopg.Connection[Any]) -> bool:
@@ -170,12 +187,15 @@ class Database:
     def error(self, action: str, exc: BaseException) -> DatabaseError:
         """A DatabaseError for ``exc`` naming where, with any password scrubbed out."""
         text = self._text(exc)
-        hint = (
-            "check that the server runs and accepts connections, and the URL's host, port, "
-            "database, user and password"
-            if isinstance(exc, psycopg.OperationalError)
-            else "the statement was rolled back; nothing was changed"
-        )
+        if isinstance(exc, _RETRYABLE):  # OperationalErrors too, but not the connection's
+            hint = "the server rolled the transaction back; nothing was changed"
+        elif isinstance(exc, psycopg.OperationalError):
+            hint = (
+                "check that the server runs and accepts connections, and the URL's host, "
+                "port, database, user and password"
+            )
+        else:
+            hint = "the statement was rolled back; nothing was changed"
         return DatabaseError(f"could not {action} ({self._where}): {text}; {hint}")
 
     # -- connections ----------------------------------------------------------------------
@@ -216,7 +236,8 @@ class Database:
 
     def retrying(self, run: Callable[[], T], settled: Callable[[], T | None] | None = None) -> T:
         """``run()`` (one whole transaction), run again on a new connection with backoff
-        when its connection is lost, for up to ``reconnect_for`` seconds.
+        when its connection is lost, for up to ``reconnect_for`` seconds; run again at
+        once when the server rolled it back to break a deadlock (:class:`TransactionAborted`).
 
         After a COMMIT of unknown outcome, ``settled()`` (when given) re-reads the database:
         a value means the lost commit did land and is the result; None means it did not,
@@ -233,6 +254,10 @@ class Database:
                     if found is not None:
                         return found
                 return run()
+            except TransactionAborted as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.info("%s; running it again", exc)
             except ConnectionLost as exc:
                 if time.monotonic() + delay > deadline:
                     raise
@@ -301,6 +326,8 @@ class Database:
             except psycopg.OperationalError as exc:
                 if conn.closed or conn.broken:
                     self._conn = None
+                if isinstance(exc, _RETRYABLE) and not _lost(exc, conn):
+                    raise TransactionAborted(str(self.error(action, exc))) from exc
                 if _lost(exc, conn):
                     raise ConnectionLost(
                         str(self.error(action, exc)), commit_unknown=committing and outermost

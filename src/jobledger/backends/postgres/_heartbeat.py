@@ -66,11 +66,15 @@ class WorkerLease:
             # The leases of this worker's jobs: fenced by worker and status, so only the
             # jobs still Running under it are renewed (never one recovered meanwhile). A
             # lease that already ran out is not renewed either: that job is being, or has
-            # been, given to another worker, whose result is then the one recorded.
+            # been, given to another worker, whose result is then the one recorded. Rows
+            # another transaction holds are skipped, not waited for: this worker's own
+            # completions lock its rows in another order, and waiting deadlocked the two
+            # (a row being completed needs no lease; any other is renewed next beat).
             self._conn.execute(
                 "UPDATE jobledger_jobs SET lease_until = clock_timestamp()"
-                " + make_interval(secs => %s) WHERE worker = %s AND status = 'Running'"
-                " AND lease_until > clock_timestamp()",
+                " + make_interval(secs => %s) WHERE job_id IN (SELECT job_id"
+                " FROM jobledger_jobs WHERE worker = %s AND status = 'Running'"
+                " AND lease_until > clock_timestamp() FOR UPDATE SKIP LOCKED)",
                 (self._lease, self._worker),
             )
         recreated = bool(row and row[0]) and self._registered
