@@ -41,7 +41,17 @@ def test_unsafe_names_are_encoded(name, expected):
     assert decode(expected) == name
 
 
+@pytest.mark.parametrize(
+    "name", ["0f8fad5b-d9cb-469f-a165-70867728950e", "a.b.c", "x" * 180, "LPT", "COM10"]
+)
+def test_plain_names_are_their_own_file_names(name):
+    # The one-match short cut for letters, digits, "_", "-" and inner dots.
+    assert encode(name) == name
+
+
 def test_refused_names():
+    with pytest.raises(InvalidNameError, match="too long"):
+        encode("x" * 181)
     with pytest.raises(InvalidNameError, match="account"):
         encode("", "account")
     with pytest.raises(InvalidNameError, match="string"):

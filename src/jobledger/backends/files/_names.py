@@ -35,8 +35,21 @@ def _quote(ch: str) -> str:
     return "".join(f"%{b:02X}" for b in ch.encode("utf-8"))
 
 
+# Names that encode to themselves (letters, digits, "_" and "-", dots only inside): checked
+# in one match, since every enqueue names a new file (a UUID) and the general path below
+# looks at each character.
+_PLAIN = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
+
+
 def encode(name: object, what: str = "name") -> str:
     """The file-name form of ``name``; ``what`` (e.g. ``"account"``) goes into errors."""
+    if (
+        type(name) is str
+        and len(name) <= MAX_NAME_BYTES
+        and _PLAIN.fullmatch(name)
+        and not _RESERVED.match(name)
+    ):
+        return name
     if not isinstance(name, str):
         raise InvalidNameError(f"{what} must be a string, got {type(name).__name__}: {name!r}")
     if name == "":
