@@ -1,126 +1,15 @@
-"""Forked children that talk to the test over pipes, and the invariants of a state file.
+"""The invariants of a task-set state file after a crash, and the files a crash leaves.
 
-A child runs a function and ends with ``os._exit`` (never returning into pytest). It
-reports lines on one pipe and receives commands on another; the parent blocks on reads,
-so nothing here ever sleeps to synchronise. An exception in the child is reported as an
-``ERR ...`` line, which the parent turns into a test failure.
+The forked children that crash live in ``tests/_child.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from jobledger.backends.files._atomic import TEMP_MARK
-
-
-class Channel:
-    """The child's side: ``report`` lines up, ``recv`` lines down."""
-
-    def __init__(self, up: int, down: int) -> None:
-        self._up = up
-        self._down = os.fdopen(down, "rb", buffering=0)
-        self._buf = b""
-
-    def report(self, line: str) -> None:
-        os.write(self._up, line.encode("utf-8", "backslashreplace") + b"\n")
-
-    def recv(self) -> str:
-        while b"\n" not in self._buf:
-            chunk = self._down.read(4096)
-            if not chunk:
-                raise EOFError("the parent closed the command pipe")
-            self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\n")
-        return line.decode("utf-8")
-
-
-class ChildError(AssertionError):
-    """The child raised; the message is its traceback."""
-
-
-class Child:
-    """A forked process running ``target(channel)``; the parent's handle on it."""
-
-    def __init__(self, target: Callable[[Channel], None]) -> None:
-        up_r, up_w = os.pipe()
-        down_r, down_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child, which never returns
-            code = 1
-            try:
-                os.close(up_r)
-                os.close(down_w)
-                target(Channel(up_w, down_r))
-                code = 0
-            except BaseException:
-                text = traceback.format_exc().replace("\n", " | ")
-                with contextlib.suppress(BaseException):
-                    os.write(up_w, f"ERR {text}\n".encode("utf-8", "backslashreplace"))
-            finally:
-                os._exit(code)
-        os.close(up_w)
-        os.close(down_r)
-        self.pid = pid
-        self._reader = os.fdopen(up_r, "rb")
-        self._down = down_w
-        self.status: int | None = None
-
-    def readline(self) -> str | None:
-        """The next reported line, or None at EOF (the child is gone)."""
-        raw = self._reader.readline()
-        if not raw:
-            return None
-        line = raw.decode("utf-8").rstrip("\n")
-        if line.startswith("ERR "):
-            self.kill()
-            raise ChildError(f"child {self.pid} failed: {line[4:].replace(' | ', chr(10))}")
-        return line
-
-    def expect(self, wanted: str) -> None:
-        """Read one line and check it is ``wanted``."""
-        line = self.readline()
-        assert line == wanted, f"child {self.pid} said {line!r}, expected {wanted!r}"
-
-    def drain(self) -> list[str]:
-        """Every line left in the pipe, until the child is gone and EOF."""
-        lines = []
-        while (line := self.readline()) is not None:
-            lines.append(line)
-        return lines
-
-    def send(self, line: str) -> None:
-        os.write(self._down, line.encode("utf-8") + b"\n")
-
-    def kill(self) -> int:
-        """SIGKILL the child (if not yet reaped) and reap it; returns the wait status."""
-        if self.status is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            return self.wait()
-        return self.status
-
-    def wait(self) -> int:
-        if self.status is None:
-            _, self.status = os.waitpid(self.pid, 0)
-        return self.status
-
-    def close(self) -> None:
-        self.kill()
-        self._reader.close()
-        os.close(self._down)
-
-    def __enter__(self) -> Child:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def read_state(path: Path) -> dict[str, Any]:

@@ -22,7 +22,8 @@ import pytest
 import jobledger
 from jobledger import _faults
 
-from ._harness import Channel, Child, check_state, read_state, temp_files
+from .._child import Channel, Child
+from ._harness import check_state, read_state, temp_files
 
 ACCOUNT = "user@email.com"
 TYPE = "daily-set"
@@ -91,8 +92,8 @@ def completer(root: Path, durability: str, fault: tuple[str, int] | None, *, bef
                 _faults.arm(*fault)  # counts the saves of mark_done only, not the plan's
             for task in ts.pending():
                 ts.mark_done(task)
-                ch.report(task)
-        ch.report("END")
+                ch.send(task)
+        ch.send("END")
 
     return run
 

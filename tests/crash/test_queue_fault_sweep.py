@@ -50,8 +50,8 @@ import pytest
 from jobledger import JobQueue, JobStatus, _faults
 from jobledger._jobs import JobRecord
 
+from .._child import Channel, Child
 from ..postgres._pg import require_psycopg
-from ..queue._procs import Chan, Child
 
 # -- what the operations pass -----------------------------------------------------------------
 
@@ -223,17 +223,17 @@ def open_queue(mode: Mode, where: str, clock: Any) -> JobQueue:
     return q
 
 
-def prepare(scenario: str, q: JobQueue, chan: Chan) -> None:
+def prepare(scenario: str, q: JobQueue, chan: Channel) -> None:
     """The child's part of the scene, before arming: what its operation needs."""
     if scenario == "recovery":
         return  # the recovery IS the first use: a warm-up read would do it unarmed
     q.counts()  # first use (it recovers and opens the index): not the operation's writes
     if scenario in ("claim", "complete", "fail"):
-        chan.say(f"worker {q.worker_id}")
+        chan.send(f"worker {q.worker_id}")
     if scenario in ("complete", "fail"):
         job = q.claim(types=["T"])
         assert job is not None and job.job_id == "a", job
-        chan.say("acknowledged claim a")
+        chan.send("acknowledged claim a")
 
 
 def setup(mode: Mode, scenario: str, where: str, clock: Any) -> str | None:
@@ -254,20 +254,20 @@ def setup(mode: Mode, scenario: str, where: str, clock: Any) -> str | None:
     # The recovery's scene: a worker that claimed "a" and died (unarmed, at rest).
     victim = Child(_victim(mode, where, clock))
     try:
-        worker = victim.expect("worker ")
+        worker = victim.read_until("worker ")
     finally:
         victim.kill()
     bury(mode, where, victim.pid)
     return worker
 
 
-def _victim(mode: Mode, where: str, clock: Any) -> Callable[[Chan], None]:
-    def target(chan: Chan) -> None:
+def _victim(mode: Mode, where: str, clock: Any) -> Callable[[Channel], None]:
+    def target(chan: Channel) -> None:
         q = open_queue(mode, where, clock)
         job = q.claim(types=["T"])
         assert job is not None and job.job_id == "a", job
-        chan.say(f"worker {q.worker_id}")
-        chan.hear()  # until killed
+        chan.send(f"worker {q.worker_id}")
+        chan.recv()  # until killed
 
     return target
 
@@ -412,8 +412,8 @@ class _Recorder(dict):
 
 def _sweep_child(
     mode: Mode, scenario: str, where: str, clock: Any, fault: tuple[str, int] | None
-) -> Callable[[Chan], None]:
-    def target(chan: Chan) -> None:
+) -> Callable[[Channel], None]:
+    def target(chan: Channel) -> None:
         q = open_queue(mode, where, clock)
         prepare(scenario, q, chan)
         recorder = _Recorder()
@@ -422,8 +422,8 @@ def _sweep_child(
         else:
             _faults.arm(*fault)  # counts the operation's passes only, not the scene's
         operation(scenario, q)
-        chan.say("acknowledged")  # the operation returned: the armed pass never came
-        chan.say("passed " + json.dumps(recorder.passed))
+        chan.send("acknowledged")  # the operation returned: the armed pass never came
+        chan.send("passed " + json.dumps(recorder.passed))
 
     return target
 
@@ -441,7 +441,7 @@ def test_the_trace_of_each_operation(tmp_path, request, clock, mode, scenario):
     where = storage(mode, tmp_path, request)
     setup(mode, scenario, where, clock)
     child = Child(_sweep_child(mode, scenario, where, clock, None))
-    passed = json.loads(child.expect("passed "))
+    passed = json.loads(child.read_until("passed "))
     child.check()
     expected = [p for p in TRACES[mode.id, scenario] if p != C]
     assert passed == expected, "the operation's writes changed: revisit TRACES"
@@ -464,7 +464,7 @@ def test_kill_at_each_point_of_each_operation(
     child = Child(_sweep_child(mode, scenario, where, clock, (name, nth)))
     try:
         lines = []
-        while (line := child.line()) is not None:
+        while (line := child.readline()) is not None:
             lines.append(line)
         code = child.exit_code()
     finally:

@@ -19,7 +19,8 @@ import pytest
 
 import jobledger
 
-from ._harness import Channel, Child, check_state, stray_files, temp_files
+from .._child import Channel, Child
+from ._harness import check_state, stray_files, temp_files
 
 ACCOUNT = "user@email.com"
 TYPE = "daily-set"
@@ -56,8 +57,8 @@ def completer(state_dir: Path, durability: str, plan: list[str], date: str, mode
                         pass
                 else:
                     ts.mark_done(task)
-                ch.report(task)  # only after the completion was stored
-        ch.report("END")
+                ch.send(task)  # only after the completion was stored
+        ch.send("END")
 
     return run
 

@@ -20,7 +20,7 @@ require_psycopg()
 
 import jobledger  # noqa: E402
 from jobledger import _faults  # noqa: E402
-from tests.queue._procs import Chan, Child  # noqa: E402
+from tests._child import Channel, Child  # noqa: E402
 
 ACCOUNT = "user@email.com"
 TYPE = "daily-set"
@@ -29,15 +29,15 @@ PLAN = ["daily-check-in", "quiz-1", "poll-1", "quiz-2", "search-desktop"]
 
 
 def _run(url: str, fault: tuple[str, int] | None):
-    def target(chan: Chan) -> None:
+    def target(chan: Channel) -> None:
         state = jobledger.JobState(url=url, timezone="UTC")
         with state.taskset(ACCOUNT, TYPE, PLAN, date=DATE) as ts:
             for i, task in enumerate(ts.pending()):
                 if fault is not None and i == fault[1]:
                     _faults.arm(fault[0], 1)  # the next commit is this mark_done's
                 ts.mark_done(task)
-                chan.say(f"done {task}")
-        chan.say("END")
+                chan.send(f"done {task}")
+        chan.send("END")
 
     return target
 
@@ -55,7 +55,7 @@ def _completed(url: str) -> list[str]:
 def test_mark_done_killed_at_its_commit(pg_url, name, nth):
     child = Child(_run(pg_url, (name, nth)))
     said = []
-    while (line := child.line()) is not None:
+    while (line := child.readline()) is not None:
         said.append(line)
     status = child.wait()
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, said
@@ -69,7 +69,7 @@ def test_mark_done_killed_at_its_commit(pg_url, name, nth):
     # The next run takes the dead run's lease at once and finishes, each task once.
     again = Child(_run(pg_url, None))
     rest = []
-    while (line := again.line()) is not None:
+    while (line := again.readline()) is not None:
         rest.append(line)
     again.check()
     assert rest[-1] == "END"

@@ -17,8 +17,8 @@ import pytest
 import jobledger
 from jobledger.backends.files import _locks
 
+from .._child import Channel, Child
 from ..conftest import FakeClock
-from ..crash._harness import Channel, Child
 
 ACCOUNT = "user@email.com"
 TYPE = "daily-set"
@@ -37,9 +37,9 @@ def holder_child(root: Path, account: str = ACCOUNT):
     def run(ch: Channel) -> None:
         with make(root).taskset(account, TYPE, PLAN, date=DATE) as ts:
             ts.mark_done(PLAN[0])
-            ch.report("held")
+            ch.send("held")
             assert ch.recv() == "release"
-        ch.report("released")
+        ch.send("released")
         ch.recv()  # stay alive until the parent is done
 
     return run
@@ -136,12 +136,12 @@ def worker(root: Path, account: str, durability: str):
     def run(ch: Channel) -> None:
         state = make(root, durability=durability)
         with state.taskset(account, TYPE, PLAN, date=DATE) as ts:
-            ch.report("ready")
+            ch.send("ready")
             assert ch.recv() == "go"
             for task in ts.pending():
                 with ts.task(task):
                     pass
-            ch.report(f"done {len(ts.completed)}")
+            ch.send(f"done {len(ts.completed)}")
 
     return run
 
@@ -188,7 +188,7 @@ def alternate_writer(root: Path, offset: int, rounds: int, burst: int, tasks: li
                 clock.set(f"2025-01-20T{1 + r:02d}:{offset:02d}:00+00:00")
                 clock.advance(seconds=len(ts.completed))
                 ts.mark_done(next(todo))
-            ch.report("ok")
+            ch.send("ok")
 
     return run
 

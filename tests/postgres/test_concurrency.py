@@ -1,6 +1,6 @@
 """PostgreSQL backends across threads and processes: leases, lost updates, dead workers.
 
-Children are forked (tests/queue/_procs.py) and talk over pipes; the parent never sleeps
+Children are forked (tests/_child.py) and talk over pipes; the parent never sleeps
 to synchronise. Where it must wait for the server's view to change (a lease running out)
 it polls the database in a bounded loop.
 """
@@ -22,7 +22,7 @@ require_psycopg()
 import jobledger  # noqa: E402
 from jobledger import JobQueue, JobState, JobStatus  # noqa: E402
 from jobledger.backends.postgres.jobs import PostgresJobBackend  # noqa: E402
-from tests.queue._procs import Chan, Child  # noqa: E402
+from tests._child import Channel, Child  # noqa: E402
 
 KEY = jobledger.TaskSetKey("a@x.com", "daily-set", "2025-01-20")
 
@@ -41,25 +41,25 @@ def _until(condition: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic() - start
 
 
-def _racer(url: str) -> Callable[[Chan], None]:
-    def target(chan: Chan) -> None:
+def _racer(url: str) -> Callable[[Channel], None]:
+    def target(chan: Channel) -> None:
         ts = _state(url).taskset(KEY.account, KEY.type, ["x"], date=KEY.date)
-        chan.say("ready")
-        assert chan.hear() == "go"
+        chan.send("ready")
+        assert chan.recv() == "go"
         try:
             ts.acquire(wait=False)
         except jobledger.AlreadyRunning as exc:
-            chan.say(f"lost {exc.holder.pid}")
-            assert chan.hear() == "retry"
+            chan.send(f"lost {exc.holder.pid}")
+            assert chan.recv() == "retry"
             start = time.monotonic()
             ts.acquire(wait=30.0)
-            chan.say(f"got-after {time.monotonic() - start:.3f}")
+            chan.send(f"got-after {time.monotonic() - start:.3f}")
             ts.mark_done("x")
             ts.release()
-            chan.say("done")
+            chan.send("done")
             return
-        chan.say("won")
-        chan.hear()  # blocks until killed
+        chan.send("won")
+        chan.recv()  # blocks until killed
 
     return target
 
@@ -68,14 +68,14 @@ def test_two_processes_race_for_a_lease_and_a_killed_holder_frees_it(pg_url):
     children = [Child(_racer(pg_url)) for _ in range(2)]
     try:
         for c in children:
-            c.expect("ready")
+            c.read_until("ready")
         for c in children:
-            c.tell("go")
+            c.send("go")
         outcomes = {}
         for c in children:
-            text = c.line()
+            text = c.readline()
             while text is not None and not text.startswith(("won", "lost")):
-                text = c.line()
+                text = c.readline()
             outcomes[c.pid] = text
         winner = next(c for c in children if outcomes[c.pid] == "won")
         loser = next(c for c in children if c is not winner)
@@ -87,11 +87,11 @@ def test_two_processes_race_for_a_lease_and_a_killed_holder_frees_it(pg_url):
         assert state.holder(KEY) == holder
 
         winner.kill()
-        loser.tell("retry")
+        loser.send("retry")
         # Got within its bounded wait: the server frees a dead session's advisory lock as
         # soon as it sees the connection close (how fast is for bench/, not for tests).
-        loser.expect("got-after ")
-        loser.expect("done")
+        loser.read_until("got-after ")
+        loser.read_until("done")
         loser.check()
         assert state.holder(KEY) is None
         assert state.taskset(KEY.account, KEY.type, date=KEY.date).completed == ["x"]
@@ -136,14 +136,14 @@ def test_concurrent_mark_done_from_8_threads_loses_nothing(pg_url):
         s.backend.close()
 
 
-def _marker(url: str, tasks: list[str]) -> Callable[[Chan], None]:
-    def target(chan: Chan) -> None:
+def _marker(url: str, tasks: list[str]) -> Callable[[Channel], None]:
+    def target(chan: Channel) -> None:
         ts = _state(url).taskset("a", "t", date=KEY.date)
-        chan.say("ready")
-        assert chan.hear() == "go"
+        chan.send("ready")
+        assert chan.recv() == "go"
         for task in tasks:
             ts.mark_done(task)
-        chan.say("done")
+        chan.send("done")
 
     return target
 
@@ -153,11 +153,11 @@ def test_concurrent_mark_done_from_processes_loses_nothing(pg_url):
     _state(pg_url).taskset("a", "t", tasks, date=KEY.date)
     children = [Child(_marker(pg_url, tasks[i::3])) for i in range(3)]
     for c in children:
-        c.expect("ready")
+        c.read_until("ready")
     for c in children:
-        c.tell("go")
+        c.send("go")
     for c in children:
-        c.expect("done")
+        c.read_until("done")
         c.check()
     reopened = _state(pg_url).taskset("a", "t", date=KEY.date)
     assert sorted(reopened.completed) == sorted(tasks)
@@ -172,13 +172,13 @@ def _short_lease(queue: JobQueue, url: str) -> JobQueue:
     return queue
 
 
-def _claimer(url: str) -> Callable[[Chan], None]:
-    def target(chan: Chan) -> None:
+def _claimer(url: str) -> Callable[[Channel], None]:
+    def target(chan: Channel) -> None:
         queue = _short_lease(JobQueue(url, durability="flush"), url)
         job = queue.claim()
         assert job is not None
-        chan.say(f"claimed {job.job_id} {job.worker}")
-        chan.hear()  # blocks until killed
+        chan.send(f"claimed {job.job_id} {job.worker}")
+        chan.recv()  # blocks until killed
 
     return target
 
@@ -189,7 +189,7 @@ def test_a_killed_workers_job_is_recovered_by_another_process_after_its_lease(pg
     queue.enqueue({"type": "T"}, job_id="next", priority=5)
     queue.close()  # nothing of the parent's is alive while the child forks
     child = Child(_claimer(pg_url))
-    job_id, worker = child.expect("claimed ").split()
+    job_id, worker = child.read_until("claimed ").split()
     assert job_id == "next"
     child.kill()
 
@@ -262,12 +262,12 @@ def test_fork_does_not_share_the_parents_connection(pg_url):
     state = _state(pg_url)
     ts = state.taskset("a", "t", ["x", "y"], date=KEY.date)
 
-    def target(chan: Chan) -> None:
+    def target(chan: Channel) -> None:
         ts.mark_done("x")  # the child reconnects instead of using the parent's socket
-        chan.say(f"pid {os.getpid()}")
+        chan.send(f"pid {os.getpid()}")
 
     child = Child(target)
-    child.expect("pid ")
+    child.read_until("pid ")
     child.check()
     ts.mark_done("y")  # the parent's connection still works
     assert sorted(_state(pg_url).taskset("a", "t", date=KEY.date).completed) == ["x", "y"]

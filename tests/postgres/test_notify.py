@@ -19,7 +19,7 @@ require_psycopg()
 import psycopg  # noqa: E402
 
 from jobledger import JobQueue, JobStatus, Worker  # noqa: E402
-from tests.queue._procs import Chan, Child  # noqa: E402
+from tests._child import Channel, Child  # noqa: E402
 
 LISTENER = "jobledger listen for new jobs%"
 
@@ -42,18 +42,18 @@ def _listener_pids(url: str) -> list[int]:
     return [r[0] for r in rows]
 
 
-def _idle_worker(url: str) -> Callable[[Chan], None]:
-    def target(chan: Chan) -> None:
+def _idle_worker(url: str) -> Callable[[Channel], None]:
+    def target(chan: Channel) -> None:
         queue = JobQueue(url, durability="flush")
         worker: Worker
 
         def handler(job) -> str:
-            chan.say(f"ran {job.job_id}")
+            chan.send(f"ran {job.job_id}")
             return "ok"
 
         worker = Worker(queue, {"T": handler}, poll_interval=3600, handle_signals=False)
-        threading.Thread(target=lambda: (chan.hear(), worker.stop()), daemon=True).start()
-        chan.say("ready")
+        threading.Thread(target=lambda: (chan.recv(), worker.stop()), daemon=True).start()
+        chan.send("ready")
         worker.run()
         queue.close()
 
@@ -64,14 +64,14 @@ def test_a_worker_in_another_process_wakes_at_once_for_a_new_job(pg_url):
     url = pg_url
     child = Child(_idle_worker(url))
     try:
-        child.expect("ready")
+        child.read_until("ready")
         _until(lambda: len(_listener_pids(url)) == 1, 30, "listening")
         with JobQueue(url, durability="flush") as q:
             q.enqueue({"type": "T"}, job_id="first")
-            assert child.expect("ran ") == "first"
+            assert child.read_until("ran ") == "first"
             q.enqueue_many([{"type": "T"}, {"type": "T"}], job_ids=["second", "third"])
-            assert {child.expect("ran "), child.expect("ran ")} == {"second", "third"}
-            child.tell("stop")
+            assert {child.read_until("ran "), child.read_until("ran ")} == {"second", "third"}
+            child.send("stop")
             child.check()
             assert q.counts()["Completed"] == 3
     finally:

@@ -35,7 +35,8 @@ from jobledger import AlreadyRunning, JobQueue, JobState, Worker  # noqa: E402
 from jobledger._jobs import Job  # noqa: E402
 from jobledger.backends.postgres._db import HOST, ConnectionLost  # noqa: E402
 from jobledger.backends.postgres.jobs import PostgresJobBackend  # noqa: E402
-from tests.queue._procs import Chan, Child, log_run  # noqa: E402
+from tests._child import Channel, Child  # noqa: E402
+from tests.queue._procs import log_run  # noqa: E402
 
 N = 30
 # Each run takes a little while so that the restart lands while jobs remain (pacing only:
@@ -97,25 +98,25 @@ def _lines(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
-def _worker(url: str, log: Path) -> Callable[[Chan], None]:
+def _worker(url: str, log: Path) -> Callable[[Channel], None]:
     def handle(job: Job) -> str:
         log_run(log, f"start {job.job_id}")
         time.sleep(WORK)
         log_run(log, f"end {job.job_id}")
         return "ok"
 
-    def target(chan: Chan) -> None:
+    def target(chan: Channel) -> None:
         class Up(logging.Handler):
             """Sends the worker's warnings up the pipe, one line each."""
 
             def emit(self, record: logging.LogRecord) -> None:
-                chan.say("warn " + " ".join(record.getMessage().split()))
+                chan.send("warn " + " ".join(record.getMessage().split()))
 
         logging.getLogger("jobledger").addHandler(Up(logging.WARNING))
         queue = JobQueue(url, durability="flush")
         # A frequent heartbeat, so that its renewal after the restart is soon seen.
         queue.backend = PostgresJobBackend(url, fsync=False, worker_lease=LEASE, heartbeat=0.1)
-        chan.say("ready")
+        chan.send("ready")
         Worker(queue, {"T": handle}, handle_signals=False).run(until_empty=True)
         # The heartbeat thread survived the restart (its session did not): the lease is
         # renewed after now, which is after the restart (the worker waited through it).
@@ -132,7 +133,7 @@ def _worker(url: str, log: Path) -> Callable[[Chan], None]:
 
             _until(renewed, "the worker's lease renewed after the restart")
         queue.close()
-        chan.say("drained")
+        chan.send("drained")
 
     return target
 
@@ -147,7 +148,7 @@ def test_a_worker_reconnects_after_a_server_restart_and_loses_nothing(pg_url, tm
 
     child = Child(_worker(pg_url, log))
     try:
-        child.expect("ready")
+        child.read_until("ready")
         # Restart once the worker is well into the queue (a few jobs started).
         _until(lambda: sum(x.startswith("start ") for x in _lines(log)) >= 3, "running")
         log_run(log, "restart-begin")
@@ -166,7 +167,7 @@ def test_a_worker_reconnects_after_a_server_restart_and_loses_nothing(pg_url, tm
 
         _until(settled, "drained (Queued == Running == 0)")
         said = []
-        while (text := child.line()) is not None and text != "drained":
+        while (text := child.readline()) is not None and text != "drained":
             said.append(text)
         assert text == "drained", (said, child.errors)
         child.check()
@@ -276,14 +277,14 @@ def test_a_run_lease_lost_with_its_session_is_retaken_on_the_next_write(pg_url):
     other = JobState(url=pg_url, timezone="UTC", durability="flush")
     rival = other.taskset("a", "t", date="2025-01-20")
 
-    def target(chan: Chan) -> None:
+    def target(chan: Channel) -> None:
         rival.acquire(wait=30.0)
-        chan.say("holding")
-        chan.hear()  # until killed
+        chan.send("holding")
+        chan.recv()  # until killed
 
     child = Child(target)
     try:
-        child.expect("holding")
+        child.read_until("holding")
         state.backend._db.reconnect_for = 0.5  # how long the re-take waits for the lock
         with pytest.raises(AlreadyRunning):
             ts.mark_done("y")

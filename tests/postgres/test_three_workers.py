@@ -12,7 +12,7 @@ SIGKILLed while its handler runs a job; the test proves that
 - no job's handler ran to its end twice, the survivors' recorded completions add up with
   the dead one's, and every job ends Completed with nothing left Running or Queued.
 
-Children report over pipes (tests/queue/_procs.py) and append to an execution log; the
+Children report over pipes (tests/_child.py) and append to an execution log; the
 parent never sleeps to synchronise. The only waits are bounded polls of the database for
 the server-side lease expiry and the recovery that follows it.
 """
@@ -20,7 +20,6 @@ the server-side lease expiry and the recovery that follows it.
 from __future__ import annotations
 
 import os
-import select
 import threading
 import time
 from collections import Counter
@@ -34,7 +33,8 @@ require_psycopg()
 import jobledger  # noqa: E402
 from jobledger import JobQueue, JobStatus, Worker  # noqa: E402
 from jobledger.backends.postgres.jobs import PostgresJobBackend  # noqa: E402
-from tests.queue._procs import Chan, Child, log_run  # noqa: E402
+from tests._child import Channel, Child, first_readable  # noqa: E402
+from tests.queue._procs import log_run  # noqa: E402
 
 LEASE = 3.0  # short, so the killed worker counts as dead soon, yet 12 missed beats long
 HEARTBEAT = 0.25
@@ -61,8 +61,8 @@ def _until(condition: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic() - start
 
 
-def _worker(url: str, log: Path) -> Callable[[Chan], None]:
-    def target(chan: Chan) -> None:
+def _worker(url: str, log: Path) -> Callable[[Channel], None]:
+    def target(chan: Channel) -> None:
         queue = _queue(url)
         pid = os.getpid()
         # Never set: the first attempt of the blocker holds its worker until the SIGKILL.
@@ -76,7 +76,7 @@ def _worker(url: str, log: Path) -> Callable[[Chan], None]:
         def block(job: jobledger.Job) -> dict[str, int]:
             log_run(log, f"start {job.job_id} {pid}")
             if job.attempts == 1:
-                chan.say(f"running {job.job_id} {pid} {job.worker}")
+                chan.send(f"running {job.job_id} {pid} {job.worker}")
                 held.wait()
             log_run(log, f"end {job.job_id} {pid}")
             return {"pid": pid}
@@ -85,14 +85,14 @@ def _worker(url: str, log: Path) -> Callable[[Chan], None]:
             queue, {"noop": noop, "block": block}, handle_signals=False, poll_interval=0.05
         )
         # Registered before "ready": all three leases exist before any job is claimed.
-        chan.say(f"ready {queue.worker_id}")
-        assert chan.hear() == "go"
+        chan.send(f"ready {queue.worker_id}")
+        assert chan.recv() == "go"
 
         def listen() -> None:
             # The only reader of the pipe: "stop", or the parent gone (EOF), stops the
             # worker, so a failed test never leaves a worker serving behind it.
             try:
-                while chan.hear() != "stop":
+                while chan.recv() != "stop":
                     pass
             except EOFError:
                 pass
@@ -100,7 +100,7 @@ def _worker(url: str, log: Path) -> Callable[[Chan], None]:
 
         threading.Thread(target=listen, daemon=True).start()
         worker.run()
-        chan.say(f"processed {worker.processed}")
+        chan.send(f"processed {worker.processed}")
         queue.close()
 
     return target
@@ -109,12 +109,10 @@ def _worker(url: str, log: Path) -> Callable[[Chan], None]:
 def _first_to_say(children: list[Child], prefix: str, timeout: float) -> tuple[Child, str]:
     """The first child to write a line, and what follows ``prefix`` in it.
 
-    Children say nothing between "ready" and ``prefix``, so their read buffers are empty
-    and waiting on the pipes' descriptors sees every line."""
-    ready, _, _ = select.select([c._up for c in children], [], [], timeout)
-    assert ready, f"no child said {prefix!r} within {timeout}s"
-    child = next(c for c in children if c._up == ready[0])
-    return child, child.expect(prefix)
+    Children say nothing between "ready" and ``prefix``, so the first line is that one."""
+    child = first_readable(children, timeout)
+    assert child is not None, f"no child said {prefix!r} within {timeout}s"
+    return child, child.read_until(prefix)
 
 
 def _log(path: Path) -> list[tuple[str, str, int]]:
@@ -138,9 +136,9 @@ def test_three_workers_one_sigkilled_mid_job_lose_nothing_and_run_nothing_twice(
     children = [Child(_worker(pg_url, log)) for _ in range(3)]
     try:
         for c in children:
-            c.expect("ready ")
+            c.read_until("ready ")
         for c in children:
-            c.tell("go")
+            c.send("go")
 
         victim, said = _first_to_say(children, "running ", timeout=60)
         job_id, pid, worker = said.split()
@@ -167,8 +165,8 @@ def test_three_workers_one_sigkilled_mid_job_lose_nothing_and_run_nothing_twice(
 
         processed = {}
         for c in survivors:
-            c.tell("stop")
-            processed[c.pid] = int(c.expect("processed "))
+            c.send("stop")
+            processed[c.pid] = int(c.read_until("processed "))
             c.check()
     finally:
         for c in children:

@@ -12,20 +12,21 @@ import pytest
 import jobledger
 from jobledger import JobQueue, JobStatus, Worker
 
-from ._procs import Chan, Child, job_files, log_run, runs
+from .._child import Channel, Child
+from ._procs import job_files, log_run, runs
 
 
 def _logging_worker(qdir: Path, log: Path, go: bool = True, **queue_kw):
-    def target(chan: Chan) -> None:
+    def target(chan: Channel) -> None:
         queue = JobQueue(qdir, durability="flush", **queue_kw)
 
         def handler(job: jobledger.Job) -> int:
             log_run(log, job.job_id)
             return job.payload["n"] * 2
 
-        chan.say(f"ready {queue.worker_id}")
+        chan.send(f"ready {queue.worker_id}")
         if go:
-            assert chan.hear() == "go"
+            assert chan.recv() == "go"
         Worker(queue, {"T": handler}, handle_signals=False, poll_interval=0.01).run(
             until_empty=True
         )
@@ -39,10 +40,10 @@ def test_worker_processes_share_a_queue_and_run_each_job_exactly_once(tmp_path, 
     with JobQueue(qdir, durability="flush") as q:
         ids = q.enqueue_many([{"type": "T", "n": i} for i in range(150)])
     children = [Child(_logging_worker(qdir, log)) for _ in range(n_workers)]
-    workers = {c.expect("ready ") for c in children}
+    workers = {c.read_until("ready ") for c in children}
     assert len(workers) == n_workers
     for c in children:  # every worker is registered before any claims
-        c.tell("go")
+        c.send("go")
     for c in children:
         c.check()
     counts = runs(log)
@@ -60,19 +61,19 @@ def _blocker(qdir: Path, block: str, recover_every: float = 2.0):
     """A worker whose handler reports "started <id>" and, for job ``block``, waits for a
     command from the parent before it returns."""
 
-    def target(chan: Chan) -> None:
+    def target(chan: Channel) -> None:
         queue = JobQueue(qdir, durability="flush", recover_every=recover_every)
 
         def handler(job: jobledger.Job) -> str:
-            chan.say(f"started {job.job_id}")
+            chan.send(f"started {job.job_id}")
             if job.job_id == block:
-                chan.hear()
+                chan.recv()
             return f"done by {os.getpid()}"
 
         Worker(queue, {"T": handler}, handle_signals=False, poll_interval=0.01).run(
             until_empty=True
         )
-        chan.say("returned")
+        chan.send("returned")
 
     return target
 
@@ -82,15 +83,15 @@ def test_a_live_worker_finishes_the_job_of_a_peer_killed_mid_job(tmp_path):
     with JobQueue(qdir, durability="flush") as q:
         q.enqueue({"type": "T"}, job_id="X")
     victim = Child(_blocker(qdir, block="X"))
-    assert victim.expect("started ") == "X"
+    assert victim.read_until("started ") == "X"
     with JobQueue(qdir, durability="flush") as q:
         q.enqueue({"type": "T"}, job_id="gate")
     live = Child(_blocker(qdir, block="gate", recover_every=0.05))
-    assert live.expect("started ") == "gate"  # the live worker is running, mid-job
+    assert live.read_until("started ") == "gate"  # the live worker is running, mid-job
     victim.kill()
-    live.tell("go")  # now let the live worker go on, without any restart
-    assert live.expect("started ") == "X"
-    assert live.expect("returned") == ""
+    live.send("go")  # now let the live worker go on, without any restart
+    assert live.read_until("started ") == "X"
+    assert live.read_until("returned") == ""
     live.check()
     with JobQueue(qdir, durability="flush") as q:
         x = q.get("X")
@@ -108,7 +109,7 @@ def test_run_until_empty_does_not_return_while_a_dead_peers_job_is_running(tmp_p
     queue = JobQueue(qdir, durability="flush", clock=clock, recover_every=60)
     queue.enqueue({"type": "T"}, job_id="X")
     victim = Child(_blocker(qdir, block="X"))
-    assert victim.expect("started ") == "X"
+    assert victim.read_until("started ") == "X"
     victim.kill()
     ran = []
     Worker(queue, {"T": lambda job: ran.append(job.job_id)}, handle_signals=False).run(
@@ -120,29 +121,29 @@ def test_run_until_empty_does_not_return_while_a_dead_peers_job_is_running(tmp_p
 
 
 class _SayLog(logging.Handler):
-    def __init__(self, chan: Chan) -> None:
+    def __init__(self, chan: Channel) -> None:
         super().__init__()
         self.chan = chan
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.getMessage().startswith("Received SIG"):
-            self.chan.say("signalled")
+            self.chan.send("signalled")
 
 
 def _sigterm_worker(qdir: Path, grace: float):
-    def target(chan: Chan) -> None:
+    def target(chan: Channel) -> None:
         logger = logging.getLogger("jobledger")
         logger.addHandler(_SayLog(chan))
         logger.setLevel(logging.INFO)
         queue = JobQueue(qdir, durability="flush")
 
         def handler(job: jobledger.Job) -> str:
-            chan.say(f"started {job.job_id}")
-            chan.hear()  # blocks until the parent says; forever if it never does
+            chan.send(f"started {job.job_id}")
+            chan.recv()  # blocks until the parent says; forever if it never does
             return "finished"
 
         Worker(queue, {"T": handler}, grace_period=grace, poll_interval=0.01).run()
-        chan.say("returned")
+        chan.send("returned")
 
     return target
 
@@ -153,10 +154,10 @@ def test_sigterm_requeues_an_unfinished_job_and_run_returns_with_exit_0(tmp_path
         q.enqueue({"type": "T"}, job_id="A")
         q.enqueue({"type": "T"}, job_id="B")
     child = Child(_sigterm_worker(qdir, grace=0.2))
-    assert child.expect("started ") == "A"
+    assert child.read_until("started ") == "A"
     os.kill(child.pid, signal.SIGTERM)
-    assert child.expect("signalled") == ""
-    assert child.expect("returned") == ""  # after the grace period, with A unfinished
+    assert child.read_until("signalled") == ""
+    assert child.read_until("returned") == ""  # after the grace period, with A unfinished
     assert child.exit_code() == 0
     assert not child.errors
     with JobQueue(qdir, durability="flush") as q:
@@ -174,11 +175,11 @@ def test_sigterm_lets_the_running_job_finish_within_the_grace_period(tmp_path):
         q.enqueue({"type": "T"}, job_id="A")
         q.enqueue({"type": "T"}, job_id="B")
     child = Child(_sigterm_worker(qdir, grace=60))
-    assert child.expect("started ") == "A"
+    assert child.read_until("started ") == "A"
     os.kill(child.pid, signal.SIGTERM)
-    assert child.expect("signalled") == ""  # it stopped claiming...
-    child.tell("finish")  # ...and A finishes within its grace period
-    assert child.expect("returned") == ""
+    assert child.read_until("signalled") == ""  # it stopped claiming...
+    child.send("finish")  # ...and A finishes within its grace period
+    assert child.read_until("returned") == ""
     assert child.exit_code() == 0
     assert not child.errors
     with JobQueue(qdir, durability="flush") as q:

@@ -16,7 +16,8 @@ import jobledger
 from jobledger import JobQueue, JobStatus, Worker
 from jobledger._faults import arm
 
-from ._procs import Chan, Child, job_files, log_run, queue_doc, runs
+from .._child import Channel, Child
+from ._procs import job_files, log_run, queue_doc, runs
 
 
 def _ids_in_index(qdir: Path) -> list[str]:
@@ -46,12 +47,12 @@ def test_a_enqueueing_one_id_twice_lists_it_once_and_runs_it_once(tmp_path):
 
 
 def _enqueuer(qdir: Path, ids: list[str], threads: int):
-    def target(chan: Chan) -> None:
+    def target(chan: Channel) -> None:
         queue = JobQueue(qdir, durability="flush")
-        chan.say("ready")
-        assert chan.hear() == "go"
+        chan.send("ready")
+        assert chan.recv() == "go"
         _enqueue_from_threads(queue, ids, threads, tag=f"pid{os.getpid()}")
-        chan.say("enqueued")
+        chan.send("enqueued")
 
     return target
 
@@ -82,13 +83,13 @@ def test_a_same_ids_enqueued_concurrently_from_threads_and_processes_are_stored_
     ids = [f"job-{i}" for i in range(40)]
     children = [Child(_enqueuer(qdir, ids, threads=3)) for _ in range(2)]
     for c in children:
-        c.expect("ready")
+        c.read_until("ready")
     for c in children:
-        c.tell("go")
+        c.send("go")
     queue = JobQueue(qdir, durability="flush")
     _enqueue_from_threads(queue, ids, threads=3, tag="parent")
     for c in children:
-        c.expect("enqueued")
+        c.read_until("enqueued")
         c.check()
     queue.checkpoint()  # a burst of changes: queue.json may trail the journal until now
     listed = _ids_in_index(qdir)
@@ -342,13 +343,13 @@ def test_e_deleting_queue_json_loses_nothing(tmp_path):
 
 
 def _enqueue_and_die_before_the_index(qdir: Path):
-    def target(chan: Chan) -> None:
+    def target(chan: Channel) -> None:
         queue = JobQueue(qdir, durability="fsync")
         queue.counts()  # opened
         # Writing the job file passes files.temp_written once; the index write is next.
         arm("files.temp_written", 2)
         queue.enqueue({"type": "T"}, job_id="orphan")
-        chan.say("not killed")
+        chan.send("not killed")
 
     return target
 
@@ -378,16 +379,16 @@ def test_e_an_enqueue_killed_before_its_index_write_is_not_lost_later(tmp_path):
 
 
 def _host_killer(qdir: Path, log: Path):
-    def target(chan: Chan) -> None:
+    def target(chan: Channel) -> None:
         queue = JobQueue(qdir, durability="flush")
-        chan.say(f"worker {queue.worker_id}")
+        chan.send(f"worker {queue.worker_id}")
 
         def handler(job: jobledger.Job) -> None:
             log_run(log, job.job_id)
             os.kill(os.getpid(), 9)  # the job takes the whole host process down
 
         Worker(queue, {"T": handler}, handle_signals=False).run(until_empty=True)
-        chan.say("returned")
+        chan.send("returned")
 
     return target
 
@@ -400,7 +401,7 @@ def test_f_a_job_that_kills_its_worker_every_time_ends_failed_after_max_attempts
     workers = []
     for _ in range(3):
         child = Child(_host_killer(qdir, log))
-        workers.append(child.expect("worker "))
+        workers.append(child.read_until("worker "))
         assert child.drain() == []
         assert os.WIFSIGNALED(child.wait())
     assert runs(log) == {"bomb": 3}
@@ -423,12 +424,12 @@ def test_f_a_job_that_kills_its_worker_every_time_ends_failed_after_max_attempts
 
 
 def _retry_and_die_between_writes(qdir: Path):
-    def target(chan: Chan) -> None:
+    def target(chan: Channel) -> None:
         queue = JobQueue(qdir, durability="fsync")
         queue.counts()  # opened
         arm("files.temp_written", 2)  # the second of the retry's two writes
         queue.retry("failed")
-        chan.say("not killed")
+        chan.send("not killed")
 
     return target
 

@@ -21,7 +21,8 @@ import pytest
 import jobledger
 from jobledger import JobQueue, Worker
 
-from ._procs import Chan, Child, job_files, log_run, queue_doc, runs
+from .._child import Channel, Child
+from ._procs import job_files, log_run, queue_doc, runs
 
 SCENARIOS = 12
 KILLS_PER_SCENARIO = 20  # 240 SIGKILLs in the default run
@@ -29,12 +30,12 @@ BATCH = 6
 
 
 def _child(qdir: Path, log: Path, mode: str):
-    def target(chan: Chan) -> None:
+    def target(chan: Channel) -> None:
         queue = JobQueue(qdir, durability="flush", recover_every=0)
 
         def handler(job: jobledger.Job) -> dict[str, str]:
             log_run(log, job.job_id)  # at handler start: one line per run
-            chan.say(f"run {job.job_id}")
+            chan.send(f"run {job.job_id}")
             return {"ok": job.job_id, "n": job.payload["n"]}
 
         if mode == "worker":
@@ -44,7 +45,7 @@ def _child(qdir: Path, log: Path, mode: str):
         else:
             while (job := queue.claim()) is not None:
                 queue.complete(job.job_id, handler(job))
-        chan.say("done")
+        chan.send("done")
 
     return target
 
@@ -86,7 +87,7 @@ def test_random_sigkills_lose_nothing_and_serve_the_interrupted_first(tmp_path, 
         want = rng.randint(0, len(order))
         claimed = []
         while len(claimed) < want:
-            text = child.line()
+            text = child.readline()
             if text is None:
                 break
             assert text.startswith("run "), text

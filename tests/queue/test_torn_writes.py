@@ -10,20 +10,21 @@ import pytest
 from jobledger import JobQueue, JobStatus
 from jobledger._faults import arm
 
-from ._procs import Chan, Child, job_files, queue_doc
+from .._child import Channel, Child
+from ._procs import job_files, queue_doc
 
 
 def _claim_then_die_in(qdir: Path, action: str):
-    def target(chan: Chan) -> None:
+    def target(chan: Channel) -> None:
         queue = JobQueue(qdir, durability="flush")
         job = queue.claim()
-        chan.say(f"claimed {job.job_id}")
+        chan.send(f"claimed {job.job_id}")
         arm("files.temp_written", 2)  # dies before the index write after the job file
         if action == "complete":
             queue.complete(job.job_id, "result")
         else:
             queue.fail(job.job_id, "boom")
-        chan.say("not killed")
+        chan.send("not killed")
 
     return target
 
@@ -40,7 +41,7 @@ def test_counts_and_index_follow_the_job_file_after_a_kill_between_the_writes(
     if not already_open:
         watcher.close()
     child = Child(_claim_then_die_in(qdir, action))
-    assert child.expect("claimed ") == "j"
+    assert child.read_until("claimed ") == "j"
     assert child.drain() == []
     assert os.WIFSIGNALED(child.wait())
     final = "Completed" if action == "complete" else "Failed"
