@@ -123,6 +123,7 @@ class QueueIndex:
         self._opened = False
         self._last_seq = 0
         self._journal_fd: int | None = None
+        self._journal_id: tuple[int, int] | None = None  # its (inode, device), once read
         self._journal_off = 0  # bytes of the journal applied to the in-memory index
         # The journal was seen to end at _journal_off under the lock held now (set by each
         # read of it, cleared when the lock is taken): an append need not look again.
@@ -329,15 +330,18 @@ class QueueIndex:
             on_disk = os.stat(self.journal_path)
         except FileNotFoundError:
             return False
-        mine = os.fstat(fd)
-        if (on_disk.st_ino, on_disk.st_dev) != (mine.st_ino, mine.st_dev):
+        if self._journal_id is None:
+            mine = os.fstat(fd)
+            self._journal_id = (mine.st_ino, mine.st_dev)
+        if (on_disk.st_ino, on_disk.st_dev) != self._journal_id:
             return False  # replaced by a compaction; our open file keeps its inode unique
-        if mine.st_size < self._journal_off:
+        size = on_disk.st_size  # the path's file is ours: one stat tells both
+        if size < self._journal_off:
             return False
-        if mine.st_size == self._journal_off:
+        if size == self._journal_off:
             self._journal_at_end = True
             return True
-        data = os.pread(fd, mine.st_size - self._journal_off, self._journal_off)
+        data = os.pread(fd, size - self._journal_off, self._journal_off)
         end = data.rfind(b"\n") + 1
         for raw in data[:end].splitlines():
             try:
@@ -395,7 +399,7 @@ class QueueIndex:
         if self._journal_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._journal_fd)
-        self._journal_fd = fd
+        self._journal_fd, self._journal_id = fd, None
         self._journal_off = 0
         self._since_snapshot = 0
 
@@ -567,6 +571,7 @@ class QueueIndex:
         if self._journal_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._journal_fd)
+        self._journal_id = None
         try:
             self._journal_fd = os.open(
                 self.journal_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644

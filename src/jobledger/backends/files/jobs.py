@@ -155,6 +155,7 @@ class FilesJobBackend(QueueIndex, WorkerLocks):
                 )
             except OSError as exc:
                 raise StorageError("open the queue lock", path, exc) from exc
+            self._journal_id = None
         return self._lock_fd
 
     def close(self) -> None:
@@ -173,6 +174,7 @@ class FilesJobBackend(QueueIndex, WorkerLocks):
                         with contextlib.suppress(OSError):
                             os.close(fd)
                 self._lock_fd = self._journal_fd = None
+                self._journal_id = None
                 self._opened = False
 
     def checkpoint(self) -> None:
