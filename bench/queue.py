@@ -96,27 +96,28 @@ def sample_file(i: int = 0) -> bytes:
 # -- rounds -----------------------------------------------------------------------------------
 
 
+def durable_save(folder: str, name: str, data: bytes) -> None:
+    """The bare durable save: temp write + fsync + ``os.replace`` + folder fsync."""
+    tmp = os.path.join(folder, ".floor.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, os.path.join(folder, name))
+    fsync_dir(folder)
+
+
 def floor_new_files_round(folder: str, data: bytes, n: int) -> list[float]:
     """Like the floor, but each save creates a new file name (as enqueue must: one file
     per job) instead of replacing the same one; each latency, in seconds."""
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, ".floor-new.tmp")
     lat = []
     clock = time.perf_counter
     for i in range(n):
         t0 = clock()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, os.path.join(folder, f"new-{i}.json"))
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        durable_save(folder, f"new-{i}.json", data)
         lat.append(clock() - t0)
     # Left in place (the work folder goes at the end): deleting 1,000 files here would
     # free their blocks, and on a disk mounted with `discard` the next measure's commits
@@ -136,17 +137,6 @@ def interleaved_enqueue(work: str, data: bytes, n: int, chunk: int) -> dict[str,
     os.makedirs(replace_dir)
     os.makedirs(new_dir)
 
-    def durable(folder: str, name: str) -> None:
-        tmp = os.path.join(folder, ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, os.path.join(folder, name))
-        fsync_dir(folder)
-
     spent = {"replace": 0.0, "new": 0.0, "enqueue": 0.0}
     clock = time.perf_counter
     with jobledger.JobQueue(os.path.join(work, "il-queue"), durability="fsync") as q:
@@ -155,10 +145,10 @@ def interleaved_enqueue(work: str, data: bytes, n: int, chunk: int) -> dict[str,
             stop = min(n, start + chunk)
             t0 = clock()
             for _ in range(start, stop):
-                durable(replace_dir, "state.json")
+                durable_save(replace_dir, "state.json", data)
             t1 = clock()
             for i in range(start, stop):
-                durable(new_dir, f"new-{i}.json")
+                durable_save(new_dir, f"new-{i}.json", data)
             t2 = clock()
             for i in range(start, stop):
                 q.enqueue(job(i))
@@ -364,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         floors, new_floors, enqs, ccs, bares, w1s, wbs = [], [], [], [], [], [], []
         for r in range(args.rounds):
             f = summary(floor_round(os.path.join(work, "floor"), [data] * n, True))
-            new_floors.append(summary(floor_new_files_round(os.path.join(work, "fn"), data, n)))
+            fresh_folder = os.path.join(work, f"fn-{r}")  # new names in every round
+            new_floors.append(summary(floor_new_files_round(fresh_folder, data, n)))
             e = summary(enqueue_round(os.path.join(work, f"enq-{r}"), n))
             b = summary(bare_claim_complete_round(os.path.join(work, "bare"), data, n, ordered))
             c = summary(claim_complete_round(os.path.join(work, f"cc-{r}"), n))
