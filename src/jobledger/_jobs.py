@@ -86,7 +86,7 @@ class JobRecord:
     def with_seq(self, seq: int) -> JobRecord:
         """A copy with ``seq`` set: what every enqueue does to every job, so without
         ``replace``'s generic machinery (a third of the cost of building the record)."""
-        new = object.__new__(JobRecord)
+        new = object.__new__(type(self))
         fields = new.__dict__
         fields.update(self.__dict__)
         fields["seq"] = seq

@@ -148,9 +148,9 @@ def test_a_batch_of_generated_ids_goes_in_by_copy_exactly_as_given(pg_url, monke
     real_copy = pg_jobs._copy_new
     monkeypatch.setattr(pg_jobs, "_copy_new", lambda c, r: copied.append(len(r)) or real_copy(c, r))
     backend = PostgresJobBackend(pg_url)
-    batch = _batch(25, "g")
+    batch = _batch(40, "g")
     out = backend.put(batch, frozenset(r.job_id for r in batch))
-    assert copied == [25]
+    assert copied == [40]
     assert all(new for _, new in out)
     assert [r.seq for r, _ in out] == sorted(r.seq for r, _ in out)  # FIFO within a batch
     for given, (stored, _) in zip(batch, out, strict=True):
@@ -162,12 +162,12 @@ def test_a_copied_batch_that_meets_a_stored_id_is_stored_once_the_usual_way(pg_u
     # Ids said to be fresh that exist after all (a batch run again after a lost commit):
     # the COPY is undone and the batch inserted as usual, nothing twice, the stored kept.
     backend = PostgresJobBackend(pg_url)
-    batch = _batch(25, "c")
+    batch = _batch(40, "c")
     [(kept, _)] = backend.put([batch[7].evolve(payload={"first": True})])
     out = backend.put(batch, frozenset(r.job_id for r in batch))
-    assert [new for _, new in out] == [i != 7 for i in range(25)]
+    assert [new for _, new in out] == [i != 7 for i in range(40)]
     assert out[7][0] == kept and backend.get("c7") == kept
-    assert backend.counts()["Queued"] == 25
+    assert backend.counts()["Queued"] == 40
     backend.close()
 
 
