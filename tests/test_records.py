@@ -66,3 +66,24 @@ def test_round_trip_keeps_every_field():
 def test_wrong_shapes_are_refused(doc):
     with pytest.raises(ShapeError):
         TaskSetRecord.from_json(doc)
+
+
+def test_a_job_record_evolves_exactly_as_dataclasses_replace():
+    # evolve copies fields itself (every claim and completion makes one): it must agree
+    # with dataclasses.replace, stay frozen, and refuse a name that is not a field.
+    import dataclasses
+
+    from jobledger._jobs import JobRecord, JobStatus
+
+    record = JobRecord(
+        job_id="j", type="T", status=JobStatus.QUEUED, payload={"a": [1]}, extra_meta={"x": 1}
+    )
+    changes = {"status": JobStatus.RUNNING, "attempts": 1, "worker": "w", "started": "s"}
+    evolved = record.evolve(**changes)
+    assert evolved == dataclasses.replace(record, **changes) and type(evolved) is JobRecord
+    assert record.status is JobStatus.QUEUED  # the original is untouched
+    assert record.with_seq(9) == dataclasses.replace(record, seq=9)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        evolved.attempts = 2  # type: ignore[misc]
+    with pytest.raises(TypeError, match="nope"):
+        record.evolve(nope=1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ._records import dumps_lines
@@ -80,17 +80,22 @@ class JobRecord:
     extra_meta: dict[str, Any] = field(default_factory=dict)
 
     def evolve(self, **changes: Any) -> JobRecord:
-        """A copy with ``changes`` applied."""
-        return replace(self, **changes)
+        """A copy with ``changes`` applied (field names only, as ``dataclasses.replace``).
 
-    def with_seq(self, seq: int) -> JobRecord:
-        """A copy with ``seq`` set: what every enqueue does to every job, so without
-        ``replace``'s generic machinery (a third of the cost of building the record)."""
+        Every claim and completion makes one: copied field by field, without
+        ``replace``'s generic machinery, which cost five times as much."""
+        unknown = changes.keys() - _FIELD_NAMES
+        if unknown:
+            return replace(self, **changes)  # raises its TypeError naming the field
         new = object.__new__(type(self))
         fields = new.__dict__
         fields.update(self.__dict__)
-        fields["seq"] = seq
+        fields.update(changes)
         return new
+
+    def with_seq(self, seq: int) -> JobRecord:
+        """A copy with ``seq`` set: what every enqueue does to every job."""
+        return self.evolve(seq=seq)
 
     def sort_key(self) -> tuple[int, int, int]:
         """Serving order: recovered jobs first, then higher priority, then FIFO."""
@@ -188,6 +193,9 @@ class JobRecord:
         except UnicodeDecodeError as exc:
             raise ValueError(f"not UTF-8 text: {exc}") from exc
         return cls.from_json(doc)
+
+
+_FIELD_NAMES = frozenset(f.name for f in fields(JobRecord))
 
 
 def _opt_str(meta: dict[str, Any], key: str) -> str | None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
-import json
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -28,7 +27,7 @@ from ._config import DURABILITIES
 from ._errors import ConfigError, InvalidNameError, JobConflict, JobLedgerError
 from ._jobs import RESERVED_KEYS, Job, JobRecord, JobStatus, new_job_id
 from ._log import log, verbose_from_env
-from ._registry import decode_payload, encode_job, registered_types
+from ._registry import check_json, decode_payload, encode_job, registered_types
 from .backends._contract import JobBackend, Lease
 from .backends.files._workers import new_worker_id
 from .backends.files.jobs import FilesJobBackend
@@ -622,7 +621,9 @@ class JobQueue:
 
 def json_ready(value: Any, what: str) -> None:
     """Raise TypeError, before anything is written, if JSON cannot represent ``value``."""
+    if value is None:
+        return  # a handler's usual result: nothing to encode
     try:
-        json.dumps(value, allow_nan=False)
+        check_json(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what} is not JSON-serialisable: {exc}") from exc

@@ -20,14 +20,22 @@ from typing import Any, TypeVar, Union
 
 from ._errors import JobLedgerError
 
-__all__ = ["VARIANT_KEY", "decode_payload", "encode_job", "job_type", "registered_types"]
+__all__ = [
+    "VARIANT_KEY",
+    "check_json",
+    "decode_payload",
+    "encode_job",
+    "job_type",
+    "registered_types",
+]
 
 VARIANT_KEY = "_variant"
 T = TypeVar("T")
 
-# json.dumps(payload, allow_nan=False), made once (a non-default option makes json.dumps
-# build a new encoder per call); thread-safe, its state is per call.
-_check_json = json.JSONEncoder(allow_nan=False).encode
+#: ``json.dumps(value, allow_nan=False)``, made once (a non-default option makes
+#: json.dumps build a new encoder per call); thread-safe, its state is per call. Raises
+#: TypeError or ValueError for what JSON cannot represent.
+check_json = json.JSONEncoder(allow_nan=False).encode
 
 _by_name: dict[str, type[Any]] = {}
 _by_class: dict[type[Any], str] = {}
@@ -90,7 +98,7 @@ def encode_job(job: object) -> tuple[str, dict[str, Any]]:
             "instance of a class registered with @jobledger.job_type(...)"
         )
     try:
-        _check_json(payload)
+        check_json(payload)
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"the payload of the {type_name} job is not JSON-serialisable: {exc}"
