@@ -383,6 +383,13 @@ class JobQueue:
         Running under this worker, or unknown), :class:`JobConflict` is raised afterwards,
         naming each refused job and why (its ``refused`` maps job id to that error).
         Returns the completed jobs."""
+        return [self._job(record) for record in self._complete_many(results)]
+
+    def _complete_many(
+        self, results: Mapping[str, Any] | Iterable[tuple[str, Any]]
+    ) -> builtins.list[JobRecord]:
+        """:meth:`complete_many`, returning the stored records (a Worker, which only
+        counts them, need not turn each into a Job)."""
         pairs = builtins.list(results.items() if isinstance(results, Mapping) else results)
         for job_id, result in pairs:
             json_ready(result, f"the result of job {job_id}")
@@ -391,14 +398,14 @@ class JobQueue:
         outcomes = self._opened().transition_many(
             [(job_id, self._completing(job_id, result)) for job_id, result in pairs]
         )
-        done: builtins.list[Job] = []
+        done: builtins.list[JobRecord] = []
         refused: dict[str, JobLedgerError] = {}
         for (job_id, _), outcome in zip(pairs, outcomes, strict=True):
             if isinstance(outcome, JobLedgerError):
                 refused[job_id] = outcome
             else:
                 log.info("Completed job %s", job_id)
-                done.append(self._job(outcome))
+                done.append(outcome)
         if refused:
             error = JobConflict(
                 f"{len(refused)} of {len(pairs)} completions were refused (the other "

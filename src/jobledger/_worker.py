@@ -228,7 +228,7 @@ class Worker:
                 self.queue.complete(*pending[0])
                 recorded = 1
             else:
-                recorded = len(self.queue.complete_many(pending))
+                recorded = len(self.queue._complete_many(pending))
         except JobConflict as conflict:
             recorded = len(pending) - max(1, len(conflict.refused))
             log.warning("%s", conflict)
