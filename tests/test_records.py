@@ -87,3 +87,32 @@ def test_a_job_record_evolves_exactly_as_dataclasses_replace():
         evolved.attempts = 2  # type: ignore[misc]
     with pytest.raises(TypeError, match="nope"):
         record.evolve(nope=1)
+
+
+def test_a_new_job_record_is_the_constructor_s_own():
+    # JobRecord.queued fills the fields itself: a field added to JobRecord must be added
+    # there too, which this test notices (every field compared, by name).
+    import dataclasses
+
+    from jobledger._jobs import JobRecord, JobStatus
+
+    fast = JobRecord.queued(
+        "j", "T", {"a": 1}, priority=2, max_attempts=4, created="c", run_after="r"
+    )
+    slow = JobRecord(
+        job_id="j",
+        type="T",
+        status=JobStatus.QUEUED,
+        payload={"a": 1},
+        priority=2,
+        max_attempts=4,
+        created="c",
+        run_after="r",
+    )
+    assert vars(fast) == vars(slow) == dataclasses.asdict(slow)
+    assert (
+        fast.extra_meta
+        is not JobRecord.queued(
+            "k", "T", {}, priority=0, max_attempts=3, created="c", run_after=None
+        ).extra_meta
+    )

@@ -79,6 +79,43 @@ class JobRecord:
     recovered: bool = False
     extra_meta: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def queued(
+        cls,
+        job_id: str,
+        type: str,
+        payload: dict[str, Any],
+        *,
+        priority: int,
+        max_attempts: int,
+        created: str,
+        run_after: str | None,
+    ) -> JobRecord:
+        """A new job's record, as every enqueue builds one: the same as the constructor
+        with these fields (the rest at their defaults), at a third of the cost of the
+        frozen dataclass's ``__init__``, which sets each field through ``object``."""
+        new = object.__new__(cls)
+        new.__dict__.update(
+            job_id=job_id,
+            type=type,
+            status=JobStatus.QUEUED,
+            payload=payload,
+            error_message=None,
+            priority=priority,
+            attempts=0,
+            max_attempts=max_attempts,
+            seq=0,
+            created=created,
+            started=None,
+            finished=None,
+            worker=None,
+            run_after=run_after,
+            result=None,
+            recovered=False,
+            extra_meta={},
+        )
+        return new
+
     def evolve(self, **changes: Any) -> JobRecord:
         """A copy with ``changes`` applied (field names only, as ``dataclasses.replace``).
 

@@ -242,11 +242,10 @@ class JobQueue:
             raise ConfigError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
         if not isinstance(priority, int):
             raise ConfigError(f"priority must be an integer, got {priority!r}")
-        return JobRecord(
-            job_id=job_id,
-            type=type_name,
-            status=JobStatus.QUEUED,
-            payload=payload,
+        return JobRecord.queued(
+            job_id,
+            type_name,
+            payload,
             priority=priority,
             max_attempts=max_attempts,
             created=now,
