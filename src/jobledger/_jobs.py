@@ -125,9 +125,9 @@ class JobRecord:
         if unknown:
             return replace(self, **changes)  # raises its TypeError naming the field
         new = object.__new__(type(self))
-        fields = new.__dict__
-        fields.update(self.__dict__)
-        fields.update(changes)
+        values = new.__dict__
+        values.update(self.__dict__)
+        values.update(changes)
         return new
 
     def with_seq(self, seq: int) -> JobRecord:
