@@ -14,13 +14,25 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import pytest
 
 ADMIN_URL = os.environ.get("JOBLEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 _schemas = itertools.count(1)
+
+
+def until(condition: Callable[[], bool], timeout: float, what: str, every: float = 0.02) -> float:
+    """Poll ``condition`` (a read of the server's state) until true; the seconds it took.
+    Fails naming ``what`` after ``timeout`` seconds."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not {what} after {timeout}s")
+        time.sleep(every)
+    return time.monotonic() - start
 
 
 def with_database(url: str, name: str) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from tests.postgres._pg import require_psycopg
+from tests.postgres._pg import require_psycopg, until
 
 require_psycopg()
 
@@ -29,16 +29,6 @@ KEY = jobledger.TaskSetKey("a@x.com", "daily-set", "2025-01-20")
 
 def _state(url: str) -> JobState:
     return JobState(url=url, timezone="UTC", durability="flush")
-
-
-def _until(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll ``condition`` (a database read) until true; the seconds it took."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"not {what} after {timeout}s")
-        time.sleep(0.02)
-    return time.monotonic() - start
 
 
 def _racer(url: str) -> Callable[[Channel], None]:
@@ -235,9 +225,9 @@ def test_the_heartbeat_keeps_a_live_worker_alive_past_its_lease(pg_url):
     other = JobQueue(pg_url, durability="flush")
     first = _lease_until(pg_url, worker)
     # The heartbeat pushes the lease forward: wait (bounded) until it has, then again.
-    _until(lambda: _lease_until(pg_url, worker) > first, 30, "renewed")
+    until(lambda: _lease_until(pg_url, worker) > first, 30, "renewed")
     second = _lease_until(pg_url, worker)
-    _until(lambda: _lease_until(pg_url, worker) > second, 30, "renewed again")
+    until(lambda: _lease_until(pg_url, worker) > second, 30, "renewed again")
     assert other.backend.worker_alive(worker)
     queue.close()
     assert not other.backend.worker_alive(worker)  # a stopped worker is gone at once

@@ -9,10 +9,9 @@ loop; it never sleeps to synchronise.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
-from tests.postgres._pg import require_psycopg
+from tests.postgres._pg import require_psycopg, until
 
 require_psycopg()
 
@@ -22,14 +21,6 @@ from jobledger import JobQueue, JobStatus, Worker  # noqa: E402
 from tests._child import Channel, Child  # noqa: E402
 
 LISTENER = "jobledger listen for new jobs%"
-
-
-def _until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"not {what} after {timeout}s")
-        time.sleep(0.02)
 
 
 def _listener_pids(url: str) -> list[int]:
@@ -65,7 +56,7 @@ def test_a_worker_in_another_process_wakes_at_once_for_a_new_job(pg_url):
     child = Child(_idle_worker(url))
     try:
         child.read_until("ready")
-        _until(lambda: len(_listener_pids(url)) == 1, 30, "listening")
+        until(lambda: len(_listener_pids(url)) == 1, 30, "listening")
         with JobQueue(url, durability="flush") as q:
             q.enqueue({"type": "T"}, job_id="first")
             assert child.read_until("ran ") == "first"
@@ -93,11 +84,11 @@ def test_a_listener_that_loses_its_session_reconnects(pg_url):
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:
-        _until(lambda: len(_listener_pids(url)) == 1, 30, "listening")
+        until(lambda: len(_listener_pids(url)) == 1, 30, "listening")
         [old] = _listener_pids(url)
         with psycopg.connect(url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (old,))
-        _until(lambda: _listener_pids(url) not in ([], [old]), 30, "listening again")
+        until(lambda: _listener_pids(url) not in ([], [old]), 30, "listening again")
         with JobQueue(url, durability="flush") as other:  # another process, as far as we know
             other.enqueue({"type": "T"}, job_id="after-reconnect")
             assert woke.wait(30), "the worker was not woken after its listener reconnected"

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.postgres._pg import ADMIN_URL, require_psycopg
+from tests.postgres._pg import ADMIN_URL, require_psycopg, until
 
 psycopg = require_psycopg()
 
@@ -67,14 +67,6 @@ def _cluster() -> tuple[str, str]:
     if len(clusters) != 1:
         unavailable(f"expected one local cluster 'main' under /etc/postgresql, got {clusters}")
     return clusters[0]
-
-
-def _until(condition: Callable[[], bool], what: str) -> None:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > BOUND:
-            raise AssertionError(f"not {what} after {BOUND}s")
-        time.sleep(0.05)
 
 
 def _ready() -> bool:
@@ -131,7 +123,7 @@ def _worker(url: str, log: Path) -> Callable[[Channel], None]:
                 ).fetchone()
                 return bool(row and row[0])
 
-            _until(renewed, "the worker's lease renewed after the restart")
+            until(renewed, BOUND, "the worker's lease renewed after the restart", every=0.05)
         queue.close()
         chan.send("drained")
 
@@ -150,14 +142,19 @@ def test_a_worker_reconnects_after_a_server_restart_and_loses_nothing(pg_url, tm
     try:
         child.read_until("ready")
         # Restart once the worker is well into the queue (a few jobs started).
-        _until(lambda: sum(x.startswith("start ") for x in _lines(log)) >= 3, "running")
+        until(
+            lambda: sum(x.startswith("start ") for x in _lines(log)) >= 3,
+            BOUND,
+            "running",
+            every=0.05,
+        )
         log_run(log, "restart-begin")
         subprocess.run(
             ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "restart"],
             check=True,
             timeout=BOUND,
         )
-        _until(_ready, "accepting connections (pg_isready)")
+        until(_ready, BOUND, "accepting connections (pg_isready)", every=0.05)
         log_run(log, "restart-end")
         assert _started_at(pg_url) != before, "the server was not restarted"
 
@@ -165,7 +162,7 @@ def test_a_worker_reconnects_after_a_server_restart_and_loses_nothing(pg_url, tm
             counts = _counts(pg_url)
             return counts.get("Queued", 0) == 0 and counts.get("Running", 0) == 0
 
-        _until(settled, "drained (Queued == Running == 0)")
+        until(settled, BOUND, "drained (Queued == Running == 0)", every=0.05)
         said = []
         while (text := child.readline()) is not None and text != "drained":
             said.append(text)

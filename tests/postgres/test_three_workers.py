@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.postgres._pg import require_psycopg
+from tests.postgres._pg import require_psycopg, until
 
 require_psycopg()
 
@@ -49,16 +49,6 @@ def _queue(url: str) -> JobQueue:
     queue = JobQueue(url, durability="flush", recover_every=RECOVER_EVERY)
     queue.backend = PostgresJobBackend(url, fsync=False, worker_lease=LEASE, heartbeat=HEARTBEAT)
     return queue
-
-
-def _until(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll ``condition`` (a database read) until true; the seconds it took."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"not {what} after {timeout}s")
-        time.sleep(0.02)
-    return time.monotonic() - start
 
 
 def _worker(url: str, log: Path) -> Callable[[Channel], None]:
@@ -155,13 +145,13 @@ def test_three_workers_one_sigkilled_mid_job_lose_nothing_and_run_nothing_twice(
         right_after = q.get(BLOCKER)
         assert right_after.status is JobStatus.RUNNING and right_after.worker == worker
 
-        _until(
+        until(
             lambda: q.get(BLOCKER).status is JobStatus.COMPLETED,
             RECOVERY_BOUND,
             "the killed worker's job completed by another worker",
         )
         recovery = time.monotonic() - killed_at
-        _until(lambda: q.counts()["Completed"] == len(ids), 30, "every job completed")
+        until(lambda: q.counts()["Completed"] == len(ids), 30, "every job completed")
 
         processed = {}
         for c in survivors:
