@@ -55,24 +55,21 @@ def _run_tasks(
                 clock.advance(seconds=seconds[task])
 
 
-def build(root: Path) -> Prepared:
-    """Today: alice 3/5 with quiz-2 failed twice and a search at 12/30, bob 5/5.
-    3 days ago: alice and bob complete; 10 days ago: an old alice set."""
-    today = dt.datetime.now(dt.timezone.utc).date()
-    clock = FakeClock(f"{today.isoformat()}T10:30:00+00:00")
-    config = root / "config.json"
-    state_dir = root / "state"
-    config.write_text(json.dumps({"jobState": {"dir": str(state_dir), "timezone": "UTC"}}))
-    p = Prepared(state_dir, config, today, clock)
-    state = p.state()
+def fill(state: jobledger.JobState, clock: FakeClock, today: dt.date) -> None:
+    """The six sets every CLI test reads, in ``state`` (a folder or a database): today
+    alice 3/5 with quiz-2 failed twice and a search at 12/30, bob 5/5; 3 days ago alice
+    and bob complete; 10 days ago an old alice set."""
 
-    clock.set(f"{p.day(10)}T09:00:00+00:00")
-    with state.taskset(ALICE, "daily-set", TASKS, date=p.day(10)) as ts:
+    def day(days_ago: int) -> str:
+        return (today - dt.timedelta(days=days_ago)).isoformat()
+
+    clock.set(f"{day(10)}T09:00:00+00:00")
+    with state.taskset(ALICE, "daily-set", TASKS, date=day(10)) as ts:
         _run_tasks(ts, clock, {"daily-check-in": 1.0}, {})
 
-    clock.set(f"{p.day(3)}T09:00:00+00:00")
+    clock.set(f"{day(3)}T09:00:00+00:00")
     for account in (ALICE, BOB):
-        with state.taskset(account, "daily-set", TASKS, date=p.day(3)) as ts:
+        with state.taskset(account, "daily-set", TASKS, date=day(3)) as ts:
             _run_tasks(ts, clock, dict.fromkeys(TASKS, 2.0), {"quiz-2": 1})
 
     clock.set(f"{today.isoformat()}T10:30:00+00:00")
@@ -82,6 +79,17 @@ def build(root: Path) -> Prepared:
         _run_tasks(ts, clock, dict.fromkeys(TASKS, 3.0), {})
     with state.taskset(ALICE, "desktop-search") as ts:
         ts.progress("search", 12, 30)
+
+
+def build(root: Path) -> Prepared:
+    """The folder of :func:`fill`'s sets, with its config file."""
+    today = dt.datetime.now(dt.timezone.utc).date()
+    clock = FakeClock(f"{today.isoformat()}T10:30:00+00:00")
+    config = root / "config.json"
+    state_dir = root / "state"
+    config.write_text(json.dumps({"jobState": {"dir": str(state_dir), "timezone": "UTC"}}))
+    p = Prepared(state_dir, config, today, clock)
+    fill(p.state(), clock, today)
     return p
 
 

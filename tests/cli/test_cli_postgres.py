@@ -25,7 +25,7 @@ psycopg = require_psycopg()
 import jobledger  # noqa: E402
 from jobledger import JobQueue, JobStatus  # noqa: E402
 from jobledger.cli import cli  # noqa: E402
-from tests.cli.conftest import ALICE, BOB, TASKS, _run_tasks  # noqa: E402
+from tests.cli.conftest import ALICE, BOB, TASKS, fill  # noqa: E402
 from tests.conftest import FakeClock  # noqa: E402
 
 SECRET = "s3cr3t-pw"
@@ -85,22 +85,7 @@ def sets(pg_url: str, tmp_path: Path) -> Iterator[PgSets]:
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"jobState": {"timezone": "UTC"}}))
     p = PgSets(pg_url, config, today, clock)
-    state = p.state()
-
-    clock.set(f"{p.day(10)}T09:00:00+00:00")
-    with state.taskset(ALICE, "daily-set", TASKS, date=p.day(10)) as ts:
-        _run_tasks(ts, clock, {"daily-check-in": 1.0}, {})
-    clock.set(f"{p.day(3)}T09:00:00+00:00")
-    for account in (ALICE, BOB):
-        with state.taskset(account, "daily-set", TASKS, date=p.day(3)) as ts:
-            _run_tasks(ts, clock, dict.fromkeys(TASKS, 2.0), {"quiz-2": 1})
-    clock.set(f"{today.isoformat()}T10:30:00+00:00")
-    with state.taskset(ALICE, "daily-set", TASKS) as ts:
-        _run_tasks(ts, clock, {"daily-check-in": 3.0, "quiz-1": 3.0, "poll-1": 3.0}, {"quiz-2": 2})
-    with state.taskset(BOB, "daily-set", TASKS) as ts:
-        _run_tasks(ts, clock, dict.fromkeys(TASKS, 3.0), {})
-    with state.taskset(ALICE, "desktop-search") as ts:
-        ts.progress("search", 12, 30)
+    fill(p.state(), clock, today)
     yield p
     for opened in p.opened:  # JobState has no close(): give back the connections now
         opened.backend.close()
