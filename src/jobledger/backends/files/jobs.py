@@ -352,11 +352,8 @@ class FilesJobBackend(QueueIndex, WorkerLocks):
                 if job_id is None:
                     break
                 try:
-                    record = self._read_locked(job_id, listed=True)
+                    record = self._read_as_listed(job_id, JobStatus.QUEUED)
                     if record is None:
-                        continue
-                    if record.status is not JobStatus.QUEUED:
-                        self._catch_up(record)
                         continue
                     running = record.evolve(
                         status=JobStatus.RUNNING,
@@ -431,11 +428,8 @@ class FilesJobBackend(QueueIndex, WorkerLocks):
                         alive[worker] = self.worker_alive(worker)
                     if alive[worker]:
                         continue
-                record = self._read_locked(job_id, listed=True)
+                record = self._read_as_listed(job_id, JobStatus.RUNNING)
                 if record is None:
-                    continue
-                if record.status is not JobStatus.RUNNING:
-                    self._catch_up(record)
                     continue
                 new = decide(record)
                 self._save(record, new, fsync=True)
@@ -500,6 +494,15 @@ class FilesJobBackend(QueueIndex, WorkerLocks):
             self._set(old)
             self._log_quietly([old.job_id], undo)
             raise
+
+    def _read_as_listed(self, job_id: str, status: JobStatus) -> JobRecord | None:
+        """The record of a job the index lists as ``status``, under the lock; None when
+        its file is gone or says otherwise (the index then follows the file)."""
+        record = self._read_locked(job_id, listed=True)
+        if record is not None and record.status is not status:
+            self._catch_up(record)
+            return None
+        return record
 
     def _read_locked(self, job_id: str, *, listed: bool = False) -> JobRecord | None:
         """The job's record, under the lock; None (and unlisted) if it has no file.
