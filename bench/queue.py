@@ -55,7 +55,7 @@ from typing import Any
 
 import jobledger
 from bench._common import profile, run_info, work_folder, write_results
-from bench.tasksets import floor_round, median_of, summary
+from bench.tasksets import durable_save, floor_round, median_of, summary
 from jobledger._clock import iso_utc
 from jobledger._jobs import JobRecord, JobStatus
 from jobledger.backends.files._atomic import fsync_dir, orders_rename_over
@@ -94,19 +94,6 @@ def sample_file(i: int = 0) -> bytes:
 
 
 # -- rounds -----------------------------------------------------------------------------------
-
-
-def durable_save(folder: str, name: str, data: bytes) -> None:
-    """The bare durable save: temp write + fsync + ``os.replace`` + folder fsync."""
-    tmp = os.path.join(folder, ".floor.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, os.path.join(folder, name))
-    fsync_dir(folder)
 
 
 def floor_new_files_round(folder: str, data: bytes, n: int) -> list[float]:

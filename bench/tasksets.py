@@ -66,25 +66,29 @@ def fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+def durable_save(folder: str, name: str, data: bytes, fsync: bool = True) -> None:
+    """The bare save: temp write (+ fsync) + ``os.replace`` (+ folder fsync)."""
+    tmp = os.path.join(folder, ".floor.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, os.path.join(folder, name))
+    if fsync:
+        fsync_dir(folder)
+
+
 def floor_round(folder: str, data: list[bytes], fsync: bool) -> list[float]:
     """Bare durable saves, one per payload; the latency of each, in seconds."""
     os.makedirs(folder, exist_ok=True)
-    target = os.path.join(folder, "floor.json")
-    tmp = os.path.join(folder, ".floor.json.tmp")
     lat = []
     clock = time.perf_counter
     for payload in data:
         t0 = clock()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, payload)
-            if fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-        if fsync:
-            fsync_dir(folder)
+        durable_save(folder, "floor.json", payload, fsync)
         lat.append(clock() - t0)
     return lat
 
