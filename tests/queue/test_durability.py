@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 
@@ -12,7 +13,7 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
-from jobledger import JobQueue
+from jobledger import JobQueue, StorageError
 
 
 @pytest.fixture
@@ -118,4 +119,56 @@ def test_a_batch_enqueue_syncs_each_file_and_their_folder_once(tmp_path, monkeyp
     monkeypatch.setattr(os, "fsync", real)
     assert synced == ["file", "file", "file", "folder"]  # a, b, c, then jobs/ once
     assert sorted(os.listdir(tmp_path / "jobs")) == ["a.json", "b.json", "c.json"]
+    q.close()
+
+
+def _watch_fsyncs(monkeypatch, fail_on: str | None = None) -> list[str]:
+    """Record "folder" or the job file's name for each fsync; refuse (EIO) the fsync of
+    the file named ``fail_on``."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def watching(fd: int) -> None:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        name = "folder" if os.path.isdir(target) else os.path.basename(target)
+        synced.append(name)
+        if name == fail_on:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", watching)
+    return synced
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names descriptors via /proc")
+def test_a_batch_completion_syncs_each_file_then_their_folder_once(tmp_path, monkeypatch):
+    q = JobQueue(tmp_path, durability="fsync")
+    q.backend._rename_ordered = True  # rename first, sync after the lock (as on ext4)
+    q.enqueue_many([{"type": "T"}] * 3, job_ids=["a", "b", "c"])
+    q.claim_many(3)
+    synced = _watch_fsyncs(monkeypatch)
+    q.complete_many([("a", 1), ("b", 2), ("c", 3)])
+    monkeypatch.undo()
+    # Each fsync costs a cache flush; one of the folder makes all three renames durable.
+    assert synced == ["a.json", "b.json", "c.json", "folder"]
+    assert [j.status.value for j in q.list()] == ["Completed"] * 3
+    q.close()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names descriptors via /proc")
+def test_a_refused_fsync_in_a_batch_completion_still_syncs_the_rest_and_is_reported(
+    tmp_path, monkeypatch
+):
+    q = JobQueue(tmp_path, durability="fsync")
+    q.backend._rename_ordered = True
+    q.enqueue_many([{"type": "T"}] * 3, job_ids=["a", "b", "c"])
+    q.claim_many(3)
+    synced = _watch_fsyncs(monkeypatch, fail_on="b.json")
+    with pytest.raises(StorageError) as info:
+        q.complete_many([("a", 1), ("b", 2), ("c", 3)])
+    monkeypatch.undo()
+    assert synced == ["a.json", "b.json", "c.json", "folder"]
+    assert "b.json" in str(info.value)
+    # The renames happened: the files hold the completions, only b's durability is unsure.
+    assert [j.status.value for j in q.list()] == ["Completed"] * 3
     q.close()

@@ -40,6 +40,7 @@ from ._atomic import (
     orders_rename_over,
     read_bytes,
     remove,
+    run_syncs,
     set_aside,
     write_atomic,
 )
@@ -127,9 +128,9 @@ class FilesJobBackend(QueueIndex, WorkerLocks):
             if failed:
                 # The body's own error is the one to report; the syncs still run.
                 with contextlib.suppress(Exception):
-                    _run_all(syncs)
+                    run_syncs(syncs)
             else:
-                _run_all(syncs)
+                run_syncs(syncs)
 
     def _lock_file(self) -> int:
         if self._pid != os.getpid():
@@ -665,18 +666,6 @@ def _holds(path: str, data: bytes) -> bool:
 
 def _reraise(exc: BaseException) -> None:
     raise exc
-
-
-def _run_all(syncs: list[Callable[[], None]]) -> None:
-    """Run every sync, even after one fails; raise the first failure."""
-    error: BaseException | None = None
-    for sync in syncs:
-        try:
-            sync()
-        except BaseException as exc:  # re-raised below, once the others have run
-            error = error or exc
-    if error is not None:
-        raise error
 
 
 _OPEN_BACKENDS: weakref.WeakSet[FilesJobBackend] = weakref.WeakSet()
