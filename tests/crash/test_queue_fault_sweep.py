@@ -69,6 +69,10 @@ JOB_SYNC_FIRST = (
     "files.replaced",
     "files.dir_fsynced",
 )
+# A durable replace that syncs first: its folder is synced once the queue lock is released
+# (with the folders of the other replaces of a batch), after the index update.
+JOB_SYNC_FIRST_REPLACE = JOB_SYNC_FIRST[:-1]
+FOLDER_AFTER_UNLOCK = ("files.dir_fsynced",)
 # A durable replace where the file system orders renames after data (ext4): rename first;
 # the syncs run once the queue lock is released (AFTER_UNLOCK), after the index update.
 JOB_RENAME_FIRST = ("files.temp_written", C, "files.replaced")
@@ -108,7 +112,9 @@ def trace(mode: Mode, scenario: str) -> tuple[str, ...]:
     if mode.backend == "postgres":
         return PG
     replace = (
-        JOB_RENAME_FIRST + INDEX + AFTER_UNLOCK if mode.rename_first else JOB_SYNC_FIRST + INDEX
+        JOB_RENAME_FIRST + INDEX + AFTER_UNLOCK
+        if mode.rename_first
+        else JOB_SYNC_FIRST_REPLACE + INDEX + FOLDER_AFTER_UNLOCK
     )
     return {
         # The index lists new ids before their files exist (a crash between the two leaves

@@ -20,6 +20,7 @@ from ..._faults import point
 
 __all__ = [
     "TEMP_MARK",
+    "FolderSync",
     "ext4_options",
     "fsync_dir",
     "is_temp_name",
@@ -99,11 +100,13 @@ def write_atomic(
     the new bytes, never a mix or an empty file, and the save is durable when the sync is
     done; but on ext4 the file's fsync commits the rename with the data, one journal
     commit where syncing first takes two (measured by ``python -m bench.queue``).
-    ``sync_later`` (with ``ordered``) receives that sync as a callable instead of running
-    it, so that a caller can release its locks first and let syncs of several writers
-    share a journal commit; the caller must run it before reporting the save as durable.
-    ``sync_folder=False`` (a save that syncs first) leaves the folder's fsync to the
-    caller, who saves several new files and syncs their folder once (``fsync_dir``).
+    ``sync_later`` receives what is left of a durable save as a callable instead of
+    running it: with ``ordered`` the file's and the folder's fsyncs, else the folder's.
+    A caller can then release its locks first, letting syncs of several writers share a
+    journal commit, and sync a folder once for a batch of saves (:func:`run_syncs`); it
+    must run them before reporting the saves as durable. ``sync_folder=False`` (a save
+    that syncs first) leaves the folder's fsync to the caller, who saves several new
+    files and syncs their folder once (``fsync_dir``).
 
     Returns the new file's stat (for change detection); raises :class:`StorageError`
     naming the path on any OS error.
@@ -145,6 +148,9 @@ def write_atomic(
         raise
     if not late:
         os.close(fd)
+        if fsync and sync_folder and sync_later is not None:
+            sync_later.append(FolderSync(path))  # once per folder for a batch: run_syncs
+            return stat
         if fsync and sync_folder:
             try:
                 fsync_dir(folder)
@@ -203,6 +209,27 @@ class _SyncAfterReplace:
                 os.close(self.fd)
 
 
+class FolderSync:
+    """A folder's fsync, left for :func:`run_syncs` by a save that synced its file before
+    the rename: run once for all the saves into that folder."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path  # the saved file, named in the error
+
+    def __call__(self) -> None:
+        self.sync_folder()
+
+    def sync_folder(self) -> None:
+        """fsync the folder that holds ``path``."""
+        try:
+            fsync_dir(os.path.dirname(self.path) or ".")
+        except OSError as exc:
+            raise StorageError("sync the folder of", self.path, exc, replaced=True) from exc
+        point("files.dir_fsynced")
+
+
 def run_syncs(syncs: list[Callable[[], None]]) -> None:
     """Run the syncs ``write_atomic`` handed to ``sync_later``, each even after one fails,
     and raise the first failure.
@@ -213,12 +240,13 @@ def run_syncs(syncs: list[Callable[[], None]]) -> None:
     to 2,050 writes a second with the folder synced once instead of 50 times). A folder
     whose file could not be synced is synced all the same: the other renames need it."""
     error: BaseException | None = None
-    folders: dict[str, _SyncAfterReplace] = {}
+    folders: dict[str, _SyncAfterReplace | FolderSync] = {}
     for sync in syncs:
         try:
-            if isinstance(sync, _SyncAfterReplace):
+            if isinstance(sync, (_SyncAfterReplace, FolderSync)):
                 folders[os.path.dirname(sync.path)] = sync
-                sync.sync_file()
+                if isinstance(sync, _SyncAfterReplace):
+                    sync.sync_file()
             else:
                 sync()
         except BaseException as exc:  # re-raised below, once the others have run
