@@ -182,9 +182,11 @@ def claim_complete_round(root: str, n: int, prefill: bool = True) -> list[float]
 
 
 def bare_claim_complete_round(folder: str, data: bytes, n: int, ordered: bool) -> list[float]:
-    """The two writes of a claim + complete with no library: an unsynced replace of a job
-    file, then a durable one (renamed first and synced after where ``ordered``); each
-    latency, in seconds."""
+    """The two writes of a claim + complete with no library, as the library makes them:
+    where ``ordered``, an unsynced replace of a job file, then a durable one renamed first
+    and synced after; elsewhere the claim's data synced before its rename (nothing else
+    keeps a power cut from leaving the file empty), then a durable replace synced first.
+    Each latency, in seconds."""
     os.makedirs(folder, exist_ok=True)
     names = [os.path.join(folder, f"job-{i}.json") for i in range(n)]
     for name in names:
@@ -200,7 +202,7 @@ def bare_claim_complete_round(folder: str, data: bytes, n: int, ordered: bool) -
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 os.write(fd, data)
-                if durable and not ordered:
+                if not ordered:
                     os.fsync(fd)
                 os.replace(tmp, name)
                 if durable and ordered:
