@@ -166,49 +166,6 @@ def write_atomic(
     return stat
 
 
-class _SyncAfterReplace:
-    """The second half of an ordered durable save: fsync the file, then its folder.
-
-    Holds the temp file's descriptor (the inode now at ``path``) until run; runs once."""
-
-    __slots__ = ("fd", "path")
-
-    def __init__(self, fd: int, path: str) -> None:
-        self.fd = fd
-        self.path = path
-
-    def __call__(self) -> None:
-        self.sync_file()
-        self.sync_folder()
-
-    def sync_file(self) -> None:
-        """fsync the file and release its descriptor (a no-op once done)."""
-        fd, self.fd = self.fd, -1
-        if fd < 0:
-            return
-        try:
-            os.fsync(fd)
-        except OSError as exc:
-            raise StorageError("sync", self.path, exc, replaced=True) from exc
-        finally:
-            os.close(fd)
-        point("files.replaced_fsynced")
-
-    def sync_folder(self) -> None:
-        """fsync the folder that holds the new name."""
-        try:
-            fsync_dir(os.path.dirname(self.path) or ".")
-        except OSError as exc:
-            raise StorageError("sync", self.path, exc, replaced=True) from exc
-        point("files.dir_fsynced")
-
-    def __del__(self) -> None:
-        # Never run (the caller failed before it could): do not leak the descriptor.
-        if self.fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
-
-
 class FolderSync:
     """A folder's fsync, left for :func:`run_syncs` by a save that synced its file before
     the rename: run once for all the saves into that folder."""
@@ -230,6 +187,41 @@ class FolderSync:
         point("files.dir_fsynced")
 
 
+class _SyncAfterReplace(FolderSync):
+    """The second half of an ordered durable save: fsync the file, then its folder.
+
+    Holds the temp file's descriptor (the inode now at ``path``) until run; runs once."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int, path: str) -> None:
+        super().__init__(path)
+        self.fd = fd
+
+    def __call__(self) -> None:
+        self.sync_file()
+        self.sync_folder()
+
+    def sync_file(self) -> None:
+        """fsync the file and release its descriptor (a no-op once done)."""
+        fd, self.fd = self.fd, -1
+        if fd < 0:
+            return
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise StorageError("sync", self.path, exc, replaced=True) from exc
+        finally:
+            os.close(fd)
+        point("files.replaced_fsynced")
+
+    def __del__(self) -> None:
+        # Never run (the caller failed before it could): do not leak the descriptor.
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+
+
 def run_syncs(syncs: list[Callable[[], None]]) -> None:
     """Run the syncs ``write_atomic`` handed to ``sync_later``, each even after one fails,
     and raise the first failure.
@@ -240,10 +232,10 @@ def run_syncs(syncs: list[Callable[[], None]]) -> None:
     to 2,050 writes a second with the folder synced once instead of 50 times). A folder
     whose file could not be synced is synced all the same: the other renames need it."""
     error: BaseException | None = None
-    folders: dict[str, _SyncAfterReplace | FolderSync] = {}
+    folders: dict[str, FolderSync] = {}
     for sync in syncs:
         try:
-            if isinstance(sync, (_SyncAfterReplace, FolderSync)):
+            if isinstance(sync, FolderSync):
                 folders[os.path.dirname(sync.path)] = sync
                 if isinstance(sync, _SyncAfterReplace):
                     sync.sync_file()
