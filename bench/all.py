@@ -21,9 +21,10 @@ the rounds, ratios the median of each round's figure over the limit of the same 
    current directory, not /tmp, often a tmpfs) and on the PostgreSQL server:
    append + fsync of one job line (~510 B); append of 100 job lines + fsync (rows/s);
    temp-file write + fsync + ``os.replace`` + folder fsync of a job file; the same without
-   the two fsyncs; the bare claim + complete of ``bench.queue`` (an unsynced replace, then
-   a durable one, no library); on PostgreSQL (one psycopg connection, ``bench.pg``'s
-   job-shaped table) a one-row INSERT + COMMIT and a 100-row INSERT + COMMIT (rows/s).
+   the two fsyncs; the bare claim + complete of ``bench.queue`` (a replace, then a durable
+   one, no library, synced as the library must on that file system); on PostgreSQL (one
+   psycopg connection, ``bench.pg``'s job-shaped table) a one-row INSERT + COMMIT and a
+   100-row INSERT + COMMIT (rows/s).
 2. jobledger on files (``durability="fsync"``) and on PostgreSQL (a fresh schema for each
    measure): ``mark_done`` of 30-task sets (latency and rate); ``enqueue`` one by one;
    ``enqueue_many`` in batches of 100; a ``claim()`` + ``complete()`` loop (latency); the
@@ -290,7 +291,7 @@ LIMITS = {
     "append100_fsync": ("append 100 job lines + fsync", "rows/s"),
     "replace_fsync": ("temp write + fsync + replace + folder fsync (job file)", "ops/s"),
     "replace_nofsync": ("temp write + replace, no fsync (job file)", "ops/s"),
-    "bare_cc": ("bare claim + complete: unsynced replace, then a durable one", "jobs/s"),
+    "bare_cc": ("bare claim + complete: a replace, then a durable one", "jobs/s"),
     "pg_1row": ("PostgreSQL: 1-row INSERT + COMMIT", "tx/s"),
     "pg_100row": ("PostgreSQL: 100-row INSERT + COMMIT", "rows/s"),
 }

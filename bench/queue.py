@@ -18,9 +18,9 @@ In one process it measures:
   target >= 1,300 jobs/s: a loop of ``claim()`` + ``complete()``, and a ``Worker`` with
   no-op handlers (one thread; then ``batch_size=50``: claims and completions in batches,
   their fsyncs sharing journal commits), next to the bare cost of the same two writes per
-  job with no library at all (an unsynced replace, then a durable one, in the order the
-  file system allows: see ``write_atomic``), the machine's own limit for one job at a
-  time;
+  job with no library at all (a replace, then a durable one, in the order the file
+  system allows, the first synced only where the rename is not ordered after the data:
+  see ``write_atomic``), the machine's own limit for one job at a time;
 - a big queue, ``--history`` finished jobs (default 100,000) and ``--live`` queued ones
   (default 10,000): the time of ``JobQueue(dir).counts()`` from a new object (the first
   use opens and reconciles), and the enqueue and claim + complete rates there, next to a
