@@ -14,10 +14,10 @@ In one process it measures:
   the floor (target >= 0.85): in rounds, and interleaved with the floor and with a bare
   loop that creates a new file each time (enqueue's own I/O) in chunks of 50, so that all
   three meet the disk at the same moments (the verdict uses this one);
-- ``claim`` + ``complete`` by one process (fsync; the claim itself is not fsynced),
+- ``claim`` + ``complete`` by one process (fsync; the claim synced only where it must),
   target >= 1,300 jobs/s: a loop of ``claim()`` + ``complete()``, and a ``Worker`` with
   no-op handlers (one thread; then ``batch_size=50``: claims and completions in batches,
-  their fsyncs sharing journal commits), next to the bare cost of the same two writes per
+  their folder synced once per batch), next to the bare cost of the same two writes per
   job with no library at all (a replace, then a durable one, in the order the file
   system allows, the first synced only where the rename is not ordered after the data:
   see ``write_atomic``), the machine's own limit for one job at a time;

@@ -231,9 +231,9 @@ class FilesJobBackend(QueueIndex, WorkerLocks):
                 # leave an empty file: where the file system does not order the rename
                 # after the data by itself, sync the data (not the folder).
                 sync_data=not durable and self._fsync and not self._rename_ordered,
-                # A durable transition replaces the file: rename first, sync after, one
-                # journal commit instead of two (a new file has no such ordering: enqueue
-                # syncs first).
+                # A durable transition replaces the file: where renames are ordered (ext4
+                # with a journal), rename first, sync after, one journal commit instead of
+                # two (a new file has no such ordering: enqueue syncs first).
                 ordered=replacing and bool(self._rename_ordered),
                 sync_later=self._syncs,
                 sync_folder=sync_folder,
@@ -388,8 +388,8 @@ class FilesJobBackend(QueueIndex, WorkerLocks):
         *,
         fsync: bool = True,
     ) -> list[JobRecord | JobLedgerError]:
-        """:meth:`transition` for each, under one hold of the lock; the durable writes
-        are synced together once the lock is released (one journal commit on ext4)."""
+        """:meth:`transition` for each, under one hold of the lock; what is left of the
+        durable writes' syncs runs once the lock is released, their folder synced once."""
         out: list[JobRecord | JobLedgerError] = []
         with self.locked():
             for job_id, change in changes:
