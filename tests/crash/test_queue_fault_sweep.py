@@ -73,7 +73,7 @@ JOB_SYNC_FIRST = (
 # (with the folders of the other replaces of a batch), after the index update.
 JOB_SYNC_FIRST_REPLACE = JOB_SYNC_FIRST[:-1]
 FOLDER_AFTER_UNLOCK = ("files.dir_fsynced",)
-# A durable replace where the file system orders renames after data (ext4): rename first;
+# A durable replace where the file system orders renames after data (ext4 with a journal):
 # the syncs run once the queue lock is released (AFTER_UNLOCK), after the index update.
 JOB_RENAME_FIRST = ("files.temp_written", C, "files.replaced")
 AFTER_UNLOCK = ("files.replaced_fsynced", "files.dir_fsynced")

@@ -4,11 +4,11 @@ Every queue write (enqueue, enqueue_many, claim, complete, fail, cancel, retry, 
 journal append and the queue.json snapshot) is refused at each of its write points (the
 temp file's creation, its write, its fsync, the rename, the folder's fsync, the journal
 line, the snapshot) with ENOSPC, EDQUOT, EIO or EACCES, for both orders of a durable
-replace (sync then rename; rename then sync, as on ext4). After each: the error names the
-path and says what to check; no temp file is left; a new JobQueue on the folder reads
-every job as it was (or, for a failure after the rename, as the message says: the new
-content); counts() agrees with list() and with the job files; and once the fault is gone
-the same operation goes through and every job is served exactly once.
+replace (sync then rename; rename then sync, as on ext4 with a journal). After each: the
+error names the path and says what to check; no temp file is left; a new JobQueue on the
+folder reads every job as it was (or, for a failure after the rename, as the message says:
+the new content); counts() agrees with list() and with the job files; and once the fault
+is gone the same operation goes through and every job is served exactly once.
 
 Three outcomes, by where the write was refused:
 
@@ -221,7 +221,8 @@ def opened(root: Path, clock: Any, ordered: bool = True) -> JobQueue:
     later  Queued
     """
     q = JobQueue(root, durability="fsync", clock=clock, retry_delay=60)
-    q.backend._rename_ordered = ordered  # as on ext4 (rename, then sync) / sync, then rename
+    # As on ext4 with a journal (rename, then sync) / elsewhere (sync, then rename).
+    q.backend._rename_ordered = ordered
     q.enqueue({"type": "T"}, job_id="done", priority=9)
     assert q.claim().job_id == "done"
     q.complete("done", "old")

@@ -34,7 +34,7 @@ def test_enqueue_and_complete_are_durable_and_a_claim_never_leaves_an_empty_file
     tmp_path, fsyncs, ordered
 ):
     q = JobQueue(tmp_path, durability="fsync")
-    q.backend._rename_ordered = ordered  # as on ext4 / as on a file system that is not
+    q.backend._rename_ordered = ordered  # as on ext4 with a journal / as elsewhere
     q.enqueue({"type": "T"}, job_id="a")
     q.counts()
     fsyncs.clear()
@@ -95,8 +95,9 @@ def test_a_completion_is_synced_before_it_returns_in_the_order_the_file_system_a
     q.complete("a")
     monkeypatch.setattr(os, "fsync", real)
     if ordered:
-        # Renamed first, synced after (one journal commit on ext4), and outside the queue
-        # lock, so that other writers' syncs can share the commit; but before returning.
+        # Renamed first, synced after (one journal commit on ext4 with a journal), and
+        # outside the queue lock, so that other writers' syncs can share the commit; but
+        # before returning.
         assert seen == [("Completed", True), ("folder", True)]
     else:
         # Synced before the rename: the file still reads Running while its temp is synced;

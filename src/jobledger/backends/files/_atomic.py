@@ -98,8 +98,8 @@ def write_atomic(
     (:func:`orders_rename_over`). A durable save then renames first and syncs after
     (write, rename, fsync the file, fsync the folder): a power cut still leaves the old or
     the new bytes, never a mix or an empty file, and the save is durable when the sync is
-    done; but on ext4 the file's fsync commits the rename with the data, one journal
-    commit where syncing first takes two (measured by ``python -m bench.queue``).
+    done; but on ext4 with a journal the file's fsync commits the rename with the data,
+    one journal commit where syncing first takes two.
     ``sync_later`` receives what is left of a durable save as a callable instead of
     running it: with ``ordered`` the file's and the folder's fsyncs, else the folder's.
     A caller can then release its locks first, letting syncs of several writers share a
@@ -228,9 +228,10 @@ def run_syncs(syncs: list[Callable[[], None]]) -> None:
 
     The files are synced first, in order, and then each folder once, after the last file
     renamed into it: one folder fsync makes all those renames durable, and each fsync
-    here costs the disk a cache flush (on ext4 a batch of 50 completions went from 1,700
-    to 2,050 writes a second with the folder synced once instead of 50 times). A folder
-    whose file could not be synced is synced all the same: the other renames need it."""
+    costs the disk a cache flush (a bare batch of 50 replaces, renamed then synced, went
+    from 1,700 to 2,050 a second on the development machine's ext4 with the folder synced
+    once instead of 50 times). A folder whose file could not be synced is synced all the
+    same: the other renames need it."""
     error: BaseException | None = None
     folders: dict[str, FolderSync] = {}
     for sync in syncs:
