@@ -25,7 +25,10 @@ In one process it measures:
   (default 10,000): the time of ``JobQueue(dir).counts()`` from a new object (the first
   use opens and reconciles), and the enqueue and claim + complete rates there, next to a
   queue with the same live jobs and no history (so that the cost of history and the cost
-  of live jobs can be told apart).
+  of live jobs can be told apart);
+- how fast the file system creates empty files, before and after the rounds: every durable
+  replace creates a temp file, and on some file systems (ext4 without a journal) creation
+  slows down after many deletes nearby, which moves every other figure.
 
 Rounds alternate floor and library (median over rounds). Results go to
 ``bench/results/queue.json``. The folder defaults to a temp folder under the current
@@ -144,6 +147,17 @@ def interleaved_enqueue(work: str, data: bytes, n: int, chunk: int) -> dict[str,
             spent["new"] += t2 - t1
             spent["enqueue"] += t3 - t2
     return {name: n / seconds for name, seconds in spent.items()}
+
+
+def create_rate(folder: str, n: int = 500) -> float:
+    """Empty files created per second, nothing else: where this is slow, every measure
+    here is (each durable replace creates a temp file). On an ext4 without a journal it
+    falls with the files deleted nearby in the minutes before (see the README)."""
+    os.makedirs(folder, exist_ok=True)
+    t0 = time.perf_counter()
+    for i in range(n):
+        os.close(os.open(os.path.join(folder, f"c{i}"), os.O_WRONLY | os.O_CREAT, 0o644))
+    return n / (time.perf_counter() - t0)
 
 
 def enqueue_round(root: str, n: int, start: int = 0) -> list[float]:
@@ -338,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         enqueue_round(os.path.join(work, "warm"), 50)
         claim_complete_round(os.path.join(work, "warm"), 50)
 
+        creates_before = create_rate(os.path.join(work, "create-before"))
         print(f"\n1. empty queue: {args.rounds} rounds of {n} jobs, job file {len(data)} B")
         ordered = orders_rename_over(work)
         floors, new_floors, enqs, ccs, bares, w1s, wbs = [], [], [], [], [], [], []
@@ -374,6 +389,13 @@ def main(argv: list[str] | None = None) -> int:
             c["rate"] / f["rate"] for f, c in zip(floors, ccs, strict=True)
         )
         bare = median_of(bares)
+
+        creates_after = create_rate(os.path.join(work, "create-after"))
+        result["empty_file_creates_per_s"] = [creates_before, creates_after]
+        print(
+            f"file creation alone: {creates_before:,.0f} empty files/s before the rounds, "
+            f"{creates_after:,.0f}/s after (a slow or falling rate moves every measure here)"
+        )
 
         print(f"\n1b. enqueue interleaved with both floors, chunks of 50, {n * args.rounds} each")
         il = interleaved_enqueue(work, data, n * args.rounds, 50)
