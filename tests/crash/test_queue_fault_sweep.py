@@ -120,7 +120,11 @@ def trace(mode: Mode, scenario: str) -> tuple[str, ...]:
         # The index lists new ids before their files exist (a crash between the two leaves
         # a listed id without a file, which opening drops, never an unlisted live file).
         "enqueue": INDEX + JOB_SYNC_FIRST,
-        "enqueue_many": INDEX + JOB_SYNC_FIRST * 3,
+        # A batch writes every temp file first and syncs them all at once, then renames
+        # each: a kill before the first rename stores none of it.
+        "enqueue_many": INDEX
+        + ("files.temp_written",) * 3
+        + ("files.temp_fsynced", C, "files.replaced", "files.dir_fsynced") * 3,
         "claim": JOB_SYNC_FIRST + INDEX,  # not fsynced: the same in both orders
         "complete": replace,
         "fail": replace,

@@ -334,7 +334,7 @@ class Op:
     target: str  # the job whose file the operation writes (or deletes)
     changes: dict[str, tuple[str, int] | None]  # None: deleted
     index_first: bool  # its journal line goes before the job file (enqueue, retry, prune)
-    kept: tuple[str, ...] = ()  # new jobs of the batch stored before the target's refusal
+    kept: tuple[str, ...] = ()  # new jobs of the batch renamed before the target's refusal
 
 
 OPS = {
@@ -492,7 +492,10 @@ def test_a_refused_queue_write(tmp_path, clock, disk, caplog, name, point, order
 
     if outcome == "refused":
         check_error(info.value, err, refused_path(root, name, point), INTACT)
-        kept = {} if point == "journal" else {i: op.changes[i] for i in op.kept}
+        # A batch writes (and syncs) every temp file before it renames any: a temp file
+        # refused leaves the whole batch out; a refused sync or rename, what came before.
+        before_any_rename = point == "journal" or point in ("create", "write")
+        kept = {} if before_any_rename else {i: op.changes[i] for i in op.kept}
         as_before = applied(before, kept)
         assert view(q, root) == as_before
         with fresh(root) as again:

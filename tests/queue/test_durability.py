@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from typing import Any
 
 import pytest
 
@@ -129,38 +130,68 @@ def _job_file_of(name: str) -> str:
 
 
 def _watch_fsyncs(monkeypatch, fail_on: str | None = None) -> list[str]:
-    """Record "folder" or the job file's name for each fsync; refuse (EIO) the fsync of
-    the file named ``fail_on``."""
-    synced: list[str] = []
-    real = os.fsync
+    """Record, in order, "folder" or the job file's name for each fsync and "renamed X"
+    for each rename of a job file (fsyncs may run on several threads at once; a list's
+    append is atomic); refuse (EIO) the fsync of the file named ``fail_on``."""
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
 
-    def watching(fd: int) -> None:
+    def fsync(fd: int) -> None:
         target = os.readlink(f"/proc/self/fd/{fd}")
         # A temp file synced before its rename is named for the job file it becomes.
         name = "folder" if os.path.isdir(target) else _job_file_of(os.path.basename(target))
-        synced.append(name)
+        events.append(name)
         if name == fail_on:
             raise OSError(errno.EIO, os.strerror(errno.EIO))
-        real(fd)
+        real_fsync(fd)
 
-    monkeypatch.setattr(os, "fsync", watching)
-    return synced
+    def replace(src: Any, dst: Any) -> None:
+        real_replace(src, dst)
+        if os.path.basename(os.path.dirname(dst)) == "jobs":
+            events.append("renamed " + os.path.basename(dst))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
+
+
+FILES = ["a.json", "b.json", "c.json"]
+RENAMES = ["renamed a.json", "renamed b.json", "renamed c.json"]
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names descriptors via /proc")
 @pytest.mark.parametrize("ordered", [True, False])
-def test_a_batch_completion_syncs_each_file_then_their_folder_once(tmp_path, monkeypatch, ordered):
+def test_a_batch_completion_syncs_its_files_at_once_then_their_folder_once(
+    tmp_path, monkeypatch, ordered
+):
     q = JobQueue(tmp_path, durability="fsync")
     q.backend._rename_ordered = ordered  # rename, then sync / sync, then rename
     q.enqueue_many([{"type": "T"}] * 3, job_ids=["a", "b", "c"])
     q.claim_many(3)
-    synced = _watch_fsyncs(monkeypatch)
+    events = _watch_fsyncs(monkeypatch)
     q.complete_many([("a", 1), ("b", 2), ("c", 3)])
     monkeypatch.undo()
-    # Each fsync costs a cache flush; one of the folder makes all three renames durable.
-    assert synced == ["a.json", "b.json", "c.json", "folder"]
+    # The three files' fsyncs run together (in any order), so that the disk can share its
+    # flushes; one fsync of the folder, last, makes all three renames durable.
+    if ordered:
+        assert events[:3] == RENAMES and sorted(events[3:6]) == FILES
+    else:  # every file synced before any rename
+        assert sorted(events[:3]) == FILES and events[3:6] == RENAMES
+    assert events[6:] == ["folder"]
     assert [j.status.value for j in q.list()] == ["Completed"] * 3
     q.close()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names descriptors via /proc")
+def test_a_batch_claim_syncs_its_files_at_once_where_the_claim_must_sync(tmp_path, monkeypatch):
+    q = JobQueue(tmp_path, durability="fsync")
+    q.backend._rename_ordered = False  # a claim syncs its data before its rename
+    q.enqueue_many([{"type": "T"}] * 3, job_ids=["a", "b", "c"])
+    events = _watch_fsyncs(monkeypatch)
+    assert [j.job_id for j in q.claim_many(3)] == ["a", "b", "c"]
+    monkeypatch.undo()
+    assert sorted(events[:3]) == FILES and events[3:] == RENAMES  # no folder: not durable
+    assert temp_files(tmp_path) == []
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names descriptors via /proc")
@@ -171,12 +202,40 @@ def test_a_refused_fsync_in_a_batch_completion_still_syncs_the_rest_and_is_repor
     q.backend._rename_ordered = True  # b is renamed before its refused fsync
     q.enqueue_many([{"type": "T"}] * 3, job_ids=["a", "b", "c"])
     q.claim_many(3)
-    synced = _watch_fsyncs(monkeypatch, fail_on="b.json")
+    events = _watch_fsyncs(monkeypatch, fail_on="b.json")
     with pytest.raises(StorageError) as info:
         q.complete_many([("a", 1), ("b", 2), ("c", 3)])
     monkeypatch.undo()
-    assert synced == ["a.json", "b.json", "c.json", "folder"]
+    assert events[:3] == RENAMES and sorted(events[3:6]) == FILES and events[6:] == ["folder"]
     assert "b.json" in str(info.value)
     # The renames happened: the files hold the completions, only b's durability is unsure.
     assert [j.status.value for j in q.list()] == ["Completed"] * 3
     q.close()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names descriptors via /proc")
+def test_a_refused_fsync_in_a_batch_synced_first_keeps_what_came_before_and_leaves_no_temp(
+    tmp_path, monkeypatch
+):
+    q = JobQueue(tmp_path, durability="fsync")
+    q.backend._rename_ordered = False  # each file synced before its rename
+    q.enqueue_many([{"type": "T"}] * 3, job_ids=["a", "b", "c"])
+    q.claim_many(3)
+    events = _watch_fsyncs(monkeypatch, fail_on="b.json")
+    with pytest.raises(StorageError) as info:
+        q.complete_many([("a", 1), ("b", 2), ("c", 3)])
+    monkeypatch.undo()
+    assert "b.json" in str(info.value) and "previous state was left intact" in str(info.value)
+    assert sorted(events[:3]) == FILES
+    assert events[3:] == ["renamed a.json", "folder"]  # b refused: neither b nor c renamed
+    assert {j.job_id: j.status.value for j in q.list()} == {
+        "a": "Completed",
+        "b": "Running",
+        "c": "Running",
+    }
+    assert temp_files(tmp_path) == []
+    q.close()
+
+
+def temp_files(root) -> list[str]:
+    return [n for n in os.listdir(os.path.join(root, "jobs")) if ".tmp-" in n]

@@ -13,7 +13,9 @@ import contextlib
 import datetime as dt
 import itertools
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from ..._errors import StorageError
 from ..._faults import point
@@ -21,15 +23,19 @@ from ..._faults import point
 __all__ = [
     "TEMP_MARK",
     "FolderSync",
+    "Prepared",
     "ext4_options",
     "fsync_dir",
+    "fsync_each",
     "is_temp_name",
     "mount_of",
     "orders_rename_over",
+    "prepare",
     "read_bytes",
     "remove",
     "run_syncs",
     "set_aside",
+    "sync_prepared",
     "write_atomic",
 ]
 
@@ -55,6 +61,55 @@ def fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+#: fsyncs run at once by :func:`fsync_each`. Concurrent fsyncs share the disk's cache
+#: flushes (and, on a journaling file system, journal commits): 50 durable writes went
+#: from 960 to 1,530 a second on the development machine's ext4 without a journal with
+#: 16 at once, and from 410 to 2,060 on an ext4 with a journal (a loop device on the
+#: same disk).
+PARALLEL_FSYNCS = 16
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _fsync_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(PARALLEL_FSYNCS, thread_name_prefix="jobledger-fsync")
+        return _pool
+
+
+def _forget_pool_in_child() -> None:
+    # After fork() the parent's threads do not exist here: the inherited executor would
+    # queue work no thread ever runs (and its lock may have been held mid-fork).
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
+def _try_fsync(fd: int) -> OSError | None:
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        return exc
+    return None
+
+
+def fsync_each(fds: Sequence[int]) -> list[OSError | None]:
+    """fsync every descriptor, several at once when there are several (the GIL is released
+    while the kernel works); each one's error, or None. Never raises an OSError."""
+    if len(fds) > 1:
+        try:
+            return list(_fsync_pool().map(_try_fsync, fds))
+        except RuntimeError:  # the interpreter is exiting: no new threads; one at a time
+            pass
+    return [_try_fsync(fd) for fd in fds]
+
+
 def _make_dirs(folder: str, fsync: bool) -> None:
     """Create ``folder`` and its missing parents, each made durable in its own parent."""
     missing = []
@@ -75,6 +130,75 @@ def _make_dirs(folder: str, fsync: bool) -> None:
             fsync_dir(os.path.dirname(path) or ".")
 
 
+class Prepared:
+    """The first half of a save that syncs before its rename: ``data`` written to a temp
+    file beside ``path``, not yet synced nor renamed (:func:`prepare`). A caller saving
+    many files syncs them all at once (:func:`sync_prepared`), then renames each with
+    ``write_atomic(..., prepared=...)``; :meth:`discard` removes one left unused."""
+
+    __slots__ = ("data", "error", "fd", "path", "tmp")
+
+    def __init__(self, path: str, data: bytes, tmp: str, fd: int) -> None:
+        self.path = path
+        self.data = data
+        self.tmp = tmp
+        self.fd = fd
+        self.error: OSError | None = None  # the fsync's, if it failed
+
+    def discard(self) -> None:
+        """Remove the temp file unless it was used (a no-op then)."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            remove(self.tmp)
+
+
+def _temp_path(path: str) -> str:
+    folder = os.path.dirname(path) or "."
+    return os.path.join(
+        folder, f".{os.path.basename(path)}{TEMP_MARK}{os.getpid()}-{next(_counter)}"
+    )
+
+
+def _create_temp(tmp: str, fsync: bool) -> int:
+    try:
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileNotFoundError:
+        _make_dirs(os.path.dirname(tmp) or ".", fsync)
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def prepare(path: str, data: bytes) -> Prepared:
+    """Write ``data`` to a new temp file beside ``path`` (see :class:`Prepared`); raises
+    :class:`StorageError` naming ``path``, leaving no temp file, on any OS error."""
+    tmp = _temp_path(path)
+    fd = -1
+    try:
+        fd = _create_temp(tmp, True)
+        _write_all(fd, data)
+    except OSError as exc:
+        if fd >= 0:
+            os.close(fd)
+        remove(tmp)
+        raise StorageError("write", path, exc) from exc
+    point("files.temp_written")
+    return Prepared(path, data, tmp, fd)
+
+
+def sync_prepared(prepared: Sequence[Prepared]) -> None:
+    """fsync every prepared temp file, several at once; a failure is kept on its item and
+    raised by the ``write_atomic`` that would have renamed it."""
+    for item, error in zip(prepared, fsync_each([p.fd for p in prepared]), strict=True):
+        item.error = error
+
+
 def write_atomic(
     path: str,
     data: bytes,
@@ -85,6 +209,7 @@ def write_atomic(
     ordered: bool = False,
     sync_later: list[Callable[[], None]] | None = None,
     sync_folder: bool = True,
+    prepared: Prepared | None = None,
 ) -> os.stat_result:
     """Replace ``path`` with ``data`` atomically; on error the old file is left as it was.
 
@@ -108,27 +233,29 @@ def write_atomic(
     that syncs first) leaves the folder's fsync to the caller, who saves several new
     files and syncs their folder once (``fsync_dir``).
 
+    ``prepared`` (from :func:`prepare`, synced by :func:`sync_prepared` when the save is
+    to be synced) holds ``data`` in its temp file already: only the rest is done here.
+
     Returns the new file's stat (for change detection); raises :class:`StorageError`
     naming the path on any OS error.
     """
     folder = os.path.dirname(path) or "."
-    tmp = os.path.join(
-        folder, f".{os.path.basename(path)}{TEMP_MARK}{os.getpid()}-{next(_counter)}"
-    )
     late = fsync and ordered
-    fd = -1
+    if prepared is not None:
+        assert not late and prepared.path == path, "a prepared save syncs first"
+        tmp, fd, prepared.fd = prepared.tmp, prepared.fd, -1  # this call uses it up
+    else:
+        tmp, fd = _temp_path(path), -1
     try:
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileNotFoundError:
-            _make_dirs(folder, fsync)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        point("files.temp_written")
+        if prepared is None:
+            fd = _create_temp(tmp, fsync)
+            _write_all(fd, data)
+            point("files.temp_written")
         if not late:
-            if fsync or sync_data:
+            if prepared is not None:
+                if prepared.error is not None:
+                    raise prepared.error
+            elif fsync or sync_data:
                 os.fsync(fd)
             point("files.temp_fsynced")
         stat = os.fstat(fd)
@@ -204,15 +331,17 @@ class _SyncAfterReplace(FolderSync):
 
     def sync_file(self) -> None:
         """fsync the file and release its descriptor (a no-op once done)."""
+        if self.fd >= 0:
+            self.file_synced(_try_fsync(self.fd))
+
+    def file_synced(self, error: OSError | None) -> None:
+        """Release the descriptor once its fsync is done (maybe alongside others, by
+        :func:`run_syncs`); ``error``, the fsync's, is raised as the save's error."""
         fd, self.fd = self.fd, -1
-        if fd < 0:
-            return
-        try:
-            os.fsync(fd)
-        except OSError as exc:
-            raise StorageError("sync", self.path, exc, replaced=True) from exc
-        finally:
+        with contextlib.suppress(OSError):
             os.close(fd)
+        if error is not None:
+            raise StorageError("sync", self.path, error, replaced=True) from error
         point("files.replaced_fsynced")
 
     def __del__(self) -> None:
@@ -226,20 +355,22 @@ def run_syncs(syncs: list[Callable[[], None]]) -> None:
     """Run the syncs ``write_atomic`` handed to ``sync_later``, each even after one fails,
     and raise the first failure.
 
-    The files are synced first, in order, and then each folder once, after the last file
-    renamed into it: one folder fsync makes all those renames durable, and each fsync
-    costs the disk a cache flush (a bare batch of 50 replaces, renamed then synced, went
-    from 1,700 to 2,050 a second on the development machine's ext4 with the folder synced
-    once instead of 50 times). A folder whose file could not be synced is synced all the
-    same: the other renames need it."""
+    The files are synced first, several at once (:func:`fsync_each`), and then each folder
+    once, after the last file renamed into it: one folder fsync makes all those renames
+    durable, and each fsync costs the disk a cache flush (a bare batch of 50 replaces,
+    renamed then synced, went from 1,700 to 2,050 a second on the development machine's
+    ext4 with the folder synced once instead of 50 times). A folder whose file could not
+    be synced is synced all the same: the other renames need it."""
+    files = [s for s in syncs if isinstance(s, _SyncAfterReplace) and s.fd >= 0]
+    synced = dict(zip(map(id, files), fsync_each([s.fd for s in files]), strict=True))
     error: BaseException | None = None
     folders: dict[str, FolderSync] = {}
     for sync in syncs:
         try:
             if isinstance(sync, FolderSync):
                 folders[os.path.dirname(sync.path)] = sync
-                if isinstance(sync, _SyncAfterReplace):
-                    sync.sync_file()
+                if isinstance(sync, _SyncAfterReplace) and id(sync) in synced:
+                    sync.file_synced(synced[id(sync)])
             else:
                 sync()
         except BaseException as exc:  # re-raised below, once the others have run

@@ -36,12 +36,15 @@ from ..._errors import JobLedgerError, JobNotFound, StorageError
 from ..._faults import point
 from ..._jobs import JobRecord, JobStatus
 from ._atomic import (
+    Prepared,
     fsync_dir,
     orders_rename_over,
+    prepare,
     read_bytes,
     remove,
     run_syncs,
     set_aside,
+    sync_prepared,
     write_atomic,
 )
 from ._locks import lock_fd, unlock_fd
@@ -214,14 +217,21 @@ class FilesJobBackend(QueueIndex, WorkerLocks):
         return record
 
     def _write(
-        self, record: JobRecord, fsync: bool, *, replacing: bool, sync_folder: bool = True
+        self,
+        record: JobRecord,
+        fsync: bool,
+        *,
+        replacing: bool,
+        sync_folder: bool = True,
+        prepared: Prepared | None = None,
     ) -> None:
-        """Write a job file; ``replacing`` says it exists (a transition, not an enqueue)."""
+        """Write a job file; ``replacing`` says it exists (a transition, not an enqueue);
+        ``prepared``, its bytes already in a temp file, synced (see ``_presync``)."""
         durable = fsync and self._fsync
         if self._fsync and self._rename_ordered is None:
             self._rename_ordered = orders_rename_over(self.root)
         path = self.job_path(record.job_id)
-        data = record.dumps()
+        data = record.dumps() if prepared is None else prepared.data
         try:
             st = write_atomic(
                 path,
@@ -237,6 +247,7 @@ class FilesJobBackend(QueueIndex, WorkerLocks):
                 ordered=replacing and bool(self._rename_ordered),
                 sync_later=self._syncs,
                 sync_folder=sync_folder,
+                prepared=prepared,
             )
         except StorageError as exc:
             if self._syncs is None or not _holds(path, data):
@@ -251,6 +262,28 @@ class FilesJobBackend(QueueIndex, WorkerLocks):
             self._written[record.job_id] = ((st.st_ino, st.st_size, st.st_mtime_ns), record)
         else:
             self._written.pop(record.job_id, None)
+
+    def _presync(self, records: list[JobRecord], *, fsync: bool, replacing: bool) -> list[Prepared]:
+        """For a batch of writes that each sync before their rename: write every temp file
+        first and sync them all at once (``sync_prepared``), so that the disk shares its
+        flushes among them; [] when there is nothing to share (one write, or writes that
+        sync after their rename or not at all). The caller passes each to ``_write`` and
+        discards the ones left unused."""
+        if len(records) < 2 or not self._fsync:
+            return []
+        if self._rename_ordered is None:
+            self._rename_ordered = orders_rename_over(self.root)
+        if (replacing and self._rename_ordered) if fsync else self._rename_ordered:
+            return []  # renamed first and synced after the lock, or not synced at all
+        prepared: list[Prepared] = []
+        try:
+            for record in records:
+                prepared.append(prepare(self.job_path(record.job_id), record.dumps()))
+        except BaseException:
+            _discard(prepared)
+            raise
+        sync_prepared(prepared)
+        return prepared
 
     # -- the primitives -------------------------------------------------------------------
 
@@ -295,12 +328,16 @@ class FilesJobBackend(QueueIndex, WorkerLocks):
                 self._drop(job_id)
             raise
         written = 0
+        prepared: list[Prepared] = []
         try:
-            for record in new.values():
-                # Each file synced before its rename; their folder once, after the last.
-                self._write(record, fsync=True, replacing=False, sync_folder=False)
+            # Each file synced before its rename (all at once), their folder once after.
+            prepared = self._presync(list(new.values()), fsync=True, replacing=False)
+            for i, record in enumerate(new.values()):
+                ready = prepared[i] if prepared else None
+                self._write(record, fsync=True, replacing=False, sync_folder=False, prepared=ready)
                 written += 1
         except BaseException:
+            _discard(prepared)
             unwritten = list(new)[written:]
             for job_id in unwritten:
                 self._drop(job_id)
@@ -348,14 +385,20 @@ class FilesJobBackend(QueueIndex, WorkerLocks):
         runs, which it would have done anyway since its worker died with the power."""
         out: list[JobRecord] = []
         with self.locked():
-            while len(out) < limit:
-                job_id = next(self._candidates(now, types), None)
+            picked: list[tuple[JobRecord, JobRecord]] = []
+            seen: set[str] = set()
+            refused: StorageError | None = None
+            while len(picked) < limit:
+                job_id = next((j for j in self._candidates(now, types) if j not in seen), None)
                 if job_id is None:
                     break
+                seen.add(job_id)
                 try:
                     record = self._read_as_listed(job_id, JobStatus.QUEUED)
-                    if record is None:
-                        continue
+                except StorageError as exc:
+                    refused = exc
+                    break
+                if record is not None:
                     running = record.evolve(
                         status=JobStatus.RUNNING,
                         attempts=record.attempts + 1,
@@ -363,15 +406,28 @@ class FilesJobBackend(QueueIndex, WorkerLocks):
                         started=now,
                         run_after=None,
                     )
-                    self._save(record, running, fsync=False)
-                except StorageError as exc:
-                    if not out:
-                        raise
-                    # The jobs claimed so far are Running under this worker: hand them
-                    # out (kept back, they would wait for this process to die).
-                    log.warning("Claimed %d job(s), and no more: %s", len(out), exc)
-                    break
-                out.append(running)
+                    picked.append((record, running))
+            prepared: list[Prepared] = []
+            try:
+                # Where a claim syncs its data (see _write), the batch's syncs run at once.
+                with contextlib.suppress(StorageError):  # then each write tries on its own
+                    prepared = self._presync([r for _, r in picked], fsync=False, replacing=True)
+                for i, (record, running) in enumerate(picked):
+                    ready = prepared[i] if prepared else None
+                    try:
+                        self._save(record, running, fsync=False, prepared=ready)
+                    except StorageError as exc:
+                        refused = exc
+                        break
+                    out.append(running)
+            finally:
+                _discard(prepared)
+            if refused is not None:
+                if not out:
+                    raise refused
+                # The jobs claimed so far are Running under this worker: hand them out
+                # (kept back, they would wait for this process to die).
+                log.warning("Claimed %d job(s), and no more: %s", len(out), refused)
         return out
 
     def transition(
@@ -392,13 +448,37 @@ class FilesJobBackend(QueueIndex, WorkerLocks):
         durable writes' syncs runs once the lock is released, their folder synced once."""
         out: list[JobRecord | JobLedgerError] = []
         with self.locked():
+            if len({job_id for job_id, _ in changes}) < len(changes):
+                # A job twice: its second change must see the first one's result.
+                for job_id, change in changes:
+                    try:
+                        out.append(self._transition(job_id, change, fsync))
+                    except JobLedgerError as exc:
+                        if isinstance(exc, StorageError):
+                            raise
+                        out.append(exc)
+                return out
+            planned: list[tuple[JobRecord, JobRecord]] = []
             for job_id, change in changes:
                 try:
-                    out.append(self._transition(job_id, change, fsync))
+                    record = self._read_locked(job_id)
+                    if record is None:
+                        raise JobNotFound(job_id, self.root)
+                    new = change(record)
                 except JobLedgerError as exc:
                     if isinstance(exc, StorageError):
                         raise
                     out.append(exc)
+                    continue
+                out.append(new)
+                if new is not record:
+                    planned.append((record, new))
+            prepared = self._presync([new for _, new in planned], fsync=fsync, replacing=True)
+            try:
+                for i, (record, new) in enumerate(planned):
+                    self._save(record, new, fsync=fsync, prepared=prepared[i] if prepared else None)
+            finally:
+                _discard(prepared)
         return out
 
     def _transition(
@@ -440,11 +520,13 @@ class FilesJobBackend(QueueIndex, WorkerLocks):
                 self.forget_worker(worker)
         return out
 
-    def _save(self, old: JobRecord, new: JobRecord, *, fsync: bool) -> None:
+    def _save(
+        self, old: JobRecord, new: JobRecord, *, fsync: bool, prepared: Prepared | None = None
+    ) -> None:
         if new.status.is_live and new.job_id not in self._entries:
-            self._list_first(old, new, fsync=fsync)
+            self._list_first(old, new, fsync=fsync, prepared=prepared)
             return
-        self._write(new, fsync=fsync, replacing=True)
+        self._write(new, fsync=fsync, replacing=True, prepared=prepared)
         deltas = self._count(old, new)
         self._set(new)
         self._log_quietly([new.job_id], deltas)
@@ -471,7 +553,9 @@ class FilesJobBackend(QueueIndex, WorkerLocks):
             deltas[new.status.value] = deltas.get(new.status.value, 0) + 1
         return {k: v for k, v in deltas.items() if v}
 
-    def _list_first(self, old: JobRecord, new: JobRecord, *, fsync: bool) -> None:
+    def _list_first(
+        self, old: JobRecord, new: JobRecord, *, fsync: bool, prepared: Prepared | None = None
+    ) -> None:
         """A job becoming live that queue.json does not list (a retried job): list it,
         then write its file. Written the other way round, a crash in between would leave a
         live job file that no index lists, which a process writing queue.json later keeps
@@ -488,7 +572,7 @@ class FilesJobBackend(QueueIndex, WorkerLocks):
             self._set(old)
             raise
         try:
-            self._write(new, fsync=fsync, replacing=True)
+            self._write(new, fsync=fsync, replacing=True, prepared=prepared)
         except BaseException:
             for status, delta in undo.items():
                 self._finished[status] = max(0, self._finished[status] + delta)
@@ -653,6 +737,11 @@ def _file_name(job_id: str) -> str:
 
 def _nothing() -> None:
     return None
+
+
+def _discard(prepared: list[Prepared]) -> None:
+    for item in prepared:
+        item.discard()  # a no-op for the ones written
 
 
 def _holds(path: str, data: bytes) -> bool:
