@@ -15,7 +15,8 @@ In one process it measures:
   loop that creates a new file each time (enqueue's own I/O) in chunks of 50, so that all
   three meet the disk at the same moments (the verdict uses this one);
 - ``claim`` + ``complete`` by one process (fsync; the claim synced only where it must),
-  target >= 1,300 jobs/s: a loop of ``claim()`` + ``complete()``, and a ``Worker`` with
+  target >= 1,300 jobs/s (set where the floor was 1,900/s: also judged as >= 0.68 of the
+  floor measured in the run): a loop of ``claim()`` + ``complete()``, and a ``Worker`` with
   no-op handlers (one thread; then ``batch_size=50``: claims and completions in batches,
   their folder synced once per batch), next to the bare cost of the same two writes per
   job with no library at all (a replace, then a durable one, in the order the file
@@ -67,6 +68,9 @@ from jobledger.backends.files._names import encode
 RESULTS = Path(__file__).resolve().parent / "results" / "queue.json"
 ENQUEUE_TARGET = 0.85
 CLAIM_TARGET = 1300.0
+# The issue set CLAIM_TARGET on a machine whose floor was about 1,900 a second; on a faster
+# or slower disk the same claim is this share of the floor measured in the run.
+CLAIM_TARGET_FLOOR = 1900.0
 BATCH = 50  # the Worker's batch_size in the batched rounds
 
 
@@ -448,6 +452,11 @@ def main(argv: list[str] | None = None) -> int:
 
         enq_ok = il_ratio >= ENQUEUE_TARGET
         cc_ok = max(cc["rate"], w1_rate, wb_rate) >= CLAIM_TARGET
+        wb_floor = statistics.median(
+            x["rate"] / f["rate"] for f, x in zip(floors, wbs, strict=True)
+        )
+        share = CLAIM_TARGET / CLAIM_TARGET_FLOOR
+        cc_floor_ok = wb_floor >= share
         big_e = per["big"]["enqueue"]["rate"]
         big_c = per["big"]["claim_complete"]["rate"]
         lo_e = per["live-only"]["enqueue"]["rate"]
@@ -478,9 +487,11 @@ def main(argv: list[str] | None = None) -> int:
         print(_row("claim+complete, empty queue", cc, f"{cc_ratio:.3f}; {cc_bare:.3f} of bare"))
         print(f"| Worker, no-op handler, 1 thread | {w1_rate:,.0f} | | | {w1_bare:.3f} of bare |")
         verdict = "OK" if cc_ok else "BELOW"
+        scaled = "OK" if cc_floor_ok else "BELOW"
         print(
             f"| Worker, batch_size={BATCH}, 1 thread | {wb_rate:,.0f} | | | {wb_bare:.3f} of "
-            f"bare; best one-process rate >= 1,300/s: {verdict} |"
+            f"bare, {wb_floor:.3f} of the floor; best one-process rate >= 1,300/s: {verdict}; "
+            f"scaled to this floor (1,300 at 1,900 = {share:.2f} of it): {scaled} |"
         )
         for name, label in (("live-only", "live only"), ("big", "live + history")):
             e, c = per[name]["enqueue"], per[name]["claim_complete"]
@@ -518,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
                 "worker_batch_rate": wb_rate,
                 "worker_batch_ratio_to_bare": wb_bare,
                 "claim_complete_target_met": cc_ok,
+                "worker_batch_ratio_to_floor": wb_floor,
+                "claim_complete_target_met_scaled_to_floor": cc_floor_ok,
                 "live_only": per["live-only"],
                 "big": per["big"],
                 "cold_open_s": open_s,
