@@ -459,10 +459,7 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
             planned: list[tuple[JobRecord, JobRecord]] = []
             for job_id, change in changes:
                 try:
-                    record = self._read_locked(job_id)
-                    if record is None:
-                        raise JobNotFound(job_id, self.root)
-                    new = change(record)
+                    record, new = self._changed(job_id, change)
                 except JobLedgerError as exc:
                     if isinstance(exc, StorageError):
                         raise
@@ -482,13 +479,19 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
     def _transition(
         self, job_id: str, change: Callable[[JobRecord], JobRecord], fsync: bool
     ) -> JobRecord:
-        record = self._read_locked(job_id)
-        if record is None:
-            raise JobNotFound(job_id, self.root)
-        new = change(record)
+        record, new = self._changed(job_id, change)
         if new is not record:
             self._save(record, new, fsync=fsync)
         return new
+
+    def _changed(
+        self, job_id: str, change: Callable[[JobRecord], JobRecord]
+    ) -> tuple[JobRecord, JobRecord]:
+        """(stored record, ``change`` of it), under the lock; nothing written yet."""
+        record = self._read_locked(job_id)
+        if record is None:
+            raise JobNotFound(job_id, self.root)
+        return record, change(record)
 
     def recover(
         self, keep: Callable[[str | None], bool], decide: Callable[[JobRecord], JobRecord]
