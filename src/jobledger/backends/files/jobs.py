@@ -66,9 +66,7 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
         self.workers_dir = os.path.join(self.root, "workers")
         self._fsync = fsync
         self._clock = clock
-        # Whether the file system orders a rename after the data: asked on the first write
-        # that needs to know, not here (constructing a queue reads nothing).
-        self._rename_ordered: bool | None = None
+        self._rename_ordered: bool | None = None  # see _renames_ordered
         self._thread_lock = threading.RLock()
         self._lock_fd: int | None = None
         self._jobs_real: str | None = None
@@ -226,8 +224,7 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
         """Write a job file; ``replacing`` says it exists (a transition, not an enqueue);
         ``prepared``, its bytes already in a temp file, synced (see ``_presync``)."""
         durable = fsync and self._fsync
-        if self._fsync and self._rename_ordered is None:
-            self._rename_ordered = orders_rename_over(self.root)
+        ordered = self._fsync and self._renames_ordered()
         path = self.job_path(record.job_id)
         data = record.dumps() if prepared is None else prepared.data
         try:
@@ -238,11 +235,11 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
                 # An unsynced write (a claim) may be lost in a power cut, but must never
                 # leave an empty file: where the file system does not order the rename
                 # after the data by itself, sync the data (not the folder).
-                sync_data=not durable and self._fsync and not self._rename_ordered,
+                sync_data=not durable and self._fsync and not ordered,
                 # A durable transition replaces the file: where renames are ordered (ext4
                 # with a journal), rename first, sync after, one journal commit instead of
                 # two (a new file has no such ordering: enqueue syncs first).
-                ordered=replacing and bool(self._rename_ordered),
+                ordered=replacing and ordered,
                 sync_later=self._syncs,
                 sync_folder=sync_folder,
                 prepared=prepared,
@@ -261,6 +258,13 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
         else:
             self._written.pop(record.job_id, None)
 
+    def _renames_ordered(self) -> bool:
+        """Whether this file system orders a rename after the data (asked once, on the
+        first write that needs to know: constructing a queue reads nothing)."""
+        if self._rename_ordered is None:
+            self._rename_ordered = orders_rename_over(self.root)
+        return self._rename_ordered
+
     def _presync(self, records: list[JobRecord], *, fsync: bool, replacing: bool) -> list[Prepared]:
         """For a batch of writes that each sync before their rename: write every temp file
         first and sync them all at once (``sync_prepared``), so that the disk shares its
@@ -269,9 +273,8 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
         discards the ones left unused."""
         if len(records) < 2 or not self._fsync:
             return []
-        if self._rename_ordered is None:
-            self._rename_ordered = orders_rename_over(self.root)
-        if (replacing and self._rename_ordered) if fsync else self._rename_ordered:
+        ordered = self._renames_ordered()
+        if (replacing and ordered) if fsync else ordered:
             return []  # renamed first and synced after the lock, or not synced at all
         prepared: list[Prepared] = []
         try:
