@@ -75,7 +75,8 @@ def test_an_exception_retries_with_exponential_backoff_then_fails(tmp_path, cloc
         raise RuntimeError(f"boom {job.attempts}")
 
     worker = Worker(q, {"Flaky": handler}, handle_signals=False, poll_interval=0.01)
-    runner = threading.Thread(target=worker.run, kwargs={"until_empty": True})
+    # wait_delayed: each retry is delayed, and until_empty alone stops when nothing is due
+    runner = threading.Thread(target=worker.run, kwargs={"until_empty": True, "wait_delayed": True})
     runner.start()
     try:
         for n, delay in [(1, 10), (2, 20), (3, 40)]:
