@@ -183,10 +183,10 @@ class Worker:
         else:
             ends = "Ctrl-C or SIGTERM stops it" if signals else "stop() stops it"
         worker_log.info(
-            "worker %s serving %s: types %s; concurrency %d; %s",
+            "worker %s serving %s from %s; concurrency %d; %s",
             self.queue.worker_id,
-            self.queue.dir,
             ", ".join(sorted(types)),
+            self.queue.dir,
             self.concurrency,
             ends,
         )
