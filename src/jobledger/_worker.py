@@ -216,10 +216,14 @@ class Worker:
         except JobLedgerError as exc:  # only a warning: never stop serving for it
             log.debug("could not count queued jobs per type: %s", exc)
             return
-        for job_type, counts in sorted(queued.items()):
-            if job_type in self.handlers or job_type in self._warned_types:
-                continue
-            self._warned_types.add(job_type)
+        with self._guard:  # threads going idle together warn once between them
+            new = [
+                (job_type, counts)
+                for job_type, counts in sorted(queued.items())
+                if job_type not in self.handlers and job_type not in self._warned_types
+            ]
+            self._warned_types.update(job_type for job_type, _ in new)
+        for job_type, counts in new:
             worker_log.warning(
                 "%d queued job(s) of type %s wait for a handler: this worker serves only %s",
                 counts.due + counts.delayed,

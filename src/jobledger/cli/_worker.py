@@ -17,6 +17,7 @@ import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from types import FrameType
@@ -110,6 +111,7 @@ def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
     signal during start-up is then a graceful stop, not a kill)."""
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        worker_log.warning("Received %s: stopping", signal.Signals(signum).name)
         stop()
 
     with stop_signals_to(on_signal):
