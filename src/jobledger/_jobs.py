@@ -9,7 +9,10 @@ bookkeeping goes under one key, ``"_jobledger"``, which payloads may not use::
      "_jobledger": {"priority": 0, "attempts": 1, "max_attempts": 3, "seq": 17,
                     "created": "...Z", "started": "...Z", "finished": null,
                     "worker": "host-4242-1a2b3c4d", "run_after": null, "result": null,
-                    "recovered": false}}
+                    "recovered": false, "traceback": null}}
+
+``traceback`` is the full Python traceback of the last failed attempt whose handler raised
+(null when there is none: never failed, completed since, failed without an exception).
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ class JobRecord:
     result: Any = None
     recovered: bool = False
     extra_meta: dict[str, Any] = field(default_factory=dict)
+    traceback: str | None = None
 
     @classmethod
     def queued(
@@ -113,6 +117,7 @@ class JobRecord:
             result=None,
             recovered=False,
             extra_meta={},
+            traceback=None,
         )
         return new
 
@@ -159,6 +164,7 @@ class JobRecord:
             "run_after": self.run_after,
             "result": self.result,
             "recovered": self.recovered,
+            "traceback": self.traceback,
         }
         meta.update(self.extra_meta)
         doc[META_KEY] = meta
@@ -198,6 +204,7 @@ class JobRecord:
             "run_after",
             "result",
             "recovered",
+            "traceback",
         }
         try:
             return cls(
@@ -218,6 +225,7 @@ class JobRecord:
                 result=meta.get("result"),
                 recovered=bool(meta.get("recovered", False)),
                 extra_meta={k: v for k, v in meta.items() if k not in known},
+                traceback=_opt_str(meta, "traceback"),
             )
         except (TypeError, ValueError) as exc:
             raise ValueError(f"key {META_KEY!r} is malformed: {exc}") from exc
@@ -266,3 +274,5 @@ class Job:
     run_after: str | None
     raw: dict[str, Any]
     known_type: bool = True
+    #: The full Python traceback of the last failed attempt whose handler raised, or None.
+    traceback: str | None = None

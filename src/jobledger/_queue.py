@@ -19,6 +19,7 @@ import builtins
 import datetime as dt
 import os
 import threading
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -28,7 +29,7 @@ from ._errors import ConfigError, InvalidNameError, JobConflict, JobLedgerError
 from ._jobs import RESERVED_KEYS, Job, JobRecord, JobStatus, new_job_id
 from ._log import log, verbose_from_env
 from ._registry import check_json, decode_payload, encode_job, registered_types
-from .backends._contract import JobBackend, Lease
+from .backends._contract import JobBackend, Lease, QueuedCounts
 from .backends.files._workers import new_worker_id
 from .backends.files.jobs import FilesJobBackend
 
@@ -212,6 +213,7 @@ class JobQueue:
             run_after=record.run_after,
             raw=dict(record.payload),
             known_type=known,
+            traceback=record.traceback,
         )
 
     def _record(
@@ -421,36 +423,54 @@ class JobQueue:
         def change(record: JobRecord) -> JobRecord:
             self._check_owned(record, "complete")
             return record.evolve(
-                status=JobStatus.COMPLETED, result=result, finished=finished, error_message=None
+                status=JobStatus.COMPLETED,
+                result=result,
+                finished=finished,
+                error_message=None,
+                traceback=None,
             )
 
         return change
 
     def fail(self, job_id: str, error: BaseException | str) -> Job:
         """Record a failed attempt: retried after a backoff until ``max_attempts``, then
-        Failed. Fenced like :meth:`complete`."""
+        Failed. Fenced like :meth:`complete`. An exception's full traceback is kept with
+        the job (``Job.traceback``) and logged with the failure."""
         text = (
             f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
         )
+        trace = None
+        if isinstance(error, BaseException) and error.__traceback__ is not None:
+            trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         now = self.clock.now()
 
         def change(record: JobRecord) -> JobRecord:
             self._check_owned(record, "fail")
-            return self._after_failure(record, text, now)
+            return self._after_failure(record, text, now).evolve(traceback=trace)
 
         new = self._opened().transition(job_id, change)
         if new.status is JobStatus.QUEUED:
             self._wake()
+        # The traceback goes into the same record (WARNING: shown without any logging set
+        # up), so that a failure's cause is on the console, not only in the job.
+        shown = ("\n" + trace.rstrip("\n")) if trace else ""
         if new.status is JobStatus.FAILED:
-            log.warning("Job %s failed for good after %d attempts: %s", job_id, new.attempts, text)
+            log.warning(
+                "Job %s failed for good after %d attempts: %s%s",
+                job_id,
+                new.attempts,
+                text,
+                shown,
+            )
         else:
             log.warning(
-                "Job %s failed (attempt %d of %d), retrying after %s: %s",
+                "Job %s failed (attempt %d of %d), retrying after %s: %s%s",
                 job_id,
                 new.attempts,
                 new.max_attempts,
                 new.run_after,
                 text,
+                shown,
             )
         return self._job(new)
 
@@ -517,6 +537,7 @@ class JobQueue:
                 finished=None,
                 run_after=None,
                 error_message=None,
+                traceback=None,
                 recovered=False,
                 seq=backend.next_seq(),
             )
@@ -551,10 +572,15 @@ class JobQueue:
                     worker=None,
                     finished=now,
                     error_message=reason + "; not retried",
+                    traceback=None,
                 )
             log.warning("Recovered job %s: %s; it is served first", record.job_id, reason)
             return record.evolve(
-                status=JobStatus.QUEUED, worker=None, recovered=True, error_message=reason
+                status=JobStatus.QUEUED,
+                worker=None,
+                recovered=True,
+                error_message=reason,
+                traceback=None,
             )
 
         recovered = self.backend.recover(lambda w: w is not None and w == mine, decide)
@@ -591,6 +617,12 @@ class JobQueue:
         """Queued jobs (of these types), due now or later."""
         wanted = frozenset(types) if types is not None else None
         return self._opened().queued_count(wanted)
+
+    def queued_by_type(self) -> dict[str, QueuedCounts]:
+        """Queued jobs per type (only types that have some): how many are due now, how
+        many are delayed (a later ``run_after``) and the earliest of those. Cheap: the
+        index (files) or one aggregate query (PostgreSQL)."""
+        return self._opened().queued_by_type(iso_utc(self.clock.now()))
 
     def checkpoint(self) -> None:
         """Bring ``queue.json`` up to date now. Under light use it always is; while the

@@ -1,8 +1,18 @@
 """Worker: runs a queue's jobs with handlers, in threads, and stops gracefully.
 
-SIGINT or SIGTERM: stop claiming, let running jobs finish within ``grace_period``, give the
-rest back to the queue (served first next time, the interrupted attempt not counted), and
-return, so the program exits 0. A second signal stops waiting at once.
+SIGINT or SIGTERM: say so at once on stderr (a WARNING of the ``jobledger.worker`` logger,
+which Python shows even with no logging set up), stop claiming, let running jobs finish
+within ``grace_period``, give the rest back to the queue (served first next time, the
+interrupted attempt not counted), and return, so the program exits 0. A second signal
+stops waiting at once: the running jobs are given back the same way, ``run()`` returns
+and ``Worker.forced_by`` names the signal (``jobledger worker`` then exits 128 + its
+number: 130 after SIGINT, 143 after SIGTERM). The handler threads are daemon threads;
+a handler that returns after its job was given back has its result refused (fenced).
+
+The worker talks through ``jobledger.worker`` (see ``_worker_report.py``): a start line,
+a line per finished job (or summaries under load), a warning once per queued job type
+that no handler here serves, and, with ``run(until_empty=True)``, which delayed jobs it
+does not wait for.
 """
 
 from __future__ import annotations
@@ -16,9 +26,10 @@ from types import FrameType
 from typing import Any
 
 from ._errors import JobConflict, JobLedgerError
-from ._jobs import Job
+from ._jobs import Job, JobStatus
 from ._log import log
 from ._queue import JobQueue, json_ready
+from ._worker_report import JobReporter, worker_log
 
 __all__ = ["Worker", "stop_signals_to"]
 
@@ -86,6 +97,26 @@ class Worker:
         self._guard = threading.Lock()
         self._idle = 0
         self.processed = 0
+        #: The signal that forced the stop (a second SIGINT/SIGTERM), or None.
+        self.forced_by: signal.Signals | None = None
+        #: Per-job lines and summaries; replace it to change the pace (tests inject a clock).
+        self.reporter = JobReporter()
+        #: After ``run(until_empty=True)``: the delayed jobs left behind (how many, the
+        #: earliest ``run_after``), or None when none was.
+        self.delayed_left: tuple[int, str | None] | None = None
+        # How the delayed-jobs line tells to wait for them (the CLI names its option).
+        self._wait_hint = "run(until_empty=True, wait_delayed=True) waits for them"
+        self._wait_delayed = False
+        self._halt = threading.Event()  # every thread has left, or the stop is forced
+        self._live_threads = 0
+        self._took: dict[str, tuple[str, float]] = {}  # finished job -> (type, seconds)
+        self._idle_noted = False  # went idle and looked at the queue since the last claim
+        self._warned_types: set[str] = set()
+
+    @property
+    def forced(self) -> bool:
+        """Whether a second signal forced the stop (running jobs were given back)."""
+        return self.forced_by is not None
 
     def stop(self) -> None:
         """Ask the worker to stop gracefully (thread-safe; what SIGINT/SIGTERM do)."""
@@ -105,38 +136,104 @@ class Worker:
         seen = {"count": 0}
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
+            # No lock taken here: the main thread may hold it when the signal comes.
             seen["count"] += 1
-            log.info(
-                "Received %s: stopping (running jobs get %.0fs to finish)",
-                signal.Signals(signum).name,
-                self.grace_period,
-            )
-            if seen["count"] > 1:
-                self.grace_period = 0.0
+            name = signal.Signals(signum).name
+            running = len(self._running)
+            if seen["count"] == 1:
+                again = (
+                    "press Ctrl-C again"
+                    if signum == signal.SIGINT
+                    else "send SIGTERM again (or press Ctrl-C)"
+                )
+                if running:
+                    worker_log.warning(
+                        "Received %s: stopping; waiting up to %gs for %d running job(s) to "
+                        "finish; %s to requeue them now",
+                        name,
+                        self.grace_period,
+                        running,
+                        again,
+                    )
+                else:
+                    worker_log.warning("Received %s: stopping (no job is running)", name)
+            elif self.forced_by is None:
+                self.forced_by = signal.Signals(signum)
+                worker_log.warning(
+                    "Received %s again: requeueing %d running job(s) and stopping now",
+                    name,
+                    running,
+                )
+                self._halt.set()
             self.stop()
 
         with stop_signals_to(on_signal):
             yield
 
-    def run(self, until_empty: bool = False) -> None:
-        """Serve jobs until stopped (or, with ``until_empty``, until no job of a handled
-        type is queued and none is running here)."""
+    def run(self, until_empty: bool = False, wait_delayed: bool = False) -> None:
+        """Serve jobs until stopped, or, with ``until_empty``, until no job of a handled
+        type is due and none is running here: delayed jobs (a later ``run_after``, such as
+        a retry's backoff) are then named in a log line and left for later, unless
+        ``wait_delayed`` waits for them too. After a second signal ``forced_by`` is set."""
         types = frozenset(self.handlers)
-        log.info(
-            "Worker %s serving %s with %d thread(s)",
+        self._wait_delayed = wait_delayed
+        signals = self.handle_signals and threading.current_thread() is threading.main_thread()
+        if until_empty:
+            ends = "exits when the queue is empty" + ("" if wait_delayed else " of due jobs")
+        else:
+            ends = "Ctrl-C or SIGTERM stops it" if signals else "stop() stops it"
+        worker_log.info(
+            "worker %s serving %s from %s; concurrency %d; %s",
             self.queue.worker_id,
             ", ".join(sorted(types)),
+            self.queue.dir,
             self.concurrency,
+            ends,
         )
+        self._warn_unserved()
         done = threading.Event()
         unwatch = self.queue.watch(self.wake)
         try:
             self._serve(types, until_empty, done)
         finally:
             unwatch()
+            self.reporter.flush()
+        if self.delayed_left is not None:
+            count, first = self.delayed_left
+            worker_log.info(
+                "%d job(s) are delayed, the next due at %s; not waiting (%s)",
+                count,
+                first,
+                self._wait_hint,
+            )
         log.info("Worker %s stopped after %d job(s)", self.queue.worker_id, self.processed)
 
+    def _warn_unserved(self) -> None:
+        """Warn, once per type, about Queued jobs no handler here serves: they would
+        otherwise wait without a word."""
+        try:
+            queued = self.queue.queued_by_type()
+        except JobLedgerError as exc:  # only a warning: never stop serving for it
+            log.debug("could not count queued jobs per type: %s", exc)
+            return
+        with self._guard:  # threads going idle together warn once between them
+            new = [
+                (job_type, counts)
+                for job_type, counts in sorted(queued.items())
+                if job_type not in self.handlers and job_type not in self._warned_types
+            ]
+            self._warned_types.update(job_type for job_type, _ in new)
+        for job_type, counts in new:
+            worker_log.warning(
+                "%d queued job(s) of type %s wait for a handler: this worker serves only %s",
+                counts.due + counts.delayed,
+                job_type,
+                ", ".join(sorted(self.handlers)),
+            )
+
     def _serve(self, types: frozenset[str], until_empty: bool, done: threading.Event) -> None:
+        self._halt.clear()
+        self.delayed_left = None
         with self._signals():
             threads = [
                 threading.Thread(
@@ -147,6 +244,7 @@ class Worker:
                 )
                 for i in range(self.concurrency)
             ]
+            self._live_threads = len(threads)
             for t in threads:
                 t.start()
             while not self._stopping.is_set() and not done.is_set():
@@ -154,9 +252,9 @@ class Worker:
                 self._settled.clear()
             self._stopping.set()
             self._wake.set()
-            deadline = time.monotonic() + self.grace_period
-            for t in threads:
-                t.join(max(0.0, deadline - time.monotonic()))
+            # One wait that a second signal ends (it sets _halt), not a join per thread
+            # whose deadline was fixed before it.
+            self._halt.wait(self.grace_period)
             self._give_back()
 
     def _give_back(self) -> None:
@@ -166,11 +264,25 @@ class Worker:
         for job_id in leftover:
             try:
                 self.queue.requeue(job_id)
-                log.warning("Job %s did not finish within the grace period; requeued", job_id)
             except JobConflict:
-                pass  # it finished (or was taken over) meanwhile
+                continue  # it finished (or was taken over) meanwhile
+            if self.forced_by is not None:
+                worker_log.warning("Job %s requeued: the stop was forced", job_id)
+            else:
+                log.warning("Job %s did not finish within the grace period; requeued", job_id)
 
     def _loop(self, types: frozenset[str], until_empty: bool, done: threading.Event) -> None:
+        try:
+            self._claim_and_run(types, until_empty, done)
+        finally:
+            with self._guard:
+                self._live_threads -= 1
+                if self._live_threads <= 0:
+                    self._halt.set()
+
+    def _claim_and_run(
+        self, types: frozenset[str], until_empty: bool, done: threading.Event
+    ) -> None:
         me = threading.current_thread()
         while not self._stopping.is_set():
             # Counted as busy from before the claim until its jobs are registered as
@@ -186,8 +298,13 @@ class Worker:
                     for job in jobs:
                         self._running[job.job_id] = me
                     self._claiming -= 1
+                    went_idle = not jobs and not self._idle_noted
+                    self._idle_noted = not jobs
             if not jobs:
                 self.queue.checkpoint()  # idle: leave queue.json exact for anyone looking
+                if went_idle:
+                    self.reporter.flush()
+                    self._warn_unserved()
                 if until_empty and self._drained(types):
                     done.set()
                     self._settled.set()
@@ -221,8 +338,10 @@ class Worker:
         """Record the completions that finished jobs are waiting for, as one batch."""
         with self._guard:
             pending, self._done = self._done, []
+            took = {job_id: self._took.pop(job_id, ("?", 0.0)) for job_id, _ in pending}
         if not pending:
             return
+        refused: set[str] = set()
         try:
             if len(pending) == 1:
                 self.queue.complete(*pending[0])
@@ -231,42 +350,81 @@ class Worker:
                 recorded = len(self.queue._complete_many(pending))
         except JobConflict as conflict:
             recorded = len(pending) - max(1, len(conflict.refused))
+            refused = set(conflict.refused) or {pending[0][0]}
             log.warning("%s", conflict)
         with self._guard:
             self.processed += recorded
+        for job_id, _ in pending:
+            job_type, seconds = took[job_id]
+            if job_id in refused:
+                self.reporter.finished(
+                    job_id, job_type, "refused", seconds, "(its completion was refused)"
+                )
+            else:
+                self.reporter.finished(job_id, job_type, "done", seconds)
 
     def _drained(self, types: frozenset[str]) -> bool:
+        """Nothing of ``types`` is due (nor, with ``wait_delayed``, delayed) and nothing
+        runs here; the delayed jobs left behind go to ``delayed_left``."""
         with self._guard:
             busy = bool(self._running) or self._claiming > 0
-        if busy or self.queue.pending_count(types):
+        if busy or self._waiting(types) is None:
             return False
-        # Nothing queued, but a dead peer's job may still read Running, not yet recovered
+        # Nothing due, but a dead peer's job may still read Running, not yet recovered
         # (recovery while claiming waits for recover_every): recover before calling it empty.
         self.queue.recover()
-        return self.queue.pending_count(types) == 0
+        left = self._waiting(types)
+        if left is None:
+            return False
+        self.delayed_left = left if left[0] else None
+        return True
+
+    def _waiting(self, types: frozenset[str]) -> tuple[int, str | None] | None:
+        """None while a job of ``types`` is due (or delayed, with ``wait_delayed``); else
+        how many are delayed and the earliest ``run_after`` of those."""
+        mine = [c for t, c in self.queue.queued_by_type().items() if t in types]
+        delayed = sum(c.delayed for c in mine)
+        if any(c.due for c in mine) or (self._wait_delayed and delayed):
+            return None
+        return delayed, min((c.next_due for c in mine if c.next_due), default=None)
 
     def _execute(self, job: Job) -> None:
         """Run the job's handler: a failure is recorded now, a success queued for
         :meth:`_record_done` (at once when batches are of one job)."""
         handler = self.handlers[job.type]
         log.info("Starting job %s (%s), attempt %d", job.job_id, job.type, job.attempts)
+        started = time.monotonic()
         try:
             result = handler(job)
         except Exception as exc:
-            self._fail(job, exc)
+            self._fail(job, exc, time.monotonic() - started)
             return
+        took = time.monotonic() - started
         try:
             json_ready(result, "the handler's result")
         except TypeError as exc:
-            self._fail(job, str(exc))
+            self._fail(job, str(exc), took)
             return
         with self._guard:
             self._done.append((job.job_id, result))
+            self._took[job.job_id] = (job.type, took)
         if self.batch_size == 1:
             self._record_done()
 
-    def _fail(self, job: Job, error: Exception | str) -> None:
+    def _fail(self, job: Job, error: Exception | str, took: float) -> None:
         try:
-            self.queue.fail(job.job_id, error)
+            failed = self.queue.fail(job.job_id, error)
         except JobConflict as conflict:
             log.warning("%s", conflict)
+            self.reporter.finished(
+                job.job_id, job.type, "refused", took, "(its failure was refused)"
+            )
+            return
+        if failed.status is JobStatus.QUEUED:
+            where = f"attempt {failed.attempts} of {failed.max_attempts}, retry at "
+            where += failed.run_after or "once"
+        else:
+            where = f"for good after {failed.attempts} attempt(s)"
+        self.reporter.finished(
+            job.job_id, job.type, "failed", took, f"({where}): {failed.error_message}"
+        )

@@ -7,7 +7,9 @@ The signal tests run the worker as a real process and synchronise on what it pri
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -279,3 +281,118 @@ def test_sigterm_mid_job_lets_it_finish_within_the_grace(
         assert job.result == {"released": True}
         untouched = q.get("next")  # no new job was claimed after the signal
         assert untouched is not None and untouched.status is JobStatus.QUEUED
+
+
+# -- what the worker says by default (no -v) -------------------------------------------------
+
+
+def test_the_worker_prints_a_start_line_and_a_line_per_finished_job_without_v(
+    tmp_path: Path, handlers_module: str
+) -> None:
+    qdir = tmp_path / "queue"
+    with JobQueue(qdir, durability="flush") as q:
+        ok = q.enqueue({"type": "echo", "text": "hi"})
+        q.enqueue({"type": "boom", "model": "m-1"}, job_id="bad", max_attempts=2)
+    result = worker_cli(
+        "--dir", str(qdir), "--handlers", f"{handlers_module}:HANDLERS", "--until-empty"
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert any(
+        re.fullmatch(
+            r"\d\d:\d\d:\d\d worker \S+ serving block, boom, echo from "
+            + re.escape(str(qdir))
+            + "; concurrency 1; exits when the queue is empty of due jobs",
+            line,
+        )
+        for line in lines
+    ), lines
+    assert any(re.fullmatch(rf"\d\d:\d\d:\d\d done {ok} echo in \d+\.\d\ds", x) for x in lines)
+    failed = [x for x in lines if re.match(r"\d\d:\d\d:\d\d failed bad boom in ", x)]
+    assert len(failed) == 1, lines
+    assert "(attempt 1 of 2, retry at " in failed[0]
+    assert failed[0].endswith("): ValueError: no such model: m-1")
+    # the retry is delayed (backoff): --until-empty says so and does not wait for it
+    with JobQueue(qdir) as q:
+        due = q.get("bad").run_after  # type: ignore[union-attr]
+    assert (
+        f"1 job(s) are delayed, the next due at {due}; not waiting (use --wait-delayed)"
+        in result.stderr
+    )
+
+
+def test_wait_delayed_needs_until_empty(tmp_path: Path, handlers_module: str) -> None:
+    result = worker_cli(
+        "--dir", str(tmp_path / "q"), "--handlers", f"{handlers_module}:HANDLERS", "--wait-delayed"
+    )
+    assert result.exit_code == 2
+    assert "--wait-delayed only applies with --until-empty" in result.stderr
+
+
+def test_queued_jobs_no_handler_serves_are_named(tmp_path: Path, handlers_module: str) -> None:
+    qdir = tmp_path / "queue"
+    with JobQueue(qdir, durability="flush") as q:
+        q.enqueue({"type": "TextJob"})
+        q.enqueue({"type": "echo", "text": "x"})
+    result = worker_cli(
+        "--dir", str(qdir), "--handlers", f"{handlers_module}:HANDLERS", "--until-empty"
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "1 queued job(s) of type TextJob wait for a handler: this worker serves only "
+        "block, boom, echo"
+    ) in result.stderr
+    assert result.stderr.count("of type TextJob wait for a handler") == 1
+
+
+def test_help_documents_the_exit_codes_and_wait_delayed() -> None:
+    result = CliRunner().invoke(cli, ["worker", "--help"])
+    assert result.exit_code == 0
+    assert "130 after SIGINT, 143 after SIGTERM" in result.output
+    assert "--wait-delayed" in result.output
+
+
+def test_a_failures_traceback_is_printed_without_v_and_shown_by_jobs_show(
+    tmp_path: Path, handlers_module: str
+) -> None:
+    qdir = tmp_path / "queue"
+    with JobQueue(qdir, durability="flush") as q:
+        q.enqueue({"type": "boom", "model": "m-9"}, job_id="bad", max_attempts=1)
+    # A real process: no logging set up but the CLI's own, as a user runs it.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    env.pop("JOBLEDGER_VERBOSE", None)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobledger",
+            "worker",
+            "--dir",
+            str(qdir),
+            "--handlers",
+            f"{handlers_module}:HANDLERS",
+            "--until-empty",
+            "--durability",
+            "flush",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "Job bad failed for good after 1 attempts: ValueError: no such model: m-9" in run.stderr
+    assert "Traceback (most recent call last):" in run.stderr
+    assert 'in boom\n    raise ValueError("no such model: " + str(job.payload.get("model")))' in (
+        run.stderr
+    )
+    shown = CliRunner().invoke(cli, ["jobs", "show", "bad", "--dir", str(qdir)])
+    assert shown.exit_code == 0, shown.output
+    assert "Traceback of the last failed attempt:" in shown.stdout
+    assert "Traceback (most recent call last):" in shown.stdout
+    assert "ValueError: no such model: m-9" in shown.stdout.split("Traceback of")[1]
+    as_json = CliRunner().invoke(cli, ["jobs", "show", "bad", "--dir", str(qdir), "--json"])
+    doc = json.loads(as_json.stdout)
+    assert doc["_jobledger"]["traceback"].startswith("Traceback (most recent call last):")
+    assert doc["_jobledger"]["traceback"].rstrip().endswith("ValueError: no such model: m-9")

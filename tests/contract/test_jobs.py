@@ -13,6 +13,7 @@ import pytest
 
 import jobledger
 from jobledger import JobConflict, JobNotFound, JobQueue, JobStatus
+from jobledger._clock import iso_utc
 
 JOB_BACKENDS = ["files", "postgres"]
 
@@ -399,3 +400,56 @@ def test_running_jobs_are_listed_in_serving_order_on_every_backend(make_queue):
     assert [j.job_id for j in q.list(JobStatus.RUNNING)] == ["high", "low"]
     assert [j.job_id for j in q.list()][:3] == ["high", "low", "queued"]
     assert [j.job_id for j in make_queue().list(JobStatus.RUNNING)] == ["high", "low"]
+
+
+def _raise_in_a_handler(marker: str) -> None:
+    raise ValueError(f"bad input {marker}")
+
+
+def test_a_failed_jobs_traceback_round_trips_and_is_cleared_by_success(make_queue):
+    q = make_queue(retry_delay=0)
+    q.enqueue({"type": "T"}, job_id="j", max_attempts=3)
+    job = q.claim()
+    assert job is not None and job.traceback is None
+    try:
+        _raise_in_a_handler("x1")
+    except ValueError as exc:
+        failed = q.fail("j", exc)
+    assert failed.error_message == "ValueError: bad input x1"
+    assert failed.traceback is not None
+    assert failed.traceback.startswith("Traceback (most recent call last):")
+    assert "in _raise_in_a_handler" in failed.traceback
+    assert failed.traceback.rstrip().endswith("ValueError: bad input x1")
+    stored = make_queue(retry_delay=0).get("j")  # opened anew: read back from storage
+    assert stored is not None and stored.traceback == failed.traceback
+    assert q.claim() is not None
+    q.fail("j", "a plain message")  # no exception: no traceback
+    assert make_queue().get("j").traceback is None
+    assert q.claim() is not None
+    try:
+        _raise_in_a_handler("x3")
+    except ValueError as exc:
+        q.fail("j", exc)
+    final = make_queue().get("j")
+    assert final.status is JobStatus.FAILED and "bad input x3" in final.traceback
+    assert q.retry("j").traceback is None  # a fresh start clears the last failure
+    assert q.claim() is not None
+    assert q.complete("j", 1).traceback is None
+
+
+def test_queued_by_type_counts_due_and_delayed_jobs(make_queue, clock):
+    q = make_queue()
+    assert q.queued_by_type() == {}
+    q.enqueue({"type": "A"}, job_id="a1")
+    q.enqueue({"type": "A"}, job_id="a2", run_after=dt.timedelta(hours=2))
+    q.enqueue({"type": "A"}, job_id="a3", run_after=dt.timedelta(hours=1))
+    q.enqueue({"type": "B"}, job_id="b1", run_after=dt.timedelta(minutes=5))
+    q.enqueue({"type": "C"}, job_id="c1")
+    assert q.claim(types=["C"]) is not None  # Running: not counted
+    in_an_hour = iso_utc(clock.now() + dt.timedelta(hours=1))
+    counts = q.queued_by_type()
+    assert counts == {"A": (1, 2, in_an_hour), "B": (0, 1, counts["B"].next_due)}
+    assert counts["A"].due == 1 and counts["A"].delayed == 2
+    clock.advance(seconds=3600)
+    assert q.queued_by_type()["A"] == (2, 1, q.get("a2").run_after)
+    assert q.queued_by_type()["B"] == (1, 0, None)

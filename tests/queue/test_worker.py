@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
+import re
 import threading
 
 import pytest
 
 from jobledger import JobLedgerError, JobQueue, JobStatus, Worker
 from jobledger._clock import iso_utc
+from jobledger._worker_report import JobReporter
 
 WAIT = 30  # seconds: only a bound on a hang, never a synchronisation
 
@@ -75,7 +79,8 @@ def test_an_exception_retries_with_exponential_backoff_then_fails(tmp_path, cloc
         raise RuntimeError(f"boom {job.attempts}")
 
     worker = Worker(q, {"Flaky": handler}, handle_signals=False, poll_interval=0.01)
-    runner = threading.Thread(target=worker.run, kwargs={"until_empty": True})
+    # wait_delayed: each retry is delayed, and until_empty alone stops when nothing is due
+    runner = threading.Thread(target=worker.run, kwargs={"until_empty": True, "wait_delayed": True})
     runner.start()
     try:
         for n, delay in [(1, 10), (2, 20), (3, 40)]:
@@ -236,3 +241,193 @@ def test_a_claim_not_yet_started_keeps_the_worker_from_calling_the_queue_drained
     assert verdicts[0] is False
     assert q.get("only").status is JobStatus.COMPLETED and q.get("only").result == "ran"
     q.close()
+
+
+# -- what the worker says (the jobledger.worker logger) ---------------------------------------
+
+
+def _worker_lines(caplog, level=logging.INFO):
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "jobledger.worker" and r.levelno >= level
+    ]
+
+
+def test_the_worker_logs_its_start_and_a_line_per_finished_job(tmp_path, clock, caplog):
+    caplog.set_level(logging.INFO, logger="jobledger")
+    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+    ok = q.enqueue({"type": "Ok"})
+    bad = q.enqueue({"type": "Bad"}, max_attempts=1)
+    worker = Worker(
+        q, {"Ok": lambda j: 1, "Bad": lambda j: 1 / 0}, concurrency=2, handle_signals=False
+    )
+    worker.run(until_empty=True)
+    lines = _worker_lines(caplog)
+    assert lines[0] == (
+        f"worker {q.worker_id} serving Bad, Ok from {q.dir}; concurrency 2; "
+        "exits when the queue is empty of due jobs"
+    )
+    assert any(re.fullmatch(rf"done {ok} Ok in \d+\.\d\ds", line) for line in lines), lines
+    assert any(
+        re.fullmatch(
+            rf"failed {bad} Bad in \d+\.\d\ds \(for good after 1 attempt\(s\)\): "
+            r"ZeroDivisionError: division by zero",
+            line,
+        )
+        for line in lines
+    ), lines
+    q.close()
+
+
+def test_a_failing_handlers_traceback_is_logged_as_a_warning_and_kept(tmp_path, clock, caplog):
+    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+    job_id = q.enqueue({"type": "T"}, max_attempts=2)
+
+    def deep_inside_the_handler(job):
+        raise TypeError("expected str, got int")
+
+    Worker(q, {"T": deep_inside_the_handler}, handle_signals=False).run(until_empty=True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    logged = [m for m in warnings if m.startswith(f"Job {job_id} failed")]
+    assert len(logged) == 1, warnings
+    assert "Traceback (most recent call last):" in logged[0]
+    assert "in deep_inside_the_handler" in logged[0]
+    assert logged[0].endswith("TypeError: expected str, got int")
+    job = q.get(job_id)
+    assert (
+        job.status is JobStatus.QUEUED and job.error_message == "TypeError: expected str, got int"
+    )
+    assert job.traceback is not None and "in deep_inside_the_handler" in job.traceback
+    doc = json.loads((tmp_path / "q" / "jobs" / f"{job_id}.json").read_text())
+    assert doc["_jobledger"]["traceback"] == job.traceback
+    q.close()
+
+
+def test_queued_types_without_a_handler_are_warned_about_once_each(tmp_path, clock, caplog):
+    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+    q.enqueue({"type": "Other"})
+    q.enqueue({"type": "Other"}, run_after=dt.timedelta(hours=1))
+    q.enqueue({"type": "Mine"})
+    Worker(q, {"Mine": lambda j: "ok"}, handle_signals=False).run(until_empty=True)
+    q.enqueue({"type": "Stranger"})
+    worker = Worker(q, {"Mine": lambda j: "ok"}, handle_signals=False, poll_interval=0.01)
+    worker.run(until_empty=True)
+    warned = [m for m in _worker_lines(caplog, logging.WARNING) if "wait for a handler" in m]
+    assert warned == [
+        "2 queued job(s) of type Other wait for a handler: this worker serves only Mine",
+        "2 queued job(s) of type Other wait for a handler: this worker serves only Mine",
+        "1 queued job(s) of type Stranger wait for a handler: this worker serves only Mine",
+    ]  # once per type and worker, though the second worker went idle more than once
+    q.close()
+
+
+def test_until_empty_does_not_wait_for_delayed_jobs_and_says_so(tmp_path, clock, caplog):
+    caplog.set_level(logging.INFO, logger="jobledger")
+    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+    now = q.enqueue({"type": "T"})
+    later = q.enqueue({"type": "T"}, run_after=dt.timedelta(hours=2))
+    sooner = q.enqueue({"type": "T"}, run_after=dt.timedelta(hours=1))
+    worker = Worker(q, {"T": lambda j: "ran"}, handle_signals=False)
+    runner = threading.Thread(target=worker.run, kwargs={"until_empty": True})
+    runner.start()
+    runner.join(WAIT)
+    stuck = runner.is_alive()
+    worker.stop()
+    runner.join(WAIT)
+    assert not stuck, "until_empty waited for jobs that are not due"
+    assert q.get(now).status is JobStatus.COMPLETED
+    assert {q.get(i).status for i in (later, sooner)} == {JobStatus.QUEUED}
+    first = q.get(sooner).run_after
+    assert worker.delayed_left == (2, first)
+    assert (
+        f"2 job(s) are delayed, the next due at {first}; not waiting "
+        "(run(until_empty=True, wait_delayed=True) waits for them)"
+    ) in _worker_lines(caplog)
+    q.close()
+
+
+def test_until_empty_with_wait_delayed_waits_for_them(tmp_path, clock):
+    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+    later = q.enqueue({"type": "T"}, run_after=dt.timedelta(hours=1))
+    seen_delayed = threading.Event()
+    real = q.queued_by_type
+
+    def queued_by_type():
+        counts = real()
+        if counts.get("T") and counts["T"].delayed:
+            seen_delayed.set()  # the worker has looked and found the job not due
+        return counts
+
+    q.queued_by_type = queued_by_type  # type: ignore[method-assign]
+    worker = Worker(q, {"T": lambda j: "ran"}, handle_signals=False, poll_interval=0.01)
+    runner = threading.Thread(target=worker.run, kwargs={"until_empty": True, "wait_delayed": True})
+    runner.start()
+    try:
+        assert seen_delayed.wait(WAIT)
+        assert runner.is_alive() and q.get(later).status is JobStatus.QUEUED
+        clock.advance(hours=1)
+        worker.wake()
+        runner.join(WAIT)
+        assert not runner.is_alive()
+    finally:
+        worker.stop()
+        runner.join(WAIT)
+    assert q.get(later).status is JobStatus.COMPLETED and worker.delayed_left is None
+    q.close()
+
+
+class _Ticks:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_very_short_jobs_switch_from_lines_to_periodic_summaries(caplog):
+    caplog.set_level(logging.INFO, logger="jobledger")
+    ticks = _Ticks()
+    reporter = JobReporter(burst=3, summary_every=5.0, monotonic=ticks)
+    for i in range(3):  # up to the burst within one second: a line each
+        reporter.finished(f"j{i}", "T", "done", 0.01)
+    assert _worker_lines(caplog) == [f"done j{i} T in 0.01s" for i in range(3)]
+    caplog.clear()
+    reporter.finished("j3", "T", "done", 0.01)  # the 4th within the second: summaries
+    reporter.finished("j4", "T", "failed", 0.01, "(...)")
+    assert reporter.summarising
+    assert _worker_lines(caplog) == [
+        "more than 3 jobs finished within a second: a summary every 5s instead of a line per job"
+    ]
+    caplog.clear()
+    for i in range(5, 25):
+        ticks.now += 0.2  # 20 more over 4 s: still summarising, no line yet
+        reporter.finished(f"j{i}", "T", "done", 0.01)
+    assert _worker_lines(caplog) == []
+    ticks.now += 1.0
+    reporter.finished("j25", "T", "done", 0.01)  # 5 s into the period: a summary
+    assert _worker_lines(caplog) == ["22 completed, 1 failed in the last 5.0s (4.6 jobs/s)"]
+    assert reporter.summarising  # 4.6 a second is still above the burst of 3
+    caplog.clear()
+    ticks.now += 5.0
+    reporter.finished("j26", "T", "done", 0.01)
+    assert _worker_lines(caplog) == ["1 completed, 0 failed in the last 5.0s (0.2 jobs/s)"]
+    assert not reporter.summarising  # a readable pace again: lines per job
+    caplog.clear()
+    reporter.finished("j27", "T", "done", 0.25)
+    assert _worker_lines(caplog) == ["done j27 T in 0.25s"]
+
+
+def test_going_idle_ends_the_summaries_with_a_last_one(caplog):
+    caplog.set_level(logging.INFO, logger="jobledger")
+    ticks = _Ticks()
+    reporter = JobReporter(burst=1, summary_every=5.0, monotonic=ticks)
+    reporter.finished("a", "T", "done", 0.0)
+    reporter.finished("b", "T", "done", 0.0)
+    ticks.now += 2.0
+    caplog.clear()
+    reporter.flush()
+    assert _worker_lines(caplog) == ["1 completed, 0 failed in the last 2.0s (0.5 jobs/s)"]
+    assert not reporter.summarising

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from .._errors import JobLedgerError, LeaseHolder
 from .._jobs import JobRecord, JobStatus
 from .._records import TaskSetKey, TaskSetRecord
 
-__all__ = ["Finding", "JobBackend", "JobImporter", "Lease", "TaskSetBackend"]
+__all__ = ["Finding", "JobBackend", "JobImporter", "Lease", "QueuedCounts", "TaskSetBackend"]
 
 
 class Lease(Protocol):
@@ -34,6 +34,15 @@ class Finding:
     where: str
     detail: str
     repaired: bool
+
+
+class QueuedCounts(NamedTuple):
+    """The Queued jobs of one type: how many are due now, how many wait for a later
+    ``run_after``, and the earliest of those (ISO UTC; None when none waits)."""
+
+    due: int
+    delayed: int
+    next_due: str | None
 
 
 class TaskSetBackend(Protocol):
@@ -154,6 +163,12 @@ class JobBackend(Protocol):
 
     def queued_count(self, types: frozenset[str] | None) -> int:
         """Queued jobs (of ``types``), due or not."""
+        ...
+
+    def queued_by_type(self, now: str) -> dict[str, QueuedCounts]:
+        """The Queued jobs per type (only types that have some), due or not at ``now``.
+        From the index (files) or one aggregate query (PostgreSQL): a worker asks when it
+        starts and when it goes idle."""
         ...
 
     def prune(self, cutoff: str) -> int:

@@ -176,7 +176,8 @@ def _show_table(job: Job) -> Table:
 @click.option("--json", "as_json", is_flag=True, help="Print the job file's document as JSON.")
 @pass_app
 def show(app: App, queue_dir: str, job_id: str, as_json: bool) -> None:
-    """One job: its status, attempts, times, error, payload and result."""
+    """One job: its status, attempts, times, error, payload, result and the traceback of
+    its last failed attempt (``--json``: under ``_jobledger.traceback``)."""
     with open_queue(queue_dir) as queue:
         job = queue.get(job_id)
         doc = _document(queue, job_id) if as_json else None
@@ -191,6 +192,9 @@ def show(app: App, queue_dir: str, job_id: str, as_json: bool) -> None:
     if job.result is not None:
         app.out.print("Result:", markup=False)
         app.out.print(json.dumps(job.result, indent=2, ensure_ascii=False), markup=False)
+    if job.traceback is not None:
+        app.out.print("Traceback of the last failed attempt:", markup=False)
+        app.out.print(job.traceback.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
 
 
 @jobs.command()

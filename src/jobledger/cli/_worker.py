@@ -4,14 +4,20 @@
 ``postgresql://`` URL) imports ``myhandlers`` (the current directory comes first on
 ``sys.path``, as with ``python -m``), takes its ``HANDLERS`` mapping (job type ->
 ``handler(job)``) and runs a :class:`~jobledger.Worker` until SIGINT or SIGTERM, which stop
-it gracefully (exit 0), or with ``--until-empty`` until the queue has nothing left for it.
+it gracefully (exit 0; a second signal forces the stop: exit 130 after SIGINT, 143 after
+SIGTERM), or with ``--until-empty`` until the queue has nothing due for it.
+
+The worker's own lines (``jobledger.worker``) are shown on stderr without ``-v``, one per
+finished job, as ``HH:MM:SS done <job id> <type> in 0.52s``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from types import FrameType
@@ -20,6 +26,7 @@ from typing import Any
 import click
 
 from .._worker import Handler, Worker, stop_signals_to
+from .._worker_report import worker_log
 from ._app import App, pass_app
 from ._jobs import open_queue, queue_dir_option
 
@@ -104,10 +111,30 @@ def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
     signal during start-up is then a graceful stop, not a kill)."""
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        worker_log.warning("Received %s: stopping", signal.Signals(signum).name)
         stop()
 
     with stop_signals_to(on_signal):
         yield
+
+
+@contextlib.contextmanager
+def _worker_lines() -> Iterator[None]:
+    """Show the worker's INFO lines on stderr (the current one: click's test runner swaps
+    it), tersely, whatever -v says; not passed on to the ``jobledger`` logger, whose -v
+    handler would print them twice."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    level, propagate = worker_log.level, worker_log.propagate
+    worker_log.addHandler(handler)
+    worker_log.setLevel(logging.INFO)
+    worker_log.propagate = False
+    try:
+        yield
+    finally:
+        worker_log.removeHandler(handler)
+        worker_log.setLevel(level)
+        worker_log.propagate = propagate
 
 
 @click.command()
@@ -129,7 +156,13 @@ def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
 @click.option(
     "--until-empty",
     is_flag=True,
-    help="Exit 0 once no job of a handled type is queued or running here.",
+    help="Exit 0 once no job of a handled type is due or running here; delayed jobs "
+    "(a later run_after, a retry's backoff) are named and left for later.",
+)
+@click.option(
+    "--wait-delayed",
+    is_flag=True,
+    help="With --until-empty: wait for the delayed jobs too, and exit once none is left.",
 )
 @click.option(
     "--grace",
@@ -154,34 +187,36 @@ def worker(
     handlers_spec: str,
     concurrency: int,
     until_empty: bool,
+    wait_delayed: bool,
     grace: float,
     durability: str,
 ) -> None:
     """Run the queue's jobs with handlers until SIGINT/SIGTERM (or --until-empty).
 
-    A signal stops claiming, lets running jobs finish within --grace seconds, gives the
-    others back to the queue (served first, the interrupted attempt not counted) and
-    exits 0. A second signal stops waiting at once.
+    It prints a line per finished job (a summary every 5 s when more than 20 finish within
+    a second) and warns about queued job types no handler serves.
+
+    \b
+    A first SIGINT/SIGTERM stops claiming, lets running jobs finish within --grace
+    seconds, gives the others back to the queue (served first, the interrupted attempt
+    not counted) and exits 0. A second one gives the running jobs back at once and exits
+    130 after SIGINT, 143 after SIGTERM (128 + the signal's number).
     """
+    if wait_delayed and not until_empty:
+        raise click.UsageError("--wait-delayed only applies with --until-empty")
     with _cwd_on_path():
         handlers = load_handlers(handlers_spec)
-        with open_queue(queue_dir, durability) as queue:
+        with open_queue(queue_dir, durability) as queue, _worker_lines():
             w = Worker(queue, handlers, concurrency=concurrency, grace_period=grace)
+            w._wait_hint = "use --wait-delayed"
             with _stop_on_signals(w.stop):
-                app.err.print(
-                    f"Worker {queue.worker_id} serving {', '.join(sorted(handlers))} from "
-                    f"{queue.dir} with {concurrency} thread(s); "
-                    + (
-                        "exits when the queue is empty."
-                        if until_empty
-                        else "Ctrl-C or SIGTERM stops it."
-                    ),
-                    markup=False,
-                )
-                w.run(until_empty=until_empty)
+                w.run(until_empty=until_empty, wait_delayed=wait_delayed)
             counts = queue.counts()
             app.err.print(
-                f"Worker {queue.worker_id} stopped after {w.processed} completed job(s). "
-                f"Queue now: {', '.join(f'{k} {v}' for k, v in counts.items())}.",
+                f"Worker {queue.worker_id} stopped after {w.processed} completed job(s)"
+                + (f" (stop forced by {w.forced_by.name})" if w.forced_by else "")
+                + f". Queue now: {', '.join(f'{k} {v}' for k, v in counts.items())}.",
                 markup=False,
             )
+    if w.forced_by is not None:
+        sys.exit(128 + int(w.forced_by))

@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import Any
 
 from ..._errors import JobLedgerError, StorageError
 from ..._faults import point
 from ..._jobs import JobRecord, JobStatus
+from .._contract import QueuedCounts
 from ._atomic import remove
 from ._queue_index import FINISHED, QueueIndex
 
@@ -42,6 +44,21 @@ class QueueHistory(QueueIndex):
             if types is None:
                 return len(self._queued)
             return sum(1 for k in self._queued if self._entries[k[-1]].type in types)
+
+    def queued_by_type(self, now: str) -> dict[str, QueuedCounts]:
+        """The Queued jobs per type, due or not at ``now``, from the index alone."""
+        tally: dict[str, list[Any]] = {}
+        with self.locked():
+            for key in self._queued:
+                entry = self._entries[key[-1]]
+                t = tally.setdefault(entry.type, [0, 0, None])
+                if entry.run_after is None or entry.run_after <= now:
+                    t[0] += 1
+                else:
+                    t[1] += 1
+                    if t[2] is None or entry.run_after < t[2]:
+                        t[2] = entry.run_after
+        return {k: QueuedCounts(*v) for k, v in tally.items()}
 
     def _finished_before(self, cutoff: str) -> Iterator[JobRecord]:
         """Finished jobs whose ``finished`` time is before ``cutoff`` (ISO UTC).

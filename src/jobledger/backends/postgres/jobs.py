@@ -43,6 +43,7 @@ from ..._clock import Clock, SystemClock
 from ..._errors import JobLedgerError, JobNotFound
 from ..._jobs import JobRecord, JobStatus
 from ..._records import encode_compact
+from .._contract import QueuedCounts
 from ._db import Database, reconnecting
 from ._heartbeat import WorkerLease
 from ._listen import Listener, notify
@@ -53,7 +54,7 @@ log = logging.getLogger("jobledger")
 
 _COLS = (
     "job_id, type, status, error_message, payload, priority, attempts, max_attempts, seq,"
-    " created, started, finished, worker, run_after, result, recovered, extra_meta"
+    " created, started, finished, worker, run_after, result, recovered, extra_meta, traceback"
 )
 _ORDER = "recovered DESC, priority DESC, seq"
 _FINISHED = ("Completed", "Failed", "Cancelled")
@@ -62,7 +63,7 @@ _RECORDSET = (
     "job_id text, type text, status text, error_message text, payload jsonb,"
     " priority bigint, attempts integer, max_attempts integer, seq bigint, created text,"
     " started text, finished text, worker text, run_after text, result jsonb,"
-    " recovered boolean, extra_meta jsonb"
+    " recovered boolean, extra_meta jsonb, traceback text"
 )
 _ALIVE = "lease_until > clock_timestamp()"
 # Each column's type in jsonb_to_recordset (from _RECORDSET), and the columns a write may
@@ -132,6 +133,7 @@ def _copy_row(r: JobRecord) -> tuple[Any, ...]:
         None if r.result is None else encode_compact(r.result),
         r.recovered,
         encode_compact(r.extra_meta) if r.extra_meta else "{}",
+        r.traceback,
     )
 
 
@@ -154,6 +156,7 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
         result=row[14],
         recovered=row[15],
         extra_meta=row[16],
+        traceback=row[17],
     )
 
 
@@ -177,6 +180,7 @@ def _doc(r: JobRecord) -> dict[str, Any]:
         "result": r.result,
         "recovered": r.recovered,
         "extra_meta": r.extra_meta,
+        "traceback": r.traceback,
     }
 
 
@@ -524,6 +528,19 @@ class PostgresJobBackend:
                 f"SELECT count(*) FROM jobledger_jobs WHERE status = 'Queued'{clause}", params
             ).fetchone()
         return int(row[0]) if row else 0
+
+    @reconnecting
+    def queued_by_type(self, now: str) -> dict[str, QueuedCounts]:
+        """The Queued jobs per type, due or not at ``now``: one aggregate query."""
+        with self._tx("count jobs") as conn:
+            rows = conn.execute(
+                "SELECT type, count(*) FILTER (WHERE run_after IS NULL OR run_after <= %s),"
+                " count(*) FILTER (WHERE run_after > %s), min(run_after) FILTER"
+                " (WHERE run_after > %s) FROM jobledger_jobs WHERE status = 'Queued'"
+                " GROUP BY type",
+                (now, now, now),
+            ).fetchall()
+        return {t: QueuedCounts(int(due), int(later), nxt) for t, due, later, nxt in rows}
 
     @reconnecting
     def prune(self, cutoff: str) -> int:
