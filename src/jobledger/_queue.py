@@ -24,6 +24,7 @@ from typing import Any
 
 from ._clock import Clock, SystemClock, iso_utc
 from ._config import DURABILITIES
+from ._durations import to_timedelta
 from ._errors import ConfigError, InvalidNameError, JobConflict, JobLedgerError
 from ._jobs import RESERVED_KEYS, Job, JobRecord, JobStatus, new_job_id
 from ._log import log, verbose_from_env
@@ -607,12 +608,8 @@ class JobQueue:
 
     def prune(self, older_than: dt.timedelta | float) -> int:
         """Delete finished jobs (Completed, Failed, Cancelled) that finished more than
-        ``older_than`` (a timedelta or seconds) ago. Returns how many."""
-        age = (
-            older_than
-            if isinstance(older_than, dt.timedelta)
-            else dt.timedelta(seconds=float(older_than))
-        )
+        ``older_than`` (a timedelta or seconds, 0 or more) ago. Returns how many."""
+        age = to_timedelta(older_than, "older_than")
         cutoff = iso_utc(self.clock.now() - age)
         n = self._opened().prune(cutoff)
         log.info("Pruned %d finished jobs older than %s", n, age)

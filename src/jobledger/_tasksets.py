@@ -15,6 +15,7 @@ import datetime as dt
 import os
 import re
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any, TypeAlias
 
 from ._clock import Clock, SystemClock, iso_utc, resolve_timezone, today_in
 from ._config import DEFAULT_DIR, DURABILITIES, read_config
+from ._durations import to_days, to_timedelta
 from ._errors import ConfigError, InvalidNameError, LeaseHolder
 from ._log import log, verbose_from_env
 from ._records import Failure, Progress, TaskSetKey, TaskSetRecord, parse_date
@@ -186,12 +188,41 @@ class JobState:
 
     # -- maintenance ----------------------------------------------------------------------
 
-    def cleanup(self, older_than: dt.timedelta | int, dry_run: bool = False) -> list[TaskSetKey]:
-        """Delete sets whose date is more than ``older_than`` (days or a timedelta) before
-        today. Returns the keys deleted (or that would be, with ``dry_run``)."""
-        age = older_than if isinstance(older_than, dt.timedelta) else dt.timedelta(older_than)
-        if age < dt.timedelta(0):
-            raise ConfigError(f"older_than must not be negative, got {older_than!r}")
+    def cleanup(
+        self,
+        older_than: dt.timedelta | float | None = None,
+        dry_run: bool = False,
+        *,
+        days: float | None = None,
+    ) -> list[TaskSetKey]:
+        """Delete sets whose date is more than ``older_than`` before today. Returns the
+        keys deleted (or that would be, with ``dry_run``).
+
+        Pass a ``datetime.timedelta`` (``cleanup(timedelta(days=7))``) or ``days=7``. A bare
+        number as ``older_than`` still means days, as it always has here, but is
+        deprecated (DeprecationWarning): a future release reads it as seconds, like every
+        other duration of the API (``JobQueue.prune``).
+        """
+        if (older_than is None) == (days is None):
+            raise ConfigError(
+                "cleanup needs exactly one of older_than (a datetime.timedelta) or days=, "
+                f"got older_than={older_than!r}, days={days!r}"
+            )
+        if days is not None:
+            age = dt.timedelta(days=to_days(days, "days"))
+        elif isinstance(older_than, dt.timedelta):
+            age = to_timedelta(older_than, "older_than")
+        else:  # a bare number: days, deprecated
+            assert older_than is not None
+            age = dt.timedelta(days=to_days(older_than, "older_than"))
+            warnings.warn(
+                f"JobState.cleanup({older_than!r}): a bare number is read as days for now, "
+                "but a future release will read it as seconds (like JobQueue.prune); pass "
+                f"a timedelta, e.g. cleanup(datetime.timedelta(days={older_than!r})), or "
+                f"cleanup(days={older_than!r})",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         cutoff = (self.today() - age).isoformat()
         doomed = [k for k in self.keys() if k.date < cutoff]
         if not dry_run:

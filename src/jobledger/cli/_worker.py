@@ -10,6 +10,7 @@ it gracefully (exit 0), or with ``--until-empty`` until the queue has nothing le
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import importlib
 import os
 import sys
@@ -22,6 +23,7 @@ import click
 from .._worker import Handler, Worker, stop_signals_to
 from ._app import App, pass_app
 from ._jobs import open_queue, queue_dir_option
+from ._options import DURATION
 
 __all__ = ["load_handlers", "worker"]
 
@@ -133,12 +135,12 @@ def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
 )
 @click.option(
     "--grace",
-    type=click.FloatRange(min=0),
-    default=30.0,
+    type=DURATION,
+    default="30s",
     show_default=True,
-    metavar="SECONDS",
+    metavar="DURATION",
     help="On SIGINT/SIGTERM, how long running jobs may take to finish before they are "
-    "given back to the queue.",
+    "given back to the queue: 30s, 15m, 1h, 1h30m, or a bare number of seconds.",
 )
 @click.option(
     "--durability",
@@ -154,7 +156,7 @@ def worker(
     handlers_spec: str,
     concurrency: int,
     until_empty: bool,
-    grace: float,
+    grace: dt.timedelta,
     durability: str,
 ) -> None:
     """Run the queue's jobs with handlers until SIGINT/SIGTERM (or --until-empty).
@@ -166,7 +168,7 @@ def worker(
     with _cwd_on_path():
         handlers = load_handlers(handlers_spec)
         with open_queue(queue_dir, durability) as queue:
-            w = Worker(queue, handlers, concurrency=concurrency, grace_period=grace)
+            w = Worker(queue, handlers, concurrency=concurrency, grace_period=grace.total_seconds())
             with _stop_on_signals(w.stop):
                 app.err.print(
                     f"Worker {queue.worker_id} serving {', '.join(sorted(handlers))} from "
