@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import TextIO
 
 from rich.cells import cell_len
-from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.console import Console, ConsoleOptions, OverflowMethod, RenderableType, RenderResult
 from rich.measure import Measurement
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -223,23 +223,26 @@ class FitTable:
             t.add_row(*(row[index] for index in keep))
         return t
 
-    def _blocks(self) -> Iterable[RenderableType]:
+    def _blocks(self, soft: bool) -> Iterable[RenderableType]:
         if self.title:
             yield Text(self.title, style="italic")
         keep = [i for i, name in enumerate(self.columns) if name not in self.optional]
         first, rest = keep[0], keep[1:]
+        # The CLI's consoles soft-wrap (``soft``): a line wider than the terminal is
+        # written whole (the terminal wraps it; copy and paste get it whole). A console
+        # that crops gets it folded instead, so that nothing is lost either way.
+        no_wrap = soft
+        overflow: OverflowMethod = "ignore" if soft else "fold"
         for row in self.rows:
             head = row[first]
-            yield (
-                Text(head, style="bold", no_wrap=True, overflow="ignore")
-                if isinstance(head, str)
-                else head
-            )
+            if isinstance(head, str):
+                head = Text(head, style="bold", no_wrap=no_wrap, overflow=overflow)
+            yield head
             for index in rest:
                 name, cell = self.columns[index], row[index]
                 if isinstance(cell, str) and name not in self.fold:
                     yield Text.assemble(
-                        (f"  {name}: ", "bold"), cell, no_wrap=True, overflow="ignore"
+                        (f"  {name}: ", "bold"), cell, no_wrap=no_wrap, overflow=overflow
                     )
                     continue
                 # A folding value (or a renderable) wraps beside its label, indented.
@@ -269,7 +272,7 @@ class FitTable:
             if needed <= width:
                 yield self._grid(keep, style)
                 return
-        yield from self._blocks()
+        yield from self._blocks(soft=bool(options.no_wrap) and options.overflow == "ignore")
 
 
 def table(
