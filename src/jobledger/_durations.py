@@ -19,6 +19,7 @@ __all__ = [
     "to_days",
     "to_seconds",
     "to_timedelta",
+    "to_wait",
 ]
 
 #: What a duration parameter of the API accepts: a timedelta, or seconds.
@@ -59,6 +60,14 @@ def to_timedelta(value: dt.timedelta | float, what: str) -> dt.timedelta:
         to_seconds(value, what)
         return value
     return dt.timedelta(seconds=to_seconds(value, what))
+
+
+def to_wait(value: bool | dt.timedelta | float, what: str = "wait") -> bool | float:
+    """A lease wait: ``False`` (do not wait), ``True`` (wait forever), or how long (a
+    timedelta or seconds, checked as :func:`to_seconds` checks it) as seconds."""
+    if isinstance(value, bool):
+        return value
+    return to_seconds(value, what)
 
 
 def to_days(value: float, what: str) -> float:

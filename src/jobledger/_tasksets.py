@@ -24,7 +24,7 @@ from typing import Any, TypeAlias
 
 from ._clock import Clock, SystemClock, iso_utc, resolve_timezone, today_in
 from ._config import DEFAULT_DIR, DURABILITIES, read_config
-from ._durations import to_days, to_timedelta
+from ._durations import to_days, to_timedelta, to_wait
 from ._errors import ConfigError, InvalidNameError, LeaseHolder
 from ._log import log, verbose_from_env
 from ._records import Failure, Progress, TaskSetKey, TaskSetRecord, parse_date
@@ -148,20 +148,21 @@ class JobState:
         tasks: Iterable[str] | None = None,
         date: dt.date | str | None = None,
         *,
-        wait: bool | float = False,
+        wait: bool | dt.timedelta | float = False,
     ) -> TaskSet:
         """Open the task set of ``account`` and ``type`` for ``date`` (default: today).
 
         ``tasks`` plans the list; planning again appends new tasks and never forgets
         completed ones. The date is fixed now, so a run that crosses midnight stays on its
         day. Use ``with`` to hold the run lease; ``wait`` says how long ``with`` waits for
-        another live holder (False: raise AlreadyRunning at once; True: forever; seconds).
+        another live holder (False: raise AlreadyRunning at once; True: forever; a
+        timedelta or seconds).
         """
         key = TaskSetKey(
             _check_name(account, "account"), _check_name(type, "type"), self._date(date)
         )
         planned = None if tasks is None else [_check_name(t, "task") for t in tasks]
-        return TaskSet(self, key, planned, wait)
+        return TaskSet(self, key, planned, to_wait(wait))
 
     # -- reading many sets ----------------------------------------------------------------
 
@@ -535,11 +536,14 @@ class TaskSet:
     ) -> None:
         self.release()
 
-    def acquire(self, wait: bool | float | None = None) -> None:
-        """Take the run lease (what ``with`` does); raises AlreadyRunning."""
+    def acquire(self, wait: bool | dt.timedelta | float | None = None) -> None:
+        """Take the run lease (what ``with`` does); raises AlreadyRunning. ``wait`` (a
+        timedelta or seconds, True or False) overrides the set's own."""
         if self._lease is None:
             since = iso_utc(self._clock.now())
-            self._lease = self._backend.lease(self.key, since, self._wait if wait is None else wait)
+            self._lease = self._backend.lease(
+                self.key, since, self._wait if wait is None else to_wait(wait)
+            )
             # Another run may have saved between our load and the lease: start from its state.
             fresh = self._backend.load(self.key)
             if fresh is not None:
