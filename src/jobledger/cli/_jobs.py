@@ -25,7 +25,7 @@ from ..backends.postgres import is_postgres_url
 from . import _maint
 from ._app import App, dir_or_url, pass_app
 from ._options import AGE, DURATION, check_output_flags, plain_option
-from ._render import human_count, plain_lines, plural, short_time, table
+from ._render import human_count, plain_lines, plain_time, plural, short_time, table
 
 __all__ = ["QUEUE_DIR_ENV", "jobs"]
 
@@ -175,10 +175,6 @@ def list_(app: App, queue_dir: str, status_name: str | None, as_json: bool, plai
     app.out.print(f"Counts: {_counts_line(counts)}", markup=False)
 
 
-def _plain_time(iso: str | None) -> str | None:
-    return short_time(iso) if iso else None
-
-
 def _plain_job(job: Job) -> tuple[object, ...]:
     return (
         job.job_id,
@@ -187,10 +183,10 @@ def _plain_job(job: Job) -> tuple[object, ...]:
         job.attempts,
         job.max_attempts,
         job.priority,
-        _plain_time(job.created),
-        _plain_time(job.started),
-        _plain_time(job.finished),
-        _plain_time(job.run_after),
+        plain_time(job.created),
+        plain_time(job.started),
+        plain_time(job.finished),
+        plain_time(job.run_after),
         job.worker,
         job.error_message,
     )

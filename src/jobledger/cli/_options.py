@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .._durations import DURATION_FORMS, is_bare_number, parse_duration
+from .._durations import is_bare_number, parse_duration
 
 __all__ = ["AGE", "DURATION", "DurationType", "check_output_flags", "plain_option"]
 
@@ -55,9 +55,6 @@ class DurationType(click.ParamType[dt.timedelta]):
 DURATION = DurationType()
 #: A duration that must carry its unit (``--older-than``; see :class:`DurationType`).
 AGE = DurationType(unit_required=True)
-
-#: For help texts.
-DURATION_HELP = f"Write it as {DURATION_FORMS}."
 
 
 def plain_option(columns: str) -> Callable[[F], F]:

@@ -28,6 +28,7 @@ __all__ = [
     "make_console",
     "percent",
     "plain_lines",
+    "plain_time",
     "plural",
     "short_time",
     "signed_percent",
@@ -110,6 +111,12 @@ def short_time(iso: str | None) -> str:
     return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def plain_time(iso: str | None) -> str | None:
+    """A stored time for ``--plain``: as :func:`short_time`, None (an empty field) when
+    there is none."""
+    return short_time(iso) if iso else None
+
+
 def plural(n: int, noun: str, nouns: str | None = None) -> str:
     """``1 job``, ``2 jobs``, ``1,247 task sets``: a count with its noun agreeing."""
     return f"{human_count(n)} {noun if n == 1 else (nouns or noun + 's')}"
@@ -162,8 +169,8 @@ class FitTable:
     columns (paths, error messages) fold onto more lines; the ``optional`` columns
     (decorations such as progress bars) are dropped; the box is dropped (columns two,
     then one space apart); and last, each row is written as a block of ``Column: value``
-    lines under its first value. Which layout is chosen when printed, from the console's
-    width.
+    lines under its first value (a ``-``, no value, is left out there). The layout is
+    chosen when printed, from the console's width.
     """
 
     def __init__(
@@ -240,6 +247,8 @@ class FitTable:
             yield head
             for index in rest:
                 name, cell = self.columns[index], row[index]
+                if cell == "-":
+                    continue  # no value: a line saying so only lengthens the block
                 if isinstance(cell, str) and name not in self.fold:
                     yield Text.assemble(
                         (f"  {name}: ", "bold"), cell, no_wrap=no_wrap, overflow=overflow

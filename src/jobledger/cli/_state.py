@@ -28,6 +28,7 @@ from ._render import (
     human_seconds,
     percent,
     plain_lines,
+    plain_time,
     plural,
     short_time,
     signed_percent,
@@ -65,10 +66,6 @@ def _holder_text(state: JobState, record: TaskSetRecord) -> str:
     return _holder(state, record) or "-"
 
 
-def _plain_time(iso: str | None) -> str | None:
-    return short_time(iso) if iso else None
-
-
 #: The columns of ``status --plain``.
 PLAIN_STATUS_COLUMNS = (
     "account",
@@ -103,7 +100,7 @@ def status(app: App, plain: bool) -> None:
                     done,
                     total,
                     failed,
-                    _plain_time(rec.last_update),
+                    plain_time(rec.last_update),
                     _holder(state, rec),
                 )
             )
@@ -292,7 +289,7 @@ def list_(app: App, plain: bool) -> None:
                         r.type,
                         r.date,
                         *done_total(r),
-                        _plain_time(r.last_update),
+                        plain_time(r.last_update),
                         _relpath(state, r) if files else None,
                     )
                     for r in records

@@ -161,7 +161,7 @@ def worker(
 ) -> None:
     """Run the queue's jobs with handlers until SIGINT/SIGTERM (or --until-empty).
 
-    A signal stops claiming, lets running jobs finish within --grace seconds, gives the
+    A signal stops claiming, lets running jobs finish within --grace, gives the
     others back to the queue (served first, the interrupted attempt not counted) and
     exits 0. A second signal stops waiting at once.
     """
