@@ -25,6 +25,7 @@ from typing import Any
 
 from ._clock import Clock, SystemClock, iso_utc
 from ._config import DURABILITIES
+from ._durations import to_seconds, to_timedelta
 from ._errors import ConfigError, InvalidNameError, JobConflict, JobLedgerError
 from ._jobs import RESERVED_KEYS, Job, JobRecord, JobStatus, new_job_id
 from ._log import log, verbose_from_env
@@ -56,11 +57,12 @@ class JobQueue:
     PostgreSQL when ``dir`` is a ``postgresql://`` URL (needs ``jobledger[postgres]``).
 
     ``JobQueue(dir, durability="fsync")``; ``durability="flush"`` skips fsyncs (survives a
-    process crash, not a power loss). ``retry_delay`` and ``max_retry_delay`` (seconds)
-    shape the exponential backoff of failed jobs; ``recover_every`` (seconds) is how often
-    a claiming process looks for jobs of dead workers. ``worker_lease`` (PostgreSQL only,
-    default 6 s) is how long a worker that stopped renewing its lease counts as alive; a
-    folder needs none (the OS tells). Nothing is read until first use.
+    process crash, not a power loss). Durations take a timedelta or seconds (0 or more):
+    ``retry_delay`` and ``max_retry_delay`` shape the exponential backoff of failed jobs;
+    ``recover_every`` is how often a claiming process looks for jobs of dead workers.
+    ``worker_lease`` (PostgreSQL only, default 6 s) is how long a worker that stopped
+    renewing its lease counts as alive; a folder needs none (the OS tells). Nothing is read
+    until first use.
     """
 
     def __init__(
@@ -68,20 +70,22 @@ class JobQueue:
         dir: str | os.PathLike[str],
         durability: str = "fsync",
         *,
-        retry_delay: float = 1.0,
-        max_retry_delay: float = 300.0,
-        recover_every: float = 2.0,
+        retry_delay: dt.timedelta | float = 1.0,
+        max_retry_delay: dt.timedelta | float = 300.0,
+        recover_every: dt.timedelta | float = 2.0,
         clock: Clock | None = None,
-        worker_lease: float | None = None,
+        worker_lease: dt.timedelta | float | None = None,
     ) -> None:
         if durability not in DURABILITIES:
             raise ConfigError(f"durability must be 'fsync' or 'flush', got {durability!r}")
         verbose_from_env()
         self.durability = durability
         self.clock: Clock = clock or SystemClock()
-        self.retry_delay = float(retry_delay)
-        self.max_retry_delay = float(max_retry_delay)
-        self.recover_every = float(recover_every)
+        self.retry_delay = to_seconds(retry_delay, "retry_delay")
+        self.max_retry_delay = to_seconds(max_retry_delay, "max_retry_delay")
+        self.recover_every = to_seconds(recover_every, "recover_every")
+        if worker_lease is not None:
+            worker_lease = to_seconds(worker_lease, "worker_lease")
         self.backend: JobBackend
         if isinstance(dir, str) and dir.startswith(("postgresql://", "postgres://")):
             from .backends.postgres import job_backend
@@ -639,12 +643,8 @@ class JobQueue:
 
     def prune(self, older_than: dt.timedelta | float) -> int:
         """Delete finished jobs (Completed, Failed, Cancelled) that finished more than
-        ``older_than`` (a timedelta or seconds) ago. Returns how many."""
-        age = (
-            older_than
-            if isinstance(older_than, dt.timedelta)
-            else dt.timedelta(seconds=float(older_than))
-        )
+        ``older_than`` (a timedelta or seconds, 0 or more) ago. Returns how many."""
+        age = to_timedelta(older_than, "older_than")
         cutoff = iso_utc(self.clock.now() - age)
         n = self._opened().prune(cutoff)
         log.info("Pruned %d finished jobs older than %s", n, age)

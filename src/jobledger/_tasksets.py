@@ -15,6 +15,7 @@ import datetime as dt
 import os
 import re
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any, TypeAlias
 
 from ._clock import Clock, SystemClock, iso_utc, resolve_timezone, today_in
 from ._config import DEFAULT_DIR, DURABILITIES, read_config
+from ._durations import to_days, to_timedelta, to_wait
 from ._errors import ConfigError, InvalidNameError, LeaseHolder
 from ._log import log, verbose_from_env
 from ._records import Failure, Progress, TaskSetKey, TaskSetRecord, parse_date
@@ -146,20 +148,21 @@ class JobState:
         tasks: Iterable[str] | None = None,
         date: dt.date | str | None = None,
         *,
-        wait: bool | float = False,
+        wait: bool | dt.timedelta | float = False,
     ) -> TaskSet:
         """Open the task set of ``account`` and ``type`` for ``date`` (default: today).
 
         ``tasks`` plans the list; planning again appends new tasks and never forgets
         completed ones. The date is fixed now, so a run that crosses midnight stays on its
         day. Use ``with`` to hold the run lease; ``wait`` says how long ``with`` waits for
-        another live holder (False: raise AlreadyRunning at once; True: forever; seconds).
+        another live holder (False: raise AlreadyRunning at once; True: forever; a
+        timedelta or seconds).
         """
         key = TaskSetKey(
             _check_name(account, "account"), _check_name(type, "type"), self._date(date)
         )
         planned = None if tasks is None else [_check_name(t, "task") for t in tasks]
-        return TaskSet(self, key, planned, wait)
+        return TaskSet(self, key, planned, to_wait(wait))
 
     # -- reading many sets ----------------------------------------------------------------
 
@@ -186,12 +189,41 @@ class JobState:
 
     # -- maintenance ----------------------------------------------------------------------
 
-    def cleanup(self, older_than: dt.timedelta | int, dry_run: bool = False) -> list[TaskSetKey]:
-        """Delete sets whose date is more than ``older_than`` (days or a timedelta) before
-        today. Returns the keys deleted (or that would be, with ``dry_run``)."""
-        age = older_than if isinstance(older_than, dt.timedelta) else dt.timedelta(older_than)
-        if age < dt.timedelta(0):
-            raise ConfigError(f"older_than must not be negative, got {older_than!r}")
+    def cleanup(
+        self,
+        older_than: dt.timedelta | float | None = None,
+        dry_run: bool = False,
+        *,
+        days: float | None = None,
+    ) -> list[TaskSetKey]:
+        """Delete sets whose date is more than ``older_than`` before today. Returns the
+        keys deleted (or that would be, with ``dry_run``).
+
+        Pass a ``datetime.timedelta`` (``cleanup(timedelta(days=7))``) or ``days=7``. A bare
+        number as ``older_than`` still means days, as it always has here, but is
+        deprecated (DeprecationWarning): a future release reads it as seconds, like every
+        other duration of the API (``JobQueue.prune``).
+        """
+        if (older_than is None) == (days is None):
+            raise ConfigError(
+                "cleanup needs exactly one of older_than (a datetime.timedelta) or days=, "
+                f"got older_than={older_than!r}, days={days!r}"
+            )
+        if days is not None:
+            age = dt.timedelta(days=to_days(days, "days"))
+        elif isinstance(older_than, dt.timedelta):
+            age = to_timedelta(older_than, "older_than")
+        else:  # a bare number: days, deprecated
+            assert older_than is not None
+            age = dt.timedelta(days=to_days(older_than, "older_than"))
+            warnings.warn(
+                f"JobState.cleanup({older_than!r}): a bare number is read as days for now, "
+                "but a future release will read it as seconds (like JobQueue.prune); pass "
+                f"a timedelta, e.g. cleanup(datetime.timedelta(days={older_than!r})), or "
+                f"cleanup(days={older_than!r})",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         cutoff = (self.today() - age).isoformat()
         doomed = [k for k in self.keys() if k.date < cutoff]
         if not dry_run:
@@ -504,11 +536,14 @@ class TaskSet:
     ) -> None:
         self.release()
 
-    def acquire(self, wait: bool | float | None = None) -> None:
-        """Take the run lease (what ``with`` does); raises AlreadyRunning."""
+    def acquire(self, wait: bool | dt.timedelta | float | None = None) -> None:
+        """Take the run lease (what ``with`` does); raises AlreadyRunning. ``wait`` (a
+        timedelta or seconds, True or False) overrides the set's own."""
         if self._lease is None:
             since = iso_utc(self._clock.now())
-            self._lease = self._backend.lease(self.key, since, self._wait if wait is None else wait)
+            self._lease = self._backend.lease(
+                self.key, since, self._wait if wait is None else to_wait(wait)
+            )
             # Another run may have saved between our load and the lease: start from its state.
             fresh = self._backend.load(self.key)
             if fresh is not None:

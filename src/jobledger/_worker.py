@@ -18,6 +18,7 @@ does not wait for.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import signal
 import threading
 import time
@@ -25,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from types import FrameType
 from typing import Any
 
+from ._durations import to_seconds
 from ._errors import JobConflict, JobLedgerError
 from ._jobs import Job, JobStatus
 from ._log import log
@@ -53,7 +55,8 @@ class Worker:
 
     A handler's return value is stored as the job's result; an exception fails the job with
     its message (retried until the job's ``max_attempts``). ``concurrency`` threads run jobs
-    side by side. ``poll_interval`` is how long an idle worker waits before looking again;
+    side by side. ``poll_interval`` (a timedelta or seconds, as ``grace_period``) is how
+    long an idle worker waits before looking again;
     it wakes at once when a job is enqueued (or retried, requeued, recovered) through the
     same queue object or, on PostgreSQL, by any process (``JobQueue.watch``).
 
@@ -70,8 +73,8 @@ class Worker:
         handlers: Mapping[str, Handler],
         concurrency: int = 1,
         *,
-        poll_interval: float = 0.2,
-        grace_period: float = 30.0,
+        poll_interval: dt.timedelta | float = 0.2,
+        grace_period: dt.timedelta | float = 30.0,
         handle_signals: bool = True,
         batch_size: int = 1,
     ) -> None:
@@ -84,8 +87,8 @@ class Worker:
         self.queue = queue
         self.handlers = dict(handlers)
         self.concurrency = concurrency
-        self.poll_interval = poll_interval
-        self.grace_period = grace_period
+        self.poll_interval = to_seconds(poll_interval, "poll_interval")
+        self.grace_period = to_seconds(grace_period, "grace_period")
         self.handle_signals = handle_signals
         self.batch_size = batch_size
         self._done: list[tuple[str, Any]] = []  # finished, completion not yet recorded

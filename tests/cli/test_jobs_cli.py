@@ -300,7 +300,7 @@ def test_enqueue_without_payload_makes_an_empty_one(tmp_path: Path) -> None:
         (["--payload", '{"type": "Other"}'], "drop 'type' from the payload"),
         (["--payload", '{"status": "Completed"}'], "reserved by the job file format"),
         (["--max-attempts", "0"], "0 is not in the range x>=1"),
-        (["--delay", "-1"], "is not in the range x>=0"),
+        (["--delay", "-1"], "the duration '-1' is negative"),
         (["--id", ""], "job id must be a non-empty string"),
     ],
 )
@@ -400,7 +400,7 @@ def test_prune_dry_run_agrees_with_prune(pq: PreparedQueue) -> None:
 def test_prune_bad_age_is_a_usage_error(pq: PreparedQueue) -> None:
     result = pq.run("prune", "--older-than", "soon")
     assert result.exit_code == 2
-    assert "cannot read the age 'soon'" in result.stderr
+    assert "cannot read the duration 'soon'" in result.stderr
 
 
 # -- clear ------------------------------------------------------------------------------------

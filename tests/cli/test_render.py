@@ -43,5 +43,5 @@ def test_other_formats() -> None:
     assert signed_percent(0.12) == "+12%"
     assert signed_percent(-0.05) == "-5%"
     assert signed_percent(None) == "-"
-    assert short_time("2025-01-20T10:30:00.000Z") == "2025-01-20 10:30:00Z"
+    assert short_time("2025-01-20T10:30:00.000Z") == "2025-01-20T10:30:00Z"
     assert short_time(None) == "-"

@@ -196,9 +196,9 @@ def test_reset_and_cleanup(make_state, clock):
     state.taskset("a", "t", ["x"], date="2025-01-01").mark_done("x")
     state.taskset("a", "t", ["x"]).mark_done("x")
     state.taskset("b", "t", ["x"]).mark_done("x")
-    assert state.cleanup(7, dry_run=True) == [jobledger.TaskSetKey("a", "t", "2025-01-01")]
+    assert state.cleanup(days=7, dry_run=True) == [jobledger.TaskSetKey("a", "t", "2025-01-01")]
     assert len(state.keys()) == 3
-    state.cleanup(7)
+    state.cleanup(days=7)
     assert len(state.keys()) == 2
     with state.taskset("b", "t"), pytest.raises(jobledger.AlreadyRunning):
         state.reset("b")

@@ -9,6 +9,7 @@ error handling.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -20,11 +21,11 @@ from .._clock import SystemClock, iso_utc
 from .._errors import JobLedgerError, JobNotFound
 from .._jobs import Job, JobStatus
 from .._queue import JobQueue
-from .._tasksets import parse_age
 from ..backends.postgres import is_postgres_url
 from . import _maint
 from ._app import App, dir_or_url, pass_app
-from ._render import human_count, short_time, table
+from ._options import AGE, DURATION, check_output_flags, plain_option
+from ._render import human_count, plain_lines, plain_time, plural, short_time, table
 
 __all__ = ["QUEUE_DIR_ENV", "jobs"]
 
@@ -62,7 +63,7 @@ def open_queue(queue_dir: str, durability: str = "fsync") -> JobQueue:
 
 
 def _jobs_n(n: int) -> str:
-    return f"{human_count(n)} job" if n == 1 else f"{human_count(n)} jobs"
+    return plural(n, "job")
 
 
 def _counts_line(counts: dict[str, int]) -> str:
@@ -82,6 +83,23 @@ def _status(value: str | None) -> JobStatus | None:
         if status.value.lower() == value.lower():
             return status
     raise AssertionError(value)  # pragma: no cover - click.Choice checked it
+
+
+#: The columns of ``jobs list --plain``, in order.
+PLAIN_JOB_COLUMNS = (
+    "job_id",
+    "type",
+    "status",
+    "attempts",
+    "max_attempts",
+    "priority",
+    "created",
+    "started",
+    "finished",
+    "run_after",
+    "worker",
+    "error",
+)
 
 
 @click.group("jobs")
@@ -105,13 +123,16 @@ def jobs() -> None:
     help="Only jobs with this status.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the job files' documents as JSON.")
+@plain_option(", ".join(PLAIN_JOB_COLUMNS))
 @pass_app
-def list_(app: App, queue_dir: str, status_name: str | None, as_json: bool) -> None:
+def list_(app: App, queue_dir: str, status_name: str | None, as_json: bool, plain: bool) -> None:
     """Jobs in serving order (Running, then Queued), then finished ones by finish time.
 
     Listing finished jobs reads every job file of the history; --status Queued or
-    --status Running reads only the live ones.
+    --status Running reads only the live ones. A Run after column appears when a listed
+    job has a run_after time (enqueued with --delay, or waiting to be retried).
     """
+    check_output_flags(as_json, plain)
     status = _status(status_name)
     with open_queue(queue_dir) as queue:
         listed = queue.list(status)
@@ -119,19 +140,24 @@ def list_(app: App, queue_dir: str, status_name: str | None, as_json: bool) -> N
             docs = [d for d in (_document(queue, j.job_id) for j in listed) if d is not None]
             click.echo(json.dumps(docs, indent=2, ensure_ascii=False))
             return
+        if plain:
+            click.echo(plain_lines(PLAIN_JOB_COLUMNS, (_plain_job(j) for j in listed)))
+            return
         counts = queue.counts()
     where = queue.dir
-    what = f"{status.value} jobs" if status is not None else "jobs"
+    noun = f"{status.value} job" if status is not None else "job"
     if not listed:
-        app.out.print(f"No {what} in {where}.", markup=False)
+        app.out.print(f"No {noun}s in {where}.", markup=False)
     else:
+        delayed = any(job.run_after for job in listed)
         t = table(
-            f"{_jobs_n(len(listed)) if status is None else f'{len(listed):,} {what}'} in {where}",
+            f"{plural(len(listed), noun)} in {where}",
             "Job id",
             "Type",
             "Status",
             "Attempts",
             "Priority",
+            *(("Run after",) if delayed else ()),
             "Error",
             fold=("Error",),
         )
@@ -142,10 +168,28 @@ def list_(app: App, queue_dir: str, status_name: str | None, as_json: bool) -> N
                 job.status.value,
                 f"{job.attempts}/{job.max_attempts}",
                 str(job.priority),
+                *((short_time(job.run_after),) if delayed else ()),
                 job.error_message or "-",
             )
         app.out.print(t)
     app.out.print(f"Counts: {_counts_line(counts)}", markup=False)
+
+
+def _plain_job(job: Job) -> tuple[object, ...]:
+    return (
+        job.job_id,
+        job.type,
+        job.status.value,
+        job.attempts,
+        job.max_attempts,
+        job.priority,
+        plain_time(job.created),
+        plain_time(job.started),
+        plain_time(job.finished),
+        plain_time(job.run_after),
+        job.worker,
+        job.error_message,
+    )
 
 
 def _show_table(job: Job) -> Table:
@@ -200,13 +244,18 @@ def show(app: App, queue_dir: str, job_id: str, as_json: bool) -> None:
 @jobs.command()
 @queue_dir_option(must_exist=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as a JSON object.")
+@plain_option("status, jobs")
 @pass_app
-def counts(app: App, queue_dir: str, as_json: bool) -> None:
+def counts(app: App, queue_dir: str, as_json: bool, plain: bool) -> None:
     """How many jobs have each status (from the index: history is not read)."""
+    check_output_flags(as_json, plain)
     with open_queue(queue_dir) as queue:
         per_status = queue.counts()
     if as_json:
         click.echo(json.dumps(per_status, indent=2))
+        return
+    if plain:
+        click.echo(plain_lines(("status", "jobs"), per_status.items()))
         return
     t = table(f"Jobs in {queue.dir}", "Status", "Jobs")
     for status, n in per_status.items():
@@ -272,9 +321,10 @@ def _payload(payload: str | None, payload_file: str | None) -> dict[str, Any]:
 )
 @click.option(
     "--delay",
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
-    help="Do not run the job before SECONDS from now.",
+    type=DURATION,
+    metavar="DURATION",
+    help="Do not run the job before DURATION from now: 30s, 15m, 1h, 7d, 2w, 1h30m, or a "
+    "bare number of seconds.",
 )
 @pass_app
 def enqueue(
@@ -286,7 +336,7 @@ def enqueue(
     job_id: str | None,
     priority: int,
     max_attempts: int,
-    delay: float | None,
+    delay: dt.timedelta | None,
 ) -> None:
     """Store a job of type TYPE and print its id (durable when this returns).
 
@@ -361,19 +411,20 @@ def _by_status(found: Iterable[Job]) -> str:
 @queue_dir_option(must_exist=True)
 @click.option(
     "--older-than",
-    "older_than",
+    "age",
     required=True,
+    type=AGE,
     metavar="AGE",
-    help="Delete finished jobs that finished more than AGE ago: 7d, 2w, 36h or days.",
+    help="Delete jobs that finished more than AGE ago: 30s, 15m, 36h, 7d, 2w or 1h30m. "
+    "The unit is required (a bare number used to mean days here).",
 )
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
 @pass_app
-def prune(app: App, queue_dir: str, older_than: str, dry_run: bool) -> None:
+def prune(app: App, queue_dir: str, age: dt.timedelta, dry_run: bool) -> None:
     """Delete finished jobs (Completed, Failed, Cancelled) older than an age.
 
     Queued and Running jobs are never pruned.
     """
-    age = parse_age(older_than)
     cutoff = iso_utc(SystemClock().now() - age)
     with open_queue(queue_dir) as queue:
         if dry_run:
@@ -408,9 +459,10 @@ def clear(app: App, queue_dir: str, yes: bool) -> None:
         alive = queue.live_workers()
         if alive:
             raise JobLedgerError(
-                f"refusing to clear the queue in {queue.dir}: worker(s) {', '.join(alive)} "
-                "are alive. Stop them first (Ctrl-C or SIGTERM gives their running jobs "
-                "back to the queue), then run clear again."
+                f"refusing to clear the queue in {queue.dir}: "
+                f"{'worker' if len(alive) == 1 else 'workers'} {', '.join(alive)} "
+                f"{'is' if len(alive) == 1 else 'are'} alive. Stop them first (Ctrl-C or "
+                "SIGTERM gives their running jobs back to the queue), then run clear again."
             )
         total = sum(queue.counts().values())
         if not total:

@@ -7,15 +7,16 @@ on a PostgreSQL URL (``du`` then measures the stored records: the backend's ``us
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 
 import click
 
 from .._errors import AlreadyRunning
 from .._records import TaskSetKey
-from .._tasksets import parse_age
 from ._app import App, pass_app
-from ._render import human_count, human_size, table
+from ._options import AGE
+from ._render import human_size, plural, table
 
 __all__ = ["register", "stdin_is_tty"]
 
@@ -25,7 +26,7 @@ INFO_KINDS = frozenset({"note"})
 
 
 def _sets(n: int) -> str:
-    return f"{n} task set" if n == 1 else f"{n} task sets"
+    return plural(n, "task set")
 
 
 def stdin_is_tty() -> bool:
@@ -46,16 +47,17 @@ def _print_keys(app: App, keys: list[TaskSetKey]) -> None:
 @click.command()
 @click.option(
     "--older-than",
-    "older_than",
+    "age",
     required=True,
+    type=AGE,
     metavar="AGE",
-    help="Remove sets dated more than AGE before today: 7d, 2w, 36h or a number of days.",
+    help="Remove sets dated more than AGE before today: 7d, 2w, 36h, 15m, 30s or 1h30m. "
+    "The unit is required (a bare number used to mean days here).",
 )
 @click.option("--dry-run", is_flag=True, help="Only print what would be removed.")
 @pass_app
-def cleanup(app: App, older_than: str, dry_run: bool) -> None:
+def cleanup(app: App, age: dt.timedelta, dry_run: bool) -> None:
     """Remove task sets older than an age (today's and recent ones are kept)."""
-    age = parse_age(older_than)
     state = app.state
     removed = state.cleanup(age, dry_run=dry_run)
     cutoff = state.today() - age
@@ -125,11 +127,10 @@ def du(app: App) -> None:
     size, items = app.state.usage()
     if app.in_database:
         click.echo(
-            f"Job state database: {human_size(size)} ({human_count(items)} "
-            f"{'row' if items == 1 else 'rows'}) in {app.where}"
+            f"Job state database: {human_size(size)} ({plural(items, 'row')}) in {app.where}"
         )
     else:
-        click.echo(f"Job state directory: {human_size(size)} ({human_count(items)} files)")
+        click.echo(f"Job state directory: {human_size(size)} ({plural(items, 'file')})")
 
 
 @click.command()

@@ -6,12 +6,14 @@ load does) and render it; figures for ``stats`` come from :mod:`jobledger._stats
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
 from collections.abc import Iterable
 
 import click
+from rich.console import RenderableType
 from rich.table import Table
 
 from .._records import TaskSetRecord, parse_date
@@ -19,11 +21,15 @@ from .._stats import Completion, compute_stats
 from .._tasksets import JobState
 from ..backends.files.tasksets import FilesTaskSetBackend
 from ._app import App, pass_app
+from ._options import check_output_flags, plain_option
 from ._render import (
     bar,
     done_total,
     human_seconds,
     percent,
+    plain_lines,
+    plain_time,
+    plural,
     short_time,
     signed_percent,
     table,
@@ -47,18 +53,59 @@ def _on(state: JobState, date: str, account: str | None = None) -> list[TaskSetR
     return [r for r in state.records(account, since=date) if r.date == date]
 
 
-def _holder_text(state: JobState, record: TaskSetRecord) -> str:
+def _holder(state: JobState, record: TaskSetRecord) -> str | None:
+    """Who runs the set now (its since-time written as every CLI time), or None."""
     holder = state.holder(record.key)
-    return holder.describe() if holder is not None else "-"
+    if holder is None:
+        return None
+    since = short_time(holder.since) if holder.since else None
+    return dataclasses.replace(holder, since=since).describe()
+
+
+def _holder_text(state: JobState, record: TaskSetRecord) -> str:
+    return _holder(state, record) or "-"
+
+
+#: The columns of ``status --plain``.
+PLAIN_STATUS_COLUMNS = (
+    "account",
+    "type",
+    "date",
+    "done",
+    "total",
+    "failed",
+    "last_update",
+    "running_in",
+)
 
 
 @click.command()
+@plain_option(", ".join(PLAIN_STATUS_COLUMNS))
 @pass_app
-def status(app: App) -> None:
+def status(app: App, plain: bool) -> None:
     """Today's task sets per account, with their progress."""
     state = app.state
     today = state.today().isoformat()
     records = _on(state, today)
+    if plain:
+        lines = []
+        for rec in records:
+            done, total = done_total(rec)
+            failed = sum(1 for task in rec.failures if task not in rec.completed)
+            lines.append(
+                (
+                    rec.account,
+                    rec.type,
+                    rec.date,
+                    done,
+                    total,
+                    failed,
+                    plain_time(rec.last_update),
+                    _holder(state, rec),
+                )
+            )
+        click.echo(plain_lines(PLAIN_STATUS_COLUMNS, lines))
+        return
     if not records:
         app.out.print(f"No task sets for {today} in {app.where}.", markup=False)
         return
@@ -72,6 +119,7 @@ def status(app: App) -> None:
         "Last update",
         "Running in",
         fold=("Running in",),
+        optional=("Progress",),
     )
     for rec in records:
         done, total = done_total(rec)
@@ -86,6 +134,44 @@ def status(app: App) -> None:
             _holder_text(state, rec),
         )
     app.out.print(t)
+
+
+#: The columns of ``show --plain``: one line per task.
+PLAIN_SHOW_COLUMNS = (
+    "account",
+    "type",
+    "date",
+    "task",
+    "status",
+    "failed_attempts",
+    "last_error",
+    "progress_done",
+    "progress_total",
+    "duration_seconds",
+)
+
+
+def _plain_task_rows(rec: TaskSetRecord) -> Iterable[tuple[object, ...]]:
+    running = rec.running.get("task") if rec.running else None
+    for task in [*rec.completed, *rec.remaining]:
+        failure = rec.failures.get(task)
+        p = rec.progress.get(task)
+        if task in rec.completed:
+            state = "done"
+        else:
+            state = "running" if task == running else "failed" if failure else "remaining"
+        yield (
+            rec.account,
+            rec.type,
+            rec.date,
+            task,
+            state,
+            failure.attempts if failure else 0,
+            failure.error if failure and task not in rec.completed else None,
+            p.done if p else None,
+            p.total if p else None,
+            rec.durations.get(task),
+        )
 
 
 def _task_rows(rec: TaskSetRecord) -> Iterable[tuple[str, str, str, str, str, str]]:
@@ -120,14 +206,22 @@ def _task_rows(rec: TaskSetRecord) -> Iterable[tuple[str, str, str, str, str, st
 @click.option("--type", "type_", metavar="TYPE", help="Only sets of this type (e.g. daily-set).")
 @click.option("--date", metavar="YYYY-MM-DD", help="The day (default: today).")
 @click.option("--json", "as_json", is_flag=True, help="Print the records as a JSON list.")
+@plain_option(", ".join(PLAIN_SHOW_COLUMNS) + " (one line per task)")
 @pass_app
-def show(app: App, account: str, type_: str | None, date: str | None, as_json: bool) -> None:
+def show(
+    app: App, account: str, type_: str | None, date: str | None, as_json: bool, plain: bool
+) -> None:
     """One account's task sets for a day: each task, its failures, progress and duration."""
+    check_output_flags(as_json, plain)
     state = app.state
     day = _day(date, state)
     records = [r for r in _on(state, day, account) if type_ is None or r.type == type_]
     if as_json:
         click.echo(json.dumps([r.to_json() for r in records], indent=2, ensure_ascii=False))
+        return
+    if plain:
+        rows = [row for rec in records for row in _plain_task_rows(rec)]
+        click.echo(plain_lines(PLAIN_SHOW_COLUMNS, rows))
         return
     if not records:
         what = f"of type {type_!r} " if type_ else ""
@@ -171,18 +265,44 @@ def _relpath(state: JobState, rec: TaskSetRecord) -> str:
     return os.path.relpath(state.backend.path(rec.key), state.dir)
 
 
+#: The columns of ``list --plain`` (``file`` is empty for a database).
+PLAIN_LIST_COLUMNS = ("account", "type", "date", "done", "total", "last_update", "file")
+
+
 @click.command("list")
+@plain_option(
+    ", ".join(PLAIN_LIST_COLUMNS) + " (file: relative to the state folder; empty for a database)"
+)
 @pass_app
-def list_(app: App) -> None:
+def list_(app: App, plain: bool) -> None:
     """Every stored task set (state file, or database row), oldest day first."""
     state = app.state
     records = sorted(state.records(), key=lambda r: (r.date, r.account, r.type))
+    if plain:
+        files = not app.in_database
+        click.echo(
+            plain_lines(
+                PLAIN_LIST_COLUMNS,
+                (
+                    (
+                        r.account,
+                        r.type,
+                        r.date,
+                        *done_total(r),
+                        plain_time(r.last_update),
+                        _relpath(state, r) if files else None,
+                    )
+                    for r in records
+                ),
+            )
+        )
+        return
     if not records:
         app.out.print(f"No task sets in {app.where}.", markup=False)
         return
     files = not app.in_database  # a database row has no file to name
     t = table(
-        f"{len(records)} task sets in {app.where}",
+        f"{plural(len(records), 'task set')} in {app.where}",
         "Account",
         "Type",
         "Date",
@@ -204,7 +324,7 @@ def list_(app: App) -> None:
     app.out.print(t)
 
 
-def _completion_table(title: str, first: str, rows: list[Completion]) -> Table:
+def _completion_table(title: str, first: str, rows: list[Completion]) -> RenderableType:
     t = table(title, first, "Sets complete", "Tasks done", "Rate")
     for c in rows:
         t.add_row(
@@ -235,8 +355,8 @@ def stats(app: App, days: int, top: int) -> None:
     )
     out = app.out
     out.print(
-        f"Task-set statistics, {result.start} to {result.end} ({days} days, "
-        f"{result.sets} sets) in {app.where}",
+        f"Task-set statistics, {result.start} to {result.end} ({plural(days, 'day')}, "
+        f"{plural(result.sets, 'set')}) in {app.where}",
         markup=False,
     )
     if not result.sets:

@@ -14,6 +14,7 @@ finished job, as ``HH:MM:SS done <job id> <type> in 0.52s``.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import importlib
 import logging
 import os
@@ -29,6 +30,7 @@ from .._worker import Handler, Worker, stop_signals_to
 from .._worker_report import worker_log
 from ._app import App, pass_app
 from ._jobs import open_queue, queue_dir_option
+from ._options import DURATION
 
 __all__ = ["load_handlers", "worker"]
 
@@ -166,12 +168,12 @@ def _worker_lines() -> Iterator[None]:
 )
 @click.option(
     "--grace",
-    type=click.FloatRange(min=0),
-    default=30.0,
+    type=DURATION,
+    default="30s",
     show_default=True,
-    metavar="SECONDS",
+    metavar="DURATION",
     help="On SIGINT/SIGTERM, how long running jobs may take to finish before they are "
-    "given back to the queue.",
+    "given back to the queue: 30s, 15m, 1h, 1h30m, or a bare number of seconds.",
 )
 @click.option(
     "--durability",
@@ -188,7 +190,7 @@ def worker(
     concurrency: int,
     until_empty: bool,
     wait_delayed: bool,
-    grace: float,
+    grace: dt.timedelta,
     durability: str,
 ) -> None:
     """Run the queue's jobs with handlers until SIGINT/SIGTERM (or --until-empty).
@@ -197,9 +199,9 @@ def worker(
     a second) and warns about queued job types no handler serves.
 
     \b
-    A first SIGINT/SIGTERM stops claiming, lets running jobs finish within --grace
-    seconds, gives the others back to the queue (served first, the interrupted attempt
-    not counted) and exits 0. A second one gives the running jobs back at once and exits
+    A first SIGINT/SIGTERM stops claiming, lets running jobs finish within --grace, gives
+    the others back to the queue (served first, the interrupted attempt not counted) and
+    exits 0. A second one gives the running jobs back at once and exits
     130 after SIGINT, 143 after SIGTERM (128 + the signal's number).
     """
     if wait_delayed and not until_empty:
@@ -207,7 +209,7 @@ def worker(
     with _cwd_on_path():
         handlers = load_handlers(handlers_spec)
         with open_queue(queue_dir, durability) as queue, _worker_lines():
-            w = Worker(queue, handlers, concurrency=concurrency, grace_period=grace)
+            w = Worker(queue, handlers, concurrency=concurrency, grace_period=grace.total_seconds())
             w._wait_hint = "use --wait-delayed"
             with _stop_on_signals(w.stop):
                 w.run(until_empty=until_empty, wait_delayed=wait_delayed)
