@@ -14,7 +14,7 @@ import click
 from .._errors import AlreadyRunning
 from .._records import TaskSetKey
 from .._tasksets import parse_age
-from ._app import App, pass_app
+from ._app import App, pass_app, state_options
 from ._render import human_count, human_size, table
 
 __all__ = ["register", "stdin_is_tty"]
@@ -44,6 +44,7 @@ def _print_keys(app: App, keys: list[TaskSetKey]) -> None:
 
 
 @click.command()
+@state_options
 @click.option(
     "--older-than",
     "older_than",
@@ -74,6 +75,7 @@ def cleanup(app: App, older_than: str, dry_run: bool) -> None:
 
 
 @click.command()
+@state_options
 @click.option("--account", metavar="ACCOUNT", help="Delete every task set of this account.")
 @click.option("--all", "all_", is_flag=True, help="Delete every task set of every account.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -114,6 +116,7 @@ def reset(app: App, account: str | None, all_: bool, yes: bool) -> None:
 
 
 @click.command()
+@state_options
 @pass_app
 def du(app: App) -> None:
     """Disk usage of the state folder: size and number of files.
@@ -133,6 +136,7 @@ def du(app: App) -> None:
 
 
 @click.command()
+@state_options
 @click.option(
     "--repair/--no-repair",
     default=True,

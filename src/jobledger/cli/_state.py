@@ -18,7 +18,7 @@ from .._records import TaskSetRecord, parse_date
 from .._stats import Completion, compute_stats
 from .._tasksets import JobState
 from ..backends.files.tasksets import FilesTaskSetBackend
-from ._app import App, pass_app
+from ._app import App, pass_app, state_options
 from ._render import (
     bar,
     done_total,
@@ -53,6 +53,7 @@ def _holder_text(state: JobState, record: TaskSetRecord) -> str:
 
 
 @click.command()
+@state_options
 @pass_app
 def status(app: App) -> None:
     """Today's task sets per account, with their progress."""
@@ -116,6 +117,7 @@ def _task_rows(rec: TaskSetRecord) -> Iterable[tuple[str, str, str, str, str, st
 
 
 @click.command()
+@state_options
 @click.argument("account")
 @click.option("--type", "type_", metavar="TYPE", help="Only sets of this type (e.g. daily-set).")
 @click.option("--date", metavar="YYYY-MM-DD", help="The day (default: today).")
@@ -172,6 +174,7 @@ def _relpath(state: JobState, rec: TaskSetRecord) -> str:
 
 
 @click.command("list")
+@state_options
 @pass_app
 def list_(app: App) -> None:
     """Every stored task set (state file, or database row), oldest day first."""
@@ -217,6 +220,7 @@ def _completion_table(title: str, first: str, rows: list[Completion]) -> Table:
 
 
 @click.command()
+@state_options
 @click.option(
     "--days",
     type=click.IntRange(min=1),

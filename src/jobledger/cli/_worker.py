@@ -1,10 +1,11 @@
 """``jobledger worker``: serve a job queue with handlers imported from a module.
 
-``jobledger worker --dir D --handlers myhandlers:HANDLERS`` (``D`` a queue folder or a
-``postgresql://`` URL) imports ``myhandlers`` (the current directory comes first on
-``sys.path``, as with ``python -m``), takes its ``HANDLERS`` mapping (job type ->
-``handler(job)``) and runs a :class:`~jobledger.Worker` until SIGINT or SIGTERM, which stop
-it gracefully (exit 0), or with ``--until-empty`` until the queue has nothing left for it.
+``jobledger worker --dir D --handlers myhandlers:HANDLERS`` (``D`` an existing queue
+folder or a ``postgresql://`` URL; ``--url`` and the global ``--dir`` work too) imports
+``myhandlers`` (the current directory comes first on ``sys.path``, as with ``python -m``),
+takes its ``HANDLERS`` mapping (job type -> ``handler(job)``) and runs a
+:class:`~jobledger.Worker` until SIGINT or SIGTERM, which stop it gracefully (exit 0), or
+with ``--until-empty`` until the queue has nothing left for it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import click
 
 from .._worker import Handler, Worker, stop_signals_to
 from ._app import App, pass_app
-from ._jobs import open_queue, queue_dir_option
+from ._jobs import open_queue, queue_dir_option, require_queue_folder
 
 __all__ = ["load_handlers", "worker"]
 
@@ -111,7 +112,7 @@ def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
 
 
 @click.command()
-@queue_dir_option(must_exist=False)
+@queue_dir_option(must_exist=False)  # checked once --handlers is known good, below
 @click.option(
     "--handlers",
     "handlers_spec",
@@ -165,6 +166,7 @@ def worker(
     """
     with _cwd_on_path():
         handlers = load_handlers(handlers_spec)
+        require_queue_folder(queue_dir)  # a worker never makes a new, empty queue
         with open_queue(queue_dir, durability) as queue:
             w = Worker(queue, handlers, concurrency=concurrency, grace_period=grace)
             with _stop_on_signals(w.stop):
