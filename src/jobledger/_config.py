@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,12 +47,17 @@ _EXPECTED = {
 }
 
 
-def read_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> JobStateConfig:
+def read_config(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    warn: Callable[[str], None] | None = None,
+) -> JobStateConfig:
     """Read a config file path or an already-parsed mapping.
 
     The mapping is the application's whole config; only its ``jobState`` block is read
-    (missing: every default, and a warning on the ``jobledger`` logger when the config is
-    a file, since a misspelt block would otherwise go unnoticed). Unknown keys in that
+    (missing: every default, and a warning when the config is a file, since a misspelt
+    block would otherwise go unnoticed; ``warn`` receives it, by default the ``jobledger``
+    logger's ``warning``). Unknown keys in that
     block, wrong types, an unknown time zone, a ``url`` that is not a PostgreSQL URL naming
     a database, and both a ``dir`` and a ``url`` are ConfigErrors that name the key (and
     the file, when read from one).
@@ -75,11 +80,9 @@ def read_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> JobStateC
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where} must be a JSON object with a 'jobState' key")
     if "jobState" not in data and where != "the config mapping":
-        log.warning(
-            "the config file %s has no 'jobState' block: jobledger uses its defaults "
-            '(state in %s); add {"jobState": {...}} to configure it',
-            where,
-            DEFAULT_DIR,
+        (warn or log.warning)(
+            f"the config file {where} has no 'jobState' block: jobledger uses its defaults "
+            f'(state in {DEFAULT_DIR}); add {{"jobState": {{...}}}} to configure it'
         )
     block = data.get("jobState", {})
     if not isinstance(block, Mapping):

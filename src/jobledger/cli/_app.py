@@ -195,7 +195,9 @@ class App:
         when the application's config has ``"enabled": false``, and says so.
         """
         if self._state is None:
-            cfg = read_config(self.config) if self.config else JobStateConfig()
+            cfg = JobStateConfig()
+            if self.config:
+                cfg = read_config(self.config, warn=self._warn)
             if not cfg.enabled:
                 self.err.print(
                     f"note: jobState.enabled is false in {self.config}; the state is read "
@@ -220,6 +222,9 @@ class App:
                 durability=cfg.durability,
             )
         return self._state
+
+    def _warn(self, message: str) -> None:
+        self.err.print(f"warning: {message}", markup=False)
 
     @property
     def where(self) -> str:
