@@ -171,6 +171,7 @@ def test_taskset_wait_takes_a_timedelta(tmp_path: Path) -> None:
 
 def test_enqueue_delay_takes_units(tmp_path: Path) -> None:
     qdir = tmp_path / "q"
+    qdir.mkdir()
     before = dt.datetime.now(dt.timezone.utc)
     result = CliRunner().invoke(
         cli, ["jobs", "enqueue", "t", "--dir", str(qdir), "--id", "j", "--delay", "1h30m"]
@@ -261,6 +262,7 @@ def test_worker_grace_takes_units(
             super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(worker_cli_module, "Worker", Recording)
+    (tmp_path / "q").mkdir()
     for grace, seconds in (("1m30s", 90.0), ("45", 45.0), (None, 30.0)):
         args = ["worker", "--dir", str(tmp_path / "q"), "--handlers", handlers, "--until-empty"]
         result = CliRunner().invoke(cli, args + (["--grace", grace] if grace else []))

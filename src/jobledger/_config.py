@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._clock import resolve_timezone
 from ._errors import ConfigError
+from ._location import classify, is_postgres_url, shown
+from ._log import log
 
 __all__ = ["DEFAULT_DIR", "DURABILITIES", "JobStateConfig", "read_config"]
 
@@ -40,16 +43,24 @@ _EXPECTED = {
     "dir": 'a string (a folder path, or "" for sessions/job-state)',
     "timezone": "an IANA time zone name or null",
     "durability": '"fsync" or "flush"',
-    "url": 'a PostgreSQL URL ("postgresql://user@host/db") or null for the folder',
+    "url": 'a PostgreSQL URL ("postgresql://user@host:5432/dbname") or null for the folder',
 }
 
 
-def read_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> JobStateConfig:
+def read_config(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    warn: Callable[[str], None] | None = None,
+) -> JobStateConfig:
     """Read a config file path or an already-parsed mapping.
 
     The mapping is the application's whole config; only its ``jobState`` block is read
-    (missing: every default). Unknown keys in that block and wrong types are errors that
-    name the key (and the file, when read from one).
+    (missing: every default, and a warning when the config is a file, since a misspelt
+    block would otherwise go unnoticed; ``warn`` receives it, by default the ``jobledger``
+    logger's ``warning``). Unknown keys in that
+    block, wrong types, an unknown time zone, a ``url`` that is not a PostgreSQL URL naming
+    a database, and both a ``dir`` and a ``url`` are ConfigErrors that name the key (and
+    the file, when read from one).
     """
     where = "the config mapping"
     if isinstance(source, (str, os.PathLike)):
@@ -68,6 +79,11 @@ def read_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> JobStateC
         data = source
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where} must be a JSON object with a 'jobState' key")
+    if "jobState" not in data and where != "the config mapping":
+        (warn or log.warning)(
+            f"the config file {where} has no 'jobState' block: jobledger uses its defaults "
+            f'(state in {DEFAULT_DIR}); add {{"jobState": {{...}}}} to configure it'
+        )
     block = data.get("jobState", {})
     if not isinstance(block, Mapping):
         raise ConfigError(f"key 'jobState' in {where} must be an object, got {block!r}")
@@ -85,10 +101,36 @@ def read_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> JobStateC
             f"key 'jobState.durability' in {where} must be {_EXPECTED['durability']}, "
             f"got {durability!r}"
         )
+    _check_places(block, where)
+    timezone = block.get("timezone")
+    try:
+        resolve_timezone(timezone)
+    except ConfigError as exc:
+        raise ConfigError(f"key 'jobState.timezone' in {where}: {exc}") from None
     return JobStateConfig(
         enabled=block.get("enabled", True),
         dir=block.get("dir", ""),
-        timezone=block.get("timezone"),
+        timezone=timezone,
         durability=durability,
         url=block.get("url"),
     )
+
+
+def _check_places(block: Mapping[str, Any], where: str) -> None:
+    """ConfigError (naming ``where``) unless the block gives at most one of a ``dir`` and
+    a ``url``, the ``url`` being a PostgreSQL URL and the ``dir`` not another URL."""
+    dir, url = block.get("dir") or None, block.get("url")
+    if dir is not None and url is not None:
+        raise ConfigError(
+            f"keys 'jobState.dir' and 'jobState.url' in {where} are both set: give the "
+            'folder or the PostgreSQL URL, not both (set the other to "" or null)'
+        )
+    if url is not None:
+        if not is_postgres_url(url):
+            raise ConfigError(
+                f"jobState.url must be a postgresql:// URL (postgresql://user@host:5432/dbname) "
+                f"or null for the folder, got {shown(url)!r} in {where}"
+            )
+        classify(url, f"key 'jobState.url' in {where}")
+    if dir is not None:
+        classify(dir, f"key 'jobState.dir' in {where}")

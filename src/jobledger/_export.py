@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 
 from ._errors import ConfigError, JobLedgerError
 from ._jobs import JobRecord
+from ._location import classify
 from ._queue import JobQueue
 from ._records import TaskSetKey, TaskSetRecord
 from ._tasksets import JobState
 from .backends._contract import JobBackend, JobImporter, TaskSetBackend
 from .backends.files._atomic import write_atomic
 from .backends.files._names import encode
-from .backends.postgres import is_postgres_url
 
 __all__ = ["WHATS", "ExportReport", "export"]
 
@@ -45,7 +45,7 @@ class ExportReport:
 
 
 def _tasksets(location: str) -> TaskSetBackend:
-    if is_postgres_url(location):
+    if classify(location).is_url:
         return JobState(url=location).backend
     return JobState(dir=location).backend
 
@@ -58,14 +58,18 @@ def export(source: str, target: str, what: str = "all", *, merge: bool = False) 
     """
     if what not in WHATS:
         raise ConfigError(f"what must be one of {', '.join(WHATS)}, got {what!r}")
-    if what == "all" and not (is_postgres_url(source) and is_postgres_url(target)):
+    # A look-alike URL or one without a database is refused before anything is read or
+    # written: it would otherwise become a folder of that name.
+    from_url = classify(source, "--from").is_url
+    to_url = classify(target, "--to").is_url
+    if what == "all" and not (from_url and to_url):
         raise ConfigError(
             "a folder is either a task-set state folder or a queue folder: "
             "give --what tasksets or --what jobs when --from or --to is a folder"
         )
     if os.path.abspath(source) == os.path.abspath(target) or source == target:
         raise ConfigError(f"--from and --to are the same place: {source}")
-    if not is_postgres_url(source) and not os.path.isdir(source):
+    if not from_url and not os.path.isdir(source):
         raise ConfigError(
             f"the source folder {os.path.abspath(source)} does not exist; give an existing "
             "folder or a postgresql:// URL as --from"

@@ -28,6 +28,7 @@ from ._config import DURABILITIES
 from ._durations import to_seconds, to_timedelta
 from ._errors import ConfigError, InvalidNameError, JobConflict, JobLedgerError
 from ._jobs import RESERVED_KEYS, Job, JobRecord, JobStatus, new_job_id
+from ._location import classify
 from ._log import log, verbose_from_env
 from ._registry import check_json, decode_payload, encode_job, registered_types
 from .backends._contract import JobBackend, Lease, QueuedCounts
@@ -54,7 +55,13 @@ def _when(value: dt.datetime | dt.timedelta | float | None, now: dt.datetime) ->
 
 class JobQueue:
     """A durable job queue in ``dir`` (``jobs/<job_id>.json`` and ``queue.json``), or in
-    PostgreSQL when ``dir`` is a ``postgresql://`` URL (needs ``jobledger[postgres]``).
+    PostgreSQL when ``dir`` is a ``postgresql://`` URL (psycopg 3; from a clone,
+    ``pip install -e '.[postgres]'``).
+
+    The folder is created by the queue's first use (a missing one is a new, empty queue);
+    the URL must name a database (``postgresql://user@host:5432/dbname``), whose tables are
+    created on first use. A string that looks like another URL (``mysql://...``,
+    ``postgresql:/host/db``) raises :class:`ConfigError` rather than becoming a folder.
 
     ``JobQueue(dir, durability="fsync")``; ``durability="flush"`` skips fsyncs (survives a
     process crash, not a power loss). Durations take a timedelta or seconds (0 or more):
@@ -87,11 +94,15 @@ class JobQueue:
         if worker_lease is not None:
             worker_lease = to_seconds(worker_lease, "worker_lease")
         self.backend: JobBackend
-        if isinstance(dir, str) and dir.startswith(("postgresql://", "postgres://")):
+        where = classify(dir, "JobQueue's dir")
+        if where.is_url:
             from .backends.postgres import job_backend
 
             self.backend = job_backend(
-                dir, fsync=durability == "fsync", clock=self.clock, worker_lease=worker_lease
+                where.value,
+                fsync=durability == "fsync",
+                clock=self.clock,
+                worker_lease=worker_lease,
             )
             self.dir = self.backend.location  # the URL without its password, for messages
         else:
@@ -100,7 +111,7 @@ class JobQueue:
                     "worker_lease applies to a PostgreSQL queue only: in a folder, a "
                     "worker's liveness is its OS lock, which needs no lease"
                 )
-            self.dir = os.path.abspath(os.fspath(dir))
+            self.dir = os.path.abspath(where.value)
             self.backend = FilesJobBackend(self.dir, fsync=durability == "fsync", clock=self.clock)
         self._worker_id: str | None = None
         self._worker_lock: Lease | None = None

@@ -26,6 +26,7 @@ from ._clock import Clock, SystemClock, iso_utc, resolve_timezone, today_in
 from ._config import DEFAULT_DIR, DURABILITIES, read_config
 from ._durations import to_days, to_timedelta, to_wait
 from ._errors import ConfigError, InvalidNameError, LeaseHolder
+from ._location import classify, is_postgres_url, shown
 from ._log import log, verbose_from_env
 from ._records import Failure, Progress, TaskSetKey, TaskSetRecord, parse_date
 from .backends._contract import Finding, Lease, TaskSetBackend
@@ -53,19 +54,48 @@ def _error_text(error: BaseException | str) -> str:
     return str(error)
 
 
+def _one_place(dir: str | os.PathLike[str] | None, url: str | None) -> str | None:
+    """The PostgreSQL URL a JobState uses, or None for a folder; ConfigError for both a
+    ``dir`` and a ``url``, for a ``url`` that is not a PostgreSQL URL naming a database,
+    and for a ``dir`` that looks like another kind of URL."""
+    if url is not None:
+        if dir is not None:
+            raise ConfigError(
+                "JobState got both dir and url: give the folder (dir=...) or the PostgreSQL "
+                "URL (url=...), not both"
+            )
+        if not isinstance(url, str) or not is_postgres_url(url):
+            shown_url = shown(url) if isinstance(url, str) else repr(url)
+            raise ConfigError(
+                f"JobState's url must be a PostgreSQL URL such as "
+                f"postgresql://user@host:5432/dbname, got {shown_url!r}; for a folder, "
+                "give dir=... instead"
+            )
+        classify(url, "JobState's url")
+        return url
+    if dir is None:
+        return None
+    where = classify(dir, "JobState's dir")
+    return where.value if where.is_url else None
+
+
 class JobState:
     """Where task sets live and how they are kept.
 
-    ``JobState(dir="sessions/job-state", enabled=True, timezone=None, durability="fsync")``
+    ``JobState(dir=None, enabled=True, timezone=None, durability="fsync", url=None)``
 
-    - ``dir``: the state folder (created on first write); ``""`` means
-      ``sessions/job-state`` under the current directory. Relative paths are resolved now.
+    - ``dir``: the state folder (created on first write); ``None`` (not given) or ``""``
+      means ``sessions/job-state`` under the current directory. Relative paths are
+      resolved now. A ``postgresql://`` URL here is taken as ``url``; a string that looks
+      like another URL (``mysql://...``, ``postgresql:/host/db``) raises ConfigError.
     - ``enabled=False``: every call works, nothing is read or written, every task pending.
     - ``timezone``: IANA name that decides what "today" is; ``None`` is local time.
     - ``durability``: ``"fsync"`` (survives power loss) or ``"flush"`` (survives a
       process crash, not an OS crash; no fsync).
-    - ``url``: a ``postgresql://`` URL: keep the task sets in PostgreSQL instead of
-      ``dir`` (needs ``jobledger[postgres]``); the password never appears in messages.
+    - ``url``: a ``postgresql://`` URL naming a database: keep the task sets in
+      PostgreSQL instead of a folder (psycopg 3; from a clone, ``pip install -e
+      '.[postgres]'``); the password never appears in messages. Giving both ``dir`` and
+      ``url`` raises ConfigError: one place or the other, never a silent choice.
     - ``clock``: an object with ``now()`` and ``monotonic()``, for tests.
 
     Constructing a JobState reads and writes nothing.
@@ -73,7 +103,7 @@ class JobState:
 
     def __init__(
         self,
-        dir: str | os.PathLike[str] = DEFAULT_DIR,
+        dir: str | os.PathLike[str] | None = None,
         enabled: bool = True,
         timezone: str | None = None,
         durability: str = "fsync",
@@ -92,7 +122,10 @@ class JobState:
         self.timezone = timezone
         self._tz = resolve_timezone(timezone)
         self.clock: Clock = clock or SystemClock()
-        self.dir = os.path.abspath(os.fspath(dir) or DEFAULT_DIR)
+        url = _one_place(dir, url)
+        if url is not None:
+            dir = None
+        self.dir = os.path.abspath(os.fspath(dir or "") or DEFAULT_DIR)
         if backend is not None:
             self.backend: TaskSetBackend = backend
         elif not enabled:
@@ -113,12 +146,14 @@ class JobState:
         """A JobState from the document's config: a JSON file path or a parsed mapping.
 
         Reads ``{"jobState": {"enabled": ..., "dir": ..., "timezone": ..., "durability": ...,
-        "url": ...}}`` (``url``: a PostgreSQL URL, used instead of ``dir``);
-        an unknown key, a wrong type or an unreadable file raises :class:`ConfigError`.
+        "url": ...}}`` (``url``: a PostgreSQL URL, given instead of ``dir``); an unknown
+        key, a wrong type or value, both ``dir`` and ``url``, or an unreadable file raises
+        :class:`ConfigError` naming the file. A file without a ``jobState`` block is read
+        as every default, with a warning naming it.
         """
         cfg = read_config(source)
         return cls(
-            dir=cfg.dir,
+            dir=cfg.dir if cfg.url is None else None,
             enabled=cfg.enabled,
             timezone=cfg.timezone,
             durability=cfg.durability,

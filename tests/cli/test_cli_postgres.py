@@ -239,6 +239,7 @@ def test_the_configs_url_and_dir_overriding_it(sets: PgSets, tmp_path: Path) -> 
     result = invoke("--config", str(config), "list")
     assert result.exit_code == 0, result.output
     assert "6 task sets in postgresql://" in result.stdout
+    (tmp_path / "empty").mkdir()  # a --dir that does not exist is an error (issue 11)
     folder = invoke("--config", str(config), "--dir", str(tmp_path / "empty"), "list")
     assert folder.exit_code == 0, folder.output
     assert f"No task sets in {tmp_path / 'empty'}." in folder.stdout

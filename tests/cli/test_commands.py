@@ -53,6 +53,7 @@ def test_status_names_the_live_lease_holder(prepared: Prepared) -> None:
 
 
 def test_status_with_nothing_today(tmp_path: Path) -> None:
+    (tmp_path / "none").mkdir()  # a missing folder is an error now (issue 11)
     result = CliRunner().invoke(cli, ["--dir", str(tmp_path / "none"), "status"])
     assert result.exit_code == 0
     assert "No task sets" in result.stdout
@@ -238,6 +239,15 @@ def test_du_prints_the_documents_line(prepared: Prepared) -> None:
 
 
 def test_du_of_a_missing_folder(tmp_path: Path) -> None:
+    # Issue 11: a missing folder is an error naming it, no longer "0B (0 files)".
+    result = CliRunner().invoke(cli, ["--dir", str(tmp_path / "nothing"), "du"])
+    assert result.exit_code == 2
+    assert f"{tmp_path / 'nothing'} does not exist" in result.stderr
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_du_of_an_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "nothing").mkdir()
     result = CliRunner().invoke(cli, ["--dir", str(tmp_path / "nothing"), "du"])
     assert result.exit_code == 0
     assert result.stdout == "Job state directory: 0B (0 files)\n"

@@ -282,8 +282,8 @@ def test_enqueue_an_existing_id_stores_nothing_and_says_so(pq: PreparedQueue) ->
 
 
 def test_enqueue_without_payload_makes_an_empty_one(tmp_path: Path) -> None:
-    qdir = tmp_path / "new-queue"  # enqueue may create the folder
-    result = jobs_cli("enqueue", "ping", "--dir", str(qdir))
+    qdir = tmp_path / "new-queue"  # enqueue --create may create the folder (issue 11)
+    result = jobs_cli("enqueue", "ping", "--dir", str(qdir), "--create")
     assert result.exit_code == 0, result.output
     job_id = result.stdout.strip()
     job = JobQueue(qdir).get(job_id)

@@ -243,7 +243,8 @@ def test_list_status_and_show_plain(prepared: Prepared) -> None:
 
 
 def test_plain_with_nothing_prints_only_the_header(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["--dir", str(tmp_path / "none"), "list", "--plain"])
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(cli, ["--dir", str(tmp_path / "empty"), "list", "--plain"])
     assert result.exit_code == 0
     assert result.stdout == "account\ttype\tdate\tdone\ttotal\tlast_update\tfile\n"
 

@@ -106,6 +106,7 @@ def test_until_empty_drains_the_queue_and_stores_results(
 
 
 def test_until_empty_on_an_empty_queue_exits_at_once(tmp_path: Path, handlers_module: str) -> None:
+    (tmp_path / "q").mkdir()  # the worker needs an existing queue folder (issue 11)
     result = worker_cli(
         "--dir", str(tmp_path / "q"), "--handlers", f"{handlers_module}:HANDLERS", "--until-empty"
     )

@@ -4,65 +4,167 @@ Command groups are registered in :func:`_register`; the task-set ("state") comma
 from ``_state.py`` and ``_maint.py``, ``demo`` from ``_demo_cmd.py``. Later groups (``jobs``,
 ``worker``, ``db``, ``export``) are added there the same way.
 
-Wherever a command takes a folder (the global ``--dir``, the queue commands' ``--dir`` and
-``$JOBLEDGER_QUEUE_DIR``) it takes a ``postgresql://`` URL too (:func:`dir_or_url`), as does
-the config's ``jobState.url``. A database that cannot be reached exits 2, like a bad
-config, with the backend's message (host, port and database, never the password).
+Where a command works is given the same way on every command: ``--dir DIR_OR_URL`` (a
+folder or a ``postgresql://`` URL) or ``--url URL`` (a URL only), either before the
+command's name (the global options) or after it (each command's own, which win). The
+location is the state folder for the task-set commands, the queue folder for ``jobs`` and
+``worker`` (which also read ``$JOBLEDGER_QUEUE_DIR`` when neither is given) and the database
+for ``db``. Every value is classified by :func:`jobledger._location.classify`: a look-alike
+URL (``mysql://...``, ``postgresql:/host/db``) or a URL without a database is a usage
+error (exit 2). A folder that does not exist is an error (exit 2) for every command but
+``jobs enqueue --create``: a mistyped path never becomes a new empty queue or an empty
+report. A database that cannot be reached exits 2, like a bad config, with the backend's
+message (host, port and database, never the password).
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from typing import Any, Literal, NoReturn, TypeVar, cast
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 
 from .. import __version__
-from .._config import JobStateConfig, read_config
+from .._config import DEFAULT_DIR, JobStateConfig, read_config
 from .._errors import ConfigError, InvalidNameError, JobLedgerError
+from .._location import classify, is_postgres_url
 from .._log import enable_verbose
 from .._tasksets import JobState
-from ..backends.postgres import DatabaseError, is_postgres_url
+from ..backends.postgres import DatabaseError
 from ._render import make_console
 
-__all__ = ["App", "cli", "dir_or_url", "main", "pass_app"]
+__all__ = [
+    "App",
+    "cli",
+    "dir_or_url",
+    "location_options",
+    "main",
+    "pass_app",
+    "require_folder",
+    "resolve_location",
+    "state_options",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: What a command's location is: a task-set state folder, a queue folder, or a database.
+Kind = Literal["state", "queue", "database"]
 
 
-def _url_problem(url: str) -> str | None:
-    """Why ``url`` (a postgresql:// URL) cannot be used, or None. Never quotes the URL:
-    it may carry a password."""
-    try:
-        _ = urlsplit(url).port  # reading it checks the host and the port
-    except ValueError:
-        return (
-            "the PostgreSQL URL cannot be read: check its host and port "
-            "(postgresql://user@host:5432/database)"
-        )
-    return None
-
-
-def dir_or_url(*, exists: bool = False) -> Callable[[click.Context, click.Parameter, Any], Any]:
-    """The callback of an option that takes a folder or a ``postgresql://`` URL.
-
-    A URL is passed on as is (once checked it can be read); a folder is checked as
-    ``click.Path(file_okay=False, exists=exists)`` checks it.
-    """
-    path = click.Path(file_okay=False, exists=exists)
+def dir_or_url(*, url_only: bool = False) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """The callback of an option that takes a folder or a ``postgresql://`` URL (with
+    ``url_only``, a URL only): a look-alike URL or a URL without a database is a usage
+    error (exit 2) naming the accepted forms. Whether a folder exists is checked once the
+    command knows which location wins (:func:`resolve_location`)."""
 
     def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         if value is None:
             return None
-        if not is_postgres_url(value):
-            return path.convert(value, param, ctx)
-        problem = _url_problem(value)
-        if problem is not None:
-            raise click.BadParameter(problem, ctx, param)
+        try:
+            where = classify(value, "")
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+        if url_only and not where.is_url:
+            raise click.BadParameter(
+                f"{value!r} is not a PostgreSQL URL; --url takes postgresql://user@host:5432/"
+                "dbname (give a folder with --dir instead)",
+                ctx,
+                param,
+            )
         return value
 
     return check
+
+
+def _option_pair(kind: Kind, *, envvar: str | None = None) -> Callable[[F], F]:
+    """A command's own ``--dir`` and ``--url`` (stored as ``where_dir``/``where_url``)."""
+    what = {
+        "state": "The task-set state folder",
+        "queue": "The queue folder (jobs/<job_id>.json and queue.json)",
+        "database": "The database",
+    }[kind]
+    dir_help = f"{what}, or a postgresql:// URL (also accepted before the command name)."
+    if kind == "database":
+        dir_help = "The same as --url (a postgresql:// URL)."
+
+    def decorate(f: F) -> F:
+        f = click.option(
+            "--url",
+            "where_url",
+            metavar="URL",
+            callback=dir_or_url(url_only=True),
+            help="A postgresql://user@host:5432/dbname URL (instead of --dir).",
+        )(f)
+        return click.option(
+            "--dir",
+            "where_dir",
+            metavar="DIR_OR_URL",
+            envvar=envvar,
+            show_envvar=envvar is not None,
+            callback=dir_or_url(url_only=kind == "database"),
+            help=dir_help,
+        )(f)
+
+    return decorate
+
+
+def _explicit(ctx: click.Context, where_dir: str | None, where_url: str | None) -> str | None:
+    """The location given on the command line as ``--dir`` or ``--url`` (not both)."""
+    given = ctx.get_parameter_source("where_dir") == ParameterSource.COMMANDLINE
+    given_dir = where_dir if given else None
+    if given_dir is not None and where_url is not None:
+        raise click.UsageError("give --dir or --url, not both", ctx)
+    return given_dir if given_dir is not None else where_url
+
+
+def resolve_location(
+    ctx: click.Context, where_dir: str | None, where_url: str | None
+) -> str | None:
+    """The location a command works on: its own ``--dir``/``--url``, else the global one
+    (before the command name), else its ``--dir``'s environment variable, else None."""
+    own = _explicit(ctx, where_dir, where_url)
+    if own is not None:
+        return own
+    app = ctx.find_object(App)
+    if app is not None and app.location is not None:
+        return app.location
+    return where_dir  # from the environment variable, or None
+
+
+def location_options(kind: Kind, *, envvar: str | None = None) -> Callable[[F], F]:
+    """Give a command its own ``--dir`` and ``--url``; the chosen location (see
+    :func:`resolve_location`) is passed on as ``location`` (str or None)."""
+
+    def decorate(f: F) -> F:
+        @functools.wraps(f)
+        def run(*args: Any, where_dir: str | None, where_url: str | None, **kwargs: Any) -> Any:
+            ctx = click.get_current_context()
+            location = resolve_location(ctx, where_dir, where_url)
+            return f(*args, location=location, **kwargs)
+
+        return _option_pair(kind, envvar=envvar)(cast(F, run))
+
+    return decorate
+
+
+def state_options(f: F) -> F:
+    """A task-set command's own ``--dir``/``--url``: the state folder or database, which
+    wins over the global option and the config."""
+
+    @functools.wraps(f)
+    def run(*args: Any, where_dir: str | None, where_url: str | None, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        location = _explicit(ctx, where_dir, where_url)
+        if location is not None:
+            ctx.find_object(App).location = location  # type: ignore[union-attr]
+        return f(*args, **kwargs)
+
+    return _option_pair("state")(cast(F, run))
 
 
 class App:
@@ -73,45 +175,56 @@ class App:
     or a PostgreSQL URL.
     """
 
-    def __init__(self, config: str | None, dir: str | None) -> None:
+    def __init__(self, config: str | None, location: str | None) -> None:
         self.config = config
-        self.dir = dir
+        #: The global --dir/--url, replaced by a task-set command's own: a folder, a URL,
+        #: or None (the config's place, else sessions/job-state).
+        self.location = location
         self.out: Console = make_console(sys.stdout)
         self.err: Console = make_console(sys.stderr)
         self._state: JobState | None = None
 
     @property
     def state(self) -> JobState:
-        """The JobState of ``--config`` (default settings without it), at ``--dir`` (a
-        folder or a URL) if given, else at the config's ``url`` or ``dir``.
+        """The JobState of ``--config`` (default settings without it), at ``--dir`` or
+        ``--url`` if given, else at the config's ``url`` or ``dir``.
 
-        The CLI is a maintenance tool: it reads and repairs the state even when the
-        application's config has ``"enabled": false``, and says so.
+        A state folder that does not exist is a ConfigError (exit 2): every task-set
+        command reads or tidies existing state, and a mistyped path must not look like
+        an empty one. The CLI is a maintenance tool: it reads and repairs the state even
+        when the application's config has ``"enabled": false``, and says so.
         """
         if self._state is None:
-            cfg = read_config(self.config) if self.config else JobStateConfig()
+            cfg = JobStateConfig()
+            if self.config:
+                cfg = read_config(self.config, warn=self._warn)
             if not cfg.enabled:
                 self.err.print(
                     f"note: jobState.enabled is false in {self.config}; the state is read "
                     "anyway, the application itself does not use it",
                     markup=False,
                 )
-            place: str = self.dir or cfg.dir
-            url = None if self.dir else cfg.url
-            if is_postgres_url(place):
-                place, url = "", place
-            if url is not None:
-                problem = (
-                    _url_problem(url)
-                    if is_postgres_url(url)
-                    else "jobState.url must be a postgresql:// URL (or null for the folder)"
-                )
-                if problem is not None:
-                    raise ConfigError(problem)
+            if self.location is not None:
+                place, origin = self.location, "given with --dir"
+            elif cfg.url is not None:
+                place, origin = cfg.url, f"jobState.url in {self.config}"
+            elif cfg.dir:
+                place, origin = cfg.dir, f"jobState.dir in {self.config}"
+            else:
+                place, origin = DEFAULT_DIR, "the default, under the current folder"
+            where = classify(place, "")
+            if not where.is_url:
+                require_folder(place, f"the state folder ({origin})", _STATE_HINT)
             self._state = JobState(
-                dir=place, timezone=cfg.timezone, durability=cfg.durability, url=url
+                dir=None if where.is_url else place,
+                url=where.value if where.is_url else None,
+                timezone=cfg.timezone,
+                durability=cfg.durability,
             )
         return self._state
+
+    def _warn(self, message: str) -> None:
+        self.err.print(f"warning: {message}", markup=False)
 
     @property
     def where(self) -> str:
@@ -133,6 +246,20 @@ class App:
 
 
 pass_app = click.make_pass_decorator(App)
+
+_STATE_HINT = (
+    "check the path, or give the state folder with --dir (before or after the command "
+    "name) or jobState.dir in --config; task sets are written there by the application on "
+    "its first write, and no jobledger command creates it"
+)
+
+
+def require_folder(path: str, what: str, hint: str) -> None:
+    """ConfigError (exit 2) naming ``path`` unless it is an existing folder."""
+    full = os.path.abspath(path)
+    if not os.path.isdir(full):
+        problem = "is not a folder" if os.path.exists(full) else "does not exist"
+        raise ConfigError(f"{what} {full} {problem}; {hint}")
 
 
 def _fail(exc: BaseException, code: int) -> NoReturn:
@@ -187,20 +314,33 @@ class _Group(click.Group):
     "dir",
     metavar="DIR_OR_URL",
     callback=dir_or_url(),
-    help="The state folder, or a postgresql:// URL (overrides jobState.dir and "
-    "jobState.url; default sessions/job-state).",
+    help="Where the command works: the state folder (task-set commands; overrides "
+    "jobState.dir and jobState.url), the queue folder (jobs, worker), or a postgresql:// "
+    "URL. Each command also takes --dir after its name, which wins.",
+)
+@click.option(
+    "--url",
+    "url",
+    metavar="URL",
+    callback=dir_or_url(url_only=True),
+    help="A postgresql://user@host:5432/dbname URL, instead of --dir.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Print [INFO] lines of state operations.")
 @click.version_option(__version__, prog_name="jobledger")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, dir: str | None, verbose: bool) -> None:
+def cli(
+    ctx: click.Context, config: str | None, dir: str | None, url: str | None, verbose: bool
+) -> None:
     """Inspect and maintain jobledger task-set state.
 
-    Exit codes: 0 fine, 1 problems found or operation refused, 2 usage or config error.
+    Exit codes: 0 fine, 1 problems found or operation refused, 2 usage or config error
+    (including a --dir folder that does not exist).
     """
     if verbose:
         enable_verbose()
-    app = App(config, dir)
+    if dir is not None and url is not None:
+        raise click.UsageError("give --dir or --url, not both", ctx)
+    app = App(config, dir if dir is not None else url)
     ctx.obj = app
     ctx.call_on_close(app.close)
 

@@ -1,5 +1,8 @@
 """Database commands: ``jobledger db migrate|status --url URL`` and ``jobledger export``.
 
+The db commands take the URL as ``--url`` or ``--dir``, after their name or before it
+(``jobledger --url URL db status``); a folder is a usage error (exit 2).
+
 Connection errors exit 2 through the app's error handling with a message that names the
 host, the port and the database and never the password (``DatabaseError`` from the
 backend); a statement the server refuses exits 1.
@@ -11,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .._errors import ConfigError
 from .._export import WHATS, export
-from ..backends.postgres import DatabaseError, is_postgres_url
+from .._location import classify
+from ..backends.postgres import DatabaseError
+from ._app import location_options
 
 if TYPE_CHECKING:
     import psycopg
@@ -21,10 +25,18 @@ if TYPE_CHECKING:
 __all__ = ["db", "export_command"]
 
 
-def _session(url: str) -> psycopg.Connection[Any]:
+def _session(url: str | None) -> psycopg.Connection[Any]:
     """An autocommit connection to ``url`` (DatabaseError without the password)."""
-    if not is_postgres_url(url):
-        raise ConfigError(f"--url must be a postgresql:// URL, got {url.split('@')[-1]!r}")
+    if url is None:
+        raise click.UsageError(
+            "Missing option '--url': give the database as --url postgresql://user@host:5432/"
+            "dbname (or --dir URL, before or after the command name)"
+        )
+    if not classify(url, "").is_url:
+        raise click.UsageError(
+            f"the db commands work on a database, not on the folder {url!r}: give --url "
+            "postgresql://user@host:5432/dbname"
+        )
     from ..backends.postgres import _require_psycopg
 
     _require_psycopg()
@@ -39,14 +51,14 @@ def db() -> None:
 
 
 @db.command("migrate")
-@click.option("--url", required=True, metavar="URL", help="postgresql://user@host/db")
-def migrate_command(url: str) -> None:
+@location_options("database")
+def migrate_command(location: str | None) -> None:
     """Apply the pending migrations of the URL's schema; print the versions applied."""
     import psycopg
 
     from ..backends.postgres._migrate import migrate
 
-    with _session(url) as conn:
+    with _session(location) as conn:
         try:
             done = migrate(conn)
         except psycopg.Error as exc:
@@ -58,12 +70,12 @@ def migrate_command(url: str) -> None:
 
 
 @db.command("status")
-@click.option("--url", required=True, metavar="URL", help="postgresql://user@host/db")
-def status_command(url: str) -> None:
+@location_options("database")
+def status_command(location: str | None) -> None:
     """Show the applied and the pending migrations of the URL's schema."""
     from ..backends.postgres._migrate import applied_versions, migrations
 
-    with _session(url) as conn:
+    with _session(location) as conn:
         applied = applied_versions(conn)
     for m in migrations():
         state = "applied" if m.version in applied else "pending"

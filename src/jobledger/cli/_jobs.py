@@ -1,18 +1,20 @@
 """Job-queue commands: ``jobledger jobs list|show|counts|enqueue|retry|cancel|prune|clear``.
 
-Each opens a :class:`~jobledger.JobQueue` on ``--dir`` (default: the ``JOBLEDGER_QUEUE_DIR``
-environment variable), a folder or a ``postgresql://`` URL, calls one of its methods and
-only decides what to print and which exit code to give. A missing job (JobNotFound) or a
-job in the wrong state (JobConflict) exits 1 with the library's message, through the app's
-error handling.
+Each opens a :class:`~jobledger.JobQueue` on ``--dir``/``--url`` (its own, else the global
+one, else the ``JOBLEDGER_QUEUE_DIR`` environment variable), a folder or a
+``postgresql://`` URL; the folder must exist (``enqueue --create`` makes it). It calls
+one of the queue's methods and only decides what to print and which exit code to give. A
+missing job (JobNotFound) or a job in the wrong state (JobConflict) exits 1 with the
+library's message, through the app's error handling.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 from rich.table import Table
@@ -23,11 +25,11 @@ from .._jobs import Job, JobStatus
 from .._queue import JobQueue
 from ..backends.postgres import is_postgres_url
 from . import _maint
-from ._app import App, dir_or_url, pass_app
+from ._app import App, location_options, pass_app, require_folder
 from ._options import AGE, DURATION, check_output_flags, plain_option
 from ._render import human_count, plain_lines, plain_time, plural, short_time, table
 
-__all__ = ["QUEUE_DIR_ENV", "jobs"]
+__all__ = ["QUEUE_DIR_ENV", "jobs", "open_queue", "queue_dir_option", "require_queue_folder"]
 
 #: The environment variable ``--dir`` falls back to.
 QUEUE_DIR_ENV = "JOBLEDGER_QUEUE_DIR"
@@ -36,24 +38,55 @@ F = TypeVar("F", bound=Callable[..., Any])
 _STATUSES = [s.value for s in JobStatus]
 
 
-def queue_dir_option(*, must_exist: bool) -> Callable[[F], F]:
-    """The ``--dir`` option of the queue commands (env ``JOBLEDGER_QUEUE_DIR``): a folder
-    or a ``postgresql://`` URL.
+def queue_dir_option(*, must_exist: bool = True, creatable: bool = False) -> Callable[[F], F]:
+    """The queue commands' ``--dir`` (env ``JOBLEDGER_QUEUE_DIR``) and ``--url``: a folder
+    or a ``postgresql://`` URL, passed on as ``queue_dir``.
 
-    Commands that only read or change existing jobs want the folder to exist, so that a
-    mistyped path is an error instead of a new empty queue. (A database's tables are
-    created on first use.)
+    The command's own option wins, then the global ``--dir``/``--url`` (before the
+    command name), then the environment variable; none is a usage error. A folder that
+    does not exist is an error (exit 2) naming it, so that a mistyped path never becomes a
+    new empty queue; with ``creatable`` the command gets a ``--create`` flag that allows
+    it. (A database's tables are created on first use.) ``must_exist=False`` leaves the
+    folder check to the command.
     """
-    return click.option(
-        "--dir",
-        "queue_dir",
-        envvar=QUEUE_DIR_ENV,
-        show_envvar=True,
-        required=True,
-        metavar="DIR_OR_URL",
-        callback=dir_or_url(exists=must_exist),
-        help="The queue folder (jobs/<job_id>.json and queue.json), or a postgresql:// URL.",
+
+    def decorate(f: F) -> F:
+        @functools.wraps(f)
+        def run(*args: Any, location: str | None, **kwargs: Any) -> Any:
+            create = bool(kwargs.pop("create", False)) if creatable else False
+            if location is None:
+                raise click.UsageError(
+                    f"Missing option '--dir': give the queue folder or a postgresql:// URL "
+                    f"with --dir (before or after the command name) or ${QUEUE_DIR_ENV}"
+                )
+            if must_exist and not create:
+                require_queue_folder(location, creatable=creatable)
+            return f(*args, queue_dir=location, **kwargs)
+
+        if creatable:
+            run = click.option(
+                "--create",
+                is_flag=True,
+                help="Make the queue folder if it does not exist (without it, a missing "
+                "folder is an error).",
+            )(run)
+        return location_options("queue", envvar=QUEUE_DIR_ENV)(cast(F, run))
+
+    return decorate
+
+
+def require_queue_folder(location: str, *, creatable: bool = False) -> None:
+    """ConfigError (exit 2) naming the folder if ``location`` is a folder that does not
+    exist; the hint says how to make a new queue (``--create`` when ``creatable``)."""
+    if is_postgres_url(location):
+        return
+    hint = (
+        "check the path, or add --create to make a new queue there"
+        if creatable
+        else "check the path; a new queue is made by "
+        "'jobledger jobs enqueue --create --dir PATH TYPE'"
     )
+    require_folder(location, "the queue folder", hint)
 
 
 def open_queue(queue_dir: str, durability: str = "fsync") -> JobQueue:
@@ -106,8 +139,9 @@ PLAIN_JOB_COLUMNS = (
 def jobs() -> None:
     """Inspect and change the job queue (the "Job Persistence System" folder or database).
 
-    Every command takes --dir DIR_OR_URL (a folder or a postgresql:// URL), or reads it
-    from $JOBLEDGER_QUEUE_DIR.
+    Every command takes --dir DIR_OR_URL (a folder or a postgresql:// URL) or --url URL,
+    after its name or before 'jobs' (jobledger --dir Q jobs list), or reads it from
+    $JOBLEDGER_QUEUE_DIR. The folder must exist, except for 'enqueue --create'.
     """
 
 
@@ -302,7 +336,7 @@ def _payload(payload: str | None, payload_file: str | None) -> dict[str, Any]:
 
 
 @jobs.command()
-@queue_dir_option(must_exist=False)
+@queue_dir_option(creatable=True)
 @click.argument("job_type", metavar="TYPE")
 @click.option("--payload", metavar="JSON", help="The job's fields as a JSON object.")
 @click.option(
@@ -340,7 +374,8 @@ def enqueue(
 ) -> None:
     """Store a job of type TYPE and print its id (durable when this returns).
 
-    Enqueueing an id that already exists stores nothing and prints that id.
+    The queue folder must exist unless --create is given. Enqueueing an id that already
+    exists stores nothing and prints that id.
     """
     fields = _payload(payload, payload_file)
     if "type" in fields and fields["type"] != job_type:

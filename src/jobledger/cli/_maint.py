@@ -14,7 +14,7 @@ import click
 
 from .._errors import AlreadyRunning
 from .._records import TaskSetKey
-from ._app import App, pass_app
+from ._app import App, pass_app, state_options
 from ._options import AGE
 from ._render import human_size, plural, table
 
@@ -45,6 +45,7 @@ def _print_keys(app: App, keys: list[TaskSetKey]) -> None:
 
 
 @click.command()
+@state_options
 @click.option(
     "--older-than",
     "age",
@@ -76,6 +77,7 @@ def cleanup(app: App, age: dt.timedelta, dry_run: bool) -> None:
 
 
 @click.command()
+@state_options
 @click.option("--account", metavar="ACCOUNT", help="Delete every task set of this account.")
 @click.option("--all", "all_", is_flag=True, help="Delete every task set of every account.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -116,6 +118,7 @@ def reset(app: App, account: str | None, all_: bool, yes: bool) -> None:
 
 
 @click.command()
+@state_options
 @pass_app
 def du(app: App) -> None:
     """Disk usage of the state folder: size and number of files.
@@ -134,6 +137,7 @@ def du(app: App) -> None:
 
 
 @click.command()
+@state_options
 @click.option(
     "--repair/--no-repair",
     default=True,

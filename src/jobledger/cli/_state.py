@@ -20,7 +20,7 @@ from .._records import TaskSetRecord, parse_date
 from .._stats import Completion, compute_stats
 from .._tasksets import JobState
 from ..backends.files.tasksets import FilesTaskSetBackend
-from ._app import App, pass_app
+from ._app import App, pass_app, state_options
 from ._options import check_output_flags, plain_option
 from ._render import (
     bar,
@@ -81,6 +81,7 @@ PLAIN_STATUS_COLUMNS = (
 
 @click.command()
 @plain_option(", ".join(PLAIN_STATUS_COLUMNS))
+@state_options
 @pass_app
 def status(app: App, plain: bool) -> None:
     """Today's task sets per account, with their progress."""
@@ -202,6 +203,7 @@ def _task_rows(rec: TaskSetRecord) -> Iterable[tuple[str, str, str, str, str, st
 
 
 @click.command()
+@state_options
 @click.argument("account")
 @click.option("--type", "type_", metavar="TYPE", help="Only sets of this type (e.g. daily-set).")
 @click.option("--date", metavar="YYYY-MM-DD", help="The day (default: today).")
@@ -273,6 +275,7 @@ PLAIN_LIST_COLUMNS = ("account", "type", "date", "done", "total", "last_update",
 @plain_option(
     ", ".join(PLAIN_LIST_COLUMNS) + " (file: relative to the state folder; empty for a database)"
 )
+@state_options
 @pass_app
 def list_(app: App, plain: bool) -> None:
     """Every stored task set (state file, or database row), oldest day first."""
@@ -337,6 +340,7 @@ def _completion_table(title: str, first: str, rows: list[Completion]) -> Rendera
 
 
 @click.command()
+@state_options
 @click.option(
     "--days",
     type=click.IntRange(min=1),

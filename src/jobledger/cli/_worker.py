@@ -1,11 +1,12 @@
 """``jobledger worker``: serve a job queue with handlers imported from a module.
 
-``jobledger worker --dir D --handlers myhandlers:HANDLERS`` (``D`` a queue folder or a
-``postgresql://`` URL) imports ``myhandlers`` (the current directory comes first on
-``sys.path``, as with ``python -m``), takes its ``HANDLERS`` mapping (job type ->
-``handler(job)``) and runs a :class:`~jobledger.Worker` until SIGINT or SIGTERM, which stop
-it gracefully (exit 0; a second signal forces the stop: exit 130 after SIGINT, 143 after
-SIGTERM), or with ``--until-empty`` until the queue has nothing due for it.
+``jobledger worker --dir D --handlers myhandlers:HANDLERS`` (``D`` an existing queue
+folder or a ``postgresql://`` URL; ``--url`` and the global ``--dir`` work too) imports
+``myhandlers`` (the current directory comes first on ``sys.path``, as with ``python -m``),
+takes its ``HANDLERS`` mapping (job type -> ``handler(job)``) and runs a
+:class:`~jobledger.Worker` until SIGINT or SIGTERM, which stop it gracefully (exit 0; a
+second signal forces the stop: exit 130 after SIGINT, 143 after SIGTERM), or with
+``--until-empty`` until the queue has nothing due for it.
 
 The worker's own lines (``jobledger.worker``) are shown on stderr without ``-v``, one per
 finished job, as ``HH:MM:SS done <job id> <type> in 0.52s``.
@@ -29,7 +30,7 @@ import click
 from .._worker import Handler, Worker, stop_signals_to
 from .._worker_report import worker_log
 from ._app import App, pass_app
-from ._jobs import open_queue, queue_dir_option
+from ._jobs import open_queue, queue_dir_option, require_queue_folder
 from ._options import DURATION
 
 __all__ = ["load_handlers", "worker"]
@@ -140,7 +141,7 @@ def _worker_lines() -> Iterator[None]:
 
 
 @click.command()
-@queue_dir_option(must_exist=False)
+@queue_dir_option(must_exist=False)  # checked once --handlers is known good, below
 @click.option(
     "--handlers",
     "handlers_spec",
@@ -208,6 +209,7 @@ def worker(
         raise click.UsageError("--wait-delayed only applies with --until-empty")
     with _cwd_on_path():
         handlers = load_handlers(handlers_spec)
+        require_queue_folder(queue_dir)  # a worker never makes a new, empty queue
         with open_queue(queue_dir, durability) as queue, _worker_lines():
             w = Worker(queue, handlers, concurrency=concurrency, grace_period=grace.total_seconds())
             w._wait_hint = "use --wait-delayed"

@@ -1,4 +1,4 @@
-"""The PostgreSQL backends (psycopg 3: ``pip install "jobledger[postgres]"``).
+"""The PostgreSQL backends (psycopg 3: from a clone, ``pip install -e '.[postgres]'``).
 
 ``JobState(url="postgresql://...")`` and ``JobQueue("postgresql://...")`` use them. The
 tables (``jobledger_*``) live in the URL's schema (``options=-csearch_path=...``, default
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..._clock import Clock
 from ..._errors import ConfigError
+from ..._location import URL_SCHEMES, is_postgres_url
 from ._errors import DatabaseError
 
 if TYPE_CHECKING:
@@ -29,19 +30,12 @@ __all__ = [
     "taskset_backend",
 ]
 
-URL_SCHEMES = ("postgresql://", "postgres://")
-
-
-def is_postgres_url(value: object) -> bool:
-    """Whether ``value`` is a ``postgresql://`` (or ``postgres://``) URL."""
-    return isinstance(value, str) and value.startswith(URL_SCHEMES)
-
 
 def _require_psycopg() -> None:
     if importlib.util.find_spec("psycopg") is None:
         raise ConfigError(
             "a PostgreSQL URL needs psycopg 3, which is not installed; "
-            'install it with: pip install "jobledger[postgres]"'
+            "install it from the jobledger clone with: pip install -e '.[postgres]'"
         )
 
 
