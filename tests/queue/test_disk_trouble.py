@@ -269,9 +269,11 @@ def view(q: JobQueue, root: Path) -> State:
 
 @contextlib.contextmanager
 def fresh(root: Path) -> Iterator[JobQueue]:
-    """A new JobQueue on the folder: what a restarted process would read."""
+    """A new JobQueue on the folder, opened as a restarted writer opens it (its first use
+    recovers and repairs; a queue that only reads would leave the folder as it is)."""
     q = JobQueue(root, durability="fsync")
     try:
+        q.recover()
         yield q
     finally:
         q.close()
