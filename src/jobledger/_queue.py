@@ -70,6 +70,13 @@ class JobQueue:
     ``worker_lease`` (PostgreSQL only, default 6 s) is how long a worker that stopped
     renewing its lease counts as alive; a folder needs none (the OS tells). Nothing is read
     until first use.
+
+    The reading methods (:meth:`get`, :meth:`list`, :meth:`counts`) of a queue used only
+    for reading never write: they go through a read-only twin of the backend, which takes
+    no lock, recovers no job, repairs and creates nothing (a folder is left byte for byte
+    as it was) and never migrates a database. Every other method works as a writer: on its
+    first use it recovers dead workers' jobs, repairs and (PostgreSQL) migrates; from then
+    on the reading methods read through the writer's index too (what it repaired is done).
     """
 
     def __init__(
@@ -94,16 +101,14 @@ class JobQueue:
         if worker_lease is not None:
             worker_lease = to_seconds(worker_lease, "worker_lease")
         self.backend: JobBackend
+        self._url: str | None = None
+        self._worker_lease = worker_lease
+        self._reader: JobBackend | None = None
+        self._reader_guard = threading.Lock()
         where = classify(dir, "JobQueue's dir")
         if where.is_url:
-            from .backends.postgres import job_backend
-
-            self.backend = job_backend(
-                where.value,
-                fsync=durability == "fsync",
-                clock=self.clock,
-                worker_lease=worker_lease,
-            )
+            self._url = where.value
+            self.backend = self._make_backend(read_only=False)
             self.dir = self.backend.location  # the URL without its password, for messages
         else:
             if worker_lease is not None:
@@ -112,7 +117,7 @@ class JobQueue:
                     "worker's liveness is its OS lock, which needs no lease"
                 )
             self.dir = os.path.abspath(where.value)
-            self.backend = FilesJobBackend(self.dir, fsync=durability == "fsync", clock=self.clock)
+            self.backend = self._make_backend(read_only=False)
         self._worker_id: str | None = None
         self._worker_lock: Lease | None = None
         self._worker_guard = threading.Lock()
@@ -121,6 +126,35 @@ class JobQueue:
         self._warned_types: set[str] = set()
         self._watchers: builtins.list[Callable[[], None]] = []
         self._watch_guard = threading.Lock()
+
+    def _make_backend(self, *, read_only: bool) -> JobBackend:
+        fsync = self.durability == "fsync"
+        if self._url is not None:
+            from .backends.postgres import job_backend
+
+            return job_backend(
+                self._url,
+                fsync=fsync,
+                clock=self.clock,
+                worker_lease=self._worker_lease,
+                read_only=read_only,
+            )
+        return FilesJobBackend(self.dir, fsync=fsync, clock=self.clock, read_only=read_only)
+
+    @property
+    def reader(self) -> JobBackend:
+        """The read-only twin of :attr:`backend` that the reading methods use (built on
+        first use): it never locks, recovers, repairs, creates or migrates anything."""
+        with self._reader_guard:
+            if self._reader is None:
+                self._reader = self._make_backend(read_only=True)
+            return self._reader
+
+    def _reading(self) -> JobBackend:
+        """The backend a reading method uses: the writer's once this queue has written
+        (its first use recovered and repaired already, and its index is in memory), else
+        the read-only twin."""
+        return self.backend if self._recovered_at is not None else self.reader
 
     def __repr__(self) -> str:
         return f"JobQueue({self.dir!r})"
@@ -139,6 +173,10 @@ class JobQueue:
                 self._worker_lock = None
                 self._worker_id = None
         self.backend.close()
+        with self._reader_guard:
+            reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
 
     def _opened(self) -> JobBackend:
         """The backend, after the first use's recovery of dead workers' jobs."""
@@ -606,15 +644,19 @@ class JobQueue:
     # -- reading --------------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job | None:
-        """The job, or None if there is no such id."""
-        record = self.backend.get(job_id)
+        """The job, or None if there is no such id. Reads only (a corrupt job file is
+        reported and left as it is)."""
+        record = self._reading().get(job_id)
         return self._job(record) if record is not None else None
 
     def list(self, status: JobStatus | str | None = None) -> builtins.list[Job]:
         """Jobs with ``status`` (all when None). Live jobs come in serving order; listing
-        finished jobs reads their files (history), so it costs what history costs."""
+        finished jobs reads their files (history), so it costs what history costs.
+
+        Reads only: jobs of dead workers are shown Running, as stored (a writer, or
+        :meth:`recover`, gives them back to the queue); nothing is locked or repaired."""
         wanted = JobStatus(status) if status is not None else None
-        backend = self._opened()
+        backend = self._reading()
         if wanted is not None and wanted.is_live:
             records = backend.live(wanted)
         else:
@@ -625,8 +667,10 @@ class JobQueue:
         return [self._job(r) for r in records if wanted is None or r.status is wanted]
 
     def counts(self) -> dict[str, int]:
-        """Jobs per status (``"Queued"``, ``"Running"``, ``"Completed"``...), from the index."""
-        return self._opened().counts()
+        """Jobs per status (``"Queued"``, ``"Running"``, ``"Completed"``...), from the index
+        (computed in memory from the job files when queue.json is missing or behind).
+        Reads only."""
+        return self._reading().counts()
 
     def pending_count(self, types: Iterable[str] | None = None) -> int:
         """Queued jobs (of these types), due now or later."""

@@ -98,7 +98,11 @@ class JobState:
       ``url`` raises ConfigError: one place or the other, never a silent choice.
     - ``clock``: an object with ``now()`` and ``monotonic()``, for tests.
 
-    Constructing a JobState reads and writes nothing.
+    Constructing a JobState reads and writes nothing. Its reading methods (``keys``,
+    ``records``, ``holder``, ``usage``) never write either: they go through a read-only
+    twin of the backend, which reports a corrupt file (and shows its last good generation)
+    without moving or restoring it, and never migrates a database. Opening a set with
+    :meth:`taskset` to work on it repairs as before.
     """
 
     def __init__(
@@ -126,18 +130,41 @@ class JobState:
         if url is not None:
             dir = None
         self.dir = os.path.abspath(os.fspath(dir or "") or DEFAULT_DIR)
+        self._url = url
+        self._reader: TaskSetBackend | None = None
+        self._reader_guard = threading.Lock()
         if backend is not None:
             self.backend: TaskSetBackend = backend
+            self._reader = backend  # a backend given as is: it is its own reader
         elif not enabled:
             self.backend = NullTaskSetBackend()
-        elif url is not None:
+            self._reader = self.backend
+        else:
+            self.backend = self._make_backend(read_only=False)
+
+    def _make_backend(self, *, read_only: bool) -> TaskSetBackend:
+        fsync = self.durability == "fsync"
+        if self._url is not None:
             from .backends.postgres import taskset_backend
 
-            self.backend = taskset_backend(url, fsync=durability == "fsync", clock=self.clock)
-        else:
-            self.backend = FilesTaskSetBackend(
-                self.dir, fsync=durability == "fsync", clock=self.clock
-            )
+            return taskset_backend(self._url, fsync=fsync, clock=self.clock, read_only=read_only)
+        return FilesTaskSetBackend(self.dir, fsync=fsync, clock=self.clock, read_only=read_only)
+
+    def _reading(self) -> TaskSetBackend:
+        """The read-only twin of the backend (built on first read): it never moves,
+        repairs, migrates or creates anything."""
+        with self._reader_guard:
+            if self._reader is None:
+                self._reader = self._make_backend(read_only=True)
+            return self._reader
+
+    def close(self) -> None:
+        """Release the backends' connections (a database's; a folder holds none open).
+        The JobState stays usable: they are opened again on next use."""
+        for backend in {id(b): b for b in (self.backend, self._reader) if b is not None}.values():
+            close = getattr(backend, "close", None)
+            if callable(close):
+                close()
 
     @classmethod
     def from_config(
@@ -202,25 +229,30 @@ class JobState:
     # -- reading many sets ----------------------------------------------------------------
 
     def keys(self, account: str | None = None) -> list[TaskSetKey]:
-        """Every stored set's (account, type, date), sorted."""
-        return sorted(self.backend.keys(account))
+        """Every stored set's (account, type, date), sorted. Reads only."""
+        return sorted(self._reading().keys(account))
 
     def records(
         self, account: str | None = None, since: dt.date | str | None = None
     ) -> list[TaskSetRecord]:
-        """The stored records (of one account, from a date on), sorted by key. Reads only."""
+        """The stored records (of one account, from a date on), sorted by key.
+
+        Reads only: a corrupt file is named in a warning and its last good generation
+        (``.bak``) returned in its place; nothing is moved or restored (``doctor`` does
+        that, as does opening the set with :meth:`taskset` to work on it)."""
         start = parse_date(since) if since is not None else ""
+        reader = self._reading()
         out = []
-        for key in self.keys(account):
+        for key in sorted(reader.keys(account)):
             if key.date >= start:
-                record = self.backend.load(key)
+                record = reader.load(key)
                 if record is not None:
                     out.append(record)
         return out
 
     def holder(self, key: TaskSetKey) -> LeaseHolder | None:
-        """Who holds the run lease of a set now, or None."""
-        return self.backend.holder(key)
+        """Who holds the run lease of a set now, or None. Reads only."""
+        return self._reading().holder(key)
 
     # -- maintenance ----------------------------------------------------------------------
 
@@ -260,7 +292,7 @@ class JobState:
                 stacklevel=2,
             )
         cutoff = (self.today() - age).isoformat()
-        doomed = [k for k in self.keys() if k.date < cutoff]
+        doomed = [k for k in sorted(self.backend.keys()) if k.date < cutoff]
         if not dry_run:
             for key in doomed:
                 self.backend.delete(key)
@@ -270,7 +302,7 @@ class JobState:
         """Delete every set of ``account`` (every set when None). If any of them has its
         run lease held by a live process, AlreadyRunning names it and nothing is deleted.
         (A run that starts while the others are being deleted still keeps its own set.)"""
-        keys = list(self.keys(account))
+        keys = sorted(self.backend.keys(account))
         for key in keys:
             if self.backend.holder(key) is not None:
                 self.backend.delete(key)  # refused under the live lease: AlreadyRunning
@@ -281,11 +313,13 @@ class JobState:
         return deleted
 
     def usage(self) -> tuple[int, int]:
-        """(bytes, files) the state takes up."""
-        return self.backend.usage()
+        """(bytes, files) the state takes up. Reads only."""
+        return self._reading().usage()
 
     def doctor(self, repair: bool = True) -> list[Finding]:
-        """Check every stored file; repair corrupt files, stray temp files, stale leases."""
+        """Check every stored file; repair corrupt files, stray temp files, stale leases
+        (with ``repair``). A corrupt file set aside, now or earlier, is reported as a
+        ``note`` finding (never repaired: a person inspects it, then deletes it)."""
         return self.backend.check(repair)
 
 

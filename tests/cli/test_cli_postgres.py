@@ -227,10 +227,15 @@ def test_doctor_healthy_then_repairs_a_bad_row(sets: PgSets) -> None:
     assert repaired.exit_code == 1
     assert "2 problems found" in repaired.stdout and "2 repaired" in repaired.stdout
 
+    # The row set aside waits for a person: doctor exits 1 and says what to do with it.
     again = sets.run("doctor")
-    assert again.exit_code == 0, again.output
-    assert "note: jobledger_set_aside" in again.stdout  # kept for inspection, not a problem
-    assert "No problems found" in again.stdout
+    assert again.exit_code == 1, again.output
+    assert "note: jobledger_set_aside" in again.stdout
+    assert "inspect each, then delete it" in again.stdout
+    sets.sql("DELETE FROM jobledger_set_aside")
+    healed = sets.run("doctor")
+    assert healed.exit_code == 0, healed.output
+    assert "No problems found" in healed.stdout
 
 
 def test_the_configs_url_and_dir_overriding_it(sets: PgSets, tmp_path: Path) -> None:

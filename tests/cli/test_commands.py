@@ -273,10 +273,16 @@ def test_doctor_repairs_then_reports_healthy(prepared: Prepared) -> None:
     # restored from its previous generation: alice still has her 3 completed tasks
     assert len(prepared.state().taskset(ALICE, "daily-set").completed) == 3
 
+    # The corrupt file set aside waits for a person: doctor exits 1 until it is gone.
     again = prepared.run("doctor")
-    assert again.exit_code == 0, again.output
-    assert "note: " in again.stdout  # the corrupt file set aside is mentioned, not a problem
-    assert "No problems found" in again.stdout
+    assert again.exit_code == 1, again.output
+    (aside,) = (prepared.dir / ALICE).glob("*.corrupt-*")
+    assert f"note: {aside}" in again.stdout
+    assert "inspect each, then delete it" in again.stdout
+    aside.unlink()
+    healed = prepared.run("doctor")
+    assert healed.exit_code == 0, healed.output
+    assert "No problems found" in healed.stdout
 
 
 def test_doctor_no_repair_leaves_files(prepared: Prepared) -> None:

@@ -68,6 +68,8 @@ def test_a_dead_workers_jobs_are_served_before_every_queued_job(make_queue):
     assert (a.job_id, b.job_id) == ("low-1", "low-2")
     first.close()  # its worker is gone: its Running jobs are orphans
     second = make_queue()
+    assert second.counts()["Running"] == 2  # reading recovers nothing: shown as stored
+    second.recover()  # what a writer's first use (enqueue, claim...) does
     assert second.counts()["Running"] == 0
     recovered = second.get("low-1")
     assert recovered.status is JobStatus.QUEUED and recovered.attempts == 1
@@ -160,8 +162,8 @@ def test_counts_and_list(make_queue):
 
 def test_get(make_queue):
     q = make_queue()
-    assert q.get("nope") is None
     q.enqueue({"type": "T", "k": [1, {"x": None}]}, job_id="j", priority=3, max_attempts=7)
+    assert q.get("nope") is None
     job = q.get("j")
     assert (job.job_id, job.type, job.status, job.attempts, job.max_attempts, job.priority) == (
         "j",

@@ -237,7 +237,7 @@ def prepare(scenario: str, q: JobQueue, chan: Channel) -> None:
     """The child's part of the scene, before arming: what its operation needs."""
     if scenario == "recovery":
         return  # the recovery IS the first use: a warm-up read would do it unarmed
-    q.counts()  # first use (it recovers and opens the index): not the operation's writes
+    q.recover()  # first use (it recovers and opens the index): not the operation's writes
     if scenario in ("claim", "complete", "fail"):
         chan.send(f"worker {q.worker_id}")
     if scenario in ("complete", "fail"):

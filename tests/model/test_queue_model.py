@@ -239,6 +239,8 @@ class QueueMachine(RuleBasedStateMachine):
         self.zombie: JobQueue | None = None  # the last crashed (or closed) worker's queue
         self.payloads = 0
         self.queues = {who: self._open() for who in WORKERS}
+        # A new database has no tables, and reads never create them: a first write does.
+        self.queues[WORKERS[0]].pending_count()
 
     def _open(self) -> JobQueue:
         return JobQueue(
@@ -552,6 +554,8 @@ class QueueMachine(RuleBasedStateMachine):
             got = self.queues[who].recover()
             assert sorted((j.job_id, j.status) for j in got) == expected
         elif first_use == "counts":
+            # counts() only reads (it recovers nothing); pending_count() is a first use.
+            self.queues[who].pending_count()
             assert self.queues[who].counts() == self.model.counts()
         else:
             self.claim(who, None)

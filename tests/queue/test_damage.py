@@ -50,6 +50,7 @@ def test_a_damaged_queue_json_is_rebuilt_from_the_job_files(tmp_path, caplog, da
         index.unlink()
     caplog.set_level(logging.WARNING, logger="jobledger")
     with JobQueue(qdir, durability="flush") as q:
+        q.recover()  # a writer's first use repairs (a read would leave the folder as it is)
         queued = [j.job_id for j in q.list(JobStatus.QUEUED)]
         # The dead worker's job first, then by priority, then FIFO: nothing lost.
         assert queued == [was_running, ids[1], ids[2], ids[3]]

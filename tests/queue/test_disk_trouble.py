@@ -269,9 +269,11 @@ def view(q: JobQueue, root: Path) -> State:
 
 @contextlib.contextmanager
 def fresh(root: Path) -> Iterator[JobQueue]:
-    """A new JobQueue on the folder: what a restarted process would read."""
+    """A new JobQueue on the folder, opened as a restarted writer opens it (its first use
+    recovers and repairs; a queue that only reads would leave the folder as it is)."""
     q = JobQueue(root, durability="fsync")
     try:
+        q.recover()
         yield q
     finally:
         q.close()
@@ -833,8 +835,9 @@ def test_a_folder_where_queue_json_should_be(tmp_path, clock, caplog):
     assert caplog.text.count(FOLDER_IN_THE_WAY) == 1 and str(index) in caplog.text
     with pytest.raises(jobledger.StorageError, match=FOLDER_IN_THE_WAY):
         q.checkpoint()
-    # A new queue says what is wrong rather than taking the folder for a damaged index.
-    with fresh(root) as again, pytest.raises(jobledger.StorageError) as info:
+    # A new queue says what is wrong rather than taking the folder for a damaged index
+    # (one that only reads, too).
+    with JobQueue(root) as again, pytest.raises(jobledger.StorageError) as info:
         again.counts()
     assert info.value.errno == errno.EISDIR and info.value.path == str(index)
     assert FOLDER_IN_THE_WAY in str(info.value)
@@ -866,9 +869,9 @@ def test_a_file_where_the_jobs_folder_should_be(tmp_path, clock):
         assert info.value.errno == errno.ENOTDIR
         assert str(jobs) in info.value.path and info.value.path in str(info.value)
         assert "a file stands where a folder should be; move it away" in str(info.value)
-    with fresh(root) as again, pytest.raises(jobledger.StorageError) as info:
-        again.counts()
-    assert info.value.errno == errno.ENOTDIR and info.value.path == str(jobs)
+    with JobQueue(root) as again, pytest.raises(jobledger.StorageError) as info:
+        again.counts()  # only reads: the job file it reads through the file is refused
+    assert info.value.errno == errno.ENOTDIR and str(jobs) in info.value.path
     assert "a file stands where a folder should be" in str(info.value)
     assert jobs.read_text() == "not a folder"
     jobs.unlink()

@@ -240,7 +240,9 @@ def test_c_an_unknown_type_is_kept_listed_and_claimable_while_the_rest_recovers(
             json.dumps({"running": ["k1", "odd", "k2"], "queued": ["k3"]})
         )
     q = JobQueue(qdir, durability="flush")
-    assert q.counts()["Queued"] == 4  # opening recovered all three Running jobs
+    assert q.counts()["Running"] == 3  # reading recovers nothing
+    q.recover()  # as a writer's first use does
+    assert q.counts()["Queued"] == 4  # recovered all three Running jobs
     recovered = [j.job_id for j in q.list(JobStatus.QUEUED)]
     assert recovered == ["k1", "odd", "k2", "k3"]
     odd = q.get("odd")

@@ -240,9 +240,7 @@ class App:
     def close(self) -> None:
         """Give back the state's database connection, if one was opened."""
         if self._state is not None:
-            close = getattr(self._state.backend, "close", None)
-            if callable(close):
-                close()
+            self._state.close()  # its writer's and its read-only twin's connections
 
 
 pass_app = click.make_pass_decorator(App)

@@ -104,8 +104,8 @@ def _counts_line(counts: dict[str, int]) -> str:
 
 
 def _document(queue: JobQueue, job_id: str) -> dict[str, Any] | None:
-    """The job file's document as stored (None if the job is gone)."""
-    record = queue.backend.get(job_id)
+    """The job file's document as stored (None if the job is gone); reads only."""
+    record = queue.reader.get(job_id)  # the CLI's queues only read here
     return record.to_json() if record is not None else None
 
 

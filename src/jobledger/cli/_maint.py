@@ -20,8 +20,9 @@ from ._render import human_size, plural, table
 
 __all__ = ["register", "stdin_is_tty"]
 
-#: Kinds of doctor findings that are information, not problems (a corrupt file set aside
-#: earlier). Any other kind, including one a future backend adds, counts as a problem.
+#: Kinds of doctor findings that no repair resolves: a corrupt file (or database row) set
+#: aside, kept for a person to inspect. They keep doctor's exit code at 1 until removed.
+#: Any other kind, including one a future backend adds, is a problem doctor may repair.
 INFO_KINDS = frozenset({"note"})
 
 
@@ -146,27 +147,49 @@ def du(app: App) -> None:
 )
 @pass_app
 def doctor(app: App, repair: bool) -> None:
-    """Check every state file (or database row); exit 1 if a problem was found (even when
-    repaired)."""
+    """Check every state file (or database row) and repair what can be repaired; exit 1
+    while a problem remains (one not repaired, or a corrupt file set aside that a person
+    must inspect, then delete or restore), 0 when none does."""
     state = app.state
     findings = state.doctor(repair=repair)
-    problems = [f for f in findings if f.kind not in INFO_KINDS]
     for f in findings:
         if f.kind in INFO_KINDS:
             app.out.print(f"{f.kind}: {f.where}: {f.detail}", markup=False)
             continue
         outcome = "repaired" if f.repaired else "NOT repaired"
         app.out.print(f"{f.kind}: {f.where}: {f.detail} ({outcome})", markup=False)
-    if not problems:
+    if not findings:
         app.out.print(f"No problems found in {app.where}.", markup=False)
         return
-    fixed = sum(1 for f in problems if f.repaired)
-    noun = "problem" if len(problems) == 1 else "problems"
-    summary = f"{len(problems)} {noun} found in {app.where}, {fixed} repaired."
-    if fixed < len(problems):
-        summary += " Run `jobledger doctor` without --no-repair to repair them."
-    app.out.print(summary, markup=False)
-    raise click.exceptions.Exit(1)
+    problems = [f for f in findings if f.kind not in INFO_KINDS]
+    unrepaired = [f for f in problems if not f.repaired]
+    # A corrupt file set aside is kept for a person to look at: it stays a problem
+    # (exit 1) until they delete it or restore it by hand.
+    set_aside = [f for f in findings if f.kind in INFO_KINDS]
+    if problems:
+        noun = "problem" if len(problems) == 1 else "problems"
+        fixed = len(problems) - len(unrepaired)
+        app.out.print(
+            f"{len(problems)} {noun} found in {app.where}, {fixed} repaired.", markup=False
+        )
+    if unrepaired:
+        app.out.print(
+            "Run `jobledger doctor` without --no-repair to repair them."
+            if not repair
+            else f"{len(unrepaired)} could not be repaired; see above.",
+            markup=False,
+        )
+    if set_aside:
+        n = len(set_aside)
+        app.out.print(
+            f"{n} corrupt {'copy is' if n == 1 else 'copies are'} kept aside in "
+            f"{app.where}: inspect each, then delete it, or restore it by hand if it holds "
+            "what its set lacks. doctor exits 1 until none is left.",
+            markup=False,
+        )
+    if unrepaired or set_aside:
+        raise click.exceptions.Exit(1)
+    app.out.print(f"Nothing left to repair in {app.where}.", markup=False)
 
 
 def register(group: click.Group) -> None:

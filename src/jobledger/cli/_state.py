@@ -1,7 +1,8 @@
 """Read-only task-set commands: ``status``, ``show``, ``list``, ``stats``.
 
-They only read the state (a corrupt file met on the way is repaired by the library, as any
-load does) and render it; figures for ``stats`` come from :mod:`jobledger._stats`.
+They only read the state and render it: a corrupt file met on the way is named in a
+warning and its last good generation shown, but nothing is moved, restored or migrated
+(``doctor`` repairs). Figures for ``stats`` come from :mod:`jobledger._stats`.
 """
 
 from __future__ import annotations

@@ -115,6 +115,9 @@ class QueueIndex:
 
     def __init__(self, root: str) -> None:
         self.index_path = os.path.join(root, "queue.json")
+        # A read-only index (set by the backend): computed in memory, nothing written,
+        # set aside, created or locked; the journal is opened for reading only.
+        self._read_only = False
         self.journal_path = os.path.join(root, ".queue.journal")
         self._entries: dict[str, _Entry] = {}
         self._queued: list[tuple[int, int, int, str]] = []  # sorted serving order
@@ -257,7 +260,10 @@ class QueueIndex:
 
     def _snapshot_quietly(self, rotate: bool = False) -> None:
         """Write queue.json if the disk allows; else say so once, and try again later.
-        Nothing is lost meanwhile: the journal (or the job files) hold what it lacks."""
+        Nothing is lost meanwhile: the journal (or the job files) hold what it lacks.
+        A read-only index writes nothing: the next writer's opening does."""
+        if self._read_only:
+            return
         try:
             self._save_index(rotate)
         except StorageError as exc:
@@ -443,6 +449,14 @@ class QueueIndex:
             ):
                 raise ValueError("not {'running': [...], 'queued': [...]} with job ids")
         except (ValueError, UnicodeDecodeError) as exc:
+            if self._read_only:
+                log.warning(
+                    "queue.json %s is torn or corrupt (%s); counting from the job files. "
+                    "Nothing was changed: the queue's next write rebuilds it.",
+                    self.index_path,
+                    exc,
+                )
+                return None
             aside = set_aside(self.index_path, self._clock.now())
             log.warning(
                 "queue.json %s is torn or corrupt (%s); moved it aside to %s and "
@@ -573,12 +587,17 @@ class QueueIndex:
                 os.close(self._journal_fd)
         self._journal_id = None
         try:
-            self._journal_fd = os.open(
-                self.journal_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644
-            )
+            if self._read_only:
+                self._journal_fd = os.open(self.journal_path, os.O_RDONLY)
+            else:
+                self._journal_fd = os.open(
+                    self.journal_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644
+                )
         except OSError as exc:
             self._journal_fd = None
-            raise StorageError("open the queue journal", self.journal_path, exc) from exc
+            if not (self._read_only and isinstance(exc, FileNotFoundError)):
+                raise StorageError("open the queue journal", self.journal_path, exc) from exc
+            # A reader creates nothing: no journal, no lines.
         self._journal_off = 0
         self._journal_at_end = False
         self._since_snapshot = 0
@@ -586,6 +605,9 @@ class QueueIndex:
     def _journal_lines(self) -> Iterator[dict[str, Any]]:
         """Every whole line of the journal; ``_journal_off`` is set to their end (a torn
         last line is left out, and cut by the next append)."""
+        if self._read_only and self._journal_fd is None:
+            self._journal_off = 0
+            return
         fd = self._journal()
         size = os.fstat(fd).st_size
         data = os.pread(fd, size, 0) if size else b""
@@ -648,7 +670,16 @@ class QueueIndex:
             with contextlib.suppress(TypeError, ValueError):
                 self._revision = max(self._revision, int(line.get("n", 0)))
         self._snapshot_quietly(rotate=True)  # rebuilt: every other process must reload
-        if self._entries or any(self._finished.values()):
+        if self._read_only:
+            log.warning(
+                "queue.json in %s is missing or unreadable; counted the jobs from the job "
+                "files (%d running, %d queued). Nothing was written: the queue's next "
+                "write rebuilds it.",
+                self.root,
+                len(self._running),
+                len(self._queued),
+            )
+        elif self._entries or any(self._finished.values()):
             log.warning(
                 "Rebuilt queue.json from the job files in %s: %d running, %d queued",
                 self.jobs_dir,

@@ -16,6 +16,9 @@ Invariants:
 - ``queue.json`` is never fsynced: it can always be rebuilt. A missing, torn or corrupt one
   is rebuilt from every job file, with a warning.
 - Workers hold OS locks on ``<dir>/workers/<worker>.lock``; a held lock means a live worker.
+- A ``read_only`` backend (the queue's reading methods) takes no lock and writes nothing:
+  it computes the index in memory from queue.json, the journal and the job files, reports
+  a corrupt job file or queue.json without moving it, and creates no file or folder.
 """
 
 from __future__ import annotations
@@ -58,8 +61,9 @@ log = logging.getLogger("jobledger")
 class FilesJobBackend(WorkerLocks, QueueHistory):
     """Jobs in JSON files under ``root``; see the module docstring."""
 
-    def __init__(self, root: str, *, fsync: bool, clock: Clock) -> None:
+    def __init__(self, root: str, *, fsync: bool, clock: Clock, read_only: bool = False) -> None:
         super().__init__(os.path.abspath(root))
+        self._read_only = read_only
         self.root = os.path.abspath(root)
         self.location = self.root
         self.jobs_dir = os.path.join(self.root, "jobs")
@@ -94,6 +98,15 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
         ``write_atomic``'s ``sync_later``), before this returns: the caller still gets a
         durable write, and other threads and processes can change the queue meanwhile, so
         that their syncs share journal commits instead of queueing behind each other."""
+        if self._read_only:
+            # No lock, no file: the index computed in memory afresh at each read, from
+            # queue.json, the journal and the job files (which win). Not incrementally
+            # from the journal: a writer whose journal line the disk refused holds the
+            # change in its job file only, which a fresh reconciliation reads.
+            with self._thread_lock:
+                self._open()
+                yield
+            return
         syncs: list[Callable[[], None]] = []
         failed = False
         try:
@@ -132,6 +145,11 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
                 run_syncs(syncs)
 
     def _lock_file(self) -> int:
+        if self._read_only:
+            raise JobLedgerError(
+                f"a read-only view of the queue in {self.root} cannot change it (a bug: "
+                "writes go through the queue's own backend)"
+            )
         if self._pid != os.getpid():
             # Inherited through fork(): the descriptor shares the parent's lock, so the two
             # processes would not exclude each other. Open our own.
@@ -200,6 +218,15 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
             if record.job_id != job_id:
                 raise ValueError(f"the file holds job id {record.job_id!r}, not {job_id!r}")
         except ValueError as exc:
+            if self._read_only:
+                log.warning(
+                    "Job file %s is corrupt (%s); job %s is left out. Nothing was changed: "
+                    "the queue's next write sets the file aside.",
+                    path,
+                    exc,
+                    job_id,
+                )
+                return None
             aside = set_aside(path, self._clock.now())
             log.warning(
                 "Job file %s is corrupt (%s); moved it aside to %s. Job %s is left "

@@ -41,8 +41,11 @@ _TEMP_PID = re.compile(r"\.tmp-(\d+)-\d+$")
 class FilesTaskSetBackend:
     """Task-set records in JSON files under ``root``; see the module docstring."""
 
-    def __init__(self, root: str, *, fsync: bool, clock: Clock) -> None:
+    def __init__(self, root: str, *, fsync: bool, clock: Clock, read_only: bool = False) -> None:
         self.root = os.path.abspath(root)
+        # Read only: a corrupt file is reported and its last good generation shown, in
+        # memory; nothing is moved, restored or written (the read commands' promise).
+        self.read_only = read_only
         self.location = self.root
         self._fsync = fsync
         self._clock = clock
@@ -81,7 +84,8 @@ class FilesTaskSetBackend:
     # -- load / update --------------------------------------------------------------------
 
     def load(self, key: TaskSetKey) -> TaskSetRecord | None:
-        """The record on disk; a corrupt one is set aside and its last good generation used."""
+        """The record on disk; a corrupt one is set aside and its last good generation used
+        (read only: reported, and its last good generation returned, nothing changed)."""
         path = self.path(key)
         for _ in range(3):  # a concurrent repair may move the file under us; look again
             try:
@@ -97,6 +101,8 @@ class FilesTaskSetBackend:
             try:
                 record = self._parse(data, key)
             except ValueError as exc:
+                if self.read_only:
+                    return self._peek_backup(key, path, str(exc))
                 if self._recover(key, path, str(exc)) is None:
                     return None
                 continue  # re-stat the restored file for the cache
@@ -106,6 +112,35 @@ class FilesTaskSetBackend:
 
     def _parse(self, data: bytes, key: TaskSetKey) -> TaskSetRecord:
         return for_key(TaskSetRecord.loads(data), key, "file")
+
+    def _peek_backup(self, key: TaskSetKey, path: str, reason: str) -> TaskSetRecord | None:
+        """A corrupt file met by a read: name it, and show its last good generation
+        without moving or restoring anything (that is ``doctor``'s, or the next save's)."""
+        backup = path + ".bak"
+        data = read_bytes(backup)
+        record = None
+        if data is not None:
+            try:
+                record = self._parse(data, key)
+            except ValueError:
+                record = None
+        if record is not None:
+            log.warning(
+                "State file %s is corrupt (%s); showing its last good generation %s "
+                "(lastUpdate %s). Nothing was changed: run `jobledger doctor` to repair it.",
+                path,
+                reason,
+                backup,
+                record.last_update,
+            )
+        else:
+            log.warning(
+                "State file %s is corrupt (%s) and has no good generation; left out. "
+                "Nothing was changed: run `jobledger doctor` to set it aside.",
+                path,
+                reason,
+            )
+        return record
 
     def _recover(self, key: TaskSetKey, path: str, reason: str) -> TaskSetRecord | None:
         try:
@@ -252,14 +287,7 @@ class FilesTaskSetBackend:
                 return [Finding("stale-lease", path, "lease of a dead process", repair)]
             return []
         if ".corrupt-" in name:
-            return [
-                Finding(
-                    "note",
-                    path,
-                    "a corrupt file set aside earlier; inspect it, then delete it",
-                    False,
-                )
-            ]
+            return [_set_aside_note(path, "earlier")]
         m = _STATE.match(name.removesuffix(".bak"))
         if m is None or folder == self.root:
             return []
@@ -269,13 +297,35 @@ class FilesTaskSetBackend:
             self._parse(data or b"", key)
         except ValueError as exc:
             if name.endswith(".bak"):
+                found = [Finding("corrupt", path, f"corrupt previous generation: {exc}", repair)]
                 if repair:
-                    set_aside(path, self._clock.now())
-                return [Finding("corrupt", path, f"corrupt previous generation: {exc}", repair)]
+                    found.append(_set_aside_note(set_aside(path, self._clock.now())))
+                return found
+            found = [Finding("corrupt", path, str(exc), repair)]
             if repair:
+                before = _names(folder)
                 self.load(key)
-            return [Finding("corrupt", path, str(exc), repair)]
+                new = sorted(n for n in _names(folder) - before if ".corrupt-" in n)
+                found += [_set_aside_note(os.path.join(folder, n)) for n in new]
+            return found
         return []
+
+
+def _set_aside_note(path: str, when: str = "now") -> Finding:
+    """A corrupt file set aside (kept, never deleted by us): a person decides its fate."""
+    return Finding(
+        "note",
+        path,
+        f"a corrupt file set aside {when}; inspect it, then delete it, or restore it by hand",
+        False,
+    )
+
+
+def _names(folder: str) -> set[str]:
+    try:
+        return set(os.listdir(folder))
+    except OSError:
+        return set()
 
 
 def _describe(key: TaskSetKey) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ..._clock import Clock
 from ..._errors import ConfigError
 from ..._location import URL_SCHEMES, is_postgres_url
-from ._errors import DatabaseError
+from ._errors import DatabaseError, SchemaMissing, SchemaOutdated
 
 if TYPE_CHECKING:
     from .jobs import PostgresJobBackend
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 __all__ = [
     "URL_SCHEMES",
     "DatabaseError",
+    "SchemaMissing",
+    "SchemaOutdated",
     "is_postgres_url",
     "job_backend",
     "taskset_backend",
@@ -39,20 +41,31 @@ def _require_psycopg() -> None:
         )
 
 
-def taskset_backend(url: str, *, fsync: bool, clock: Clock) -> PostgresTaskSetBackend:
-    """The task-set backend on ``url`` (nothing is connected until first use)."""
+def taskset_backend(
+    url: str, *, fsync: bool, clock: Clock, read_only: bool = False
+) -> PostgresTaskSetBackend:
+    """The task-set backend on ``url`` (nothing is connected until first use). A
+    ``read_only`` one never migrates: a missing or older schema raises SchemaMissing."""
     _require_psycopg()
     from .tasksets import PostgresTaskSetBackend
 
-    return PostgresTaskSetBackend(url, fsync=fsync, clock=clock)
+    return PostgresTaskSetBackend(url, fsync=fsync, clock=clock, read_only=read_only)
 
 
 def job_backend(
-    url: str, *, fsync: bool, clock: Clock, worker_lease: float | None = None
+    url: str,
+    *,
+    fsync: bool,
+    clock: Clock,
+    worker_lease: float | None = None,
+    read_only: bool = False,
 ) -> PostgresJobBackend:
-    """The job backend on ``url`` (nothing is connected until first use)."""
+    """The job backend on ``url`` (nothing is connected until first use). A
+    ``read_only`` one never migrates: a missing or older schema raises SchemaMissing."""
     _require_psycopg()
     from .jobs import DEFAULT_WORKER_LEASE, PostgresJobBackend
 
     lease = DEFAULT_WORKER_LEASE if worker_lease is None else worker_lease
-    return PostgresJobBackend(url, fsync=fsync, clock=clock, worker_lease=lease)
+    return PostgresJobBackend(
+        url, fsync=fsync, clock=clock, worker_lease=lease, read_only=read_only
+    )

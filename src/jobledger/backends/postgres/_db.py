@@ -38,8 +38,8 @@ from psycopg import conninfo
 
 from ..._faults import point
 from . import is_postgres_url
-from ._errors import DatabaseError
-from ._migrate import migrate
+from ._errors import DatabaseError, SchemaMissing, SchemaOutdated
+from ._migrate import applied_versions, migrate, migrations
 
 __all__ = [
     "HOST",
@@ -49,6 +49,7 @@ __all__ = [
     "lock_key",
     "reconnecting",
     "redact",
+    "shareable",
 ]
 
 HOST = socket.gethostname()
@@ -87,6 +88,25 @@ def redact(url: str) -> str:
         host = f"[{host}]"
     user = f"{quote(parts.username, safe='')}@" if parts.username else ""
     return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+
+def shareable(url: str) -> str:
+    """``url`` without its password (neither in the user part nor as a ``password``
+    query parameter) but with the rest of its query (``options=-csearch_path=...`` picks
+    the schema): a URL a message can tell the user to run a command with."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return redact(url)
+    if ":" in host:
+        host = f"[{host}]"
+    user = f"{quote(parts.username, safe='')}@" if parts.username else ""
+    query = "&".join(
+        p for p in parts.query.split("&") if p and p.split("=", 1)[0].lower() != "password"
+    )
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}" + (f"?{query}" if query else "")
 
 
 class ConnectionLost(DatabaseError):
@@ -146,7 +166,12 @@ class Database:
     """The connection settings of one URL, and this backend object's connection."""
 
     def __init__(
-        self, url: str, *, connect_timeout: float = 10.0, reconnect_for: float = 60.0
+        self,
+        url: str,
+        *,
+        connect_timeout: float = 10.0,
+        reconnect_for: float = 60.0,
+        migrate: bool = True,
     ) -> None:
         if not is_postgres_url(url):
             raise DatabaseError(f"not a PostgreSQL URL (postgresql://...): {redact(url)!r}")
@@ -160,6 +185,9 @@ class Database:
                 "(postgresql://user:password@host:5432/database)"
             ) from None
         self._url = url
+        # A writer's connection migrates the schema; a reader's only checks it is there
+        # and current (reads never run DDL), raising SchemaMissing otherwise.
+        self.migrate = migrate
         self._password = str(params.get("password") or "")
         self.location = redact(url)
         self._where = (
@@ -221,15 +249,42 @@ class Database:
         if self._conn is None or self._conn.closed:
             conn = self.session("backend")
             try:
-                migrate(conn)
+                if self.migrate:
+                    migrate(conn)
+                else:
+                    self._check_schema(conn)
                 row = conn.execute("SELECT current_schema()").fetchone()
             except psycopg.Error as exc:
                 conn.close()
                 raise self.error("prepare the jobledger tables", exc) from exc
+            except BaseException:
+                conn.close()
+                raise
             self.schema = str(row[0]) if row and row[0] else ""
             self._conn = conn
             self._connected = True
         return self._conn
+
+    def _check_schema(self, conn: psycopg.Connection[Any]) -> None:
+        """For a reader: the schema must be there and current, since a read never
+        migrates; SchemaMissing (or SchemaOutdated) says which command creates it."""
+        row = conn.execute("SELECT current_schema()").fetchone()
+        schema = str(row[0]) if row and row[0] else None
+        where = f"{self._where} (schema {schema})" if schema else self._where
+        run = f"run `jobledger db migrate --url {shareable(self._url)}`"
+        applied = applied_versions(conn) if schema else set()
+        if not applied:
+            raise SchemaMissing(
+                f"no jobledger schema in {where}; {run} to create it (reading commands "
+                "never create or migrate tables)"
+            )
+        pending = [m.version for m in migrations() if m.version not in applied]
+        if pending:
+            raise SchemaOutdated(
+                f"the jobledger schema in {where} is older than this jobledger (migration(s) "
+                f"{', '.join(f'{v:04d}' for v in pending)} pending); {run} to upgrade it "
+                "(reading commands never migrate)"
+            )
 
     def _depth(self) -> int:
         return int(getattr(self._local, "depth", 0))
@@ -349,6 +404,8 @@ class Database:
                 tx = conn.transaction()
                 tx.__enter__()
                 return conn, tx
+            except SchemaMissing:
+                raise  # waiting would not create the tables
             except (psycopg.OperationalError, DatabaseError) as exc:
                 # Only a RE-connection waits for the server: a first connection that fails
                 # is a wrong URL or a server that is down, reported at once as before.
@@ -377,7 +434,8 @@ class Database:
                 delay = min(delay * 2, _BACKOFF_MAX)
 
     def ensure_schema(self) -> str:
-        """Connect (and migrate) if not yet done; the current schema's name."""
+        """Connect (and migrate, or for a reader check) if not yet done; the current
+        schema's name."""
         with self._lock:
             self._connection()
             return self.schema

@@ -214,10 +214,17 @@ class PostgresJobBackend:
         heartbeat: float | None = None,
         connect_timeout: float = 10.0,
         reconnect_for: float = 60.0,
+        read_only: bool = False,
     ) -> None:
         if worker_lease <= 0:
             raise ValueError(f"worker_lease must be positive, got {worker_lease!r}")
-        self._db = Database(url, connect_timeout=connect_timeout, reconnect_for=reconnect_for)
+        # Read only (the queue's reading methods): never migrates, SchemaMissing instead.
+        self._db = Database(
+            url,
+            connect_timeout=connect_timeout,
+            reconnect_for=reconnect_for,
+            migrate=not read_only,
+        )
         self.location = self._db.location
         self._fsync = fsync
         self._clock = clock or SystemClock()

@@ -146,8 +146,16 @@ class PostgresTaskSetBackend:
         clock: Clock | None = None,
         connect_timeout: float = 10.0,
         reconnect_for: float = 60.0,
+        read_only: bool = False,
     ) -> None:
-        self._db = Database(url, connect_timeout=connect_timeout, reconnect_for=reconnect_for)
+        # Read only: never migrates (SchemaMissing instead), never sets a bad row aside.
+        self.read_only = read_only
+        self._db = Database(
+            url,
+            connect_timeout=connect_timeout,
+            reconnect_for=reconnect_for,
+            migrate=not read_only,
+        )
         self.location = self._db.location
         self._fsync = fsync
         self._clock = clock or SystemClock()
@@ -193,6 +201,17 @@ class PostgresTaskSetBackend:
             try:
                 return self._parse(row[0], key)
             except ValueError as exc:
+                if self.read_only:
+                    log.warning(
+                        "Task set %s of %s for %s in %s is not a valid record (%s); left "
+                        "out. Nothing was changed: run `jobledger doctor` to set it aside.",
+                        key.type,
+                        key.account,
+                        key.date,
+                        self.location,
+                        exc,
+                    )
+                    return None
                 self._set_aside(conn, key, row[0], str(exc))
                 return None
 
