@@ -64,9 +64,13 @@ class JobQueue:
     ``postgresql:/host/db``) raises :class:`ConfigError` rather than becoming a folder.
 
     ``JobQueue(dir, durability="fsync")``; ``durability="flush"`` skips fsyncs (survives a
-    process crash, not a power loss). Durations take a timedelta or seconds (0 or more):
-    ``retry_delay`` and ``max_retry_delay`` shape the exponential backoff of failed jobs;
-    ``recover_every`` is how often a claiming process looks for jobs of dead workers.
+    process crash, not a power loss). On PostgreSQL every write, claims included, is then
+    committed without waiting for the WAL flush: after a server crash, jobs claimed in its
+    last moments can read Queued again and be run by a second worker while the first
+    still runs them (under "fsync" a claim is durable before it returns). Durations take
+    a timedelta or seconds (0 or more): ``retry_delay`` and ``max_retry_delay`` shape the
+    exponential backoff of failed jobs; ``recover_every`` is how often a claiming process
+    looks for jobs of dead workers.
     ``worker_lease`` (PostgreSQL only, default 6 s) is how long a worker that stopped
     renewing its lease counts as alive; a folder needs none (the OS tells). Nothing is read
     until first use.

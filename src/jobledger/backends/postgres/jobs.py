@@ -22,11 +22,18 @@
 - A lost connection (a server restart) runs the method's transaction again on a new
   connection (``_db.reconnecting``). A COMMIT of unknown outcome: ``put`` runs again
   (idempotent by job id: a job whose first insert landed comes back as existing, False);
-  ``claim`` and ``transition`` read ``txid_current()`` inside the transaction and ask the
-  server (``txid_status``) whether it committed: if so its result stands (so a claim that
-  landed is never followed by a second one, leaving the first Running under this live
-  worker, run by no one); if not it runs again. Reads, ``recover``, ``prune`` and
-  ``clear`` are idempotent (a rerun finds the work done and reports less).
+  ``claim`` reads its rows back: those still Running under this worker from that very
+  claim (same attempt and start) are its result (so a claim that landed is never followed
+  by a second one, leaving the first Running under this live worker, run by no one); none,
+  and it runs again. (Not ``txid_status``: a server that crashed during the COMMIT reuses
+  the lost transaction's xid, and another transaction's commit would read as the claim's.)
+  ``transition`` reads ``txid_current()`` inside the transaction and asks the server
+  (``txid_status``) whether it committed: if so its result stands; if not it runs again.
+  Reads, ``recover``, ``prune`` and ``clear`` are idempotent (a rerun finds the work done
+  and reports less).
+- ``claim`` commits durably (``synchronous_commit`` as the server has it, on by default)
+  unless the queue's durability is "flush": a server crash cannot forget a claim that
+  returned and hand its job to a second worker while the first runs it.
 """
 
 from __future__ import annotations
@@ -322,24 +329,52 @@ class PostgresJobBackend:
     ) -> list[JobRecord]:
         """Make the first ``limit`` due Queued jobs Running under ``worker``: one statement.
 
-        Committed without waiting for the WAL flush, as the files backend does not fsync a
-        claim: a claim lost in a power cut leaves the job Queued, to run again anyway."""
+        Durable before it returns (``synchronous_commit`` as the server has it, on by
+        default), unlike the files backend's claim: there a claim lost in a power cut went
+        with its worker, on the same machine, but a PostgreSQL server can crash while its
+        workers live, and a claim it forgot would read Queued and be handed to a second
+        worker while the first still ran the job. Under ``durability="flush"`` (``fsync``
+        False) the claim, like every write, commits without waiting for the WAL flush, and
+        a server crash may forget the claims of its last moments (up to three
+        ``wal_writer_delay``, 0.6 s by default) in just that way."""
         clause, params = _types_clause(types)
-        done: list[tuple[list[JobRecord], int]] = []
+        done: list[list[JobRecord]] = []
 
         def run() -> list[JobRecord]:
             done.clear()  # only this attempt's claim may be asked about
-            with self._tx("claim jobs", durable=False) as conn:
+            with self._tx("claim jobs") as conn:
                 done[:] = [self._claim(conn, worker, now, clause, params, limit)]
-            return done[0][0]
+            return done[0]
 
         def settled() -> list[JobRecord] | None:
-            records, xid = done[0] if done else ([], 0)
-            if not records or not self._db.committed(xid):
-                return None  # nothing claimed, or rolled back: claim again
-            return records
+            # Asked of the rows, not of txid_status: a server that crashed during the
+            # COMMIT forgets the transaction's xid with it and hands that xid to a new
+            # transaction, whose commit would then read as this claim's.
+            if not done:
+                return None
+            return self._still_claimed(done[0], worker) or None  # None: claim again
 
         return self._db.retrying(run, settled)
+
+    def _still_claimed(self, records: list[JobRecord], worker: str) -> list[JobRecord]:
+        """Those of a claim's ``records`` that are Running under ``worker`` from that very
+        claim (same attempt, same start): all of them if its COMMIT landed, none if it did
+        not. ``FOR SHARE`` waits for a transaction still finishing (a cut network, not a
+        restart) to end, so that its outcome is read, not the rows before it."""
+        if not records:
+            return []
+
+        def read() -> set[tuple[str, int, str | None]]:
+            with self._tx("read a claim's outcome") as conn:
+                rows = conn.execute(
+                    "SELECT job_id, attempts, started FROM jobledger_jobs"
+                    " WHERE job_id = ANY(%s) AND status = 'Running' AND worker = %s FOR SHARE",
+                    ([r.job_id for r in records], worker),
+                ).fetchall()
+            return {(job_id, attempts, started) for job_id, attempts, started in rows}
+
+        found = self._db.retrying(read)
+        return [r for r in records if (r.job_id, r.attempts, r.started) in found]
 
     def _claim(
         self,
@@ -349,10 +384,10 @@ class PostgresJobBackend:
         clause: str,
         params: tuple[Any, ...],
         limit: int,
-    ) -> tuple[list[JobRecord], int]:
-        """claim's one statement: the records claimed, in serving order, and the
-        transaction's id (0 when none was). The CTE is MATERIALIZED so that the planner
-        cannot fold it into the UPDATE and evaluate the LIMIT more than once."""
+    ) -> list[JobRecord]:
+        """claim's one statement: the records claimed, in serving order. The CTE is
+        MATERIALIZED so that the planner cannot fold it into the UPDATE and evaluate the
+        LIMIT more than once."""
         # Read the serving order from its index, never sort every Queued job: a table just
         # filled and not yet analyzed makes the planner expect one Queued row and sort
         # (18-20 ms per 100-job claim with 20,000 queued, against 1 ms; bench.pg). Only
@@ -366,14 +401,10 @@ class PostgresJobBackend:
             " worker = %s, started = %s, run_after = NULL,"
             " lease_until = clock_timestamp() + make_interval(secs => %s)"
             " FROM picked WHERE j.job_id = picked.job_id"
-            # The xid only when a row changed (an idle poll must not consume xids).
-            f" RETURNING {_qualified('j')}, txid_current()",
+            f" RETURNING {_qualified('j')}",
             (now, *params, limit, worker, now, self.worker_lease),
         ).fetchall()
-        if not rows:
-            return [], 0
-        records = sorted(map(_record, rows), key=lambda r: (not r.recovered, -r.priority, r.seq))
-        return records, int(rows[0][-1])
+        return sorted(map(_record, rows), key=lambda r: (not r.recovered, -r.priority, r.seq))
 
     def transition(
         self, job_id: str, change: Callable[[JobRecord], JobRecord], *, fsync: bool = True
