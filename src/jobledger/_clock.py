@@ -37,7 +37,7 @@ class SystemClock:
 
 
 def iso_utc(moment: dt.datetime) -> str:
-    """ISO 8601 in UTC with milliseconds and ``Z``, as the document's ``lastUpdate``."""
+    """ISO 8601 in UTC with milliseconds and ``Z``, as a task-set file's ``lastUpdate``."""
     u = moment.astimezone(dt.timezone.utc)
     # Formatted by hand: strftime costs more than the rest of a checkpoint's bookkeeping.
     return (

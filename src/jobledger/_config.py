@@ -1,4 +1,4 @@
-"""The document's ``{"jobState": {"enabled": true, "dir": ""}}`` block, read strictly."""
+"""The config's ``{"jobState": {"enabled": true, "dir": ""}}`` block, read strictly."""
 
 from __future__ import annotations
 

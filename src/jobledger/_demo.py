@@ -1,4 +1,4 @@
-"""``jobledger demo``: the document's "Interrupted Daily Run", performed for real.
+"""``jobledger demo``: an interrupted daily run, performed for real.
 
 Two accounts each have a 5-task ``daily-set``. A child process runs them; the parent kills
 it with SIGKILL in the middle of account B's 4th task, starts it again, and checks that A
@@ -39,7 +39,7 @@ TYPE = "daily-set"
 TASKS = ("daily-check-in", "quiz-1", "poll-1", "quiz-2", "search-desktop")
 #: Simulated work per task: long enough to watch, short enough for a demo under 5 s.
 WORK_SECONDS = 0.15
-#: B's tasks done when the crash comes, as in the document ("3/5 daily tasks done").
+#: B's tasks done when the crash comes ("3/5 daily tasks done").
 CRASH_AFTER = 3
 #: How long the parent waits for any line from the child before giving up.
 TIMEOUT = 30.0
@@ -48,7 +48,7 @@ Say = Callable[[str], None]
 
 
 class DemoFailed(Exception):
-    """The demo did not go as the document says; the message says what differed."""
+    """The run did not resume as jobledger promises; the message says what differed."""
 
 
 # -- the child: the "script" that does the daily run ----------------------------------------
@@ -272,7 +272,7 @@ def run_demo(say: Say = print, *, keep: bool = False, unicode: bool = True) -> i
     if problems:
         for problem in problems:
             say(f"  {m['crash']} {problem}")
-        say("Demo FAILED: the run did not resume as the document promises.")
+        say("Demo FAILED: the run did not skip what was done and resume the rest.")
         return 1
     say("Demo passed: nothing completed was lost or done twice.")
     return 0

@@ -24,6 +24,7 @@ from ._location import classify
 from ._queue import JobQueue
 from ._records import TaskSetKey, TaskSetRecord
 from ._tasksets import JobState
+from ._words import plural
 from .backends._contract import JobBackend, JobImporter, TaskSetBackend
 from .backends.files._atomic import write_atomic
 from .backends.files._names import encode
@@ -88,7 +89,7 @@ def _export_tasksets(
     existing = set(dst.keys())
     if existing and not merge:
         raise JobLedgerError(
-            f"the target {dst.location} already holds {len(existing)} task set(s); "
+            f"the target {dst.location} already holds {plural(len(existing), 'task set')}; "
             "export into an empty one, or give --merge to keep them and add the others"
         )
     for key in sorted(src.keys()):
@@ -118,7 +119,7 @@ def _export_jobs(source: str, target: str, merge: bool, report: ExportReport) ->
         existing = {r.job_id for r in dst.backend.all_records()}
         if existing and not merge:
             raise JobLedgerError(
-                f"the target {dst.dir} already holds {len(existing)} job(s); export into "
+                f"the target {dst.dir} already holds {plural(len(existing), 'job')}; export into "
                 "an empty one, or give --merge to keep them and add the others"
             )
         new = [r for r in records if r.job_id not in existing]

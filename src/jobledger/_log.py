@@ -12,7 +12,7 @@ log = logging.getLogger("jobledger")
 
 
 def enable_verbose() -> None:
-    """Print jobledger's INFO lines to stderr as ``[INFO] message``, as the document shows.
+    """Print jobledger's INFO lines to stderr as ``[INFO] message``.
 
     Does nothing if the application already gave the logger a handler of its own.
     """

@@ -1,4 +1,4 @@
-"""JobQueue: the "Job Persistence System" document's queue, crash-safe.
+"""JobQueue: a durable queue of long jobs, kept as job files (or in PostgreSQL), crash-safe.
 
 Policy lives here, once: serving order (recovered first, then priority, then FIFO), retries
 with exponential backoff up to ``max_attempts``, recovery of a dead worker's jobs, fencing
@@ -710,8 +710,8 @@ class JobQueue:
         return n
 
     def clear(self) -> int:
-        """Delete every job and the index. Refuses while any worker is alive (the document:
-        clear the folder only when the server is not running)."""
+        """Delete every job and the index. Refuses while any worker is alive (a
+        queue folder may be emptied only while nothing serves it)."""
         self.close()
         return self.backend.clear()
 

@@ -170,7 +170,7 @@ class JobState:
     def from_config(
         cls, source: str | os.PathLike[str] | Mapping[str, Any], *, clock: Clock | None = None
     ) -> JobState:
-        """A JobState from the document's config: a JSON file path or a parsed mapping.
+        """A JobState from a config's ``jobState`` block: a JSON file path or a parsed mapping.
 
         Reads ``{"jobState": {"enabled": ..., "dir": ..., "timezone": ..., "durability": ...,
         "url": ...}}`` (``url``: a PostgreSQL URL, given instead of ``dir``); an unknown

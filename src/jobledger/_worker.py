@@ -31,6 +31,7 @@ from ._errors import JobConflict, JobLedgerError
 from ._jobs import Job, JobStatus
 from ._log import log
 from ._queue import JobQueue, json_ready
+from ._words import plural
 from ._worker_report import JobReporter, worker_log
 
 __all__ = ["Worker", "stop_signals_to"]
@@ -151,21 +152,22 @@ class Worker:
                 )
                 if running:
                     worker_log.warning(
-                        "Received %s: stopping; waiting up to %gs for %d running job(s) to "
-                        "finish; %s to requeue them now",
+                        "Received %s: stopping; waiting up to %gs for %s to finish; %s to "
+                        "requeue %s now",
                         name,
                         self.grace_period,
-                        running,
+                        plural(running, "running job"),
                         again,
+                        "it" if running == 1 else "them",
                     )
                 else:
                     worker_log.warning("Received %s: stopping (no job is running)", name)
             elif self.forced_by is None:
                 self.forced_by = signal.Signals(signum)
                 worker_log.warning(
-                    "Received %s again: requeueing %d running job(s) and stopping now",
+                    "Received %s again: requeueing %s and stopping now",
                     name,
-                    running,
+                    plural(running, "running job"),
                 )
                 self._halt.set()
             self.stop()
@@ -204,12 +206,12 @@ class Worker:
         if self.delayed_left is not None:
             count, first = self.delayed_left
             worker_log.info(
-                "%d job(s) are delayed, the next due at %s; not waiting (%s)",
-                count,
+                "%s delayed, the next due at %s; not waiting (%s)",
+                plural(count, "job is", "jobs are"),
                 first,
                 self._wait_hint,
             )
-        log.info("Worker %s stopped after %d job(s)", self.queue.worker_id, self.processed)
+        log.info("Worker %s stopped after %s", self.queue.worker_id, plural(self.processed, "job"))
 
     def _warn_unserved(self) -> None:
         """Warn, once per type, about Queued jobs no handler here serves: they would
@@ -228,9 +230,10 @@ class Worker:
             self._warned_types.update(job_type for job_type, _ in new)
         for job_type, counts in new:
             worker_log.warning(
-                "%d queued job(s) of type %s wait for a handler: this worker serves only %s",
-                counts.due + counts.delayed,
+                "%s of type %s %s for a handler: this worker serves only %s",
+                plural(counts.due + counts.delayed, "queued job"),
                 job_type,
+                "waits" if counts.due + counts.delayed == 1 else "wait",
                 ", ".join(sorted(self.handlers)),
             )
 
@@ -427,7 +430,7 @@ class Worker:
             where = f"attempt {failed.attempts} of {failed.max_attempts}, retry at "
             where += failed.run_after or "once"
         else:
-            where = f"for good after {failed.attempts} attempt(s)"
+            where = f"for good after {plural(failed.attempts, 'attempt')}"
         self.reporter.finished(
             job.job_id, job.type, "failed", took, f"({where}): {failed.error_message}"
         )

@@ -443,7 +443,7 @@ def test_worker_drains_a_database_queue(pg_url: str) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "serving echo from postgresql://" in result.stderr
-    assert "stopped after 3 completed job(s)" in result.stderr
+    assert "stopped after 3 completed jobs" in result.stderr
     assert "Queued 0, Running 0, Completed 3" in result.stderr
     with JobQueue(pg_url) as q:
         for i, job_id in enumerate(ids):

@@ -37,7 +37,7 @@ def test_tasksets_folder_to_folder(tmp_path: Path) -> None:
         "export", "--from", str(prepared.dir), "--to", str(tmp_path / "copy"), "--what", "tasksets"
     )
     assert r.exit_code == 0, r.output
-    assert "exported 6 task set(s), 0 job(s)" in r.output
+    assert "exported 6 task sets, 0 jobs" in r.output
     assert documents(tmp_path / "copy") == documents(prepared.dir)
 
 
@@ -47,7 +47,7 @@ def test_jobs_folder_to_folder_rebuilds_the_index(tmp_path: Path) -> None:
     target = tmp_path / "copy"
     r = run("export", "--from", str(pq.dir), "--to", str(target), "--what", "jobs")
     assert r.exit_code == 0, r.output
-    assert "exported 0 task set(s), 7 job(s)" in r.output
+    assert "exported 0 task sets, 7 jobs" in r.output
     assert documents(target) == documents(pq.dir)
     assert (target / "queue.json").exists()
     original, copy = JobQueue(pq.dir), JobQueue(target)
@@ -70,13 +70,13 @@ def test_non_empty_target_is_refused_unless_merge(tmp_path: Path) -> None:
     target_queue.close()
     r = run("export", "--from", str(pq.dir), "--to", str(target), "--what", "jobs")
     assert r.exit_code == 1
-    assert "already holds 1 job(s)" in r.output and "--merge" in r.output
+    assert "already holds 1 job" in r.output and "--merge" in r.output
     assert sorted(documents(target)) == ["jobs/q-low.json"]
 
     r = run("export", "--from", str(pq.dir), "--to", str(target), "--what", "jobs", "--merge")
     assert r.exit_code == 0, r.output
-    assert "exported 0 task set(s), 6 job(s)" in r.output
-    assert "kept (already in the target): 0 task set(s), 1 job(s)" in r.output
+    assert "exported 0 task sets, 6 jobs" in r.output
+    assert "kept (already in the target): 0 task sets, 1 job" in r.output
     assert documents(target)["jobs/q-low.json"]["text"] == "mine"
 
 

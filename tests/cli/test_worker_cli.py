@@ -91,7 +91,7 @@ def test_until_empty_drains_the_queue_and_stores_results(
     )
     assert result.exit_code == 0, result.output
     assert "exits when the queue is empty" in result.stderr
-    assert "stopped after 5 completed job(s)" in result.stderr
+    assert "stopped after 5 completed jobs" in result.stderr
     assert "Queued 0, Running 0, Completed 5, Failed 1" in result.stderr
     assert sys.path == path_before  # the current directory was on sys.path only meanwhile
     with JobQueue(qdir) as q:
@@ -111,7 +111,7 @@ def test_until_empty_on_an_empty_queue_exits_at_once(tmp_path: Path, handlers_mo
         "--dir", str(tmp_path / "q"), "--handlers", f"{handlers_module}:HANDLERS", "--until-empty"
     )
     assert result.exit_code == 0, result.output
-    assert "stopped after 0 completed job(s)" in result.stderr
+    assert "stopped after 0 completed jobs" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -222,7 +222,7 @@ def test_sigterm_while_idle_exits_0(tmp_path: Path, handlers_module: str) -> Non
     code = w.finish()
     assert code == 0, w.output
     assert "Received SIGTERM" in w.output
-    assert "stopped after 1 completed job(s)" in w.output
+    assert "stopped after 1 completed job" in w.output
     with JobQueue(qdir) as q:
         assert q.counts() == {
             "Queued": 0,
@@ -317,7 +317,7 @@ def test_the_worker_prints_a_start_line_and_a_line_per_finished_job_without_v(
     with JobQueue(qdir) as q:
         due = q.get("bad").run_after  # type: ignore[union-attr]
     assert (
-        f"1 job(s) are delayed, the next due at {due}; not waiting (use --wait-delayed)"
+        f"1 job is delayed, the next due at {due}; not waiting (use --wait-delayed)"
         in result.stderr
     )
 
@@ -340,10 +340,10 @@ def test_queued_jobs_no_handler_serves_are_named(tmp_path: Path, handlers_module
     )
     assert result.exit_code == 0, result.output
     assert (
-        "1 queued job(s) of type TextJob wait for a handler: this worker serves only "
+        "1 queued job of type TextJob waits for a handler: this worker serves only "
         "block, boom, echo"
     ) in result.stderr
-    assert result.stderr.count("of type TextJob wait for a handler") == 1
+    assert result.stderr.count("of type TextJob waits for a handler") == 1
 
 
 def test_help_documents_the_exit_codes_and_wait_delayed() -> None:

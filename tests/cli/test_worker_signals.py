@@ -144,13 +144,13 @@ def _two_signals(p: Proc, folder: Path, sig: signal.Signals, again: str) -> int:
     p.wait_for("started long")
     p.proc.send_signal(sig)
     line = p.wait_for(f"Received {sig.name}: stopping")
-    assert "waiting up to 3600s for 1 running job(s) to finish" in line, line
-    assert f"{again} to requeue them now" in line, line
+    assert "waiting up to 3600s for 1 running job to finish" in line, line
+    assert f"{again} to requeue it now" in line, line
     # It waits: still alive, the job still Running under it.
     assert p.proc.poll() is None, p.output
     assert _status(folder, "long") == (JobStatus.RUNNING, 1)
     p.proc.send_signal(sig)
-    p.wait_for(f"Received {sig.name} again: requeueing 1 running job(s) and stopping now")
+    p.wait_for(f"Received {sig.name} again: requeueing 1 running job and stopping now")
     return p.finish()  # the watchdog kills a worker that waits the grace out: code -9
 
 

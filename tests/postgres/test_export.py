@@ -24,10 +24,10 @@ def test_round_trip_files_postgres_files_is_lossless(tmp_path: Path, pg_url: str
     try:
         r = run("export", "--from", str(prepared.dir), "--to", pg_url, "--what", "tasksets")
         assert r.exit_code == 0, r.output
-        assert "exported 6 task set(s), 0 job(s)" in r.output
+        assert "exported 6 task sets, 0 jobs" in r.output
         r = run("export", "--from", str(pq.dir), "--to", pg_url, "--what", "jobs")
         assert r.exit_code == 0, r.output
-        assert "exported 0 task set(s), 7 job(s)" in r.output
+        assert "exported 0 task sets, 7 jobs" in r.output
         back_state, back_queue = tmp_path / "back" / "state", tmp_path / "back" / "queue"
         r = run("export", "--from", pg_url, "--to", str(back_state), "--what", "tasksets")
         assert r.exit_code == 0, r.output
@@ -79,11 +79,11 @@ def test_export_refuses_a_non_empty_target_unless_merge(tmp_path: Path, pg_url: 
     assert run("export", "--from", str(pq.dir), "--to", pg_url, "--what", "jobs").exit_code == 0
     r = run("export", "--from", str(pq.dir), "--to", pg_url, "--what", "jobs")
     assert r.exit_code == 1
-    assert "already holds 7 job(s)" in r.output and "--merge" in r.output
+    assert "already holds 7 jobs" in r.output and "--merge" in r.output
     r = run("export", "--from", str(pq.dir), "--to", pg_url, "--what", "jobs", "--merge")
     assert r.exit_code == 0, r.output
-    assert "exported 0 task set(s), 0 job(s)" in r.output
-    assert "kept (already in the target): 0 task set(s), 7 job(s)" in r.output
+    assert "exported 0 task sets, 0 jobs" in r.output
+    assert "kept (already in the target): 0 task sets, 7 jobs" in r.output
 
 
 def test_db_migrate_twice_and_status(pg_url: str) -> None:

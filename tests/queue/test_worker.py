@@ -271,7 +271,7 @@ def test_the_worker_logs_its_start_and_a_line_per_finished_job(tmp_path, clock, 
     assert any(re.fullmatch(rf"done {ok} Ok in \d+\.\d\ds", line) for line in lines), lines
     assert any(
         re.fullmatch(
-            rf"failed {bad} Bad in \d+\.\d\ds \(for good after 1 attempt\(s\)\): "
+            rf"failed {bad} Bad in \d+\.\d\ds \(for good after 1 attempt\): "
             r"ZeroDivisionError: division by zero",
             line,
         )
@@ -313,11 +313,11 @@ def test_queued_types_without_a_handler_are_warned_about_once_each(tmp_path, clo
     q.enqueue({"type": "Stranger"})
     worker = Worker(q, {"Mine": lambda j: "ok"}, handle_signals=False, poll_interval=0.01)
     worker.run(until_empty=True)
-    warned = [m for m in _worker_lines(caplog, logging.WARNING) if "wait for a handler" in m]
+    warned = [m for m in _worker_lines(caplog, logging.WARNING) if "for a handler" in m]
     assert warned == [
-        "2 queued job(s) of type Other wait for a handler: this worker serves only Mine",
-        "2 queued job(s) of type Other wait for a handler: this worker serves only Mine",
-        "1 queued job(s) of type Stranger wait for a handler: this worker serves only Mine",
+        "2 queued jobs of type Other wait for a handler: this worker serves only Mine",
+        "2 queued jobs of type Other wait for a handler: this worker serves only Mine",
+        "1 queued job of type Stranger waits for a handler: this worker serves only Mine",
     ]  # once per type and worker, though the second worker went idle more than once
     q.close()
 
@@ -341,7 +341,7 @@ def test_until_empty_does_not_wait_for_delayed_jobs_and_says_so(tmp_path, clock,
     first = q.get(sooner).run_after
     assert worker.delayed_left == (2, first)
     assert (
-        f"2 job(s) are delayed, the next due at {first}; not waiting "
+        f"2 jobs are delayed, the next due at {first}; not waiting "
         "(run(until_empty=True, wait_delayed=True) waits for them)"
     ) in _worker_lines(caplog)
     q.close()

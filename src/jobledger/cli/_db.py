@@ -16,6 +16,7 @@ import click
 
 from .._export import WHATS, export
 from .._location import classify
+from .._words import plural
 from ..backends.postgres import DatabaseError
 from ._app import location_options
 
@@ -103,9 +104,9 @@ def export_command(source: str, target: str, what: str, merge: bool) -> None:
     what the target has is kept and reported.
     """
     report = export(source, target, what, merge=merge)
-    click.echo(f"exported {report.tasksets} task set(s), {report.jobs} job(s)")
+    click.echo(f"exported {plural(report.tasksets, 'task set')}, {plural(report.jobs, 'job')}")
     if report.kept_tasksets or report.kept_jobs:
         click.echo(
-            f"kept (already in the target): {len(report.kept_tasksets)} task set(s), "
-            f"{len(report.kept_jobs)} job(s)"
+            f"kept (already in the target): {plural(len(report.kept_tasksets), 'task set')}, "
+            f"{plural(len(report.kept_jobs), 'job')}"
         )

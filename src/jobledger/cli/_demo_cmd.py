@@ -1,4 +1,4 @@
-"""``jobledger demo``: the document's "Interrupted Daily Run", for real (see ``_demo``)."""
+"""``jobledger demo``: an interrupted daily run, for real (see ``_demo``)."""
 
 from __future__ import annotations
 

@@ -23,11 +23,12 @@ from .._clock import SystemClock, iso_utc
 from .._errors import JobLedgerError, JobNotFound
 from .._jobs import Job, JobStatus
 from .._queue import JobQueue
+from .._words import plural
 from ..backends.postgres import is_postgres_url
 from . import _maint
 from ._app import App, location_options, pass_app, require_folder
 from ._options import AGE, DURATION, check_output_flags, plain_option
-from ._render import human_count, plain_lines, plain_time, plural, short_time, table
+from ._render import human_count, plain_lines, plain_time, short_time, table
 
 __all__ = ["QUEUE_DIR_ENV", "jobs", "open_queue", "queue_dir_option", "require_queue_folder"]
 

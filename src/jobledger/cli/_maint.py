@@ -14,9 +14,10 @@ import click
 
 from .._errors import AlreadyRunning
 from .._records import TaskSetKey
+from .._words import plural
 from ._app import App, pass_app, state_options
 from ._options import AGE
-from ._render import human_size, plural, table
+from ._render import human_size, table
 
 __all__ = ["register", "stdin_is_tty"]
 

@@ -29,7 +29,6 @@ __all__ = [
     "percent",
     "plain_lines",
     "plain_time",
-    "plural",
     "short_time",
     "signed_percent",
     "table",
@@ -57,7 +56,7 @@ def make_console(stream: TextIO | None = None) -> Console:
 
 
 def human_size(size: int) -> str:
-    """Bytes as the document writes them: ``512B``, ``1.5KB``, ``2.3GB`` (1024-based)."""
+    """Bytes as ``du`` prints them: ``512B``, ``1.5KB``, ``2.3GB`` (1024-based)."""
     if size < 1024:
         return f"{size}B"
     value = float(size)
@@ -115,11 +114,6 @@ def plain_time(iso: str | None) -> str | None:
     """A stored time for ``--plain``: as :func:`short_time`, None (an empty field) when
     there is none."""
     return short_time(iso) if iso else None
-
-
-def plural(n: int, noun: str, nouns: str | None = None) -> str:
-    """``1 job``, ``2 jobs``, ``1,247 task sets``: a count with its noun agreeing."""
-    return f"{human_count(n)} {noun if n == 1 else (nouns or noun + 's')}"
 
 
 def _plain_cell(value: object) -> str:

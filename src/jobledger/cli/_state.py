@@ -20,6 +20,7 @@ from rich.table import Table
 from .._records import TaskSetRecord, parse_date
 from .._stats import Completion, compute_stats
 from .._tasksets import JobState
+from .._words import plural
 from ..backends.files.tasksets import FilesTaskSetBackend
 from ._app import App, pass_app, state_options
 from ._options import check_output_flags, plain_option
@@ -30,7 +31,6 @@ from ._render import (
     percent,
     plain_lines,
     plain_time,
-    plural,
     short_time,
     signed_percent,
     table,

@@ -27,6 +27,7 @@ from typing import Any
 
 import click
 
+from .._words import plural
 from .._worker import Handler, Worker, stop_signals_to
 from .._worker_report import worker_log
 from ._app import App, pass_app
@@ -217,7 +218,7 @@ def worker(
                 w.run(until_empty=until_empty, wait_delayed=wait_delayed)
             counts = queue.counts()
             app.err.print(
-                f"Worker {queue.worker_id} stopped after {w.processed} completed job(s)"
+                f"Worker {queue.worker_id} stopped after {plural(w.processed, 'completed job')}"
                 + (f" (stop forced by {w.forced_by.name})" if w.forced_by else "")
                 + f". Queue now: {', '.join(f'{k} {v}' for k, v in counts.items())}.",
                 markup=False,
