@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 from ._errors import ConfigError
 from ._redact import redact_url
@@ -210,6 +210,15 @@ def _check_query(query: str, url: str, what: str) -> str:
     return dbname
 
 
+def _utf8(data: bytes) -> bool:
+    # Not raised from the handler: the decode error's context quotes the bytes.
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _check_url(url: str, what: str) -> str:
     """``url`` without its password, once it is known readable (by libpq, the same way
     as by the redaction) and naming a database; ConfigError otherwise.
@@ -217,11 +226,26 @@ def _check_url(url: str, what: str) -> str:
     The checks run before libpq sees the URL because libpq's own complaints quote it:
     a bad ``%`` escape in a password is quoted whole, and a password holding ``@`` is cut
     at its first ``@`` with the rest reported as the host."""
+    if re.search(r"\s", url):
+        raise _unreadable(
+            what,
+            "it holds white space (libpq refuses it, quoting the text around)",
+            "percent-encode a space as %20 (in a password too)",
+            url,
+        )
     if _BAD_ESCAPE.search(url):
         raise _unreadable(
             what,
             "it holds a '%' that is not followed by two hex digits",
             "write a '%' (in a password too) as %25",
+            url,
+        )
+    if not _utf8(unquote_to_bytes(url)):
+        # psycopg decodes what libpq decoded, and fails with an error of its own.
+        raise _unreadable(
+            what,
+            "its %-escapes do not spell UTF-8 text",
+            "percent-encode the UTF-8 bytes of each character (é as %C3%A9)",
             url,
         )
     rest = url.split("://", 1)[1]
@@ -262,9 +286,10 @@ def classify(location: str | os.PathLike[str], what: str = "the location") -> Lo
     """Tell a folder from a PostgreSQL URL, refusing what is neither (ConfigError).
 
     A ``str`` starting with ``postgresql://`` or ``postgres://`` is a URL; it must be
-    readable and name a database (in its path or as ``?dbname=``). Readable means: every
-    ``%`` starts a valid escape, one ``@`` at most (a ``@``, ``/`` or ``?`` in a password
-    is percent-encoded), host and port readable, and libpq's keywords only in the query;
+    readable and name a database (in its path or as ``?dbname=``). Readable means: no
+    white space, every ``%`` starts a valid escape (of UTF-8 text), one ``@`` at most (a
+    ``@``, ``/`` or ``?`` in a password is percent-encoded), host and port readable, and
+    libpq's keywords only in the query;
     a URL libpq would misread is refused here, since libpq's complaints quote the URL
     (password and all). A libpq keyword string (``host=h password=...``) is refused too
     rather than becoming a folder named after it. Any other string that

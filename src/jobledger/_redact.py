@@ -12,9 +12,10 @@ URL's user info at the FIRST ``@``, so with ``user:pw@tail@host`` it reports the
   dropped; and when a ``?`` comes before that last ``@`` (a password holding ``?``, or a
   query value holding ``@``), nothing after the user name is shown at all.
 * :func:`url_secrets` lists every text that may be (part of) a password of a URL or a
-  keyword string, raw and percent-decoded, whole and cut at each ``@``, ``:``, ``/``,
-  ``?``; :func:`scrub` replaces them in a text (libpq's messages, for one).
-* :func:`redact_text` is the safety net for any message: every URL in it redacted, every
+  keyword string, raw and percent-decoded, whole and cut where libpq may cut it;
+  :func:`scrub` replaces them in a text (libpq's messages, for one).
+* :func:`redact_text` is the safety net for any message: every PostgreSQL URL in it
+  redacted (one whose password holds white space too, cautiously), every
   ``password=...`` (and ``sslpassword``, ``..._secret``) value replaced.
 
 Texts shorter than :data:`MIN_PIECE` characters are not scrubbed: replacing every ``a``
@@ -39,15 +40,26 @@ MIN_PIECE = 3
 # ``scheme:`` and its slashes: what a URL (or a look-alike such as ``postgres:host``)
 # starts with.
 _PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*:/*)")
-# A URL inside a longer text: a scheme, ``:`` and at least one ``/``, up to white space.
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:/+\S*")
+# Where a PostgreSQL URL starts inside a longer text: the scheme at the start of a word
+# (or after a quote or bracket), ``:`` and a ``/``. Only PostgreSQL's: any ``word:/`` in
+# a password would otherwise start a "URL" of its own, named after the password.
+_URL_START = re.compile(r"(?i)(?<![A-Za-z0-9+.\-])postgres(?:ql)?:/")
 # A secret-bearing keyword with its value: ``password=x``, ``password = 'a \' b'``,
 # ``sslpassword=...``, ``oauth_client_secret=...``, in a keyword string or a URL query.
-_SECRET_KEYWORD = re.compile(
-    r"(?i)([A-Za-z_]*(?:password|secret)\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&]*)"
-)
-# Where libpq (first ``@``) or a careful reader (last ``@``) may cut a password.
-_CUTS = re.compile(r"[@:/?]")
+# An unquoted value runs to white space, '&' included (a keyword string's value may hold
+# one; in a URL query, hiding the next parameters too is the cautious side).
+_SECRET_KEYWORD = re.compile(r"(?i)([A-Za-z_]*(?:password|secret)\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)")
+# A URL as messages show it: user name (no ':'), host list with numeric ports, a path.
+_HOST_ITEM = r"(?:\[[0-9A-Za-z:.%]*\]|[^\s:/?@\[\],]*)(?::\d+)?"
+_SHOWN = rf"[A-Za-z][A-Za-z0-9+.\-]*:/+(?!/)(?:[^:@/?\s]+@)?{_HOST_ITEM}(?:,{_HOST_ITEM})*"
+_SHOWN_URL = re.compile(rf"{_SHOWN}(?:/[^@\s]*)?")
+# ... and with a path: what surely ends there (a path-less one may be cut short).
+_SHOWN_URL_WITH_PATH = re.compile(rf"{_SHOWN}/[^@\s]*")
+_SPACE = re.compile(r"\s")
+# Where libpq (first ``@``, then ``,`` between hosts, ``:`` before a port) or a careful
+# reader (last ``@``) may cut a password; ``&``, where a query value ends; white space,
+# where a message wraps.
+_CUTS = re.compile(r"[@:/?,&\s]")
 
 
 def _user(userinfo: str) -> str:
@@ -82,15 +94,51 @@ def _hide_keywords(text: str) -> str:
     return _SECRET_KEYWORD.sub(lambda m: m.group(1) + HIDDEN, text)
 
 
+def _shown_url(text: str, start: int, end: int) -> tuple[str, int]:
+    """The URL found at ``text[start:end]`` (up to white space) as it may be shown, and
+    where it really ends.
+
+    A URL as jobledger shows it (``scheme://user@host[:port][,...]/path``) is kept, and
+    so is one without a user when no ``@`` follows before the next URL. Anything else may
+    be a raw URL whose password holds white space, cut short by the search: the last
+    ``@`` before the next URL may still end its user info, so it runs on to the end of
+    the word holding that ``@`` and is shown as ``scheme://user@…`` (what lies in between
+    is hidden too: cautious, not exact). Without such an ``@``, it is shown redacted if
+    that reads as a URL, else as ``scheme:…``."""
+    found = text[start:end]
+    following = _URL_START.search(text, end)
+    at = text.rfind("@", end, following.start() if following is not None else len(text))
+    if _SHOWN_URL_WITH_PATH.fullmatch(found) and ("@" in found or at < 0):
+        return found, end
+    prefix = _PREFIX.match(found)
+    scheme = prefix.group(1) if prefix is not None else ""
+    if at >= 0:
+        space = _SPACE.search(text, at)
+        end = space.start() if space is not None else len(text)
+        user = _user(text[start + len(scheme) : end])
+        return f"{scheme}{user}@…" if user else f"{scheme}…", end
+    shown = redact_url(found)
+    return (shown if _SHOWN_URL.fullmatch(shown) else f"{scheme}…"), end
+
+
 def redact_text(text: str) -> str:
-    """``text`` with every URL in it redacted (:func:`redact_url`) and every
+    """``text`` with every PostgreSQL URL in it redacted (:func:`redact_url`) and every
     ``password=...`` value hidden: the last line of defence before a text is shown."""
-    text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
-    return _hide_keywords(text)
+    out: list[str] = []
+    done = 0
+    for match in _URL_START.finditer(text):
+        if match.start() < done:
+            continue  # inside a URL already redacted
+        word = _SPACE.search(text, match.start())
+        shown, done_at = _shown_url(text, match.start(), word.start() if word else len(text))
+        out += [text[done : match.start()], shown]
+        done = done_at
+    out.append(text[done:])
+    return _hide_keywords("".join(out))
 
 
 def _forms(secret: str) -> set[str]:
-    """``secret`` raw and percent-decoded, whole and cut at every ``@ : / ?``."""
+    """``secret`` raw and percent-decoded, whole and cut at each ``@ : / ? , &`` and space."""
     found: set[str] = set()
     for form in (secret, unquote(secret, errors="replace")):
         pieces = [form, *_CUTS.split(form)]
@@ -112,7 +160,8 @@ def url_secrets(value: str) -> list[str]:
     For a URL: what follows the user name in the user info (to the LAST ``@``), so that
     libpq's own reading (password to the FIRST ``@``, the rest taken as the host) is
     covered too; and the values of ``password=`` and the like in the query. Each raw and
-    percent-decoded, whole and cut at each ``@``, ``:``, ``/``, ``?``.
+    percent-decoded, whole and cut at each ``@``, ``:``, ``/``, ``?``, ``,``, ``&`` and white
+    space.
     """
     found: set[str] = set()
     match = _PREFIX.match(value)
@@ -124,7 +173,9 @@ def url_secrets(value: str) -> list[str]:
             user = _user(userinfo)
             found |= _forms(userinfo[len(user) + 1 :])
     for keyword in _SECRET_KEYWORD.finditer(value):
-        found |= _forms(_unquote_keyword(keyword.group(2)))
+        raw = keyword.group(2)  # as written, quoted and escaped, and as libpq reads it
+        for form in (raw, raw.strip("'"), _unquote_keyword(raw)):
+            found |= _forms(form)
     return sorted(found, key=lambda s: (-len(s), s))
 
 

@@ -145,13 +145,15 @@ class Database:
             raise ConfigError(f"not a PostgreSQL URL (postgresql://...): {redact(url)!r}")
         try:
             params = conninfo.conninfo_to_dict(url)
-        except psycopg.ProgrammingError as exc:
+        except (psycopg.ProgrammingError, UnicodeDecodeError) as exc:
             # psycopg's message quotes the whole URL: only what is left once scrubbed.
             reason = scrub(str(exc), [url, *url_secrets(url)]).split(" in URI:")[0]
+            params = None
+        if params is None:  # raised here, not in the handler: no context quoting the URL
             raise ConfigError(
                 f"cannot read the PostgreSQL URL {redact(url)}: {redact_text(reason).strip()}; "
                 "check its form (postgresql://user:password@host:5432/database)"
-            ) from None
+            )
         self._url = url
         # Every form the password may take in libpq's messages, for scrubbing them.
         self._secrets = url_secrets(url)
@@ -175,8 +177,9 @@ class Database:
 
     def _text(self, exc: BaseException) -> str:
         """``exc``'s message on one line, with any password scrubbed out."""
-        text = " ".join(str(exc).split()) or type(exc).__name__  # libpq's are multi-line
-        return redact_text(scrub(text, self._secrets))
+        # Scrubbed before the lines are joined: a secret may hold a line break.
+        text = scrub(str(exc), self._secrets)
+        return redact_text(" ".join(text.split()) or type(exc).__name__)
 
     def error(self, action: str, exc: BaseException) -> DatabaseError:
         """A DatabaseError for ``exc`` naming where, with any password scrubbed out."""
