@@ -34,6 +34,7 @@ from .._config import DEFAULT_DIR, JobStateConfig, read_config
 from .._errors import ConfigError, InvalidNameError, JobLedgerError
 from .._location import classify, is_postgres_url
 from .._log import enable_verbose
+from .._redact import redact_text
 from .._tasksets import JobState
 from ..backends.postgres import DatabaseError
 from ._render import make_console
@@ -261,13 +262,15 @@ def require_folder(path: str, what: str, hint: str) -> None:
 
 
 def _fail(exc: BaseException, code: int) -> NoReturn:
-    click.echo(f"error: {exc}", err=True)
+    # Redacted once more: a message built from a URL anywhere must not show its password.
+    click.echo(f"error: {redact_text(str(exc))}", err=True)
     raise click.exceptions.Exit(code)
 
 
 def _unreachable(exc: DatabaseError) -> bool:
     """Whether ``exc`` says the database could not be reached or connected to (or its
-    URL read), rather than that the server refused a statement.
+    URL read), rather than that the server refused a statement. (A URL that cannot be
+    read at all is a ConfigError before any connection: exit 2 too.)
 
     libpq's connection failures (refused, timed out, unknown host, database or role, bad
     password, unreadable URL) carry no SQLSTATE; a connection lost later has class 08

@@ -26,6 +26,7 @@ import functools
 import hashlib
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -36,7 +37,10 @@ from urllib.parse import quote, urlsplit
 import psycopg
 from psycopg import conninfo
 
+from ..._errors import ConfigError
 from ..._faults import point
+from ..._location import classify
+from ..._redact import redact_text, redact_url, scrub, url_secrets
 from . import is_postgres_url
 from ._errors import DatabaseError, SchemaMissing, SchemaOutdated
 from ._migrate import applied_versions, migrate, migrations
@@ -75,19 +79,11 @@ _KEEPALIVES = {
 
 def redact(url: str) -> str:
     """``url`` without its password (and without the query), for messages."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        # An unreadable host or port (it may carry a password): name neither. Connecting
-        # will fail with its own error, which this text then introduces.
-        scheme = url.split(":", 1)[0]
-        return f"{scheme}://<a URL whose host or port cannot be read>"
-    if ":" in host:  # an IPv6 address
-        host = f"[{host}]"
-    user = f"{quote(parts.username, safe='')}@" if parts.username else ""
-    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+    return redact_url(url)
+
+
+# A query key that may carry a secret: password, sslpassword, oauth_client_secret...
+_SECRET_KEY = re.compile(r"(?i)(password|secret)")
 
 
 def shareable(url: str) -> str:
@@ -104,7 +100,7 @@ def shareable(url: str) -> str:
         host = f"[{host}]"
     user = f"{quote(parts.username, safe='')}@" if parts.username else ""
     query = "&".join(
-        p for p in parts.query.split("&") if p and p.split("=", 1)[0].lower() != "password"
+        p for p in parts.query.split("&") if p and not _SECRET_KEY.search(p.split("=", 1)[0])
     )
     return f"{parts.scheme}://{user}{host}{port}{parts.path}" + (f"?{query}" if query else "")
 
@@ -173,22 +169,28 @@ class Database:
         reconnect_for: float = 60.0,
         migrate: bool = True,
     ) -> None:
+        # The same checks as everywhere (ConfigError): libpq's own complaints about a URL
+        # quote it, password and all.
+        classify(url, "")
         if not is_postgres_url(url):
-            raise DatabaseError(f"not a PostgreSQL URL (postgresql://...): {redact(url)!r}")
+            raise ConfigError(f"not a PostgreSQL URL (postgresql://...): {redact(url)!r}")
         try:
             params = conninfo.conninfo_to_dict(url)
-        except psycopg.ProgrammingError as exc:
-            # psycopg's message quotes the whole URL, password and all: never pass it on.
-            reason = str(exc).replace(url, "<the URL>").split(" in URI:")[0]
-            raise DatabaseError(
-                f"cannot read the PostgreSQL URL {redact(url)}: {reason}; check its form "
-                "(postgresql://user:password@host:5432/database)"
-            ) from None
+        except (psycopg.ProgrammingError, UnicodeDecodeError) as exc:
+            # psycopg's message quotes the whole URL: only what is left once scrubbed.
+            reason = scrub(str(exc), [url, *url_secrets(url)]).split(" in URI:")[0]
+            params = None
+        if params is None:  # raised here, not in the handler: no context quoting the URL
+            raise ConfigError(
+                f"cannot read the PostgreSQL URL {redact(url)}: {redact_text(reason).strip()}; "
+                "check its form (postgresql://user:password@host:5432/database)"
+            )
         self._url = url
         # A writer's connection migrates the schema; a reader's only checks it is there
         # and current (reads never run DDL), raising SchemaMissing otherwise.
         self.migrate = migrate
-        self._password = str(params.get("password") or "")
+        # Every form the password may take in libpq's messages, for scrubbing them.
+        self._secrets = url_secrets(url)
         self.location = redact(url)
         self._where = (
             f"database {params.get('dbname') or '(default)'!s} on "
@@ -209,8 +211,9 @@ class Database:
 
     def _text(self, exc: BaseException) -> str:
         """``exc``'s message on one line, with any password scrubbed out."""
-        text = " ".join(str(exc).split()) or type(exc).__name__  # libpq's are multi-line
-        return text.replace(self._password, "***") if self._password else text
+        # Scrubbed before the lines are joined: a secret may hold a line break.
+        text = scrub(str(exc), self._secrets)
+        return redact_text(" ".join(text.split()) or type(exc).__name__)
 
     def error(self, action: str, exc: BaseException) -> DatabaseError:
         """A DatabaseError for ``exc`` naming where, with any password scrubbed out."""
