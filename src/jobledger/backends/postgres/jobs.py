@@ -278,16 +278,12 @@ class PostgresJobBackend:
         def run() -> tuple[dict[str, JobRecord], set[str], dict[str, JobRecord]]:
             with self._tx("enqueue jobs") as conn:
                 staged, inserted, existing = self._put_once(conn, unique, fresh)
-                if lost:
-                    for job_id, stored in list(existing.items()):
-                        mine = lost[0].get(job_id)
-                        if mine is not None and (stored.seq, stored.created) == (
-                            mine.seq,
-                            mine.created,
-                        ):
-                            staged[job_id] = stored
-                            inserted.add(job_id)
-                            del existing[job_id]
+                for job_id, stored in list(existing.items()) if lost else ():
+                    mine = lost[0].get(job_id)
+                    if mine and (mine.seq, mine.created) == (stored.seq, stored.created):
+                        staged[job_id] = stored  # the lost attempt's insert: it landed
+                        inserted.add(job_id)
+                        del existing[job_id]
                 lost[:] = [{job_id: staged[job_id] for job_id in inserted}]
             return staged, inserted, existing
 
