@@ -14,9 +14,13 @@ new connection (:func:`reconnecting`, :meth:`Database.retrying`), with exponenti
 (0.1 s doubling to 5 s) for up to ``reconnect_for`` seconds (default 60), each reconnect
 logged at WARNING with host and database (never the password). A connection lost DURING
 COMMIT leaves the outcome unknown (:class:`ConnectionLost` ``commit_unknown``): the caller
-either is idempotent (a put, by job id; a read) and simply runs again, or passes a
-``settled`` check that re-reads the database and accepts what it finds (a claim, a
-transition); it is never blindly re-applied.
+either is idempotent (a read) and simply runs again, or settles it by reading back the rows
+that transaction wrote (:func:`stored_as`): found as it wrote them, the lost commit landed
+and its result stands; not found, it runs again (a claim passes a ``settled`` check; a put,
+a transition and a task-set save look, inside their rerun and under its row locks, for what
+the lost attempt wrote). It is never blindly re-applied, and never settled by asking
+``txid_status``: a server that crashed during the COMMIT forgets the transaction with its
+xid and hands that xid to a new transaction, whose commit would then read as the lost one's.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import logging
 import os
 import re
@@ -40,6 +45,7 @@ from psycopg import conninfo
 from ..._errors import ConfigError
 from ..._faults import point
 from ..._location import classify
+from ..._records import encode_compact
 from ..._redact import redact_text, redact_url, scrub, url_secrets
 from . import is_postgres_url
 from ._errors import DatabaseError, SchemaMissing, SchemaOutdated
@@ -54,6 +60,7 @@ __all__ = [
     "reconnecting",
     "redact",
     "shareable",
+    "stored_as",
 ]
 
 HOST = socket.gethostname()
@@ -149,6 +156,13 @@ def reconnecting(
         return db.retrying(lambda: method(self, *args, **kwargs))
 
     return wrapper
+
+
+def stored_as(stored: object, written: object) -> bool:
+    """Whether ``stored`` (read back from the database) is the JSON value ``written`` (what a
+    transaction wrote), compared as JSON: jsonb reorders keys, reads a tuple back as a list
+    and may read 1.0 back as 1."""
+    return bool(json.loads(encode_compact(stored)) == json.loads(encode_compact(written)))
 
 
 def lock_key(*parts: str) -> int:
@@ -299,7 +313,8 @@ class Database:
 
         After a COMMIT of unknown outcome, ``settled()`` (when given) re-reads the database:
         a value means the lost commit did land and is the result; None means it did not,
-        and ``run`` runs again. Without ``settled``, ``run`` must be idempotent."""
+        and ``run`` runs again. Without ``settled``, ``run`` must be idempotent: a read, or
+        a write that finds, under its row locks, what its lost attempt wrote."""
         if self._depth():
             return run()  # nested: the outermost transaction is the one to run again
         deadline = time.monotonic() + self.reconnect_for
@@ -328,25 +343,6 @@ class Database:
                 )
                 time.sleep(delay)
                 delay = min(delay * 2, _BACKOFF_MAX)
-
-    def committed(self, xid: int) -> bool:
-        """Whether transaction ``xid`` (``txid_current()`` read inside it) committed: the
-        answer, after a COMMIT of unknown outcome, from ``txid_status`` on a new connection
-        (PostgreSQL keeps it as long as the commit log does, far longer than a retry)."""
-
-        def status() -> str | None:
-            with self.transaction("read a transaction's outcome") as conn:
-                row = conn.execute("SELECT txid_status(%s)", (xid,)).fetchone()
-            return str(row[0]) if row and row[0] is not None else None
-
-        deadline = time.monotonic() + self.reconnect_for
-        while True:
-            found = self.retrying(status)
-            # "in progress" only when the server is still finishing it (a network cut, not
-            # a restart): wait for it to end.
-            if found != "in progress" or time.monotonic() > deadline:
-                return found == "committed"
-            time.sleep(_BACKOFF_FIRST)
 
     @contextlib.contextmanager
     def transaction(

@@ -20,17 +20,21 @@
   recovered by any live worker. Times here are the server's, so clients' clocks
   do not matter; job times (created, run_after...) are the queue's clock, as ISO strings.
 - A lost connection (a server restart) runs the method's transaction again on a new
-  connection (``_db.reconnecting``). A COMMIT of unknown outcome: ``put`` runs again
-  (idempotent by job id: a job whose first insert landed comes back as existing, False);
-  ``claim`` reads its rows back: those still Running under this worker from that very
-  claim (same attempt and start) are its result (so a claim that landed is never followed
-  by a second one, leaving the first Running under this live worker, run by no one); none,
-  and it runs again. (Not ``txid_status``: a server that crashed during the COMMIT reuses
-  the lost transaction's xid, and another transaction's commit would read as the claim's.)
-  ``transition`` reads ``txid_current()`` inside the transaction and asks the server
-  (``txid_status``) whether it committed: if so its result stands; if not it runs again.
-  Reads, ``recover``, ``prune`` and ``clear`` are idempotent (a rerun finds the work done
-  and reports less).
+  connection (``_db.reconnecting``). A COMMIT of unknown outcome is settled by reading
+  back the rows it wrote, never by ``txid_status`` (a server that crashed during the
+  COMMIT reuses the lost transaction's xid, and another transaction's commit would read as
+  the lost one's): ``put`` runs again, inserting nothing twice (the id is the key), and a
+  job found with the ``seq`` and ``created`` the lost attempt gave it is that attempt's
+  landed insert, returned as new; ``claim`` reads its rows back: those still Running under
+  this worker from that very claim (same attempt and start) are its result (so a claim
+  that landed is never followed by a second one, leaving the first Running under this
+  live worker, run by no one); none, and it runs again. ``transition`` runs again, and
+  under its row locks takes a row found exactly as the lost attempt wrote it (status and
+  stamps, with the claim's worker, attempt and start) for landed: that job's outcome is
+  the lost attempt's, its change is not applied a second time; any other row gets its
+  change (fenced by the policy, which refuses a job no longer this worker's). Reads,
+  ``recover``, ``prune`` and ``clear`` are idempotent (a rerun finds the work done and
+  reports less).
 - ``claim`` commits durably (``synchronous_commit`` as the server has it, on by default)
   unless the queue's durability is "flush": a server crash cannot forget a claim that
   returned and hand its job to a second worker while the first runs it.
@@ -51,7 +55,7 @@ from ..._errors import JobLedgerError, JobNotFound
 from ..._jobs import JobRecord, JobStatus
 from ..._records import encode_compact
 from .._contract import QueuedCounts
-from ._db import Database, reconnecting
+from ._db import Database, reconnecting, stored_as
 from ._heartbeat import WorkerLease
 from ._listen import Listener, notify
 
@@ -191,6 +195,13 @@ def _doc(r: JobRecord) -> dict[str, Any]:
     }
 
 
+def _same(stored: JobRecord, written: JobRecord) -> bool:
+    """Whether the stored row is, column for column, the record a transaction wrote: its
+    new status and stamps (finished, run_after, seq...) with the claim's worker, attempt
+    and start, which no other transaction writes all alike."""
+    return stored_as(_doc(stored), _doc(written))
+
+
 def _qualified(alias: str) -> str:
     """_COLS with each column prefixed by ``alias``."""
     return ", ".join(f"{alias}.{c.strip()}" for c in _COLS.split(","))
@@ -245,42 +256,38 @@ class PostgresJobBackend:
 
     # -- the primitives -------------------------------------------------------------------
 
-    @reconnecting
     def put(
         self, records: list[JobRecord], fresh: frozenset[str] = frozenset()
     ) -> list[tuple[JobRecord, bool]]:
         """Insert new jobs with fresh ``seq`` values; existing ids are returned as stored
         with False, and an id given twice is stored once. A batch whose ids are all
         ``fresh`` (generated: no stored job can have them) goes in by COPY (see
-        ``_copy_new``)."""
+        ``_copy_new``).
+
+        A COMMIT of unknown outcome runs it again, which inserts nothing twice (the ids are
+        the key); a job found stored with the ``seq`` and ``created`` the lost attempt gave
+        it is that attempt's own insert, which landed: returned as new (True)."""
         unique: dict[str, JobRecord] = {}
         for record in records:
             unique.setdefault(record.job_id, record)
         if not unique:
             return []
-        with self._tx("enqueue jobs") as conn:
-            seqs = sorted(
-                row[0]
-                for row in conn.execute(
-                    "SELECT nextval('jobledger_job_seq') FROM generate_series(1, %s)",
-                    (len(unique),),
-                )
-            )
-            staged = {r.job_id: r.with_seq(s) for r, s in zip(unique.values(), seqs, strict=True)}
-            inserted: set[str] | None = None
-            if len(staged) >= _COPY_FROM and fresh.issuperset(staged):
-                inserted = _copy_new(conn, list(staged.values()))
-            if inserted is None:
-                inserted = _insert_new(conn, list(staged.values()))
-            if inserted:
-                notify(conn)
-            missing = [i for i in staged if i not in inserted]
-            existing = {}
-            if missing:
-                rows = conn.execute(
-                    f"SELECT {_COLS} FROM jobledger_jobs WHERE job_id = ANY(%s)", (missing,)
-                )
-                existing = {r.job_id: r for r in map(_record, rows)}
+        # What the attempt whose COMMIT was cut off inserted (by id), if any.
+        lost: list[dict[str, JobRecord]] = []
+
+        def run() -> tuple[dict[str, JobRecord], set[str], dict[str, JobRecord]]:
+            with self._tx("enqueue jobs") as conn:
+                staged, inserted, existing = self._put_once(conn, unique, fresh)
+                for job_id, stored in list(existing.items()) if lost else ():
+                    mine = lost[0].get(job_id)
+                    if mine and (mine.seq, mine.created) == (stored.seq, stored.created):
+                        staged[job_id] = stored  # the lost attempt's insert: it landed
+                        inserted.add(job_id)
+                        del existing[job_id]
+                lost[:] = [{job_id: staged[job_id] for job_id in inserted}]
+            return staged, inserted, existing
+
+        staged, inserted, existing = self._db.retrying(run)
         out = []
         first = set()
         for record in records:
@@ -291,6 +298,35 @@ class PostgresJobBackend:
             else:
                 out.append((existing[job_id], False))
         return out
+
+    def _put_once(
+        self, conn: psycopg.Connection[Any], unique: dict[str, JobRecord], fresh: frozenset[str]
+    ) -> tuple[dict[str, JobRecord], set[str], dict[str, JobRecord]]:
+        """put's statements: the records staged (with their seq), the ids inserted, and
+        the stored records of the ids that existed."""
+        seqs = sorted(
+            row[0]
+            for row in conn.execute(
+                "SELECT nextval('jobledger_job_seq') FROM generate_series(1, %s)",
+                (len(unique),),
+            )
+        )
+        staged = {r.job_id: r.with_seq(s) for r, s in zip(unique.values(), seqs, strict=True)}
+        inserted: set[str] | None = None
+        if len(staged) >= _COPY_FROM and fresh.issuperset(staged):
+            inserted = _copy_new(conn, list(staged.values()))
+        if inserted is None:
+            inserted = _insert_new(conn, list(staged.values()))
+        if inserted:
+            notify(conn)
+        missing = [i for i in staged if i not in inserted]
+        existing = {}
+        if missing:
+            rows = conn.execute(
+                f"SELECT {_COLS} FROM jobledger_jobs WHERE job_id = ANY(%s)", (missing,)
+            )
+            existing = {r.job_id: r for r in map(_record, rows)}
+        return staged, inserted, existing
 
     @reconnecting
     def import_records(self, records: list[JobRecord]) -> list[str]:
@@ -424,22 +460,33 @@ class PostgresJobBackend:
     ) -> list[JobRecord | JobLedgerError]:
         """:meth:`transition` for each, in one transaction: the rows are locked in one
         statement (in job id order, so two batches never deadlock) and written in one."""
-        done: list[tuple[list[JobRecord | JobLedgerError], int]] = []
         ids = sorted({job_id for job_id, _ in changes})
+        # The attempt whose COMMIT was cut off, if any: its outcomes (one per change) and
+        # the records it wrote (by id). Each run is a new attempt.
+        lost: list[tuple[list[JobRecord | JobLedgerError], dict[str, JobRecord]]] = []
 
         def run() -> list[JobRecord | JobLedgerError]:
-            done.clear()
             out: list[JobRecord | JobLedgerError] = []
             with self._tx("change jobs", durable=fsync) as conn:
                 rows = conn.execute(
-                    f"SELECT {_COLS}, txid_current() FROM jobledger_jobs"
+                    f"SELECT {_COLS} FROM jobledger_jobs"
                     " WHERE job_id = ANY(%s) ORDER BY job_id FOR UPDATE",
                     (ids,),
                 ).fetchall()
                 current = {row[0]: _record(row) for row in rows}
-                xid = int(rows[0][-1]) if rows else 0
+                # A row found, under its lock, as the lost attempt wrote it: that COMMIT
+                # landed (for this row at least), and its outcome stands. Asked of the rows,
+                # not of txid_status (see _db): change is never applied to its own result.
+                landed = {
+                    job_id: new
+                    for job_id, new in (lost[0][1] if lost else {}).items()
+                    if job_id in current and _same(current[job_id], new)
+                }
                 changed: dict[str, tuple[JobRecord, JobRecord]] = {}
-                for job_id, change in changes:
+                for i, (job_id, change) in enumerate(changes):
+                    if job_id in landed:
+                        out.append(lost[0][0][i])
+                        continue
                     record = current.get(job_id)
                     if record is None:
                         out.append(JobNotFound(job_id, self.location))
@@ -458,15 +505,11 @@ class PostgresJobBackend:
                     self._write_many(conn, list(changed.values()))
                     if any(new.status is JobStatus.QUEUED for _, new in changed.values()):
                         notify(conn)
-                done[:] = [(out, xid)]
+                wrote = landed | {job_id: new for job_id, (_, new) in changed.items()}
+                lost[:] = [(out, wrote)]  # if this COMMIT is cut off in its turn
             return out
 
-        def settled() -> list[JobRecord | JobLedgerError] | None:
-            if not done or not self._db.committed(done[0][1]):
-                return None
-            return done[0][0]
-
-        return self._db.retrying(run, settled)
+        return self._db.retrying(run)
 
     def _write_many(
         self, conn: psycopg.Connection[Any], pairs: list[tuple[JobRecord, JobRecord]]

@@ -11,13 +11,18 @@
   holding the lock, so ``holder`` never takes the lock and a stale row is harmless.
 - A record whose JSON is not a task set is moved to ``jobledger_set_aside`` with a
   warning and the set starts empty (the policy keeps what this process completed).
-- A server restart: ``update`` runs again on a new connection (after a COMMIT of unknown
-  outcome only if ``txid_status`` says it did not commit). The run lease dies with its
-  session; rather than fail a run that merely outlived a restart, the holder RE-TAKES it on
-  its next write (``_PgLease.ensure``, a round trip on the lease's session per update): on
-  a new session, waiting up to ``reconnect_for`` (its old session may linger until TCP
-  keepalives end it, after a network cut). If another process took it in between, that
-  write raises AlreadyRunning naming it, and nothing is written: two runs never both write.
+- A server restart: ``update`` runs again on a new connection. After a COMMIT of unknown
+  outcome the rerun, under the row lock, first reads the row back: the very record the
+  lost save wrote (its lastUpdate stamp and all) means that save landed and is the result,
+  ``change`` not applied again; anything else, and it saves as usual. (Not
+  ``txid_status``: a server that crashed during the COMMIT reuses the lost transaction's
+  xid, and another transaction's commit would read as the lost save's.)
+  The run lease dies with its session; rather than fail a run that merely outlived a
+  restart, the holder RE-TAKES it on its next write (``_PgLease.ensure``, a round trip on
+  the lease's session per update): on a new session, waiting up to ``reconnect_for`` (its
+  old session may linger until TCP keepalives end it, after a network cut). If another
+  process took it in between, that write raises AlreadyRunning naming it, and nothing is
+  written: two runs never both write.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from ..._clock import Clock, SystemClock, iso_utc
 from ..._errors import AlreadyRunning, LeaseHolder
 from ..._records import TaskSetKey, TaskSetRecord, for_key
 from .._contract import Finding, Lease
-from ._db import HOST, ConnectionLost, Database, lock_key, reconnecting
+from ._db import HOST, ConnectionLost, Database, lock_key, reconnecting, stored_as
 from ._errors import DatabaseError
 
 __all__ = ["PostgresTaskSetBackend"]
@@ -219,36 +224,35 @@ class PostgresTaskSetBackend:
         self, key: TaskSetKey, change: Callable[[TaskSetRecord | None], TaskSetRecord]
     ) -> TaskSetRecord:
         """Read under a row lock, apply ``change``, write: one transaction."""
-        done: list[tuple[TaskSetRecord, int]] = []
+        # What the save whose COMMIT was cut off wrote, if any (each run is a new save).
+        lost: list[TaskSetRecord] = []
 
         def run() -> TaskSetRecord:
-            done.clear()
             held = self._held.get(key)
             if held is not None:
                 held.ensure()
             while True:
                 try:
-                    return self._update_once(key, change, done)
+                    return self._update_once(key, change, lost)
                 except _Raced:
                     continue  # the row exists now: the next round locks it
 
-        def settled() -> TaskSetRecord | None:
-            # Not ``change`` again on its own result: ask the server whether it committed.
-            return done[0][0] if done and self._db.committed(done[0][1]) else None
-
-        return self._db.retrying(run, settled)
+        return self._db.retrying(run)
 
     def _update_once(
         self,
         key: TaskSetKey,
         change: Callable[[TaskSetRecord | None], TaskSetRecord],
-        done: list[tuple[TaskSetRecord, int]],
+        lost: list[TaskSetRecord],
     ) -> TaskSetRecord:
         with self._db.transaction("save a task set", durable=self._fsync) as conn:
-            xid = conn.execute("SELECT txid_current()").fetchone()
             row = conn.execute(
                 f"SELECT record FROM jobledger_tasksets WHERE {_KEY} FOR UPDATE", key
             ).fetchone()
+            if row is not None and lost and stored_as(row[0], lost[0].to_json()):
+                # The lost save landed: its record is the result, not ``change`` applied
+                # again to its own result.
+                return lost[0]
             current = None
             if row is not None:
                 try:
@@ -277,7 +281,7 @@ class PostgresTaskSetBackend:
                 ).fetchone()
                 if created is None:
                     raise _Raced  # rolls this transaction back
-            done[:] = [(record, int(xid[0]) if xid else 0)]
+            lost[:] = [record]  # if this COMMIT is cut off in its turn
         return record
 
     # -- leases ---------------------------------------------------------------------------
