@@ -30,7 +30,6 @@ import bisect
 import collections
 import contextlib
 import errno
-import json
 import logging
 import os
 import time
@@ -38,12 +37,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..._clock import Clock
-from ..._errors import StorageError
+from ..._errors import InvalidNameError, StorageError
 from ..._faults import point
 from ..._jobs import JobRecord, JobStatus
 from ..._records import dumps_indented, encode_compact, encode_str
 from ._atomic import read_bytes, remove, set_aside, write_atomic
-from ._names import decode
+from ._index_format import index_problem, parse_json, parse_line
+from ._names import decode, encode
 
 __all__ = ["FINISHED", "QueueIndex"]
 
@@ -102,6 +102,20 @@ def _opt_str(value: str | None) -> str:
     return "null" if value is None else encode_str(value)
 
 
+def _job_id_of(stem: str) -> str | None:
+    """The job id whose file is ``<stem>.json``; None for a name no job id encodes to (a
+    file put there by hand: too long, badly escaped, not UTF-8), which is no job's file
+    and is left alone: reading it by its id would name another file, or none."""
+    job_id = decode(stem)
+    try:
+        if encode(job_id, "job id") == stem:
+            return job_id
+    except InvalidNameError:
+        pass
+    log.debug("Skipping %s.json in the jobs folder: no job id is stored under that name", stem)
+    return None
+
+
 class QueueIndex:
     """The in-memory index of live jobs, its journal and its snapshot (``queue.json``).
 
@@ -137,6 +151,7 @@ class QueueIndex:
         self._snapshot_at = 0.0
         self._recent: collections.deque[float] = collections.deque()  # change times, 1 s
         self._prune_unfinished = False  # the last journal line read marks a prune begun
+        self._journal_damaged = False  # the last read of the whole journal skipped a line
         # A change the job files hold is missing from queue.json and the journal (the disk
         # refused the index write): write queue.json at the next chance.
         self._index_behind = False
@@ -350,22 +365,22 @@ class QueueIndex:
         data = os.pread(fd, size - self._journal_off, self._journal_off)
         end = data.rfind(b"\n") + 1
         for raw in data[:end].splitlines():
-            try:
-                line = json.loads(raw)
-                self._apply(line)
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            line = parse_line(raw)
+            if line is None:
                 log.warning(
-                    "The queue journal %s has a damaged line (%s); reloading the "
+                    "The queue journal %s has a damaged line (%r); reloading the "
                     "index from the job files",
                     self.journal_path,
-                    exc,
+                    raw[:80],
                 )
                 return False
+            self._apply(line)
         self._journal_off += end
         self._journal_at_end = end == len(data)  # else a crashed writer's torn line
         return True
 
     def _apply(self, line: dict[str, Any]) -> None:
+        """Apply one journal line, checked by ``parse_line``."""
         n = int(line["n"])
         if n <= self._revision:
             return  # already in the snapshot, or ours
@@ -440,15 +455,11 @@ class QueueIndex:
         if data is None:
             return None
         try:
-            doc = json.loads(data.decode("utf-8"))
-            if not (
-                isinstance(doc, dict)
-                and isinstance(doc.get("running"), list)
-                and isinstance(doc.get("queued"), list)
-                and all(isinstance(i, str) for i in doc["running"] + doc["queued"])
-            ):
-                raise ValueError("not {'running': [...], 'queued': [...]} with job ids")
-        except (ValueError, UnicodeDecodeError) as exc:
+            doc = parse_json(data)
+            problem = index_problem(doc)
+            if problem is not None:
+                raise ValueError(problem)
+        except ValueError as exc:
             if self._read_only:
                 log.warning(
                     "queue.json %s is torn or corrupt (%s); counting from the job files. "
@@ -466,7 +477,8 @@ class QueueIndex:
                 aside,
             )
             return None
-        return doc
+        checked: dict[str, Any] = doc  # index_problem found it an object of our shape
+        return checked
 
     def _sync_index(self) -> None:
         """Catch up with other processes: their journal lines, or their new snapshot."""
@@ -508,12 +520,11 @@ class QueueIndex:
             self._rebuild()
             self._opened = True
             return
-        self._revision = int(doc.get("revision", 0) or 0)
+        # Every value checked by index_problem: what this library writes, nothing else.
+        self._revision = doc["revision"]
         self._snapshot_revision = self._revision
-        finished = doc.get("finished")
-        if isinstance(finished, dict):
-            for s in _FINISHED:
-                self._finished[s.value] = int(finished.get(s.value, 0))
+        for s in _FINISHED:
+            self._finished[s.value] = doc["finished"][s.value]
         listed = list(dict.fromkeys(doc["running"] + doc["queued"]))
         running = set(doc["running"])
         # Journal lines newer than the snapshot: which jobs they made live or removed.
@@ -521,6 +532,7 @@ class QueueIndex:
         replayed = 0
         self._journal_fd_reopen()
         pruning = False
+        self._journal_damaged = False
         for line in self._journal_lines():
             if int(line.get("n", 0)) <= self._revision:
                 continue
@@ -535,6 +547,12 @@ class QueueIndex:
                     running.add(str(line["id"]))
                 else:
                     running.discard(str(line["id"]))
+        if self._journal_damaged:
+            # A change in a damaged line would be lost (a job made live, a count moved):
+            # the job files hold every change, so the index is counted from them.
+            self._rebuild()
+            self._opened = True
+            return
         live_states = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
         ids = [i for i in listed if latest.get(i, "Queued") in live_states]
         ids += [i for i, st in latest.items() if st in live_states and i not in set(listed)]
@@ -614,13 +632,17 @@ class QueueIndex:
         self._journal_off = data.rfind(b"\n") + 1
         self._journal_at_end = self._journal_off == size
         for raw in data[: self._journal_off].splitlines():
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                log.warning("Skipping a damaged line of the queue journal %s", self.journal_path)
+            line = parse_line(raw)
+            if line is None:
+                log.warning(
+                    "The queue journal %s has a damaged line (%r); the index is counted "
+                    "from the job files",
+                    self.journal_path,
+                    raw[:80],
+                )
+                self._journal_damaged = True
                 continue
-            if isinstance(line, dict):
-                yield line
+            yield line
 
     def _job_ids_changed_since(self, mtime_ns: int) -> Iterator[str]:
         try:
@@ -644,7 +666,9 @@ class QueueIndex:
                 # tar) is new here; its ctime says when it arrived.
                 if max(st.st_mtime_ns, st.st_ctime_ns) < mtime_ns:
                     continue
-                yield decode(name[: -len(".json")])
+                job_id = _job_id_of(name[: -len(".json")])
+                if job_id is not None:
+                    yield job_id
 
     def _rebuild(self) -> None:
         """Rebuild the index from every job file (the slow path, after index damage)."""
@@ -667,8 +691,7 @@ class QueueIndex:
         # that it can go on from here should the disk refuse queue.json.
         self._journal_fd_reopen()
         for line in self._journal_lines():
-            with contextlib.suppress(TypeError, ValueError):
-                self._revision = max(self._revision, int(line.get("n", 0)))
+            self._revision = max(self._revision, line["n"])
         self._snapshot_quietly(rotate=True)  # rebuilt: every other process must reload
         if self._read_only:
             log.warning(

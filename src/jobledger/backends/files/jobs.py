@@ -51,7 +51,7 @@ from ._atomic import (
 from ._locks import lock_fd, unlock_fd
 from ._names import encode, inside
 from ._queue_history import QueueHistory
-from ._workers import WorkerLocks
+from ._workers import WorkerLocks, usable_worker
 
 __all__ = ["FilesJobBackend"]
 
@@ -535,7 +535,9 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
                 worker = self._entries[job_id].worker
                 if keep(worker):
                     continue
-                if worker is not None:
+                # A worker id no lock file can have (damaged, edited by hand) is no live
+                # worker's: its job is recovered as any dead worker's.
+                if worker is not None and usable_worker(worker):
                     if worker not in alive:
                         alive[worker] = self.worker_alive(worker)
                     if alive[worker]:
