@@ -38,8 +38,9 @@ JSON = st.recursive(
     | st.integers(min_value=-(1 << 70), max_value=1 << 70)
     | st.floats()
     | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 

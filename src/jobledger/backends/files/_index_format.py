@@ -21,13 +21,23 @@ alone and ``{"n", "pruning": true}`` for a prune begun.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from ..._errors import InvalidNameError
 from ..._jobs import JobStatus
-from ._names import encode
+from ._names import decode, encode
 
-__all__ = ["FINISHED_NAMES", "index_problem", "parse_json", "parse_line", "valid_job_id"]
+__all__ = [
+    "FINISHED_NAMES",
+    "index_problem",
+    "job_id_of_file",
+    "parse_json",
+    "parse_line",
+    "valid_job_id",
+]
+
+log = logging.getLogger("jobledger")
 
 FINISHED_NAMES = frozenset(
     s.value for s in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
@@ -56,6 +66,20 @@ def valid_job_id(value: object) -> bool:
     except InvalidNameError:
         return False
     return True
+
+
+def job_id_of_file(stem: str) -> str | None:
+    """The job id whose file is ``<stem>.json``; None for a name no job id encodes to (a
+    file put there by hand: too long, badly escaped, not UTF-8), which is no job's file
+    and is left alone: reading it by its id would name another file, or none."""
+    job_id = decode(stem)
+    try:
+        if encode(job_id, "job id") == stem:
+            return job_id
+    except InvalidNameError:
+        pass
+    log.debug("Skipping %s.json in the jobs folder: no job id is stored under that name", stem)
+    return None
 
 
 def _count(value: object, low: int = 0) -> bool:

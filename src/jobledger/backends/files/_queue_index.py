@@ -22,6 +22,9 @@
   other all the time (two workers drained 25 times slower than one).
 - ``queue.json`` and the journal are never fsynced: they can always be rebuilt from the
   job files, which win any disagreement.
+- Every value read from them is checked first (``_index_format.py``): a ``queue.json``
+  that is not exactly what this library writes is rebuilt from the job files (a reader
+  counts them in memory), and a damaged journal line makes the index count from them too.
 """
 
 from __future__ import annotations
@@ -37,13 +40,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..._clock import Clock
-from ..._errors import InvalidNameError, StorageError
+from ..._errors import StorageError
 from ..._faults import point
 from ..._jobs import JobRecord, JobStatus
 from ..._records import dumps_indented, encode_compact, encode_str
 from ._atomic import read_bytes, remove, set_aside, write_atomic
-from ._index_format import index_problem, parse_json, parse_line
-from ._names import decode, encode
+from ._index_format import index_problem, job_id_of_file, parse_json, parse_line
 
 __all__ = ["FINISHED", "QueueIndex"]
 
@@ -100,20 +102,6 @@ class _Entry:
 
 def _opt_str(value: str | None) -> str:
     return "null" if value is None else encode_str(value)
-
-
-def _job_id_of(stem: str) -> str | None:
-    """The job id whose file is ``<stem>.json``; None for a name no job id encodes to (a
-    file put there by hand: too long, badly escaped, not UTF-8), which is no job's file
-    and is left alone: reading it by its id would name another file, or none."""
-    job_id = decode(stem)
-    try:
-        if encode(job_id, "job id") == stem:
-            return job_id
-    except InvalidNameError:
-        pass
-    log.debug("Skipping %s.json in the jobs folder: no job id is stored under that name", stem)
-    return None
 
 
 class QueueIndex:
@@ -666,7 +654,7 @@ class QueueIndex:
                 # tar) is new here; its ctime says when it arrived.
                 if max(st.st_mtime_ns, st.st_ctime_ns) < mtime_ns:
                     continue
-                job_id = _job_id_of(name[: -len(".json")])
+                job_id = job_id_of_file(name[: -len(".json")])
                 if job_id is not None:
                     yield job_id
 
@@ -695,9 +683,9 @@ class QueueIndex:
         self._snapshot_quietly(rotate=True)  # rebuilt: every other process must reload
         if self._read_only:
             log.warning(
-                "queue.json in %s is missing or unreadable; counted the jobs from the job "
-                "files (%d running, %d queued). Nothing was written: the queue's next "
-                "write rebuilds it.",
+                "The index of %s (queue.json, .queue.journal) is missing or damaged; "
+                "counted the jobs from the job files (%d running, %d queued). Nothing was "
+                "written: the queue's next write rebuilds it.",
                 self.root,
                 len(self._running),
                 len(self._queued),

@@ -14,7 +14,11 @@ Invariants:
   file, and the files changed since ``queue.json`` was written (found by their mtime or
   ctime, without reading the rest of history).
 - ``queue.json`` is never fsynced: it can always be rebuilt. A missing, torn or corrupt one
-  is rebuilt from every job file, with a warning.
+  (any key of the wrong type or range) is rebuilt from every job file, with a warning.
+- A job file that does not parse, or any of whose fields has the wrong type or range (see
+  ``JobRecord.from_json``), is set aside as ``<name>.corrupt-<stamp>`` with a warning, and
+  the rest of the queue goes on. A Running job whose ``worker`` no lock file can have is
+  recovered as a dead worker's job.
 - Workers hold OS locks on ``<dir>/workers/<worker>.lock``; a held lock means a live worker.
 - A ``read_only`` backend (the queue's reading methods) takes no lock and writes nothing:
   it computes the index in memory from queue.json, the journal and the job files, reports
