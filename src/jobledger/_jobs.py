@@ -17,6 +17,7 @@ bookkeeping goes under one key, ``"_jobledger"``, which payloads may not use::
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import json
 import os
@@ -176,12 +177,23 @@ class JobRecord:
 
     @classmethod
     def from_json(cls, doc: object) -> JobRecord:
-        """Parse a job document; ValueError names what is wrong."""
+        """Parse a job document; ValueError names what is wrong.
+
+        Every field this library reads is checked by type and range, so that a damaged or
+        hand-edited file is found corrupt here (and set aside), never later as a crash in
+        the middle of a claim: ints are ints (not booleans) in ``0 <= n < 2**63`` (priority
+        in ``-2**63 <= n < 2**63``), timestamps ISO 8601 text or null. A ``worker`` that is
+        not text is kept as its JSON text: such a Running job is recovered as a dead
+        worker's, not set aside (see the files backend's ``recover``)."""
         if not isinstance(doc, dict):
             raise ValueError(f"the document is a JSON {type(doc).__name__}, not an object")
         for key in ("type", "job_id", "status"):
             if not isinstance(doc.get(key), str):
                 raise ValueError(f"key {key!r} is missing or not a string")
+        if not doc["type"]:
+            raise ValueError("key 'type' is empty")
+        if not doc["job_id"]:
+            raise ValueError("key 'job_id' is empty")
         try:
             status = JobStatus(doc["status"])
         except ValueError as exc:
@@ -192,52 +204,107 @@ class JobRecord:
         meta = doc.get(META_KEY, {})
         if not isinstance(meta, dict):
             raise ValueError(f"key {META_KEY!r} is not an object")
-        known = {
-            "priority",
-            "attempts",
-            "max_attempts",
-            "seq",
-            "created",
-            "started",
-            "finished",
-            "worker",
-            "run_after",
-            "result",
-            "recovered",
-            "traceback",
-        }
         try:
+            recovered = meta.get("recovered", False)
+            if type(recovered) is not bool:
+                raise ValueError(f"'recovered' is not true or false: {_shown(recovered)}")
+            worker = meta.get("worker")
+            if worker is not None and not isinstance(worker, str):
+                worker = _shown(worker)  # unusable as a worker id: recovered as a dead one
             return cls(
                 job_id=doc["job_id"],
                 type=doc["type"],
                 status=status,
                 payload={k: v for k, v in doc.items() if k not in RESERVED_KEYS},
                 error_message=error,
-                priority=int(meta.get("priority", 0)),
-                attempts=int(meta.get("attempts", 0)),
-                max_attempts=int(meta.get("max_attempts", 3)),
-                seq=int(meta.get("seq", 0)),
-                created=_opt_str(meta, "created"),
-                started=_opt_str(meta, "started"),
-                finished=_opt_str(meta, "finished"),
-                worker=_opt_str(meta, "worker"),
-                run_after=_opt_str(meta, "run_after"),
+                priority=_int(meta, "priority", 0, -_INT_LIMIT),
+                attempts=_int(meta, "attempts", 0, 0),
+                max_attempts=_int(meta, "max_attempts", 3, 1),
+                seq=_int(meta, "seq", 0, 0),
+                created=_opt_time(meta, "created"),
+                started=_opt_time(meta, "started"),
+                finished=_opt_time(meta, "finished"),
+                worker=worker,
+                run_after=_opt_time(meta, "run_after"),
                 result=meta.get("result"),
-                recovered=bool(meta.get("recovered", False)),
-                extra_meta={k: v for k, v in meta.items() if k not in known},
+                recovered=recovered,
+                extra_meta={k: v for k, v in meta.items() if k not in _KNOWN_META},
                 traceback=_opt_str(meta, "traceback"),
             )
-        except (TypeError, ValueError) as exc:
+        except ValueError as exc:
             raise ValueError(f"key {META_KEY!r} is malformed: {exc}") from exc
 
     @classmethod
     def loads(cls, data: bytes) -> JobRecord:
-        """Parse bytes from disk; ValueError if they are not a job."""
+        """Parse bytes from disk; ValueError if they are not a job. Whatever the bytes,
+        nothing else is raised: nesting too deep for the parser (RecursionError) is a
+        corrupt file too."""
         try:
             doc = json.loads(data.decode("utf-8"))
         except UnicodeDecodeError as exc:
             raise ValueError(f"not UTF-8 text: {exc}") from exc
+        except RecursionError:
+            raise ValueError("JSON nested too deep to read") from None
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise ValueError(f"not JSON: {exc}") from exc
+        if b"\\u" in data:
+            # An escaped lone surrogate parses, but no UTF-8 file can hold it: the job's
+            # next write would fail. Looked for only where an escape is (rare).
+            try:
+                json.dumps(doc, ensure_ascii=False).encode("utf-8")
+            except (UnicodeEncodeError, RecursionError, ValueError) as exc:
+                raise ValueError(f"text that UTF-8 cannot hold: {exc}") from None
         return cls.from_json(doc)
+
+
+_KNOWN_META = frozenset(
+    {
+        "priority",
+        "attempts",
+        "max_attempts",
+        "seq",
+        "created",
+        "started",
+        "finished",
+        "worker",
+        "run_after",
+        "result",
+        "recovered",
+        "traceback",
+    }
+)
+#: Bookkeeping integers stay within a signed 64-bit integer, as PostgreSQL stores them.
+_INT_LIMIT = 1 << 63
+
+
+def _shown(value: object) -> str:
+    """A short JSON text of ``value`` for a message (nothing read can make it fail)."""
+    try:
+        text = json.dumps(value)
+    except (ValueError, TypeError, RecursionError, OverflowError):
+        text = type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _int(meta: dict[str, Any], key: str, default: int, low: int) -> int:
+    value = meta.get(key, default)
+    if type(value) is not int:
+        raise ValueError(f"{key!r} is not an integer: {_shown(value)}")
+    if not low <= value < _INT_LIMIT:
+        raise ValueError(f"{key!r} is out of range ({low} to 2**63 - 1): {_shown(value)}")
+    return value
+
+
+def _opt_time(meta: dict[str, Any], key: str) -> str | None:
+    value = _opt_str(meta, key)
+    if value is not None:
+        # Python 3.10's fromisoformat does not take the "Z" that iso_utc writes.
+        text = value[:-1] + "+00:00" if value.endswith("Z") else value
+        try:
+            dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{key!r} is not an ISO 8601 time: {_shown(value)}") from None
+    return value
 
 
 _FIELD_NAMES = frozenset(f.name for f in fields(JobRecord))
@@ -246,7 +313,7 @@ _FIELD_NAMES = frozenset(f.name for f in fields(JobRecord))
 def _opt_str(meta: dict[str, Any], key: str) -> str | None:
     value = meta.get(key)
     if value is not None and not isinstance(value, str):
-        raise ValueError(f"{key!r} is not a string or null")
+        raise ValueError(f"{key!r} is not a string or null: {_shown(value)}")
     return value
 
 

@@ -22,6 +22,9 @@
   other all the time (two workers drained 25 times slower than one).
 - ``queue.json`` and the journal are never fsynced: they can always be rebuilt from the
   job files, which win any disagreement.
+- Every value read from them is checked first (``_index_format.py``): a ``queue.json``
+  that is not exactly what this library writes is rebuilt from the job files (a reader
+  counts them in memory), and a damaged journal line makes the index count from them too.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ import bisect
 import collections
 import contextlib
 import errno
-import json
 import logging
 import os
 import time
@@ -43,7 +45,7 @@ from ..._faults import point
 from ..._jobs import JobRecord, JobStatus
 from ..._records import dumps_indented, encode_compact, encode_str
 from ._atomic import read_bytes, remove, set_aside, write_atomic
-from ._names import decode
+from ._index_format import index_problem, job_id_of_file, parse_json, parse_line
 
 __all__ = ["FINISHED", "QueueIndex"]
 
@@ -137,6 +139,7 @@ class QueueIndex:
         self._snapshot_at = 0.0
         self._recent: collections.deque[float] = collections.deque()  # change times, 1 s
         self._prune_unfinished = False  # the last journal line read marks a prune begun
+        self._journal_damaged = False  # the last read of the whole journal skipped a line
         # A change the job files hold is missing from queue.json and the journal (the disk
         # refused the index write): write queue.json at the next chance.
         self._index_behind = False
@@ -350,22 +353,22 @@ class QueueIndex:
         data = os.pread(fd, size - self._journal_off, self._journal_off)
         end = data.rfind(b"\n") + 1
         for raw in data[:end].splitlines():
-            try:
-                line = json.loads(raw)
-                self._apply(line)
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            line = parse_line(raw)
+            if line is None:
                 log.warning(
-                    "The queue journal %s has a damaged line (%s); reloading the "
+                    "The queue journal %s has a damaged line (%r); reloading the "
                     "index from the job files",
                     self.journal_path,
-                    exc,
+                    raw[:80],
                 )
                 return False
+            self._apply(line)
         self._journal_off += end
         self._journal_at_end = end == len(data)  # else a crashed writer's torn line
         return True
 
     def _apply(self, line: dict[str, Any]) -> None:
+        """Apply one journal line, checked by ``parse_line``."""
         n = int(line["n"])
         if n <= self._revision:
             return  # already in the snapshot, or ours
@@ -440,15 +443,11 @@ class QueueIndex:
         if data is None:
             return None
         try:
-            doc = json.loads(data.decode("utf-8"))
-            if not (
-                isinstance(doc, dict)
-                and isinstance(doc.get("running"), list)
-                and isinstance(doc.get("queued"), list)
-                and all(isinstance(i, str) for i in doc["running"] + doc["queued"])
-            ):
-                raise ValueError("not {'running': [...], 'queued': [...]} with job ids")
-        except (ValueError, UnicodeDecodeError) as exc:
+            doc = parse_json(data)
+            problem = index_problem(doc)
+            if problem is not None:
+                raise ValueError(problem)
+        except ValueError as exc:
             if self._read_only:
                 log.warning(
                     "queue.json %s is torn or corrupt (%s); counting from the job files. "
@@ -466,7 +465,8 @@ class QueueIndex:
                 aside,
             )
             return None
-        return doc
+        checked: dict[str, Any] = doc  # index_problem found it an object of our shape
+        return checked
 
     def _sync_index(self) -> None:
         """Catch up with other processes: their journal lines, or their new snapshot."""
@@ -508,12 +508,11 @@ class QueueIndex:
             self._rebuild()
             self._opened = True
             return
-        self._revision = int(doc.get("revision", 0) or 0)
+        # Every value checked by index_problem: what this library writes, nothing else.
+        self._revision = doc["revision"]
         self._snapshot_revision = self._revision
-        finished = doc.get("finished")
-        if isinstance(finished, dict):
-            for s in _FINISHED:
-                self._finished[s.value] = int(finished.get(s.value, 0))
+        for s in _FINISHED:
+            self._finished[s.value] = doc["finished"][s.value]
         listed = list(dict.fromkeys(doc["running"] + doc["queued"]))
         running = set(doc["running"])
         # Journal lines newer than the snapshot: which jobs they made live or removed.
@@ -521,6 +520,7 @@ class QueueIndex:
         replayed = 0
         self._journal_fd_reopen()
         pruning = False
+        self._journal_damaged = False
         for line in self._journal_lines():
             if int(line.get("n", 0)) <= self._revision:
                 continue
@@ -535,6 +535,12 @@ class QueueIndex:
                     running.add(str(line["id"]))
                 else:
                     running.discard(str(line["id"]))
+        if self._journal_damaged:
+            # A change in a damaged line would be lost (a job made live, a count moved):
+            # the job files hold every change, so the index is counted from them.
+            self._rebuild()
+            self._opened = True
+            return
         live_states = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
         ids = [i for i in listed if latest.get(i, "Queued") in live_states]
         ids += [i for i, st in latest.items() if st in live_states and i not in set(listed)]
@@ -614,13 +620,17 @@ class QueueIndex:
         self._journal_off = data.rfind(b"\n") + 1
         self._journal_at_end = self._journal_off == size
         for raw in data[: self._journal_off].splitlines():
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                log.warning("Skipping a damaged line of the queue journal %s", self.journal_path)
+            line = parse_line(raw)
+            if line is None:
+                log.warning(
+                    "The queue journal %s has a damaged line (%r); the index is counted "
+                    "from the job files",
+                    self.journal_path,
+                    raw[:80],
+                )
+                self._journal_damaged = True
                 continue
-            if isinstance(line, dict):
-                yield line
+            yield line
 
     def _job_ids_changed_since(self, mtime_ns: int) -> Iterator[str]:
         try:
@@ -644,7 +654,9 @@ class QueueIndex:
                 # tar) is new here; its ctime says when it arrived.
                 if max(st.st_mtime_ns, st.st_ctime_ns) < mtime_ns:
                     continue
-                yield decode(name[: -len(".json")])
+                job_id = job_id_of_file(name[: -len(".json")])
+                if job_id is not None:
+                    yield job_id
 
     def _rebuild(self) -> None:
         """Rebuild the index from every job file (the slow path, after index damage)."""
@@ -667,14 +679,13 @@ class QueueIndex:
         # that it can go on from here should the disk refuse queue.json.
         self._journal_fd_reopen()
         for line in self._journal_lines():
-            with contextlib.suppress(TypeError, ValueError):
-                self._revision = max(self._revision, int(line.get("n", 0)))
+            self._revision = max(self._revision, line["n"])
         self._snapshot_quietly(rotate=True)  # rebuilt: every other process must reload
         if self._read_only:
             log.warning(
-                "queue.json in %s is missing or unreadable; counted the jobs from the job "
-                "files (%d running, %d queued). Nothing was written: the queue's next "
-                "write rebuilds it.",
+                "The index of %s (queue.json, .queue.journal) is missing or damaged; "
+                "counted the jobs from the job files (%d running, %d queued). Nothing was "
+                "written: the queue's next write rebuilds it.",
                 self.root,
                 len(self._running),
                 len(self._queued),

@@ -9,17 +9,31 @@ from __future__ import annotations
 
 import os
 
-from ..._errors import StorageError
+from ..._errors import InvalidNameError, StorageError
 from ._atomic import is_temp_name
 from ._locks import HOST, ProcessLock, is_held
 from ._names import decode, encode, inside
 
-__all__ = ["WorkerLocks", "new_worker_id"]
+__all__ = ["WorkerLocks", "new_worker_id", "usable_worker"]
 
 
 def new_worker_id(pid: int) -> str:
     """A unique worker id: host, pid and a random part (pids are reused)."""
     return f"{HOST}-{pid}-{os.urandom(4).hex()}"
+
+
+def usable_worker(worker: object) -> bool:
+    """Whether ``worker``, as read from a job file or the journal, can name a worker's
+    lock file: a non-empty string short enough for a file name. A Running job whose
+    worker is anything else (damaged, or edited by hand) belongs to no worker that could
+    be alive: it is recovered as a dead worker's job."""
+    if not isinstance(worker, str):
+        return False
+    try:
+        encode(worker, "worker id")
+    except InvalidNameError:
+        return False
+    return True
 
 
 class WorkerLocks:
@@ -43,11 +57,16 @@ class WorkerLocks:
         return lock
 
     def worker_alive(self, worker: str) -> bool:
-        """Whether the worker's process still holds its liveness lock."""
+        """Whether the worker's process still holds its liveness lock (False for a
+        worker id no lock file can have: see ``usable_worker``)."""
+        if not usable_worker(worker):
+            return False
         return is_held(self._worker_lock_path(worker))
 
     def forget_worker(self, worker: str) -> None:
         """Remove a dead worker's lock file (only if its lock is free)."""
+        if not usable_worker(worker):
+            return  # it has no lock file
         lock = ProcessLock(self._worker_lock_path(worker))
         if lock.acquire(None, wait=False):
             lock.release()

@@ -14,7 +14,11 @@ Invariants:
   file, and the files changed since ``queue.json`` was written (found by their mtime or
   ctime, without reading the rest of history).
 - ``queue.json`` is never fsynced: it can always be rebuilt. A missing, torn or corrupt one
-  is rebuilt from every job file, with a warning.
+  (any key of the wrong type or range) is rebuilt from every job file, with a warning.
+- A job file that does not parse, or any of whose fields has the wrong type or range (see
+  ``JobRecord.from_json``), is set aside as ``<name>.corrupt-<stamp>`` with a warning, and
+  the rest of the queue goes on. A Running job whose ``worker`` no lock file can have is
+  recovered as a dead worker's job.
 - Workers hold OS locks on ``<dir>/workers/<worker>.lock``; a held lock means a live worker.
 - A ``read_only`` backend (the queue's reading methods) takes no lock and writes nothing:
   it computes the index in memory from queue.json, the journal and the job files, reports
@@ -51,7 +55,7 @@ from ._atomic import (
 from ._locks import lock_fd, unlock_fd
 from ._names import encode, inside
 from ._queue_history import QueueHistory
-from ._workers import WorkerLocks
+from ._workers import WorkerLocks, usable_worker
 
 __all__ = ["FilesJobBackend"]
 
@@ -535,7 +539,9 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
                 worker = self._entries[job_id].worker
                 if keep(worker):
                     continue
-                if worker is not None:
+                # A worker id no lock file can have (damaged, edited by hand) is no live
+                # worker's: its job is recovered as any dead worker's.
+                if worker is not None and usable_worker(worker):
                     if worker not in alive:
                         alive[worker] = self.worker_alive(worker)
                     if alive[worker]:
