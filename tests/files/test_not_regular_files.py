@@ -284,18 +284,23 @@ def test_queue_json_that_is_not_a_regular_file(tmp_path, caplog, kind):
     assert json.loads(index.read_bytes())["running"] == ["a", "b"]
 
 
-@pytest.mark.parametrize("kind", ["fifo", "symlink-to-fifo", "symlink-to-dev-zero"])
+@pytest.mark.parametrize("kind", ["fifo", "symlink-to-fifo", "symlink-to-dev-zero", "oversize"])
 def test_a_journal_that_is_not_a_regular_file(tmp_path, caplog, kind):
     root, path, outside = queue_with_a_bad_job(tmp_path, "fifo", listed=True)
     path.unlink()
     journal = root / ".queue.journal"
-    JOB_KINDS[kind][0](journal, outside)
-    reason = JOB_KINDS[kind][1]
+    if kind == "oversize":
+        with open(journal, "r+b") as fh:
+            fh.truncate((256 << 20) + 1)
+        reason = "is larger than the 256 MiB limit for the queue journal"
+    else:
+        JOB_KINDS[kind][0](journal, outside)
+        reason = JOB_KINDS[kind][1]
     caplog.set_level(logging.WARNING, logger="jobledger")
 
     reader = JobQueue(root)  # reads queue.json and the job files, without the journal
     assert run("counts", reader.counts)["Queued"] == 2
-    assert f"The queue journal {journal} {reason}" in caplog.text
+    assert str(journal) in caplog.text and reason in caplog.text
     reader.close()
 
     # A writer cannot append its changes to it: it says so, naming the file.
