@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -9,9 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._clock import resolve_timezone
-from ._errors import ConfigError
+from ._errors import ConfigError, StorageError
 from ._location import classify, is_postgres_url, shown
 from ._log import log
+from .backends.files._reading import MAX_CONFIG_BYTES, RefusedFile, read_regular
 
 __all__ = ["DEFAULT_DIR", "DURABILITIES", "JobStateConfig", "read_config"]
 
@@ -66,11 +68,23 @@ def read_config(
     if isinstance(source, (str, os.PathLike)):
         where = os.fspath(source)
         try:
-            with open(where, encoding="utf-8") as fh:
-                data: Any = json.load(fh)
-        except OSError as exc:
+            # The one safe reader: a FIFO or device is refused without blocking, and the
+            # size is capped. A link to a regular file is followed: deployments link
+            # config files (a Kubernetes ConfigMap is a link), and it lies in no jobledger
+            # folder.
+            raw = read_regular(where, MAX_CONFIG_BYTES, "a config file", follow_symlinks=True)
+            if raw is None:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), where)
+            data: Any = json.loads(raw.decode("utf-8"))
+        except RefusedFile as exc:
             raise ConfigError(
-                f"cannot read the config file {where}: {exc.strerror or exc}; "
+                f"cannot read the config file {where}: it {exc.reason}; "
+                "point jobledger at a regular JSON file"
+            ) from exc
+        except OSError as exc:
+            cause = exc.cause if isinstance(exc, StorageError) else exc
+            raise ConfigError(
+                f"cannot read the config file {where}: {cause.strerror or cause}; "
                 "check the path and its permissions"
             ) from exc
         except (ValueError, UnicodeDecodeError) as exc:

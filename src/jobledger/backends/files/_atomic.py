@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..._errors import StorageError
 from ..._faults import point
+from ._reading import MAX_JOB_FILE_BYTES, MAX_TASKSET_FILE_BYTES, read_regular
 
 __all__ = [
     "TEMP_MARK",
@@ -395,10 +396,8 @@ def _link_backup(path: str, backup: str) -> None:
         return  # first save: nothing to keep yet
     except OSError:
         # File systems without hard links (some network or FAT mounts): copy instead.
-        try:
-            with open(path, "rb") as src:
-                content = src.read()
-        except FileNotFoundError:
+        content = read_bytes(path, MAX_TASKSET_FILE_BYTES, "a task-set file")
+        if content is None:
             return
         try:
             with open(tmp, "wb") as dst:
@@ -466,28 +465,13 @@ def ext4_options(path: str) -> list[str] | None:
         return None
 
 
-def read_bytes(path: str) -> bytes | None:
-    """The file's bytes, or ``None`` if it does not exist. Other errors raise StorageError."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise StorageError("read", path, exc) from exc
-    # os-level reads: this runs before every save, and buffered io costs several times more.
-    try:
-        chunks = []
-        size = os.fstat(fd).st_size + 1  # one more byte, to notice a file still growing
-        while True:
-            chunk = os.read(fd, max(size, 65536))
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except OSError as exc:
-        raise StorageError("read", path, exc) from exc
-    finally:
-        os.close(fd)
+def read_bytes(
+    path: str, limit: int = MAX_JOB_FILE_BYTES, what: str = "a job file"
+) -> bytes | None:
+    """The bytes of the regular file at ``path``, or ``None`` if it does not exist: the
+    one safe reader, :func:`read_regular` (a link, FIFO, device, folder or a file larger
+    than ``limit`` raises :class:`RefusedFile`). Other errors raise StorageError."""
+    return read_regular(path, limit, what)
 
 
 def remove(path: str) -> None:

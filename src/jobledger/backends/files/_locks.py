@@ -21,6 +21,7 @@ import time
 
 from ..._errors import LeaseHolder, StorageError
 from ._atomic import _make_dirs
+from ._reading import MAX_LOCK_FILE_BYTES, read_regular
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     from ._locks_windows import lock as _lock
@@ -150,8 +151,9 @@ class ProcessLock:
 def read_holder(path: str) -> LeaseHolder:
     """Who the lock file says holds it (best effort: the text may be mid-write)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.loads(fh.readline() or "{}")
+        # Only a regular file, never blocking (a FIFO here would hang `status`).
+        raw = read_regular(path, MAX_LOCK_FILE_BYTES, "a lock file") or b""
+        data = json.loads(raw.split(b"\n", 1)[0] or b"{}")
     except (OSError, ValueError):
         data = {}
     if not isinstance(data, dict):

@@ -46,6 +46,7 @@ from ..._jobs import JobRecord, JobStatus
 from ..._records import dumps_indented, encode_compact, encode_str
 from ._atomic import read_bytes, remove, set_aside, write_atomic
 from ._index_format import index_problem, job_id_of_file, parse_json, parse_line
+from ._reading import MAX_INDEX_BYTES, MAX_JOURNAL_BYTES, RefusedFile, open_regular
 
 __all__ = ["FINISHED", "QueueIndex"]
 
@@ -336,7 +337,7 @@ class QueueIndex:
         (a new snapshot) or is damaged: the caller then reloads from queue.json."""
         fd = self._journal()
         try:
-            on_disk = os.stat(self.journal_path)
+            on_disk = os.lstat(self.journal_path)  # a link in its place: reload, refused
         except FileNotFoundError:
             return False
         if self._journal_id is None:
@@ -345,8 +346,8 @@ class QueueIndex:
         if (on_disk.st_ino, on_disk.st_dev) != self._journal_id:
             return False  # replaced by a compaction; our open file keeps its inode unique
         size = on_disk.st_size  # the path's file is ours: one stat tells both
-        if size < self._journal_off:
-            return False
+        if size < self._journal_off or size > MAX_JOURNAL_BYTES:
+            return False  # the reload refuses an oversize journal by name
         if size == self._journal_off:
             self._journal_at_end = True
             return True
@@ -439,7 +440,13 @@ class QueueIndex:
         self._index_behind = False
 
     def _load_index(self) -> dict[str, Any] | None:
-        data = read_bytes(self.index_path)
+        try:
+            data = read_bytes(self.index_path, MAX_INDEX_BYTES, "queue.json")
+        except RefusedFile as exc:
+            if exc.errno == errno.EISDIR:
+                raise  # a folder in the way is reported, never taken for a damaged index
+            self._index_refused_file(exc)
+            return None
         if data is None:
             return None
         try:
@@ -467,6 +474,25 @@ class QueueIndex:
             return None
         checked: dict[str, Any] = doc  # index_problem found it an object of our shape
         return checked
+
+    def _index_refused_file(self, exc: RefusedFile) -> None:
+        """queue.json is a link, FIFO, device or too large: no index, like a corrupt one
+        (a writer renames the entry itself aside, never what a link points to)."""
+        if self._read_only:
+            log.warning(
+                "queue.json %s %s; counting from the job files. Nothing was changed: the "
+                "queue's next write sets it aside and rebuilds it.",
+                self.index_path,
+                exc.reason,
+            )
+            return
+        aside = set_aside(self.index_path, self._clock.now())
+        log.warning(
+            "queue.json %s %s; moved it aside to %s and rebuilding it from the job files",
+            self.index_path,
+            exc.reason,
+            aside,
+        )
 
     def _sync_index(self) -> None:
         """Catch up with other processes: their journal lines, or their new snapshot."""
@@ -593,15 +619,25 @@ class QueueIndex:
                 os.close(self._journal_fd)
         self._journal_id = None
         try:
+            # Only a regular file, opened without blocking (a FIFO would hang a reader).
             if self._read_only:
-                self._journal_fd = os.open(self.journal_path, os.O_RDONLY)
+                self._journal_fd = open_regular(self.journal_path)
             else:
-                self._journal_fd = os.open(
+                self._journal_fd = open_regular(
                     self.journal_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644
                 )
         except OSError as exc:
             self._journal_fd = None
-            if not (self._read_only and isinstance(exc, FileNotFoundError)):
+            if self._read_only and isinstance(exc, RefusedFile):
+                log.warning(
+                    "The queue journal %s %s; reading the queue without it (from queue.json "
+                    "and the job files). Nothing was changed.",
+                    self.journal_path,
+                    exc.reason,
+                )
+            elif isinstance(exc, RefusedFile):
+                raise
+            elif not (self._read_only and isinstance(exc, FileNotFoundError)):
                 raise StorageError("open the queue journal", self.journal_path, exc) from exc
             # A reader creates nothing: no journal, no lines.
         self._journal_off = 0
@@ -616,6 +652,19 @@ class QueueIndex:
             return
         fd = self._journal()
         size = os.fstat(fd).st_size
+        if size > MAX_JOURNAL_BYTES:
+            refused = RefusedFile(
+                self.journal_path,
+                f"is larger than the {MAX_JOURNAL_BYTES >> 20} MiB limit for the queue journal",
+                errno.EFBIG,
+                "remove it: queue.json and the job files hold the queue, and a new journal "
+                "is started",
+            )
+            if not self._read_only:
+                raise refused
+            log.warning("%s Reading the queue without it.", refused)
+            self._journal_off = 0
+            return
         data = os.pread(fd, size, 0) if size else b""
         self._journal_off = data.rfind(b"\n") + 1
         self._journal_at_end = self._journal_off == size
@@ -645,7 +694,9 @@ class QueueIndex:
                 if not name.endswith(".json") or name.startswith("."):
                     continue
                 try:
-                    st = entry.stat()
+                    # The entry itself: a link (to a folder, a FIFO, a file elsewhere, or
+                    # nowhere) is listed, and reading it refuses it by name.
+                    st = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue
                 except OSError as exc:

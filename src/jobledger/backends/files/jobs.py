@@ -55,6 +55,7 @@ from ._atomic import (
 from ._locks import lock_fd, unlock_fd
 from ._names import encode, inside
 from ._queue_history import QueueHistory
+from ._reading import RefusedFile, open_regular
 from ._workers import WorkerLocks, usable_worker
 
 __all__ = ["FilesJobBackend"]
@@ -172,12 +173,20 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
                     exc = NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
                 raise StorageError("create the folder", self.jobs_dir, exc) from exc
             try:
-                self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-                self._journal_fd = os.open(
+                lock = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise StorageError("open the queue lock", path, exc) from exc
+            try:
+                # Read as well as appended to: only a regular file (see _reading.py).
+                journal = open_regular(
                     self.journal_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644
                 )
             except OSError as exc:
-                raise StorageError("open the queue lock", path, exc) from exc
+                os.close(lock)  # both or neither: the journal is asked for with the lock
+                if isinstance(exc, RefusedFile):
+                    raise
+                raise StorageError("open the queue journal", self.journal_path, exc) from exc
+            self._lock_fd, self._journal_fd = lock, journal
             self._journal_id = None
         return self._lock_fd
 
@@ -214,29 +223,34 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
 
     def _read(self, job_id: str) -> JobRecord | None:
         path = self.job_path(job_id)
-        data = read_bytes(path)
-        if data is None:
-            return None
         try:
+            data = read_bytes(path)
+            if data is None:
+                return None
             record = JobRecord.loads(data)
             if record.job_id != job_id:
                 raise ValueError(f"the file holds job id {record.job_id!r}, not {job_id!r}")
-        except ValueError as exc:
+        except (ValueError, RefusedFile) as exc:
+            if isinstance(exc, RefusedFile) and exc.errno == errno.EISDIR:
+                raise  # a folder is never set aside: see _read_listed
+            # A link, FIFO, device or oversize file is no job file: treated as a corrupt
+            # one (set aside renames the entry itself, never what a link points to).
+            why = exc.reason if isinstance(exc, RefusedFile) else f"is corrupt ({exc})"
             if self._read_only:
                 log.warning(
-                    "Job file %s is corrupt (%s); job %s is left out. Nothing was changed: "
+                    "Job file %s %s; job %s is left out. Nothing was changed: "
                     "the queue's next write sets the file aside.",
                     path,
-                    exc,
+                    why,
                     job_id,
                 )
                 return None
             aside = set_aside(path, self._clock.now())
             log.warning(
-                "Job file %s is corrupt (%s); moved it aside to %s. Job %s is left "
+                "Job file %s %s; moved it aside to %s. Job %s is left "
                 "out of the queue until the file is repaired and put back.",
                 path,
-                exc,
+                why,
                 aside,
                 job_id,
             )
@@ -633,7 +647,7 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
         if mine is not None:
             # A safety net for hands editing the file; other writers show in the journal.
             try:
-                st = os.stat(self.job_path(job_id))
+                st = os.lstat(self.job_path(job_id))  # a link is never the file we wrote
                 if (st.st_ino, st.st_size, st.st_mtime_ns) == mine[0]:
                     return mine[1]
             except OSError:

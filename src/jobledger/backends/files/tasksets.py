@@ -10,6 +10,7 @@ Beside each state file, while it exists:
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -29,6 +30,7 @@ from ._atomic import (
 )
 from ._locks import ProcessLock, live_holder, pid_alive, read_holder
 from ._names import decode, encode, inside
+from ._reading import MAX_TASKSET_FILE_BYTES, RefusedFile
 
 __all__ = ["FilesTaskSetBackend"]
 
@@ -89,21 +91,24 @@ class FilesTaskSetBackend:
         path = self.path(key)
         for _ in range(3):  # a concurrent repair may move the file under us; look again
             try:
-                os.stat(path)
+                os.lstat(path)
             except FileNotFoundError:
                 self._cache.pop(key, None)
                 return None
             except OSError as exc:
                 raise StorageError("read", path, exc) from exc
-            data = read_bytes(path)
-            if data is None:
-                continue
             try:
+                data = _read(path)
+                if data is None:
+                    continue
                 record = self._parse(data, key)
-            except ValueError as exc:
+            except (ValueError, RefusedFile) as exc:
+                # A link, FIFO, device or oversize file is no state file: a corrupt one
+                # (setting aside renames the entry itself, never what a link points to).
+                reason = _reason(exc)
                 if self.read_only:
-                    return self._peek_backup(key, path, str(exc))
-                if self._recover(key, path, str(exc)) is None:
+                    return self._peek_backup(key, path, reason)
+                if self._recover(key, path, reason) is None:
                     return None
                 continue  # re-stat the restored file for the cache
             self._cache[key] = (data, record)
@@ -117,16 +122,16 @@ class FilesTaskSetBackend:
         """A corrupt file met by a read: name it, and show its last good generation
         without moving or restoring anything (that is ``doctor``'s, or the next save's)."""
         backup = path + ".bak"
-        data = read_bytes(backup)
         record = None
-        if data is not None:
-            try:
+        try:
+            data = _read(backup)
+            if data is not None:
                 record = self._parse(data, key)
-            except ValueError:
-                record = None
+        except (ValueError, RefusedFile):
+            record = None
         if record is not None:
             log.warning(
-                "State file %s is corrupt (%s); showing its last good generation %s "
+                "State file %s %s; showing its last good generation %s "
                 "(lastUpdate %s). Nothing was changed: run `jobledger doctor` to repair it.",
                 path,
                 reason,
@@ -135,7 +140,7 @@ class FilesTaskSetBackend:
             )
         else:
             log.warning(
-                "State file %s is corrupt (%s) and has no good generation; left out. "
+                "State file %s %s and has no good generation; left out. "
                 "Nothing was changed: run `jobledger doctor` to set it aside.",
                 path,
                 reason,
@@ -149,21 +154,21 @@ class FilesTaskSetBackend:
             if isinstance(exc.cause, FileNotFoundError):
                 return self.load(key)  # another process repaired it first
             raise
-        log.warning("State file %s is corrupt (%s); moved it aside to %s", path, reason, aside)
+        log.warning("State file %s %s; moved it aside to %s", path, reason, aside)
         backup = path + ".bak"
-        data = read_bytes(backup)
-        if data is not None:
-            try:
-                record = self._parse(data, key)
-            except ValueError as exc:
-                bad = set_aside(backup, self._clock.now())
-                log.warning(
-                    "Its previous generation %s is corrupt too (%s); moved it aside to %s",
-                    backup,
-                    exc,
-                    bad,
-                )
-            else:
+        try:
+            data = _read(backup)
+            record = self._parse(data, key) if data is not None else None
+        except (ValueError, RefusedFile) as exc:
+            bad = set_aside(backup, self._clock.now())
+            log.warning(
+                "Its previous generation %s %s too; moved it aside to %s",
+                backup,
+                _reason(exc),
+                bad,
+            )
+        else:
+            if data is not None and record is not None:
                 write_atomic(path, data, fsync=self._fsync)
                 log.warning(
                     "Restored %s from its last good generation %s (lastUpdate %s)",
@@ -186,7 +191,10 @@ class FilesTaskSetBackend:
         """Read-modify-write with an atomic, generation-keeping save."""
         path = self.path(key)
         cached = self._cache.get(key)
-        data = read_bytes(path)
+        try:
+            data = _read(path)
+        except RefusedFile:
+            data = b""  # not the cached bytes: load() below sets it aside, as a corrupt file
         if data is not None and cached is not None and cached[0] == data:
             current: TaskSetRecord | None = cached[1]
         else:
@@ -227,6 +235,15 @@ class FilesTaskSetBackend:
                 folders = [e for e in os.listdir(self.root) if not e.startswith(".")]
             except FileNotFoundError:
                 return
+            for folder in [f for f in folders if os.path.islink(os.path.join(self.root, f))]:
+                # Its sets would lie outside the folder, or be listed twice.
+                log.warning(
+                    "Skipping %s: a symbolic link, not an account folder (jobledger reads "
+                    "only what lies inside %s)",
+                    os.path.join(self.root, folder),
+                    self.root,
+                )
+                folders.remove(folder)
         for folder in folders:
             try:
                 names = os.listdir(os.path.join(self.root, folder))
@@ -292,16 +309,16 @@ class FilesTaskSetBackend:
         if m is None or folder == self.root:
             return []
         key = TaskSetKey(account, decode(m["type"]), m["date"])
-        data = read_bytes(path)
         try:
-            self._parse(data or b"", key)
-        except ValueError as exc:
+            self._parse(_read(path) or b"", key)
+        except (ValueError, RefusedFile) as exc:
+            why = exc.reason if isinstance(exc, RefusedFile) else str(exc)
             if name.endswith(".bak"):
-                found = [Finding("corrupt", path, f"corrupt previous generation: {exc}", repair)]
+                found = [Finding("corrupt", path, f"corrupt previous generation: {why}", repair)]
                 if repair:
                     found.append(_set_aside_note(set_aside(path, self._clock.now())))
                 return found
-            found = [Finding("corrupt", path, str(exc), repair)]
+            found = [Finding("corrupt", path, why, repair)]
             if repair:
                 before = _names(folder)
                 self.load(key)
@@ -309,6 +326,24 @@ class FilesTaskSetBackend:
                 found += [_set_aside_note(os.path.join(folder, n)) for n in new]
             return found
         return []
+
+
+def _read(path: str) -> bytes | None:
+    """A state file's (or generation's) bytes; None when there is none. A folder raises
+    StorageError; a link, FIFO, device or oversize file :class:`RefusedFile`."""
+    try:
+        return read_bytes(path, MAX_TASKSET_FILE_BYTES, "a task-set file")
+    except RefusedFile as exc:
+        if exc.errno == errno.EISDIR:
+            # A folder in the way is reported as it always was, never set aside.
+            folder = IsADirectoryError(exc.errno, "Is a directory")
+            raise StorageError("read", path, folder) from exc
+        raise
+
+
+def _reason(exc: ValueError | RefusedFile) -> str:
+    """What is wrong with a file, after its path: "is corrupt (...)", "is a symbolic link"."""
+    return exc.reason if isinstance(exc, RefusedFile) else f"is corrupt ({exc})"
 
 
 def _set_aside_note(path: str, when: str = "now") -> Finding:
