@@ -121,6 +121,9 @@ def encode_job(job: object) -> tuple[str, dict[str, Any]]:
             "instance of a class registered with @jobledger.job_type(...)"
         )
     check_name(type_name, "job type")
+    embedded_id = payload.get("job_id")
+    if isinstance(embedded_id, str):  # the job's id, not data: refused as a name
+        check_name(embedded_id, "job id")
     check_storable(payload, f"the payload of the {type_name} job", "payload")
     return type_name, payload
 
