@@ -19,6 +19,7 @@ writing):
 from __future__ import annotations
 
 import math
+from itertools import repeat
 from typing import Any
 
 from ._errors import InvalidNameError, InvalidPayload
@@ -40,8 +41,8 @@ def _where(root: str, step: _Step, key: Any = None, *, leaf: bool = False) -> st
     """``payload['a'][0]``: the path from ``root`` through ``step`` (and ``key``)."""
     keys = [key] if leaf else []
     while step is not None:
-        step, k, _ = step
-        keys.append(k)
+        step, lazy, container = step
+        keys.append(_key(lazy.key, container, lazy.item))
     keys.reverse()
     shown = "".join(f"[{_short(k)}]" for k in keys[:_SHOWN_STEPS])
     return root + shown + ("..." if len(keys) > _SHOWN_STEPS else "")
@@ -104,31 +105,61 @@ def check_value(value: Any, what: str, root: str) -> None:
     if not isinstance(value, (dict, list, tuple)):
         return  # None, int, bool, or a type the encoder will name
     # Iterative on purpose: the values this guards against are the ones that would exhaust
-    # recursion. Each entry: (container, its nesting level, the path step to it).
+    # recursion. Each entry: (container, its nesting level, the path step to it). The loops
+    # only look for a problem, cheaply; naming where it is comes after (see _name_it).
     stack: list[tuple[Any, int, _Step]] = [(value, 1, None)]
+    isfinite = math.isfinite
     while stack:
         container, depth, step = stack.pop()
         if depth > MAX_JSON_DEPTH:
             raise fail(_where(root, step), _too_deep(container, step))
-        items = container.items() if isinstance(container, dict) else enumerate(container)
-        keyed = isinstance(container, dict)
-        for key, item in items:
-            if keyed and isinstance(key, str):
-                problem = _text_problem(key)
-                if problem:
-                    raise fail(f"the key {_short(key)} of {_where(root, step)}", problem)
+        if isinstance(container, dict):
+            pairs: Any = container.items()
+        else:
+            pairs = zip(repeat(_UNKNOWN), container)  # an index is found only if needed
+        for key, item in pairs:
+            if (
+                isinstance(key, str)
+                and ("\x00" in key or not key.isascii())
+                and (problem := _text_problem(key))
+            ):
+                raise fail(f"the key {_short(key)} of {_where(root, step)}", problem)
             kind = type(item)
-            if kind is str or kind is int or kind is bool or item is None:
-                if kind is str and (problem := _text_problem(item)):
-                    raise fail(_where(root, step, key, leaf=True), problem)
-                continue
-            if isinstance(item, (dict, list, tuple)):
-                stack.append((item, depth + 1, (step, key, container)))
+            if kind is str:
+                if ("\x00" in item or not item.isascii()) and (problem := _text_problem(item)):
+                    raise fail(_where(root, step, _key(key, container, item), leaf=True), problem)
+            elif kind is int or kind is bool or item is None:
+                pass
+            elif kind is float:
+                if not isfinite(item):
+                    problem = _float_problem(item)
+                    assert problem is not None
+                    raise fail(_where(root, step, _key(key, container, item), leaf=True), problem)
+            elif isinstance(item, (dict, list, tuple)):
+                stack.append((item, depth + 1, (step, _Lazy(key, item), container)))
             elif isinstance(item, str):
                 if problem := _text_problem(item):
-                    raise fail(_where(root, step, key, leaf=True), problem)
+                    raise fail(_where(root, step, _key(key, container, item), leaf=True), problem)
             elif isinstance(item, float) and (problem := _float_problem(item)):
-                raise fail(_where(root, step, key, leaf=True), problem)
+                raise fail(_where(root, step, _key(key, container, item), leaf=True), problem)
+
+
+_UNKNOWN = object()  # the key of an array item: its index, found only to name a problem
+
+
+class _Lazy:
+    """A path step's key; an array index is looked up (by identity) only when shown."""
+
+    __slots__ = ("item", "key")
+
+    def __init__(self, key: Any, item: Any) -> None:
+        self.key, self.item = key, item
+
+
+def _key(key: Any, container: Any, item: Any) -> Any:
+    if key is not _UNKNOWN:
+        return key
+    return next(i for i, x in enumerate(container) if x is item)
 
 
 def _too_deep(container: Any, step: _Step) -> str:

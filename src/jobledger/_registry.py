@@ -107,6 +107,10 @@ def encode_job(job: object) -> tuple[str, dict[str, Any]]:
                 payload = job.model_dump(mode="json")
             else:
                 payload = _encode_dataclass(job)
+        except ValueError as exc:  # pydantic's serialisation errors, its depth limit too
+            raise InvalidPayload(
+                f"the payload of the {type_name} job is not JSON-serialisable: {exc}"
+            ) from exc
         except RecursionError:
             # Turning the instance into a dict recurses through its fields: a value this
             # deep is refused as check_storable would refuse the dict.

@@ -186,6 +186,21 @@ def test_a_typed_job_too_deep_to_encode_raises_invalid_payload(make_queue):
     assert q.list() == []
 
 
+def test_a_pydantic_job_too_deep_to_encode_raises_invalid_payload(make_queue):
+    pydantic = pytest.importorskip("pydantic")
+
+    @jobledger.job_type("HostileDeepModel")
+    class HostileDeepModel(pydantic.BaseModel):
+        data: object
+
+    q = make_queue()
+    with pytest.raises(InvalidPayload, match="not JSON-serialisable"):
+        q.enqueue(HostileDeepModel(data=deep(10_000)))
+    with pytest.raises(InvalidPayload, match="nested deeper than 200 levels"):
+        q.enqueue(HostileDeepModel(data=deep(200)))  # with the payload itself: 201 levels
+    assert q.list() == []
+
+
 # -- task sets --------------------------------------------------------------------------------
 
 
