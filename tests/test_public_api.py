@@ -26,5 +26,16 @@ def test_every_public_name_has_a_docstring():
 
 
 def test_errors_share_one_base():
-    for name in ("AlreadyRunning", "ConfigError", "InvalidNameError", "StorageError"):
+    for name in (
+        "AlreadyRunning",
+        "ConfigError",
+        "InvalidNameError",
+        "InvalidPayload",
+        "StorageError",
+    ):
         assert issubclass(getattr(jobledger, name), jobledger.JobLedgerError)
+
+
+def test_an_unstorable_payload_is_both_a_jobledger_error_and_the_promised_typeerror():
+    assert issubclass(jobledger.InvalidPayload, TypeError)
+    assert isinstance(jobledger.MAX_JSON_DEPTH, int) and 50 <= jobledger.MAX_JSON_DEPTH < 500

@@ -16,12 +16,14 @@ from ._errors import (
     AlreadyRunning,
     ConfigError,
     InvalidNameError,
+    InvalidPayload,
     JobConflict,
     JobLedgerError,
     JobNotFound,
     LeaseHolder,
     StorageError,
 )
+from ._inputs import MAX_JSON_DEPTH
 from ._jobs import Job, JobStatus
 from ._queue import JobQueue
 from ._records import Failure, Progress, TaskSetKey, TaskSetRecord
@@ -32,10 +34,12 @@ from ._worker import Worker
 __version__ = "0.1.0"
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "AlreadyRunning",
     "ConfigError",
     "Failure",
     "InvalidNameError",
+    "InvalidPayload",
     "Job",
     "JobConflict",
     "JobLedgerError",

@@ -1,5 +1,5 @@
 """``python -m jobledger``: the ``jobledger`` command (needs the ``cli`` extra)."""
 
-from .cli import main
+from ._cli_entry import main
 
 main()

@@ -6,6 +6,8 @@ The hierarchy::
     ├── ConfigError (ValueError)   a bad config key, type, value or unreadable config file
     ├── InvalidNameError (ValueError)
     │                              an account, type, task or job id that cannot be stored
+    ├── InvalidPayload (TypeError) a payload or result that cannot be stored as JSON: a
+    │                              type JSON lacks, too deep, a lone surrogate, NaN
     ├── AlreadyRunning             another live process holds the run lease of a task set
     ├── JobNotFound (KeyError)     no job with that id in the queue
     ├── JobConflict                the job's state does not allow it: completing a job that
@@ -26,6 +28,7 @@ __all__ = [
     "AlreadyRunning",
     "ConfigError",
     "InvalidNameError",
+    "InvalidPayload",
     "JobConflict",
     "JobLedgerError",
     "JobNotFound",
@@ -44,6 +47,16 @@ class ConfigError(JobLedgerError, ValueError):
 
 class InvalidNameError(JobLedgerError, ValueError):
     """A name (account, type, task, job id) cannot be stored safely."""
+
+
+class InvalidPayload(JobLedgerError, TypeError):
+    """A payload or result cannot be stored as JSON; nothing was written.
+
+    A TypeError, as the API promised for a payload JSON cannot represent, and a
+    JobLedgerError. The message names where in the value the problem is, e.g.
+    ``payload['a'][0]``: a type JSON has no form for, nesting deeper than
+    ``jobledger.MAX_JSON_DEPTH`` levels, a lone surrogate or a NUL character in a string or
+    key, a NaN or infinite float."""
 
 
 @dataclass(frozen=True)

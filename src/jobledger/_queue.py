@@ -26,11 +26,12 @@ from typing import Any
 from ._clock import Clock, SystemClock, iso_utc
 from ._config import DURABILITIES
 from ._durations import to_seconds, to_timedelta
-from ._errors import ConfigError, InvalidNameError, JobConflict, JobLedgerError
+from ._errors import ConfigError, JobConflict, JobLedgerError
+from ._inputs import check_name, storable_text
 from ._jobs import RESERVED_KEYS, Job, JobRecord, JobStatus, new_job_id
 from ._location import classify
 from ._log import log, verbose_from_env
-from ._registry import check_json, decode_payload, encode_job, registered_types
+from ._registry import check_storable, decode_payload, encode_job, registered_types
 from .backends._contract import JobBackend, Lease, QueuedCounts
 from .backends.files._workers import new_worker_id
 from .backends.files.jobs import FilesJobBackend
@@ -295,8 +296,7 @@ class JobQueue:
         if job_id is None:
             job_id = new_job_id()
             fresh.add(job_id)  # no stored job can have it: the backend need not look
-        if not isinstance(job_id, str) or not job_id or "\x00" in job_id:
-            raise InvalidNameError(f"job id must be a non-empty string, got {job_id!r}")
+        check_name(job_id, "job id")
         if not isinstance(max_attempts, int) or max_attempts < 1:
             raise ConfigError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
         if not isinstance(priority, int):
@@ -493,12 +493,14 @@ class JobQueue:
         """Record a failed attempt: retried after a backoff until ``max_attempts``, then
         Failed. Fenced like :meth:`complete`. An exception's full traceback is kept with
         the job (``Job.traceback``) and logged with the failure."""
-        text = (
+        text = storable_text(
             f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
         )
         trace = None
         if isinstance(error, BaseException) and error.__traceback__ is not None:
-            trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            trace = storable_text(
+                "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            )
         now = self.clock.now()
 
         def change(record: JobRecord) -> JobRecord:
@@ -717,10 +719,8 @@ class JobQueue:
 
 
 def json_ready(value: Any, what: str) -> None:
-    """Raise TypeError, before anything is written, if JSON cannot represent ``value``."""
+    """Raise :class:`InvalidPayload` (a TypeError), before anything is written, if
+    ``value`` cannot be stored as JSON (see :func:`check_storable`)."""
     if value is None:
         return  # a handler's usual result: nothing to encode
-    try:
-        check_json(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{what} is not JSON-serialisable: {exc}") from exc
+    check_storable(value, what, "result")

@@ -18,11 +18,13 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, Union
 
-from ._errors import JobLedgerError
+from ._errors import InvalidPayload, JobLedgerError
+from ._inputs import MAX_JSON_DEPTH, check_name, check_value
 
 __all__ = [
     "VARIANT_KEY",
     "check_json",
+    "check_storable",
     "decode_payload",
     "encode_job",
     "job_type",
@@ -73,11 +75,23 @@ def registered_types() -> dict[str, type[Any]]:
     return dict(_by_name)
 
 
+def check_storable(value: Any, what: str, root: str) -> None:
+    """Raise :class:`InvalidPayload` (a TypeError), before anything is written, if
+    ``value`` cannot be stored as JSON by every backend; the message starts with ``what``
+    and names the offending part from ``root`` (see :mod:`jobledger._inputs`)."""
+    check_value(value, what, root)  # first: bounds the depth the encoder will recurse into
+    try:
+        check_json(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(f"{what} is not JSON-serialisable: {exc}") from exc
+
+
 def encode_job(job: object) -> tuple[str, dict[str, Any]]:
     """(type name, JSON-ready payload) of a dict job or a registered instance.
 
-    Raises TypeError, before anything is written, for an unregistered object or a payload
-    that JSON cannot represent.
+    Raises TypeError, before anything is written, for an unregistered object, and
+    :class:`InvalidPayload` (a TypeError) for a payload that cannot be stored as JSON;
+    :class:`InvalidNameError` for a type name that cannot be stored.
     """
     if type(job) is dict or isinstance(job, Mapping):  # the ABC check alone is slow
         type_name = job.get("type")
@@ -88,21 +102,33 @@ def encode_job(job: object) -> tuple[str, dict[str, Any]]:
         payload = {k: v for k, v in job.items() if k != "type"}
     elif type(job) in _by_class:
         type_name = _by_class[type(job)]
-        if hasattr(job, "model_dump"):
-            payload = job.model_dump(mode="json")
-        else:
-            payload = _encode_dataclass(job)
+        try:
+            if hasattr(job, "model_dump"):
+                payload = job.model_dump(mode="json")
+            else:
+                payload = _encode_dataclass(job)
+        except ValueError as exc:  # pydantic's serialisation errors, its depth limit too
+            raise InvalidPayload(
+                f"the payload of the {type_name} job is not JSON-serialisable: {exc}"
+            ) from exc
+        except RecursionError:
+            # Turning the instance into a dict recurses through its fields: a value this
+            # deep is refused as check_storable would refuse the dict.
+            raise InvalidPayload(
+                f"the payload of the {type_name} job is not JSON-serialisable: it is nested "
+                f"deeper than {MAX_JSON_DEPTH} levels (jobledger.MAX_JSON_DEPTH) or "
+                "contains itself; flatten it, or store it elsewhere and pass a reference"
+            ) from None
     else:
         raise TypeError(
             f"cannot enqueue {type(job).__name__}: pass a dict with a 'type' key or an "
             "instance of a class registered with @jobledger.job_type(...)"
         )
-    try:
-        check_json(payload)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"the payload of the {type_name} job is not JSON-serialisable: {exc}"
-        ) from exc
+    check_name(type_name, "job type")
+    embedded_id = payload.get("job_id")
+    if isinstance(embedded_id, str):  # the job's id, not data: refused as a name
+        check_name(embedded_id, "job id")
+    check_storable(payload, f"the payload of the {type_name} job", "payload")
     return type_name, payload
 
 

@@ -25,7 +25,8 @@ from typing import Any, TypeAlias
 from ._clock import Clock, SystemClock, iso_utc, resolve_timezone, today_in
 from ._config import DEFAULT_DIR, DURABILITIES, read_config
 from ._durations import to_days, to_timedelta, to_wait
-from ._errors import ConfigError, InvalidNameError, LeaseHolder
+from ._errors import ConfigError, LeaseHolder
+from ._inputs import check_name, storable_text
 from ._location import classify, is_postgres_url, shown
 from ._log import log, verbose_from_env
 from ._records import Failure, Progress, TaskSetKey, TaskSetRecord, parse_date
@@ -39,19 +40,17 @@ __all__ = ["JobState", "TaskRun", "TaskSet", "parse_age"]
 _ExcType: TypeAlias = type[BaseException] | None
 
 
-def _check_name(value: object, what: str) -> str:
-    if not isinstance(value, str) or value == "" or "\x00" in value:
-        raise InvalidNameError(
-            f"{what} must be a non-empty string without NUL characters, got {value!r}"
-        )
-    return value
+# Accounts, set types and tasks: non-empty storable text without NUL, on every backend.
+_check_name = check_name
 
 
 def _error_text(error: BaseException | str) -> str:
     if isinstance(error, BaseException):
         text = str(error)
-        return f"{type(error).__name__}: {text}" if text else type(error).__name__
-    return str(error)
+        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    else:
+        text = str(error)
+    return storable_text(text)  # recorded whatever it holds: escaped, never refused
 
 
 def _one_place(dir: str | os.PathLike[str] | None, url: str | None) -> str | None:
@@ -230,6 +229,8 @@ class JobState:
 
     def keys(self, account: str | None = None) -> list[TaskSetKey]:
         """Every stored set's (account, type, date), sorted. Reads only."""
+        if account is not None:
+            _check_name(account, "account")
         return sorted(self._reading().keys(account))
 
     def records(

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from .._clock import SystemClock, iso_utc
 from .._errors import JobLedgerError, JobNotFound
+from .._inputs import MAX_JSON_DEPTH
 from .._jobs import Job, JobStatus
 from .._queue import JobQueue
 from .._words import plural
@@ -308,19 +309,34 @@ def _payload(payload: str | None, payload_file: str | None) -> dict[str, Any]:
     if payload is None and payload_file is None:
         return {}
     if payload_file is not None:
-        hint = "'--payload-file'"
+        hint, source = "'--payload-file'", payload_file
         try:
-            with click.open_file(payload_file, encoding="utf-8") as fh:
-                text = fh.read()
+            with click.open_file(payload_file, "rb") as fh:
+                raw = fh.read()
         except OSError as exc:
             raise click.BadParameter(
                 f"cannot read {payload_file}: {exc.strerror or exc}", param_hint=hint
             ) from None
-        source = payload_file
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise click.BadParameter(
+                f"{source} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                f"{exc.start}); save it as UTF-8",
+                param_hint=hint,
+            ) from None
     else:
         hint, text, source = "'--payload'", payload or "", "the --payload value"
+        _check_argument_text(text, source, hint)
     try:
         data = json.loads(text)
+    except RecursionError:
+        # The json module's reader recurses per level: far deeper than jobledger stores.
+        raise click.BadParameter(
+            f"{source} is nested too deeply to read; a payload may have at most "
+            f"{MAX_JSON_DEPTH} levels of objects and arrays",
+            param_hint=hint,
+        ) from None
     except ValueError as exc:
         raise click.BadParameter(
             f"{source} is not valid JSON ({exc}); write an object such as "
@@ -334,6 +350,23 @@ def _payload(payload: str | None, payload_file: str | None) -> dict[str, Any]:
             param_hint=hint,
         )
     return data
+
+
+def _check_argument_text(text: str, source: str, hint: str) -> None:
+    """BadParameter if ``text`` (from the command line) was not UTF-8: Python hands such
+    bytes over as lone surrogates (U+DC80..U+DCFF), which no backend can store."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = ord(text[exc.start])
+        what = f"byte 0x{char - 0xDC00:02x}" if 0xDC80 <= char <= 0xDCFF else f"{char:#x}"
+        raise click.BadParameter(
+            f"{source} is not UTF-8 text ({what} at character {exc.start}); pass UTF-8 "
+            "(check the terminal's or the script's encoding)",
+            param_hint=hint,
+        ) from None
 
 
 @jobs.command()

@@ -21,6 +21,7 @@ import os
 import re
 
 from ..._errors import InvalidNameError
+from ..._inputs import check_name
 
 __all__ = ["MAX_NAME_BYTES", "decode", "encode", "inside"]
 
@@ -54,12 +55,8 @@ def encode(name: object, what: str = "name") -> str:
         raise InvalidNameError(f"{what} must be a string, got {type(name).__name__}: {name!r}")
     if name == "":
         raise InvalidNameError(f"{what} must not be empty")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidNameError(
-            f"{what} {name!r} is not valid Unicode text (lone surrogate); pass a proper string"
-        ) from exc
+    if not name.isascii() and "\x00" not in name:
+        check_name(name, what)  # a lone surrogate: refused as the policy layer words it
     out = [_quote(ch) if ch in _FORBIDDEN else ch for ch in name]
     if out[0] == ".":
         out[0] = "%2E"

@@ -52,6 +52,7 @@ from psycopg.types.json import Jsonb
 
 from ..._clock import Clock, SystemClock
 from ..._errors import JobLedgerError, JobNotFound
+from ..._inputs import findable
 from ..._jobs import JobRecord, JobStatus
 from ..._records import encode_compact
 from .._contract import QueuedCounts
@@ -346,6 +347,8 @@ class PostgresJobBackend:
     @reconnecting
     def get(self, job_id: str) -> JobRecord | None:
         """The stored job (a plain read, no row lock)."""
+        if not findable(job_id, "job id"):  # before psycopg could fail to encode it
+            return None
         with self._tx("read a job") as conn:
             row = conn.execute(
                 f"SELECT {_COLS} FROM jobledger_jobs WHERE job_id = %s", (job_id,)
@@ -460,7 +463,8 @@ class PostgresJobBackend:
     ) -> list[JobRecord | JobLedgerError]:
         """:meth:`transition` for each, in one transaction: the rows are locked in one
         statement (in job id order, so two batches never deadlock) and written in one."""
-        ids = sorted({job_id for job_id, _ in changes})
+        # An id no row can hold is not sent (psycopg could not encode it): it is not found.
+        ids = sorted({job_id for job_id, _ in changes if findable(job_id, "job id")})
         # The attempt whose COMMIT was cut off, if any: its outcomes (one per change) and
         # the records it wrote (by id). Each run is a new attempt.
         lost: list[tuple[list[JobRecord | JobLedgerError], dict[str, JobRecord]]] = []
