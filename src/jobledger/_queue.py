@@ -29,12 +29,11 @@ from ._durations import to_seconds, to_timedelta
 from ._errors import ConfigError, JobConflict, JobLedgerError
 from ._inputs import check_name, storable_text
 from ._jobs import RESERVED_KEYS, Job, JobRecord, JobStatus, new_job_id
-from ._location import classify
 from ._log import log, verbose_from_env
 from ._registry import check_storable, decode_payload, encode_job, registered_types
+from .backends import open_job_backend
 from .backends._contract import JobBackend, Lease, QueuedCounts
-from .backends.files._workers import new_worker_id
-from .backends.files.jobs import FilesJobBackend
+from .backends._identity import new_worker_id
 
 __all__ = ["JobQueue"]
 
@@ -76,6 +75,11 @@ class JobQueue:
     renewing its lease counts as alive; a folder needs none (the OS tells). Nothing is read
     until first use.
 
+    ``backend=`` takes a job backend as is, instead of ``dir`` (tests give a PostgreSQL
+    one with a short lease and a fast heartbeat, say): :attr:`dir` is then its
+    ``location``, and it serves the reading methods too (it is its own read-only twin).
+    Giving it with ``dir`` or ``worker_lease`` raises ConfigError.
+
     The reading methods (:meth:`get`, :meth:`list`, :meth:`counts`) of a queue used only
     for reading never write: they go through a read-only twin of the backend, which takes
     no lock, recovers no job, repairs and creates nothing (a folder is left byte for byte
@@ -86,7 +90,7 @@ class JobQueue:
 
     def __init__(
         self,
-        dir: str | os.PathLike[str],
+        dir: str | os.PathLike[str] | None = None,
         durability: str = "fsync",
         *,
         retry_delay: dt.timedelta | float = 1.0,
@@ -94,6 +98,7 @@ class JobQueue:
         recover_every: dt.timedelta | float = 2.0,
         clock: Clock | None = None,
         worker_lease: dt.timedelta | float | None = None,
+        backend: JobBackend | None = None,
     ) -> None:
         if durability not in DURABILITIES:
             raise ConfigError(f"durability must be 'fsync' or 'flush', got {durability!r}")
@@ -105,24 +110,30 @@ class JobQueue:
         self.recover_every = to_seconds(recover_every, "recover_every")
         if worker_lease is not None:
             worker_lease = to_seconds(worker_lease, "worker_lease")
-        self.backend: JobBackend
-        self._url: str | None = None
         self._worker_lease = worker_lease
         self._reader: JobBackend | None = None
         self._reader_guard = threading.Lock()
-        where = classify(dir, "JobQueue's dir")
-        if where.is_url:
-            self._url = where.value
-            self.backend = self._make_backend(read_only=False)
-            self.dir = self.backend.location  # the URL without its password, for messages
-        else:
-            if worker_lease is not None:
+        self._location: str | os.PathLike[str] | None = None  # where the reader opens
+        self.backend: JobBackend
+        if backend is not None:
+            if dir is not None or worker_lease is not None:
                 raise ConfigError(
-                    "worker_lease applies to a PostgreSQL queue only: in a folder, a "
-                    "worker's liveness is its OS lock, which needs no lease"
+                    "JobQueue got a backend and also "
+                    f"{'dir' if dir is not None else 'worker_lease'}: a backend given as "
+                    "is already knows its place and lease; give one or the other"
                 )
-            self.dir = os.path.abspath(where.value)
+            self.backend = backend
+            self._reader = backend  # a backend given as is: it is its own reader
+        elif dir is None:
+            raise ConfigError(
+                "JobQueue needs its place: a folder or a postgresql:// URL (dir=...), "
+                "or a backend (backend=...)"
+            )
+        else:
+            self._location = dir
             self.backend = self._make_backend(read_only=False)
+        # A folder's absolute path, or the URL without its password, for messages.
+        self.dir = self.backend.location
         self._worker_id: str | None = None
         self._worker_lock: Lease | None = None
         self._worker_guard = threading.Lock()
@@ -133,18 +144,15 @@ class JobQueue:
         self._watch_guard = threading.Lock()
 
     def _make_backend(self, *, read_only: bool) -> JobBackend:
-        fsync = self.durability == "fsync"
-        if self._url is not None:
-            from .backends.postgres import job_backend
-
-            return job_backend(
-                self._url,
-                fsync=fsync,
-                clock=self.clock,
-                worker_lease=self._worker_lease,
-                read_only=read_only,
-            )
-        return FilesJobBackend(self.dir, fsync=fsync, clock=self.clock, read_only=read_only)
+        assert self._location is not None  # a backend given as is is its own reader
+        return open_job_backend(
+            self._location,
+            fsync=self.durability == "fsync",
+            clock=self.clock,
+            read_only=read_only,
+            worker_lease=self._worker_lease,
+            what="JobQueue's dir",
+        )
 
     @property
     def reader(self) -> JobBackend:
@@ -179,8 +187,10 @@ class JobQueue:
                 self._worker_id = None
         self.backend.close()
         with self._reader_guard:
-            reader, self._reader = self._reader, None
-        if reader is not None:
+            reader = self._reader
+            if self._location is not None:
+                self._reader = None  # opened again on next use
+        if reader is not None and reader is not self.backend:
             reader.close()
 
     def _opened(self) -> JobBackend:

@@ -27,12 +27,12 @@ from ._config import DEFAULT_DIR, DURABILITIES, read_config
 from ._durations import to_days, to_timedelta, to_wait
 from ._errors import ConfigError, LeaseHolder
 from ._inputs import check_name, storable_text
-from ._location import classify, is_postgres_url, shown
+from ._location import Location, classify, is_postgres_url, shown
 from ._log import log, verbose_from_env
 from ._records import Failure, Progress, TaskSetKey, TaskSetRecord, parse_date
+from .backends import open_taskset_backend
 from .backends._contract import Finding, Lease, TaskSetBackend
 from .backends._null import NullTaskSetBackend
-from .backends.files.tasksets import FilesTaskSetBackend
 
 __all__ = ["JobState", "TaskRun", "TaskSet", "parse_age"]
 
@@ -53,10 +53,10 @@ def _error_text(error: BaseException | str) -> str:
     return storable_text(text)  # recorded whatever it holds: escaped, never refused
 
 
-def _one_place(dir: str | os.PathLike[str] | None, url: str | None) -> str | None:
-    """The PostgreSQL URL a JobState uses, or None for a folder; ConfigError for both a
-    ``dir`` and a ``url``, for a ``url`` that is not a PostgreSQL URL naming a database,
-    and for a ``dir`` that looks like another kind of URL."""
+def _one_place(dir: str | os.PathLike[str] | None, url: str | None) -> Location | None:
+    """The PostgreSQL URL a JobState uses (classified), or None for a folder; ConfigError
+    for both a ``dir`` and a ``url``, for a ``url`` that is not a PostgreSQL URL naming a
+    database, and for a ``dir`` that looks like another kind of URL."""
     if url is not None:
         if dir is not None:
             raise ConfigError(
@@ -70,12 +70,11 @@ def _one_place(dir: str | os.PathLike[str] | None, url: str | None) -> str | Non
                 f"postgresql://user@host:5432/dbname, got {shown_url!r}; for a folder, "
                 "give dir=... instead"
             )
-        classify(url, "JobState's url")
-        return url
+        return classify(url, "JobState's url")
     if dir is None:
         return None
     where = classify(dir, "JobState's dir")
-    return where.value if where.is_url else None
+    return where if where.is_url else None
 
 
 class JobState:
@@ -125,11 +124,12 @@ class JobState:
         self.timezone = timezone
         self._tz = resolve_timezone(timezone)
         self.clock: Clock = clock or SystemClock()
-        url = _one_place(dir, url)
-        if url is not None:
+        in_db = _one_place(dir, url)
+        if in_db is not None:
             dir = None
         self.dir = os.path.abspath(os.fspath(dir or "") or DEFAULT_DIR)
-        self._url = url
+        # Where the backends open: the classified URL, or the folder.
+        self._location: Location = in_db or Location("folder", self.dir, self.dir)
         self._reader: TaskSetBackend | None = None
         self._reader_guard = threading.Lock()
         if backend is not None:
@@ -142,12 +142,12 @@ class JobState:
             self.backend = self._make_backend(read_only=False)
 
     def _make_backend(self, *, read_only: bool) -> TaskSetBackend:
-        fsync = self.durability == "fsync"
-        if self._url is not None:
-            from .backends.postgres import taskset_backend
-
-            return taskset_backend(self._url, fsync=fsync, clock=self.clock, read_only=read_only)
-        return FilesTaskSetBackend(self.dir, fsync=fsync, clock=self.clock, read_only=read_only)
+        return open_taskset_backend(
+            self._location,
+            fsync=self.durability == "fsync",
+            clock=self.clock,
+            read_only=read_only,
+        )
 
     def _reading(self) -> TaskSetBackend:
         """The read-only twin of the backend (built on first read): it never moves,

@@ -14,6 +14,7 @@ import pytest
 import jobledger
 from jobledger import JobConflict, JobNotFound, JobQueue, JobStatus
 from jobledger._clock import iso_utc
+from jobledger._jobs import JobRecord
 
 JOB_BACKENDS = ["files", "postgres"]
 
@@ -455,3 +456,48 @@ def test_queued_by_type_counts_due_and_delayed_jobs(make_queue, clock):
     clock.advance(seconds=3600)
     assert q.queued_by_type()["A"] == (2, 1, q.get("a2").run_after)
     assert q.queued_by_type()["B"] == (1, 0, None)
+
+
+def test_import_records_stores_jobs_as_given_and_keeps_the_stored_ones(make_queue):
+    """``import_records`` is in the contract of every job backend (export writes through
+    it on both sides): records are stored exactly, an id already stored is kept and
+    returned, and a later enqueue is served after the imported Queued jobs."""
+    q = make_queue()
+    q.enqueue({"type": "T"}, job_id="here")
+    big = 10**17  # above any seq either backend has assigned (the files one: clock µs)
+    done = JobRecord(
+        job_id="done",
+        type="T",
+        status=JobStatus.COMPLETED,
+        payload={"k": [1, None]},
+        attempts=2,
+        max_attempts=5,
+        seq=big,
+        created="2025-01-01T00:00:00Z",
+        started="2025-01-01T00:00:01Z",
+        finished="2025-01-01T00:00:02Z",
+        worker="w-1",
+        result={"ok": True},
+    )
+    waiting = JobRecord(
+        job_id="waiting",
+        type="T",
+        status=JobStatus.QUEUED,
+        payload={},
+        attempts=1,
+        seq=big + 1,
+        created="2025-01-01T00:00:03Z",
+        error_message="died once",
+    )
+    clash = JobRecord(job_id="here", type="Other", status=JobStatus.FAILED, payload={}, seq=big)
+    assert q.backend.import_records([done, waiting, clash]) == ["here"]
+    assert q.backend.import_records([]) == []
+    q.close()
+    other = make_queue()  # another opening, as another process would
+    assert other.backend.get("done") == done
+    assert other.backend.get("waiting") == waiting
+    assert other.get("here").type == "T"  # kept as it was
+    assert other.counts()["Completed"] == 1 and other.counts()["Queued"] == 2
+    other.enqueue({"type": "T"}, job_id="later")
+    assert other.backend.get("later").seq > waiting.seq
+    assert _drain(other) == ["here", "waiting", "later"]

@@ -157,14 +157,16 @@ def test_concurrent_mark_done_from_processes_loses_nothing(pg_url):
 LEASE = 60.0  # long: a killed worker stays "alive" until the test expires its lease itself
 
 
-def _short_lease(queue: JobQueue, url: str) -> JobQueue:
-    queue.backend = PostgresJobBackend(url, fsync=False, worker_lease=LEASE, heartbeat=0.2)
-    return queue
+def _short_lease(url: str) -> JobQueue:
+    return JobQueue(
+        durability="flush",
+        backend=PostgresJobBackend(url, fsync=False, worker_lease=LEASE, heartbeat=0.2),
+    )
 
 
 def _claimer(url: str) -> Callable[[Channel], None]:
     def target(chan: Channel) -> None:
-        queue = _short_lease(JobQueue(url, durability="flush"), url)
+        queue = _short_lease(url)
         job = queue.claim()
         assert job is not None
         chan.send(f"claimed {job.job_id} {job.worker}")
@@ -174,7 +176,7 @@ def _claimer(url: str) -> Callable[[Channel], None]:
 
 
 def test_a_killed_workers_job_is_recovered_by_another_process_after_its_lease(pg_url):
-    queue = _short_lease(JobQueue(pg_url, durability="flush"), pg_url)
+    queue = _short_lease(pg_url)
     queue.enqueue({"type": "T"}, job_id="victim")
     queue.enqueue({"type": "T"}, job_id="next", priority=5)
     queue.close()  # nothing of the parent's is alive while the child forks
@@ -183,7 +185,7 @@ def test_a_killed_workers_job_is_recovered_by_another_process_after_its_lease(pg
     assert job_id == "next"
     child.kill()
 
-    observer = _short_lease(JobQueue(pg_url, durability="flush"), pg_url)
+    observer = _short_lease(pg_url)
     backend = observer.backend
     # Its lease has not run out yet: the job is not taken from a worker presumed alive.
     assert backend.worker_alive(worker)
@@ -219,8 +221,10 @@ def _lease_until(url: str, worker: str) -> object:
 
 
 def test_the_heartbeat_keeps_a_live_worker_alive_past_its_lease(pg_url):
-    queue = JobQueue(pg_url, durability="flush")
-    queue.backend = PostgresJobBackend(pg_url, fsync=False, worker_lease=30.0, heartbeat=0.1)
+    queue = JobQueue(
+        durability="flush",
+        backend=PostgresJobBackend(pg_url, fsync=False, worker_lease=30.0, heartbeat=0.1),
+    )
     worker = queue.worker_id
     other = JobQueue(pg_url, durability="flush")
     first = _lease_until(pg_url, worker)

@@ -48,9 +48,7 @@ BOUND = 60.0  # seconds any bounded wait may take before the test fails
 def _queue(url: str, **options: Any) -> JobQueue:
     """A queue (durability="fsync", the default) whose worker beats every 0.1 s, so that
     its renewal after a restart is seen soon."""
-    queue = JobQueue(url, **options)
-    queue.backend = PostgresJobBackend(url, worker_lease=LEASE, heartbeat=0.1)
-    return queue
+    return JobQueue(backend=PostgresJobBackend(url, worker_lease=LEASE, heartbeat=0.1), **options)
 
 
 def _pg_ctl(version: str, name: str, *action: str) -> None:

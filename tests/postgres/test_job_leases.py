@@ -25,9 +25,11 @@ LEASE = 30.0
 
 
 def _queue(url: str) -> JobQueue:
-    queue = JobQueue(url, durability="flush", recover_every=0)
-    queue.backend = PostgresJobBackend(url, fsync=False, worker_lease=LEASE, heartbeat=3600)
-    return queue
+    return JobQueue(
+        durability="flush",
+        recover_every=0,
+        backend=PostgresJobBackend(url, fsync=False, worker_lease=LEASE, heartbeat=3600),
+    )
 
 
 def _lease(url: str, job_id: str) -> dt.datetime | None:

@@ -105,9 +105,11 @@ def _worker(url: str, log: Path) -> Callable[[Channel], None]:
                 chan.send("warn " + " ".join(record.getMessage().split()))
 
         logging.getLogger("jobledger").addHandler(Up(logging.WARNING))
-        queue = JobQueue(url, durability="flush")
         # A frequent heartbeat, so that its renewal after the restart is soon seen.
-        queue.backend = PostgresJobBackend(url, fsync=False, worker_lease=LEASE, heartbeat=0.1)
+        queue = JobQueue(
+            durability="flush",
+            backend=PostgresJobBackend(url, fsync=False, worker_lease=LEASE, heartbeat=0.1),
+        )
         chan.send("ready")
         Worker(queue, {"T": handle}, handle_signals=False).run(until_empty=True)
         # The heartbeat thread survived the restart (its session did not): the lease is

@@ -46,9 +46,11 @@ RECOVERY_BOUND = LEASE + RECOVER_EVERY + 10.0
 
 
 def _queue(url: str) -> JobQueue:
-    queue = JobQueue(url, durability="flush", recover_every=RECOVER_EVERY)
-    queue.backend = PostgresJobBackend(url, fsync=False, worker_lease=LEASE, heartbeat=HEARTBEAT)
-    return queue
+    return JobQueue(
+        durability="flush",
+        recover_every=RECOVER_EVERY,
+        backend=PostgresJobBackend(url, fsync=False, worker_lease=LEASE, heartbeat=HEARTBEAT),
+    )
 
 
 def _worker(url: str, log: Path) -> Callable[[Channel], None]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import NamedTuple, Protocol
 
 from .._errors import JobLedgerError, LeaseHolder
 from .._jobs import JobRecord, JobStatus
 from .._records import TaskSetKey, TaskSetRecord
 
-__all__ = ["Finding", "JobBackend", "JobImporter", "Lease", "QueuedCounts", "TaskSetBackend"]
+__all__ = ["Finding", "JobBackend", "Lease", "QueuedCounts", "TaskSetBackend"]
 
 
 class Lease(Protocol):
@@ -175,6 +175,17 @@ class JobBackend(Protocol):
         """Delete finished jobs whose ``finished`` is before ``cutoff``; how many."""
         ...
 
+    def import_records(self, records: list[JobRecord]) -> list[str]:
+        """Store ``records`` exactly as given (status, attempts, ``seq``...), durably, for
+        ``jobledger export``; the ids already stored are left as they are and returned.
+        A later enqueue gets a ``seq`` above every imported live job's: it is served after
+        them at the same priority."""
+        ...
+
+    # Workers. A worker id comes from ``_identity.new_worker_id`` (the policy makes it);
+    # a backend records it and tells whether its process is alive: the files backend by
+    # an OS lock the process holds, PostgreSQL by a lease its heartbeat renews.
+
     def register_worker(self, worker: str, since: str) -> Lease:
         """Mark ``worker`` alive until the lease is released or its process dies."""
         ...
@@ -203,16 +214,4 @@ class JobBackend(Protocol):
 
     def close(self) -> None:
         """Release connections and file descriptors."""
-        ...
-
-
-@runtime_checkable
-class JobImporter(Protocol):
-    """A JobBackend that can store whole records as given (``jobledger export``).
-
-    Optional: the files backend has none (export writes its job files directly)."""
-
-    def import_records(self, records: list[JobRecord]) -> list[str]:
-        """Store ``records`` exactly (status, attempts, ``seq``...); the ids already stored
-        are left as they are and returned."""
         ...

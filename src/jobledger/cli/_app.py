@@ -213,15 +213,10 @@ class App:
                 place, origin = cfg.dir, f"jobState.dir in {self.config}"
             else:
                 place, origin = DEFAULT_DIR, "the default, under the current folder"
-            where = classify(place, "")
-            if not where.is_url:
+            if not classify(place, "").is_url:  # a usage error, before anything opens
                 require_folder(place, f"the state folder ({origin})", _STATE_HINT)
-            self._state = JobState(
-                dir=None if where.is_url else place,
-                url=where.value if where.is_url else None,
-                timezone=cfg.timezone,
-                durability=cfg.durability,
-            )
+            # A URL given as dir is taken as the url: JobState opens the backend.
+            self._state = JobState(place, timezone=cfg.timezone, durability=cfg.durability)
         return self._state
 
     def _warn(self, message: str) -> None:

@@ -23,9 +23,9 @@ from .._clock import SystemClock, iso_utc
 from .._errors import JobLedgerError, JobNotFound
 from .._inputs import MAX_JSON_DEPTH
 from .._jobs import Job, JobStatus
+from .._location import classify, is_postgres_url
 from .._queue import JobQueue
 from .._words import plural
-from ..backends.postgres import is_postgres_url
 from . import _maint
 from ._app import App, location_options, pass_app, require_folder
 from ._options import AGE, DURATION, check_output_flags, plain_option
@@ -80,7 +80,7 @@ def queue_dir_option(*, must_exist: bool = True, creatable: bool = False) -> Cal
 def require_queue_folder(location: str, *, creatable: bool = False) -> None:
     """ConfigError (exit 2) naming the folder if ``location`` is a folder that does not
     exist; the hint says how to make a new queue (``--create`` when ``creatable``)."""
-    if is_postgres_url(location):
+    if classify(location, "").is_url:
         return
     hint = (
         "check the path, or add --create to make a new queue there"

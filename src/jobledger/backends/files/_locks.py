@@ -15,11 +15,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import sys
 import time
 
 from ..._errors import LeaseHolder, StorageError
+from .._identity import HOST
 from ._atomic import _make_dirs
 from ._reading import MAX_LOCK_FILE_BYTES, read_regular
 
@@ -48,7 +48,6 @@ lock_fd = _lock
 unlock_fd = _unlock
 
 _POLL = 0.05
-HOST = socket.gethostname()
 
 
 class ProcessLock:

@@ -11,15 +11,10 @@ import os
 
 from ..._errors import InvalidNameError, StorageError
 from ._atomic import is_temp_name
-from ._locks import HOST, ProcessLock, is_held
+from ._locks import ProcessLock, is_held
 from ._names import decode, encode, inside
 
-__all__ = ["WorkerLocks", "new_worker_id", "usable_worker"]
-
-
-def new_worker_id(pid: int) -> str:
-    """A unique worker id: host, pid and a random part (pids are reused)."""
-    return f"{HOST}-{pid}-{os.urandom(4).hex()}"
+__all__ = ["WorkerLocks", "usable_worker"]
 
 
 def usable_worker(worker: object) -> bool:

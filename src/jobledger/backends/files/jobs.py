@@ -411,6 +411,32 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
             self._last_seq = max(self._last_seq + 1, self._clock_us())
             return self._last_seq
 
+    def import_records(self, records: list[JobRecord]) -> list[str]:
+        """Store ``records`` exactly as given (``jobledger export``): each new job's file is
+        written (fsynced under fsync durability), then the index is rebuilt from the job
+        files, which moves ``seq`` past every imported one and makes other processes
+        reload it. The ids already stored are left as they are and returned."""
+        kept: list[str] = []
+        new: dict[str, JobRecord] = {}
+        with self.locked():
+            for record in records:
+                if record.job_id in new or self._read(record.job_id) is not None:
+                    kept.append(record.job_id)
+                else:
+                    new[record.job_id] = record
+            if not new:
+                return kept
+            for record in new.values():
+                self._write(record, fsync=True, replacing=False, sync_folder=False)
+            if self._fsync:
+                try:
+                    fsync_dir(self.jobs_dir)
+                except OSError as exc:
+                    last = self.job_path(list(new)[-1])
+                    raise StorageError("sync the folder of", last, exc, replaced=True) from exc
+            self._rebuild()
+        return kept
+
     def _candidates(self, now: str, types: frozenset[str] | None) -> Iterator[str]:
         for key in self._queued:
             entry = self._entries[key[-1]]

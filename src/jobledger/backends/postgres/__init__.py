@@ -1,8 +1,10 @@
 """The PostgreSQL backends (psycopg 3: from a clone, ``pip install -e '.[postgres]'``).
 
-``JobState(url="postgresql://...")`` and ``JobQueue("postgresql://...")`` use them. The
-tables (``jobledger_*``) live in the URL's schema (``options=-csearch_path=...``, default
-``public``) and are created or migrated on first use; ``sql/`` holds the migrations.
+``jobledger.backends.open_job_backend`` and ``open_taskset_backend`` (the one door that
+``JobState(url="postgresql://...")``, ``JobQueue("postgresql://...")``, the CLI and export
+go through) open them for a URL. The tables (``jobledger_*``) live in the URL's schema
+(``options=-csearch_path=...``, default ``public``) and are created or migrated on first
+use; ``sql/`` holds the migrations.
 
 Importing this package does not import psycopg: the factories below do, and say how to
 install it when it is missing. The backends themselves are in ``.tasksets`` and ``.jobs``.

@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,6 +46,7 @@ from ..._faults import point
 from ..._location import classify
 from ..._records import encode_compact
 from ..._redact import redact_text, redact_url, scrub, url_secrets
+from .._identity import HOST
 from . import is_postgres_url
 from ._errors import DatabaseError, SchemaMissing, SchemaOutdated
 from ._migrate import applied_versions, migrate, migrations
@@ -63,7 +63,6 @@ __all__ = [
     "stored_as",
 ]
 
-HOST = socket.gethostname()
 log = logging.getLogger("jobledger")
 
 P = ParamSpec("P")
