@@ -1,7 +1,7 @@
 """The job queue's behaviour through its public API only, on every backend.
 
-``make_queue(**kwargs)`` opens a JobQueue on one backend's storage (each call opens it
-anew, as another process would); a PostgreSQL backend is added by extending JOB_BACKENDS.
+``make_queue(**kwargs)`` (tests/conftest.py) opens a JobQueue on one backend's storage
+(each call opens it anew, as another process would), once per backend of ``BACKENDS``.
 """
 
 from __future__ import annotations
@@ -14,30 +14,6 @@ import pytest
 import jobledger
 from jobledger import JobConflict, JobNotFound, JobQueue, JobStatus
 from jobledger._clock import iso_utc
-
-JOB_BACKENDS = ["files", "postgres"]
-
-
-@pytest.fixture(params=JOB_BACKENDS)
-def make_queue(request: pytest.FixtureRequest, tmp_path, clock):
-    opened: list[JobQueue] = []
-
-    def make(**kwargs) -> JobQueue:
-        kwargs.setdefault("clock", clock)
-        if request.param == "files":
-            kwargs.setdefault("durability", "flush")
-            queue = JobQueue(tmp_path / "queue", **kwargs)
-        elif request.param == "postgres":
-            kwargs.setdefault("durability", "flush")
-            queue = JobQueue(request.getfixturevalue("pg_url"), **kwargs)
-        else:  # pragma: no cover
-            raise AssertionError(request.param)
-        opened.append(queue)
-        return queue
-
-    yield make
-    for queue in opened:
-        queue.close()
 
 
 def _drain(q: JobQueue) -> list[str]:
