@@ -241,6 +241,33 @@ def test_prune_removes_only_old_finished_jobs(make_queue, clock):
     assert make_queue().counts()["Completed"] == 0
 
 
+def test_prune_dry_run_counts_what_prune_deletes_and_deletes_nothing(make_queue, clock):
+    q = make_queue()
+    for job_id in ("a-done", "b-failed", "c-cancelled"):
+        q.enqueue({"type": "T"}, job_id=job_id, max_attempts=1)
+    q.enqueue({"type": "T"}, job_id="d-queued", run_after=dt.timedelta(days=30))
+    q.complete(q.claim().job_id)
+    q.fail(q.claim().job_id, "x")
+    q.cancel("c-cancelled")
+    clock.advance(days=2)
+    q.enqueue({"type": "T"}, job_id="e-done")
+    q.complete(q.claim().job_id)
+    clock.advance(seconds=1)
+    before = q.counts()
+    reader = make_queue()  # a queue that has written nothing: a dry run is a read
+    assert reader.prune(dt.timedelta(days=1), dry_run=True) == 3
+    assert [j.job_id for j in reader.prunable(dt.timedelta(days=1))] == [
+        "a-done",
+        "b-failed",
+        "c-cancelled",
+    ]
+    assert reader.prune(dt.timedelta(hours=1), dry_run=True) == 3
+    assert reader.prune(0, dry_run=True) == 4
+    assert q.counts() == before  # nothing deleted
+    assert q.prune(dt.timedelta(days=1)) == 3
+    assert q.prune(dt.timedelta(days=1), dry_run=True) == 0
+
+
 def test_enqueue_returns_ids_and_is_idempotent(make_queue):
     q = make_queue()
     auto = q.enqueue({"type": "T"})
