@@ -443,11 +443,17 @@ class JobQueue:
         Returns the completed jobs."""
         return [self._job(record) for record in self._complete_many(results)]
 
+    def record_completions(self, results: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> int:
+        """:meth:`complete_many` returning only how many completions were recorded: it
+        does not turn each stored job back into a :class:`Job` (decoding its payload),
+        which a caller that only counts, such as :class:`Worker`, does not need. Fenced,
+        durable and raising exactly as :meth:`complete_many`."""
+        return len(self._complete_many(results))
+
     def _complete_many(
         self, results: Mapping[str, Any] | Iterable[tuple[str, Any]]
     ) -> builtins.list[JobRecord]:
-        """:meth:`complete_many`, returning the stored records (a Worker, which only
-        counts them, need not turn each into a Job)."""
+        """:meth:`complete_many`, returning the stored records."""
         pairs = builtins.list(results.items() if isinstance(results, Mapping) else results)
         for job_id, result in pairs:
             json_ready(result, f"the result of job {job_id}")

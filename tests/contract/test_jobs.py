@@ -354,6 +354,20 @@ def test_complete_many_records_a_batch_and_reports_the_refused(make_queue):
     assert q.complete_many({}) == []
 
 
+def test_record_completions_counts_a_batch_and_refuses_like_complete_many(make_queue):
+    q = make_queue()
+    q.enqueue_many([{"type": "T"}] * 4, job_ids=["a", "b", "c", "d"])
+    q.claim_many(3)  # a, b, c
+    assert q.record_completions([("a", 1), ("b", None)]) == 2
+    with pytest.raises(JobConflict) as info:
+        q.record_completions({"c": "ok", "d": "not claimed"})
+    assert set(info.value.refused) == {"d"}
+    again = make_queue()
+    assert [again.get(i).status for i in "abcd"] == [JobStatus.COMPLETED] * 3 + [JobStatus.QUEUED]
+    assert again.get("a").result == 1 and again.get("c").result == "ok"
+    assert q.record_completions({}) == 0
+
+
 def test_complete_many_checks_every_result_before_writing_any(make_queue):
     q = make_queue()
     q.enqueue_many([{"type": "T"}] * 2, job_ids=["a", "b"])
