@@ -4,12 +4,14 @@ PostgreSQL, and the peers a user would pick instead, each figure next to its lim
 Run from the project root (after ``pip install -e '.[bench]'``; PostgreSQL optional)::
 
     python -m bench                  # full run, 3 alternating rounds (about 7 minutes)
-    python -m bench --quick          # smoke run: small sizes, 1 round (about 2.5 minutes;
-                                     # with --no-recovery about 40 s)
+    python -m bench --quick          # smoke run: small sizes, 1 round (about 2.5 minutes
+                                     # with every peer installed; under a minute without
+                                     # them, as CI runs it)
     python -m bench --dir /mnt/ssd/tmp --admin-url postgresql://u@db/postgres
     python -m bench --no-peers --no-recovery --rounds 5
     python -m bench --peers huey,pgqueuer --no-open
     python -m bench --rounds 0       # only the once-only parts (opening, recovery)
+    python -m bench --quick --check  # CI: exit 1 if a jobledger or machine measure failed
 
 (``python -m bench.all`` is the same; ``bench/__main__.py`` only calls ``main``.)
 
@@ -204,7 +206,7 @@ def jl_batch_round(where: str, n: int, batch: int) -> list[float]:
     jobs = [pg.text_job(i) for i in range(n)]
     lat = []
     with jobledger.JobQueue(where, durability="fsync") as q:
-        q.counts()
+        q.recover()
         for s in range(0, n, batch):
             t0 = time.perf_counter()
             q.enqueue_many(jobs[s : s + batch])
@@ -569,7 +571,10 @@ def peer_setup(
             peer.check()
             info[name]["version"] = peer.version()
         except Exception as exc:
-            info[name]["skipped"] = f"skipped: not installed ({type(exc).__name__}: {exc})"
+            info[name]["skipped"] = (
+                f"skipped: not installed ({type(exc).__name__}: {exc}; "
+                "pip install -e '.[bench]' installs the peers)"
+            )
             continue
         if peer.kind == "postgres" and db_url is None:
             info[name]["skipped"] = "skipped: no PostgreSQL server"
@@ -606,6 +611,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-recovery", action="store_true", help="skip the recovery runs")
     parser.add_argument("--no-open", action="store_true", help="skip opening and memory")
     parser.add_argument("--output", default=str(RESULTS), help="JSON results file")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if a measure of jobledger or of the machine failed (CI: the benchmarks "
+        "must keep working); a peer that is missing or fails is only reported",
+    )
     args = parser.parse_args(argv)
 
     size = dict(SIZES["quick" if args.quick else "full"])
@@ -697,6 +708,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"total {time.monotonic() - started:.0f}s")
+    broken = {
+        key: why
+        for key, why in book.skipped.items()
+        if why.startswith("failed:") and key.split(".")[0] not in peer_mod.PEERS
+    }
+    if args.check and broken:
+        for key, why in sorted(broken.items()):
+            print(f"--check: {key} {why}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -296,7 +296,7 @@ def enqueue_many_round(url: str, n: int) -> dict[str, float]:
     lat = []
     clock = time.perf_counter
     with jobledger.JobQueue(url) as q:
-        q.counts()  # connect, migrate and recover before timing
+        q.recover()  # connect, migrate and recover before timing
         for batch in batches:
             t0 = clock()
             q.enqueue_many(batch)
@@ -316,7 +316,7 @@ def enqueue_one_round(url: str, n: int) -> dict[str, float]:
     lat = []
     clock = time.perf_counter
     with jobledger.JobQueue(url) as q:
-        q.counts()
+        q.recover()
         for j in jobs:
             t0 = clock()
             q.enqueue(j)
@@ -396,7 +396,7 @@ def drain_worker(
     out: dict[str, Any] = {"pid": os.getpid()}
     try:
         with jobledger.JobQueue(url) as q:
-            q.counts()  # connect, migrate, recover: before the barrier
+            q.recover()  # connect, migrate, recover: before the barrier
             q.worker_id  # noqa: B018 - register (and start the heartbeat) before the barrier
             worker = jobledger.Worker(q, {"Noop": noop}, **kwargs)
             barrier.wait(timeout=300)
@@ -559,7 +559,7 @@ def fresh_worker(url: str, kwargs: dict[str, Any], ready: Any) -> None:
         return {"order": n}
 
     with jobledger.JobQueue(url) as q:
-        q.counts()
+        q.recover()
         q.worker_id  # noqa: B018
         ready.set()
         jobledger.Worker(q, {"Block": recovered, "Other": other}, **kwargs).run()

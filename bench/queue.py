@@ -134,7 +134,7 @@ def interleaved_enqueue(work: str, data: bytes, n: int, chunk: int) -> dict[str,
     spent = {"replace": 0.0, "new": 0.0, "enqueue": 0.0}
     clock = time.perf_counter
     with jobledger.JobQueue(os.path.join(work, "il-queue"), durability="fsync") as q:
-        q.counts()
+        q.recover()
         for start in range(0, n, chunk):
             stop = min(n, start + chunk)
             t0 = clock()
@@ -169,7 +169,7 @@ def enqueue_round(root: str, n: int, start: int = 0) -> list[float]:
     lat = []
     clock = time.perf_counter
     with jobledger.JobQueue(root, durability="fsync") as q:
-        q.counts()  # open (and reconcile) before timing
+        q.recover()  # open (and reconcile) before timing
         for i in range(start, start + n):
             payload = job(i)
             t0 = clock()
@@ -188,7 +188,7 @@ def claim_complete_round(root: str, n: int, prefill: bool = True) -> list[float]
     lat = []
     clock = time.perf_counter
     with jobledger.JobQueue(root, durability="fsync") as q:
-        q.counts()
+        q.recover()
         q.worker_id  # noqa: B018 - register the worker before timing
         for _ in range(n):
             t0 = clock()
@@ -241,7 +241,7 @@ def worker_round(root: str, n: int, batch_size: int, concurrency: int = 1) -> di
     with jobledger.JobQueue(root, durability="flush") as q:
         q.enqueue_many([job(i) for i in range(n)])
     with jobledger.JobQueue(root, durability="fsync") as q:
-        q.counts()
+        q.recover()
         q.worker_id  # noqa: B018 - register the worker before timing
         worker = jobledger.Worker(
             q,

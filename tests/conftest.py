@@ -1,4 +1,5 @@
-"""Shared fixtures: an injectable clock and a JobState per backend; the ``--slow`` flag.
+"""Shared fixtures: an injectable clock, the one list of backends with a JobState and a
+JobQueue factory per backend, a fresh ``@job_type`` registry per test; the ``--slow`` flag.
 
 Tests marked ``slow`` (long crash campaigns, bigger model runs) are skipped unless
 ``pytest --slow`` (or ``JOBLEDGER_SLOW=1``) asks for them: CI runs the rest in minutes.
@@ -7,13 +8,17 @@ Tests marked ``slow`` (long crash campaigns, bigger model runs) are skipped unle
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 import jobledger
+from jobledger import _registry
 from tests.postgres._pg import pg_database, pg_url  # noqa: F401 (fixtures)
 
 
@@ -70,7 +75,18 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+#: The backends every backend-independent suite runs on: the one list of the test suite
+#: (``make_state``, ``make_queue``, the model tests' storage). A test that inspects files
+#: on disk is files-only and opens its queue or state folder itself.
 BACKENDS = ["files", "postgres"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_job_types() -> Iterator[None]:
+    """``@job_type`` registers in a process-global table: what a test registers is
+    forgotten after it, so no test sees another's types (module-level ones stay)."""
+    with _registry.isolated_for_tests():
+        yield
 
 
 @pytest.fixture(params=BACKENDS)
@@ -93,6 +109,53 @@ def make_state(request: pytest.FixtureRequest, tmp_path, clock):
     yield make
     for state in opened:  # JobState has no close(): give back the connections now
         state.backend.close()
+
+
+class QueueFactory:
+    """``make_queue(**kwargs)``: a JobQueue on one backend's storage (the same folder or
+    database schema on every call, each call opening it anew, as another process would),
+    with the fake clock and ``durability="flush"`` unless given. Closed after the test."""
+
+    def __init__(self, backend: str, location: str | Path, clock: FakeClock) -> None:
+        self.backend = backend
+        #: The folder (files) or the schema's URL (postgres): what the CLI's --dir takes.
+        self.location = location
+        self._clock = clock
+        self.opened: list[jobledger.JobQueue] = []
+
+    def __call__(self, **kwargs: Any) -> jobledger.JobQueue:
+        kwargs.setdefault("clock", self._clock)
+        kwargs.setdefault("durability", "flush")
+        queue = jobledger.JobQueue(self.location, **kwargs)
+        self.opened.append(queue)
+        return queue
+
+    def document(self, queue: jobledger.JobQueue, job_id: str) -> dict[str, Any]:
+        """The job's stored document: its file ``jobs/<id>.json`` on files (read from
+        disk), its row's document on PostgreSQL."""
+        if self.backend == "files":
+            data: dict[str, Any] = json.loads(
+                (Path(self.location) / "jobs" / f"{job_id}.json").read_text()
+            )
+            return data
+        record = queue.backend.get(job_id)
+        assert record is not None, f"no job {job_id}"
+        return record.to_json()
+
+
+@pytest.fixture(params=BACKENDS)
+def make_queue(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock):
+    """A :class:`QueueFactory` per backend."""
+    if request.param == "files":
+        location: str | Path = tmp_path / "queue"
+    elif request.param == "postgres":
+        location = request.getfixturevalue("pg_url")
+    else:  # pragma: no cover
+        raise AssertionError(request.param)
+    factory = QueueFactory(request.param, location, clock)
+    yield factory
+    for queue in factory.opened:
+        queue.close()
 
 
 @pytest.fixture

@@ -10,6 +10,14 @@ after a crash, reboot or Ctrl-C, skip what is done and resume what remains::
         for task in ts.pending():
             with ts.task(task, reraise=False):
                 do(task)
+
+Job queues: jobs as JSON files in a folder (``jobs/<id>.json`` and ``queue.json``) or rows
+in PostgreSQL, served in priority order, retried with backoff, and given back to the queue
+when their worker dies::
+
+    queue = jobledger.JobQueue("sessions/queue")  # or "postgresql://..."
+    queue.enqueue({"type": "TextJob", "model": "mistralai/Mistral-7B-v0.1"})
+    jobledger.Worker(queue, {"TextJob": train}).run(until_empty=True)
 """
 
 from ._errors import (

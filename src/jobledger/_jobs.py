@@ -22,7 +22,7 @@ import enum
 import json
 import os
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from ._records import dumps_lines
 
@@ -52,13 +52,21 @@ class JobStatus(str, enum.Enum):
     FAILED = "Failed"
     CANCELLED = "Cancelled"
 
+    #: The finished statuses, Completed, Failed and Cancelled: a job in one is never
+    #: served again (unless retried) and may be pruned. Set below the class (an enum's
+    #: body would make it a member). Iterate ``JobStatus`` for a stable order.
+    FINISHED: ClassVar[frozenset[JobStatus]]
+
     @property
     def is_live(self) -> bool:
-        """Queued or Running: still to be served."""
-        return self in (JobStatus.QUEUED, JobStatus.RUNNING)
+        """Queued or Running: still to be served (not :attr:`FINISHED`)."""
+        return self not in JobStatus.FINISHED
 
     def __str__(self) -> str:
-        return self.value
+        return str(self.value)  # a str already; says so to mypy, which FINISHED confuses
+
+
+JobStatus.FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 @dataclass(frozen=True)

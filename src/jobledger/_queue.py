@@ -453,11 +453,17 @@ class JobQueue:
         Returns the completed jobs."""
         return [self._job(record) for record in self._complete_many(results)]
 
+    def record_completions(self, results: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> int:
+        """:meth:`complete_many` returning only how many completions were recorded: it
+        does not turn each stored job back into a :class:`Job` (decoding its payload),
+        which a caller that only counts, such as :class:`Worker`, does not need. Fenced,
+        durable and raising exactly as :meth:`complete_many`."""
+        return len(self._complete_many(results))
+
     def _complete_many(
         self, results: Mapping[str, Any] | Iterable[tuple[str, Any]]
     ) -> builtins.list[JobRecord]:
-        """:meth:`complete_many`, returning the stored records (a Worker, which only
-        counts them, need not turn each into a Job)."""
+        """:meth:`complete_many`, returning the stored records."""
         pairs = builtins.list(results.items() if isinstance(results, Mapping) else results)
         for job_id, result in pairs:
             json_ready(result, f"the result of job {job_id}")
@@ -712,14 +718,31 @@ class JobQueue:
 
     # -- maintenance ----------------------------------------------------------------------
 
-    def prune(self, older_than: dt.timedelta | float) -> int:
+    def prune(self, older_than: dt.timedelta | float, *, dry_run: bool = False) -> int:
         """Delete finished jobs (Completed, Failed, Cancelled) that finished more than
-        ``older_than`` (a timedelta or seconds, 0 or more) ago. Returns how many."""
+        ``older_than`` (a timedelta or seconds, 0 or more) ago. Returns how many.
+
+        ``dry_run=True`` deletes nothing and returns how many it would delete; like every
+        read it locks, recovers and creates nothing (:meth:`prunable` lists them)."""
+        if dry_run:
+            return len(self.prunable(older_than))
         age = to_timedelta(older_than, "older_than")
         cutoff = iso_utc(self.clock.now() - age)
         n = self._opened().prune(cutoff)
         log.info("Pruned %d finished jobs older than %s", n, age)
         return n
+
+    def prunable(self, older_than: dt.timedelta | float) -> builtins.list[Job]:
+        """The finished jobs :meth:`prune` with the same ``older_than`` would delete now,
+        oldest first. Reads only."""
+        cutoff = iso_utc(self.clock.now() - to_timedelta(older_than, "older_than"))
+        old = [
+            r
+            for r in self._reading().all_records()
+            if not r.status.is_live and (r.finished or "") < cutoff
+        ]
+        old.sort(key=lambda r: (r.finished or "", r.job_id))
+        return [self._job(r) for r in old]
 
     def clear(self) -> int:
         """Delete every job and the index. Refuses while any worker is alive (a

@@ -11,11 +11,12 @@ unions there).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar, Union
 
 from ._errors import InvalidPayload, JobLedgerError
@@ -229,3 +230,17 @@ def _decode_value(hint: Any, value: Any) -> Any:
         inner = args[1] if len(args) == 2 else Any
         return {k: _decode_value(inner, v) for k, v in value.items()}
     return value
+
+
+@contextlib.contextmanager
+def isolated_for_tests() -> Iterator[None]:
+    """For test suites: the registry as it was on entry is restored on exit, so the types a
+    test registers (the registry is process-global) do not outlive it."""
+    by_name, by_class = dict(_by_name), dict(_by_class)
+    try:
+        yield
+    finally:
+        _by_name.clear()
+        _by_name.update(by_name)
+        _by_class.clear()
+        _by_class.update(by_class)

@@ -485,16 +485,16 @@ class TaskSet:
                     self._record.last_update,
                 )
             record = (current or self._fresh()).copy()
-            if current is not self._record:
-                # The file is not what this process last saw. Whatever it completed stays
-                # completed, even if the file went back (a corrupt file restored from its
-                # previous generation): forgetting it would run those tasks again.
-                done = set(record.completed)
-                for task in self._record.completed:
-                    if task not in done:
-                        record.completed.append(task)
-                        if task in record.remaining:
-                            record.remaining.remove(task)
+            # Whatever this process saw completed stays completed, even if the stored record
+            # went back (a corrupt file restored from its previous generation): forgetting
+            # it would run those tasks again. When the stored record is the one this process
+            # last saw, this adds nothing (no backend need hand back the same object).
+            done = set(record.completed)
+            for task in self._record.completed:
+                if task not in done:
+                    record.completed.append(task)
+                    if task in record.remaining:
+                        record.remaining.remove(task)
             change(record)
             record.last_update = now
             return record

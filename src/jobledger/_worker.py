@@ -353,7 +353,7 @@ class Worker:
                 self.queue.complete(*pending[0])
                 recorded = 1
             else:
-                recorded = len(self.queue._complete_many(pending))
+                recorded = self.queue.record_completions(pending)
         except JobConflict as conflict:
             recorded = len(pending) - max(1, len(conflict.refused))
             refused = set(conflict.refused) or {pending[0][0]}

@@ -26,6 +26,7 @@ import jobledger  # noqa: E402
 from jobledger import JobQueue, JobStatus  # noqa: E402
 from jobledger.cli import cli  # noqa: E402
 from tests.cli.conftest import ALICE, BOB, TASKS, fill  # noqa: E402
+from tests.cli.test_jobs_cli import PreparedQueue, build_queue_at  # noqa: E402
 from tests.conftest import FakeClock  # noqa: E402
 
 SECRET = "s3cr3t-pw"
@@ -259,50 +260,17 @@ def test_the_postgres_scheme_is_accepted_too(sets: PgSets) -> None:
 
 # -- the queue --------------------------------------------------------------------------------
 
-NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-
-
-@dataclass
-class PgQueue:
-    """A queue in a database schema with jobs in every status (as test_jobs_cli.py's
-    folder); ``queue`` stays open, the live worker running job ``running``."""
-
-    url: str
-    queue: JobQueue
-
-    def run(self, *args: str, input: str | None = None) -> Result:
-        return CliRunner().invoke(cli, ["jobs", *args, "--dir", self.url], input=input)
-
 
 @pytest.fixture
-def pq(pg_url: str) -> Iterator[PgQueue]:
-    """10 days ago: old-done (Completed), old-failed (Failed); 1 day ago: recent-done
-    (Completed), cancelled (Cancelled); now: running (Running), q-high and q-low (Queued)."""
-    clock = FakeClock((NOW - dt.timedelta(days=10)).isoformat())
-    q = JobQueue(pg_url, durability="flush", clock=clock)
-    q.enqueue({"type": "echo", "text": "old"}, job_id="old-done")
-    q.enqueue({"type": "flaky"}, job_id="old-failed", max_attempts=1)
-    assert q.claim(types=["echo"]) is not None
-    q.complete("old-done", {"echoed": "old"})
-    assert q.claim(types=["flaky"]) is not None
-    q.fail("old-failed", RuntimeError("model download timed out"))
-    clock.set((NOW - dt.timedelta(days=1)).isoformat())
-    q.enqueue({"type": "echo", "text": "recent"}, job_id="recent-done")
-    assert q.claim(types=["echo"]) is not None
-    q.complete("recent-done", {"echoed": "recent"})
-    q.enqueue({"type": "echo"}, job_id="cancelled")
-    q.cancel("cancelled")
-    clock.set(NOW.isoformat())
-    q.enqueue({"type": "slow", "model": "mistralai/Mistral-7B-v0.1"}, job_id="running")
-    assert q.claim(types=["slow"]) is not None
-    q.enqueue({"type": "echo", "text": "low"}, job_id="q-low")
-    q.enqueue({"type": "echo", "text": "high"}, job_id="q-high", priority=5)
-    prepared = PgQueue(pg_url, q)
+def pq(pg_url: str) -> Iterator[PreparedQueue]:
+    """test_jobs_cli.py's queue (jobs in every status; ``queue`` stays open, the live
+    worker running job ``running``) in a database schema: ``pq.dir`` is its URL."""
+    prepared = build_queue_at(pg_url)
     yield prepared
     prepared.queue.close()
 
 
-def test_jobs_list_in_serving_order_with_counts(pq: PgQueue) -> None:
+def test_jobs_list_in_serving_order_with_counts(pq: PreparedQueue) -> None:
     result = pq.run("list")
     assert result.exit_code == 0, result.output
     out = result.stdout
@@ -322,8 +290,8 @@ def test_jobs_list_in_serving_order_with_counts(pq: PgQueue) -> None:
     assert {d["job_id"] for d in docs} >= {"running", "q-high", "old-failed"}
 
 
-def test_jobs_dir_comes_from_the_environment(pq: PgQueue) -> None:
-    result = invoke("jobs", "counts", "--json", env={"JOBLEDGER_QUEUE_DIR": pq.url})
+def test_jobs_dir_comes_from_the_environment(pq: PreparedQueue) -> None:
+    result = invoke("jobs", "counts", "--json", env={"JOBLEDGER_QUEUE_DIR": str(pq.dir)})
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {
         "Queued": 2,
@@ -334,7 +302,7 @@ def test_jobs_dir_comes_from_the_environment(pq: PgQueue) -> None:
     }
 
 
-def test_jobs_show_and_counts(pq: PgQueue) -> None:
+def test_jobs_show_and_counts(pq: PreparedQueue) -> None:
     result = pq.run("show", "old-done")
     assert result.exit_code == 0, result.output
     assert re.search(r"Status\s+Completed", result.stdout)
@@ -357,7 +325,7 @@ def test_jobs_show_and_counts(pq: PgQueue) -> None:
     assert "2" in table["Queued"] and "7" in table["Total"]
 
 
-def test_jobs_enqueue_stores_the_job(pq: PgQueue) -> None:
+def test_jobs_enqueue_stores_the_job(pq: PreparedQueue) -> None:
     result = pq.run(
         "enqueue", "echo", "--payload", '{"text": "hi"}', "--id", "new", "--priority", "3"
     )
@@ -372,7 +340,7 @@ def test_jobs_enqueue_stores_the_job(pq: PgQueue) -> None:
     assert "already exists (Queued) in postgresql://" in again.stderr
 
 
-def test_jobs_retry_and_cancel(pq: PgQueue) -> None:
+def test_jobs_retry_and_cancel(pq: PreparedQueue) -> None:
     retried = pq.run("retry", "old-failed")
     assert retried.exit_code == 0, retried.output
     assert "Job old-failed (flaky) is Queued again in postgresql://" in retried.stdout
@@ -390,7 +358,7 @@ def test_jobs_retry_and_cancel(pq: PgQueue) -> None:
     assert pq.run("cancel", "old-done").exit_code == 1  # finished
 
 
-def test_jobs_prune_dry_run_then_for_real(pq: PgQueue) -> None:
+def test_jobs_prune_dry_run_then_for_real(pq: PreparedQueue) -> None:
     dry = pq.run("prune", "--older-than", "7d", "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert "Would prune 2 jobs" in dry.stdout and "(Completed 1, Failed 1)" in dry.stdout
@@ -403,7 +371,7 @@ def test_jobs_prune_dry_run_then_for_real(pq: PgQueue) -> None:
     assert "Nothing to prune" in nothing.stdout
 
 
-def test_jobs_clear_refused_while_a_worker_lives_then_clears(pq: PgQueue) -> None:
+def test_jobs_clear_refused_while_a_worker_lives_then_clears(pq: PreparedQueue) -> None:
     refused = pq.run("clear", "--yes")
     assert refused.exit_code == 1
     assert "refusing to clear the queue in postgresql://" in refused.stderr

@@ -1,4 +1,8 @@
-"""`jobledger jobs ...` on a prepared queue folder: output content and exit codes."""
+"""`jobledger jobs ...` on a prepared queue: output content and exit codes.
+
+The ``pq`` tests run on each backend of ``BACKENDS`` (a folder, or a PostgreSQL schema's
+URL given to ``--dir``); the tests under "files only" look at the queue folder on disk.
+"""
 
 from __future__ import annotations
 
@@ -15,27 +19,36 @@ from click.testing import CliRunner, Result
 import jobledger
 from jobledger import JobQueue, JobStatus
 from jobledger.cli import _maint, cli
-from tests.conftest import FakeClock
+from tests.conftest import BACKENDS, FakeClock
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
 
 @dataclass
 class PreparedQueue:
-    """A queue folder with jobs in every status.
+    """A queue (a folder, or a PostgreSQL URL) with jobs in every status.
 
     ``queue`` stays open: it is the live worker running job ``running``.
     """
 
-    dir: Path
+    dir: Path | str
     queue: JobQueue
+
+    @property
+    def on_files(self) -> bool:
+        return isinstance(self.dir, Path)
 
     def run(self, *args: str, input: str | None = None) -> Result:
         return jobs_cli(*args, "--dir", str(self.dir), input=input)
 
     def doc(self, job_id: str) -> dict[str, object]:
-        data: dict[str, object] = json.loads((self.dir / "jobs" / f"{job_id}.json").read_text())
-        return data
+        """The stored document: the job file read from disk, or the row's document."""
+        if isinstance(self.dir, Path):
+            data: dict[str, object] = json.loads((self.dir / "jobs" / f"{job_id}.json").read_text())
+            return data
+        record = self.queue.backend.get(job_id)
+        assert record is not None, job_id
+        return record.to_json()
 
 
 def jobs_cli(*args: str, input: str | None = None) -> Result:
@@ -49,9 +62,14 @@ def _age_file(queue_dir: Path, job_id: str, when: dt.datetime) -> None:
 
 
 def build_queue(root: Path) -> PreparedQueue:
+    """The queue of :func:`build_queue_at` in the folder ``root / "queue"``."""
+    return build_queue_at(root / "queue")
+
+
+def build_queue_at(qdir: Path | str) -> PreparedQueue:
     """10 days ago: old-done (Completed), old-failed (Failed); 1 day ago: recent-done
-    (Completed), cancelled (Cancelled); now: running (Running), q-high and q-low (Queued)."""
-    qdir = root / "queue"
+    (Completed), cancelled (Cancelled); now: running (Running), q-high and q-low (Queued);
+    in the folder or PostgreSQL URL ``qdir``."""
     clock = FakeClock((NOW - dt.timedelta(days=10)).isoformat())
     q = JobQueue(qdir, durability="flush", clock=clock)
 
@@ -77,16 +95,21 @@ def build_queue(root: Path) -> PreparedQueue:
     q.enqueue({"type": "echo", "text": "low"}, job_id="q-low")
     q.enqueue({"type": "echo", "text": "high"}, job_id="q-high", priority=5)
 
-    for job_id in ("old-done", "old-failed"):
-        _age_file(qdir, job_id, old)
-    for job_id in ("recent-done", "cancelled"):
-        _age_file(qdir, job_id, recent)
+    if isinstance(qdir, Path):
+        for job_id in ("old-done", "old-failed"):
+            _age_file(qdir, job_id, old)
+        for job_id in ("recent-done", "cancelled"):
+            _age_file(qdir, job_id, recent)
     return PreparedQueue(qdir, q)
 
 
-@pytest.fixture
-def pq(tmp_path: Path) -> Iterator[PreparedQueue]:
-    prepared = build_queue(tmp_path)
+@pytest.fixture(params=BACKENDS)
+def pq(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PreparedQueue]:
+    """The prepared queue on each backend."""
+    if request.param == "files":
+        prepared = build_queue(tmp_path)
+    else:
+        prepared = build_queue_at(request.getfixturevalue("pg_url"))
     yield prepared
     prepared.queue.close()
 
@@ -156,7 +179,7 @@ def test_list_json_prints_the_job_files_documents(pq: PreparedQueue) -> None:
     assert by_id["old-done"]["_jobledger"]["result"] == {"echoed": "old"}
 
 
-def test_list_of_an_empty_queue(tmp_path: Path) -> None:
+def test_list_of_an_empty_queue(tmp_path: Path) -> None:  # files only: an empty folder
     (tmp_path / "empty").mkdir()
     result = jobs_cli("list", "--dir", str(tmp_path / "empty"))
     assert result.exit_code == 0
@@ -172,6 +195,7 @@ def test_dir_comes_from_the_environment(pq: PreparedQueue) -> None:
     assert "running" in rows(result.stdout)
 
 
+# Files only: a folder that does not exist.
 def test_dir_is_required_and_must_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("JOBLEDGER_QUEUE_DIR", raising=False)
     missing = jobs_cli("list")
@@ -250,7 +274,8 @@ def test_enqueue_prints_the_id_and_stores_the_job(pq: PreparedQueue) -> None:
     meta = doc["_jobledger"]
     assert isinstance(meta, dict)
     assert meta["priority"] == 3 and meta["max_attempts"] == 5 and meta["run_after"] is None
-    assert job_id in json.loads((pq.dir / "queue.json").read_text())["queued"]
+    if isinstance(pq.dir, Path):  # the folder's index, on disk
+        assert job_id in json.loads((pq.dir / "queue.json").read_text())["queued"]
 
 
 def test_enqueue_with_id_delay_and_payload_file(pq: PreparedQueue, tmp_path: Path) -> None:
@@ -281,7 +306,7 @@ def test_enqueue_an_existing_id_stores_nothing_and_says_so(pq: PreparedQueue) ->
     assert pq.doc("old-done") == before
 
 
-def test_enqueue_without_payload_makes_an_empty_one(tmp_path: Path) -> None:
+def test_enqueue_without_payload_makes_an_empty_one(tmp_path: Path) -> None:  # files only
     qdir = tmp_path / "new-queue"  # enqueue --create may create the folder (issue 11)
     result = jobs_cli("enqueue", "ping", "--dir", str(qdir), "--create")
     assert result.exit_code == 0, result.output
@@ -370,14 +395,19 @@ def test_prune_dry_run_counts_and_deletes_nothing(pq: PreparedQueue) -> None:
     assert "Would prune 2 jobs finished before" in result.stdout
     assert "(Completed 1, Failed 1)" in result.stdout
     assert "Nothing was deleted" in result.stdout
-    assert (pq.dir / "jobs" / "old-done.json").exists()
+    if isinstance(pq.dir, Path):
+        assert (pq.dir / "jobs" / "old-done.json").exists()
+    assert pq.queue.get("old-done") is not None
 
 
 def test_prune_deletes_old_finished_jobs_only(pq: PreparedQueue) -> None:
     result = pq.run("prune", "--older-than", "7d")
     assert result.exit_code == 0, result.output
     assert "Pruned 2 jobs finished before" in result.stdout
-    left = {p.stem for p in (pq.dir / "jobs").glob("*.json")}
+    if isinstance(pq.dir, Path):
+        left = {p.stem for p in (pq.dir / "jobs").glob("*.json")}
+    else:
+        left = {job.job_id for job in pq.queue.list()}
     assert left == {"recent-done", "cancelled", "running", "q-high", "q-low"}
     assert pq.queue.counts() == {
         "Queued": 2,
@@ -404,6 +434,8 @@ def test_prune_bad_age_is_a_usage_error(pq: PreparedQueue) -> None:
 
 
 # -- clear ------------------------------------------------------------------------------------
+# Files only, but for test_clear_refuses_while_this_process_runs_a_worker: they look at the
+# queue folder on disk (tests/cli/test_cli_postgres.py clears a database queue).
 
 
 @pytest.fixture

@@ -18,9 +18,6 @@ import pytest
 
 import jobledger
 from jobledger import InvalidNameError, InvalidPayload, JobQueue, JobStatus, Worker
-from tests.contract import test_jobs
-
-make_queue = test_jobs.make_queue  # the per-backend JobQueue factory fixture
 
 LONE = "\ud800"
 

@@ -1,7 +1,7 @@
 """The job queue's behaviour through its public API only, on every backend.
 
-``make_queue(**kwargs)`` opens a JobQueue on one backend's storage (each call opens it
-anew, as another process would); a PostgreSQL backend is added by extending JOB_BACKENDS.
+``make_queue(**kwargs)`` (tests/conftest.py) opens a JobQueue on one backend's storage
+(each call opens it anew, as another process would), once per backend of ``BACKENDS``.
 """
 
 from __future__ import annotations
@@ -15,30 +15,6 @@ import jobledger
 from jobledger import JobConflict, JobNotFound, JobQueue, JobStatus
 from jobledger._clock import iso_utc
 from jobledger._jobs import JobRecord
-
-JOB_BACKENDS = ["files", "postgres"]
-
-
-@pytest.fixture(params=JOB_BACKENDS)
-def make_queue(request: pytest.FixtureRequest, tmp_path, clock):
-    opened: list[JobQueue] = []
-
-    def make(**kwargs) -> JobQueue:
-        kwargs.setdefault("clock", clock)
-        if request.param == "files":
-            kwargs.setdefault("durability", "flush")
-            queue = JobQueue(tmp_path / "queue", **kwargs)
-        elif request.param == "postgres":
-            kwargs.setdefault("durability", "flush")
-            queue = JobQueue(request.getfixturevalue("pg_url"), **kwargs)
-        else:  # pragma: no cover
-            raise AssertionError(request.param)
-        opened.append(queue)
-        return queue
-
-    yield make
-    for queue in opened:
-        queue.close()
 
 
 def _drain(q: JobQueue) -> list[str]:
@@ -266,6 +242,33 @@ def test_prune_removes_only_old_finished_jobs(make_queue, clock):
     assert make_queue().counts()["Completed"] == 0
 
 
+def test_prune_dry_run_counts_what_prune_deletes_and_deletes_nothing(make_queue, clock):
+    q = make_queue()
+    for job_id in ("a-done", "b-failed", "c-cancelled"):
+        q.enqueue({"type": "T"}, job_id=job_id, max_attempts=1)
+    q.enqueue({"type": "T"}, job_id="d-queued", run_after=dt.timedelta(days=30))
+    q.complete(q.claim().job_id)
+    q.fail(q.claim().job_id, "x")
+    q.cancel("c-cancelled")
+    clock.advance(days=2)
+    q.enqueue({"type": "T"}, job_id="e-done")
+    q.complete(q.claim().job_id)
+    clock.advance(seconds=1)
+    before = q.counts()
+    reader = make_queue()  # a queue that has written nothing: a dry run is a read
+    assert reader.prune(dt.timedelta(days=1), dry_run=True) == 3
+    assert [j.job_id for j in reader.prunable(dt.timedelta(days=1))] == [
+        "a-done",
+        "b-failed",
+        "c-cancelled",
+    ]
+    assert reader.prune(dt.timedelta(hours=1), dry_run=True) == 3
+    assert reader.prune(0, dry_run=True) == 4
+    assert q.counts() == before  # nothing deleted
+    assert q.prune(dt.timedelta(days=1)) == 3
+    assert q.prune(dt.timedelta(days=1), dry_run=True) == 0
+
+
 def test_enqueue_returns_ids_and_is_idempotent(make_queue):
     q = make_queue()
     auto = q.enqueue({"type": "T"})
@@ -350,6 +353,20 @@ def test_complete_many_records_a_batch_and_reports_the_refused(make_queue):
     assert again.get("a").result == 1
     assert again.counts()["Completed"] == 3
     assert q.complete_many({}) == []
+
+
+def test_record_completions_counts_a_batch_and_refuses_like_complete_many(make_queue):
+    q = make_queue()
+    q.enqueue_many([{"type": "T"}] * 4, job_ids=["a", "b", "c", "d"])
+    q.claim_many(3)  # a, b, c
+    assert q.record_completions([("a", 1), ("b", None)]) == 2
+    with pytest.raises(JobConflict) as info:
+        q.record_completions({"c": "ok", "d": "not claimed"})
+    assert set(info.value.refused) == {"d"}
+    again = make_queue()
+    assert [again.get(i).status for i in "abcd"] == [JobStatus.COMPLETED] * 3 + [JobStatus.QUEUED]
+    assert again.get("a").result == 1 and again.get("c").result == "ok"
+    assert q.record_completions({}) == 0
 
 
 def test_complete_many_checks_every_result_before_writing_any(make_queue):

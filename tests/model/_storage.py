@@ -17,9 +17,10 @@ from typing import Any
 
 from hypothesis import HealthCheck, settings
 
+from tests.conftest import BACKENDS
 from tests.postgres._pg import PgDatabase
 
-BACKENDS = ["files", "postgres"]
+__all__ = ["BACKENDS", "StorageFactory", "model_settings"]
 
 # Examples per backend are sized so that tests/model runs in well under a minute in all;
 # JOBLEDGER_MODEL_EXAMPLES multiplies them (e.g. 20) for a longer search by hand.

@@ -1,5 +1,7 @@
 """Typed jobs: the document's TextJob and a DiffusionJob round-trip exactly through the
-document's job file shape; nested variants are tagged, never sniffed."""
+document's job file shape; nested variants are tagged, never sniffed.
+
+On each backend (``make_queue``); the tests that edit job files by hand are files-only."""
 
 from __future__ import annotations
 
@@ -93,23 +95,26 @@ DOC_EXAMPLE = {
 }
 
 
-def test_the_documents_text_job_has_the_documents_file_shape_and_round_trips(tmp_path):
-    qdir = tmp_path / "q"
-    q = JobQueue(qdir, durability="flush")
+def test_the_documents_text_job_has_the_documents_file_shape_and_round_trips(make_queue):
+    q = make_queue()
     job = _doc_text_job()
     assert q.enqueue(job) == DOC_JOB_ID  # the payload's own job_id is the id
     claimed = q.claim()
     assert claimed.job_id == DOC_JOB_ID and claimed.known_type is True
     assert claimed.payload == job
     assert type(claimed.payload.dataset_type) is CustomDatasetType
-    doc = json.loads((qdir / "jobs" / f"{DOC_JOB_ID}.json").read_text())
+    doc = make_queue.document(q, DOC_JOB_ID)  # on files: the job file, read from disk
     meta = doc.pop("_jobledger")
     assert doc == DOC_EXAMPLE
     assert meta["attempts"] == 1
-    assert json.loads((qdir / "queue.json").read_text())["running"] == [DOC_JOB_ID]
+    if make_queue.backend == "files":  # the folder's index, on disk
+        assert json.loads((make_queue.location / "queue.json").read_text())["running"] == [
+            DOC_JOB_ID
+        ]
     q.close()
 
 
+# Files only: the job file is written by hand into the folder.
 def test_the_documents_job_file_written_by_hand_is_served_as_a_text_job(tmp_path):
     qdir = tmp_path / "q"
     (qdir / "jobs").mkdir(parents=True)
@@ -120,9 +125,8 @@ def test_the_documents_job_file_written_by_hand_is_served_as_a_text_job(tmp_path
         assert job is not None and job.payload == _doc_text_job()
 
 
-def test_a_diffusion_job_round_trips_through_a_worker(tmp_path):
-    qdir = tmp_path / "q"
-    q = JobQueue(qdir, durability="flush")
+def test_a_diffusion_job_round_trips_through_a_worker(make_queue):
+    q = make_queue()
     job = DiffusionJob(
         job_id="diff-1", model="stabilityai/sdxl", dataset_zip="s3://b/d.zip", model_type="sdxl"
     )
@@ -138,7 +142,7 @@ def test_a_diffusion_job_round_trips_through_a_worker(tmp_path):
     done = q.get("diff-1")
     assert done.status is JobStatus.COMPLETED
     assert done.result == {"repo": "stabilityai/sdxl-tuned"}
-    doc = json.loads((qdir / "jobs" / "diff-1.json").read_text())
+    doc = make_queue.document(q, "diff-1")
     assert doc["type"] == "DiffusionJob" and doc["status"] == "Completed"
     assert doc["dataset_zip"] == "s3://b/d.zip" and doc["model_type"] == "sdxl"
     assert doc["_jobledger"]["priority"] == 5
@@ -168,16 +172,15 @@ class VariantJob:
     maybe: DpoFormat | None = None
 
 
-def test_nested_variants_are_tagged_and_read_back_by_their_tag(tmp_path):
-    qdir = tmp_path / "q"
-    q = JobQueue(qdir, durability="flush")
+def test_nested_variants_are_tagged_and_read_back_by_their_tag(make_queue):
+    q = make_queue()
     job = VariantJob(
         fmt=DpoFormat("prompt", "chosen"),
         extra=[InstructFormat("i", "o"), DpoFormat("p", "c")],
         maybe=DpoFormat("a", "b"),
     )
     job_id = q.enqueue(job)
-    doc = json.loads((qdir / "jobs" / f"{job_id}.json").read_text())
+    doc = make_queue.document(q, job_id)
     assert doc["fmt"] == {
         "_variant": "DpoFormat",
         "field_instruction": "prompt",
@@ -192,6 +195,7 @@ def test_nested_variants_are_tagged_and_read_back_by_their_tag(tmp_path):
     q.close()
 
 
+# Files only: the tag is deleted from the job file on disk.
 def test_an_untagged_variant_is_not_guessed_the_job_is_handed_out_raw(tmp_path):
     qdir = tmp_path / "q"
     q = JobQueue(qdir, durability="flush")
@@ -211,28 +215,32 @@ def test_an_untagged_variant_is_not_guessed_the_job_is_handed_out_raw(tmp_path):
     q.close()
 
 
-def test_a_payload_field_named_like_a_reserved_key_is_refused(tmp_path):
-    q = JobQueue(tmp_path / "q", durability="flush")
+def test_a_payload_field_named_like_a_reserved_key_is_refused(make_queue):
+    q = make_queue()
     with pytest.raises(TypeError, match="reserved"):
         q.enqueue({"type": "T", "status": "mine"})
     with pytest.raises(TypeError, match="reserved"):
         q.enqueue({"type": "T", "_jobledger": {}})
-    assert not (tmp_path / "q" / "jobs").exists() or not list((tmp_path / "q" / "jobs").iterdir())
+    if make_queue.backend == "files":  # nothing written into the folder
+        jobs = make_queue.location / "jobs"
+        assert not jobs.exists() or not list(jobs.iterdir())
+    q.enqueue({"type": "T"}, job_id="fine")
+    assert [j.job_id for j in q.list()] == ["fine"]  # the refused ones were never stored
     q.close()
 
 
-def test_an_unregistered_object_is_refused(tmp_path):
+def test_an_unregistered_object_is_refused(make_queue):
     @dataclass
     class NotRegistered:
         x: int
 
-    q = JobQueue(tmp_path / "q", durability="flush")
+    q = make_queue()
     with pytest.raises(TypeError, match="job_type"):
         q.enqueue(NotRegistered(1))
     q.close()
 
 
-def test_a_pydantic_job_round_trips(tmp_path):
+def test_a_pydantic_job_round_trips(make_queue):
     pydantic = pytest.importorskip("pydantic")
 
     class PydDataset(pydantic.BaseModel):
@@ -245,7 +253,7 @@ def test_a_pydantic_job_round_trips(tmp_path):
         dataset: str
         dataset_type: PydDataset
 
-    q = JobQueue(tmp_path / "q", durability="flush")
+    q = make_queue()
     job = PydTextJob(
         model="m", dataset="d.json", dataset_type=PydDataset(field_instruction="instruction")
     )
@@ -253,3 +261,24 @@ def test_a_pydantic_job_round_trips(tmp_path):
     claimed = q.claim()
     assert claimed.payload == job and type(claimed.payload) is PydTextJob
     q.close()
+
+
+def test_what_a_test_registers_is_forgotten_after_it():
+    # The registry is process-global; tests/conftest.py's autouse fixture wraps every test
+    # in isolated_for_tests(), so a type registered in one test is unknown to the next.
+    from jobledger import _registry
+
+    before = _registry.registered_types()
+    assert before["TextJob"] is TextJob  # module-level registrations stay
+    with _registry.isolated_for_tests():
+
+        @jobledger.job_type("OnlyInside")
+        @dataclass
+        class OnlyInside:
+            x: int
+
+        assert _registry.registered_types()["OnlyInside"] is OnlyInside
+        assert _registry.encode_job(OnlyInside(1)) == ("OnlyInside", {"x": 1})
+    assert _registry.registered_types() == before
+    with pytest.raises(TypeError, match="job_type"):
+        _registry.encode_job(OnlyInside(1))

@@ -1,24 +1,26 @@
-"""Worker behaviours in one process: results, retries with backoff on a fake clock."""
+"""Worker behaviours in one process: results, retries with backoff on a fake clock.
+
+Every test runs on each backend (``make_queue``, tests/conftest.py).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import re
 import threading
 
 import pytest
 
-from jobledger import JobLedgerError, JobQueue, JobStatus, Worker
+from jobledger import JobLedgerError, JobStatus, Worker
 from jobledger._clock import iso_utc
 from jobledger._worker_report import JobReporter
 
 WAIT = 30  # seconds: only a bound on a hang, never a synchronisation
 
 
-def test_the_handlers_return_value_is_stored_as_the_result(tmp_path, clock):
-    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+def test_the_handlers_return_value_is_stored_as_the_result(make_queue):
+    q = make_queue()
     a = q.enqueue({"type": "Add", "x": 2, "y": 3})
     b = q.enqueue({"type": "Upper", "s": "abc"})
     c = q.enqueue({"type": "Nothing"})
@@ -39,8 +41,8 @@ def test_the_handlers_return_value_is_stored_as_the_result(tmp_path, clock):
     q.close()
 
 
-def test_jobs_of_types_without_a_handler_are_left_alone(tmp_path, clock):
-    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+def test_jobs_of_types_without_a_handler_are_left_alone(make_queue):
+    q = make_queue()
     other = q.enqueue({"type": "Other"})
     mine = q.enqueue({"type": "Mine"})
     Worker(q, {"Mine": lambda j: "ok"}, handle_signals=False).run(until_empty=True)
@@ -49,18 +51,16 @@ def test_jobs_of_types_without_a_handler_are_left_alone(tmp_path, clock):
     q.close()
 
 
-def test_a_worker_needs_handlers_and_a_positive_concurrency(tmp_path):
-    q = JobQueue(tmp_path / "q", durability="flush")
+def test_a_worker_needs_handlers_and_a_positive_concurrency(make_queue):
+    q = make_queue()
     with pytest.raises(JobLedgerError):
         Worker(q, {})
     with pytest.raises(JobLedgerError):
         Worker(q, {"T": print}, concurrency=0)
 
 
-def test_an_exception_retries_with_exponential_backoff_then_fails(tmp_path, clock):
-    q = JobQueue(
-        tmp_path / "q", durability="flush", clock=clock, retry_delay=10, max_retry_delay=1000
-    )
+def test_an_exception_retries_with_exponential_backoff_then_fails(make_queue, clock):
+    q = make_queue(retry_delay=10, max_retry_delay=1000)
     job_id = q.enqueue({"type": "Flaky"}, max_attempts=4)
     attempts: list[int] = []
     failed = threading.Semaphore(0)
@@ -107,8 +107,8 @@ def test_an_exception_retries_with_exponential_backoff_then_fails(tmp_path, cloc
     q.close()
 
 
-def test_a_result_json_cannot_hold_fails_the_job_with_a_clear_message(tmp_path, clock):
-    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+def test_a_result_json_cannot_hold_fails_the_job_with_a_clear_message(make_queue):
+    q = make_queue()
     job_id = q.enqueue({"type": "T"}, max_attempts=1)
     Worker(q, {"T": lambda j: object()}, handle_signals=False).run(until_empty=True)
     job = q.get(job_id)
@@ -118,8 +118,8 @@ def test_a_result_json_cannot_hold_fails_the_job_with_a_clear_message(tmp_path, 
     q.close()
 
 
-def test_concurrent_threads_run_each_job_once(tmp_path, clock):
-    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+def test_concurrent_threads_run_each_job_once(make_queue):
+    q = make_queue()
     ids = q.enqueue_many([{"type": "T", "i": i} for i in range(60)])
     seen: list[str] = []
     guard = threading.Lock()
@@ -135,8 +135,8 @@ def test_concurrent_threads_run_each_job_once(tmp_path, clock):
     q.close()
 
 
-def test_batches_run_each_job_once_and_record_completions_at_the_batch_end(tmp_path, clock):
-    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+def test_batches_run_each_job_once_and_record_completions_at_the_batch_end(make_queue):
+    q = make_queue()
     ids = q.enqueue_many([{"type": "T", "i": i} for i in range(25)], max_attempts=1)
     seen: list[str] = []
     states_of_first: list[JobStatus] = []
@@ -159,8 +159,8 @@ def test_batches_run_each_job_once_and_record_completions_at_the_batch_end(tmp_p
     q.close()
 
 
-def test_batches_from_several_threads_run_each_job_once(tmp_path, clock):
-    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+def test_batches_from_several_threads_run_each_job_once(make_queue):
+    q = make_queue()
     ids = q.enqueue_many([{"type": "T", "i": i} for i in range(90)])
     seen: list[str] = []
     guard = threading.Lock()
@@ -178,8 +178,8 @@ def test_batches_from_several_threads_run_each_job_once(tmp_path, clock):
     q.close()
 
 
-def test_stopping_mid_batch_records_what_ran_and_gives_back_the_rest_uncounted(tmp_path, clock):
-    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+def test_stopping_mid_batch_records_what_ran_and_gives_back_the_rest_uncounted(make_queue):
+    q = make_queue()
     ids = q.enqueue_many([{"type": "T", "i": i} for i in range(6)])
     worker: Worker
 
@@ -200,17 +200,17 @@ def test_stopping_mid_batch_records_what_ran_and_gives_back_the_rest_uncounted(t
     q.close()
 
 
-def test_batch_size_must_be_positive(tmp_path):
-    q = JobQueue(tmp_path / "q", durability="flush")
+def test_batch_size_must_be_positive(make_queue):
+    q = make_queue()
     with pytest.raises(JobLedgerError, match="batch_size"):
         Worker(q, {"T": print}, batch_size=0)
 
 
-def test_a_claim_not_yet_started_keeps_the_worker_from_calling_the_queue_drained(tmp_path, clock):
+def test_a_claim_not_yet_started_keeps_the_worker_from_calling_the_queue_drained(make_queue):
     # Two threads: one claims the only job and is held just after its claim; the other
     # finds nothing and asks whether the queue is drained. It is not: a job is claimed
     # here, not yet started. (Answering yes stopped the worker and gave the job back.)
-    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+    q = make_queue()
     q.enqueue({"type": "T"}, job_id="only")
     claimed, release = threading.Event(), threading.Event()
     real_claim = q.claim_many
@@ -254,9 +254,9 @@ def _worker_lines(caplog, level=logging.INFO):
     ]
 
 
-def test_the_worker_logs_its_start_and_a_line_per_finished_job(tmp_path, clock, caplog):
+def test_the_worker_logs_its_start_and_a_line_per_finished_job(make_queue, caplog):
     caplog.set_level(logging.INFO, logger="jobledger")
-    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+    q = make_queue()
     ok = q.enqueue({"type": "Ok"})
     bad = q.enqueue({"type": "Bad"}, max_attempts=1)
     worker = Worker(
@@ -280,8 +280,8 @@ def test_the_worker_logs_its_start_and_a_line_per_finished_job(tmp_path, clock, 
     q.close()
 
 
-def test_a_failing_handlers_traceback_is_logged_as_a_warning_and_kept(tmp_path, clock, caplog):
-    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+def test_a_failing_handlers_traceback_is_logged_as_a_warning_and_kept(make_queue, caplog):
+    q = make_queue()
     job_id = q.enqueue({"type": "T"}, max_attempts=2)
 
     def deep_inside_the_handler(job):
@@ -299,13 +299,13 @@ def test_a_failing_handlers_traceback_is_logged_as_a_warning_and_kept(tmp_path, 
         job.status is JobStatus.QUEUED and job.error_message == "TypeError: expected str, got int"
     )
     assert job.traceback is not None and "in deep_inside_the_handler" in job.traceback
-    doc = json.loads((tmp_path / "q" / "jobs" / f"{job_id}.json").read_text())
+    doc = make_queue.document(q, job_id)  # on files: jobs/<id>.json as read from disk
     assert doc["_jobledger"]["traceback"] == job.traceback
     q.close()
 
 
-def test_queued_types_without_a_handler_are_warned_about_once_each(tmp_path, clock, caplog):
-    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+def test_queued_types_without_a_handler_are_warned_about_once_each(make_queue, caplog):
+    q = make_queue()
     q.enqueue({"type": "Other"})
     q.enqueue({"type": "Other"}, run_after=dt.timedelta(hours=1))
     q.enqueue({"type": "Mine"})
@@ -322,9 +322,9 @@ def test_queued_types_without_a_handler_are_warned_about_once_each(tmp_path, clo
     q.close()
 
 
-def test_until_empty_does_not_wait_for_delayed_jobs_and_says_so(tmp_path, clock, caplog):
+def test_until_empty_does_not_wait_for_delayed_jobs_and_says_so(make_queue, caplog):
     caplog.set_level(logging.INFO, logger="jobledger")
-    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+    q = make_queue()
     now = q.enqueue({"type": "T"})
     later = q.enqueue({"type": "T"}, run_after=dt.timedelta(hours=2))
     sooner = q.enqueue({"type": "T"}, run_after=dt.timedelta(hours=1))
@@ -347,8 +347,8 @@ def test_until_empty_does_not_wait_for_delayed_jobs_and_says_so(tmp_path, clock,
     q.close()
 
 
-def test_until_empty_with_wait_delayed_waits_for_them(tmp_path, clock):
-    q = JobQueue(tmp_path / "q", durability="flush", clock=clock)
+def test_until_empty_with_wait_delayed_waits_for_them(make_queue, clock):
+    q = make_queue()
     later = q.enqueue({"type": "T"}, run_after=dt.timedelta(hours=1))
     seen_delayed = threading.Event()
     real = q.queued_by_type

@@ -61,7 +61,8 @@ class TaskSetBackend(Protocol):
     ) -> TaskSetRecord:
         """Apply ``change`` to the latest stored record and store the result durably
         (as the backend's durability setting says) before returning it. ``change`` must not
-        modify its argument. On error nothing stored changes."""
+        modify its argument. On error nothing stored changes. The argument may be a cached
+        object or a fresh read: callers compare records by content, never by identity."""
         ...
 
     def lease(self, key: TaskSetKey, since: str, wait: bool | float) -> Lease:

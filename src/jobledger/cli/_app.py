@@ -1,8 +1,8 @@
 """The ``jobledger`` command group: global options, error handling, command registration.
 
 Command groups are registered in :func:`_register`; the task-set ("state") commands come
-from ``_state.py`` and ``_maint.py``, ``demo`` from ``_demo_cmd.py``. Later groups (``jobs``,
-``worker``, ``db``, ``export``) are added there the same way.
+from ``_state.py`` and ``_maint.py``, ``demo`` from ``_demo_cmd.py``, ``jobs`` from
+``_jobs.py``, ``worker`` from ``_worker.py``, ``db`` and ``export`` from ``_db.py``.
 
 Where a command works is given the same way on every command: ``--dir DIR_OR_URL`` (a
 folder or a ``postgresql://`` URL) or ``--url URL`` (a URL only), either before the

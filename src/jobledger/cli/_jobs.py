@@ -497,7 +497,7 @@ def prune(app: App, queue_dir: str, age: dt.timedelta, dry_run: bool) -> None:
     cutoff = iso_utc(SystemClock().now() - age)
     with open_queue(queue_dir) as queue:
         if dry_run:
-            old = [j for j in queue.list() if not j.status.is_live and (j.finished or "") < cutoff]
+            old = queue.prunable(age)
             n = len(old)
         else:
             n = queue.prune(age)

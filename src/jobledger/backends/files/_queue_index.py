@@ -56,7 +56,8 @@ _LIGHT_USE = 32  # changes a second up to which queue.json is rewritten on every
 _BURST_SNAPSHOT_EVERY = 0.2  # seconds between snapshots of a small, busy queue
 _ROTATE_AT = 4 << 20  # journal bytes (about 30,000 lines) after which a snapshot empties it
 _MTIME_SLACK_NS = 2_000_000_000  # file-system timestamps can be coarse; look a bit further back
-FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+# JobStatus.FINISHED in declaration order: the order counts() lists them in.
+FINISHED = tuple(s for s in JobStatus if s in JobStatus.FINISHED)
 _FINISHED = FINISHED
 
 
@@ -313,7 +314,7 @@ class QueueIndex:
 
     def _snapshot_due(self) -> bool:
         """Whether to rewrite queue.json now. Under light use, always, so that queue.json
-        is exact whenever anyone looks; in a burst, every 50 ms for a small queue and
+        is exact whenever anyone looks; in a burst, every 200 ms for a small queue and
         otherwise once the journal is as long as the live queue (amortised O(1))."""
         now = time.monotonic()
         recent = self._recent

@@ -461,6 +461,10 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
             seen: set[str] = set()
             refused: StorageError | None = None
             while len(picked) < limit:
+                # From the head each time, skipping the ids already read: reading a job can
+                # change the serving order under us (a file that says it is no longer Queued
+                # is caught up or dropped, deleting its key from the sorted list), and an
+                # iterator kept across that deletion would skip the job after it.
                 job_id = next((j for j in self._candidates(now, types) if j not in seen), None)
                 if job_id is None:
                     break

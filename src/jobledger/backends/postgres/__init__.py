@@ -4,7 +4,8 @@
 ``JobState(url="postgresql://...")``, ``JobQueue("postgresql://...")``, the CLI and export
 go through) open them for a URL. The tables (``jobledger_*``) live in the URL's schema
 (``options=-csearch_path=...``, default ``public``) and are created or migrated on first
-use; ``sql/`` holds the migrations.
+write (a read never creates or migrates them: it reports a missing or outdated schema);
+``sql/`` holds the migrations.
 
 Importing this package does not import psycopg: the factories below do, and say how to
 install it when it is missing. The backends themselves are in ``.tasksets`` and ``.jobs``.

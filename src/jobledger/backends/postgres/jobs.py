@@ -69,7 +69,7 @@ _COLS = (
     " created, started, finished, worker, run_after, result, recovered, extra_meta, traceback"
 )
 _ORDER = "recovered DESC, priority DESC, seq"
-_FINISHED = ("Completed", "Failed", "Cancelled")
+_FINISHED = sorted(s.value for s in JobStatus.FINISHED)
 # The record types of jsonb_to_recordset in put: the columns of _COLS, in order.
 _RECORDSET = (
     "job_id text, type text, status text, error_message text, payload jsonb,"
@@ -633,7 +633,7 @@ class PostgresJobBackend:
         with self._tx("prune jobs") as conn:
             cur = conn.execute(
                 "DELETE FROM jobledger_jobs WHERE status = ANY(%s) AND coalesce(finished, '') < %s",
-                (list(_FINISHED), cutoff),
+                (_FINISHED, cutoff),
             )
             return cur.rowcount
 
