@@ -49,6 +49,7 @@ __all__ = [
     "REQUIRED",
     "Field",
     "JobStatus",
+    "Reader",
     "shown",
 ]
 

@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from ._job_fields import DOC, EXTRA, FIELDS, META, PAYLOAD, REQUIRED, JobStatus
+from ._job_fields import DOC, EXTRA, FIELDS, META, PAYLOAD, REQUIRED, JobStatus, Reader
 from ._records import dumps_lines
 
 __all__ = ["META_KEY", "RESERVED_KEYS", "Job", "JobRecord", "JobStatus", "new_job_id"]
@@ -162,8 +162,7 @@ class JobRecord:
             raise ValueError(f"the document is a JSON {type(doc).__name__}, not an object")
         values: dict[str, Any] = {}
         try:
-            for name, default, read in _DOC_IN:
-                values[name] = read(name, doc.get(name, default))
+            _read(values, doc, _DOC_IN)
         except ValueError as exc:
             raise ValueError(f"key {exc}") from None
         values[_PAYLOAD] = {k: v for k, v in doc.items() if k not in RESERVED_KEYS}
@@ -171,8 +170,7 @@ class JobRecord:
         if not isinstance(meta, dict):
             raise ValueError(f"key {META_KEY!r} is not an object")
         try:
-            for name, default, read in _META_IN:
-                values[name] = read(name, meta.get(name, default))
+            _read(values, meta, _META_IN)
         except ValueError as exc:
             raise ValueError(f"key {META_KEY!r} is malformed: {exc}") from exc
         values[_EXTRA] = {k: v for k, v in meta.items() if k not in _KNOWN_META}
@@ -204,16 +202,26 @@ class JobRecord:
 # What to_json, from_json and queued go through, made once from the table.
 _DOC_OUT = tuple((f.name, f.encode) for f in FIELDS if f.where == DOC)
 _META_OUT = tuple((f.name, f.encode) for f in FIELDS if f.where == META)
-_DOC_IN = tuple(
-    (f.name, None if f.default is REQUIRED else f.default, f.read)
-    for f in FIELDS
-    if f.where == DOC and f.read is not None
-)
-_META_IN = tuple(
-    (f.name, None if f.default is REQUIRED else f.default, f.read)
-    for f in FIELDS
-    if f.where == META and f.read is not None
-)
+_Readers = tuple[tuple[str, Any, Reader], ...]
+
+
+def _readers(where: str) -> _Readers:
+    """(key, value if missing, check) of each field read from ``where``."""
+    return tuple(
+        (f.name, None if f.default is REQUIRED else f.default, f.read)
+        for f in FIELDS
+        if f.where == where and f.read is not None
+    )
+
+
+def _read(values: dict[str, Any], source: dict[str, Any], readers: _Readers) -> None:
+    """Check the fields of ``readers`` in ``source`` into ``values``; ValueError."""
+    for name, default, read in readers:
+        values[name] = read(name, source.get(name, default))
+
+
+_DOC_IN = _readers(DOC)
+_META_IN = _readers(META)
 [_PAYLOAD] = [f.name for f in FIELDS if f.where == PAYLOAD]
 [_EXTRA] = [f.name for f in FIELDS if f.where == EXTRA]
 _KNOWN_META = frozenset(f.name for f in FIELDS if f.where == META)
