@@ -52,7 +52,7 @@ from psycopg.types.json import Jsonb
 
 from ..._clock import Clock, SystemClock
 from ..._errors import JobLedgerError, JobNotFound
-from ..._job_fields import FIELDS
+from ..._job_fields import FIELDS, Field
 from ..._jobs import JobRecord, JobStatus
 from ..._records import encode_compact
 from .._contract import QueuedCounts
@@ -137,23 +137,28 @@ def _doc(r: JobRecord) -> dict[str, Any]:
     return {n: values[n] if enc is None else enc(values[n]) for n, enc in _DOC_OUT}
 
 
-def _json_text(encode: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
-    """A jsonb column's COPY text: the field's JSON value, compact; NULL for None."""
+def _jsonb_text(value: Any) -> str | None:
+    """A jsonb column's COPY text: compact JSON; NULL for None (an empty object, the
+    usual ``extra_meta``, without the encoder)."""
+    if value is None:
+        return None
+    return "{}" if value == {} else encode_compact(value)
 
-    def text(value: Any) -> Any:
-        if encode is not None:
-            value = encode(value)
-        return None if value is None else encode_compact(value)
 
-    return text
+def _copy_text(f: Field) -> Callable[[Any], Any] | None:
+    """How COPY takes a field: its JSON value, as compact text for a jsonb column."""
+    if f.pg_type != "jsonb":
+        return f.encode
+    encode = f.encode
+    if encode is None:
+        return _jsonb_text
+    return lambda value: _jsonb_text(encode(value))
 
 
 # How each field becomes a column (its JSON value; COPY wants a jsonb's text) and a column
 # the field, made once from the table.
 _DOC_OUT = tuple((f.name, f.encode) for f in FIELDS)
-_COPY_OUT = tuple(
-    (f.name, _json_text(f.encode) if f.pg_type == "jsonb" else f.encode) for f in FIELDS
-)
+_COPY_OUT = tuple((f.name, _copy_text(f)) for f in FIELDS)
 _DECODE = tuple((f.name, f.decode) for f in FIELDS if f.decode is not None)
 
 
