@@ -36,6 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -197,16 +198,15 @@ def _any(key: str, value: Any) -> Any:
     return value
 
 
-def _status_value(status: JobStatus) -> str:
-    return status.value
-
+#: An enum's JSON value (C, not a Python frame: every job write takes a status's).
+_value: Callable[[Any], Any] = operator.attrgetter("value")
 
 #: The fields, in ``JobRecord``'s order; the DOC ones in the document's order, the META
 #: ones in the order written under ``"_jobledger"`` (EXTRA's keys after them).
 FIELDS: tuple[Field, ...] = (
     Field("type", DOC, "text", _name),
     Field("job_id", DOC, "text", _name),
-    Field("status", DOC, "text", _status, encode=_status_value, decode=JobStatus),
+    Field("status", DOC, "text", _status, encode=_value, decode=JobStatus),
     Field("payload", PAYLOAD, "jsonb", None),
     Field("error_message", DOC, "text", _opt_str, None),
     Field("priority", META, "bigint", _int_at_least(-_INT_LIMIT), 0),
