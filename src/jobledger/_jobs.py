@@ -11,26 +11,27 @@ bookkeeping goes under one key, ``"_jobledger"``, which payloads may not use::
                     "worker": "host-4242-1a2b3c4d", "run_after": null, "result": null,
                     "recovered": false, "traceback": null}}
 
-``traceback`` is the full Python traceback of the last failed attempt whose handler raised
-(null when there is none: never failed, completed since, failed without an exception).
+The fields, where each goes, and how each is checked when read are the table's
+(``_job_fields.FIELDS``); this module lays them out. ``traceback`` is the full Python
+traceback of the last failed attempt whose handler raised (null when there is none: never
+failed, completed since, failed without an exception).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import enum
 import json
 import os
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar
+from typing import Any
 
+from ._job_fields import DOC, EXTRA, FIELDS, META, PAYLOAD, REQUIRED, JobStatus, Reader
 from ._records import dumps_lines
 
 __all__ = ["META_KEY", "RESERVED_KEYS", "Job", "JobRecord", "JobStatus", "new_job_id"]
 
 META_KEY = "_jobledger"
 #: Top-level keys of a job file that are not payload.
-RESERVED_KEYS = frozenset({"type", "job_id", "status", "error_message", META_KEY})
+RESERVED_KEYS = frozenset({f.name for f in FIELDS if f.where == DOC} | {META_KEY})
 
 
 def new_job_id() -> str:
@@ -43,38 +44,15 @@ def new_job_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-class JobStatus(str, enum.Enum):
-    """A job's status, spelled in files as the document spells it."""
-
-    QUEUED = "Queued"
-    RUNNING = "Running"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
-    CANCELLED = "Cancelled"
-
-    #: The finished statuses, Completed, Failed and Cancelled: a job in one is never
-    #: served again (unless retried) and may be pruned. Set below the class (an enum's
-    #: body would make it a member). Iterate ``JobStatus`` for a stable order.
-    FINISHED: ClassVar[frozenset[JobStatus]]
-
-    @property
-    def is_live(self) -> bool:
-        """Queued or Running: still to be served (not :attr:`FINISHED`)."""
-        return self not in JobStatus.FINISHED
-
-    def __str__(self) -> str:
-        return str(self.value)  # a str already; says so to mypy, which FINISHED confuses
-
-
-JobStatus.FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
-
-
 @dataclass(frozen=True)
 class JobRecord:
-    """A job as stored. Immutable: transitions make new records with ``replace``."""
+    """A job as stored. Immutable: transitions make new records with ``replace``.
 
-    job_id: str
+    Its fields are those of the table (``_job_fields.FIELDS``), named again here for the
+    type checker, in the same order with the same defaults (tests/test_job_fields.py)."""
+
     type: str
+    job_id: str
     status: JobStatus
     payload: dict[str, Any]
     error_message: str | None = None
@@ -93,6 +71,15 @@ class JobRecord:
     traceback: str | None = None
 
     @classmethod
+    def from_fields(cls, values: dict[str, Any]) -> JobRecord:
+        """The record of ``values``, which gives every field by name (unchecked: for
+        mappings made from the table, such as a PostgreSQL row), at a third of the cost
+        of the frozen dataclass's ``__init__``, which sets each field through ``object``."""
+        new = object.__new__(cls)
+        new.__dict__.update(values)
+        return new
+
+    @classmethod
     def queued(
         cls,
         job_id: str,
@@ -105,28 +92,21 @@ class JobRecord:
         run_after: str | None,
     ) -> JobRecord:
         """A new job's record, as every enqueue builds one: the same as the constructor
-        with these fields (the rest at their defaults), at a third of the cost of the
-        frozen dataclass's ``__init__``, which sets each field through ``object``."""
+        with these fields (the rest at their defaults), built as :meth:`from_fields`."""
         new = object.__new__(cls)
-        new.__dict__.update(
+        values = new.__dict__
+        values.update(_DEFAULTS)
+        for name, factory in _FACTORIES:
+            values[name] = factory()
+        values.update(
             job_id=job_id,
             type=type,
             status=JobStatus.QUEUED,
             payload=payload,
-            error_message=None,
             priority=priority,
-            attempts=0,
             max_attempts=max_attempts,
-            seq=0,
             created=created,
-            started=None,
-            finished=None,
-            worker=None,
             run_after=run_after,
-            result=None,
-            recovered=False,
-            extra_meta={},
-            traceback=None,
         )
         return new
 
@@ -153,29 +133,13 @@ class JobRecord:
         return (0 if self.recovered else 1, -self.priority, self.seq)
 
     def to_json(self) -> dict[str, Any]:
-        """The job file's document."""
-        doc: dict[str, Any] = {
-            "type": self.type,
-            "job_id": self.job_id,
-            "status": self.status.value,
-            "error_message": self.error_message,
-        }
-        doc.update(self.payload)
-        meta = {
-            "priority": self.priority,
-            "attempts": self.attempts,
-            "max_attempts": self.max_attempts,
-            "seq": self.seq,
-            "created": self.created,
-            "started": self.started,
-            "finished": self.finished,
-            "worker": self.worker,
-            "run_after": self.run_after,
-            "result": self.result,
-            "recovered": self.recovered,
-            "traceback": self.traceback,
-        }
-        meta.update(self.extra_meta)
+        """The job file's document: the DOC fields, the payload, then under
+        ``"_jobledger"`` the META fields and the extra keys."""
+        values = self.__dict__
+        doc = {n: values[n] if enc is None else enc(values[n]) for n, enc in _DOC_OUT}
+        doc.update(values[_PAYLOAD])
+        meta = {n: values[n] if enc is None else enc(values[n]) for n, enc in _META_OUT}
+        meta.update(values[_EXTRA])
         doc[META_KEY] = meta
         return doc
 
@@ -187,60 +151,30 @@ class JobRecord:
     def from_json(cls, doc: object) -> JobRecord:
         """Parse a job document; ValueError names what is wrong.
 
-        Every field this library reads is checked by type and range, so that a damaged or
-        hand-edited file is found corrupt here (and set aside), never later as a crash in
-        the middle of a claim: ints are ints (not booleans) in ``0 <= n < 2**63`` (priority
-        in ``-2**63 <= n < 2**63``), timestamps ISO 8601 text or null. A ``worker`` that is
-        not text is kept as its JSON text: such a Running job is recovered as a dead
-        worker's, not set aside (see the files backend's ``recover``)."""
+        Every field this library reads is checked by type and range (the table's
+        ``read``), so that a damaged or hand-edited file is found corrupt here (and set
+        aside), never later as a crash in the middle of a claim: ints are ints (not
+        booleans) in ``0 <= n < 2**63`` (priority in ``-2**63 <= n < 2**63``), timestamps
+        ISO 8601 text or null. A ``worker`` that is not text is kept as its JSON text: such
+        a Running job is recovered as a dead worker's, not set aside (see the files
+        backend's ``recover``)."""
         if not isinstance(doc, dict):
             raise ValueError(f"the document is a JSON {type(doc).__name__}, not an object")
-        for key in ("type", "job_id", "status"):
-            if not isinstance(doc.get(key), str):
-                raise ValueError(f"key {key!r} is missing or not a string")
-        if not doc["type"]:
-            raise ValueError("key 'type' is empty")
-        if not doc["job_id"]:
-            raise ValueError("key 'job_id' is empty")
+        values: dict[str, Any] = {}
         try:
-            status = JobStatus(doc["status"])
+            _read(values, doc, _DOC_IN)
         except ValueError as exc:
-            raise ValueError(f"key 'status' is not a known status: {doc['status']!r}") from exc
-        error = doc.get("error_message")
-        if error is not None and not isinstance(error, str):
-            raise ValueError("key 'error_message' is not a string or null")
+            raise ValueError(f"key {exc}") from None
+        values[_PAYLOAD] = {k: v for k, v in doc.items() if k not in RESERVED_KEYS}
         meta = doc.get(META_KEY, {})
         if not isinstance(meta, dict):
             raise ValueError(f"key {META_KEY!r} is not an object")
         try:
-            recovered = meta.get("recovered", False)
-            if type(recovered) is not bool:
-                raise ValueError(f"'recovered' is not true or false: {_shown(recovered)}")
-            worker = meta.get("worker")
-            if worker is not None and not isinstance(worker, str):
-                worker = _shown(worker)  # unusable as a worker id: recovered as a dead one
-            return cls(
-                job_id=doc["job_id"],
-                type=doc["type"],
-                status=status,
-                payload={k: v for k, v in doc.items() if k not in RESERVED_KEYS},
-                error_message=error,
-                priority=_int(meta, "priority", 0, -_INT_LIMIT),
-                attempts=_int(meta, "attempts", 0, 0),
-                max_attempts=_int(meta, "max_attempts", 3, 1),
-                seq=_int(meta, "seq", 0, 0),
-                created=_opt_time(meta, "created"),
-                started=_opt_time(meta, "started"),
-                finished=_opt_time(meta, "finished"),
-                worker=worker,
-                run_after=_opt_time(meta, "run_after"),
-                result=meta.get("result"),
-                recovered=recovered,
-                extra_meta={k: v for k, v in meta.items() if k not in _KNOWN_META},
-                traceback=_opt_str(meta, "traceback"),
-            )
+            _read(values, meta, _META_IN)
         except ValueError as exc:
             raise ValueError(f"key {META_KEY!r} is malformed: {exc}") from exc
+        values[_EXTRA] = {k: v for k, v in meta.items() if k not in _KNOWN_META}
+        return cls.from_fields(values)
 
     @classmethod
     def loads(cls, data: bytes) -> JobRecord:
@@ -265,64 +199,35 @@ class JobRecord:
         return cls.from_json(doc)
 
 
-_KNOWN_META = frozenset(
-    {
-        "priority",
-        "attempts",
-        "max_attempts",
-        "seq",
-        "created",
-        "started",
-        "finished",
-        "worker",
-        "run_after",
-        "result",
-        "recovered",
-        "traceback",
-    }
-)
-#: Bookkeeping integers stay within a signed 64-bit integer, as PostgreSQL stores them.
-_INT_LIMIT = 1 << 63
+# What to_json, from_json and queued go through, made once from the table.
+_DOC_OUT = tuple((f.name, f.encode) for f in FIELDS if f.where == DOC)
+_META_OUT = tuple((f.name, f.encode) for f in FIELDS if f.where == META)
+_Readers = tuple[tuple[str, Any, Reader], ...]
 
 
-def _shown(value: object) -> str:
-    """A short JSON text of ``value`` for a message (nothing read can make it fail)."""
-    try:
-        text = json.dumps(value)
-    except (ValueError, TypeError, RecursionError, OverflowError):
-        text = type(value).__name__
-    return text if len(text) <= 60 else text[:57] + "..."
+def _readers(where: str) -> _Readers:
+    """(key, value if missing, check) of each field read from ``where``."""
+    return tuple(
+        (f.name, None if f.default is REQUIRED else f.default, f.read)
+        for f in FIELDS
+        if f.where == where and f.read is not None
+    )
 
 
-def _int(meta: dict[str, Any], key: str, default: int, low: int) -> int:
-    value = meta.get(key, default)
-    if type(value) is not int:
-        raise ValueError(f"{key!r} is not an integer: {_shown(value)}")
-    if not low <= value < _INT_LIMIT:
-        raise ValueError(f"{key!r} is out of range ({low} to 2**63 - 1): {_shown(value)}")
-    return value
+def _read(values: dict[str, Any], source: dict[str, Any], readers: _Readers) -> None:
+    """Check the fields of ``readers`` in ``source`` into ``values``; ValueError."""
+    for name, default, read in readers:
+        values[name] = read(name, source.get(name, default))
 
 
-def _opt_time(meta: dict[str, Any], key: str) -> str | None:
-    value = _opt_str(meta, key)
-    if value is not None:
-        # Python 3.10's fromisoformat does not take the "Z" that iso_utc writes.
-        text = value[:-1] + "+00:00" if value.endswith("Z") else value
-        try:
-            dt.datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(f"{key!r} is not an ISO 8601 time: {_shown(value)}") from None
-    return value
-
-
+_DOC_IN = _readers(DOC)
+_META_IN = _readers(META)
+[_PAYLOAD] = [f.name for f in FIELDS if f.where == PAYLOAD]
+[_EXTRA] = [f.name for f in FIELDS if f.where == EXTRA]
+_KNOWN_META = frozenset(f.name for f in FIELDS if f.where == META)
+_DEFAULTS = {f.name: f.default for f in FIELDS if f.default is not REQUIRED}
+_FACTORIES = tuple((f.name, f.factory) for f in FIELDS if f.factory is not None)
 _FIELD_NAMES = frozenset(f.name for f in fields(JobRecord))
-
-
-def _opt_str(meta: dict[str, Any], key: str) -> str | None:
-    value = meta.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ValueError(f"{key!r} is not a string or null: {_shown(value)}")
-    return value
 
 
 @dataclass(frozen=True)

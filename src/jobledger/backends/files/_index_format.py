@@ -25,6 +25,7 @@ import logging
 from typing import Any
 
 from ..._errors import InvalidNameError
+from ..._job_fields import shown as _shown
 from ..._jobs import JobStatus
 from ._names import decode, encode
 
@@ -84,14 +85,6 @@ def job_id_of_file(stem: str) -> str | None:
 
 def _count(value: object, low: int = 0) -> bool:
     return type(value) is int and low <= value < _INT_LIMIT
-
-
-def _shown(value: object) -> str:
-    try:
-        text = json.dumps(value)
-    except (ValueError, TypeError, RecursionError, OverflowError):
-        text = type(value).__name__
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def index_problem(doc: object) -> str | None:

@@ -53,6 +53,7 @@ from psycopg.types.json import Jsonb
 from ..._clock import Clock, SystemClock
 from ..._errors import JobLedgerError, JobNotFound
 from ..._inputs import findable
+from ..._job_fields import FIELDS, Field
 from ..._jobs import JobRecord, JobStatus
 from ..._records import encode_compact
 from .._contract import QueuedCounts
@@ -64,24 +65,16 @@ __all__ = ["PostgresJobBackend"]
 
 log = logging.getLogger("jobledger")
 
-_COLS = (
-    "job_id, type, status, error_message, payload, priority, attempts, max_attempts, seq,"
-    " created, started, finished, worker, run_after, result, recovered, extra_meta, traceback"
-)
+# The columns, their types in jsonb_to_recordset, and the columns a write may change (all
+# but the key): the job fields' table's, in its order.
+_NAMES = tuple(f.name for f in FIELDS)
+_COLS = ", ".join(_NAMES)
+_RECORDSET = ", ".join(f"{f.name} {f.pg_type}" for f in FIELDS)
+_TYPES = {f.name: f.pg_type for f in FIELDS}
+_WRITABLE = [name for name in _NAMES if name != "job_id"]
 _ORDER = "recovered DESC, priority DESC, seq"
 _FINISHED = sorted(s.value for s in JobStatus.FINISHED)
-# The record types of jsonb_to_recordset in put: the columns of _COLS, in order.
-_RECORDSET = (
-    "job_id text, type text, status text, error_message text, payload jsonb,"
-    " priority bigint, attempts integer, max_attempts integer, seq bigint, created text,"
-    " started text, finished text, worker text, run_after text, result jsonb,"
-    " recovered boolean, extra_meta jsonb, traceback text"
-)
 _ALIVE = "lease_until > clock_timestamp()"
-# Each column's type in jsonb_to_recordset (from _RECORDSET), and the columns a write may
-# change (all but the key).
-_TYPES = dict(part.strip().split(" ", 1) for part in _RECORDSET.split(","))
-_WRITABLE = [c.strip() for c in _COLS.split(",")][1:]
 # Seconds a worker that stopped renewing counts as alive. Short enough that a dead
 # machine's jobs run again within 10 s (the lease plus a live worker's recover_every of
 # 2 s), long enough to ride out a few missed heartbeats (one every lease / 5 seconds).
@@ -125,75 +118,49 @@ def _copy_new(conn: psycopg.Connection[Any], records: list[JobRecord]) -> set[st
     return {r.job_id for r in records}
 
 
-def _copy_row(r: JobRecord) -> tuple[Any, ...]:
+def _copy_row(r: JobRecord) -> list[Any]:
     """A record as a row of COPY's text format, in _COLS's order (JSON columns as text)."""
-    return (
-        r.job_id,
-        r.type,
-        r.status.value,
-        r.error_message,
-        encode_compact(r.payload),
-        r.priority,
-        r.attempts,
-        r.max_attempts,
-        r.seq,
-        r.created,
-        r.started,
-        r.finished,
-        r.worker,
-        r.run_after,
-        None if r.result is None else encode_compact(r.result),
-        r.recovered,
-        encode_compact(r.extra_meta) if r.extra_meta else "{}",
-        r.traceback,
-    )
+    values = r.__dict__
+    return [values[n] if enc is None else enc(values[n]) for n, enc in _COPY_OUT]
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
-    return JobRecord(
-        job_id=row[0],
-        type=row[1],
-        status=JobStatus(row[2]),
-        error_message=row[3],
-        payload=row[4],
-        priority=row[5],
-        attempts=row[6],
-        max_attempts=row[7],
-        seq=row[8],
-        created=row[9],
-        started=row[10],
-        finished=row[11],
-        worker=row[12],
-        run_after=row[13],
-        result=row[14],
-        recovered=row[15],
-        extra_meta=row[16],
-        traceback=row[17],
-    )
+    """The record of a row of _COLS, field by field by name."""
+    values = dict(zip(_NAMES, row, strict=True))
+    for name, decode in _DECODE:
+        values[name] = decode(values[name])
+    return JobRecord.from_fields(values)
 
 
 def _doc(r: JobRecord) -> dict[str, Any]:
     """A record as one object of put's JSON array (keys: the columns)."""
-    return {
-        "job_id": r.job_id,
-        "type": r.type,
-        "status": r.status.value,
-        "error_message": r.error_message,
-        "payload": r.payload,
-        "priority": r.priority,
-        "attempts": r.attempts,
-        "max_attempts": r.max_attempts,
-        "seq": r.seq,
-        "created": r.created,
-        "started": r.started,
-        "finished": r.finished,
-        "worker": r.worker,
-        "run_after": r.run_after,
-        "result": r.result,
-        "recovered": r.recovered,
-        "extra_meta": r.extra_meta,
-        "traceback": r.traceback,
-    }
+    values = r.__dict__
+    return {n: values[n] if enc is None else enc(values[n]) for n, enc in _DOC_OUT}
+
+
+def _jsonb_text(value: Any) -> str | None:
+    """A jsonb column's COPY text: compact JSON; NULL for None (an empty object, the
+    usual ``extra_meta``, without the encoder)."""
+    if value is None:
+        return None
+    return "{}" if value == {} else encode_compact(value)
+
+
+def _copy_text(f: Field) -> Callable[[Any], Any] | None:
+    """How COPY takes a field: its JSON value, as compact text for a jsonb column."""
+    if f.pg_type != "jsonb":
+        return f.encode
+    encode = f.encode
+    if encode is None:
+        return _jsonb_text
+    return lambda value: _jsonb_text(encode(value))
+
+
+# How each field becomes a column (its JSON value; COPY wants a jsonb's text) and a column
+# the field, made once from the table.
+_DOC_OUT = tuple((f.name, f.encode) for f in FIELDS)
+_COPY_OUT = tuple((f.name, _copy_text(f)) for f in FIELDS)
+_DECODE = tuple((f.name, f.decode) for f in FIELDS if f.decode is not None)
 
 
 def _same(stored: JobRecord, written: JobRecord) -> bool:
@@ -205,7 +172,7 @@ def _same(stored: JobRecord, written: JobRecord) -> bool:
 
 def _qualified(alias: str) -> str:
     """_COLS with each column prefixed by ``alias``."""
-    return ", ".join(f"{alias}.{c.strip()}" for c in _COLS.split(","))
+    return ", ".join(f"{alias}.{name}" for name in _NAMES)
 
 
 def _types_clause(types: frozenset[str] | None) -> tuple[str, tuple[Any, ...]]:
@@ -477,7 +444,7 @@ class PostgresJobBackend:
                     " WHERE job_id = ANY(%s) ORDER BY job_id FOR UPDATE",
                     (ids,),
                 ).fetchall()
-                current = {row[0]: _record(row) for row in rows}
+                current = {r.job_id: r for r in map(_record, rows)}
                 # A row found, under its lock, as the lost attempt wrote it: that COMMIT
                 # landed (for this row at least), and its outcome stands. Asked of the rows,
                 # not of txid_status (see _db): change is never applied to its own result.
