@@ -26,7 +26,7 @@ from ._records import TaskSetKey, TaskSetRecord
 from ._tasksets import JobState
 from ._words import plural
 from .backends._contract import JobBackend, JobImporter, TaskSetBackend
-from .backends.files._atomic import write_atomic
+from .backends.files._atomic_write import write_atomic
 from .backends.files._names import encode
 
 __all__ = ["WHATS", "ExportReport", "export"]
