@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jobledger
-from jobledger.backends.files._atomic import mount_of
+from jobledger.backends.files._fs_probe import mount_of
 
 
 def filesystem_of(path: str) -> str:

@@ -116,7 +116,7 @@ from bench.queue import (
     sample_file,
 )
 from bench.tasksets import floor_round, library_round, summary, task_names
-from jobledger.backends.files._atomic import orders_rename_over
+from jobledger.backends.files._fs_probe import orders_rename_over
 
 RESULTS = Path(__file__).resolve().parent / "results" / "all.json"
 BATCH = 100  # jobs per batch, everywhere (the server limit: a 100-row commit)

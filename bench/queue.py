@@ -62,8 +62,9 @@ from bench._common import profile, run_info, work_folder, write_results
 from bench.tasksets import durable_save, floor_round, median_of, summary
 from jobledger._clock import iso_utc
 from jobledger._jobs import JobRecord, JobStatus
-from jobledger.backends.files._atomic import fsync_dir, orders_rename_over
+from jobledger.backends.files._fs_probe import orders_rename_over
 from jobledger.backends.files._names import encode
+from jobledger.backends.files._syncs import fsync_dir
 
 RESULTS = Path(__file__).resolve().parent / "results" / "queue.json"
 ENQUEUE_TARGET = 0.85

@@ -19,7 +19,7 @@ __all__ = ["POINTS", "arm", "disarm", "point"]
 #: ``files.*`` come in the order a single save (``write_atomic``) passes them. A save passes
 #: ``files.temp_fsynced`` (sync, then rename) or ``files.replaced_fsynced`` (rename, then
 #: sync: a durable replace where the file system orders renames after data; see
-#: ``write_atomic``), never both.
+#: ``SyncPlan.SYNC_AFTER_RENAME`` in ``backends/files/_sync_plan.py``), never both.
 #:
 #: ``queue.*`` are the files queue's index (``backends/files/_queue_index.py``): its journal
 #: append and its ``queue.json`` snapshot, whose own write passes the ``files.*`` points

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jobledger.backends.files._atomic import TEMP_MARK
+from jobledger.backends.files._atomic_write import TEMP_MARK
 
 
 def read_state(path: Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import jobledger
-from jobledger.backends.files import _atomic
+from jobledger.backends.files import _atomic_write
 from jobledger.backends.files import tasksets as files_tasksets
 
 ACCOUNT = "user@email.com"
@@ -61,7 +61,7 @@ class _CoarseOs:
 
 @pytest.fixture
 def coarse_times(monkeypatch):
-    for module in (_atomic, files_tasksets):
+    for module in (_atomic_write, files_tasksets):
         monkeypatch.setattr(module, "os", _CoarseOs())
 
 

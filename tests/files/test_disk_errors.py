@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import jobledger
-from jobledger.backends.files import _atomic
+from jobledger.backends.files import _atomic_write
 
 from ..crash._harness import temp_files
 
@@ -53,12 +53,12 @@ def refuse(monkeypatch, call: str, err: int, when=lambda *a: True) -> list[str]:
             raise OSError(err, os.strerror(err), str(args[0]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_atomic.os, call, fake)
+    monkeypatch.setattr(_atomic_write.os, call, fake)
     return seen
 
 
 def is_temp(path, *rest) -> bool:
-    return isinstance(path, str) and _atomic.TEMP_MARK in path
+    return isinstance(path, str) and _atomic_write.TEMP_MARK in path
 
 
 def test_a_read_only_folder(tmp_path, clock, monkeypatch):
@@ -101,7 +101,7 @@ def test_a_write_refused_half_way(tmp_path, clock, monkeypatch, err):
             return real_write(fd, bytes(data[:10]))  # a short write first, then the disk fills
         raise OSError(err, os.strerror(err))
 
-    monkeypatch.setattr(_atomic.os, "write", write)
+    monkeypatch.setattr(_atomic_write.os, "write", write)
     with pytest.raises(jobledger.StorageError) as info:
         ts.mark_done("quiz-1")
     monkeypatch.undo()

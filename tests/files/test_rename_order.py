@@ -10,8 +10,8 @@ import os
 
 import pytest
 
-from jobledger.backends.files import _atomic
-from jobledger.backends.files._atomic import ext4_options, orders_rename_over
+from jobledger.backends.files import _fs_probe
+from jobledger.backends.files._fs_probe import ext4_options, orders_rename_over
 
 JOURNALED = ["rw", "delalloc", "auto_da_alloc", "data=ordered", "commit=5"]
 # What /proc/fs/ext4/<dev>/options lists for an ext4 made without a journal: no data=.
@@ -35,8 +35,8 @@ NO_JOURNAL = ["rw", "discard", "delalloc", "nojournal_checksum", "auto_da_alloc"
 def test_only_ext4_with_an_ordered_journal_orders_a_rename_after_the_data(
     monkeypatch, fstype, mount_options, kernel_options, expected
 ):
-    monkeypatch.setattr(_atomic, "mount_of", lambda path: ("/", fstype, mount_options))
-    monkeypatch.setattr(_atomic, "ext4_options", lambda path: kernel_options)
+    monkeypatch.setattr(_fs_probe, "mount_of", lambda path: ("/", fstype, mount_options))
+    monkeypatch.setattr(_fs_probe, "ext4_options", lambda path: kernel_options)
     assert orders_rename_over("/anywhere") is expected
 
 

@@ -46,11 +46,11 @@ import pytest
 
 import jobledger
 from jobledger import JobQueue, JobStatus
-from jobledger.backends.files import _atomic
+from jobledger.backends.files import _atomic_write
 
 from ..crash._harness import temp_files
 
-TEMP_MARK = _atomic.TEMP_MARK
+TEMP_MARK = _atomic_write.TEMP_MARK
 INTACT = "The previous state was left intact."
 IN_PLACE = "The new content is in place but may not survive a power cut."
 HINTS = {
@@ -138,7 +138,7 @@ class Disk:
         fakes = {"open": open_, "close": close, "write": write, "fsync": fsync}
         fakes.update({"replace": replace, "unlink": unlink, "mkdir": mkdir})
         for name, fake in fakes.items():
-            monkeypatch.setattr(_atomic.os, name, fake)  # the os module, for everyone
+            monkeypatch.setattr(_atomic_write.os, name, fake)  # the os module, for everyone
 
     def path_of(self, fd: Any) -> str:
         fd = fd if isinstance(fd, int) else fd.fileno()

@@ -65,18 +65,18 @@ def test_a_forked_child_does_not_release_the_parents_lease(tmp_path):
 def test_a_forked_child_syncs_a_batch_with_threads_of_its_own(tmp_path):
     # The parent's pool of fsync threads does not exist in the child: a child using the
     # inherited pool would wait forever for its batch's fsyncs.
-    from jobledger.backends.files import _atomic
+    from jobledger.backends.files import _syncs
 
     paths = [tmp_path / f"f{i}" for i in range(3)]
     fds = [os.open(p, os.O_WRONLY | os.O_CREAT, 0o644) for p in paths]
     try:
-        assert _atomic.fsync_each(fds) == [None] * 3  # the parent's pool now exists
+        assert _syncs.fsync_each(fds) == [None] * 3  # the parent's pool now exists
 
         def child() -> bool:
             import signal
 
             signal.alarm(30)  # a hang ends the child (and fails the test), not the suite
-            return _atomic.fsync_each(fds) == [None] * 3
+            return _syncs.fsync_each(fds) == [None] * 3
 
         assert _in_child(child) == 0
     finally:

@@ -20,7 +20,7 @@ import time
 
 from ..._errors import LeaseHolder, StorageError
 from .._identity import HOST
-from ._atomic import _make_dirs
+from ._atomic_write import make_dirs
 from ._reading import MAX_LOCK_FILE_BYTES, read_regular
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
@@ -126,7 +126,7 @@ class ProcessLock:
             try:
                 return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except FileNotFoundError:
-                _make_dirs(os.path.dirname(self.path), fsync=False)
+                make_dirs(os.path.dirname(self.path), fsync=False)
                 return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise StorageError("open the lock file", self.path, exc) from exc

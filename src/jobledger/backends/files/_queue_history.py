@@ -16,7 +16,7 @@ from ..._errors import JobLedgerError, StorageError
 from ..._faults import point
 from ..._jobs import JobRecord, JobStatus
 from .._contract import QueuedCounts
-from ._atomic import remove
+from ._atomic_write import remove
 from ._queue_index import FINISHED, QueueIndex
 
 __all__ = ["QueueHistory"]

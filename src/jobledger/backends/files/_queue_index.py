@@ -44,9 +44,11 @@ from ..._errors import StorageError
 from ..._faults import point
 from ..._jobs import JobRecord, JobStatus
 from ..._records import dumps_indented, encode_compact, encode_str
-from ._atomic import read_bytes, remove, set_aside, write_atomic
+from ._atomic_write import remove, write_atomic
 from ._index_format import index_problem, job_id_of_file, parse_json, parse_line
-from ._reading import MAX_INDEX_BYTES, MAX_JOURNAL_BYTES, RefusedFile, open_regular
+from ._reading import MAX_INDEX_BYTES, MAX_JOURNAL_BYTES, RefusedFile, open_regular, read_bytes
+from ._set_aside import set_aside
+from ._sync_plan import SyncPlan
 
 __all__ = ["FINISHED", "QueueIndex"]
 
@@ -430,7 +432,7 @@ class QueueIndex:
         }
         # Each step raises StorageError naming its own file. A failure leaves a consistent
         # pair: the old queue.json with the journal, or the new one with lines it holds.
-        write_atomic(self.index_path, dumps_indented(doc), fsync=False)
+        write_atomic(self.index_path, dumps_indented(doc), SyncPlan.NONE)
         point("queue.snapshot_written")
         self._snapshot_revision = self._revision
         self._since_snapshot = 0

@@ -35,6 +35,7 @@ __all__ = [
     "MAX_TASKSET_FILE_BYTES",
     "RefusedFile",
     "open_regular",
+    "read_bytes",
     "read_regular",
 ]
 
@@ -197,6 +198,14 @@ def read_regular(
         raise StorageError("read", path, exc) from exc
     finally:
         os.close(fd)
+
+
+def read_bytes(
+    path: str, limit: int = MAX_JOB_FILE_BYTES, what: str = "a job file"
+) -> bytes | None:
+    """:func:`read_regular` with a job file's limit unless told: the bytes of the regular
+    file at ``path``, or ``None`` if it does not exist."""
+    return read_regular(path, limit, what)
 
 
 def _too_large(path: str, limit: int, what: str) -> RefusedFile:

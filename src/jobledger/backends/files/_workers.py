@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from ..._errors import InvalidNameError, StorageError
-from ._atomic import is_temp_name
+from ._atomic_write import is_temp_name
 from ._locks import ProcessLock, is_held
 from ._names import decode, encode, inside
 

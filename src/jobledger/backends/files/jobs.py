@@ -41,21 +41,15 @@ from collections.abc import Callable, Iterator
 from ..._clock import Clock, SystemClock
 from ..._errors import JobLedgerError, JobNotFound, StorageError
 from ..._jobs import JobRecord, JobStatus
-from ._atomic import (
-    Prepared,
-    fsync_dir,
-    orders_rename_over,
-    prepare,
-    read_bytes,
-    run_syncs,
-    set_aside,
-    sync_prepared,
-    write_atomic,
-)
+from ._atomic_write import Prepared, prepare, sync_prepared, write_atomic
+from ._fs_probe import orders_rename_over
 from ._locks import lock_fd, unlock_fd
 from ._names import encode, inside
 from ._queue_history import QueueHistory
-from ._reading import RefusedFile, open_regular
+from ._reading import RefusedFile, open_regular, read_bytes
+from ._set_aside import set_aside
+from ._sync_plan import SyncPlan, plan_sync
+from ._syncs import fsync_dir, run_syncs
 from ._workers import WorkerLocks, usable_worker
 
 __all__ = ["FilesJobBackend"]
@@ -268,25 +262,14 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
     ) -> None:
         """Write a job file; ``replacing`` says it exists (a transition, not an enqueue);
         ``prepared``, its bytes already in a temp file, synced (see ``_presync``)."""
-        durable = fsync and self._fsync
-        ordered = self._fsync and self._renames_ordered()
         path = self.job_path(record.job_id)
         data = record.dumps() if prepared is None else prepared.data
         try:
             st = write_atomic(
                 path,
                 data,
-                fsync=durable,
-                # An unsynced write (a claim) may be lost in a power cut, but must never
-                # leave an empty file: where the file system does not order the rename
-                # after the data by itself, sync the data (not the folder).
-                sync_data=not durable and self._fsync and not ordered,
-                # A durable transition replaces the file: where renames are ordered (ext4
-                # with a journal), rename first, sync after, one journal commit instead of
-                # two (a new file has no such ordering: enqueue syncs first).
-                ordered=replacing and ordered,
+                self._sync_plan(fsync, replacing, caller_syncs_folder=not sync_folder),
                 sync_later=self._syncs,
-                sync_folder=sync_folder,
                 prepared=prepared,
             )
         except StorageError as exc:
@@ -303,6 +286,19 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
         else:
             self._written.pop(record.job_id, None)
 
+    def _sync_plan(
+        self, fsync: bool, replacing: bool, *, caller_syncs_folder: bool = False
+    ) -> SyncPlan:
+        """The fsyncs of one job file's save: ``fsync`` False for a claim, which may be
+        lost in a power cut but never leaves an empty file (see ``plan_sync``)."""
+        return plan_sync(
+            fsync=self._fsync,
+            durable=fsync,
+            replacing=replacing,
+            rename_ordered=self._renames_ordered,
+            caller_syncs_folder=caller_syncs_folder,
+        )
+
     def _renames_ordered(self) -> bool:
         """Whether this file system orders a rename after the data (asked once, on the
         first write that needs to know: constructing a queue reads nothing)."""
@@ -316,10 +312,7 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
         flushes among them; [] when there is nothing to share (one write, or writes that
         sync after their rename or not at all). The caller passes each to ``_write`` and
         discards the ones left unused."""
-        if len(records) < 2 or not self._fsync:
-            return []
-        ordered = self._renames_ordered()
-        if (replacing and ordered) if fsync else ordered:
+        if len(records) < 2 or not self._sync_plan(fsync, replacing).syncs_before_rename:
             return []  # renamed first and synced after the lock, or not synced at all
         prepared: list[Prepared] = []
         try:

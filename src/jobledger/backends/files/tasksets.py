@@ -20,17 +20,13 @@ from ..._clock import Clock, iso_utc
 from ..._errors import AlreadyRunning, LeaseHolder, StorageError
 from ..._records import TaskSetKey, TaskSetRecord, for_key
 from .._contract import Finding, Lease
-from ._atomic import (
-    is_temp_name,
-    orders_rename_over,
-    read_bytes,
-    remove,
-    set_aside,
-    write_atomic,
-)
+from ._atomic_write import is_temp_name, remove, write_atomic
+from ._fs_probe import orders_rename_over
 from ._locks import ProcessLock, live_holder, pid_alive, read_holder
 from ._names import decode, encode, inside
-from ._reading import MAX_TASKSET_FILE_BYTES, RefusedFile
+from ._reading import MAX_TASKSET_FILE_BYTES, RefusedFile, read_bytes
+from ._set_aside import set_aside
+from ._sync_plan import SyncPlan, plan_sync
 
 __all__ = ["FilesTaskSetBackend"]
 
@@ -61,11 +57,17 @@ class FilesTaskSetBackend:
         self._rename_ordered: bool | None = None  # asked on the first save that replaces
 
     def _replace_ordered(self) -> bool:
-        """Whether a durable save over an existing file may rename first and sync after
-        (see ``write_atomic``): only where the file system orders the rename after data."""
+        """Whether the file system orders a rename over a file after its data (asked once,
+        on the first save whose plan depends on it: see ``plan_sync``)."""
         if self._rename_ordered is None:
-            self._rename_ordered = self._fsync and orders_rename_over(self.root)
+            self._rename_ordered = orders_rename_over(self.root)
         return self._rename_ordered
+
+    def _sync_plan(self, replacing: bool) -> SyncPlan:
+        """The fsyncs of a save of a state file (durable whenever the store syncs)."""
+        return plan_sync(
+            fsync=self._fsync, replacing=replacing, rename_ordered=self._replace_ordered
+        )
 
     # -- paths ----------------------------------------------------------------------------
 
@@ -169,7 +171,7 @@ class FilesTaskSetBackend:
             )
         else:
             if data is not None and record is not None:
-                write_atomic(path, data, fsync=self._fsync)
+                write_atomic(path, data, self._sync_plan(replacing=False))  # path was set aside
                 log.warning(
                     "Restored %s from its last good generation %s (lastUpdate %s)",
                     path,
@@ -204,9 +206,8 @@ class FilesTaskSetBackend:
         write_atomic(
             path,
             payload,
-            fsync=self._fsync,
+            self._sync_plan(replacing=data is not None),
             backup=path + ".bak" if current is not None else None,
-            ordered=data is not None and self._replace_ordered(),
         )
         self._cache[key] = (payload, record)
         return record
