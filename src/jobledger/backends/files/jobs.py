@@ -66,9 +66,11 @@ log = logging.getLogger("jobledger")
 class FilesJobBackend:
     """Jobs in JSON files under ``root``; see the module docstring.
 
-    It owns its queue's index (``QueueIndex``: the live jobs in serving order, the
-    finished counts, the journal and queue.json) and its workers' liveness locks
-    (``WorkerLocks``); listing history and pruning are ``_queue_history``'s functions."""
+    It owns, by composition: the queue lock (``QueueLock``), the queue's index
+    (``QueueIndex``: the live jobs in serving order, the finished counts, the journal and
+    queue.json) and its workers' liveness locks (``WorkerLocks``). Job files are read and
+    listed by ``_job_files``' functions; counting, pruning and clearing are
+    ``_queue_history``'s."""
 
     def __init__(self, root: str, *, fsync: bool, clock: Clock, read_only: bool = False) -> None:
         self._read_only = read_only
