@@ -96,9 +96,10 @@ class Journal:
                 os.close(self.fd)
         self.fd = None
         self._id = None
-        self._writer_fd()
+        self._fd()
 
-    def _writer_fd(self) -> int:
+    def _fd(self) -> int:
+        """The descriptor; a writer whose journal is not open (a forked child's) opens it."""
         if self.fd is None:
             if self.read_only:
                 raise JobLedgerError(
@@ -117,7 +118,7 @@ class Journal:
 
     def append(self, data: bytes) -> None:
         """Append whole lines; StorageError if the disk refuses, with none of them left."""
-        fd = self._writer_fd()
+        fd = self._fd()
         try:
             # Known to end where we stop when the journal was just read under this lock.
             if not self.at_end and os.fstat(fd).st_size != self.off:
@@ -139,7 +140,7 @@ class Journal:
     def read_new(self) -> list[dict[str, Any]] | None:
         """The lines other processes appended since ``off`` (which moves past them). None
         if the journal was replaced (a new snapshot) or is damaged: reload the index."""
-        fd = self._writer_fd()
+        fd = self._fd()
         try:
             on_disk = os.lstat(self.path)  # a link in its place: reload, refused
         except FileNotFoundError:
@@ -181,7 +182,7 @@ class Journal:
         if self.read_only and self.fd is None:
             self.off = 0
             return
-        fd = self._writer_fd()
+        fd = self._fd()
         size = os.fstat(fd).st_size
         if size > MAX_JOURNAL_BYTES:
             refused = RefusedFile(
