@@ -99,22 +99,23 @@ class FilesJobBackend:
 
     # -- the queue lock -------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> contextlib.AbstractContextManager[None]:
         """Hold the queue lock (threads and processes) with an index in sync with disk.
 
         Durable replaces made inside are synced after the lock is released, before this
         returns (see ``QueueLock``)."""
         if self._read_only:
-            # No lock, no file: the index computed in memory afresh at each read, from
-            # queue.json, the journal and the job files (which win). Not incrementally
-            # from the journal: a writer whose journal line the disk refused holds the
-            # change in its job file only, which a fresh reconciliation reads.
-            with self._thread_lock:
-                self._index.open(self._read_listed)
-                yield
-            return
-        with self._lock.held(self._lock_taken):
+            return self._fresh_view()
+        return self._lock.held(self._lock_taken)  # no wrapper: this is every operation
+
+    @contextlib.contextmanager
+    def _fresh_view(self) -> Iterator[None]:
+        # No lock, no file: the index computed in memory afresh at each read, from
+        # queue.json, the journal and the job files (which win). Not incrementally
+        # from the journal: a writer whose journal line the disk refused holds the
+        # change in its job file only, which a fresh reconciliation reads.
+        with self._thread_lock:
+            self._index.open(self._read_listed)
             yield
 
     def _lock_taken(self) -> None:
