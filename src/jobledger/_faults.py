@@ -31,15 +31,15 @@ POINTS: tuple[str, ...] = (
     "files.replaced",
     "files.replaced_fsynced",
     "files.dir_fsynced",
-    # QueueIndex._log: the change's lines are appended to .queue.journal (before any
+    # QueueIndex.log: the change's lines are appended to .queue.journal (before any
     # snapshot that append may trigger).
     "queue.journal_appended",
-    # QueueIndex._save_index: queue.json replaced (after its write_atomic), before the
+    # QueueIndex.save: queue.json replaced (after its write_atomic), before the
     # journal it now holds is rotated away.
     "queue.snapshot_written",
-    # QueueIndex._save_index: the journal replaced by an empty one (the snapshot is done).
+    # QueueIndex.save: the journal replaced by an empty one (the snapshot is done).
     "queue.journal_rotated",
-    # FilesJobBackend.prune: one finished job's file deleted (between the journal's
+    # _queue_history.prune: one finished job's file deleted (between the journal's
     # "pruning" mark and the line that lowers the finished counts).
     "queue.pruned_file",
     # Database.transaction, outermost level only (a savepoint is no commit): just before

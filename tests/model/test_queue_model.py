@@ -207,11 +207,11 @@ def _crash(queue: JobQueue, storage: Storage) -> None:
             lock.release(unlink=False)
         backend: Any = queue.backend
         with backend._thread_lock:
-            for fd in (backend._lock_fd, backend._journal_fd):
+            for fd in (backend._lock.fd, backend._index.journal.fd):
                 if fd is not None:
                     os.close(fd)
-            backend._lock_fd = backend._journal_fd = None
-            backend._opened = False
+            backend._lock.fd = backend._index.journal.fd = None
+            backend._index.opened = False
         return
     lease: Any = queue._worker_lock
     if lease is not None and not lease._stop.is_set():

@@ -631,7 +631,7 @@ def test_a_refused_snapshot_loses_nothing_and_checkpoint_says_so(
     with fresh(root) as again:
         assert view(again, root) == state
     q.close()
-    assert q.backend._lock_fd is None and q.backend._journal_fd is None
+    assert q.backend._lock.fd is None and q.backend._index.journal.fd is None
     assert "was not brought up to date on closing" in caplog.text
     disk.heal()
     # Closing ended this worker: its Running job goes back to the queue, served first.

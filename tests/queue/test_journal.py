@@ -10,7 +10,7 @@ import pytest
 
 from jobledger import JobConflict, JobQueue, JobStatus
 from jobledger._jobs import JobRecord, new_job_id
-from jobledger.backends.files._queue_index import _Entry
+from jobledger.backends.files._serving import Entry as _Entry
 
 
 def _burst(q: JobQueue, n: int, prefix: str) -> list[str]:

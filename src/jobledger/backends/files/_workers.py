@@ -32,9 +32,11 @@ def usable_worker(worker: object) -> bool:
 
 
 class WorkerLocks:
-    """The worker primitives of the files job backend (a mixin: it needs ``workers_dir``)."""
+    """The liveness locks of a files queue's workers, in ``workers_dir``: taken by a
+    worker's process, asked about by any process, and removed once free."""
 
-    workers_dir: str
+    def __init__(self, workers_dir: str) -> None:
+        self.workers_dir = workers_dir
 
     def _worker_lock_path(self, worker: str) -> str:
         return inside(self.workers_dir, encode(worker, "worker id") + ".lock")

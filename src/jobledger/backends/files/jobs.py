@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import errno
 import functools
 import logging
 import os
-import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -41,15 +39,26 @@ from collections.abc import Callable, Iterator
 from ..._clock import Clock, SystemClock
 from ..._errors import JobLedgerError, JobNotFound, StorageError
 from ..._jobs import JobRecord, JobStatus
-from ._atomic_write import Prepared, prepare, sync_prepared, write_atomic
+from .._contract import QueuedCounts
+from . import _queue_history as history
+from ._atomic_write import Prepared, write_atomic
 from ._fs_probe import orders_rename_over
-from ._locks import lock_fd, unlock_fd
-from ._names import encode, inside
-from ._queue_history import QueueHistory
-from ._reading import RefusedFile, open_regular, read_bytes
-from ._set_aside import set_aside
+from ._job_files import (
+    discard,
+    file_name,
+    holds,
+    job_ids_changed_since,
+    presync,
+    read_job_file,
+    read_listed,
+    reraise,
+)
+from ._locks import ProcessLock
+from ._names import inside
+from ._queue_index import QueueIndex, finished_deltas
+from ._queue_lock import QueueLock
 from ._sync_plan import SyncPlan, plan_sync
-from ._syncs import fsync_dir, run_syncs
+from ._syncs import fsync_dir
 from ._workers import WorkerLocks, usable_worker
 
 __all__ = ["FilesJobBackend"]
@@ -57,25 +66,29 @@ __all__ = ["FilesJobBackend"]
 log = logging.getLogger("jobledger")
 
 
-class FilesJobBackend(WorkerLocks, QueueHistory):
-    """Jobs in JSON files under ``root``; see the module docstring."""
+class FilesJobBackend:
+    """Jobs in JSON files under ``root``; see the module docstring.
+
+    It owns, by composition: the queue lock (``QueueLock``), the queue's index
+    (``QueueIndex``: the live jobs in serving order, the finished counts, the journal and
+    queue.json) and its workers' liveness locks (``WorkerLocks``). Job files are read and
+    listed by ``_job_files``' functions; counting, pruning and clearing are
+    ``_queue_history``'s."""
 
     def __init__(self, root: str, *, fsync: bool, clock: Clock, read_only: bool = False) -> None:
-        super().__init__(os.path.abspath(root))
         self._read_only = read_only
         self.root = os.path.abspath(root)
         self.location = self.root
         self.jobs_dir = os.path.join(self.root, "jobs")
         self.workers_dir = os.path.join(self.root, "workers")
+        self._index = QueueIndex(self.root, self.jobs_dir, clock=clock, read_only=read_only)
+        self._workers = WorkerLocks(self.workers_dir)
         self._fsync = fsync
         self._clock = clock
         self._rename_ordered: bool | None = None  # see _renames_ordered
-        self._thread_lock = threading.RLock()
-        self._lock_fd: int | None = None
+        self._lock = QueueLock(self.root, self.jobs_dir, after_fork=self._index.after_fork)
+        self._thread_lock = self._lock.thread
         self._jobs_real: str | None = None
-        self._pid = os.getpid()
-        self._depth = 0
-        self._syncs: list[Callable[[], None]] | None = None  # durable replaces to finish
         _OPEN_BACKENDS.add(self)
 
     # -- paths ----------------------------------------------------------------------------
@@ -85,171 +98,71 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
         path stays inside ``jobs/`` (checked with realpath once, for the folder)."""
         if self._jobs_real is None:
             self._jobs_real = inside(self.root, "jobs")
-        return os.path.join(self._jobs_real, _file_name(job_id))
+        return os.path.join(self._jobs_real, file_name(job_id))
 
     # -- the queue lock -------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> contextlib.AbstractContextManager[None]:
         """Hold the queue lock (threads and processes) with an index in sync with disk.
 
-        Durable replaces made inside are synced after the lock is released (see
-        ``write_atomic``'s ``sync_later``), before this returns: the caller still gets a
-        durable write, and other threads and processes can change the queue meanwhile, so
-        that their syncs share journal commits instead of queueing behind each other."""
+        Durable replaces made inside are synced after the lock is released, before this
+        returns (see ``QueueLock``)."""
         if self._read_only:
-            # No lock, no file: the index computed in memory afresh at each read, from
-            # queue.json, the journal and the job files (which win). Not incrementally
-            # from the journal: a writer whose journal line the disk refused holds the
-            # change in its job file only, which a fresh reconciliation reads.
-            with self._thread_lock:
-                self._open()
-                yield
-            return
-        syncs: list[Callable[[], None]] = []
-        failed = False
-        try:
-            with self._thread_lock:
-                if self._depth:  # re-entered by this thread: the OS lock is already ours
-                    self._depth += 1
-                    try:
-                        yield
-                    finally:
-                        self._depth -= 1
-                    return
-                fd = self._lock_file()
-                lock_fd(fd)
-                self._depth = 1
-                self._journal_at_end = False  # other processes may have appended
-                self._syncs = syncs
-                try:
-                    if not self._opened:
-                        self._open()
-                    else:
-                        self._sync_index()
-                    yield
-                finally:
-                    self._depth = 0
-                    self._syncs = None
-                    unlock_fd(fd)
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            if failed:
-                # The body's own error is the one to report; the syncs still run.
-                with contextlib.suppress(Exception):
-                    run_syncs(syncs)
-            else:
-                run_syncs(syncs)
+            return self._fresh_view()
+        return self._lock.held(self._lock_taken)  # no wrapper: this is every operation
 
-    def _lock_file(self) -> int:
-        if self._read_only:
-            raise JobLedgerError(
-                f"a read-only view of the queue in {self.root} cannot change it (a bug: "
-                "writes go through the queue's own backend)"
-            )
-        if self._pid != os.getpid():
-            # Inherited through fork(): the descriptor shares the parent's lock, so the two
-            # processes would not exclude each other. Open our own.
-            self._pid = os.getpid()
-            for fd in (self._lock_fd, self._journal_fd):
-                if fd is not None:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
-            self._lock_fd = self._journal_fd = None
-        if self._lock_fd is None:
-            path = os.path.join(self.root, ".queue.lock")
-            try:
-                os.makedirs(self.jobs_dir, exist_ok=True)
-            except OSError as exc:
-                if isinstance(exc, FileExistsError):  # a file where jobs/ should be
-                    exc = NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-                raise StorageError("create the folder", self.jobs_dir, exc) from exc
-            try:
-                lock = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as exc:
-                raise StorageError("open the queue lock", path, exc) from exc
-            try:
-                # Read as well as appended to: only a regular file (see _reading.py).
-                journal = open_regular(
-                    self.journal_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644
-                )
-            except OSError as exc:
-                os.close(lock)  # both or neither: the journal is asked for with the lock
-                if isinstance(exc, RefusedFile):
-                    raise
-                raise StorageError("open the queue journal", self.journal_path, exc) from exc
-            self._lock_fd, self._journal_fd = lock, journal
-            self._journal_id = None
-        return self._lock_fd
+    @contextlib.contextmanager
+    def _fresh_view(self) -> Iterator[None]:
+        # No lock, no file: the index computed in memory afresh at each read, from
+        # queue.json, the journal and the job files (which win). Not incrementally
+        # from the journal: a writer whose journal line the disk refused holds the
+        # change in its job file only, which a fresh reconciliation reads.
+        with self._thread_lock:
+            self._index.open(self._read_listed)
+            yield
+
+    def _lock_taken(self) -> None:
+        """The lock just taken: the index made to agree with the disk."""
+        if not self._index.opened:
+            self._index.open(self._read_listed)  # which opens the journal
+        else:
+            self._index.sync(self._read_listed)  # other processes' changes since
 
     def close(self) -> None:
         """Write the queue.json snapshot and release the file descriptors."""
         with self._thread_lock:
             try:
-                if self._lock_fd is not None and self._pid == os.getpid():
+                if self._lock.mine():
                     self.checkpoint()
             except StorageError as exc:
                 # Nothing is lost: the journal holds what queue.json lacks, and the next
                 # opening catches up. The files are released all the same.
                 log.warning("%s queue.json was not brought up to date on closing.", exc)
             finally:
-                for fd in (self._lock_fd, self._journal_fd):
-                    if fd is not None:
-                        with contextlib.suppress(OSError):
-                            os.close(fd)
-                self._lock_fd = self._journal_fd = None
-                self._journal_id = None
-                self._opened = False
+                self._lock.close()
+                self._index.close()
 
     def checkpoint(self) -> None:
         """Bring queue.json up to date now: open the queue if it is not yet (which
         reconciles it with the job files), then write out what is only in the journal."""
         with self._thread_lock:
-            behind = self._since_snapshot or self._index_behind or self._snapshot_behind()
-            if not self._opened or behind:
+            if not self._index.opened or self._index.behind():
                 with self.locked():  # which also reads the lines other processes wrote
-                    if self._since_snapshot or self._index_behind or self._snapshot_behind():
-                        self._save_index()
+                    if self._index.behind():
+                        self._index.save()
 
     # -- reading job files ----------------------------------------------------------------
 
     def _read(self, job_id: str) -> JobRecord | None:
-        path = self.job_path(job_id)
-        try:
-            data = read_bytes(path)
-            if data is None:
-                return None
-            record = JobRecord.loads(data)
-            if record.job_id != job_id:
-                raise ValueError(f"the file holds job id {record.job_id!r}, not {job_id!r}")
-        except (ValueError, RefusedFile) as exc:
-            if isinstance(exc, RefusedFile) and exc.errno == errno.EISDIR:
-                raise  # a folder is never set aside: see _read_listed
-            # A link, FIFO, device or oversize file is no job file: treated as a corrupt
-            # one (set aside renames the entry itself, never what a link points to).
-            why = exc.reason if isinstance(exc, RefusedFile) else f"is corrupt ({exc})"
-            if self._read_only:
-                log.warning(
-                    "Job file %s %s; job %s is left out. Nothing was changed: "
-                    "the queue's next write sets the file aside.",
-                    path,
-                    why,
-                    job_id,
-                )
-                return None
-            aside = set_aside(path, self._clock.now())
-            log.warning(
-                "Job file %s %s; moved it aside to %s. Job %s is left "
-                "out of the queue until the file is repaired and put back.",
-                path,
-                why,
-                aside,
-                job_id,
-            )
-            return None
-        return record
+        """The job's record from its file; None if it has none (or a damaged one, set
+        aside: see ``read_job_file``)."""
+        return read_job_file(
+            self.job_path(job_id), job_id, read_only=self._read_only, now=self._clock.now
+        )
+
+    def _read_listed(self, job_id: str) -> JobRecord | None:
+        """``_read`` for the paths that go over many jobs: see ``read_listed``."""
+        return read_listed(self._read, job_id)
 
     def _write(
         self,
@@ -269,22 +182,22 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
                 path,
                 data,
                 self._sync_plan(fsync, replacing, caller_syncs_folder=not sync_folder),
-                sync_later=self._syncs,
+                sync_later=self._lock.syncs,
                 prepared=prepared,
             )
         except StorageError as exc:
-            if self._syncs is None or not _holds(path, data):
+            if self._lock.syncs is None or not holds(path, data):
                 raise
             # Refused after the replace, while making it durable: the change is in place.
             # The operation goes on as written (the index follows the file), and the error
             # is raised once the lock is released, as an ordered save's late sync is.
-            self._written.pop(record.job_id, None)
-            self._syncs.append(functools.partial(_reraise, exc))
+            self._index.written.pop(record.job_id, None)
+            self._lock.syncs.append(functools.partial(reraise, exc))
             return
         if record.status.is_live:
-            self._written[record.job_id] = ((st.st_ino, st.st_size, st.st_mtime_ns), record)
+            self._index.written[record.job_id] = ((st.st_ino, st.st_size, st.st_mtime_ns), record)
         else:
-            self._written.pop(record.job_id, None)
+            self._index.written.pop(record.job_id, None)
 
     def _sync_plan(
         self, fsync: bool, replacing: bool, *, caller_syncs_folder: bool = False
@@ -314,15 +227,7 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
         discards the ones left unused."""
         if len(records) < 2 or not self._sync_plan(fsync, replacing).syncs_before_rename:
             return []  # renamed first and synced after the lock, or not synced at all
-        prepared: list[Prepared] = []
-        try:
-            for record in records:
-                prepared.append(prepare(self.job_path(record.job_id), record.dumps()))
-        except BaseException:
-            _discard(prepared)
-            raise
-        sync_prepared(prepared)
-        return prepared
+        return presync([(self.job_path(r.job_id), r.dumps()) for r in records])
 
     # -- the primitives -------------------------------------------------------------------
 
@@ -351,20 +256,20 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
             if existing is not None:
                 out.append((existing, False))
                 continue
-            self._last_seq = max(self._last_seq + 1, self._clock_us())
-            record = record.with_seq(self._last_seq)
+            self._index.last_seq = max(self._index.last_seq + 1, self._clock_us())
+            record = record.with_seq(self._index.last_seq)
             new[record.job_id] = record
             out.append((record, True))
         if not new:
             return out
         # The index lists the new ids before their files exist (see _list_first).
         for record in new.values():
-            self._set(record)
+            self._index.update(record)
         try:
-            self._log(list(new))
+            self._index.log(list(new))
         except BaseException:
             for job_id in new:  # refused: nothing is stored, nor listed
-                self._drop(job_id)
+                self._index.remove(job_id)
             raise
         written = 0
         prepared: list[Prepared] = []
@@ -376,11 +281,11 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
                 self._write(record, fsync=True, replacing=False, sync_folder=False, prepared=ready)
                 written += 1
         except BaseException:
-            _discard(prepared)
+            discard(prepared)
             unwritten = list(new)[written:]
             for job_id in unwritten:
-                self._drop(job_id)
-            self._log_quietly(unwritten)
+                self._index.remove(job_id)
+            self._index.log_quietly(unwritten)
             if written and self._fsync:
                 with contextlib.suppress(OSError):
                     fsync_dir(self.jobs_dir)  # the ones written stay, as durable as may be
@@ -401,8 +306,8 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
     def next_seq(self) -> int:
         """A serving sequence number above every one seen."""
         with self.locked():
-            self._last_seq = max(self._last_seq + 1, self._clock_us())
-            return self._last_seq
+            self._index.last_seq = max(self._index.last_seq + 1, self._clock_us())
+            return self._index.last_seq
 
     def import_records(self, records: list[JobRecord]) -> list[str]:
         """Store ``records`` exactly as given (``jobledger export``): each new job's file is
@@ -427,17 +332,8 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
                 except OSError as exc:
                     last = self.job_path(list(new)[-1])
                     raise StorageError("sync the folder of", last, exc, replaced=True) from exc
-            self._rebuild()
+            self._index.rebuild(self._read_listed)
         return kept
-
-    def _candidates(self, now: str, types: frozenset[str] | None) -> Iterator[str]:
-        for key in self._queued:
-            entry = self._entries[key[-1]]
-            if entry.run_after is not None and entry.run_after > now:
-                continue
-            if types is not None and entry.type not in types:
-                continue
-            yield key[-1]
 
     def claim(
         self, worker: str, now: str, types: frozenset[str] | None, limit: int = 1
@@ -458,7 +354,7 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
                 # change the serving order under us (a file that says it is no longer Queued
                 # is caught up or dropped, deleting its key from the sorted list), and an
                 # iterator kept across that deletion would skip the job after it.
-                job_id = next((j for j in self._candidates(now, types) if j not in seen), None)
+                job_id = next((j for j in self._index.order.due(now, types) if j not in seen), None)
                 if job_id is None:
                     break
                 seen.add(job_id)
@@ -490,7 +386,7 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
                         break
                     out.append(running)
             finally:
-                _discard(prepared)
+                discard(prepared)
             if refused is not None:
                 if not out:
                     raise refused
@@ -544,7 +440,7 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
                 for i, (record, new) in enumerate(planned):
                     self._save(record, new, fsync=fsync, prepared=prepared[i] if prepared else None)
             finally:
-                _discard(prepared)
+                discard(prepared)
         return out
 
     def _transition(
@@ -572,8 +468,8 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
         out = []
         with self.locked():
             alive: dict[str, bool] = {}
-            for job_id in list(self._running):
-                worker = self._entries[job_id].worker
+            for job_id in list(self._index.order.running):
+                worker = self._index.order.entries[job_id].worker
                 if keep(worker):
                     continue
                 # A worker id no lock file can have (damaged, edited by hand) is no live
@@ -597,35 +493,21 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
     def _save(
         self, old: JobRecord, new: JobRecord, *, fsync: bool, prepared: Prepared | None = None
     ) -> None:
-        if new.status.is_live and new.job_id not in self._entries:
+        if new.status.is_live and new.job_id not in self._index.order.entries:
             self._list_first(old, new, fsync=fsync, prepared=prepared)
             return
         self._write(new, fsync=fsync, replacing=True, prepared=prepared)
-        deltas = self._count(old, new)
-        self._set(new)
-        self._log_quietly([new.job_id], deltas)
+        deltas = finished_deltas(old, new)
+        self._index.update(new, deltas)
+        self._index.log_quietly([new.job_id], deltas)
 
     def _catch_up(self, record: JobRecord) -> None:
         """The index lists this job but its file says otherwise (a process died between
         the two writes, or between the index and the file of _list_first): the file wins.
         A listed job is not in the finished counts, so a finished one is counted now."""
-        deltas = {}
-        if not record.status.is_live:
-            self._finished[record.status.value] += 1
-            deltas[record.status.value] = 1
-        self._set(record)
-        self._log_quietly([record.job_id], deltas)
-
-    def _count(self, old: JobRecord, new: JobRecord) -> dict[str, int]:
-        """Move the finished counts for a transition; returns the deltas applied."""
-        deltas: dict[str, int] = {}
-        if not old.status.is_live:
-            self._finished[old.status.value] = max(0, self._finished[old.status.value] - 1)
-            deltas[old.status.value] = -1
-        if not new.status.is_live:
-            self._finished[new.status.value] += 1
-            deltas[new.status.value] = deltas.get(new.status.value, 0) + 1
-        return {k: v for k, v in deltas.items() if v}
+        deltas = {} if record.status.is_live else {record.status.value: 1}
+        self._index.update(record, deltas)
+        self._index.log_quietly([record.job_id], deltas)
 
     def _list_first(
         self, old: JobRecord, new: JobRecord, *, fsync: bool, prepared: Prepared | None = None
@@ -635,23 +517,19 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
         live job file that no index lists, which a process writing queue.json later keeps
         out, until its mtime is too old for the next opening to notice it. This way a
         crash leaves a listed id whose file says otherwise, which reading corrects."""
-        deltas = self._count(old, new)
-        self._set(new)
+        deltas = finished_deltas(old, new)
+        self._index.update(new, deltas)
         undo = {k: -v for k, v in deltas.items()}
         try:
-            self._log([new.job_id], deltas)
+            self._index.log([new.job_id], deltas)
         except BaseException:
-            for status, delta in undo.items():  # refused: the index is as it was
-                self._finished[status] = max(0, self._finished[status] + delta)
-            self._set(old)
+            self._index.update(old, undo)  # refused: the index is as it was
             raise
         try:
             self._write(new, fsync=fsync, replacing=True, prepared=prepared)
         except BaseException:
-            for status, delta in undo.items():
-                self._finished[status] = max(0, self._finished[status] + delta)
-            self._set(old)
-            self._log_quietly([old.job_id], undo)
+            self._index.update(old, undo)
+            self._index.log_quietly([old.job_id], undo)
             raise
 
     def _read_as_listed(self, job_id: str, status: JobStatus) -> JobRecord | None:
@@ -666,7 +544,7 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
     def _read_locked(self, job_id: str, *, listed: bool = False) -> JobRecord | None:
         """The job's record, under the lock; None (and unlisted) if it has no file.
         ``listed``: read as one of many (see ``_read_listed``)."""
-        mine = self._written.get(job_id)
+        mine = self._index.written.get(job_id)
         if mine is not None:
             # A safety net for hands editing the file; other writers show in the journal.
             try:
@@ -675,12 +553,70 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
                     return mine[1]
             except OSError:
                 pass
-            del self._written[job_id]
+            del self._index.written[job_id]
         record = self._read_listed(job_id) if listed else self._read(job_id)
-        if record is None and job_id in self._entries:
-            self._drop(job_id)
-            self._log_quietly([job_id])
+        if record is None and job_id in self._index.order.entries:
+            self._index.remove(job_id)
+            self._index.log_quietly([job_id])
         return record
+
+    # -- listing, history and workers ----------------------------------------------------
+
+    def queued_count(self, types: frozenset[str] | None) -> int:
+        """Queued jobs (of these types), due or not."""
+        with self.locked():
+            return self._index.order.queued_count(types)
+
+    def queued_by_type(self, now: str) -> dict[str, QueuedCounts]:
+        """The Queued jobs per type, due or not at ``now``, from the index alone."""
+        with self.locked():
+            return self._index.order.queued_by_type(now)
+
+    def live(self, status: JobStatus | None = None) -> list[JobRecord]:
+        """Live jobs in serving order: Running first, then Queued (or only ``status``)."""
+        with self.locked():
+            order = self._index.order
+            ids = [] if status is JobStatus.QUEUED else order.running_in_order()
+            ids += [] if status is JobStatus.RUNNING else order.queued_ids()
+        return [r for r in map(self._read_listed, ids) if r is not None and r.status.is_live]
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per status, from the index only (never reads history)."""
+        with self.locked():
+            return history.counts(self._index)
+
+    def all_records(self) -> Iterator[JobRecord]:
+        """Every job file (history included): for listing and pruning only."""
+        for job_id in job_ids_changed_since(self.jobs_dir, 0):
+            record = self._read_listed(job_id)
+            if record is not None:
+                yield record
+
+    def prune(self, cutoff: str) -> int:
+        """Delete finished jobs that finished before ``cutoff`` (ISO UTC); how many."""
+        with self.locked():
+            return history.prune(self._index, cutoff, self._read_listed, self.job_path)
+
+    def clear(self) -> int:
+        """Delete every job file and the index; refuses while a worker is alive."""
+        with self.locked():
+            return history.clear(self._index, self.workers_dir, self.live_workers())
+
+    def register_worker(self, worker: str, since: str) -> ProcessLock:
+        """Take the worker's liveness lock; held until released or the process dies."""
+        return self._workers.register_worker(worker, since)
+
+    def worker_alive(self, worker: str) -> bool:
+        """Whether the worker's process still holds its liveness lock."""
+        return self._workers.worker_alive(worker)
+
+    def forget_worker(self, worker: str) -> None:
+        """Remove a dead worker's lock file (only if its lock is free)."""
+        self._workers.forget_worker(worker)
+
+    def live_workers(self) -> list[str]:
+        """The workers whose liveness lock is held now."""
+        return self._workers.live_workers()
 
     def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Nothing to watch across processes here (workers poll the index, which costs a
@@ -689,33 +625,8 @@ class FilesJobBackend(WorkerLocks, QueueHistory):
         return _nothing
 
 
-@functools.lru_cache(maxsize=4096)
-def _file_name(job_id: str) -> str:
-    # Every operation on a job builds its path two or three times; the encoding checks
-    # each character, so the recent ones are kept.
-    return encode(job_id, "job id") + ".json"
-
-
 def _nothing() -> None:
     return None
-
-
-def _discard(prepared: list[Prepared]) -> None:
-    for item in prepared:
-        item.discard()  # a no-op for the ones written
-
-
-def _holds(path: str, data: bytes) -> bool:
-    """Whether the file at ``path`` holds ``data`` (a failed save that got as far as its
-    replace); False when that cannot be read."""
-    try:
-        return read_bytes(path) == data
-    except StorageError:
-        return False
-
-
-def _reraise(exc: BaseException) -> None:
-    raise exc
 
 
 _OPEN_BACKENDS: weakref.WeakSet[FilesJobBackend] = weakref.WeakSet()
@@ -726,5 +637,5 @@ def _checkpoint_at_exit() -> None:
     # A script that enqueues and exits leaves queue.json up to date, not only the journal.
     for backend in list(_OPEN_BACKENDS):
         with contextlib.suppress(Exception):
-            if backend._lock_fd is not None and backend._pid == os.getpid():
+            if backend._lock.mine():
                 backend.checkpoint()
