@@ -5,7 +5,7 @@
 go through) open them for a URL. The tables (``jobledger_*``) live in the URL's schema
 (``options=-csearch_path=...``, default ``public``) and are created or migrated on first
 write (a read never creates or migrates them: it reports a missing or outdated schema);
-``sql/`` holds the migrations.
+``sql/`` holds the migrations, ``_queries.py`` every statement the backends send, by name.
 
 Importing this package does not import psycopg: the factories below do, and say how to
 install it when it is missing. The backends themselves are in ``.tasksets`` and ``.jobs``.

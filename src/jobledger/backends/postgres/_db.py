@@ -47,6 +47,7 @@ from ..._location import classify
 from ..._records import encode_compact
 from ..._redact import redact_text, redact_url, scrub, url_secrets
 from .._identity import HOST
+from . import _queries as q
 from . import is_postgres_url
 from ._errors import DatabaseError, SchemaMissing, SchemaOutdated
 from ._migrate import applied_versions, migrate, migrations
@@ -269,7 +270,7 @@ class Database:
                     migrate(conn)
                 else:
                     self._check_schema(conn)
-                row = conn.execute("SELECT current_schema()").fetchone()
+                row = conn.execute(q.CURRENT_SCHEMA).fetchone()
             except psycopg.Error as exc:
                 conn.close()
                 raise self.error("prepare the jobledger tables", exc) from exc
@@ -284,7 +285,7 @@ class Database:
     def _check_schema(self, conn: psycopg.Connection[Any]) -> None:
         """For a reader: the schema must be there and current, since a read never
         migrates; SchemaMissing (or SchemaOutdated) says which command creates it."""
-        row = conn.execute("SELECT current_schema()").fetchone()
+        row = conn.execute(q.CURRENT_SCHEMA).fetchone()
         schema = str(row[0]) if row and row[0] else None
         where = f"{self._where} (schema {schema})" if schema else self._where
         run = f"run `jobledger db migrate --url {shareable(self._url)}`"
@@ -364,7 +365,7 @@ class Database:
             try:
                 try:
                     if not durable:
-                        conn.execute("SET LOCAL synchronous_commit TO off")
+                        conn.execute(q.UNSYNCED_COMMIT)
                     yield conn
                     committing = True
                 except BaseException as exc:

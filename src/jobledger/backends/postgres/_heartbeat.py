@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 
 from ..._errors import JobLedgerError
+from . import _queries as q
 from ._db import HOST, Database
 
 __all__ = ["WorkerLease"]
@@ -57,11 +58,7 @@ class WorkerLease:
                     return
                 self._conn = self._db.session("worker heartbeat")
             row = self._conn.execute(
-                "INSERT INTO jobledger_workers (worker, pid, host, since, lease_until)"
-                " VALUES (%s, %s, %s, %s, clock_timestamp() + make_interval(secs => %s))"
-                " ON CONFLICT (worker) DO UPDATE SET lease_until = excluded.lease_until"
-                " RETURNING (xmax = 0)",
-                (self._worker, os.getpid(), HOST, self._since, self._lease),
+                q.RENEW_WORKER, (self._worker, os.getpid(), HOST, self._since, self._lease)
             ).fetchone()
             # The leases of this worker's jobs: fenced by worker and status, so only the
             # jobs still Running under it are renewed (never one recovered meanwhile). A
@@ -70,13 +67,7 @@ class WorkerLease:
             # another transaction holds are skipped, not waited for: this worker's own
             # completions lock its rows in another order, and waiting deadlocked the two
             # (a row being completed needs no lease; any other is renewed next beat).
-            self._conn.execute(
-                "UPDATE jobledger_jobs SET lease_until = clock_timestamp()"
-                " + make_interval(secs => %s) WHERE job_id IN (SELECT job_id"
-                " FROM jobledger_jobs WHERE worker = %s AND status = 'Running'"
-                " AND lease_until > clock_timestamp() FOR UPDATE SKIP LOCKED)",
-                (self._lease, self._worker),
-            )
+            self._conn.execute(q.RENEW_JOB_LEASES, (self._lease, self._worker))
         recreated = bool(row and row[0]) and self._registered
         self._registered = True
         if recreated:
@@ -119,13 +110,13 @@ class WorkerLease:
             return
         try:
             try:
-                conn.execute("DELETE FROM jobledger_workers WHERE worker = %s", (self._worker,))
+                conn.execute(q.DELETE_WORKER, (self._worker,))
             except psycopg.OperationalError:
                 # The session may have died with a server restart since the last beat:
                 # once more on a new one, or the row would read alive until its lease ends.
                 conn.close()
                 conn = self._db.session("worker release")
-                conn.execute("DELETE FROM jobledger_workers WHERE worker = %s", (self._worker,))
+                conn.execute(q.DELETE_WORKER, (self._worker,))
         except (psycopg.Error, JobLedgerError) as exc:
             log.warning("Could not remove worker %s's row: %s", self._worker, exc)
         finally:

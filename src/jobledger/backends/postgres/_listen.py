@@ -21,13 +21,14 @@ from collections.abc import Callable
 
 import psycopg
 
+from . import _queries as q
 from ._db import Database
+from ._queries import CHANNEL
 
 __all__ = ["CHANNEL", "Listener", "notify"]
 
 log = logging.getLogger("jobledger")
 
-CHANNEL = "jobledger_jobs"
 _POLL = 0.5  # seconds between looks at the stop flag while waiting for notifications
 _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 5.0
@@ -36,7 +37,7 @@ _BACKOFF_MAX = 5.0
 def notify(conn: psycopg.Connection[object]) -> None:
     """Send the wake-up, delivered when (and only if) the current transaction commits.
     PostgreSQL folds identical notifications of one transaction into one."""
-    conn.execute("SELECT pg_notify(%s, current_schema())", (CHANNEL,))
+    conn.execute(q.NOTIFY, (CHANNEL,))
 
 
 class Listener:
@@ -89,9 +90,9 @@ class Listener:
         conn = self._db.session("listen for new jobs")
         with self._guard:
             self._conn = conn
-        row = conn.execute("SELECT current_schema()").fetchone()
+        row = conn.execute(q.CURRENT_SCHEMA).fetchone()
         schema = str(row[0]) if row else ""
-        conn.execute(f"LISTEN {CHANNEL}")
+        conn.execute(q.LISTEN)
         self.connected.set()
         self._callback()  # whatever was enqueued while no one listened
         while not self._stop.is_set():

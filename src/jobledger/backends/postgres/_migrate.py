@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import psycopg
 
+from . import _queries as q
 from ._errors import DatabaseError
 
 __all__ = ["Migration", "applied_versions", "migrate", "migrations"]
@@ -47,10 +48,10 @@ def migrations() -> list[Migration]:
 
 def applied_versions(conn: psycopg.Connection[Any]) -> set[int]:
     """The versions recorded in the current schema (empty before the first migration)."""
-    row = conn.execute("SELECT to_regclass('jobledger_migrations') IS NOT NULL").fetchone()
+    row = conn.execute(q.HAS_MIGRATIONS_TABLE).fetchone()
     if not row or not row[0]:
         return set()
-    return {r[0] for r in conn.execute("SELECT version FROM jobledger_migrations")}
+    return {r[0] for r in conn.execute(q.APPLIED_MIGRATIONS)}
 
 
 def migrate(conn: psycopg.Connection[Any], upto: int | None = None) -> list[int]:
@@ -59,7 +60,7 @@ def migrate(conn: psycopg.Connection[Any], upto: int | None = None) -> list[int]
     wanted = [m for m in migrations() if upto is None or m.version <= upto]
     if {m.version for m in wanted} <= applied_versions(conn):
         return []
-    row = conn.execute("SELECT current_schema()").fetchone()
+    row = conn.execute(q.CURRENT_SCHEMA).fetchone()
     if not row or row[0] is None:
         raise DatabaseError(
             "no schema to create the jobledger tables in: the search_path names no "
@@ -68,21 +69,11 @@ def migrate(conn: psycopg.Connection[Any], upto: int | None = None) -> list[int]
     done = []
     for migration in wanted:
         with conn.transaction():
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (_LOCK_CLASS,)
-            )
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS jobledger_migrations ("
-                " version integer PRIMARY KEY,"
-                " name text NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now())"
-            )
+            conn.execute(q.LOCK_MIGRATIONS, (_LOCK_CLASS,))
+            conn.execute(q.CREATE_MIGRATIONS_TABLE)
             if migration.version in applied_versions(conn):
                 continue  # another process applied it while we waited for the lock
             conn.execute(migration.sql.encode())  # bytes: no placeholder parsing
-            conn.execute(
-                "INSERT INTO jobledger_migrations (version, name) VALUES (%s, %s)",
-                (migration.version, migration.name),
-            )
+            conn.execute(q.MIGRATION_DONE, (migration.version, migration.name))
         done.append(migration.version)
     return done

@@ -57,6 +57,7 @@ from ..._job_fields import FIELDS, Field
 from ..._jobs import JobRecord, JobStatus
 from ..._records import encode_compact
 from .._contract import QueuedCounts
+from . import _queries as q
 from ._db import Database, reconnecting, stored_as
 from ._heartbeat import WorkerLease
 from ._listen import Listener, notify
@@ -65,16 +66,7 @@ __all__ = ["PostgresJobBackend"]
 
 log = logging.getLogger("jobledger")
 
-# The columns, their types in jsonb_to_recordset, and the columns a write may change (all
-# but the key): the job fields' table's, in its order.
-_NAMES = tuple(f.name for f in FIELDS)
-_COLS = ", ".join(_NAMES)
-_RECORDSET = ", ".join(f"{f.name} {f.pg_type}" for f in FIELDS)
-_TYPES = {f.name: f.pg_type for f in FIELDS}
-_WRITABLE = [name for name in _NAMES if name != "job_id"]
-_ORDER = "recovered DESC, priority DESC, seq"
 _FINISHED = sorted(s.value for s in JobStatus.FINISHED)
-_ALIVE = "lease_until > clock_timestamp()"
 # Seconds a worker that stopped renewing counts as alive. Short enough that a dead
 # machine's jobs run again within 10 s (the lease plus a live worker's recover_every of
 # 2 s), long enough to ride out a few missed heartbeats (one every lease / 5 seconds).
@@ -87,15 +79,7 @@ _COPY_FROM = 32
 
 def _insert_new(conn: psycopg.Connection[Any], records: list[JobRecord]) -> set[str]:
     """Insert the records whose ids are not stored yet, in one statement; their ids."""
-    return {
-        row[0]
-        for row in conn.execute(
-            f"INSERT INTO jobledger_jobs ({_COLS}) SELECT {_COLS}"
-            f" FROM jsonb_to_recordset(%s) AS x({_RECORDSET})"
-            " ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
-            (Jsonb([_doc(r) for r in records]),),
-        )
-    }
+    return {row[0] for row in conn.execute(q.INSERT_NEW_JOBS, (Jsonb([_doc(r) for r in records]),))}
 
 
 def _copy_new(conn: psycopg.Connection[Any], records: list[JobRecord]) -> set[str] | None:
@@ -109,7 +93,7 @@ def _copy_new(conn: psycopg.Connection[Any], records: list[JobRecord]) -> set[st
         with (
             conn.transaction(),
             conn.cursor() as cur,
-            cur.copy(f"COPY jobledger_jobs ({_COLS}) FROM STDIN") as copy,
+            cur.copy(q.COPY_JOBS) as copy,
         ):
             for r in records:
                 copy.write_row(_copy_row(r))
@@ -119,14 +103,14 @@ def _copy_new(conn: psycopg.Connection[Any], records: list[JobRecord]) -> set[st
 
 
 def _copy_row(r: JobRecord) -> list[Any]:
-    """A record as a row of COPY's text format, in _COLS's order (JSON columns as text)."""
+    """A record as a row of COPY's text format, in q.COLUMNS's order (JSON columns as text)."""
     values = r.__dict__
     return [values[n] if enc is None else enc(values[n]) for n, enc in _COPY_OUT]
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
-    """The record of a row of _COLS, field by field by name."""
-    values = dict(zip(_NAMES, row, strict=True))
+    """The record of a row of q.COLUMNS, field by field by name."""
+    values = dict(zip(q.COLUMNS, row, strict=True))
     for name, decode in _DECODE:
         values[name] = decode(values[name])
     return JobRecord.from_fields(values)
@@ -170,15 +154,13 @@ def _same(stored: JobRecord, written: JobRecord) -> bool:
     return stored_as(_doc(stored), _doc(written))
 
 
-def _qualified(alias: str) -> str:
-    """_COLS with each column prefixed by ``alias``."""
-    return ", ".join(f"{alias}.{name}" for name in _NAMES)
-
-
-def _types_clause(types: frozenset[str] | None) -> tuple[str, tuple[Any, ...]]:
+def _of_types(
+    types: frozenset[str] | None, every: str, of_types: str
+) -> tuple[str, tuple[Any, ...]]:
+    """The statement for jobs of any type, or the one for ``types`` with its parameter."""
     if types is None:
-        return "", ()
-    return " AND type = ANY(%s)", (sorted(types),)
+        return every, ()
+    return of_types, (sorted(types),)
 
 
 class PostgresJobBackend:
@@ -272,13 +254,7 @@ class PostgresJobBackend:
     ) -> tuple[dict[str, JobRecord], set[str], dict[str, JobRecord]]:
         """put's statements: the records staged (with their seq), the ids inserted, and
         the stored records of the ids that existed."""
-        seqs = sorted(
-            row[0]
-            for row in conn.execute(
-                "SELECT nextval('jobledger_job_seq') FROM generate_series(1, %s)",
-                (len(unique),),
-            )
-        )
+        seqs = sorted(row[0] for row in conn.execute(q.NEXT_SEQS, (len(unique),)))
         staged = {r.job_id: r.with_seq(s) for r, s in zip(unique.values(), seqs, strict=True)}
         inserted: set[str] | None = None
         if len(staged) >= _COPY_FROM and fresh.issuperset(staged):
@@ -290,9 +266,7 @@ class PostgresJobBackend:
         missing = [i for i in staged if i not in inserted]
         existing = {}
         if missing:
-            rows = conn.execute(
-                f"SELECT {_COLS} FROM jobledger_jobs WHERE job_id = ANY(%s)", (missing,)
-            )
+            rows = conn.execute(q.GET_JOBS, (missing,))
             existing = {r.job_id: r for r in map(_record, rows)}
         return staged, inserted, existing
 
@@ -305,10 +279,7 @@ class PostgresJobBackend:
             return []
         with self._tx("import jobs") as conn:
             inserted = _insert_new(conn, records)
-            conn.execute(
-                "SELECT setval('jobledger_job_seq', max(seq)) FROM jobledger_jobs"
-                " HAVING max(seq) >= (SELECT last_value FROM jobledger_job_seq)"
-            )
+            conn.execute(q.MOVE_SEQ_PAST_JOBS)
         return [r.job_id for r in records if r.job_id not in inserted]
 
     @reconnecting
@@ -317,16 +288,14 @@ class PostgresJobBackend:
         if not findable(job_id, "job id"):  # before psycopg could fail to encode it
             return None
         with self._tx("read a job") as conn:
-            row = conn.execute(
-                f"SELECT {_COLS} FROM jobledger_jobs WHERE job_id = %s", (job_id,)
-            ).fetchone()
+            row = conn.execute(q.GET_JOB, (job_id,)).fetchone()
         return _record(row) if row is not None else None
 
     @reconnecting
     def next_seq(self) -> int:
         """A value of the jobs' sequence, above every ``seq`` assigned so far."""
         with self._tx("number a job") as conn:
-            row = conn.execute("SELECT nextval('jobledger_job_seq')").fetchone()
+            row = conn.execute(q.NEXT_SEQ).fetchone()
         assert row is not None
         return int(row[0])
 
@@ -343,13 +312,13 @@ class PostgresJobBackend:
         False) the claim, like every write, commits without waiting for the WAL flush, and
         a server crash may forget the claims of its last moments (up to three
         ``wal_writer_delay``, 0.6 s by default) in just that way."""
-        clause, params = _types_clause(types)
+        statement, params = _of_types(types, q.CLAIM_JOBS, q.CLAIM_JOBS_OF_TYPES)
         done: list[list[JobRecord]] = []
 
         def run() -> list[JobRecord]:
             done.clear()  # only this attempt's claim may be asked about
             with self._tx("claim jobs") as conn:
-                done[:] = [self._claim(conn, worker, now, clause, params, limit)]
+                done[:] = [self._claim(conn, worker, now, statement, params, limit)]
             return done[0]
 
         def settled() -> list[JobRecord] | None:
@@ -372,11 +341,7 @@ class PostgresJobBackend:
 
         def read() -> set[tuple[str, int, str | None]]:
             with self._tx("read a claim's outcome") as conn:
-                rows = conn.execute(
-                    "SELECT job_id, attempts, started FROM jobledger_jobs"
-                    " WHERE job_id = ANY(%s) AND status = 'Running' AND worker = %s FOR SHARE",
-                    ([r.job_id for r in records], worker),
-                ).fetchall()
+                rows = conn.execute(q.CLAIMED_BY, ([r.job_id for r in records], worker)).fetchall()
             return {(job_id, attempts, started) for job_id, attempts, started in rows}
 
         found = self._db.retrying(read)
@@ -387,28 +352,20 @@ class PostgresJobBackend:
         conn: psycopg.Connection[Any],
         worker: str,
         now: str,
-        clause: str,
+        statement: str,
         params: tuple[Any, ...],
         limit: int,
     ) -> list[JobRecord]:
-        """claim's one statement: the records claimed, in serving order. The CTE is
-        MATERIALIZED so that the planner cannot fold it into the UPDATE and evaluate the
-        LIMIT more than once."""
+        """claim's one statement (``statement``, of ``q.CLAIM_JOBS`` or
+        ``q.CLAIM_JOBS_OF_TYPES``, with ``params`` the types): the records claimed, in
+        serving order."""
         # Read the serving order from its index, never sort every Queued job: a table just
         # filled and not yet analyzed makes the planner expect one Queued row and sort
         # (18-20 ms per 100-job claim with 20,000 queued, against 1 ms; bench.pg). Only
         # this transaction's planning is affected.
-        conn.execute("SET LOCAL enable_sort = off")
+        conn.execute(q.NO_SORT)
         rows = conn.execute(
-            "WITH picked AS MATERIALIZED (SELECT job_id FROM jobledger_jobs"
-            "  WHERE status = 'Queued' AND (run_after IS NULL OR run_after <= %s)"
-            f"  {clause} ORDER BY {_ORDER} LIMIT %s FOR UPDATE SKIP LOCKED)"
-            " UPDATE jobledger_jobs j SET status = 'Running', attempts = j.attempts + 1,"
-            " worker = %s, started = %s, run_after = NULL,"
-            " lease_until = clock_timestamp() + make_interval(secs => %s)"
-            " FROM picked WHERE j.job_id = picked.job_id"
-            f" RETURNING {_qualified('j')}",
-            (now, *params, limit, worker, now, self.worker_lease),
+            statement, (now, *params, limit, worker, now, self.worker_lease)
         ).fetchall()
         return sorted(map(_record, rows), key=lambda r: (not r.recovered, -r.priority, r.seq))
 
@@ -439,11 +396,7 @@ class PostgresJobBackend:
         def run() -> list[JobRecord | JobLedgerError]:
             out: list[JobRecord | JobLedgerError] = []
             with self._tx("change jobs", durable=fsync) as conn:
-                rows = conn.execute(
-                    f"SELECT {_COLS} FROM jobledger_jobs"
-                    " WHERE job_id = ANY(%s) ORDER BY job_id FOR UPDATE",
-                    (ids,),
-                ).fetchall()
+                rows = conn.execute(q.LOCK_JOBS, (ids,)).fetchall()
                 current = {r.job_id: r for r in map(_record, rows)}
                 # A row found, under its lock, as the lost attempt wrote it: that COMMIT
                 # landed (for this row at least), and its outcome stands. Asked of the rows,
@@ -488,27 +441,21 @@ class PostgresJobBackend:
         """Write the new records of (old, new) pairs in one statement, only the columns
         that changed in any of them: a completion then sends and rewrites its status,
         times and result, not the payload (which PostgreSQL then keeps as it is)."""
-        columns = [
+        columns = tuple(
             c
-            for c in _WRITABLE
+            for c in q.WRITABLE
             if any(
                 (a := getattr(old, c)) is not (b := getattr(new, c)) and a != b
                 for old, new in pairs
             )
-        ]
+        )
         if not columns:
             return
-        sets = ", ".join(f"{c} = x.{c}" for c in columns)
-        types = ", ".join(f"{c} {_TYPES[c]}" for c in ["job_id", *columns])
         docs = []
         for _, new in pairs:
             doc = _doc(new)
-            docs.append({c: doc[c] for c in ["job_id", *columns]})
-        conn.execute(
-            f"UPDATE jobledger_jobs j SET {sets}"
-            f" FROM jsonb_to_recordset(%s) AS x({types}) WHERE j.job_id = x.job_id",
-            (Jsonb(docs),),
-        )
+            docs.append({c: doc[c] for c in ("job_id", *columns)})
+        conn.execute(q.update_jobs(columns), (Jsonb(docs),))
 
     @reconnecting
     def recover(
@@ -517,15 +464,7 @@ class PostgresJobBackend:
         """Store ``decide(job)`` for every Running job whose worker's lease ran out (or
         has no row), unless ``keep(worker)``; forget the dead workers' rows."""
         with self._tx("recover the jobs of dead workers") as conn:
-            rows = conn.execute(
-                # The job's own lease ran out, or its worker is known to be gone (it
-                # stopped and deleted its row, or its row's lease ran out first).
-                f"SELECT {_COLS} FROM jobledger_jobs j WHERE status = 'Running'"
-                " AND (j.lease_until IS NULL OR j.lease_until <= clock_timestamp()"
-                "  OR NOT EXISTS (SELECT 1 FROM jobledger_workers w"
-                f"   WHERE w.worker = j.worker AND w.{_ALIVE}))"
-                f" ORDER BY {_ORDER} FOR UPDATE OF j SKIP LOCKED"
-            ).fetchall()
+            rows = conn.execute(q.RECOVERABLE_JOBS).fetchall()
             pairs = []
             for record in map(_record, rows):
                 if keep(record.worker):
@@ -536,7 +475,7 @@ class PostgresJobBackend:
                 self._write_many(conn, pairs)
                 if any(r.status is JobStatus.QUEUED for r in out):
                     notify(conn)
-            conn.execute(f"DELETE FROM jobledger_workers WHERE NOT {_ALIVE}")
+            conn.execute(q.DELETE_DEAD_WORKERS)
         return out
 
     # -- reading --------------------------------------------------------------------------
@@ -546,18 +485,14 @@ class PostgresJobBackend:
         """Live jobs in serving order: Running first, then Queued (or only ``status``)."""
         wanted = [status.value] if status is not None else ["Running", "Queued"]
         with self._tx("list jobs") as conn:
-            rows = conn.execute(
-                f"SELECT {_COLS} FROM jobledger_jobs WHERE status = ANY(%s)"
-                f" ORDER BY status = 'Running' DESC, {_ORDER}",
-                (wanted,),
-            ).fetchall()
+            rows = conn.execute(q.LIVE_JOBS, (wanted,)).fetchall()
         return [_record(r) for r in rows]
 
     @reconnecting
     def all_records(self) -> Iterator[JobRecord]:
         """Every job, history included, in ``seq`` order."""
         with self._tx("list jobs") as conn:
-            rows = conn.execute(f"SELECT {_COLS} FROM jobledger_jobs ORDER BY seq").fetchall()
+            rows = conn.execute(q.JOBS_IN_SEQ_ORDER).fetchall()
         return map(_record, rows)
 
     @reconnecting
@@ -565,43 +500,30 @@ class PostgresJobBackend:
         """Jobs per status (every status present, zeros included)."""
         out = {s.value: 0 for s in JobStatus}
         with self._tx("count jobs") as conn:
-            for status, n in conn.execute(
-                "SELECT status, count(*) FROM jobledger_jobs GROUP BY status"
-            ):
+            for status, n in conn.execute(q.COUNT_BY_STATUS):
                 out[status] = int(n)
         return out
 
     @reconnecting
     def queued_count(self, types: frozenset[str] | None) -> int:
         """Queued jobs (of ``types``), due or not."""
-        clause, params = _types_clause(types)
+        statement, params = _of_types(types, q.COUNT_QUEUED, q.COUNT_QUEUED_OF_TYPES)
         with self._tx("count jobs") as conn:
-            row = conn.execute(
-                f"SELECT count(*) FROM jobledger_jobs WHERE status = 'Queued'{clause}", params
-            ).fetchone()
+            row = conn.execute(statement, params).fetchone()
         return int(row[0]) if row else 0
 
     @reconnecting
     def queued_by_type(self, now: str) -> dict[str, QueuedCounts]:
         """The Queued jobs per type, due or not at ``now``: one aggregate query."""
         with self._tx("count jobs") as conn:
-            rows = conn.execute(
-                "SELECT type, count(*) FILTER (WHERE run_after IS NULL OR run_after <= %s),"
-                " count(*) FILTER (WHERE run_after > %s), min(run_after) FILTER"
-                " (WHERE run_after > %s) FROM jobledger_jobs WHERE status = 'Queued'"
-                " GROUP BY type",
-                (now, now, now),
-            ).fetchall()
+            rows = conn.execute(q.QUEUED_BY_TYPE, (now, now, now)).fetchall()
         return {t: QueuedCounts(int(due), int(later), nxt) for t, due, later, nxt in rows}
 
     @reconnecting
     def prune(self, cutoff: str) -> int:
         """Delete finished jobs whose ``finished`` is before ``cutoff``; how many."""
         with self._tx("prune jobs") as conn:
-            cur = conn.execute(
-                "DELETE FROM jobledger_jobs WHERE status = ANY(%s) AND coalesce(finished, '') < %s",
-                (_FINISHED, cutoff),
-            )
+            cur = conn.execute(q.PRUNE_JOBS, (_FINISHED, cutoff))
             return cur.rowcount
 
     # -- workers --------------------------------------------------------------------------
@@ -615,19 +537,14 @@ class PostgresJobBackend:
     def worker_alive(self, worker: str) -> bool:
         """Whether ``worker``'s lease has not run out."""
         with self._tx("read workers") as conn:
-            row = conn.execute(
-                f"SELECT EXISTS (SELECT 1 FROM jobledger_workers WHERE worker = %s AND {_ALIVE})",
-                (worker,),
-            ).fetchone()
+            row = conn.execute(q.WORKER_ALIVE, (worker,)).fetchone()
         return bool(row and row[0])
 
     @reconnecting
     def live_workers(self) -> list[str]:
         """The workers whose lease has not run out, sorted."""
         with self._tx("read workers") as conn:
-            rows = conn.execute(
-                f"SELECT worker FROM jobledger_workers WHERE {_ALIVE} ORDER BY worker"
-            ).fetchall()
+            rows = conn.execute(q.LIVE_WORKERS).fetchall()
         return [r[0] for r in rows]
 
     @reconnecting
@@ -635,21 +552,16 @@ class PostgresJobBackend:
         """Delete every job; refuse while any worker's lease is live."""
         with self._tx("clear the queue") as conn:
             # Registrations wait until this transaction ends, so none slips in between.
-            conn.execute("LOCK TABLE jobledger_workers IN EXCLUSIVE MODE")
-            alive = [
-                r[0]
-                for r in conn.execute(
-                    f"SELECT worker FROM jobledger_workers WHERE {_ALIVE} ORDER BY worker"
-                )
-            ]
+            conn.execute(q.LOCK_WORKERS)
+            alive = [r[0] for r in conn.execute(q.LIVE_WORKERS)]
             if alive:
                 raise JobLedgerError(
                     f"refusing to clear the queue in {self.location}: worker(s) "
                     f"{', '.join(alive)} are alive. Stop them first (the queue may be "
                     "cleared only when no worker runs)."
                 )
-            n = conn.execute("DELETE FROM jobledger_jobs").rowcount
-            conn.execute("DELETE FROM jobledger_workers")
+            n = conn.execute(q.CLEAR_JOBS).rowcount
+            conn.execute(q.CLEAR_WORKERS)
         return n
 
     def watch(self, callback: Callable[[], None]) -> Callable[[], None]:

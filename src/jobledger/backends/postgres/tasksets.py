@@ -40,6 +40,7 @@ from ..._clock import Clock, SystemClock, iso_utc
 from ..._errors import AlreadyRunning, LeaseHolder
 from ..._records import TaskSetKey, TaskSetRecord, for_key
 from .._contract import Finding, Lease
+from . import _queries as q
 from ._db import HOST, ConnectionLost, Database, lock_key, reconnecting, stored_as
 from ._errors import DatabaseError
 
@@ -47,20 +48,6 @@ __all__ = ["PostgresTaskSetBackend"]
 
 log = logging.getLogger("jobledger")
 
-_KEY = "account = %s AND type = %s AND date = %s"
-# A lease row is true only while its session still holds the advisory lock it names.
-_HELD = """EXISTS (
-    SELECT 1 FROM pg_locks l
-    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-      AND l.pid = h.backend_pid
-      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-      AND l.classid::bigint = (h.lock_key >> 32) & 4294967295
-      AND l.objid::bigint = h.lock_key & 4294967295)"""
-_HOLDER = (
-    "SELECT h.pid, h.host, h.since FROM jobledger_leases h"
-    f" WHERE h.account = %s AND h.type = %s AND h.date = %s AND {_HELD}"
-)
-_STALE = f"SELECT h.account, h.type, h.date FROM jobledger_leases h WHERE NOT {_HELD}"
 # How long a contender looks for the holder's row, which is written just after the lock is
 # taken (a holder caught in between would otherwise be "an unknown process").
 _HOLDER_GRACE = 1.0
@@ -99,7 +86,7 @@ class _PgLease:
         conn = self._conn
         if conn is not None:
             try:
-                conn.execute("SELECT 1")
+                conn.execute(q.PING)
                 return
             except psycopg.Error:
                 conn.close()
@@ -122,11 +109,8 @@ class _PgLease:
         if conn is None:
             return  # lost and never re-taken: nothing of it is left on the server
         try:
-            conn.execute(
-                f"DELETE FROM jobledger_leases WHERE {_KEY} AND backend_pid = pg_backend_pid()",
-                self._key,
-            )
-            conn.execute("SELECT pg_advisory_unlock(%s)", (self._lock,))
+            conn.execute(q.DELETE_MY_LEASE, self._key)
+            conn.execute(q.ADVISORY_UNLOCK, (self._lock,))
         except psycopg.Error:
             pass  # the session is gone, and its lock with it; the row is merely stale
         finally:
@@ -179,11 +163,8 @@ class PostgresTaskSetBackend:
     def _set_aside(
         self, conn: psycopg.Connection[Any], key: TaskSetKey, doc: object, reason: str
     ) -> None:
-        conn.execute(
-            "INSERT INTO jobledger_set_aside (kind, key, data, reason) VALUES (%s, %s, %s, %s)",
-            ("taskset", "/".join(key), Jsonb(doc), reason),
-        )
-        conn.execute(f"DELETE FROM jobledger_tasksets WHERE {_KEY}", key)
+        conn.execute(q.SET_ASIDE, ("taskset", "/".join(key), Jsonb(doc), reason))
+        conn.execute(q.DELETE_TASKSET, key)
         log.warning(
             "Task set %s of %s for %s in %s is not a valid record (%s); moved it to "
             "jobledger_set_aside and starting it empty",
@@ -198,9 +179,7 @@ class PostgresTaskSetBackend:
     def load(self, key: TaskSetKey) -> TaskSetRecord | None:
         """The stored record (a plain read, no lock); a bad one is set aside."""
         with self._db.transaction("read a task set") as conn:
-            row = conn.execute(
-                f"SELECT record FROM jobledger_tasksets WHERE {_KEY}", key
-            ).fetchone()
+            row = conn.execute(q.READ_TASKSET, key).fetchone()
             if row is None:
                 return None
             try:
@@ -246,9 +225,7 @@ class PostgresTaskSetBackend:
         lost: list[TaskSetRecord],
     ) -> TaskSetRecord:
         with self._db.transaction("save a task set", durable=self._fsync) as conn:
-            row = conn.execute(
-                f"SELECT record FROM jobledger_tasksets WHERE {_KEY} FOR UPDATE", key
-            ).fetchone()
+            row = conn.execute(q.LOCK_TASKSET, key).fetchone()
             if row is not None and lost and stored_as(row[0], lost[0].to_json()):
                 # The lost save landed: its record is the result, not ``change`` applied
                 # again to its own result.
@@ -267,18 +244,9 @@ class PostgresTaskSetBackend:
                 record.last_update,
             )
             if current is not None:
-                conn.execute(
-                    "UPDATE jobledger_tasksets SET record = %s, completed = %s, remaining = %s,"
-                    f" last_update = %s WHERE {_KEY}",
-                    values + tuple(key),
-                )
+                conn.execute(q.UPDATE_TASKSET, values + tuple(key))
             else:
-                created = conn.execute(
-                    "INSERT INTO jobledger_tasksets"
-                    " (account, type, date, record, completed, remaining, last_update)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
-                    tuple(key) + values,
-                ).fetchone()
+                created = conn.execute(q.INSERT_TASKSET, tuple(key) + values).fetchone()
                 if created is None:
                     raise _Raced  # rolls this transaction back
             lost[:] = [record]  # if this COMMIT is cut off in its turn
@@ -312,15 +280,7 @@ class PostgresTaskSetBackend:
                 holder = self._holder(key, _HOLDER_GRACE) or LeaseHolder(None, None, None)
                 raise AlreadyRunning(_describe(key), holder, f"{self.location}, advisory lock")
             with conn.transaction():
-                conn.execute(
-                    "INSERT INTO jobledger_leases"
-                    " (account, type, date, lock_key, backend_pid, pid, host, since)"
-                    " VALUES (%s, %s, %s, %s, pg_backend_pid(), %s, %s, %s)"
-                    " ON CONFLICT (account, type, date) DO UPDATE SET lock_key ="
-                    " excluded.lock_key, backend_pid = excluded.backend_pid,"
-                    " pid = excluded.pid, host = excluded.host, since = excluded.since",
-                    (*key, lock, os.getpid(), HOST, since),
-                )
+                conn.execute(q.TAKE_LEASE, (*key, lock, os.getpid(), HOST, since))
         except psycopg.Error as exc:
             conn.close()
             raise self._db.error("take a task set's run lease", exc) from exc
@@ -331,19 +291,19 @@ class PostgresTaskSetBackend:
 
     def _acquire(self, conn: psycopg.Connection[Any], lock: int, wait: bool | float) -> bool:
         if wait is False or (wait is not True and float(wait) <= 0):
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock,)).fetchone()
+            row = conn.execute(q.TRY_ADVISORY_LOCK, (lock,)).fetchone()
             return bool(row and row[0])
         if wait is not True:
             # lock_timeout bounds the wait of pg_advisory_lock (a heavyweight lock).
             ms = max(1, round(float(wait) * 1000))
-            conn.execute(f"SET lock_timeout = {ms}")
+            conn.execute(q.set_lock_timeout(ms))
         try:
-            conn.execute("SELECT pg_advisory_lock(%s)", (lock,))
+            conn.execute(q.ADVISORY_LOCK, (lock,))
         except psycopg.errors.LockNotAvailable:
             return False
         finally:
             if wait is not True and not conn.closed:
-                conn.execute("RESET lock_timeout")
+                conn.execute(q.RESET_LOCK_TIMEOUT)
         return True
 
     @reconnecting
@@ -355,7 +315,7 @@ class PostgresTaskSetBackend:
         deadline = time.monotonic() + grace
         while True:
             with self._db.transaction("read a task set's lease holder") as conn:
-                row = conn.execute(_HOLDER, key).fetchone()
+                row = conn.execute(q.TASKSET_HOLDER, key).fetchone()
             if row is not None:
                 return LeaseHolder(row[0], row[1], row[2])
             if time.monotonic() >= deadline:
@@ -367,11 +327,10 @@ class PostgresTaskSetBackend:
     @reconnecting
     def keys(self, account: str | None = None) -> Iterator[TaskSetKey]:
         """Every stored set's key (of ``account`` if given)."""
-        query = "SELECT account, type, date FROM jobledger_tasksets"
+        query = q.TASKSET_KEYS
         params: tuple[str, ...] = ()
         if account is not None:
-            query += " WHERE account = %s"
-            params = (account,)
+            query, params = q.TASKSET_KEYS_OF_ACCOUNT, (account,)
         with self._db.transaction("list task sets") as conn:
             rows = conn.execute(query, params).fetchall()
         return iter([TaskSetKey(a, t, d.isoformat()) for a, t, d in rows])
@@ -381,7 +340,7 @@ class PostgresTaskSetBackend:
         lease = self.lease(key, iso_utc(self._clock.now()), wait=False)
         try:
             with self._db.transaction("delete a task set") as conn:
-                conn.execute(f"DELETE FROM jobledger_tasksets WHERE {_KEY}", key)
+                conn.execute(q.DELETE_TASKSET, key)
         finally:
             lease.release()
 
@@ -389,9 +348,7 @@ class PostgresTaskSetBackend:
     def usage(self) -> tuple[int, int]:
         """(bytes, rows) of the task-set records."""
         with self._db.transaction("measure the task sets") as conn:
-            row = conn.execute(
-                "SELECT coalesce(sum(pg_column_size(t.*)), 0), count(*) FROM jobledger_tasksets t"
-            ).fetchone()
+            row = conn.execute(q.SIZE_OF_TASKSETS).fetchone()
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
     @reconnecting
@@ -399,7 +356,7 @@ class PostgresTaskSetBackend:
         """Validate every record; report set-aside rows and stale lease rows."""
         findings = []
         with self._db.transaction("check the task sets") as conn:
-            rows = conn.execute("SELECT account, type, date, record FROM jobledger_tasksets")
+            rows = conn.execute(q.TASKSET_ROWS)
             for account, type_, date, doc in rows.fetchall():
                 key = TaskSetKey(account, type_, date.isoformat())
                 try:
@@ -408,14 +365,14 @@ class PostgresTaskSetBackend:
                     if repair:
                         self._set_aside(conn, key, doc, str(exc))
                     findings.append(Finding("corrupt", "/".join(key), str(exc), repair))
-            for account, type_, date in conn.execute(_STALE).fetchall():
+            for account, type_, date in conn.execute(q.STALE_LEASES).fetchall():
                 key = TaskSetKey(account, type_, date.isoformat())
                 if repair:
-                    conn.execute(f"DELETE FROM jobledger_leases WHERE {_KEY}", key)
+                    conn.execute(q.DELETE_LEASE, key)
                 findings.append(
                     Finding("stale-lease", "/".join(key), "lease row of a dead session", repair)
                 )
-            for (where,) in conn.execute("SELECT key FROM jobledger_set_aside ORDER BY id"):
+            for (where,) in conn.execute(q.SET_ASIDE_KEYS):
                 findings.append(
                     Finding(
                         "note",

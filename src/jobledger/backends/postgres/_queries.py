@@ -1,0 +1,308 @@
+"""Every SQL statement of the PostgreSQL backends, by name, in one place.
+
+The code runs ``conn.execute(q.CLAIM_JOBS, ...)``: what a method sends is read here, and
+what a statement is for is read where it is used. Placeholders are psycopg's ``%s``,
+positional, in the order the caller passes its parameters.
+
+Three kinds of names:
+
+- a statement (``GET_JOB``): sent as it is;
+- a statement made once, at import, from the job fields' table (:data:`COLUMNS`, in
+  ``FIELDS``'s order): the column lists and ``jsonb_to_recordset`` types are never written
+  out by hand, so a new field reaches every statement through its line in ``FIELDS``;
+- a function (``update_jobs(columns)``): a statement whose text depends on its call (the
+  columns a write changed, a lock timeout), made from its template here.
+
+The schema itself is created by the migrations, ``sql/NNNN_*.sql`` (see ``_migrate.py``).
+tests/postgres/test_queries.py holds every name to being used by the code and PREPAREs
+every statement on a server, so a misspelt column fails there, not in production.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from ..._job_fields import FIELDS
+
+__all__ = [
+    "ADVISORY_LOCK",
+    "ADVISORY_UNLOCK",
+    "APPLIED_MIGRATIONS",
+    "CHANNEL",
+    "CLAIMED_BY",
+    "CLAIM_JOBS",
+    "CLAIM_JOBS_OF_TYPES",
+    "CLEAR_JOBS",
+    "CLEAR_WORKERS",
+    "COLUMNS",
+    "COPY_JOBS",
+    "COUNT_BY_STATUS",
+    "COUNT_QUEUED",
+    "COUNT_QUEUED_OF_TYPES",
+    "CREATE_MIGRATIONS_TABLE",
+    "CURRENT_SCHEMA",
+    "DELETE_DEAD_WORKERS",
+    "DELETE_LEASE",
+    "DELETE_MY_LEASE",
+    "DELETE_TASKSET",
+    "DELETE_WORKER",
+    "GET_JOB",
+    "GET_JOBS",
+    "HAS_MIGRATIONS_TABLE",
+    "INSERT_NEW_JOBS",
+    "INSERT_TASKSET",
+    "JOBS_IN_SEQ_ORDER",
+    "LISTEN",
+    "LIVE_JOBS",
+    "LIVE_WORKERS",
+    "LOCK_JOBS",
+    "LOCK_MIGRATIONS",
+    "LOCK_TASKSET",
+    "LOCK_WORKERS",
+    "MIGRATION_DONE",
+    "MOVE_SEQ_PAST_JOBS",
+    "NEXT_SEQ",
+    "NEXT_SEQS",
+    "NOTIFY",
+    "NO_SORT",
+    "PING",
+    "PRUNE_JOBS",
+    "QUEUED_BY_TYPE",
+    "READ_TASKSET",
+    "RECOVERABLE_JOBS",
+    "RENEW_JOB_LEASES",
+    "RENEW_WORKER",
+    "RESET_LOCK_TIMEOUT",
+    "SET_ASIDE",
+    "SET_ASIDE_KEYS",
+    "SIZE_OF_TASKSETS",
+    "STALE_LEASES",
+    "TAKE_LEASE",
+    "TASKSET_HOLDER",
+    "TASKSET_KEYS",
+    "TASKSET_KEYS_OF_ACCOUNT",
+    "TASKSET_ROWS",
+    "TRY_ADVISORY_LOCK",
+    "UNSYNCED_COMMIT",
+    "UPDATE_TASKSET",
+    "WORKER_ALIVE",
+    "WRITABLE",
+    "set_lock_timeout",
+    "update_jobs",
+]
+
+# -- fragments (never sent alone) ----------------------------------------------------------
+
+#: The job table's columns: the job fields' names, in their table's order.
+COLUMNS = tuple(f.name for f in FIELDS)
+#: The columns a write may change: all but the key.
+WRITABLE = tuple(name for name in COLUMNS if name != "job_id")
+_TYPES = {f.name: f.pg_type for f in FIELDS}
+_COLS = ", ".join(COLUMNS)
+_J_COLS = ", ".join(f"j.{name}" for name in COLUMNS)
+_RECORDSET = ", ".join(f"{name} {_TYPES[name]}" for name in COLUMNS)
+# The serving order: recovered jobs first, then by priority, then first come first served.
+_ORDER = "recovered DESC, priority DESC, seq"
+# A worker row (or a job's lease) that has not run out, by the server's clock.
+_ALIVE = "lease_until > clock_timestamp()"
+_OF_TYPES = " AND type = ANY(%s)"
+_TASKSET = "account = %s AND type = %s AND date = %s"
+# A lease row is true only while its session still holds the advisory lock it names.
+_HELD = """EXISTS (
+    SELECT 1 FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+      AND l.pid = h.backend_pid
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid::bigint = (h.lock_key >> 32) & 4294967295
+      AND l.objid::bigint = h.lock_key & 4294967295)"""
+
+# -- connections (_db.py, _listen.py) ------------------------------------------------------
+
+CURRENT_SCHEMA = "SELECT current_schema()"
+#: This transaction commits without waiting for the WAL flush (``durability="flush"``).
+UNSYNCED_COMMIT = "SET LOCAL synchronous_commit TO off"
+#: The channel of the wake-ups; the payload is the queue's schema.
+CHANNEL = "jobledger_jobs"
+NOTIFY = "SELECT pg_notify(%s, current_schema())"
+LISTEN = f"LISTEN {CHANNEL}"
+
+# -- migrations (_migrate.py) --------------------------------------------------------------
+
+HAS_MIGRATIONS_TABLE = "SELECT to_regclass('jobledger_migrations') IS NOT NULL"
+APPLIED_MIGRATIONS = "SELECT version FROM jobledger_migrations"
+#: A transaction-level advisory lock of the schema (two-key space: apart from the leases').
+LOCK_MIGRATIONS = "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))"
+CREATE_MIGRATIONS_TABLE = """\
+CREATE TABLE IF NOT EXISTS jobledger_migrations (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now())"""
+MIGRATION_DONE = "INSERT INTO jobledger_migrations (version, name) VALUES (%s, %s)"
+
+# -- jobs: writing (jobs.py) ---------------------------------------------------------------
+
+NEXT_SEQ = "SELECT nextval('jobledger_job_seq')"
+NEXT_SEQS = "SELECT nextval('jobledger_job_seq') FROM generate_series(1, %s)"
+#: The ids inserted; a stored id is skipped. The parameter: a JSON array of the rows.
+INSERT_NEW_JOBS = f"""\
+INSERT INTO jobledger_jobs ({_COLS})
+SELECT {_COLS} FROM jsonb_to_recordset(%s) AS x({_RECORDSET})
+ON CONFLICT (job_id) DO NOTHING RETURNING job_id"""
+COPY_JOBS = f"COPY jobledger_jobs ({_COLS}) FROM STDIN"
+#: After an import: the sequence past every stored ``seq`` (never moved back).
+MOVE_SEQ_PAST_JOBS = """\
+SELECT setval('jobledger_job_seq', max(seq)) FROM jobledger_jobs
+HAVING max(seq) >= (SELECT last_value FROM jobledger_job_seq)"""
+#: Read the serving order from its index, never sort (this transaction's planning only).
+NO_SORT = "SET LOCAL enable_sort = off"
+
+
+def _claim(types: str) -> str:
+    # MATERIALIZED: the planner cannot fold the CTE into the UPDATE and evaluate the
+    # LIMIT more than once.
+    return f"""\
+WITH picked AS MATERIALIZED (
+    SELECT job_id FROM jobledger_jobs
+    WHERE status = 'Queued' AND (run_after IS NULL OR run_after <= %s){types}
+    ORDER BY {_ORDER} LIMIT %s FOR UPDATE SKIP LOCKED)
+UPDATE jobledger_jobs j SET status = 'Running', attempts = j.attempts + 1,
+    worker = %s, started = %s, run_after = NULL,
+    lease_until = clock_timestamp() + make_interval(secs => %s)
+FROM picked WHERE j.job_id = picked.job_id
+RETURNING {_J_COLS}"""
+
+
+#: Parameters: now, limit, worker, now, lease seconds.
+CLAIM_JOBS = _claim("")
+#: Parameters: now, the types, limit, worker, now, lease seconds.
+CLAIM_JOBS_OF_TYPES = _claim(_OF_TYPES)
+#: What a claim of unknown outcome left Running under the worker (waits for its end).
+CLAIMED_BY = """\
+SELECT job_id, attempts, started FROM jobledger_jobs
+WHERE job_id = ANY(%s) AND status = 'Running' AND worker = %s FOR SHARE"""
+#: The rows a transition changes, locked in job id order (two batches never deadlock).
+LOCK_JOBS = f"""\
+SELECT {_COLS} FROM jobledger_jobs
+WHERE job_id = ANY(%s) ORDER BY job_id FOR UPDATE"""
+#: The Running jobs whose own lease ran out, or whose worker is known to be gone (it
+#: stopped and deleted its row, or its row's lease ran out first).
+RECOVERABLE_JOBS = f"""\
+SELECT {_COLS} FROM jobledger_jobs j WHERE status = 'Running'
+    AND (j.lease_until IS NULL OR j.lease_until <= clock_timestamp()
+        OR NOT EXISTS (SELECT 1 FROM jobledger_workers w
+            WHERE w.worker = j.worker AND w.{_ALIVE}))
+ORDER BY {_ORDER} FOR UPDATE OF j SKIP LOCKED"""
+DELETE_DEAD_WORKERS = f"DELETE FROM jobledger_workers WHERE NOT {_ALIVE}"
+PRUNE_JOBS = """\
+DELETE FROM jobledger_jobs WHERE status = ANY(%s) AND coalesce(finished, '') < %s"""
+#: Refuses new worker registrations until the transaction ends.
+LOCK_WORKERS = "LOCK TABLE jobledger_workers IN EXCLUSIVE MODE"
+CLEAR_JOBS = "DELETE FROM jobledger_jobs"
+CLEAR_WORKERS = "DELETE FROM jobledger_workers"
+
+
+@functools.lru_cache(maxsize=64)
+def update_jobs(columns: tuple[str, ...]) -> str:
+    """The UPDATE writing ``columns`` (of :data:`WRITABLE`) of the rows in its parameter,
+    a JSON array of objects keyed by column, ``job_id`` included: only the columns a write
+    changed, so that PostgreSQL keeps the others (a payload) as they are."""
+    sets = ", ".join(f"{c} = x.{c}" for c in columns)
+    types = ", ".join(f"{c} {_TYPES[c]}" for c in ("job_id", *columns))
+    return f"""\
+UPDATE jobledger_jobs j SET {sets}
+FROM jsonb_to_recordset(%s) AS x({types}) WHERE j.job_id = x.job_id"""
+
+
+# -- jobs: reading (jobs.py) ---------------------------------------------------------------
+
+GET_JOB = f"SELECT {_COLS} FROM jobledger_jobs WHERE job_id = %s"
+GET_JOBS = f"SELECT {_COLS} FROM jobledger_jobs WHERE job_id = ANY(%s)"
+#: The jobs of the given statuses, Running first, each in serving order.
+LIVE_JOBS = f"""\
+SELECT {_COLS} FROM jobledger_jobs WHERE status = ANY(%s)
+ORDER BY status = 'Running' DESC, {_ORDER}"""
+JOBS_IN_SEQ_ORDER = f"SELECT {_COLS} FROM jobledger_jobs ORDER BY seq"
+COUNT_BY_STATUS = "SELECT status, count(*) FROM jobledger_jobs GROUP BY status"
+COUNT_QUEUED = "SELECT count(*) FROM jobledger_jobs WHERE status = 'Queued'"
+COUNT_QUEUED_OF_TYPES = COUNT_QUEUED + _OF_TYPES
+#: Per type: due at now, due later, the next due time. Parameters: now, three times.
+QUEUED_BY_TYPE = """\
+SELECT type, count(*) FILTER (WHERE run_after IS NULL OR run_after <= %s),
+    count(*) FILTER (WHERE run_after > %s),
+    min(run_after) FILTER (WHERE run_after > %s)
+FROM jobledger_jobs WHERE status = 'Queued' GROUP BY type"""
+
+# -- workers (jobs.py, _heartbeat.py) ------------------------------------------------------
+
+WORKER_ALIVE = f"SELECT EXISTS (SELECT 1 FROM jobledger_workers WHERE worker = %s AND {_ALIVE})"
+LIVE_WORKERS = f"SELECT worker FROM jobledger_workers WHERE {_ALIVE} ORDER BY worker"
+#: The worker's row, its lease pushed forward; true when the row had to be created.
+RENEW_WORKER = """\
+INSERT INTO jobledger_workers (worker, pid, host, since, lease_until)
+VALUES (%s, %s, %s, %s, clock_timestamp() + make_interval(secs => %s))
+ON CONFLICT (worker) DO UPDATE SET lease_until = excluded.lease_until
+RETURNING (xmax = 0)"""
+#: The leases of the jobs still Running under the worker and not run out; rows another
+#: transaction holds are skipped, not waited for. Parameters: lease seconds, worker.
+RENEW_JOB_LEASES = """\
+UPDATE jobledger_jobs SET lease_until = clock_timestamp() + make_interval(secs => %s)
+WHERE job_id IN (
+    SELECT job_id FROM jobledger_jobs
+    WHERE worker = %s AND status = 'Running' AND lease_until > clock_timestamp()
+    FOR UPDATE SKIP LOCKED)"""
+DELETE_WORKER = "DELETE FROM jobledger_workers WHERE worker = %s"
+
+# -- task sets (tasksets.py) ---------------------------------------------------------------
+
+READ_TASKSET = f"SELECT record FROM jobledger_tasksets WHERE {_TASKSET}"
+LOCK_TASKSET = f"SELECT record FROM jobledger_tasksets WHERE {_TASKSET} FOR UPDATE"
+#: Parameters: record, completed, remaining, last_update, then the key.
+UPDATE_TASKSET = f"""\
+UPDATE jobledger_tasksets
+SET record = %s, completed = %s, remaining = %s, last_update = %s
+WHERE {_TASKSET}"""
+#: Returns a row only if it created one (another writer may have been first).
+INSERT_TASKSET = """\
+INSERT INTO jobledger_tasksets
+    (account, type, date, record, completed, remaining, last_update)
+VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1"""
+DELETE_TASKSET = f"DELETE FROM jobledger_tasksets WHERE {_TASKSET}"
+SET_ASIDE = "INSERT INTO jobledger_set_aside (kind, key, data, reason) VALUES (%s, %s, %s, %s)"
+TASKSET_KEYS = "SELECT account, type, date FROM jobledger_tasksets"
+TASKSET_KEYS_OF_ACCOUNT = TASKSET_KEYS + " WHERE account = %s"
+TASKSET_ROWS = "SELECT account, type, date, record FROM jobledger_tasksets"
+SIZE_OF_TASKSETS = """\
+SELECT coalesce(sum(pg_column_size(t.*)), 0), count(*) FROM jobledger_tasksets t"""
+SET_ASIDE_KEYS = "SELECT key FROM jobledger_set_aside ORDER BY id"
+
+# -- run leases (tasksets.py) --------------------------------------------------------------
+
+#: Whether the lease's session is still there (a round trip on it).
+PING = "SELECT 1"
+TRY_ADVISORY_LOCK = "SELECT pg_try_advisory_lock(%s)"
+ADVISORY_LOCK = "SELECT pg_advisory_lock(%s)"
+ADVISORY_UNLOCK = "SELECT pg_advisory_unlock(%s)"
+RESET_LOCK_TIMEOUT = "RESET lock_timeout"
+#: The holder's row, written by the session that holds the lock.
+TAKE_LEASE = """\
+INSERT INTO jobledger_leases (account, type, date, lock_key, backend_pid, pid, host, since)
+VALUES (%s, %s, %s, %s, pg_backend_pid(), %s, %s, %s)
+ON CONFLICT (account, type, date) DO UPDATE SET lock_key = excluded.lock_key,
+    backend_pid = excluded.backend_pid, pid = excluded.pid, host = excluded.host,
+    since = excluded.since"""
+DELETE_MY_LEASE = (
+    f"DELETE FROM jobledger_leases WHERE {_TASKSET} AND backend_pid = pg_backend_pid()"
+)
+DELETE_LEASE = f"DELETE FROM jobledger_leases WHERE {_TASKSET}"
+#: The live holder of a set's lease: its row, checked against pg_locks.
+TASKSET_HOLDER = f"""\
+SELECT h.pid, h.host, h.since FROM jobledger_leases h
+WHERE h.account = %s AND h.type = %s AND h.date = %s AND {_HELD}"""
+#: The lease rows whose session no longer holds the lock.
+STALE_LEASES = f"SELECT h.account, h.type, h.date FROM jobledger_leases h WHERE NOT {_HELD}"
+
+
+def set_lock_timeout(ms: int) -> str:
+    """The SET bounding the wait of ``pg_advisory_lock`` (a heavyweight lock), in
+    milliseconds (SET takes no parameter)."""
+    return f"SET lock_timeout = {int(ms)}"
