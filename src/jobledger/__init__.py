@@ -32,10 +32,10 @@ from ._errors import (
     StorageError,
 )
 from ._inputs import MAX_JSON_DEPTH
-from ._jobs import Job, JobStatus
+from ._job_record import Job, JobStatus
+from ._job_types import job_type
 from ._queue import JobQueue
-from ._records import Failure, Progress, TaskSetKey, TaskSetRecord
-from ._registry import job_type
+from ._taskset_record import Failure, Progress, TaskSetKey, TaskSetRecord
 from ._tasksets import JobState, TaskRun, TaskSet
 from ._worker import Worker
 

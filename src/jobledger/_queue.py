@@ -28,9 +28,9 @@ from ._config import DURABILITIES
 from ._durations import to_seconds, to_timedelta
 from ._errors import ConfigError, JobConflict, JobLedgerError
 from ._inputs import check_name, storable_text
-from ._jobs import RESERVED_KEYS, Job, JobRecord, JobStatus, new_job_id
+from ._job_record import RESERVED_KEYS, Job, JobRecord, JobStatus, new_job_id
+from ._job_types import check_storable, decode_payload, encode_job, registered_types
 from ._log import log, verbose_from_env
-from ._registry import check_storable, decode_payload, encode_job, registered_types
 from .backends import open_job_backend
 from .backends._contract import JobBackend, Lease, QueuedCounts
 from .backends._identity import new_worker_id

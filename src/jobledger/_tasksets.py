@@ -29,7 +29,7 @@ from ._errors import ConfigError, LeaseHolder
 from ._inputs import check_name, storable_text
 from ._location import Location, classify, is_postgres_url, shown
 from ._log import log, verbose_from_env
-from ._records import Failure, Progress, TaskSetKey, TaskSetRecord, parse_date
+from ._taskset_record import Failure, Progress, TaskSetKey, TaskSetRecord, parse_date
 from .backends import open_taskset_backend
 from .backends._contract import Finding, Lease, TaskSetBackend
 from .backends._null import NullTaskSetBackend

@@ -28,7 +28,7 @@ from typing import Any
 
 from ._durations import to_seconds
 from ._errors import JobConflict, JobLedgerError
-from ._jobs import Job, JobStatus
+from ._job_record import Job, JobStatus
 from ._log import log
 from ._queue import JobQueue, json_ready
 from ._words import plural

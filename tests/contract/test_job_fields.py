@@ -9,7 +9,7 @@ from typing import Any
 
 from jobledger import JobStatus
 from jobledger._job_fields import FIELDS
-from jobledger._jobs import JobRecord
+from jobledger._job_record import JobRecord
 
 # The fixture of a queue on every backend, where tests/conftest.py does not hold it.
 with contextlib.suppress(ImportError):

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from .._errors import JobLedgerError, LeaseHolder
-from .._jobs import JobRecord, JobStatus
-from .._records import TaskSetKey, TaskSetRecord
+from .._job_record import JobRecord, JobStatus
+from .._taskset_record import TaskSetKey, TaskSetRecord
 
 __all__ = ["Finding", "JobBackend", "Lease", "QueuedCounts", "TaskSetBackend"]
 

@@ -22,7 +22,7 @@ from rich.table import Table
 from .._clock import SystemClock, iso_utc
 from .._errors import JobLedgerError, JobNotFound
 from .._inputs import MAX_JSON_DEPTH
-from .._jobs import Job, JobStatus
+from .._job_record import Job, JobStatus
 from .._location import classify, is_postgres_url
 from .._queue import JobQueue
 from .._words import plural

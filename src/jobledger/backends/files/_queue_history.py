@@ -14,7 +14,7 @@ from typing import Any
 
 from ..._errors import JobLedgerError, StorageError
 from ..._faults import point
-from ..._jobs import JobRecord, JobStatus
+from ..._job_record import JobRecord, JobStatus
 from .._contract import QueuedCounts
 from ._atomic import remove
 from ._queue_index import FINISHED, QueueIndex

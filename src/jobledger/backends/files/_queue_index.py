@@ -42,8 +42,8 @@ from typing import Any
 from ..._clock import Clock
 from ..._errors import StorageError
 from ..._faults import point
-from ..._jobs import JobRecord, JobStatus
-from ..._records import dumps_indented, encode_compact, encode_str
+from ..._job_record import JobRecord, JobStatus
+from ..._json import dumps_indented, encode_compact, encode_str
 from ._atomic import read_bytes, remove, set_aside, write_atomic
 from ._index_format import index_problem, job_id_of_file, parse_json, parse_line
 from ._reading import MAX_INDEX_BYTES, MAX_JOURNAL_BYTES, RefusedFile, open_regular

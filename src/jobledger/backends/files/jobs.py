@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 
 from ..._clock import Clock, SystemClock
 from ..._errors import JobLedgerError, JobNotFound, StorageError
-from ..._jobs import JobRecord, JobStatus
+from ..._job_record import JobRecord, JobStatus
 from ._atomic import (
     Prepared,
     fsync_dir,

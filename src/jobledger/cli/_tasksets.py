@@ -17,8 +17,8 @@ import click
 from rich.console import RenderableType
 from rich.table import Table
 
-from .._records import TaskSetRecord, parse_date
 from .._stats import Completion, compute_stats
+from .._taskset_record import TaskSetRecord, parse_date
 from .._tasksets import JobState
 from .._words import plural
 from ..backends.files.tasksets import FilesTaskSetBackend

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ._job_fields import DOC, EXTRA, FIELDS, META, PAYLOAD, REQUIRED, JobStatus, Reader
-from ._records import dumps_lines
+from ._json import dumps_lines
 
 __all__ = ["META_KEY", "RESERVED_KEYS", "Job", "JobRecord", "JobStatus", "new_job_id"]
 
