@@ -32,8 +32,9 @@ from ._errors import (
     StorageError,
 )
 from ._inputs import MAX_JSON_DEPTH
-from ._job_record import Job, JobStatus
+from ._job_fields import JobStatus
 from ._job_types import job_type
+from ._job_view import Job
 from ._queue import JobQueue
 from ._taskset_record import Failure, Progress, TaskSetKey, TaskSetRecord
 from ._tasksets import JobState, TaskRun, TaskSet
