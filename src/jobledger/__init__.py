@@ -33,11 +33,12 @@ from ._errors import (
 )
 from ._inputs import MAX_JSON_DEPTH
 from ._job_fields import JobStatus
+from ._job_state import JobState
 from ._job_types import job_type
 from ._job_view import Job
 from ._queue import JobQueue
+from ._taskset import TaskRun, TaskSet
 from ._taskset_record import Failure, Progress, TaskSetKey, TaskSetRecord
-from ._tasksets import JobState, TaskRun, TaskSet
 from ._worker import Worker
 
 __version__ = "0.1.0"

@@ -1,6 +1,7 @@
 """What every backend implements: thin storage primitives, no policy.
 
-Policy (planning, resume, failures, durations, logging) lives once, in ``jobledger._tasksets``,
+Policy (planning, resume, failures, durations, logging) lives once, in ``jobledger._taskset``
+and ``jobledger._job_state`` (the queue's in ``jobledger._queue`` and the modules it names),
 and reaches storage only through these methods. The contract test suite in
 ``tests/contract`` holds every backend to them.
 """

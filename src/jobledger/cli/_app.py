@@ -32,10 +32,10 @@ from rich.console import Console
 from .. import __version__
 from .._config import DEFAULT_DIR, JobStateConfig, read_config
 from .._errors import ConfigError, InvalidNameError, JobLedgerError
+from .._job_state import JobState
 from .._location import classify, is_postgres_url
 from .._log import enable_verbose
 from .._redact import redact_text
-from .._tasksets import JobState
 from ..backends.postgres import DatabaseError
 from ._render import make_console
 

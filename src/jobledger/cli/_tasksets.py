@@ -17,9 +17,9 @@ import click
 from rich.console import RenderableType
 from rich.table import Table
 
+from .._job_state import JobState
 from .._stats import Completion, compute_stats
 from .._taskset_record import TaskSetRecord, parse_date
-from .._tasksets import JobState
 from .._words import plural
 from ..backends.files.tasksets import FilesTaskSetBackend
 from ._app import App, pass_app, state_options
