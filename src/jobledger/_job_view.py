@@ -53,7 +53,7 @@ class JobViews:
     def __init__(self) -> None:
         self._warned_types: set[str] = set()
 
-    def __call__(self, record: JobRecord) -> Job:
+    def view(self, record: JobRecord) -> Job:
         """The view of ``record``: its payload as its registered type when it has one."""
         try:
             payload, known = decode_payload(record.type, dict(record.payload), record.job_id)

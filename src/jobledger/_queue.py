@@ -152,7 +152,8 @@ class JobQueue:
         self._worker_guard = threading.Lock()
         self._worker_pid = os.getpid()
         self._recovered_at: float | None = None
-        self._job = JobViews()  # record -> Job, warning once per undecodable type
+        # record -> Job, warning once per undecodable type (a bound method: called per job)
+        self._job = JobViews().view
         self._watchers = Watchers()
 
     def _make_backend(self, *, read_only: bool) -> JobBackend:
