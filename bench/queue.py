@@ -61,7 +61,7 @@ import jobledger
 from bench._common import profile, run_info, work_folder, write_results
 from bench.tasksets import durable_save, floor_round, median_of, summary
 from jobledger._clock import iso_utc
-from jobledger._jobs import JobRecord, JobStatus
+from jobledger._job_record import JobRecord, JobStatus
 from jobledger.backends.files._fs_probe import orders_rename_over
 from jobledger.backends.files._names import encode
 from jobledger.backends.files._syncs import fsync_dir

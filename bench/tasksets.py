@@ -36,7 +36,7 @@ from typing import Any
 
 import jobledger
 from bench._common import run_info, work_folder, write_results
-from jobledger._records import TaskSetRecord
+from jobledger._taskset_record import TaskSetRecord
 
 ACCOUNT = "bench@example.com"
 TYPE = "daily-set"

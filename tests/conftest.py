@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import jobledger
-from jobledger import _registry
+from jobledger import _job_types
 from tests.postgres._pg import pg_database, pg_url  # noqa: F401 (fixtures)
 
 
@@ -85,7 +85,7 @@ BACKENDS = ["files", "postgres"]
 def _fresh_job_types() -> Iterator[None]:
     """``@job_type`` registers in a process-global table: what a test registers is
     forgotten after it, so no test sees another's types (module-level ones stay)."""
-    with _registry.isolated_for_tests():
+    with _job_types.isolated_for_tests():
         yield
 
 

@@ -96,7 +96,7 @@ def test_the_policy_imports_no_backend_of_its_own():
     """The queue's policy reaches storage through the door only: importing it loads
     neither backend (nor the files backend's worker locks)."""
     code = (
-        "import sys, jobledger._queue, jobledger._tasksets\n"
+        "import sys, jobledger._queue, jobledger._job_state\n"
         "print(sorted(m for m in sys.modules if m.startswith('jobledger.backends')))"
     )
     out = subprocess.run(

@@ -12,7 +12,7 @@ import pytest
 
 from jobledger import MAX_JSON_DEPTH, InvalidNameError, InvalidPayload
 from jobledger._inputs import check_name, check_value, findable, storable_text
-from jobledger._registry import check_storable, encode_job
+from jobledger._job_types import check_storable, encode_job
 
 
 def nested(levels: int, make=lambda inner: {"k": inner}) -> object:

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from jobledger._job_fields import DOC, EXTRA, FIELDS, META, PAYLOAD, REQUIRED
-from jobledger._jobs import META_KEY, RESERVED_KEYS, JobRecord, JobStatus
+from jobledger._job_record import META_KEY, RESERVED_KEYS, JobRecord, JobStatus
 
 
 def test_the_job_record_names_the_tables_fields_in_its_order_with_its_defaults():

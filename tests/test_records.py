@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobledger._records import ShapeError, TaskSetRecord, dumps_indented, dumps_lines
+from jobledger._json import dumps_indented, dumps_lines
+from jobledger._taskset_record import ShapeError, TaskSetRecord
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
@@ -73,7 +74,7 @@ def test_a_job_record_evolves_exactly_as_dataclasses_replace():
     # with dataclasses.replace, stay frozen, and refuse a name that is not a field.
     import dataclasses
 
-    from jobledger._jobs import JobRecord, JobStatus
+    from jobledger._job_record import JobRecord, JobStatus
 
     record = JobRecord(
         job_id="j", type="T", status=JobStatus.QUEUED, payload={"a": [1]}, extra_meta={"x": 1}
@@ -94,7 +95,7 @@ def test_a_new_job_record_is_the_constructor_s_own():
     # there too, which this test notices (every field compared, by name).
     import dataclasses
 
-    from jobledger._jobs import JobRecord, JobStatus
+    from jobledger._job_record import JobRecord, JobStatus
 
     fast = JobRecord.queued(
         "j", "T", {"a": 1}, priority=2, max_attempts=4, created="c", run_after="r"

@@ -9,7 +9,7 @@ import os
 import pytest
 
 import jobledger
-from jobledger._tasksets import parse_age
+from jobledger._durations import parse_age
 
 
 def test_date_defaults_to_today_in_the_configured_zone(tmp_path, clock):

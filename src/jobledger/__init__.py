@@ -32,11 +32,13 @@ from ._errors import (
     StorageError,
 )
 from ._inputs import MAX_JSON_DEPTH
-from ._jobs import Job, JobStatus
+from ._job_fields import JobStatus
+from ._job_state import JobState
+from ._job_types import job_type
+from ._job_view import Job
 from ._queue import JobQueue
-from ._records import Failure, Progress, TaskSetKey, TaskSetRecord
-from ._registry import job_type
-from ._tasksets import JobState, TaskRun, TaskSet
+from ._taskset import TaskRun, TaskSet
+from ._taskset_record import Failure, Progress, TaskSetKey, TaskSetRecord
 from ._worker import Worker
 
 __version__ = "0.1.0"

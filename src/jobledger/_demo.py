@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from ._tasksets import JobState
+from ._job_state import JobState
 
 __all__ = ["ACCOUNT_A", "ACCOUNT_B", "TASKS", "TYPE", "child", "main", "run_demo"]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from ._clock import SystemClock
 from ._errors import ConfigError, JobLedgerError
 from ._location import Location, classify
-from ._records import TaskSetKey, TaskSetRecord
+from ._taskset_record import TaskSetKey, TaskSetRecord
 from ._words import plural
 from .backends import open_job_backend, open_taskset_backend
 from .backends._contract import TaskSetBackend

@@ -1,8 +1,18 @@
 """JobQueue: a durable queue of long jobs, kept as job files (or in PostgreSQL), crash-safe.
 
-Policy lives here, once: serving order (recovered first, then priority, then FIFO), retries
-with exponential backoff up to ``max_attempts``, recovery of a dead worker's jobs, fencing
-of completions. Storage is reached through the backend's primitives.
+The queue's one public class. It holds the queue's policy together and reaches storage
+only through a backend's primitives (``backends/_contract.py``); each part of the policy
+is in a module of its own:
+
+- ``_enqueue.py``: a new job's record, and every check made before it is stored;
+- ``_job_transitions.py``: complete, fail, requeue, cancel and retry as changes of one
+  record, the fenced ones refused to any worker but the job's own;
+- ``_retry_policy.py``: retries with exponential backoff up to ``max_attempts``, and what
+  becomes of a dead worker's job;
+- ``_job_view.py``: the public :class:`Job` a stored record is handed out as;
+- ``_watchers.py``: the wake-ups of those waiting for claimable jobs.
+
+Serving order (recovered first, then priority, then FIFO) is ``JobRecord.sort_key``.
 
 Invariants:
 - an ``enqueue`` that returned is stored (fsynced under ``durability="fsync"``), and so is
@@ -19,38 +29,41 @@ import builtins
 import datetime as dt
 import os
 import threading
-import traceback
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._clock import Clock, SystemClock, iso_utc
 from ._config import DURABILITIES
 from ._durations import to_seconds, to_timedelta
-from ._errors import ConfigError, JobConflict, JobLedgerError
-from ._inputs import check_name, storable_text
-from ._jobs import RESERVED_KEYS, Job, JobRecord, JobStatus, new_job_id
+from ._enqueue import announce, new_record, run_after_text
+from ._errors import ConfigError
+from ._job_fields import JobStatus
+from ._job_record import JobRecord
+from ._job_transitions import (
+    cancelling,
+    completing,
+    failing,
+    failure_text,
+    json_ready,
+    log_failure,
+    requeueing,
+    retrying,
+    settled,
+)
+from ._job_view import Job, JobViews
 from ._log import log, verbose_from_env
-from ._registry import check_storable, decode_payload, encode_job, registered_types
+from ._retry_policy import after_worker_died
+from ._watchers import Watchers
 from .backends import open_job_backend
 from .backends._contract import JobBackend, Lease, QueuedCounts
 from .backends._identity import new_worker_id
 
 __all__ = ["JobQueue"]
 
-# Keys a payload may not use (its own "job_id" is taken as the job's id).
-_RESERVED_IN_PAYLOAD = RESERVED_KEYS - {"job_id"}
 
-
-def _when(value: dt.datetime | dt.timedelta | float | None, now: dt.datetime) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            raise ConfigError(f"run_after must be timezone-aware, got {value!r}")
-        return iso_utc(value)
-    if isinstance(value, dt.timedelta):
-        return iso_utc(now + value)
-    return iso_utc(now + dt.timedelta(seconds=float(value)))
+def _finish_order(record: JobRecord) -> tuple[str, str]:
+    """How finished jobs are listed: oldest finish first, then by id."""
+    return (record.finished or "", record.job_id)
 
 
 class JobQueue:
@@ -139,9 +152,9 @@ class JobQueue:
         self._worker_guard = threading.Lock()
         self._worker_pid = os.getpid()
         self._recovered_at: float | None = None
-        self._warned_types: set[str] = set()
-        self._watchers: builtins.list[Callable[[], None]] = []
-        self._watch_guard = threading.Lock()
+        # record -> Job, warning once per undecodable type (a bound method: called per job)
+        self._job = JobViews().view
+        self._watchers = Watchers()
 
     def _make_backend(self, *, read_only: bool) -> JobBackend:
         assert self._location is not None  # a backend given as is is its own reader
@@ -223,103 +236,10 @@ class JobQueue:
         at once for changes made through this object, and for other processes' changes
         where the storage can tell (PostgreSQL: LISTEN/NOTIFY). Returns the function that
         stops watching. A ``Worker`` uses it to wake from its idle wait; it still polls."""
-        with self._watch_guard:
-            self._watchers.append(callback)
-        stop_backend = self.backend.watch(callback)
-
-        def stop() -> None:
-            with self._watch_guard:
-                if callback in self._watchers:
-                    self._watchers.remove(callback)
-            stop_backend()
-
-        return stop
+        return self._watchers.watch(self.backend, callback)
 
     def _wake(self) -> None:
-        with self._watch_guard:
-            watchers = builtins.list(self._watchers)
-        for callback in watchers:
-            callback()
-
-    # -- conversions ----------------------------------------------------------------------
-
-    def _job(self, record: JobRecord) -> Job:
-        try:
-            payload, known = decode_payload(record.type, dict(record.payload), record.job_id)
-        except (TypeError, ValueError) as exc:
-            log.warning(
-                "Job %s of type %s could not be turned into its class (%s); "
-                "handing out the raw dict",
-                record.job_id,
-                record.type,
-                exc,
-            )
-            payload, known = dict(record.payload), False
-        if not known and record.type not in self._warned_types:
-            self._warned_types.add(record.type)
-            if registered_types():
-                log.warning(
-                    "Job %s has type %s, which no @job_type registers here; it is "
-                    "kept and handed out as a dict",
-                    record.job_id,
-                    record.type,
-                )
-        return Job(
-            job_id=record.job_id,
-            type=record.type,
-            status=record.status,
-            payload=payload,
-            attempts=record.attempts,
-            max_attempts=record.max_attempts,
-            priority=record.priority,
-            error_message=record.error_message,
-            result=record.result,
-            worker=record.worker,
-            created=record.created,
-            started=record.started,
-            finished=record.finished,
-            run_after=record.run_after,
-            raw=dict(record.payload),
-            known_type=known,
-            traceback=record.traceback,
-        )
-
-    def _record(
-        self,
-        job: object,
-        job_id: str | None,
-        priority: int,
-        run_after: str | None,
-        max_attempts: int,
-        now: str,
-        fresh: set[str],
-    ) -> JobRecord:
-        type_name, payload = encode_job(job)
-        if not _RESERVED_IN_PAYLOAD.isdisjoint(payload):
-            clash = _RESERVED_IN_PAYLOAD.intersection(payload)
-            raise TypeError(
-                f"payload field(s) {sorted(clash)} of the {type_name} job are "
-                "reserved by the job file format; rename them"
-            )
-        embedded = payload.pop("job_id", None)
-        job_id = job_id if job_id is not None else embedded
-        if job_id is None:
-            job_id = new_job_id()
-            fresh.add(job_id)  # no stored job can have it: the backend need not look
-        check_name(job_id, "job id")
-        if not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ConfigError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
-        if not isinstance(priority, int):
-            raise ConfigError(f"priority must be an integer, got {priority!r}")
-        return JobRecord.queued(
-            job_id,
-            type_name,
-            payload,
-            priority=priority,
-            max_attempts=max_attempts,
-            created=now,
-            run_after=run_after,
-        )
+        self._watchers.wake()
 
     # -- enqueue --------------------------------------------------------------------------
 
@@ -341,8 +261,14 @@ class JobQueue:
         """
         now_dt = self.clock.now()
         fresh: set[str] = set()
-        record = self._record(
-            job, job_id, priority, _when(run_after, now_dt), max_attempts, iso_utc(now_dt), fresh
+        record = new_record(
+            job,
+            job_id,
+            priority,
+            run_after_text(run_after, now_dt),
+            max_attempts,
+            iso_utc(now_dt),
+            fresh,
         )
         # One job, without enqueue_many's lists: enqueue is the call a server makes per job.
         stored = self._opened().put([record], frozenset(fresh))
@@ -361,14 +287,14 @@ class JobQueue:
         """Store many jobs in one batch (one lock, one index write); returns their ids."""
         now_dt = self.clock.now()
         now = iso_utc(now_dt)
-        after = _when(run_after, now_dt)
+        after = run_after_text(run_after, now_dt)
         jobs = list(jobs)
         ids = list(job_ids) if job_ids is not None else [None] * len(jobs)
         if len(ids) != len(jobs):
             raise ConfigError(f"job_ids has {len(ids)} entries for {len(jobs)} jobs")
         fresh: set[str] = set()
         records = [
-            self._record(j, i, priority, after, max_attempts, now, fresh)
+            new_record(j, i, priority, after, max_attempts, now, fresh)
             for j, i in zip(jobs, ids, strict=True)
         ]
         stored = self._opened().put(records, frozenset(fresh))
@@ -379,15 +305,7 @@ class JobQueue:
         """Wake this process's watchers if a job is new, and log each enqueue."""
         if any(is_new for _, is_new in stored):
             self._wake()
-        for record, is_new in stored:
-            if is_new:
-                log.info("Enqueued job %s (%s)", record.job_id, record.type)
-            else:
-                log.info(
-                    "Job %s already exists (%s); not enqueued again",
-                    record.job_id,
-                    record.status.value,
-                )
+        announce(stored)
 
     # -- claim and finish -----------------------------------------------------------------
 
@@ -424,20 +342,12 @@ class JobQueue:
             )
         return [self._job(r) for r in claimed]
 
-    def _check_owned(self, record: JobRecord, action: str) -> None:
-        job_id = record.job_id
-        if record.status is not JobStatus.RUNNING or record.worker != self._worker_id:
-            raise JobConflict(
-                f"cannot {action} job {job_id}: it is {record.status.value}"
-                + (f" under worker {record.worker}" if record.worker else "")
-                + f", not Running under this worker ({self._worker_id}). It was probably "
-                "recovered after this worker was presumed dead; this result was not recorded."
-            )
-
     def complete(self, job_id: str, result: Any = None) -> Job:
         """Record success (fsynced). Fenced: only the worker running the job may."""
         json_ready(result, f"the result of job {job_id}")
-        done = self._opened().transition(job_id, self._completing(job_id, result))
+        backend = self._opened()
+        finished = iso_utc(self.clock.now())
+        done = backend.transition(job_id, completing(result, finished, self._worker_id))
         log.info("Completed job %s", job_id)
         return self._job(done)
 
@@ -469,129 +379,40 @@ class JobQueue:
             json_ready(result, f"the result of job {job_id}")
         if not pairs:
             return []
-        outcomes = self._opened().transition_many(
-            [(job_id, self._completing(job_id, result)) for job_id, result in pairs]
-        )
-        done: builtins.list[JobRecord] = []
-        refused: dict[str, JobLedgerError] = {}
-        for (job_id, _), outcome in zip(pairs, outcomes, strict=True):
-            if isinstance(outcome, JobLedgerError):
-                refused[job_id] = outcome
-            else:
-                log.info("Completed job %s", job_id)
-                done.append(outcome)
-        if refused:
-            error = JobConflict(
-                f"{len(refused)} of {len(pairs)} completions were refused (the other "
-                f"{len(done)} are recorded): "
-                + "; ".join(f"{job_id}: {exc}" for job_id, exc in refused.items())
-            )
-            error.refused = refused
-            raise error
-        return done
-
-    def _completing(self, job_id: str, result: Any) -> Callable[[JobRecord], JobRecord]:
-        finished = iso_utc(self.clock.now())
-
-        def change(record: JobRecord) -> JobRecord:
-            self._check_owned(record, "complete")
-            return record.evolve(
-                status=JobStatus.COMPLETED,
-                result=result,
-                finished=finished,
-                error_message=None,
-                traceback=None,
-            )
-
-        return change
+        backend = self._opened()
+        changes = [
+            (job_id, completing(result, iso_utc(self.clock.now()), self._worker_id))
+            for job_id, result in pairs
+        ]
+        outcomes = backend.transition_many(changes)
+        return settled([job_id for job_id, _ in pairs], outcomes)
 
     def fail(self, job_id: str, error: BaseException | str) -> Job:
         """Record a failed attempt: retried after a backoff until ``max_attempts``, then
         Failed. Fenced like :meth:`complete`. An exception's full traceback is kept with
         the job (``Job.traceback``) and logged with the failure."""
-        text = storable_text(
-            f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
+        text, trace = failure_text(error)
+        change = failing(
+            text, trace, self.clock.now(), self._worker_id, self.retry_delay, self.max_retry_delay
         )
-        trace = None
-        if isinstance(error, BaseException) and error.__traceback__ is not None:
-            trace = storable_text(
-                "".join(traceback.format_exception(type(error), error, error.__traceback__))
-            )
-        now = self.clock.now()
-
-        def change(record: JobRecord) -> JobRecord:
-            self._check_owned(record, "fail")
-            return self._after_failure(record, text, now).evolve(traceback=trace)
-
         new = self._opened().transition(job_id, change)
         if new.status is JobStatus.QUEUED:
             self._wake()
-        # The traceback goes into the same record (WARNING: shown without any logging set
-        # up), so that a failure's cause is on the console, not only in the job.
-        shown = ("\n" + trace.rstrip("\n")) if trace else ""
-        if new.status is JobStatus.FAILED:
-            log.warning(
-                "Job %s failed for good after %d attempts: %s%s",
-                job_id,
-                new.attempts,
-                text,
-                shown,
-            )
-        else:
-            log.warning(
-                "Job %s failed (attempt %d of %d), retrying after %s: %s%s",
-                job_id,
-                new.attempts,
-                new.max_attempts,
-                new.run_after,
-                text,
-                shown,
-            )
+        log_failure(new, text, trace)
         return self._job(new)
-
-    def _after_failure(self, record: JobRecord, text: str, now: dt.datetime) -> JobRecord:
-        if record.attempts >= record.max_attempts:
-            return record.evolve(
-                status=JobStatus.FAILED, error_message=text, finished=iso_utc(now), worker=None
-            )
-        delay = min(self.max_retry_delay, self.retry_delay * 2 ** max(0, record.attempts - 1))
-        return record.evolve(
-            status=JobStatus.QUEUED,
-            error_message=text,
-            worker=None,
-            run_after=iso_utc(now + dt.timedelta(seconds=delay)),
-            recovered=False,
-        )
 
     def requeue(self, job_id: str) -> Job:
         """Give back a job this worker runs (a graceful stop): Queued again, ahead of the
         queue, and the interrupted attempt is not counted."""
-
-        def change(record: JobRecord) -> JobRecord:
-            self._check_owned(record, "requeue")
-            return record.evolve(
-                status=JobStatus.QUEUED,
-                attempts=max(0, record.attempts - 1),
-                worker=None,
-                recovered=True,
-            )
-
-        back = self._opened().transition(job_id, change)
+        backend = self._opened()
+        back = backend.transition(job_id, requeueing(self._worker_id))
         self._wake()
         log.info("Requeued job %s", job_id)
         return self._job(back)
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a Queued or Running job (a running handler's result is then refused)."""
-        finished = iso_utc(self.clock.now())
-
-        def change(record: JobRecord) -> JobRecord:
-            if not record.status.is_live:
-                raise JobConflict(
-                    f"cannot cancel job {job_id}: it is already {record.status.value}"
-                )
-            return record.evolve(status=JobStatus.CANCELLED, finished=finished, worker=None)
-
+        change = cancelling(job_id, iso_utc(self.clock.now()))
         new = self._opened().transition(job_id, change)
         log.info("Cancelled job %s", job_id)
         return self._job(new)
@@ -599,25 +420,7 @@ class JobQueue:
     def retry(self, job_id: str) -> Job:
         """Queue a Failed or Cancelled job again, with a fresh attempt count."""
         backend = self._opened()
-
-        def change(record: JobRecord) -> JobRecord:
-            if record.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
-                raise JobConflict(
-                    f"cannot retry job {job_id}: it is {record.status.value}; "
-                    "only Failed or Cancelled jobs can be retried"
-                )
-            return record.evolve(
-                status=JobStatus.QUEUED,
-                attempts=0,
-                finished=None,
-                run_after=None,
-                error_message=None,
-                traceback=None,
-                recovered=False,
-                seq=backend.next_seq(),
-            )
-
-        new = backend.transition(job_id, change)
+        new = backend.transition(job_id, retrying(job_id, backend.next_seq))
         self._wake()
         log.info("Retrying job %s", job_id)
         return self._job(new)
@@ -635,28 +438,7 @@ class JobQueue:
         mine = self._worker_id
 
         def decide(record: JobRecord) -> JobRecord:
-            now = iso_utc(self.clock.now())
-            reason = (
-                f"worker {record.worker} died while running this job "
-                f"(attempt {record.attempts} of {record.max_attempts})"
-            )
-            if record.attempts >= record.max_attempts:
-                log.warning("Job %s failed for good: %s", record.job_id, reason)
-                return record.evolve(
-                    status=JobStatus.FAILED,
-                    worker=None,
-                    finished=now,
-                    error_message=reason + "; not retried",
-                    traceback=None,
-                )
-            log.warning("Recovered job %s: %s; it is served first", record.job_id, reason)
-            return record.evolve(
-                status=JobStatus.QUEUED,
-                worker=None,
-                recovered=True,
-                error_message=reason,
-                traceback=None,
-            )
+            return after_worker_died(record, iso_utc(self.clock.now()))
 
         recovered = self.backend.recover(lambda w: w is not None and w == mine, decide)
         if any(r.status is JobStatus.QUEUED for r in recovered):
@@ -684,7 +466,7 @@ class JobQueue:
         else:
             records = backend.live()
             finished = [r for r in backend.all_records() if not r.status.is_live]
-            finished.sort(key=lambda r: (r.finished or "", r.job_id))
+            finished.sort(key=_finish_order)
             records += finished
         return [self._job(r) for r in records if wanted is None or r.status is wanted]
 
@@ -741,7 +523,7 @@ class JobQueue:
             for r in self._reading().all_records()
             if not r.status.is_live and (r.finished or "") < cutoff
         ]
-        old.sort(key=lambda r: (r.finished or "", r.job_id))
+        old.sort(key=_finish_order)
         return [self._job(r) for r in old]
 
     def clear(self) -> int:
@@ -749,11 +531,3 @@ class JobQueue:
         queue folder may be emptied only while nothing serves it)."""
         self.close()
         return self.backend.clear()
-
-
-def json_ready(value: Any, what: str) -> None:
-    """Raise :class:`InvalidPayload` (a TypeError), before anything is written, if
-    ``value`` cannot be stored as JSON (see :func:`check_storable`)."""
-    if value is None:
-        return  # a handler's usual result: nothing to encode
-    check_storable(value, what, "result")

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from ._records import TaskSetRecord
+from ._taskset_record import TaskSetRecord
 
 __all__ = [
     "Completion",

@@ -28,9 +28,11 @@ from typing import Any
 
 from ._durations import to_seconds
 from ._errors import JobConflict, JobLedgerError
-from ._jobs import Job, JobStatus
+from ._job_fields import JobStatus
+from ._job_transitions import json_ready
+from ._job_view import Job
 from ._log import log
-from ._queue import JobQueue, json_ready
+from ._queue import JobQueue
 from ._words import plural
 from ._worker_report import JobReporter, worker_log
 

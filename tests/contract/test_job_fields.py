@@ -4,16 +4,11 @@ has one, its update, its row reading, read again from a new queue)."""
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from jobledger import JobStatus
 from jobledger._job_fields import FIELDS
-from jobledger._jobs import JobRecord
-
-# The fixture of a queue on every backend, where tests/conftest.py does not hold it.
-with contextlib.suppress(ImportError):
-    from tests.contract.test_jobs import make_queue  # noqa: F401
+from jobledger._job_record import JobRecord
 
 #: A value of each field that is not its default. A field added to the table fails these
 #: tests until it has one here.

@@ -14,7 +14,7 @@ import pytest
 import jobledger
 from jobledger import JobConflict, JobNotFound, JobQueue, JobStatus
 from jobledger._clock import iso_utc
-from jobledger._jobs import JobRecord
+from jobledger._job_record import JobRecord
 
 
 def _drain(q: JobQueue) -> list[str]:

@@ -48,7 +48,7 @@ from typing import Any
 import pytest
 
 from jobledger import JobQueue, JobStatus, _faults
-from jobledger._jobs import JobRecord
+from jobledger._job_record import JobRecord
 
 from .._child import Channel, Child
 from ..postgres._pg import require_psycopg

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import jobledger
-from jobledger._records import TaskSetRecord
+from jobledger._taskset_record import TaskSetRecord
 
 ACCOUNT = "user@email.com"
 TYPE = "daily-set"

@@ -15,7 +15,7 @@ require_psycopg()
 
 import jobledger  # noqa: E402
 from jobledger import JobQueue, JobState, JobStatus  # noqa: E402
-from jobledger._jobs import JobRecord  # noqa: E402
+from jobledger._job_record import JobRecord  # noqa: E402
 from jobledger.backends.postgres import DatabaseError  # noqa: E402
 from jobledger.backends.postgres.jobs import PostgresJobBackend  # noqa: E402
 

@@ -30,7 +30,7 @@ from tests.postgres._pg import ADMIN_URL, require_psycopg, until
 psycopg = require_psycopg()
 
 from jobledger import JobQueue  # noqa: E402
-from jobledger._jobs import JobRecord  # noqa: E402
+from jobledger._job_record import JobRecord  # noqa: E402
 from jobledger.backends.postgres import _db  # noqa: E402
 from jobledger.backends.postgres._db import ConnectionLost  # noqa: E402
 from jobledger.backends.postgres.jobs import PostgresJobBackend  # noqa: E402

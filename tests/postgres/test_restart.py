@@ -32,7 +32,7 @@ from tests.postgres._pg import ADMIN_URL, require_psycopg, until
 psycopg = require_psycopg()
 
 from jobledger import AlreadyRunning, JobQueue, JobState, Worker  # noqa: E402
-from jobledger._jobs import Job  # noqa: E402
+from jobledger._job_view import Job  # noqa: E402
 from jobledger.backends.postgres._db import HOST, ConnectionLost  # noqa: E402
 from jobledger.backends.postgres.jobs import PostgresJobBackend  # noqa: E402
 from tests._child import Channel, Child  # noqa: E402

@@ -29,7 +29,7 @@ psycopg = require_psycopg()
 
 import jobledger  # noqa: E402
 from jobledger import JobQueue  # noqa: E402
-from jobledger._jobs import JobRecord  # noqa: E402
+from jobledger._job_record import JobRecord  # noqa: E402
 from jobledger.backends.postgres import _db, jobs  # noqa: E402
 from jobledger.backends.postgres._db import ConnectionLost, Database  # noqa: E402
 from jobledger.backends.postgres.jobs import PostgresJobBackend  # noqa: E402

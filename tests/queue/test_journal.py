@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from jobledger import JobConflict, JobQueue, JobStatus
-from jobledger._jobs import JobRecord, new_job_id
+from jobledger._job_record import JobRecord, new_job_id
 from jobledger.backends.files._serving import Entry as _Entry
 
 

@@ -266,19 +266,19 @@ def test_a_pydantic_job_round_trips(make_queue):
 def test_what_a_test_registers_is_forgotten_after_it():
     # The registry is process-global; tests/conftest.py's autouse fixture wraps every test
     # in isolated_for_tests(), so a type registered in one test is unknown to the next.
-    from jobledger import _registry
+    from jobledger import _job_types
 
-    before = _registry.registered_types()
+    before = _job_types.registered_types()
     assert before["TextJob"] is TextJob  # module-level registrations stay
-    with _registry.isolated_for_tests():
+    with _job_types.isolated_for_tests():
 
         @jobledger.job_type("OnlyInside")
         @dataclass
         class OnlyInside:
             x: int
 
-        assert _registry.registered_types()["OnlyInside"] is OnlyInside
-        assert _registry.encode_job(OnlyInside(1)) == ("OnlyInside", {"x": 1})
-    assert _registry.registered_types() == before
+        assert _job_types.registered_types()["OnlyInside"] is OnlyInside
+        assert _job_types.encode_job(OnlyInside(1)) == ("OnlyInside", {"x": 1})
+    assert _job_types.registered_types() == before
     with pytest.raises(TypeError, match="job_type"):
-        _registry.encode_job(OnlyInside(1))
+        _job_types.encode_job(OnlyInside(1))

@@ -1,6 +1,7 @@
 """What every backend implements: thin storage primitives, no policy.
 
-Policy (planning, resume, failures, durations, logging) lives once, in ``jobledger._tasksets``,
+Policy (planning, resume, failures, durations, logging) lives once, in ``jobledger._taskset``
+and ``jobledger._job_state`` (the queue's in ``jobledger._queue`` and the modules it names),
 and reaches storage only through these methods. The contract test suite in
 ``tests/contract`` holds every backend to them.
 """
@@ -12,8 +13,8 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from .._errors import JobLedgerError, LeaseHolder
-from .._jobs import JobRecord, JobStatus
-from .._records import TaskSetKey, TaskSetRecord
+from .._job_record import JobRecord, JobStatus
+from .._taskset_record import TaskSetKey, TaskSetRecord
 
 __all__ = ["Finding", "JobBackend", "Lease", "QueuedCounts", "TaskSetBackend"]
 

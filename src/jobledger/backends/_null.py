@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from .._errors import LeaseHolder
-from .._records import TaskSetKey, TaskSetRecord
+from .._taskset_record import TaskSetKey, TaskSetRecord
 from ._contract import Finding, Lease
 
 __all__ = ["NullTaskSetBackend"]

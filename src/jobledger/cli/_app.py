@@ -1,7 +1,7 @@
 """The ``jobledger`` command group: global options, error handling, command registration.
 
 Command groups are registered in :func:`_register`; the task-set ("state") commands come
-from ``_state.py`` and ``_maint.py``, ``demo`` from ``_demo_cmd.py``, ``jobs`` from
+from ``_tasksets.py`` and ``_maint.py``, ``demo`` from ``_demo_cmd.py``, ``jobs`` from
 ``_jobs.py``, ``worker`` from ``_worker.py``, ``db`` and ``export`` from ``_db.py``.
 
 Where a command works is given the same way on every command: ``--dir DIR_OR_URL`` (a
@@ -32,10 +32,10 @@ from rich.console import Console
 from .. import __version__
 from .._config import DEFAULT_DIR, JobStateConfig, read_config
 from .._errors import ConfigError, InvalidNameError, JobLedgerError
+from .._job_state import JobState
 from .._location import classify, is_postgres_url
 from .._log import enable_verbose
 from .._redact import redact_text
-from .._tasksets import JobState
 from ..backends.postgres import DatabaseError
 from ._render import make_console
 
@@ -347,10 +347,10 @@ def _register() -> None:
     from ._demo_cmd import demo
     from ._jobs import jobs
     from ._maint import register as register_maintenance
-    from ._state import register as register_state
+    from ._tasksets import register as register_tasksets
     from ._worker import worker
 
-    register_state(cli)
+    register_tasksets(cli)
     register_maintenance(cli)
     cli.add_command(demo)
     cli.add_command(jobs)

@@ -22,7 +22,8 @@ from rich.table import Table
 from .._clock import SystemClock, iso_utc
 from .._errors import JobLedgerError, JobNotFound
 from .._inputs import MAX_JSON_DEPTH
-from .._jobs import Job, JobStatus
+from .._job_fields import JobStatus
+from .._job_view import Job
 from .._location import classify, is_postgres_url
 from .._queue import JobQueue
 from .._words import plural

@@ -13,7 +13,7 @@ import sys
 import click
 
 from .._errors import AlreadyRunning
-from .._records import TaskSetKey
+from .._taskset_record import TaskSetKey
 from .._words import plural
 from ._app import App, pass_app, state_options
 from ._options import AGE

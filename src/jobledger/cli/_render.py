@@ -16,7 +16,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .._records import TaskSetRecord
+from .._taskset_record import TaskSetRecord
 
 __all__ = [
     "FitTable",

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..._errors import InvalidNameError
 from ..._job_fields import shown as _shown
-from ..._jobs import JobStatus
+from ..._job_record import JobStatus
 from ._names import decode, encode
 
 __all__ = [

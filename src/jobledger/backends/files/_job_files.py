@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterator
 
 from ..._errors import StorageError
-from ..._jobs import JobRecord
+from ..._job_record import JobRecord
 from ._atomic_write import Prepared, prepare, sync_prepared
 from ._index_format import job_id_of_file
 from ._names import encode

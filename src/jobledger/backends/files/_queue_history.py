@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from ..._errors import JobLedgerError, StorageError
 from ..._faults import point
-from ..._jobs import JobStatus
+from ..._job_record import JobStatus
 from ._atomic_write import remove
 from ._queue_index import QueueIndex, Read
 

@@ -40,8 +40,8 @@ from typing import Any
 from ..._clock import Clock
 from ..._errors import StorageError
 from ..._faults import point
-from ..._jobs import JobRecord, JobStatus
-from ..._records import dumps_indented, encode_compact
+from ..._job_record import JobRecord, JobStatus
+from ..._json import dumps_indented, encode_compact
 from ._atomic_write import remove, write_atomic
 from ._index_format import index_problem, parse_json
 from ._job_files import job_ids_changed_since

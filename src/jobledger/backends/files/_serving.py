@@ -12,8 +12,8 @@ import bisect
 from collections.abc import Iterator
 from typing import Any
 
-from ..._jobs import JobRecord, JobStatus
-from ..._records import encode_compact, encode_str
+from ..._job_record import JobRecord, JobStatus
+from ..._json import encode_compact, encode_str
 from .._contract import QueuedCounts
 
 __all__ = ["Entry", "ServingOrder"]

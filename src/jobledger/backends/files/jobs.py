@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 
 from ..._clock import Clock, SystemClock
 from ..._errors import JobLedgerError, JobNotFound, StorageError
-from ..._jobs import JobRecord, JobStatus
+from ..._job_record import JobRecord, JobStatus
 from .._contract import QueuedCounts
 from . import _queue_history as history
 from ._atomic_write import Prepared, write_atomic

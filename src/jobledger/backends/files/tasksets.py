@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 from ..._clock import Clock, iso_utc
 from ..._errors import AlreadyRunning, LeaseHolder, StorageError
-from ..._records import TaskSetKey, TaskSetRecord, for_key
+from ..._taskset_record import TaskSetKey, TaskSetRecord, for_key
 from .._contract import Finding, Lease
 from ._atomic_write import is_temp_name, remove, write_atomic
 from ._fs_probe import orders_rename_over

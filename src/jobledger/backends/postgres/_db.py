@@ -43,8 +43,8 @@ from psycopg import conninfo
 
 from ..._errors import ConfigError
 from ..._faults import point
+from ..._json import encode_compact
 from ..._location import classify
-from ..._records import encode_compact
 from ..._redact import redact_text, redact_url, scrub, url_secrets
 from .._identity import HOST
 from . import _queries as q

@@ -54,8 +54,8 @@ from ..._clock import Clock, SystemClock
 from ..._errors import JobLedgerError, JobNotFound
 from ..._inputs import findable
 from ..._job_fields import FIELDS, Field
-from ..._jobs import JobRecord, JobStatus
-from ..._records import encode_compact
+from ..._job_record import JobRecord, JobStatus
+from ..._json import encode_compact
 from .._contract import QueuedCounts
 from . import _queries as q
 from ._db import Database, reconnecting, stored_as

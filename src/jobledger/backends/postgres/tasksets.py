@@ -38,7 +38,7 @@ from psycopg.types.json import Jsonb
 
 from ..._clock import Clock, SystemClock, iso_utc
 from ..._errors import AlreadyRunning, LeaseHolder
-from ..._records import TaskSetKey, TaskSetRecord, for_key
+from ..._taskset_record import TaskSetKey, TaskSetRecord, for_key
 from .._contract import Finding, Lease
 from . import _queries as q
 from ._db import HOST, ConnectionLost, Database, lock_key, reconnecting, stored_as

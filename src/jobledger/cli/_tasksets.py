@@ -17,9 +17,9 @@ import click
 from rich.console import RenderableType
 from rich.table import Table
 
-from .._records import TaskSetRecord, parse_date
+from .._job_state import JobState
 from .._stats import Completion, compute_stats
-from .._tasksets import JobState
+from .._taskset_record import TaskSetRecord, parse_date
 from .._words import plural
 from ..backends.files.tasksets import FilesTaskSetBackend
 from ._app import App, pass_app, state_options
@@ -67,6 +67,12 @@ def _holder_text(state: JobState, record: TaskSetRecord) -> str:
     return _holder(state, record) or "-"
 
 
+def _tally(record: TaskSetRecord) -> tuple[int, int, int]:
+    """A set's tasks done, in all, and failed (not completed since), as ``status`` shows."""
+    done, total = done_total(record)
+    return done, total, sum(1 for task in record.failures if task not in record.completed)
+
+
 #: The columns of ``status --plain``.
 PLAIN_STATUS_COLUMNS = (
     "account",
@@ -92,8 +98,7 @@ def status(app: App, plain: bool) -> None:
     if plain:
         lines = []
         for rec in records:
-            done, total = done_total(rec)
-            failed = sum(1 for task in rec.failures if task not in rec.completed)
+            done, total, failed = _tally(rec)
             lines.append(
                 (
                     rec.account,
@@ -124,8 +129,7 @@ def status(app: App, plain: bool) -> None:
         optional=("Progress",),
     )
     for rec in records:
-        done, total = done_total(rec)
-        failed = sum(1 for task in rec.failures if task not in rec.completed)
+        done, total, failed = _tally(rec)
         t.add_row(
             rec.account,
             rec.type,

@@ -1,4 +1,4 @@
-"""Jobs: the "Job Persistence System" document's job file format, and the public Job view.
+"""The job record: a job as stored, in the "Job Persistence System" document's file format.
 
 A job file is the document's shape: ``type``, ``job_id``, ``status``, ``error_message`` and
 the payload fields at the top level, exactly as the document's TextJob example. Our own
@@ -25,9 +25,9 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ._job_fields import DOC, EXTRA, FIELDS, META, PAYLOAD, REQUIRED, JobStatus, Reader
-from ._records import dumps_lines
+from ._json import dumps_lines
 
-__all__ = ["META_KEY", "RESERVED_KEYS", "Job", "JobRecord", "JobStatus", "new_job_id"]
+__all__ = ["META_KEY", "RESERVED_KEYS", "JobRecord", "JobStatus", "new_job_id"]
 
 META_KEY = "_jobledger"
 #: Top-level keys of a job file that are not payload.
@@ -228,31 +228,3 @@ _KNOWN_META = frozenset(f.name for f in FIELDS if f.where == META)
 _DEFAULTS = {f.name: f.default for f in FIELDS if f.default is not REQUIRED}
 _FACTORIES = tuple((f.name, f.factory) for f in FIELDS if f.factory is not None)
 _FIELD_NAMES = frozenset(f.name for f in fields(JobRecord))
-
-
-@dataclass(frozen=True)
-class Job:
-    """A job as the queue hands it out.
-
-    ``payload`` is an instance of the registered job type (see :func:`jobledger.job_type`)
-    or, for a dict job or an unknown type, the payload dict. ``raw`` is always the dict.
-    """
-
-    job_id: str
-    type: str
-    status: JobStatus
-    payload: Any
-    attempts: int
-    max_attempts: int
-    priority: int
-    error_message: str | None
-    result: Any
-    worker: str | None
-    created: str | None
-    started: str | None
-    finished: str | None
-    run_after: str | None
-    raw: dict[str, Any]
-    known_type: bool = True
-    #: The full Python traceback of the last failed attempt whose handler raised, or None.
-    traceback: str | None = None

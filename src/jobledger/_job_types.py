@@ -1,12 +1,12 @@
-"""Typed jobs: ``@job_type("TextJob")`` on a dataclass or a pydantic model.
+"""Job types: the ``@job_type`` registry, and how a typed job's payload is stored and read.
 
-A typed job round-trips exactly through its file. Nested dataclasses are stored as JSON
-objects; where a field may hold one of several dataclasses (a union of variants), the
-stored object carries an explicit tag, ``"_variant": "<class name>"`` (variant classes of
-one union need distinct class names), and reading picks
-the class by that tag, never by sniffing which fields are present. Pydantic models use
-their own ``model_dump(mode="json")`` / ``model_validate`` (declare a discriminator for
-unions there).
+``@job_type("TextJob")`` goes on a dataclass or a pydantic model. A typed job round-trips
+exactly through its file. Nested dataclasses are stored as JSON objects; where a field may
+hold one of several dataclasses (a union of variants), the stored object carries an
+explicit tag, ``"_variant": "<class name>"`` (variant classes of one union need distinct
+class names), and reading picks the class by that tag, never by sniffing which fields are
+present. Pydantic models use their own ``model_dump(mode="json")`` / ``model_validate``
+(declare a discriminator for unions there).
 """
 
 from __future__ import annotations

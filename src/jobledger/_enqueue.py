@@ -1,0 +1,90 @@
+"""What ``enqueue`` stores: a new job's record, built from what it was given and checked.
+
+Every check happens here, before anything is written: a payload JSON cannot represent, a
+payload key the job file reserves, a bad job id, ``max_attempts`` or ``priority``, a
+naive ``run_after``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ._clock import iso_utc
+from ._errors import ConfigError
+from ._inputs import check_name
+from ._job_record import RESERVED_KEYS, JobRecord, new_job_id
+from ._job_types import encode_job
+from ._log import log
+
+__all__ = ["announce", "new_record", "run_after_text"]
+
+# Keys a payload may not use (its own "job_id" is taken as the job's id).
+_RESERVED_IN_PAYLOAD = RESERVED_KEYS - {"job_id"}
+
+
+def run_after_text(
+    value: dt.datetime | dt.timedelta | float | None, now: dt.datetime
+) -> str | None:
+    """``run_after`` (an aware datetime, a timedelta or seconds from ``now``) as stored."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ConfigError(f"run_after must be timezone-aware, got {value!r}")
+        return iso_utc(value)
+    if isinstance(value, dt.timedelta):
+        return iso_utc(now + value)
+    return iso_utc(now + dt.timedelta(seconds=float(value)))
+
+
+def new_record(
+    job: object,
+    job_id: str | None,
+    priority: int,
+    run_after: str | None,
+    max_attempts: int,
+    now: str,
+    fresh: set[str],
+) -> JobRecord:
+    """The Queued record of ``job`` (a dict with a ``"type"`` or a registered type's
+    instance). Its id is ``job_id``, else the payload's own ``job_id``, else a new one,
+    which is added to ``fresh`` (no stored job can have it: the backend need not look)."""
+    type_name, payload = encode_job(job)
+    if not _RESERVED_IN_PAYLOAD.isdisjoint(payload):
+        clash = _RESERVED_IN_PAYLOAD.intersection(payload)
+        raise TypeError(
+            f"payload field(s) {sorted(clash)} of the {type_name} job are "
+            "reserved by the job file format; rename them"
+        )
+    embedded = payload.pop("job_id", None)
+    job_id = job_id if job_id is not None else embedded
+    if job_id is None:
+        job_id = new_job_id()
+        fresh.add(job_id)
+    check_name(job_id, "job id")
+    if not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ConfigError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+    if not isinstance(priority, int):
+        raise ConfigError(f"priority must be an integer, got {priority!r}")
+    return JobRecord.queued(
+        job_id,
+        type_name,
+        payload,
+        priority=priority,
+        max_attempts=max_attempts,
+        created=now,
+        run_after=run_after,
+    )
+
+
+def announce(stored: list[tuple[JobRecord, bool]]) -> None:
+    """Log each enqueue of ``stored`` (record, whether it is new)."""
+    for record, is_new in stored:
+        if is_new:
+            log.info("Enqueued job %s (%s)", record.job_id, record.type)
+        else:
+            log.info(
+                "Job %s already exists (%s); not enqueued again",
+                record.job_id,
+                record.status.value,
+            )

@@ -1,0 +1,207 @@
+"""The changes JobQueue makes to one job's record, each a function from record to record.
+
+A backend's ``transition`` applies one under its lock (or in its transaction) to the
+record as stored. ``complete``, ``fail`` and ``requeue`` are fenced: they apply only to a
+job Running under the worker that asks (:func:`check_owned`); a worker presumed dead, whose
+job was recovered and perhaps run by another, gets :class:`JobConflict` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._errors import JobConflict, JobLedgerError
+from ._inputs import storable_text
+from ._job_fields import JobStatus
+from ._job_record import JobRecord
+from ._job_types import check_storable
+from ._log import log
+from ._retry_policy import after_failure
+
+__all__ = [
+    "Change",
+    "cancelling",
+    "check_owned",
+    "completing",
+    "failing",
+    "failure_text",
+    "json_ready",
+    "log_failure",
+    "requeueing",
+    "retrying",
+    "settled",
+]
+
+#: A change of one job's record, as ``JobBackend.transition`` applies it.
+Change = Callable[[JobRecord], JobRecord]
+
+
+def json_ready(value: Any, what: str) -> None:
+    """Raise :class:`InvalidPayload` (a TypeError), before anything is written, if
+    ``value`` cannot be stored as JSON (see :func:`check_storable`)."""
+    if value is None:
+        return  # a handler's usual result: nothing to encode
+    check_storable(value, what, "result")
+
+
+def check_owned(record: JobRecord, worker: str | None, action: str) -> None:
+    """Raise :class:`JobConflict` unless ``record`` is Running under ``worker``."""
+    if record.status is not JobStatus.RUNNING or record.worker != worker:
+        raise JobConflict(
+            f"cannot {action} job {record.job_id}: it is {record.status.value}"
+            + (f" under worker {record.worker}" if record.worker else "")
+            + f", not Running under this worker ({worker}). It was probably "
+            "recovered after this worker was presumed dead; this result was not recorded."
+        )
+
+
+def completing(result: Any, finished: str, worker: str | None) -> Change:
+    """Completed with ``result`` (fenced)."""
+
+    def change(record: JobRecord) -> JobRecord:
+        check_owned(record, worker, "complete")
+        return record.evolve(
+            status=JobStatus.COMPLETED,
+            result=result,
+            finished=finished,
+            error_message=None,
+            traceback=None,
+        )
+
+    return change
+
+
+def settled(
+    job_ids: Sequence[str], outcomes: Sequence[JobRecord | JobLedgerError]
+) -> list[JobRecord]:
+    """The completed records of a batch of completions (``outcomes`` in the order of
+    ``job_ids``); if any was refused, :class:`JobConflict` naming each refused job and why
+    (its ``refused`` maps job id to that error), after the others are logged."""
+    done: list[JobRecord] = []
+    refused: dict[str, JobLedgerError] = {}
+    for job_id, outcome in zip(job_ids, outcomes, strict=True):
+        if isinstance(outcome, JobLedgerError):
+            refused[job_id] = outcome
+        else:
+            log.info("Completed job %s", job_id)
+            done.append(outcome)
+    if refused:
+        error = JobConflict(
+            f"{len(refused)} of {len(job_ids)} completions were refused (the other "
+            f"{len(done)} are recorded): "
+            + "; ".join(f"{job_id}: {exc}" for job_id, exc in refused.items())
+        )
+        error.refused = refused
+        raise error
+    return done
+
+
+def failure_text(error: BaseException | str) -> tuple[str, str | None]:
+    """The error message a failure stores, and the full traceback of an exception that
+    has one (None otherwise); both storable whatever they hold."""
+    text = storable_text(
+        f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
+    )
+    trace = None
+    if isinstance(error, BaseException) and error.__traceback__ is not None:
+        trace = storable_text(
+            "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        )
+    return text, trace
+
+
+def failing(
+    text: str,
+    trace: str | None,
+    now: dt.datetime,
+    worker: str | None,
+    retry_delay: float,
+    max_retry_delay: float,
+) -> Change:
+    """A failed attempt (fenced): retried after the backoff or Failed, as the retry
+    policy says, with ``trace`` kept."""
+
+    def change(record: JobRecord) -> JobRecord:
+        check_owned(record, worker, "fail")
+        after = after_failure(record, text, now, retry_delay, max_retry_delay)
+        return after.evolve(traceback=trace)
+
+    return change
+
+
+def log_failure(new: JobRecord, text: str, trace: str | None) -> None:
+    """Log a recorded failure as a WARNING, with its traceback: shown without any logging
+    set up, so that a failure's cause is on the console, not only in the job."""
+    shown = ("\n" + trace.rstrip("\n")) if trace else ""
+    if new.status is JobStatus.FAILED:
+        log.warning(
+            "Job %s failed for good after %d attempts: %s%s",
+            new.job_id,
+            new.attempts,
+            text,
+            shown,
+        )
+    else:
+        log.warning(
+            "Job %s failed (attempt %d of %d), retrying after %s: %s%s",
+            new.job_id,
+            new.attempts,
+            new.max_attempts,
+            new.run_after,
+            text,
+            shown,
+        )
+
+
+def requeueing(worker: str | None) -> Change:
+    """Given back by its worker (a graceful stop; fenced): Queued again, ahead of the
+    queue, the interrupted attempt not counted."""
+
+    def change(record: JobRecord) -> JobRecord:
+        check_owned(record, worker, "requeue")
+        return record.evolve(
+            status=JobStatus.QUEUED,
+            attempts=max(0, record.attempts - 1),
+            worker=None,
+            recovered=True,
+        )
+
+    return change
+
+
+def cancelling(job_id: str, finished: str) -> Change:
+    """Cancelled, if it is Queued or Running."""
+
+    def change(record: JobRecord) -> JobRecord:
+        if not record.status.is_live:
+            raise JobConflict(f"cannot cancel job {job_id}: it is already {record.status.value}")
+        return record.evolve(status=JobStatus.CANCELLED, finished=finished, worker=None)
+
+    return change
+
+
+def retrying(job_id: str, next_seq: Callable[[], int]) -> Change:
+    """Queued again with a fresh attempt count (last in FIFO order: ``next_seq``), if it
+    is Failed or Cancelled."""
+
+    def change(record: JobRecord) -> JobRecord:
+        if record.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise JobConflict(
+                f"cannot retry job {job_id}: it is {record.status.value}; "
+                "only Failed or Cancelled jobs can be retried"
+            )
+        return record.evolve(
+            status=JobStatus.QUEUED,
+            attempts=0,
+            finished=None,
+            run_after=None,
+            error_message=None,
+            traceback=None,
+            recovered=False,
+            seq=next_seq(),
+        )
+
+    return change
