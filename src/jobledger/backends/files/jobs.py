@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import functools
 import logging
 import os
 import time
@@ -41,23 +40,19 @@ from ..._errors import JobLedgerError, JobNotFound, StorageError
 from ..._job_record import JobRecord, JobStatus
 from .._contract import QueuedCounts
 from . import _queue_history as history
-from ._atomic_write import Prepared, write_atomic
-from ._fs_probe import orders_rename_over
+from ._atomic_write import Prepared
+from ._job_file_writer import JobFileWriter
 from ._job_files import (
     discard,
     file_name,
-    holds,
     job_ids_changed_since,
-    presync,
     read_job_file,
     read_listed,
-    reraise,
 )
 from ._locks import ProcessLock
 from ._names import inside
 from ._queue_index import QueueIndex, finished_deltas
 from ._queue_lock import QueueLock
-from ._sync_plan import SyncPlan, plan_sync
 from ._syncs import fsync_dir
 from ._workers import WorkerLocks, usable_worker
 
@@ -85,11 +80,22 @@ class FilesJobBackend:
         self._workers = WorkerLocks(self.workers_dir)
         self._fsync = fsync
         self._clock = clock
-        self._rename_ordered: bool | None = None  # see _renames_ordered
         self._lock = QueueLock(self.root, self.jobs_dir, after_fork=self._index.after_fork)
+        self._writer = JobFileWriter(
+            self.root, fsync=fsync, index=self._index, lock=self._lock, job_path=self.job_path
+        )
         self._thread_lock = self._lock.thread
         self._jobs_real: str | None = None
         _OPEN_BACKENDS.add(self)
+
+    @property
+    def _rename_ordered(self) -> bool | None:
+        """Whether renames are ordered after the data here (see ``JobFileWriter``)."""
+        return self._writer.rename_ordered
+
+    @_rename_ordered.setter
+    def _rename_ordered(self, ordered: bool | None) -> None:
+        self._writer.rename_ordered = ordered
 
     # -- paths ----------------------------------------------------------------------------
 
@@ -164,71 +170,6 @@ class FilesJobBackend:
         """``_read`` for the paths that go over many jobs: see ``read_listed``."""
         return read_listed(self._read, job_id)
 
-    def _write(
-        self,
-        record: JobRecord,
-        fsync: bool,
-        *,
-        replacing: bool,
-        sync_folder: bool = True,
-        prepared: Prepared | None = None,
-    ) -> None:
-        """Write a job file; ``replacing`` says it exists (a transition, not an enqueue);
-        ``prepared``, its bytes already in a temp file, synced (see ``_presync``)."""
-        path = self.job_path(record.job_id)
-        data = record.dumps() if prepared is None else prepared.data
-        try:
-            st = write_atomic(
-                path,
-                data,
-                self._sync_plan(fsync, replacing, caller_syncs_folder=not sync_folder),
-                sync_later=self._lock.syncs,
-                prepared=prepared,
-            )
-        except StorageError as exc:
-            if self._lock.syncs is None or not holds(path, data):
-                raise
-            # Refused after the replace, while making it durable: the change is in place.
-            # The operation goes on as written (the index follows the file), and the error
-            # is raised once the lock is released, as an ordered save's late sync is.
-            self._index.written.pop(record.job_id, None)
-            self._lock.syncs.append(functools.partial(reraise, exc))
-            return
-        if record.status.is_live:
-            self._index.written[record.job_id] = ((st.st_ino, st.st_size, st.st_mtime_ns), record)
-        else:
-            self._index.written.pop(record.job_id, None)
-
-    def _sync_plan(
-        self, fsync: bool, replacing: bool, *, caller_syncs_folder: bool = False
-    ) -> SyncPlan:
-        """The fsyncs of one job file's save: ``fsync`` False for a claim, which may be
-        lost in a power cut but never leaves an empty file (see ``plan_sync``)."""
-        return plan_sync(
-            fsync=self._fsync,
-            durable=fsync,
-            replacing=replacing,
-            rename_ordered=self._renames_ordered,
-            caller_syncs_folder=caller_syncs_folder,
-        )
-
-    def _renames_ordered(self) -> bool:
-        """Whether this file system orders a rename after the data (asked once, on the
-        first write that needs to know: constructing a queue reads nothing)."""
-        if self._rename_ordered is None:
-            self._rename_ordered = orders_rename_over(self.root)
-        return self._rename_ordered
-
-    def _presync(self, records: list[JobRecord], *, fsync: bool, replacing: bool) -> list[Prepared]:
-        """For a batch of writes that each sync before their rename: write every temp file
-        first and sync them all at once (``sync_prepared``), so that the disk shares its
-        flushes among them; [] when there is nothing to share (one write, or writes that
-        sync after their rename or not at all). The caller passes each to ``_write`` and
-        discards the ones left unused."""
-        if len(records) < 2 or not self._sync_plan(fsync, replacing).syncs_before_rename:
-            return []  # renamed first and synced after the lock, or not synced at all
-        return presync([(self.job_path(r.job_id), r.dumps()) for r in records])
-
     # -- the primitives -------------------------------------------------------------------
 
     def _clock_us(self) -> int:
@@ -275,10 +216,12 @@ class FilesJobBackend:
         prepared: list[Prepared] = []
         try:
             # Each file synced before its rename (all at once), their folder once after.
-            prepared = self._presync(list(new.values()), fsync=True, replacing=False)
+            prepared = self._writer.presync(list(new.values()), fsync=True, replacing=False)
             for i, record in enumerate(new.values()):
                 ready = prepared[i] if prepared else None
-                self._write(record, fsync=True, replacing=False, sync_folder=False, prepared=ready)
+                self._writer.write(
+                    record, fsync=True, replacing=False, sync_folder=False, prepared=ready
+                )
                 written += 1
         except BaseException:
             discard(prepared)
@@ -325,7 +268,7 @@ class FilesJobBackend:
             if not new:
                 return kept
             for record in new.values():
-                self._write(record, fsync=True, replacing=False, sync_folder=False)
+                self._writer.write(record, fsync=True, replacing=False, sync_folder=False)
             if self._fsync:
                 try:
                     fsync_dir(self.jobs_dir)
@@ -374,9 +317,11 @@ class FilesJobBackend:
                     picked.append((record, running))
             prepared: list[Prepared] = []
             try:
-                # Where a claim syncs its data (see _write), the batch's syncs run at once.
+                # Where a claim syncs its data (JobFileWriter.plan), its batch's syncs run at once.
                 with contextlib.suppress(StorageError):  # then each write tries on its own
-                    prepared = self._presync([r for _, r in picked], fsync=False, replacing=True)
+                    prepared = self._writer.presync(
+                        [r for _, r in picked], fsync=False, replacing=True
+                    )
                 for i, (record, running) in enumerate(picked):
                     ready = prepared[i] if prepared else None
                     try:
@@ -435,7 +380,9 @@ class FilesJobBackend:
                 out.append(new)
                 if new is not record:
                     planned.append((record, new))
-            prepared = self._presync([new for _, new in planned], fsync=fsync, replacing=True)
+            prepared = self._writer.presync(
+                [new for _, new in planned], fsync=fsync, replacing=True
+            )
             try:
                 for i, (record, new) in enumerate(planned):
                     self._save(record, new, fsync=fsync, prepared=prepared[i] if prepared else None)
@@ -496,7 +443,7 @@ class FilesJobBackend:
         if new.status.is_live and new.job_id not in self._index.order.entries:
             self._list_first(old, new, fsync=fsync, prepared=prepared)
             return
-        self._write(new, fsync=fsync, replacing=True, prepared=prepared)
+        self._writer.write(new, fsync=fsync, replacing=True, prepared=prepared)
         deltas = finished_deltas(old, new)
         self._index.update(new, deltas)
         self._index.log_quietly([new.job_id], deltas)
@@ -526,7 +473,7 @@ class FilesJobBackend:
             self._index.update(old, undo)  # refused: the index is as it was
             raise
         try:
-            self._write(new, fsync=fsync, replacing=True, prepared=prepared)
+            self._writer.write(new, fsync=fsync, replacing=True, prepared=prepared)
         except BaseException:
             self._index.update(old, undo)
             self._index.log_quietly([old.job_id], undo)
