@@ -19,7 +19,7 @@ import pytest
 
 import jobledger
 from jobledger import _job_types
-from tests.postgres._pg import pg_database, pg_url  # noqa: F401 (fixtures)
+from tests.backends.postgres._pg import pg_database, pg_url  # noqa: F401 (fixtures)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

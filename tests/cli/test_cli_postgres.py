@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.postgres._pg import require_psycopg
+from tests.backends.postgres._pg import require_psycopg
 
 psycopg = require_psycopg()
 

@@ -49,9 +49,9 @@ import pytest
 
 from jobledger import JobQueue, JobStatus, _faults
 from jobledger._job_record import JobRecord
+from tests.backends.postgres._pg import require_psycopg
 
 from .._child import Channel, Child
-from ..postgres._pg import require_psycopg
 
 # -- what the operations pass -----------------------------------------------------------------
 

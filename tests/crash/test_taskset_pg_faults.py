@@ -14,7 +14,7 @@ import signal
 
 import pytest
 
-from tests.postgres._pg import require_psycopg
+from tests.backends.postgres._pg import require_psycopg
 
 require_psycopg()
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, settings
 
+from tests.backends.postgres._pg import PgDatabase
 from tests.conftest import BACKENDS
-from tests.postgres._pg import PgDatabase
 
 __all__ = ["BACKENDS", "StorageFactory", "model_settings"]
 

@@ -14,7 +14,7 @@ Three kinds of names:
   columns a write changed, a lock timeout), made from its template here.
 
 The schema itself is created by the migrations, ``sql/NNNN_*.sql`` (see ``_migrate.py``).
-tests/postgres/test_queries.py holds every name to being used by the code and PREPAREs
+tests/backends/postgres/test_queries.py holds every name to being used by the code and PREPAREs
 every statement on a server, so a misspelt column fails there, not in production.
 """
 

@@ -11,8 +11,8 @@ import pytest
 
 import jobledger
 from jobledger import JobQueue, JobStatus, Worker
+from tests._child import Channel, Child
 
-from .._child import Channel, Child
 from ._procs import job_files, log_run, runs
 
 

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.postgres._pg import require_psycopg, until
+from tests.backends.postgres._pg import require_psycopg, until
 
 require_psycopg()
 
@@ -34,7 +34,7 @@ import jobledger  # noqa: E402
 from jobledger import JobQueue, JobStatus, Worker  # noqa: E402
 from jobledger.backends.postgres.jobs import PostgresJobBackend  # noqa: E402
 from tests._child import Channel, Child, first_readable  # noqa: E402
-from tests.queue._procs import log_run  # noqa: E402
+from tests.backends.files.queue._procs import log_run  # noqa: E402
 
 LEASE = 3.0  # short, so the killed worker counts as dead soon, yet 12 missed beats long
 HEARTBEAT = 0.25

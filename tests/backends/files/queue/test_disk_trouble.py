@@ -47,8 +47,7 @@ import pytest
 import jobledger
 from jobledger import JobQueue, JobStatus
 from jobledger.backends.files import _atomic_write
-
-from ..crash._harness import temp_files
+from tests.crash._harness import temp_files
 
 TEMP_MARK = _atomic_write.TEMP_MARK
 INTACT = "The previous state was left intact."

@@ -17,8 +17,7 @@ import pytest
 
 import jobledger
 from jobledger.backends.files import _atomic_write
-
-from ..crash._harness import temp_files
+from tests.crash._harness import temp_files
 
 ACCOUNT = "user@email.com"
 TYPE = "daily-set"

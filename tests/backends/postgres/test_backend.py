@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.postgres._pg import require_psycopg
+from tests.backends.postgres._pg import require_psycopg
 
 require_psycopg()
 

@@ -9,8 +9,8 @@ import pytest
 
 from jobledger import JobQueue, JobStatus
 from jobledger._faults import arm
+from tests._child import Channel, Child
 
-from .._child import Channel, Child
 from ._procs import job_files, queue_doc
 
 

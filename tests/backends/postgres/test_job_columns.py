@@ -3,7 +3,7 @@ with another type) is found here, not by a failing insert."""
 
 from __future__ import annotations
 
-from tests.postgres._pg import require_psycopg
+from tests.backends.postgres._pg import require_psycopg
 
 require_psycopg()
 

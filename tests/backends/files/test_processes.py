@@ -16,9 +16,8 @@ import pytest
 
 import jobledger
 from jobledger.backends.files import _locks
-
-from .._child import Channel, Child
-from ..conftest import FakeClock
+from tests._child import Channel, Child
+from tests.conftest import FakeClock
 
 ACCOUNT = "user@email.com"
 TYPE = "daily-set"

@@ -20,8 +20,8 @@ import pytest
 
 import jobledger
 from jobledger import JobQueue, Worker
+from tests._child import Channel, Child
 
-from .._child import Channel, Child
 from ._procs import job_files, log_run, queue_doc, runs
 
 SCENARIOS = 12

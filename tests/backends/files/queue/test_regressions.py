@@ -15,8 +15,8 @@ import pytest
 import jobledger
 from jobledger import JobQueue, JobStatus, Worker
 from jobledger._faults import arm
+from tests._child import Channel, Child
 
-from .._child import Channel, Child
 from ._procs import job_files, log_run, queue_doc, runs
 
 

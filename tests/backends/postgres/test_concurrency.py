@@ -15,7 +15,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from tests.postgres._pg import require_psycopg, until
+from tests.backends.postgres._pg import require_psycopg, until
 
 require_psycopg()
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.postgres._pg import ADMIN_URL, require_psycopg, until
+from tests.backends.postgres._pg import ADMIN_URL, require_psycopg, until
 
 psycopg = require_psycopg()
 
@@ -34,7 +34,7 @@ from jobledger._job_record import JobRecord  # noqa: E402
 from jobledger.backends.postgres import _db  # noqa: E402
 from jobledger.backends.postgres._db import ConnectionLost  # noqa: E402
 from jobledger.backends.postgres.jobs import PostgresJobBackend  # noqa: E402
-from tests.postgres.test_restart import _cluster, _ready, _started_at  # noqa: E402
+from tests.backends.postgres.test_restart import _cluster, _ready, _started_at  # noqa: E402
 
 ROUNDS = 3
 N = 1000  # jobs per round: more than the first worker can claim before the crash lands

@@ -12,7 +12,7 @@ import datetime as dt
 
 import pytest
 
-from tests.postgres._pg import require_psycopg
+from tests.backends.postgres._pg import require_psycopg
 
 require_psycopg()
 

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.postgres._pg import ADMIN_URL, require_psycopg, until
+from tests.backends.postgres._pg import ADMIN_URL, require_psycopg, until
 
 psycopg = require_psycopg()
 
@@ -36,7 +36,7 @@ from jobledger._job_view import Job  # noqa: E402
 from jobledger.backends.postgres._db import HOST, ConnectionLost  # noqa: E402
 from jobledger.backends.postgres.jobs import PostgresJobBackend  # noqa: E402
 from tests._child import Channel, Child  # noqa: E402
-from tests.queue._procs import log_run  # noqa: E402
+from tests.backends.files.queue._procs import log_run  # noqa: E402
 
 N = 30
 # Each run takes a little while so that the restart lands while jobs remain (pacing only:

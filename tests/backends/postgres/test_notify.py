@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from tests.postgres._pg import require_psycopg, until
+from tests.backends.postgres._pg import require_psycopg, until
 
 require_psycopg()
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.postgres._pg import require_psycopg
+from tests.backends.postgres._pg import require_psycopg
 
 psycopg = require_psycopg()
 
