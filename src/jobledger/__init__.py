@@ -1,6 +1,6 @@
 """jobledger: resumable, crash-safe task sets and job queues.
 
-Task sets (the "Job State Persistence" document): named tasks per account per day that,
+Task sets: named tasks per account per day that,
 after a crash, reboot or Ctrl-C, skip what is done and resume what remains::
 
     import jobledger

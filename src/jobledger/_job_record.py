@@ -1,7 +1,7 @@
-"""The job record: a job as stored, in the "Job Persistence System" document's file format.
+"""The job record: a job as stored, in the job file format.
 
-A job file is the document's shape: ``type``, ``job_id``, ``status``, ``error_message`` and
-the payload fields at the top level, exactly as the document's TextJob example. Our own
+A job file's shape: ``type``, ``job_id``, ``status``, ``error_message`` and
+the payload fields at the top level, as in the README's TextJob example. Our own
 bookkeeping goes under one key, ``"_jobledger"``, which payloads may not use::
 
     {"type": "TextJob", "job_id": "123e...", "status": "Running", "error_message": null,

@@ -170,7 +170,7 @@ def decode_payload(
 ) -> tuple[Any, bool]:
     """(payload object, whether the type is known). Unknown types give the dict back.
 
-    A class with a ``job_id`` field (the document's jobs have one) gets ``job_id`` back:
+    A class with a ``job_id`` field (the job file format's jobs have one) gets ``job_id`` back:
     enqueueing took it out of the payload to be the file's own ``job_id`` key.
     """
     cls = _by_name.get(type_name)

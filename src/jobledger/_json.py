@@ -39,7 +39,7 @@ def dumps_indented(doc: dict[str, Any]) -> bytes:
 def dumps_lines(doc: dict[str, Any]) -> bytes:
     """A JSON object with one top-level key per line, each value compact (C encoder).
 
-    For job files: as readable as the document's example at a glance, and several times
+    For job files: as readable as the job file format's example at a glance, and several times
     cheaper to write than ``indent=2``, which falls back to the pure-Python encoder."""
     if not doc:
         return b"{}\n"

@@ -1,6 +1,6 @@
-"""The task-set record: the document's state file format, and its strict reader.
+"""The task-set record: the task-set file format, and its strict reader.
 
-On disk (files backend) a record is exactly the document's JSON::
+On disk (files backend) a record is exactly this JSON::
 
     {"date": "2025-01-20", "account": "user@email.com", "type": "daily-set",
      "completed": ["daily-check-in", "quiz-1"], "remaining": ["quiz-2"],

@@ -1,1 +1,1 @@
-"""The files backend: the design documents' exact layout, plain JSON, standard library only."""
+"""The files backend: the task-set and job file formats, plain JSON, standard library only."""

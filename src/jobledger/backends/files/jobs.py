@@ -1,4 +1,4 @@
-"""The job queue as the document's files: ``<dir>/jobs/<job_id>.json`` and ``<dir>/queue.json``.
+"""The job queue as files: ``<dir>/jobs/<job_id>.json`` and ``<dir>/queue.json``.
 
 Invariants:
 

@@ -1,4 +1,4 @@
-"""Task sets as the document's files: ``<dir>/<account>/<type>-<YYYY-MM-DD>.json``.
+"""Task sets as files: ``<dir>/<account>/<type>-<YYYY-MM-DD>.json``.
 
 Beside each state file, while it exists:
 
