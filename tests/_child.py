@@ -14,6 +14,8 @@ import json
 import os
 import select
 import signal
+import subprocess
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 
@@ -186,3 +188,57 @@ def first_readable(children: Sequence[Child], timeout: float) -> Child | None:
             return child
     ready, _, _ = select.select(list(children), [], [], timeout)
     return next((c for c in children if c in ready), None)
+
+
+class Spawned:
+    """A child started with ``subprocess`` (not forked), its output read line by line:
+    stdout and stderr merged (``merge_stderr``), or stderr alone with stdout discarded.
+    Tests synchronise on the lines it prints, never on time."""
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        *,
+        cwd: str | os.PathLike[str] | None,
+        env: dict[str, str],
+        merge_stderr: bool,
+    ) -> None:
+        self.proc = subprocess.Popen(
+            list(args),
+            cwd=cwd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE if merge_stderr else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        stream = self.proc.stdout if merge_stderr else self.proc.stderr
+        assert stream is not None
+        self._stream = stream
+        self.lines: list[str] = []
+        # A safety net against a hung test run (a child that does not exit when it
+        # should), not a synchronisation: nothing waits on it.
+        self._watchdog = threading.Timer(120, self.proc.kill)
+        self._watchdog.start()
+
+    def wait_for(self, text: str) -> str:
+        """Read lines until one contains ``text``; fail if the process ends first."""
+        for line in self._stream:
+            self.lines.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"the process ended before printing {text!r}:\n{self.output}")
+
+    def finish(self) -> int:
+        """Read the rest, wait for the exit; the exit code."""
+        self.lines.extend(self._stream)
+        code = self.proc.wait()
+        self._watchdog.cancel()
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        return code
+
+    @property
+    def output(self) -> str:
+        """Every line read so far."""
+        return "".join(self.lines)

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from click.testing import CliRunner, Result
 
 from jobledger import JobQueue, JobStatus
 from jobledger.cli import cli
+from tests._child import Spawned
 
 HANDLERS_SOURCE = """
 import os
@@ -156,12 +156,12 @@ def test_a_module_that_fails_to_import_is_a_usage_error(
 # -- a real process and SIGTERM --------------------------------------------------------------
 
 
-class WorkerProcess:
+class WorkerProcess(Spawned):
     """``python -m jobledger -v worker ...`` with stdout and stderr merged into one pipe."""
 
     def __init__(self, qdir: Path, module: str, *extra: str) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
+        super().__init__(
             [
                 sys.executable,
                 "-m",
@@ -176,39 +176,10 @@ class WorkerProcess:
                 "flush",
                 *extra,
             ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            cwd=None,
             env=env,
-            text=True,
+            merge_stderr=True,
         )
-        self.lines: list[str] = []
-        # A safety net against a hung test run, not a synchronisation: nothing waits on it.
-        self._watchdog = threading.Timer(120, self.proc.kill)
-        self._watchdog.start()
-
-    def wait_for(self, text: str) -> str:
-        """Read output lines until one contains ``text``; fail if the process ends first."""
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if text in line:
-                return line
-        raise AssertionError(f"the worker ended before printing {text!r}:\n{self.output}")
-
-    def finish(self) -> int:
-        """Wait for the exit; the exit code."""
-        assert self.proc.stdout is not None
-        self.lines.extend(self.proc.stdout)
-        code = self.proc.wait()
-        self._watchdog.cancel()
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        return code
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGTERM to a child is POSIX")

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import pytest
 
 from jobledger import JobQueue, JobStatus
+from tests._child import Spawned
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals to a child are POSIX")
 
@@ -57,50 +56,14 @@ sys.exit(128 + int(w.forced_by) if w.forced_by else 0)
 """
 
 
-class Proc:
+class Proc(Spawned):
     """A child with stderr on a pipe (stdout discarded), read line by line."""
 
     def __init__(self, args: list[str], cwd: Path) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env["PYTHONPATH"] = os.pathsep.join([str(cwd), *sys.path])
         env.pop("JOBLEDGER_VERBOSE", None)
-        self.proc = subprocess.Popen(
-            args,
-            cwd=cwd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=env,
-            text=True,
-        )
-        self.lines: list[str] = []
-        # A safety net against a hung test run (a worker that does not exit when it
-        # should), not a synchronisation: nothing waits on it.
-        self._watchdog = threading.Timer(120, self.proc.kill)
-        self._watchdog.start()
-
-    def wait_for(self, text: str) -> str:
-        """Read stderr lines until one contains ``text``; fail if the process ends first."""
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-            if text in line:
-                return line
-        raise AssertionError(f"the process ended before printing {text!r}:\n{self.output}")
-
-    def finish(self) -> int:
-        """Read the rest, wait for the exit; the exit code."""
-        assert self.proc.stderr is not None
-        self.lines.extend(self.proc.stderr)
-        code = self.proc.wait()
-        self._watchdog.cancel()
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        return code
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
+        super().__init__(args, cwd=cwd, env=env, merge_stderr=False)
 
 
 @pytest.fixture
