@@ -188,3 +188,29 @@ def test_a_worker_row_without_a_lock_key_is_left_to_its_lease(pg_url):
     assert observer.claim_many(10) == []
     assert observer.get("job").status is JobStatus.RUNNING
     observer.close()
+
+
+def test_a_lock_taken_before_the_server_last_started_is_left_to_its_lease(pg_url):
+    """A server restart ends every session, a live worker's too: a key locked before the
+    server started says nothing (the lease tells) until the worker's heartbeat locks again.
+    The restart is stood in for by moving the row's lock back before the server's start."""
+    queue = _queue(pg_url)
+    queue.enqueue({"type": "T"}, job_id="job")
+    queue.close()
+    child = Child(_worker(pg_url, 1))
+    worker = child.read_until("claimed ")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        key = _key(conn, worker)
+    child.kill()
+    _wait_session_ended(pg_url, key)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE jobledger_workers SET lock_epoch = pg_postmaster_start_time()"
+            " - interval '1 second' WHERE worker = %s",
+            (worker,),
+        )
+    observer = _queue(pg_url)
+    assert observer.claim_many(10) == []
+    assert observer.recover() == []
+    assert observer.get("job").status is JobStatus.RUNNING
+    observer.close()

@@ -120,8 +120,11 @@ _HELD = """EXISTS (
       AND l.objid::bigint = h.lock_key & 4294967295)"""
 # A worker row (``w``) whose heartbeat session no longer holds its advisory lock: the
 # server ended that session, so the worker's process died (or lost its connection). A row
-# without a key (an older worker, or no lock yet) is left to its lease.
-_SESSION_GONE = """w.lock_key IS NOT NULL AND NOT EXISTS (
+# without a key (an older worker, or no lock yet) is left to its lease, and so is a key
+# taken before the server last started: a restart ends every session, live workers' too
+# (a crash must not hand their jobs to others), until their heartbeats lock again.
+_SESSION_GONE = """w.lock_key IS NOT NULL AND w.lock_epoch = pg_postmaster_start_time()
+  AND NOT EXISTS (
     SELECT 1 FROM pg_locks l
     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -262,10 +265,11 @@ LIVE_WORKERS = f"SELECT worker FROM jobledger_workers WHERE {_ALIVE} ORDER BY wo
 #: The worker's row, its lease pushed forward; true when the row had to be created.
 #: Parameters: worker, pid, host, since, lease seconds, the session lock's key (or NULL).
 RENEW_WORKER = """\
-INSERT INTO jobledger_workers (worker, pid, host, since, lease_until, lock_key)
-VALUES (%s, %s, %s, %s, clock_timestamp() + make_interval(secs => %s), %s)
+INSERT INTO jobledger_workers (worker, pid, host, since, lease_until, lock_key, lock_epoch)
+VALUES (%s, %s, %s, %s, clock_timestamp() + make_interval(secs => %s), %s,
+    pg_postmaster_start_time())
 ON CONFLICT (worker) DO UPDATE SET lease_until = excluded.lease_until,
-    lock_key = excluded.lock_key
+    lock_key = excluded.lock_key, lock_epoch = excluded.lock_epoch
 RETURNING (xmax = 0)"""
 #: The server's TCP keepalives of this session (idle, interval seconds, count): the server
 #: ends the session of a vanished peer within the worker's lease. Ignored on a Unix socket.

@@ -5,4 +5,9 @@
 -- worker whose process died is known dead as soon as its connection closes, before its
 -- lease runs out. NULL (a worker of an older version, or one that could not take its
 -- lock yet) leaves the lease alone to tell.
+--
+-- `lock_epoch` is the server's start time when the lock was taken: a server restart drops
+-- every session's lock, the live workers' too, so a key taken before the restart says
+-- nothing until its heartbeat takes the lock again; until then the lease alone tells.
 ALTER TABLE jobledger_workers ADD COLUMN lock_key bigint;
+ALTER TABLE jobledger_workers ADD COLUMN lock_epoch timestamptz;
