@@ -55,7 +55,7 @@ from ._log import log, verbose_from_env
 from ._retry_policy import after_worker_died
 from ._watchers import Watchers
 from .backends import open_job_backend
-from .backends._contract import JobBackend, Lease, QueuedCounts
+from .backends._contract import JobBackend, Lease, QueuedCounts, Recovery
 from .backends._identity import new_worker_id
 
 __all__ = ["JobQueue"]
@@ -330,7 +330,9 @@ class JobQueue:
         backend = self._opened()
         if self.clock.monotonic() - (self._recovered_at or 0.0) >= self.recover_every:
             self._recover()
-        claimed = backend.claim(wid, iso_utc(self.clock.now()), wanted, limit)
+        claimed = backend.claim(
+            wid, iso_utc(self.clock.now()), wanted, limit, recover=self._recovery()
+        )
         for running in claimed:
             log.info(
                 "Claimed job %s (%s), attempt %d of %d%s",
@@ -433,14 +435,19 @@ class JobQueue:
         ``recover_every`` seconds."""
         return [self._job(r) for r in self._recover()]
 
-    def _recover(self) -> builtins.list[JobRecord]:
-        self._recovered_at = self.clock.monotonic()
+    def _recovery(self) -> Recovery:
+        """How a dead worker's Running job is recovered: this process's own worker's jobs
+        are kept, any other's goes back to the queue (or fails past ``max_attempts``)."""
         mine = self._worker_id
 
         def decide(record: JobRecord) -> JobRecord:
             return after_worker_died(record, iso_utc(self.clock.now()))
 
-        recovered = self.backend.recover(lambda w: w is not None and w == mine, decide)
+        return (lambda w: w is not None and w == mine), decide
+
+    def _recover(self) -> builtins.list[JobRecord]:
+        self._recovered_at = self.clock.monotonic()
+        recovered = self.backend.recover(*self._recovery())
         if any(r.status is JobStatus.QUEUED for r in recovered):
             self._wake()
         return recovered

@@ -16,7 +16,11 @@ from .._errors import JobLedgerError, LeaseHolder
 from .._job_record import JobRecord, JobStatus
 from .._taskset_record import TaskSetKey, TaskSetRecord
 
-__all__ = ["Finding", "JobBackend", "Lease", "QueuedCounts", "TaskSetBackend"]
+__all__ = ["Finding", "JobBackend", "Lease", "QueuedCounts", "Recovery", "TaskSetBackend"]
+
+#: What recovery of dead workers' jobs takes: ``keep(worker)`` spares a worker's jobs,
+#: ``decide(job)`` is a dead worker's Running job's new record.
+Recovery = tuple[Callable[[str | None], bool], Callable[[JobRecord], JobRecord]]
 
 
 class Lease(Protocol):
@@ -118,11 +122,20 @@ class JobBackend(Protocol):
         ...
 
     def claim(
-        self, worker: str, now: str, types: frozenset[str] | None, limit: int = 1
+        self,
+        worker: str,
+        now: str,
+        types: frozenset[str] | None,
+        limit: int = 1,
+        *,
+        recover: Recovery | None = None,
     ) -> list[JobRecord]:
         """Atomically make the first ``limit`` due Queued jobs (of ``types``, in serving
         order) Running under ``worker``, attempts + 1, ``started`` = now, and return them
-        in serving order (empty when none is due). One winner per job across processes."""
+        in serving order (empty when none is due). One winner per job across processes.
+        A backend that learns of a worker's death at once (PostgreSQL: its session ended)
+        first recovers that worker's Running jobs with ``recover`` (``keep``, ``decide``,
+        as :meth:`recover` takes them), so the claim serves them first; others ignore it."""
         ...
 
     def transition(

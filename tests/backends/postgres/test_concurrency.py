@@ -184,6 +184,11 @@ def test_a_killed_workers_job_is_recovered_by_another_process_after_its_lease(pg
     job_id, worker = child.read_until("claimed ").split()
     assert job_id == "next"
     child.kill()
+    # As if its machine had vanished: the server cannot tell yet that its session is gone,
+    # so only the lease tells (a killed process's ended session is seen at once, see
+    # test_session_liveness.py). A row without a lock key is left to its lease.
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE jobledger_workers SET lock_key = NULL WHERE worker = %s", (worker,))
 
     observer = _short_lease(pg_url)
     backend = observer.backend

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from ..._clock import Clock, SystemClock
 from ..._errors import JobLedgerError, JobNotFound, StorageError
 from ..._job_record import JobRecord, JobStatus
-from .._contract import QueuedCounts
+from .._contract import QueuedCounts, Recovery
 from . import _queue_history as history
 from ._atomic_write import Prepared
 from ._job_file_writer import JobFileWriter
@@ -279,11 +279,18 @@ class FilesJobBackend:
         return kept
 
     def claim(
-        self, worker: str, now: str, types: frozenset[str] | None, limit: int = 1
+        self,
+        worker: str,
+        now: str,
+        types: frozenset[str] | None,
+        limit: int = 1,
+        *,
+        recover: Recovery | None = None,
     ) -> list[JobRecord]:
         """Make the first ``limit`` due Queued jobs (serving order) Running under
         ``worker``, attempts + 1, and return them; empty if none is due. One winner per job
-        across processes.
+        across processes. ``recover`` is not used: here a dead worker is found by
+        :meth:`recover`, which the queue calls every ``recover_every`` seconds.
 
         Not fsynced: if a power cut loses this write, the job reads as Queued again and
         runs, which it would have done anyway since its worker died with the power."""

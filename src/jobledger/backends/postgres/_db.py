@@ -54,6 +54,7 @@ from ._migrate import applied_versions, migrate, migrations
 
 __all__ = [
     "HOST",
+    "SERVER_KEEPALIVES",
     "ConnectionLost",
     "Database",
     "TransactionAborted",
@@ -73,15 +74,24 @@ T = TypeVar("T")
 _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 5.0
 
-# A dead client (a crashed machine rather than a killed process) is noticed by the server
-# only through TCP keepalives: these make its session, and its advisory locks, go in about
-# a minute instead of the kernel's default of hours. The URL may override them.
+# A dead peer (a crashed machine rather than a killed process) is noticed only through TCP
+# keepalives: these make a vanished server noticed, and (set on the server's side of a
+# worker's heartbeat session, see _heartbeat.py) a vanished worker's session and its
+# advisory locks end, in about 5 s, within the worker's lease, instead of the kernel's
+# default of hours. The URL may override the client's side.
 _KEEPALIVES = {
     "keepalives": "1",
-    "keepalives_idle": "30",
-    "keepalives_interval": "10",
+    "keepalives_idle": "2",
+    "keepalives_interval": "1",
     "keepalives_count": "3",
 }
+
+#: The server's side of a worker's heartbeat session: idle, interval, count (as text).
+SERVER_KEEPALIVES = (
+    _KEEPALIVES["keepalives_idle"],
+    _KEEPALIVES["keepalives_interval"],
+    _KEEPALIVES["keepalives_count"],
+)
 
 
 def redact(url: str) -> str:

@@ -4,6 +4,14 @@ A worker is alive while its row in ``jobledger_workers`` has ``lease_until`` (se
 in the future. The heartbeat, on a connection of its own, pushes that forward, and with it
 the leases of the jobs still Running under the worker (see ``jobs.py``); a stopped worker
 deletes its row, so its jobs are recovered at once.
+
+The heartbeat's session also holds a session-level advisory lock on the worker's key
+(``lock_key`` in its row), which the server drops when the session ends: a worker whose
+process dies is known dead as soon as its connection closes, and the next claim of any
+live worker (or ``recover``) gives its Running jobs back, before its lease runs out. The
+lease stays for what a session cannot tell at once (a machine that vanished, a
+partition); the server's TCP keepalives on this session end a vanished peer's session
+within the lease.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import psycopg
 
 from ..._errors import JobLedgerError
 from . import _queries as q
-from ._db import HOST, Database
+from ._db import HOST, SERVER_KEEPALIVES, Database, lock_key
 
 __all__ = ["WorkerLease"]
 
@@ -38,6 +46,8 @@ class WorkerLease:
         self._pid = os.getpid()
         self._stop = threading.Event()
         self._registered = False
+        self._key = lock_key(db.ensure_schema(), "worker", worker)
+        self._locked = False  # whether this session holds the worker's lock
         self._conn: psycopg.Connection[Any] | None = db.session("worker heartbeat")
         self._guard = threading.Lock()
         try:
@@ -57,8 +67,15 @@ class WorkerLease:
                 if self._stop.is_set():
                     return
                 self._conn = self._db.session("worker heartbeat")
+                self._locked = False
+            if not self._locked:
+                self._take_lock(self._conn)
+            # The key is written only while this session holds the lock: a row with a key
+            # and no lock reads as a dead worker.
+            key = self._key if self._locked else None
             row = self._conn.execute(
-                q.RENEW_WORKER, (self._worker, os.getpid(), HOST, self._since, self._lease)
+                q.RENEW_WORKER,
+                (self._worker, os.getpid(), HOST, self._since, self._lease, key),
             ).fetchone()
             # The leases of this worker's jobs: fenced by worker and status, so only the
             # jobs still Running under it are renewed (never one recovered meanwhile). A
@@ -76,6 +93,15 @@ class WorkerLease:
                 "may have been recovered, and their results will be refused",
                 self._worker,
             )
+
+    def _take_lock(self, conn: psycopg.Connection[Any]) -> None:
+        """Set the server's keepalives of this new session and try to take the worker's
+        lock: not waited for, since only an old session of this very worker (not yet
+        ended by the server) can hold it; then the next beat tries again, and meanwhile
+        the lease alone tells."""
+        conn.execute(q.SERVER_KEEPALIVES, SERVER_KEEPALIVES)
+        row = conn.execute(q.TRY_ADVISORY_LOCK, (self._key,)).fetchone()
+        self._locked = bool(row and row[0])
 
     def _beat(self) -> None:
         while not self._stop.wait(self._heartbeat):
@@ -95,6 +121,7 @@ class WorkerLease:
                     if self._conn is not None:
                         self._conn.close()
                     self._conn = None
+                    self._locked = False
 
     def release(self) -> None:
         """Stop the heartbeat and delete the worker's row. Idempotent."""

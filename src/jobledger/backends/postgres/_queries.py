@@ -32,6 +32,7 @@ __all__ = [
     "CLAIMED_BY",
     "CLAIM_JOBS",
     "CLAIM_JOBS_OF_TYPES",
+    "CLAIM_SETUP",
     "CLEAR_JOBS",
     "CLEAR_WORKERS",
     "COLUMNS",
@@ -44,6 +45,7 @@ __all__ = [
     "DELETE_DEAD_WORKERS",
     "DELETE_LEASE",
     "DELETE_MY_LEASE",
+    "DELETE_SESSIONLESS_WORKERS",
     "DELETE_TASKSET",
     "DELETE_WORKER",
     "GET_JOB",
@@ -64,7 +66,6 @@ __all__ = [
     "NEXT_SEQ",
     "NEXT_SEQS",
     "NOTIFY",
-    "NO_SORT",
     "PING",
     "PRUNE_JOBS",
     "QUEUED_BY_TYPE",
@@ -73,6 +74,8 @@ __all__ = [
     "RENEW_JOB_LEASES",
     "RENEW_WORKER",
     "RESET_LOCK_TIMEOUT",
+    "SERVER_KEEPALIVES",
+    "SESSIONLESS_WORKERS",
     "SET_ASIDE",
     "SET_ASIDE_KEYS",
     "SIZE_OF_TASKSETS",
@@ -115,6 +118,18 @@ _HELD = """EXISTS (
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
       AND l.classid::bigint = (h.lock_key >> 32) & 4294967295
       AND l.objid::bigint = h.lock_key & 4294967295)"""
+# A worker row (``w``) whose heartbeat session no longer holds its advisory lock: the
+# server ended that session, so the worker's process died (or lost its connection). A row
+# without a key (an older worker, or no lock yet) is left to its lease, and so is a key
+# taken before the server last started: a restart ends every session, live workers' too
+# (a crash must not hand their jobs to others), until their heartbeats lock again.
+_SESSION_GONE = """w.lock_key IS NOT NULL AND w.lock_epoch = pg_postmaster_start_time()
+  AND NOT EXISTS (
+    SELECT 1 FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid::bigint = (w.lock_key >> 32) & 4294967295
+      AND l.objid::bigint = w.lock_key & 4294967295)"""
 
 # -- connections (_db.py, _listen.py) ------------------------------------------------------
 
@@ -153,8 +168,12 @@ COPY_JOBS = f"COPY jobledger_jobs ({_COLS}) FROM STDIN"
 MOVE_SEQ_PAST_JOBS = """\
 SELECT setval('jobledger_job_seq', max(seq)) FROM jobledger_jobs
 HAVING max(seq) >= (SELECT last_value FROM jobledger_job_seq)"""
-#: Read the serving order from its index, never sort (this transaction's planning only).
-NO_SORT = "SET LOCAL enable_sort = off"
+#: A claim's first statement: read the serving order from its index, never sort (this
+#: transaction's planning only); and whether a worker's session ended (its jobs are then
+#: recovered before the claim). One round trip.
+CLAIM_SETUP = f"""\
+SELECT set_config('enable_sort', 'off', true),
+    EXISTS (SELECT 1 FROM jobledger_workers w WHERE {_SESSION_GONE})"""
 
 
 def _claim(types: str) -> str:
@@ -185,14 +204,21 @@ LOCK_JOBS = f"""\
 SELECT {_COLS} FROM jobledger_jobs
 WHERE job_id = ANY(%s) ORDER BY job_id FOR UPDATE"""
 #: The Running jobs whose own lease ran out, or whose worker is known to be gone (it
-#: stopped and deleted its row, or its row's lease ran out first).
+#: stopped and deleted its row, its row's lease ran out first, or its session ended).
 RECOVERABLE_JOBS = f"""\
 SELECT {_COLS} FROM jobledger_jobs j WHERE status = 'Running'
     AND (j.lease_until IS NULL OR j.lease_until <= clock_timestamp()
         OR NOT EXISTS (SELECT 1 FROM jobledger_workers w
-            WHERE w.worker = j.worker AND w.{_ALIVE}))
+            WHERE w.worker = j.worker AND w.{_ALIVE})
+        OR EXISTS (SELECT 1 FROM jobledger_workers w
+            WHERE w.worker = j.worker AND {_SESSION_GONE}))
 ORDER BY {_ORDER} FOR UPDATE OF j SKIP LOCKED"""
 DELETE_DEAD_WORKERS = f"DELETE FROM jobledger_workers WHERE NOT {_ALIVE}"
+#: The workers whose session ended.
+SESSIONLESS_WORKERS = f"SELECT w.worker FROM jobledger_workers w WHERE {_SESSION_GONE}"
+#: Those of the given workers whose session (still) ended. Parameter: the worker ids.
+DELETE_SESSIONLESS_WORKERS = f"""\
+DELETE FROM jobledger_workers w WHERE w.worker = ANY(%s) AND {_SESSION_GONE}"""
 PRUNE_JOBS = """\
 DELETE FROM jobledger_jobs WHERE status = ANY(%s) AND coalesce(finished, '') < %s"""
 #: Refuses new worker registrations until the transaction ends.
@@ -237,11 +263,20 @@ FROM jobledger_jobs WHERE status = 'Queued' GROUP BY type"""
 WORKER_ALIVE = f"SELECT EXISTS (SELECT 1 FROM jobledger_workers WHERE worker = %s AND {_ALIVE})"
 LIVE_WORKERS = f"SELECT worker FROM jobledger_workers WHERE {_ALIVE} ORDER BY worker"
 #: The worker's row, its lease pushed forward; true when the row had to be created.
+#: Parameters: worker, pid, host, since, lease seconds, the session lock's key (or NULL).
 RENEW_WORKER = """\
-INSERT INTO jobledger_workers (worker, pid, host, since, lease_until)
-VALUES (%s, %s, %s, %s, clock_timestamp() + make_interval(secs => %s))
-ON CONFLICT (worker) DO UPDATE SET lease_until = excluded.lease_until
+INSERT INTO jobledger_workers (worker, pid, host, since, lease_until, lock_key, lock_epoch)
+VALUES (%s, %s, %s, %s, clock_timestamp() + make_interval(secs => %s), %s,
+    pg_postmaster_start_time())
+ON CONFLICT (worker) DO UPDATE SET lease_until = excluded.lease_until,
+    lock_key = excluded.lock_key, lock_epoch = excluded.lock_epoch
 RETURNING (xmax = 0)"""
+#: The server's TCP keepalives of this session (idle, interval seconds, count): the server
+#: ends the session of a vanished peer within the worker's lease. Ignored on a Unix socket.
+SERVER_KEEPALIVES = """\
+SELECT set_config('tcp_keepalives_idle', %s, false),
+    set_config('tcp_keepalives_interval', %s, false),
+    set_config('tcp_keepalives_count', %s, false)"""
 #: The leases of the jobs still Running under the worker and not run out; rows another
 #: transaction holds are skipped, not waited for. Parameters: lease seconds, worker.
 RENEW_JOB_LEASES = """\

@@ -56,7 +56,7 @@ from ..._inputs import findable
 from ..._job_fields import FIELDS, Field
 from ..._job_record import JobRecord, JobStatus
 from ..._json import encode_compact
-from .._contract import QueuedCounts
+from .._contract import QueuedCounts, Recovery
 from . import _queries as q
 from ._db import Database, reconnecting, stored_as
 from ._heartbeat import WorkerLease
@@ -300,9 +300,21 @@ class PostgresJobBackend:
         return int(row[0])
 
     def claim(
-        self, worker: str, now: str, types: frozenset[str] | None, limit: int = 1
+        self,
+        worker: str,
+        now: str,
+        types: frozenset[str] | None,
+        limit: int = 1,
+        *,
+        recover: Recovery | None = None,
     ) -> list[JobRecord]:
         """Make the first ``limit`` due Queued jobs Running under ``worker``: one statement.
+
+        With ``recover`` (``keep``, ``decide``, as :meth:`recover` takes them), the
+        Running jobs of a worker whose session ended (its process died: see
+        ``_heartbeat.py``) are recovered first, in the same transaction, so that this very
+        claim serves them ahead of every Queued job. Asked in the claim's first statement,
+        so it costs no round trip while every worker's session lives.
 
         Durable before it returns (``synchronous_commit`` as the server has it, on by
         default), unlike the files backend's claim: there a claim lost in a power cut went
@@ -318,7 +330,7 @@ class PostgresJobBackend:
         def run() -> list[JobRecord]:
             done.clear()  # only this attempt's claim may be asked about
             with self._tx("claim jobs") as conn:
-                done[:] = [self._claim(conn, worker, now, statement, params, limit)]
+                done[:] = [self._claim(conn, worker, now, statement, params, limit, recover)]
             return done[0]
 
         def settled() -> list[JobRecord] | None:
@@ -355,6 +367,7 @@ class PostgresJobBackend:
         statement: str,
         params: tuple[Any, ...],
         limit: int,
+        recover: Recovery | None,
     ) -> list[JobRecord]:
         """claim's one statement (``statement``, of ``q.CLAIM_JOBS`` or
         ``q.CLAIM_JOBS_OF_TYPES``, with ``params`` the types): the records claimed, in
@@ -363,7 +376,9 @@ class PostgresJobBackend:
         # filled and not yet analyzed makes the planner expect one Queued row and sort
         # (18-20 ms per 100-job claim with 20,000 queued, against 1 ms; bench.pg). Only
         # this transaction's planning is affected.
-        conn.execute(q.NO_SORT)
+        setup = conn.execute(q.CLAIM_SETUP).fetchone()
+        if recover is not None and setup is not None and setup[1]:
+            self._recover(conn, *recover)
         rows = conn.execute(
             statement, (now, *params, limit, worker, now, self.worker_lease)
         ).fetchall()
@@ -462,20 +477,35 @@ class PostgresJobBackend:
         self, keep: Callable[[str | None], bool], decide: Callable[[JobRecord], JobRecord]
     ) -> list[JobRecord]:
         """Store ``decide(job)`` for every Running job whose worker's lease ran out (or
-        has no row), unless ``keep(worker)``; forget the dead workers' rows."""
+        has no row, or whose session ended), unless ``keep(worker)``; forget the dead
+        workers' rows."""
         with self._tx("recover the jobs of dead workers") as conn:
-            rows = conn.execute(q.RECOVERABLE_JOBS).fetchall()
-            pairs = []
-            for record in map(_record, rows):
-                if keep(record.worker):
-                    continue
-                pairs.append((record, decide(record)))
-            out = [new for _, new in pairs]
-            if pairs:
-                self._write_many(conn, pairs)
-                if any(r.status is JobStatus.QUEUED for r in out):
-                    notify(conn)
-            conn.execute(q.DELETE_DEAD_WORKERS)
+            return self._recover(conn, keep, decide)
+
+    def _recover(
+        self,
+        conn: psycopg.Connection[Any],
+        keep: Callable[[str | None], bool],
+        decide: Callable[[JobRecord], JobRecord],
+    ) -> list[JobRecord]:
+        """:meth:`recover`'s work, in the caller's transaction."""
+        rows = conn.execute(q.RECOVERABLE_JOBS).fetchall()
+        pairs = []
+        for record in map(_record, rows):
+            if keep(record.worker):
+                continue
+            pairs.append((record, decide(record)))
+        out = [new for _, new in pairs]
+        if pairs:
+            self._write_many(conn, pairs)
+            if any(r.status is JobStatus.QUEUED for r in out):
+                notify(conn)
+        conn.execute(q.DELETE_DEAD_WORKERS)
+        # A kept worker's row stays: that is this process's own worker, whose heartbeat
+        # takes its lock again on its next session.
+        gone = [w for (w,) in conn.execute(q.SESSIONLESS_WORKERS) if not keep(w)]
+        if gone:
+            conn.execute(q.DELETE_SESSIONLESS_WORKERS, (gone,))
         return out
 
     # -- reading --------------------------------------------------------------------------
