@@ -8,7 +8,6 @@ exactly once."""
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import threading
 from pathlib import Path
@@ -18,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobledger import JobLedgerError, JobQueue
+from tests.backends.files._snapshot import snapshot
 
 QUEUED = ["j0", "j1", "j2"]
 WATCHDOG = 20.0  # seconds an example may take before it counts as a hang
@@ -43,15 +43,6 @@ JSON = st.recursive(
     ),
     max_leaves=12,
 )
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    out = {}
-    for folder, _dirs, names in os.walk(root):
-        for n in names:
-            p = os.path.join(folder, n)
-            out[os.path.relpath(p, root)] = Path(p).read_bytes()
-    return out
 
 
 def build(qdir: Path) -> None:

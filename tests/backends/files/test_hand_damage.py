@@ -9,26 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jobledger import JobQueue, JobStatus
+from tests.backends.files._snapshot import snapshot
 
 COMPLETED = 7
 QUEUED = ["q0", "q1", "q2"]
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` by relative path, hidden ones included."""
-    out = {}
-    for folder, _dirs, names in os.walk(root):
-        for n in names:
-            p = os.path.join(folder, n)
-            out[os.path.relpath(p, root)] = Path(p).read_bytes()
-    return out
 
 
 def history_queue(qdir: Path) -> None:
