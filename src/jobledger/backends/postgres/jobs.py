@@ -7,7 +7,9 @@
   compute the new records in Python, and write them, in one transaction.
 - ``put`` is INSERT ... ON CONFLICT DO NOTHING: enqueueing an existing id writes nothing
   and returns the stored job (idempotent enqueue). A batch of generated ids, which no
-  stored job can have, goes in by COPY instead, a third of the server's work.
+  stored job can have, goes in by COPY instead, a third of the server's work. One job
+  (at durability "fsync") is ONE statement in autocommit, its seq, NOTIFY and the read of
+  an existing id included: one round trip (``_put_one``).
 - Each transaction that makes jobs claimable sends one NOTIFY, which ``watch`` listens
   for on a session of its own (``_listen.py``): idle workers wake at once, and poll too.
 - Every Running job carries a lease (``lease_until``, server time), set by its claim. A
