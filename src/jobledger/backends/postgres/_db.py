@@ -316,6 +316,10 @@ class Database:
     def _depth(self) -> int:
         return int(getattr(self._local, "depth", 0))
 
+    def in_transaction(self) -> bool:
+        """Whether this thread is inside a transaction (or statement) of this object."""
+        return self._depth() > 0
+
     def retrying(self, run: Callable[[], T], settled: Callable[[], T | None] | None = None) -> T:
         """``run()`` (one whole transaction), run again on a new connection with backoff
         when its connection is lost, for up to ``reconnect_for`` seconds; run again at
@@ -401,6 +405,50 @@ class Database:
                 raise self.error(action, exc) from exc
             finally:
                 self._local.depth = self._depth() - 1
+
+    @contextlib.contextmanager
+    def statement(self, action: str) -> Iterator[psycopg.Connection[Any]]:
+        """This object's connection, outside any transaction, for ONE write statement that
+        commits by itself (autocommit): a single round trip, no BEGIN or COMMIT. Durable as
+        the server's ``synchronous_commit`` has it (use :meth:`transaction` to turn it off).
+
+        The statement is the commit, so the commit's fault points surround it:
+        ``pg.before_commit`` before it is sent, ``pg.after_commit`` once it is answered. A
+        connection lost while it runs raises :class:`ConnectionLost` with
+        ``commit_unknown`` (it may have committed); errors as :meth:`transaction`'s. Only
+        at the outermost level (not inside a transaction of this thread)."""
+        with self._lock:
+            if self._depth():
+                raise RuntimeError("Database.statement inside a transaction")
+            try:
+                conn = self._connection()
+            except SchemaMissing:
+                raise
+            except (psycopg.OperationalError, DatabaseError) as exc:
+                if not self._connected:  # a first connection: a wrong URL, a server down
+                    if isinstance(exc, DatabaseError):
+                        raise
+                    raise self.error(action, exc) from exc
+                error = exc if isinstance(exc, DatabaseError) else self.error(action, exc)
+                # A RE-connection: retrying() waits for the server (nothing was sent).
+                raise ConnectionLost(str(error), commit_unknown=False) from exc
+            self._local.depth = 1
+            try:
+                point("pg.before_commit")
+                yield conn
+                point("pg.after_commit")
+            except psycopg.OperationalError as exc:
+                if conn.closed or conn.broken:
+                    self._conn = None
+                if _lost(exc, conn):
+                    raise ConnectionLost(str(self.error(action, exc)), commit_unknown=True) from exc
+                if isinstance(exc, _RETRYABLE):
+                    raise TransactionAborted(str(self.error(action, exc))) from exc
+                raise self.error(action, exc) from exc
+            except psycopg.Error as exc:
+                raise self.error(action, exc) from exc
+            finally:
+                self._local.depth = 0
 
     def _enter(self, action: str, outermost: bool) -> tuple[psycopg.Connection[Any], Any]:
         """The connection and its entered transaction; a dead idle connection is replaced

@@ -48,6 +48,7 @@ __all__ = [
     "DELETE_SESSIONLESS_WORKERS",
     "DELETE_TASKSET",
     "DELETE_WORKER",
+    "ENQUEUE_ONE",
     "GET_JOB",
     "GET_JOBS",
     "HAS_MIGRATIONS_TABLE",
@@ -164,6 +165,21 @@ INSERT INTO jobledger_jobs ({_COLS})
 SELECT {_COLS} FROM jsonb_to_recordset(%s) AS x({_RECORDSET})
 ON CONFLICT (job_id) DO NOTHING RETURNING job_id"""
 COPY_JOBS = f"COPY jobledger_jobs ({_COLS}) FROM STDIN"
+_SEQ_NEXT = ", ".join("nextval('jobledger_job_seq')" if c == "seq" else c for c in COLUMNS)
+#: One job, one statement (autocommit: the commit goes with it, one round trip): the row
+#: inserted with the next ``seq`` and the wake-up sent, returned with True; or, its id
+#: stored, the stored row with False and nothing written. No row: the stored row was
+#: committed after this statement's snapshot (read it with GET_JOB). Parameters: a JSON
+#: array of the one row, the wake-up's channel, the job id.
+ENQUEUE_ONE = f"""\
+WITH ins AS (
+    INSERT INTO jobledger_jobs ({_COLS})
+    SELECT {_SEQ_NEXT} FROM jsonb_to_recordset(%s) AS x({_RECORDSET})
+    ON CONFLICT (job_id) DO NOTHING RETURNING {_COLS}),
+woken AS (SELECT pg_notify(%s, current_schema()) FROM ins)
+SELECT true, ins.* FROM ins, woken
+UNION ALL
+SELECT false, {_COLS} FROM jobledger_jobs WHERE job_id = %s AND NOT EXISTS (SELECT 1 FROM ins)"""
 #: After an import: the sequence past every stored ``seq`` (never moved back).
 MOVE_SEQ_PAST_JOBS = """\
 SELECT setval('jobledger_job_seq', max(seq)) FROM jobledger_jobs
