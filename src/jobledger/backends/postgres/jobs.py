@@ -55,14 +55,13 @@ from psycopg.types.json import Jsonb
 from ..._clock import Clock, SystemClock
 from ..._errors import JobLedgerError, JobNotFound
 from ..._inputs import findable
-from ..._job_fields import FIELDS, Field
 from ..._job_record import JobRecord, JobStatus
-from ..._json import encode_compact
 from .._contract import QueuedCounts, Recovery
 from . import _queries as q
-from ._db import Database, reconnecting, stored_as
+from ._db import Database, reconnecting
 from ._heartbeat import WorkerLease
 from ._listen import CHANNEL, Listener, notify
+from ._rows import SEQ, copy_row, doc_of, record_of, same
 
 __all__ = ["PostgresJobBackend"]
 
@@ -81,7 +80,9 @@ _COPY_FROM = 32
 
 def _insert_new(conn: psycopg.Connection[Any], records: list[JobRecord]) -> set[str]:
     """Insert the records whose ids are not stored yet, in one statement; their ids."""
-    return {row[0] for row in conn.execute(q.INSERT_NEW_JOBS, (Jsonb([_doc(r) for r in records]),))}
+    return {
+        row[0] for row in conn.execute(q.INSERT_NEW_JOBS, (Jsonb([doc_of(r) for r in records]),))
+    }
 
 
 def _copy_new(conn: psycopg.Connection[Any], records: list[JobRecord]) -> set[str] | None:
@@ -98,63 +99,10 @@ def _copy_new(conn: psycopg.Connection[Any], records: list[JobRecord]) -> set[st
             cur.copy(q.COPY_JOBS) as copy,
         ):
             for r in records:
-                copy.write_row(_copy_row(r))
+                copy.write_row(copy_row(r))
     except psycopg.errors.UniqueViolation:
         return None
     return {r.job_id for r in records}
-
-
-def _copy_row(r: JobRecord) -> list[Any]:
-    """A record as a row of COPY's text format, in q.COLUMNS's order (JSON columns as text)."""
-    values = r.__dict__
-    return [values[n] if enc is None else enc(values[n]) for n, enc in _COPY_OUT]
-
-
-def _record(row: tuple[Any, ...]) -> JobRecord:
-    """The record of a row of q.COLUMNS, field by field by name."""
-    values = dict(zip(q.COLUMNS, row, strict=True))
-    for name, decode in _DECODE:
-        values[name] = decode(values[name])
-    return JobRecord.from_fields(values)
-
-
-def _doc(r: JobRecord) -> dict[str, Any]:
-    """A record as one object of put's JSON array (keys: the columns)."""
-    values = r.__dict__
-    return {n: values[n] if enc is None else enc(values[n]) for n, enc in _DOC_OUT}
-
-
-def _jsonb_text(value: Any) -> str | None:
-    """A jsonb column's COPY text: compact JSON; NULL for None (an empty object, the
-    usual ``extra_meta``, without the encoder)."""
-    if value is None:
-        return None
-    return "{}" if value == {} else encode_compact(value)
-
-
-def _copy_text(f: Field) -> Callable[[Any], Any] | None:
-    """How COPY takes a field: its JSON value, as compact text for a jsonb column."""
-    if f.pg_type != "jsonb":
-        return f.encode
-    encode = f.encode
-    if encode is None:
-        return _jsonb_text
-    return lambda value: _jsonb_text(encode(value))
-
-
-# How each field becomes a column (its JSON value; COPY wants a jsonb's text) and a column
-# the field, made once from the table.
-_DOC_OUT = tuple((f.name, f.encode) for f in FIELDS)
-_COPY_OUT = tuple((f.name, _copy_text(f)) for f in FIELDS)
-_SEQ = q.COLUMNS.index("seq")
-_DECODE = tuple((f.name, f.decode) for f in FIELDS if f.decode is not None)
-
-
-def _same(stored: JobRecord, written: JobRecord) -> bool:
-    """Whether the stored row is, column for column, the record a transaction wrote: its
-    new status and stamps (finished, run_after, seq...) with the claim's worker, attempt
-    and start, which no other transaction writes all alike."""
-    return stored_as(_doc(stored), _doc(written))
 
 
 def _of_types(
@@ -266,7 +214,7 @@ class PostgresJobBackend:
         inserting nothing twice; a stored job is this call's own landed insert when it has
         the ``seq`` the lost attempt got back, or, when that answer never came, when it is
         column for column the record sent (``seq`` aside, which the server chose)."""
-        doc = Jsonb([_doc(record)])
+        doc = Jsonb([doc_of(record)])
         # What the lost attempt knows of its insert: its seq, when the answer came back.
         lost: list[int | None] = []
 
@@ -281,13 +229,13 @@ class PostgresJobBackend:
                         found = conn.execute(q.GET_JOB, (record.job_id,)).fetchone()
                         row = None if found is None else (False, *found)
                     if row is not None and row[0]:
-                        lost[:] = [int(row[1 + _SEQ])]
+                        lost[:] = [int(row[1 + SEQ])]
                     elif first:
                         lost.clear()  # this attempt inserted nothing
                 if row is not None:
                     break
                 # Stored by another and deleted since (a prune, a clear): insert it now.
-            stored = _record(row[1:])
+            stored = record_of(row[1:])
             if row[0]:
                 return stored, True
             return stored, bool(lost) and self._landed(stored, record, lost[0])
@@ -300,7 +248,7 @@ class PostgresJobBackend:
         ``seq`` back (None: its answer was lost)."""
         if seq is not None:
             return (stored.seq, stored.created) == (seq, sent.created)
-        return _same(stored, sent.with_seq(stored.seq))
+        return same(stored, sent.with_seq(stored.seq))
 
     def _put_once(
         self, conn: psycopg.Connection[Any], unique: dict[str, JobRecord], fresh: frozenset[str]
@@ -320,7 +268,7 @@ class PostgresJobBackend:
         existing = {}
         if missing:
             rows = conn.execute(q.GET_JOBS, (missing,))
-            existing = {r.job_id: r for r in map(_record, rows)}
+            existing = {r.job_id: r for r in map(record_of, rows)}
         return staged, inserted, existing
 
     @reconnecting
@@ -342,7 +290,7 @@ class PostgresJobBackend:
             return None
         with self._tx("read a job") as conn:
             row = conn.execute(q.GET_JOB, (job_id,)).fetchone()
-        return _record(row) if row is not None else None
+        return record_of(row) if row is not None else None
 
     @reconnecting
     def next_seq(self) -> int:
@@ -435,7 +383,7 @@ class PostgresJobBackend:
         rows = conn.execute(
             statement, (now, *params, limit, worker, now, self.worker_lease)
         ).fetchall()
-        return sorted(map(_record, rows), key=lambda r: (not r.recovered, -r.priority, r.seq))
+        return sorted(map(record_of, rows), key=lambda r: (not r.recovered, -r.priority, r.seq))
 
     def transition(
         self, job_id: str, change: Callable[[JobRecord], JobRecord], *, fsync: bool = True
@@ -465,14 +413,14 @@ class PostgresJobBackend:
             out: list[JobRecord | JobLedgerError] = []
             with self._tx("change jobs", durable=fsync) as conn:
                 rows = conn.execute(q.LOCK_JOBS, (ids,)).fetchall()
-                current = {r.job_id: r for r in map(_record, rows)}
+                current = {r.job_id: r for r in map(record_of, rows)}
                 # A row found, under its lock, as the lost attempt wrote it: that COMMIT
                 # landed (for this row at least), and its outcome stands. Asked of the rows,
                 # not of txid_status (see _db): change is never applied to its own result.
                 landed = {
                     job_id: new
                     for job_id, new in (lost[0][1] if lost else {}).items()
-                    if job_id in current and _same(current[job_id], new)
+                    if job_id in current and same(current[job_id], new)
                 }
                 changed: dict[str, tuple[JobRecord, JobRecord]] = {}
                 for i, (job_id, change) in enumerate(changes):
@@ -521,7 +469,7 @@ class PostgresJobBackend:
             return
         docs = []
         for _, new in pairs:
-            doc = _doc(new)
+            doc = doc_of(new)
             docs.append({c: doc[c] for c in ("job_id", *columns)})
         conn.execute(q.update_jobs(columns), (Jsonb(docs),))
 
@@ -544,7 +492,7 @@ class PostgresJobBackend:
         """:meth:`recover`'s work, in the caller's transaction."""
         rows = conn.execute(q.RECOVERABLE_JOBS).fetchall()
         pairs = []
-        for record in map(_record, rows):
+        for record in map(record_of, rows):
             if keep(record.worker):
                 continue
             pairs.append((record, decide(record)))
@@ -569,14 +517,14 @@ class PostgresJobBackend:
         wanted = [status.value] if status is not None else ["Running", "Queued"]
         with self._tx("list jobs") as conn:
             rows = conn.execute(q.LIVE_JOBS, (wanted,)).fetchall()
-        return [_record(r) for r in rows]
+        return [record_of(r) for r in rows]
 
     @reconnecting
     def all_records(self) -> Iterator[JobRecord]:
         """Every job, history included, in ``seq`` order."""
         with self._tx("list jobs") as conn:
             rows = conn.execute(q.JOBS_IN_SEQ_ORDER).fetchall()
-        return map(_record, rows)
+        return map(record_of, rows)
 
     @reconnecting
     def counts(self) -> dict[str, int]:
