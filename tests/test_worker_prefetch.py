@@ -6,10 +6,14 @@ Every queue test runs on each backend (``make_queue``, tests/conftest.py).
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from jobledger import JobLedgerError, JobStatus, Worker
 from jobledger._prefetch import PREFETCH_CAP, Prefetch
+
+WAIT = 10  # seconds: only a bound on a hang, never a synchronisation
 
 
 class _Ticks:
@@ -135,3 +139,33 @@ def test_prefetch_sizes_from_the_recent_mean_within_the_budget():
         p.observe(0.010)
     assert p.size() == 1
     assert Prefetch(7).size() == 7 and Prefetch(7).most == 7 and Prefetch().most == 50
+
+
+def test_completions_waiting_behind_a_long_job_are_recorded_while_it_runs(make_queue):
+    q = make_queue()
+    first, long = q.enqueue_many([{"type": "T", "i": 0}, {"type": "T", "i": 1}])
+    ticks = _Ticks()
+    recorded = threading.Event()
+    real_complete = q.complete
+
+    def complete(job_id, result=None):
+        done = real_complete(job_id, result)
+        if job_id == first:
+            recorded.set()
+        return done
+
+    q.complete = complete
+    seen_while_running: list[bool] = []
+
+    def handler(job):
+        if job.job_id == long:
+            ticks.now += 0.06  # running 60 ms, the first job finished 60 ms ago
+            seen_while_running.append(recorded.wait(WAIT))
+        return job.payload["i"]
+
+    Worker(q, {"T": handler}, batch_size=2, handle_signals=False, monotonic=ticks).run(
+        until_empty=True
+    )
+    assert seen_while_running == [True]  # recorded before the long job ended
+    assert q.get(first).result == 0 and q.get(long).result == 1
+    q.close()

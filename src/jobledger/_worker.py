@@ -70,19 +70,21 @@ class Worker:
     ones in batches that double per claim up to 50 jobs, and up to what the recent mean
     says runs in 50 ms in all. ``batch_size=N`` fixes every claim at N jobs
     (``batch_size=1``: one at a time, each completion recorded on its own).
+
     Successes are recorded together (one lock or one transaction, one durable write): at
     the end of a batch, and sooner once the oldest unrecorded one is 50 ms old (checked
-    as each job ends). Failures are recorded at once. The jobs of a batch wait Running
-    (under this live worker) until their turn; when adaptive and the jobs turn long
-    mid-batch, the batch's unstarted jobs are given back to the queue (first in line,
-    the attempt not counted) instead.
+    as each job ends, and every 25 ms while a job has run 50 ms or more). Failures are
+    recorded at once. The jobs of a batch wait Running (under this live worker) until
+    their turn; when adaptive and the jobs turn long mid-batch, the batch's unstarted
+    jobs are given back to the queue (first in line, the attempt not counted) instead.
 
     The window this opens: a job that finished but whose completion is not yet recorded
     runs again if the process dies (at least once, as any job whose completion was not
-    recorded). That window holds at most a batch's jobs per thread (50 by default, N with
-    ``batch_size=N``) and lasts at most 50 ms after the oldest of them finished, plus the
-    run time of the job running when those 50 ms pass (the check is made as a job ends),
-    plus the commit. A graceful stop records every finished job first.
+    recorded). That window holds at most one batch's jobs per thread (50 by default, N
+    with ``batch_size=N``) and lasts at most about 125 ms after the oldest of them
+    finished (50 ms; up to 100 ms when the job running then started less than 50 ms
+    before; plus the 25 ms between checks), plus the commit. A graceful stop records
+    every finished job first.
 
     ``monotonic`` is the clock that times jobs (for the adaptation, the 50 ms bound and
     the per-job lines); a test injects one it moves.
@@ -118,6 +120,7 @@ class Worker:
         self._prefetch = Prefetch(batch_size)
         self._done: list[tuple[str, Any]] = []  # finished, completion not yet recorded
         self._oldest_done: float | None = None  # when the first of _done finished
+        self._job_started: dict[int, float] = {}  # thread -> when its current job started
         self._claiming = 0  # threads between a claim and registering what it gave them
         self._stopping = threading.Event()
         self._wake = threading.Event()
@@ -278,14 +281,21 @@ class Worker:
             self._live_threads = len(threads)
             for t in threads:
                 t.start()
-            while not self._stopping.is_set() and not done.is_set():
-                self._settled.wait(0.5)
-                self._settled.clear()
-            self._stopping.set()
-            self._wake.set()
-            # One wait that a second signal ends (it sets _halt), not a join per thread
-            # whose deadline was fixed before it.
-            self._halt.wait(self.grace_period)
+            recorder_stop = threading.Event()
+            threading.Thread(
+                target=self._recorder, args=(recorder_stop,), name="jobledger-recorder", daemon=True
+            ).start()
+            try:
+                while not self._stopping.is_set() and not done.is_set():
+                    self._settled.wait(0.5)
+                    self._settled.clear()
+                self._stopping.set()
+                self._wake.set()
+                # One wait that a second signal ends (it sets _halt), not a join per
+                # thread whose deadline was fixed before it.
+                self._halt.wait(self.grace_period)
+            finally:
+                recorder_stop.set()
             self._give_back()
 
     def _give_back(self) -> None:
@@ -372,6 +382,23 @@ class Worker:
             with contextlib.suppress(JobConflict):  # finished or taken over meanwhile
                 self.queue.requeue(job.job_id)
 
+    def _recorder(self, stop: threading.Event) -> None:
+        """Record completions left waiting behind a job that runs long: the check after
+        each job comes only when that job ends."""
+        while not stop.wait(RECORD_WITHIN / 2):
+            if not (self._overdue() and self._stuck()):
+                continue
+            try:
+                self._record_done()
+            except JobLedgerError as exc:  # the jobs run again after recovery, as on a crash
+                log.warning("could not record finished jobs' completions: %s", exc)
+
+    def _stuck(self) -> bool:
+        """Whether a job here has been running for ``RECORD_WITHIN`` or longer."""
+        now = self.monotonic()
+        with self._guard:
+            return any(now - t >= RECORD_WITHIN for t in self._job_started.values())
+
     def _overdue(self) -> bool:
         """Whether the oldest unrecorded completion has waited ``RECORD_WITHIN``."""
         with self._guard:
@@ -439,6 +466,9 @@ class Worker:
         handler = self.handlers[job.type]
         log.info("Starting job %s (%s), attempt %d", job.job_id, job.type, job.attempts)
         started = self.monotonic()
+        me = threading.get_ident()
+        with self._guard:
+            self._job_started[me] = started
         try:
             result = handler(job)
         except Exception as exc:
@@ -446,6 +476,9 @@ class Worker:
             self._prefetch.observe(took)
             self._fail(job, exc, took)
             return
+        finally:
+            with self._guard:
+                self._job_started.pop(me, None)
         ended = self.monotonic()
         took = ended - started
         self._prefetch.observe(took)
