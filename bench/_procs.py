@@ -25,7 +25,7 @@ from bench._common import kill_all
 
 RECOVERY_JOBS = 50
 NO_RECOVERY_WINDOW_S = 15.0  # how long to watch a peer that does not recover by design
-WORKER_KWARGS = {"concurrency": 1, "batch_size": 1}  # Worker's defaults, said out loud
+WORKER_KWARGS = {"concurrency": 1, "batch_size": None}  # Worker's defaults, said out loud
 
 
 # -- processes: drains and recovery -------------------------------------------------------------

@@ -32,6 +32,7 @@ from ._job_fields import JobStatus
 from ._job_transitions import json_ready
 from ._job_view import Job
 from ._log import log
+from ._prefetch import RECORD_WITHIN, Prefetch
 from ._queue import JobQueue
 from ._words import plural
 from ._worker_report import JobReporter, worker_log
@@ -63,11 +64,30 @@ class Worker:
     it wakes at once when a job is enqueued (or retried, requeued, recovered) through the
     same queue object or, on PostgreSQL, by any process (``JobQueue.watch``).
 
-    ``batch_size`` > 1 makes each thread claim up to that many jobs at once and record
-    their completions together (one lock or one transaction, one durable write), for many
-    short jobs. The jobs of a batch wait Running (under this live worker) until their turn,
-    and a completion is recorded at the end of its batch: if the process dies before that,
-    the job runs again, as any job whose completion was not recorded does.
+    Batches: by default (``batch_size=None``) each thread sizes its claims from how long
+    recent jobs took (``_prefetch.py``): long jobs (a recent mean over 5 ms) are claimed
+    one at a time, so none waits Running behind a long one while a peer is idle; short
+    ones in batches that double per claim up to 50 jobs, and up to what the recent mean
+    says runs in 50 ms in all. ``batch_size=N`` fixes every claim at N jobs
+    (``batch_size=1``: one at a time, each completion recorded on its own).
+
+    Successes are recorded together (one lock or one transaction, one durable write): at
+    the end of a batch, and sooner once the oldest unrecorded one is 50 ms old (checked
+    as each job ends, and every 25 ms while a job has run 50 ms or more). Failures are
+    recorded at once. The jobs of a batch wait Running (under this live worker) until
+    their turn; when adaptive and the jobs turn long mid-batch, the batch's unstarted
+    jobs are given back to the queue (first in line, the attempt not counted) instead.
+
+    The window this opens: a job that finished but whose completion is not yet recorded
+    runs again if the process dies (at least once, as any job whose completion was not
+    recorded). That window holds at most one batch's jobs per thread (50 by default, N
+    with ``batch_size=N``) and lasts at most about 125 ms after the oldest of them
+    finished (50 ms; up to 100 ms when the job running then started less than 50 ms
+    before; plus the 25 ms between checks), plus the commit. A graceful stop records
+    every finished job first.
+
+    ``monotonic`` is the clock that times jobs (for the adaptation, the 50 ms bound and
+    the per-job lines); a test injects one it moves.
     """
 
     def __init__(
@@ -79,11 +99,12 @@ class Worker:
         poll_interval: dt.timedelta | float = 0.2,
         grace_period: dt.timedelta | float = 30.0,
         handle_signals: bool = True,
-        batch_size: int = 1,
+        batch_size: int | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if concurrency < 1:
             raise JobLedgerError(f"concurrency must be at least 1, got {concurrency}")
-        if batch_size < 1:
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise JobLedgerError(f"batch_size must be at least 1, got {batch_size}")
         if not handlers:
             raise JobLedgerError("a Worker needs at least one handler (job type -> function)")
@@ -93,8 +114,13 @@ class Worker:
         self.poll_interval = to_seconds(poll_interval, "poll_interval")
         self.grace_period = to_seconds(grace_period, "grace_period")
         self.handle_signals = handle_signals
+        #: The fixed claim size, or None: adaptive (see the class docstring).
         self.batch_size = batch_size
+        self.monotonic = monotonic
+        self._prefetch = Prefetch(batch_size)
         self._done: list[tuple[str, Any]] = []  # finished, completion not yet recorded
+        self._oldest_done: float | None = None  # when the first of _done finished
+        self._job_started: dict[int, float] = {}  # thread -> when its current job started
         self._claiming = 0  # threads between a claim and registering what it gave them
         self._stopping = threading.Event()
         self._wake = threading.Event()
@@ -255,14 +281,21 @@ class Worker:
             self._live_threads = len(threads)
             for t in threads:
                 t.start()
-            while not self._stopping.is_set() and not done.is_set():
-                self._settled.wait(0.5)
-                self._settled.clear()
-            self._stopping.set()
-            self._wake.set()
-            # One wait that a second signal ends (it sets _halt), not a join per thread
-            # whose deadline was fixed before it.
-            self._halt.wait(self.grace_period)
+            recorder_stop = threading.Event()
+            threading.Thread(
+                target=self._recorder, args=(recorder_stop,), name="jobledger-recorder", daemon=True
+            ).start()
+            try:
+                while not self._stopping.is_set() and not done.is_set():
+                    self._settled.wait(0.5)
+                    self._settled.clear()
+                self._stopping.set()
+                self._wake.set()
+                # One wait that a second signal ends (it sets _halt), not a join per
+                # thread whose deadline was fixed before it.
+                self._halt.wait(self.grace_period)
+            finally:
+                recorder_stop.set()
             self._give_back()
 
     def _give_back(self) -> None:
@@ -300,7 +333,7 @@ class Worker:
                 self._claiming += 1
             jobs: list[Job] = []
             try:
-                jobs = self.queue.claim_many(self.batch_size, types=types)
+                jobs = self.queue.claim_many(self._prefetch.size(), types=types)
             finally:
                 with self._guard:
                     for job in jobs:
@@ -326,11 +359,18 @@ class Worker:
                     break
                 try:
                     self._execute(job)
+                    # The batch's last job; a stop (before the grace period can run
+                    # out); or the time bound on a finished job's unrecorded window.
+                    if i == len(jobs) - 1 or self._stopping.is_set() or self._overdue():
+                        self._record_done()
                 finally:
                     with self._guard:
                         self._running.pop(job.job_id, None)
-                if self._stopping.is_set():
-                    self._record_done()  # before the grace period can run out
+                if i < len(jobs) - 1 and self._prefetch.long_jobs():
+                    # Jobs turned long mid-batch: the rest would wait Running behind
+                    # them; give them back (first in line, uncounted) for any idle peer.
+                    self._return_unstarted(jobs[i + 1 :])
+                    break
             self._record_done()
 
     def _return_unstarted(self, jobs: list[Job]) -> None:
@@ -342,10 +382,34 @@ class Worker:
             with contextlib.suppress(JobConflict):  # finished or taken over meanwhile
                 self.queue.requeue(job.job_id)
 
+    def _recorder(self, stop: threading.Event) -> None:
+        """Record completions left waiting behind a job that runs long: the check after
+        each job comes only when that job ends."""
+        while not stop.wait(RECORD_WITHIN / 2):
+            if not (self._overdue() and self._stuck()):
+                continue
+            try:
+                self._record_done()
+            except JobLedgerError as exc:  # the jobs run again after recovery, as on a crash
+                log.warning("could not record finished jobs' completions: %s", exc)
+
+    def _stuck(self) -> bool:
+        """Whether a job here has been running for ``RECORD_WITHIN`` or longer."""
+        now = self.monotonic()
+        with self._guard:
+            return any(now - t >= RECORD_WITHIN for t in self._job_started.values())
+
+    def _overdue(self) -> bool:
+        """Whether the oldest unrecorded completion has waited ``RECORD_WITHIN``."""
+        with self._guard:
+            oldest = self._oldest_done
+        return oldest is not None and self.monotonic() - oldest >= RECORD_WITHIN
+
     def _record_done(self) -> None:
         """Record the completions that finished jobs are waiting for, as one batch."""
         with self._guard:
             pending, self._done = self._done, []
+            self._oldest_done = None
             took = {job_id: self._took.pop(job_id, ("?", 0.0)) for job_id, _ in pending}
         if not pending:
             return
@@ -398,26 +462,36 @@ class Worker:
 
     def _execute(self, job: Job) -> None:
         """Run the job's handler: a failure is recorded now, a success queued for
-        :meth:`_record_done` (at once when batches are of one job)."""
+        :meth:`_record_done`."""
         handler = self.handlers[job.type]
         log.info("Starting job %s (%s), attempt %d", job.job_id, job.type, job.attempts)
-        started = time.monotonic()
+        started = self.monotonic()
+        me = threading.get_ident()
+        with self._guard:
+            self._job_started[me] = started
         try:
             result = handler(job)
         except Exception as exc:
-            self._fail(job, exc, time.monotonic() - started)
+            took = self.monotonic() - started
+            self._prefetch.observe(took)
+            self._fail(job, exc, took)
             return
-        took = time.monotonic() - started
+        finally:
+            with self._guard:
+                self._job_started.pop(me, None)
+        ended = self.monotonic()
+        took = ended - started
+        self._prefetch.observe(took)
         try:
             json_ready(result, "the handler's result")
         except TypeError as exc:
             self._fail(job, str(exc), took)
             return
         with self._guard:
+            if not self._done:
+                self._oldest_done = ended
             self._done.append((job.job_id, result))
             self._took[job.job_id] = (job.type, took)
-        if self.batch_size == 1:
-            self._record_done()
 
     def _fail(self, job: Job, error: Exception | str, took: float) -> None:
         try:

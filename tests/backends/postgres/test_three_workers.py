@@ -73,8 +73,15 @@ def _worker(url: str, log: Path) -> Callable[[Channel], None]:
             log_run(log, f"end {job.job_id} {pid}")
             return {"pid": pid}
 
+        # One job per claim, each completion recorded before the next claim: what the
+        # "ran to its end twice" and "processed" assertions below count on (the default
+        # adaptive batches leave a finished job unrecorded for a bounded window).
         worker = Worker(
-            queue, {"noop": noop, "block": block}, handle_signals=False, poll_interval=0.05
+            queue,
+            {"noop": noop, "block": block},
+            handle_signals=False,
+            poll_interval=0.05,
+            batch_size=1,
         )
         # Registered before "ready": all three leases exist before any job is claimed.
         chan.send(f"ready {queue.worker_id}")
