@@ -171,8 +171,8 @@ def test_a_worker_that_lost_its_session_cannot_complete_a_job_another_took(pg_ur
         observer.close()
 
 
-def test_a_worker_row_without_a_lock_key_is_left_to_its_lease(pg_url):
-    """An older worker (no key in its row): its session cannot be told, only its lease."""
+def _one_job_of_a_killed_worker(pg_url):
+    """A worker that claimed the one job "job", SIGKILLed, its session ended: its id."""
     queue = _queue(pg_url)
     queue.enqueue({"type": "T"}, job_id="job")
     queue.close()
@@ -182,6 +182,12 @@ def test_a_worker_row_without_a_lock_key_is_left_to_its_lease(pg_url):
         key = _key(conn, worker)
     child.kill()
     _wait_session_ended(pg_url, key)
+    return worker
+
+
+def test_a_worker_row_without_a_lock_key_is_left_to_its_lease(pg_url):
+    """An older worker (no key in its row): its session cannot be told, only its lease."""
+    worker = _one_job_of_a_killed_worker(pg_url)
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("UPDATE jobledger_workers SET lock_key = NULL WHERE worker = %s", (worker,))
     observer = _queue(pg_url)
@@ -194,15 +200,7 @@ def test_a_lock_taken_before_the_server_last_started_is_left_to_its_lease(pg_url
     """A server restart ends every session, a live worker's too: a key locked before the
     server started says nothing (the lease tells) until the worker's heartbeat locks again.
     The restart is stood in for by moving the row's lock back before the server's start."""
-    queue = _queue(pg_url)
-    queue.enqueue({"type": "T"}, job_id="job")
-    queue.close()
-    child = Child(_worker(pg_url, 1))
-    worker = child.read_until("claimed ")
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        key = _key(conn, worker)
-    child.kill()
-    _wait_session_ended(pg_url, key)
+    worker = _one_job_of_a_killed_worker(pg_url)
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(
             "UPDATE jobledger_workers SET lock_epoch = pg_postmaster_start_time()"
