@@ -15,7 +15,6 @@ __all__ = [
     "DURATION_FORMS",
     "Duration",
     "is_bare_number",
-    "parse_age",
     "parse_duration",
     "to_days",
     "to_seconds",
@@ -100,16 +99,3 @@ def parse_duration(text: str) -> dt.timedelta:
 def is_bare_number(text: str) -> bool:
     """Whether ``text`` is a number without a unit (``7``, ``1.5``)."""
     return re.fullmatch(_NUMBER, "".join(text.split())) is not None
-
-
-_AGE = re.compile(r"^\s*(\d+)\s*([dhw]?)\s*$")
-
-
-def parse_age(text: str) -> dt.timedelta:
-    """``7d``, ``2w``, ``36h`` or a bare number of days, as a timedelta."""
-    m = _AGE.match(text)
-    if m is None:
-        raise ConfigError(f"cannot read the age {text!r}; write it as 7d, 2w, 36h or 7")
-    n = int(m[1])
-    unit = m[2] or "d"
-    return {"d": dt.timedelta(days=n), "w": dt.timedelta(weeks=n), "h": dt.timedelta(hours=n)}[unit]
