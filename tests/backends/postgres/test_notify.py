@@ -98,3 +98,18 @@ def test_a_listener_that_loses_its_session_reconnects(pg_url):
         thread.join(30)
         queue.close()
     assert ran == ["after-reconnect"]
+
+
+def test_stopping_a_listener_ends_its_wait_at_once(pg_url, monkeypatch):
+    # With an hour between its looks at the stop flag, only the wake-up stop() sends can
+    # end the listener's wait: stop() returning at all shows it was sent and acted on.
+    from jobledger.backends.postgres import _listen
+
+    monkeypatch.setattr(_listen, "_POLL", 3600)
+    with JobQueue(pg_url, durability="flush") as q:
+        stop = q.watch(lambda: None)
+        until(lambda: len(_listener_pids(pg_url)) == 1, 30, "listening")
+        stopped = threading.Event()
+        threading.Thread(target=lambda: (stop(), stopped.set()), daemon=True).start()
+        assert stopped.wait(60), "stop() still waits for the listener's hour-long wait"
+        assert _listener_pids(pg_url) == []

@@ -67,6 +67,7 @@ __all__ = [
     "NEXT_SEQ",
     "NEXT_SEQS",
     "NOTIFY",
+    "NOTIFY_PAYLOAD",
     "PING",
     "PRUNE_JOBS",
     "QUEUED_BY_TYPE",
@@ -141,6 +142,8 @@ UNSYNCED_COMMIT = "SET LOCAL synchronous_commit TO off"
 CHANNEL = "jobledger_jobs"
 NOTIFY = "SELECT pg_notify(%s, current_schema())"
 LISTEN = f"LISTEN {CHANNEL}"
+#: A notification with a given payload (a stopping listener's own wake-up).
+NOTIFY_PAYLOAD = "SELECT pg_notify(%s, %s)"
 
 # -- migrations (_migrate.py) --------------------------------------------------------------
 
