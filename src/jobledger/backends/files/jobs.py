@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from ..._clock import Clock, SystemClock
 from ..._errors import JobLedgerError, JobNotFound, StorageError
 from ..._job_record import JobRecord, JobStatus
-from .._contract import QueuedCounts, Recovery
+from .._contract import QueuedCounts, Recovery, holds_claim, swapped
 from . import _queue_history as history
 from ._atomic_write import Prepared
 from ._job_file_writer import JobFileWriter
@@ -347,6 +347,39 @@ class FilesJobBackend:
                 log.warning("Claimed %d job(s), and no more: %s", len(out), refused)
         return out
 
+    def swap(self, pairs: list[tuple[JobRecord, JobRecord]]) -> list[JobRecord | None]:
+        """Write each pair's changes where the job still holds the pair's claim, under one
+        hold of the lock (as :meth:`transition_many`); None where it does not."""
+        if len({claimed.job_id for claimed, _ in pairs}) < len(pairs):
+            raise ValueError("swap: a job is given twice; give each job once")
+        outcomes = self.transition_many([(c.job_id, _swapping(c, new)) for c, new in pairs])
+        return [r if isinstance(r, JobRecord) else None for r in outcomes]
+
+    def swap_and_claim(
+        self,
+        pairs: list[tuple[JobRecord, JobRecord]],
+        worker: str,
+        now: str,
+        types: frozenset[str] | None,
+        limit: int = 1,
+        *,
+        recover: Recovery | None = None,
+    ) -> tuple[list[JobRecord | None], list[JobRecord]]:
+        """:meth:`swap`, then :meth:`claim`, under one hold of the lock; the swap's
+        durable writes are synced once it is released, with the claim's. A claim refused by
+        the disk after the swap wrote is logged and claims nothing: the swap stands, and
+        the next claim meets the trouble again (and raises it)."""
+        with self.locked():
+            outcomes = self.swap(pairs)
+            try:
+                claimed = self.claim(worker, now, types, limit, recover=recover)
+            except StorageError as exc:
+                if not any(r is not None for r in outcomes):
+                    raise
+                log.warning("Recorded %d job(s), and claimed none: %s", len(pairs), exc)
+                claimed = []
+        return outcomes, claimed
+
     def transition(
         self, job_id: str, change: Callable[[JobRecord], JobRecord], *, fsync: bool = True
     ) -> JobRecord:
@@ -581,6 +614,21 @@ class FilesJobBackend:
 
 def _nothing() -> None:
     return None
+
+
+class _NotHeld(JobLedgerError):
+    """A swap's job no longer holds the claim it was paired with (nothing is written)."""
+
+
+def _swapping(claimed: JobRecord, new: JobRecord) -> Callable[[JobRecord], JobRecord]:
+    """The change of a swap: ``new``'s changes, only while the job holds ``claimed``."""
+
+    def change(stored: JobRecord) -> JobRecord:
+        if not holds_claim(stored, claimed):
+            raise _NotHeld(f"job {claimed.job_id} no longer holds the claim")
+        return swapped(stored, claimed, new)
+
+    return change
 
 
 _OPEN_BACKENDS: weakref.WeakSet[FilesJobBackend] = weakref.WeakSet()

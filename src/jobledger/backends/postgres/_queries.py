@@ -29,10 +29,12 @@ __all__ = [
     "ADVISORY_UNLOCK",
     "APPLIED_MIGRATIONS",
     "CHANNEL",
+    "CLAIMED_AT",
     "CLAIMED_BY",
     "CLAIM_JOBS",
     "CLAIM_JOBS_OF_TYPES",
-    "CLAIM_SETUP",
+    "CLAIM_NEXT",
+    "CLAIM_NEXT_OF_TYPES",
     "CLEAR_JOBS",
     "CLEAR_WORKERS",
     "COLUMNS",
@@ -78,6 +80,7 @@ __all__ = [
     "RESET_LOCK_TIMEOUT",
     "SERVER_KEEPALIVES",
     "SESSIONLESS_WORKERS",
+    "SESSION_SETTINGS",
     "SET_ASIDE",
     "SET_ASIDE_KEYS",
     "SIZE_OF_TASKSETS",
@@ -93,6 +96,8 @@ __all__ = [
     "WORKER_ALIVE",
     "WRITABLE",
     "set_lock_timeout",
+    "swap_and_claim",
+    "swap_jobs",
     "update_jobs",
 ]
 
@@ -187,33 +192,72 @@ SELECT false, {_COLS} FROM jobledger_jobs WHERE job_id = %s AND NOT EXISTS (SELE
 MOVE_SEQ_PAST_JOBS = """\
 SELECT setval('jobledger_job_seq', max(seq)) FROM jobledger_jobs
 HAVING max(seq) >= (SELECT last_value FROM jobledger_job_seq)"""
-#: A claim's first statement: read the serving order from its index, never sort (this
-#: transaction's planning only); and whether a worker's session ended (its jobs are then
-#: recovered before the claim). One round trip.
-CLAIM_SETUP = f"""\
-SELECT set_config('enable_sort', 'off', true),
-    EXISTS (SELECT 1 FROM jobledger_workers w WHERE {_SESSION_GONE})"""
-
-
-def _claim(types: str) -> str:
-    # MATERIALIZED: the planner cannot fold the CTE into the UPDATE and evaluate the
-    # LIMIT more than once.
-    return f"""\
-WITH picked AS MATERIALIZED (
+#: The settings of a job backend's own connection, set once as it connects (parameters:
+#: the names, their values): ``enable_sort`` off, so that a claim reads the serving order
+#: from its index, and ``jit`` off with it; under ``durability="flush"``,
+#: ``synchronous_commit`` off (see ``jobs._session_settings``).
+SESSION_SETTINGS = """\
+SELECT set_config(name, value, false) FROM unnest(%s::text[], %s::text[]) AS s(name, value)"""
+# A claim's pick of due Queued jobs, in serving order (``gate``: one more condition).
+# MATERIALIZED: the planner cannot fold the CTE into the UPDATE and evaluate the LIMIT
+# more than once.
+_PICKED = """\
+picked AS MATERIALIZED (
     SELECT job_id FROM jobledger_jobs
-    WHERE status = 'Queued' AND (run_after IS NULL OR run_after <= %s){types}
-    ORDER BY {_ORDER} LIMIT %s FOR UPDATE SKIP LOCKED)
+    WHERE status = 'Queued' AND (run_after IS NULL OR run_after <= %s){types}{gate}
+    ORDER BY {order} LIMIT %s FOR UPDATE SKIP LOCKED)"""
+# The picked jobs made Running under the worker. Parameters: worker, now, lease seconds.
+_CLAIM_PICKED = f"""\
 UPDATE jobledger_jobs j SET status = 'Running', attempts = j.attempts + 1,
     worker = %s, started = %s, run_after = NULL,
     lease_until = clock_timestamp() + make_interval(secs => %s)
 FROM picked WHERE j.job_id = picked.job_id
 RETURNING {_J_COLS}"""
+# Whether a worker's session ended: its Running jobs are to be recovered before a claim.
+_GONE = f"""\
+gone AS MATERIALIZED (
+    SELECT EXISTS (SELECT 1 FROM jobledger_workers w WHERE {_SESSION_GONE}) AS gone)"""
+# A statement's claim takes nothing while a worker's session has ended: its caller then
+# recovers that worker's jobs and claims in a transaction, serving them first.
+_UNLESS_GONE = "\n      AND NOT (SELECT gone FROM gone)"
+
+
+def _picked(types: str, gate: str = "") -> str:
+    return _PICKED.format(types=types, gate=gate, order=_ORDER)
+
+
+def _claim(types: str) -> str:
+    return f"WITH {_picked(types)}\n{_CLAIM_PICKED}"
+
+
+def _claim_next(types: str, before: str = "", swapped: str = "") -> str:
+    """A claim as one statement (after the CTEs ``before``), whose rows say whether a
+    worker's session has ended, then (``swapped``) the ids of the jobs written, then each
+    claimed job's columns."""
+    return f"""\
+WITH {before}{_GONE},
+{_picked(types, _UNLESS_GONE)},
+claimed AS (
+{_CLAIM_PICKED})
+SELECT gone.gone,{swapped} claimed.* FROM gone LEFT JOIN claimed ON true"""
 
 
 #: Parameters: now, limit, worker, now, lease seconds.
 CLAIM_JOBS = _claim("")
 #: Parameters: now, the types, limit, worker, now, lease seconds.
 CLAIM_JOBS_OF_TYPES = _claim(_OF_TYPES)
+#: A claim as ONE statement (autocommit: one round trip): CLAIM_JOBS, unless a worker's
+#: session has ended. At least one row: whether one has (then nothing was claimed), and
+#: the columns of a claimed job (NULLs when none was). Parameters as CLAIM_JOBS's.
+CLAIM_NEXT = _claim_next("")
+#: Parameters as CLAIM_JOBS_OF_TYPES's.
+CLAIM_NEXT_OF_TYPES = _claim_next(_OF_TYPES)
+#: What a claim statement of unknown outcome may have claimed: the jobs Running under the
+#: worker since the claim's ``now`` (waits for a transaction still finishing).
+#: Parameters: worker, now.
+CLAIMED_AT = f"""\
+SELECT {_COLS} FROM jobledger_jobs
+WHERE status = 'Running' AND worker = %s AND started = %s FOR SHARE"""
 #: What a claim of unknown outcome left Running under the worker (waits for its end).
 CLAIMED_BY = """\
 SELECT job_id, attempts, started FROM jobledger_jobs
@@ -256,6 +300,50 @@ def update_jobs(columns: tuple[str, ...]) -> str:
     return f"""\
 UPDATE jobledger_jobs j SET {sets}
 FROM jsonb_to_recordset(%s) AS x({types}) WHERE j.job_id = x.job_id"""
+
+
+def _swapped(columns: tuple[str, ...]) -> str:
+    """The CTEs of a swap: ``swapped`` writes ``columns`` of the rows of its parameter (a
+    JSON array of objects: ``job_id``, ``columns``, and the claim each expects:
+    ``was_worker``, ``was_attempts``, ``was_started``) whose stored row is still that
+    claim, Running; ``woken`` (its parameter: the channel) sends one wake-up if one of them
+    is now Queued. The rows are locked in the parameter's order, which the caller sorts by
+    job id: two batches do not deadlock (LOCK_JOBS's order)."""
+    sets = ", ".join(f"{c} = x.{c}" for c in columns)
+    types = ", ".join(
+        [f"{c} {_TYPES[c]}" for c in ("job_id", *columns)]
+        + [f"was_{c} {_TYPES[c]}" for c in ("worker", "attempts", "started")]
+    )
+    return f"""\
+swapped AS (
+    UPDATE jobledger_jobs j SET {sets}
+    FROM jsonb_to_recordset(%s) AS x({types})
+    WHERE j.job_id = x.job_id AND j.status = 'Running' AND j.worker = x.was_worker
+      AND j.attempts = x.was_attempts AND j.started IS NOT DISTINCT FROM x.was_started
+    RETURNING j.job_id, j.status),
+woken AS (SELECT pg_notify(%s, current_schema()) FROM swapped WHERE status = 'Queued' LIMIT 1)"""
+
+
+@functools.lru_cache(maxsize=64)
+def swap_jobs(columns: tuple[str, ...]) -> str:
+    """Write ``columns`` (of :data:`WRITABLE`) of each job of the parameter whose stored
+    row is still the claim it expects (see ``_swapped``): ONE statement (autocommit: one
+    round trip). Rows: the ids written, and whether a wake-up was sent. Parameters: the
+    JSON array, the wake-up's channel."""
+    return f"""\
+WITH {_swapped(columns)}
+SELECT s.job_id, EXISTS (SELECT 1 FROM woken) FROM swapped s"""
+
+
+@functools.lru_cache(maxsize=64)
+def swap_and_claim(columns: tuple[str, ...], of_types: bool) -> str:
+    """:func:`swap_jobs` and CLAIM_NEXT (or CLAIM_NEXT_OF_TYPES) as ONE statement: the
+    completions a worker records with its next claim (group commit). At least one row:
+    whether a worker's session has ended (then nothing was claimed), the ids written, whether a
+    wake-up was sent, then the columns of a claimed job (NULLs when none was).
+    Parameters: swap_jobs's, then the claim's."""
+    swapped = " (SELECT array_agg(job_id) FROM swapped), EXISTS (SELECT 1 FROM woken),"
+    return _claim_next(_OF_TYPES if of_types else "", f"{_swapped(columns)},\n", swapped)
 
 
 # -- jobs: reading (jobs.py) ---------------------------------------------------------------
