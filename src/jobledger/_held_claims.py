@@ -17,6 +17,7 @@ import threading
 from collections.abc import Sequence
 
 from ._errors import JobLedgerError
+from ._job_fields import JobStatus
 from ._job_record import JobRecord
 from ._job_transitions import Change
 from .backends._contract import JobBackend
@@ -54,12 +55,22 @@ class Planned:
             self.rest.append(i)
 
     def finish(
-        self, backend: JobBackend, swapped: Sequence[JobRecord | None], *, fsync: bool = True
+        self,
+        backend: JobBackend,
+        swapped: Sequence[JobRecord | None],
+        *,
+        fsync: bool = True,
+        claimed: Sequence[JobRecord] = (),
     ) -> list[Outcome]:
         """The outcome of every change: the swaps' (``swapped``, in the order of
         :attr:`pairs`), and, for the rest and for every swap that did not write,
         ``transition_many``'s, in the batch's order (a job given twice sees its first
-        change)."""
+        change).
+
+        ``claimed``: the jobs claimed together with the swaps. Such a job was Queued when
+        the changes were made (a claim takes nothing else), so its change is applied to
+        it as it was then, never to the claim made after: a worker's late result must not
+        complete the job it has just been handed again."""
         out: list[Outcome | None] = [None] * len(self._changes)
         rest = list(self.rest)
         for i, written in zip(self.at, swapped, strict=True):
@@ -67,12 +78,30 @@ class Planned:
                 rest.append(i)
             else:
                 out[i] = written
+        taken = {r.job_id: r for r in claimed}
+        for i in list(rest):
+            job_id, change = self._changes[i]
+            if job_id in taken:
+                before = taken[job_id].evolve(status=JobStatus.QUEUED, worker=None)
+                refusal = _refusal(change, before)
+                if refusal is not None:  # else (a change Queued allows) the stored one decides
+                    rest.remove(i)
+                    out[i] = refusal
         if rest:
             rest.sort()
             outcomes = backend.transition_many([self._changes[i] for i in rest], fsync=fsync)
             for i, outcome in zip(rest, outcomes, strict=True):
                 out[i] = outcome
         return [o for o in out if o is not None]
+
+
+def _refusal(change: Change, record: JobRecord) -> JobLedgerError | None:
+    """What ``change`` of ``record`` raises (the policy refusing it), or None."""
+    try:
+        change(record)
+    except JobLedgerError as exc:
+        return exc
+    return None
 
 
 class HeldClaims:

@@ -380,9 +380,8 @@ class JobQueue:
             planned.pairs, wid, now, types, limit, recover=self._recovery()
         )
         jobs = self._handed_out(claimed, None)
-        done, conflict = completions(
-            [job_id for job_id, _ in results], planned.finish(backend, swapped)
-        )
+        outcomes = planned.finish(backend, swapped, claimed=claimed)
+        done, conflict = completions([job_id for job_id, _ in results], outcomes)
         return jobs, len(done), conflict
 
     def complete(self, job_id: str, result: Any = None) -> Job:

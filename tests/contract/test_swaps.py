@@ -169,3 +169,23 @@ def test_the_queue_records_completions_with_its_next_claim(make_queue):
     assert q.get("c").status is JobStatus.CANCELLED and q.get("d").result == 4
     with pytest.raises(TypeError, match="result of job e"):
         q._record_and_claim([("e", object())], 1, None)
+
+
+def test_a_late_completion_never_completes_the_job_its_own_claim_takes_again(make_queue):
+    """The worker lost its claim (presumed dead, its job recovered: Queued, first in line)
+    and records the job's completion with its next claim, which takes that very job again:
+    the completion is refused, as recorded before the claim it would be, and the job is
+    handed out to be run again, not completed by the earlier attempt's result."""
+    first = make_queue()
+    first.enqueue({"type": "T"}, job_id="j")
+    assert first.claim().job_id == "j"
+    lease = first._worker_lock
+    assert lease is not None
+    lease.release()
+    assert [j.job_id for j in make_queue().recover()] == ["j"]
+    jobs, recorded, conflict = first._record_and_claim([("j", "late")], 1, None)
+    assert [(j.job_id, j.attempts) for j in jobs] == [("j", 2)]
+    assert recorded == 0 and conflict is not None and set(conflict.refused) == {"j"}
+    assert isinstance(conflict.refused["j"], JobConflict)
+    stored = first.get("j")
+    assert (stored.status, stored.attempts, stored.result) == (JobStatus.RUNNING, 2, None)
