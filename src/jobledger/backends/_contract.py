@@ -16,43 +16,11 @@ from .._errors import JobLedgerError, LeaseHolder
 from .._job_record import JobRecord, JobStatus
 from .._taskset_record import TaskSetKey, TaskSetRecord
 
-__all__ = [
-    "Finding",
-    "JobBackend",
-    "Lease",
-    "QueuedCounts",
-    "Recovery",
-    "TaskSetBackend",
-    "holds_claim",
-    "swapped",
-]
+__all__ = ["Finding", "JobBackend", "Lease", "QueuedCounts", "Recovery", "TaskSetBackend"]
 
 #: What recovery of dead workers' jobs takes: ``keep(worker)`` spares a worker's jobs,
 #: ``decide(job)`` is a dead worker's Running job's new record.
 Recovery = tuple[Callable[[str | None], bool], Callable[[JobRecord], JobRecord]]
-
-
-def holds_claim(stored: JobRecord, claimed: JobRecord) -> bool:
-    """Whether ``stored`` is still the claim ``claimed`` was: the same job, Running under
-    the same worker, in the same attempt, since the same start (``swap``'s fencing)."""
-    return (
-        stored.status is JobStatus.RUNNING
-        and stored.job_id == claimed.job_id
-        and stored.worker == claimed.worker
-        and stored.attempts == claimed.attempts
-        and stored.started == claimed.started
-    )
-
-
-def swapped(stored: JobRecord, claimed: JobRecord, new: JobRecord) -> JobRecord:
-    """``stored`` with the fields in which ``new`` differs from ``claimed``: what a swap
-    writes (the rest, a payload say, is kept as stored)."""
-    changes = {
-        name: b
-        for name, a in claimed.__dict__.items()
-        if (b := new.__dict__[name]) is not a and a != b
-    }
-    return stored.evolve(**changes) if changes else stored
 
 
 class Lease(Protocol):
@@ -173,7 +141,7 @@ class JobBackend(Protocol):
     def swap(self, pairs: list[tuple[JobRecord, JobRecord]]) -> list[JobRecord | None]:
         """For each (claimed, new) pair, durably write ``new``'s changes (the fields in
         which it differs from ``claimed``) where the stored job still holds that claim
-        (:func:`holds_claim`: Running under the same worker, attempt and start); the
+        (``_swap.holds_claim``: Running under the same worker, attempt and start); the
         write fenced by the storage itself, with no ``change`` to call. Returns, in order,
         the new record where written, None where not (nothing written: the caller takes
         :meth:`transition_many` to learn why). Each job at most once (ValueError). One

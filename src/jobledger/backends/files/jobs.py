@@ -38,7 +38,8 @@ from collections.abc import Callable, Iterator
 from ..._clock import Clock, SystemClock
 from ..._errors import JobLedgerError, JobNotFound, StorageError
 from ..._job_record import JobRecord, JobStatus
-from .._contract import QueuedCounts, Recovery, holds_claim, swapped
+from .._contract import QueuedCounts, Recovery
+from .._swap import swapping
 from . import _queue_history as history
 from ._atomic_write import Prepared
 from ._job_file_writer import JobFileWriter
@@ -352,7 +353,7 @@ class FilesJobBackend:
         hold of the lock (as :meth:`transition_many`); None where it does not."""
         if len({claimed.job_id for claimed, _ in pairs}) < len(pairs):
             raise ValueError("swap: a job is given twice; give each job once")
-        outcomes = self.transition_many([(c.job_id, _swapping(c, new)) for c, new in pairs])
+        outcomes = self.transition_many([(c.job_id, swapping(c, new)) for c, new in pairs])
         return [r if isinstance(r, JobRecord) else None for r in outcomes]
 
     def swap_and_claim(
@@ -614,21 +615,6 @@ class FilesJobBackend:
 
 def _nothing() -> None:
     return None
-
-
-class _NotHeld(JobLedgerError):
-    """A swap's job no longer holds the claim it was paired with (nothing is written)."""
-
-
-def _swapping(claimed: JobRecord, new: JobRecord) -> Callable[[JobRecord], JobRecord]:
-    """The change of a swap: ``new``'s changes, only while the job holds ``claimed``."""
-
-    def change(stored: JobRecord) -> JobRecord:
-        if not holds_claim(stored, claimed):
-            raise _NotHeld(f"job {claimed.job_id} no longer holds the claim")
-        return swapped(stored, claimed, new)
-
-    return change
 
 
 _OPEN_BACKENDS: weakref.WeakSet[FilesJobBackend] = weakref.WeakSet()
