@@ -60,6 +60,11 @@ __all__ = ["FilesJobBackend"]
 
 log = logging.getLogger("jobledger")
 
+#: The most job files one batch of ``prune`` reads again and deletes under the queue lock:
+#: about 16 ms for 500 on a 2-core machine's ext4, where a claim in another process waited
+#: up to 26-38 ms during a prune of 20,000 files, against 0.8 s held for all of them.
+PRUNE_BATCH = 500
+
 
 class FilesJobBackend:
     """Jobs in JSON files under ``root``; see the module docstring.
@@ -86,6 +91,8 @@ class FilesJobBackend:
         )
         self._thread_lock = self._lock.thread
         self._jobs_real: str | None = None
+        #: The most job files one batch of :meth:`prune` deletes under the queue lock.
+        self.prune_batch = PRUNE_BATCH
         _OPEN_BACKENDS.add(self)
 
     @property
@@ -546,10 +553,23 @@ class FilesJobBackend:
             if record is not None:
                 yield record
 
-    def prune(self, cutoff: str) -> int:
-        """Delete finished jobs that finished before ``cutoff`` (ISO UTC); how many."""
-        with self.locked():
-            return history.prune(self._index, cutoff, self._read_listed, self.job_path)
+    def prune(self, cutoff: str, on_batch: Callable[[int], None] | None = None) -> int:
+        """Delete finished jobs that finished before ``cutoff`` (ISO UTC); how many.
+
+        History is read without the queue lock, then deleted in batches of at most
+        ``prune_batch`` job files, each under the lock on its own (checked again there):
+        claims wait for one batch at most, never for all of history. ``on_batch`` is
+        called with each batch's count once the lock is released."""
+        total = 0
+        candidates = history.prunable_ids(self.jobs_dir, self.job_path, cutoff)
+        for start in range(0, len(candidates), self.prune_batch):
+            batch = candidates[start : start + self.prune_batch]
+            with self.locked():
+                n = history.prune(self._index, batch, cutoff, self._read_listed, self.job_path)
+            total += n
+            if n and on_batch is not None:
+                on_batch(n)
+        return total
 
     def clear(self) -> int:
         """Delete every job file and the index; refuses while a worker is alive."""
