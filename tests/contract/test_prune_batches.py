@@ -8,6 +8,7 @@ written once more (finished, and finished before the cutoff)."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 
@@ -128,3 +129,27 @@ def test_a_job_retried_while_a_prune_runs_is_not_deleted(make_queue, clock):
     assert q.prune(DAY, on_batch=retry_c) == 2
     assert stored(q) == {"c": JobStatus.QUEUED}
     assert make_queue().counts()["Failed"] == 0
+
+
+def test_a_prune_pauses_between_batches_as_long_as_told(make_queue, clock, monkeypatch):
+    q = make_queue()
+    ids = [f"j{i:02d}" for i in range(12)]
+    q.enqueue_many([{"type": "T"}] * 12, job_ids=ids)
+    for _ in ids:
+        q.complete(q.claim().job_id)
+    clock.advance(days=2)
+    q.recover()  # connected and opened: the prune's batches only from here
+    pauses: list[float] = []
+    monkeypatch.setattr(time, "sleep", pauses.append)  # the pause, not a wait in a test
+    q.backend.prune_batch = 5
+    q.backend.prune_pause = 3.0
+    assert q.prune(DAY) == 12
+    assert len(pauses) == 2 and all(p > 0 for p in pauses)  # between the three batches
+    q.enqueue_many([{"type": "T"}] * 12, job_ids=[f"k{i:02d}" for i in range(12)])
+    for _ in ids:
+        q.complete(q.claim().job_id)
+    clock.advance(days=2)
+    pauses.clear()
+    q.backend.prune_pause = 0.0
+    assert q.prune(DAY) == 12
+    assert pauses == [0.0, 0.0]

@@ -105,6 +105,8 @@ class JobBackend(Protocol):
     location: str
     #: The most jobs one batch of :meth:`prune` deletes.
     prune_batch: int
+    #: How long :meth:`prune` pauses after a batch, as a multiple of the time it took.
+    prune_pause: float
 
     def put(
         self, records: list[JobRecord], fresh: frozenset[str] = frozenset()
@@ -191,8 +193,9 @@ class JobBackend(Protocol):
     def prune(self, cutoff: str, on_batch: Callable[[int], None] | None = None) -> int:
         """Delete finished jobs whose ``finished`` is before ``cutoff`` (or who have none);
         how many. In batches of at most ``prune_batch`` jobs, each stored on its own (its
-        own transaction, its own hold of the queue lock), so that workers never wait long
-        behind a prune; ``on_batch(n)`` is called after each, with how many it deleted.
+        own transaction, its own hold of the queue lock), each followed by a pause
+        (``prune_pause`` times as long as it took), so that workers never wait long behind
+        a prune; ``on_batch(n)`` is called after each, with how many it deleted.
         Stopped between two batches (``on_batch`` raised, KeyboardInterrupt), the batches
         before stay deleted and the queue is whole."""
         ...

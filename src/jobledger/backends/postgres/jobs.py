@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -72,9 +73,12 @@ log = logging.getLogger("jobledger")
 # 2 s), long enough to ride out a few missed heartbeats (one every lease / 5 seconds).
 DEFAULT_WORKER_LEASE = 6.0
 #: The most finished jobs one batch of ``prune`` deletes, each batch its own transaction:
-#: about 5-10 ms of the server's time for 2,000 rows (a million in the table, 2 cores;
-#: ``python -m bench.pg --scale``), so that a prune of any size runs beside the workers.
+#: about 5 ms of the server's time for 2,000 rows (a million in the table, 2 idle cores;
+#: 10-15 ms beside a busy worker: ``python -m bench.pg --scale``), so that a prune of any
+#: size runs beside the workers.
 PRUNE_BATCH = 2000
+#: After each batch, ``prune`` pauses this many times as long as the batch took.
+PRUNE_PAUSE = 1.0
 # Batches of at least this many new jobs go in by COPY: its start and its savepoint are
 # round trips of their own (measured: 20 rows cost the same either way, 50 a sixth less
 # by COPY).
@@ -154,6 +158,8 @@ class PostgresJobBackend:
         self.heartbeat = float(heartbeat) if heartbeat is not None else self.worker_lease / 5
         #: The most jobs one batch of :meth:`prune` deletes.
         self.prune_batch = PRUNE_BATCH
+        #: How long :meth:`prune` pauses after a batch, as a multiple of the batch's time.
+        self.prune_pause = PRUNE_PAUSE
 
     @contextlib.contextmanager
     def _tx(self, action: str, *, durable: bool = True) -> Iterator[psycopg.Connection[Any]]:
@@ -565,7 +571,9 @@ class PostgresJobBackend:
         total = 0
         after = ""  # where the next batch starts (inclusive), in ``finished`` order
         while True:
+            began = time.monotonic()
             picked, last, deleted = self._prune_batch(cutoff, after)
+            took = time.monotonic() - began
             total += deleted
             if deleted and on_batch is not None:
                 on_batch(deleted)
@@ -575,6 +583,15 @@ class PostgresJobBackend:
             if picked < self.prune_batch or not deleted:
                 return total
             after = last or after
+            # A batch writes its pages' images to the WAL (most of a 2,000-row batch's
+            # 0.75 MB); back to back, a million rows come to a gigabyte in seconds, which
+            # brings checkpoints on, and the workers' commits wait behind the disk.
+            # Pausing as long as the batch took halves that pace, and backs off by itself
+            # when the server is busy (a slow batch, a long pause). 1,000,000 rows beside
+            # a worker on 2 busy cores (bench.pg --scale): waits over 100 ms as rare as
+            # without a prune (0 and 5 in 18-20 s), the worker at 0.85-0.93 of its rate;
+            # without the pause, 6 and 11 in 9-11 s, the worker at 0.63-0.66.
+            time.sleep(took * self.prune_pause)
 
     @reconnecting
     def _prune_batch(self, cutoff: str, after: str) -> tuple[int, str, int]:
