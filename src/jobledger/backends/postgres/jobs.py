@@ -584,8 +584,8 @@ class PostgresJobBackend:
                 return total
             after = last or after
             # A batch writes its pages' images to the WAL (most of a 2,000-row batch's
-            # 0.75 MB); back to back, a million rows come to a gigabyte in seconds, which
-            # brings checkpoints on, and the workers' commits wait behind the disk.
+            # 0.75 MB); back to back, a million rows came to 500 MB in 4 s, which brings
+            # a checkpoint on, and the workers' commits wait behind the disk.
             # Pausing as long as the batch took halves that pace, and backs off by itself
             # when the server is busy (a slow batch, a long pause). 1,000,000 rows beside
             # a worker on 2 busy cores (bench.pg --scale): waits over 100 ms as rare as
