@@ -420,6 +420,15 @@ def main(args: Any, db_url: str, ctx: BaseContext | None = None) -> int:
             f">= {RATIO_TARGET:.2f}: {verdict_ratio}",
         ),
         (
+            "the server's shared buffer misses + hits per job: empty / with the history",
+            " / ".join(
+                f"{statistics.median(d['reads_per_job'] for d in detail[k]):.2f} + "
+                f"{statistics.median(d['hits_per_job'] for d in detail[k]):.0f}"
+                for k in ("empty", "full")
+            ),
+            "",
+        ),
+        (
             f"fill: COPY of {rows:,} finished jobs, then ANALYZE",
             f"{fill['copy_s']:.1f} s + {fill['analyze_s']:.1f} s",
             "",

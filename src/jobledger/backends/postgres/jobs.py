@@ -590,7 +590,7 @@ class PostgresJobBackend:
             # when the server is busy (a slow batch, a long pause). 1,000,000 rows beside
             # a worker on 2 busy cores (bench.pg --scale): waits over 100 ms as rare as
             # without a prune (0 and 5 in 18-20 s), the worker at 0.85-0.93 of its rate;
-            # without the pause, 6 and 11 in 9-11 s, the worker at 0.63-0.66.
+            # without the pause, 6 and 11 in 9-11 s, the worker at 0.62-0.66.
             time.sleep(took * self.prune_pause)
 
     @reconnecting
