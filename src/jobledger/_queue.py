@@ -507,9 +507,25 @@ class JobQueue:
 
     # -- maintenance ----------------------------------------------------------------------
 
-    def prune(self, older_than: dt.timedelta | float, *, dry_run: bool = False) -> int:
+    def prune(
+        self,
+        older_than: dt.timedelta | float,
+        *,
+        dry_run: bool = False,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> int:
         """Delete finished jobs (Completed, Failed, Cancelled) that finished more than
         ``older_than`` (a timedelta or seconds, 0 or more) ago. Returns how many.
+
+        It deletes in batches (up to 2,000 jobs on PostgreSQL, each its own short
+        transaction; 500 job files on a folder, each under the queue lock on its own;
+        after each, a pause as long as it took), oldest first on PostgreSQL, so that
+        workers go on while a large history is pruned. ``on_batch(n)`` is called after
+        each batch is stored, with how many it deleted: a progress report. If it raises,
+        or the prune is interrupted (KeyboardInterrupt), the prune stops there: the
+        batches before stay deleted, the rest stays, and nothing is left half done; run
+        it again to go on. A finished job being changed at that very moment (a retry) is
+        left for the next prune.
 
         ``dry_run=True`` deletes nothing and returns how many it would delete; like every
         read it locks, recovers and creates nothing (:meth:`prunable` lists them)."""
@@ -517,7 +533,7 @@ class JobQueue:
             return len(self.prunable(older_than))
         age = to_timedelta(older_than, "older_than")
         cutoff = iso_utc(self.clock.now() - age)
-        n = self._opened().prune(cutoff)
+        n = self._opened().prune(cutoff, on_batch)
         log.info("Pruned %d finished jobs older than %s", n, age)
         return n
 

@@ -103,6 +103,10 @@ class JobBackend(Protocol):
     atomically by the backend."""
 
     location: str
+    #: The most jobs one batch of :meth:`prune` deletes.
+    prune_batch: int
+    #: How long :meth:`prune` pauses after a batch, as a multiple of the time it took.
+    prune_pause: float
 
     def put(
         self, records: list[JobRecord], fresh: frozenset[str] = frozenset()
@@ -186,8 +190,14 @@ class JobBackend(Protocol):
         starts and when it goes idle."""
         ...
 
-    def prune(self, cutoff: str) -> int:
-        """Delete finished jobs whose ``finished`` is before ``cutoff``; how many."""
+    def prune(self, cutoff: str, on_batch: Callable[[int], None] | None = None) -> int:
+        """Delete finished jobs whose ``finished`` is before ``cutoff`` (or who have none);
+        how many. In batches of at most ``prune_batch`` jobs, each stored on its own (its
+        own transaction, its own hold of the queue lock), each followed by a pause
+        (``prune_pause`` times as long as it took), so that workers never wait long behind
+        a prune; ``on_batch(n)`` is called after each, with how many it deleted.
+        Stopped between two batches (``on_batch`` raised, KeyboardInterrupt), the batches
+        before stay deleted and the queue is whole."""
         ...
 
     def import_records(self, records: list[JobRecord]) -> list[str]:
