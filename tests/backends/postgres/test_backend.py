@@ -146,7 +146,9 @@ def test_a_batch_of_generated_ids_goes_in_by_copy_exactly_as_given(pg_url, monke
 
     copied = []
     real_copy = pg_jobs._copy_new
-    monkeypatch.setattr(pg_jobs, "_copy_new", lambda c, r: copied.append(len(r)) or real_copy(c, r))
+    monkeypatch.setattr(
+        pg_jobs, "_copy_new", lambda c, r, s: copied.append(len(r)) or real_copy(c, r, s)
+    )
     backend = PostgresJobBackend(pg_url)
     batch = _batch(40, "g")
     out = backend.put(batch, frozenset(r.job_id for r in batch))

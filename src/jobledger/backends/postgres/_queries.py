@@ -66,6 +66,7 @@ __all__ = [
     "MOVE_SEQ_PAST_JOBS",
     "NEXT_SEQ",
     "NEXT_SEQS",
+    "NEXT_SEQS_WAKE",
     "NOTIFY",
     "NOTIFY_PAYLOAD",
     "PING",
@@ -162,6 +163,11 @@ MIGRATION_DONE = "INSERT INTO jobledger_migrations (version, name) VALUES (%s, %
 
 NEXT_SEQ = "SELECT nextval('jobledger_job_seq')"
 NEXT_SEQS = "SELECT nextval('jobledger_job_seq') FROM generate_series(1, %s)"
+#: NEXT_SEQS, and the wake-up sent (once: MATERIALIZED) by the same statement, for a
+#: transaction that inserts every row or fails. Parameters: the channel, how many.
+NEXT_SEQS_WAKE = """\
+WITH woken AS MATERIALIZED (SELECT pg_notify(%s, current_schema()))
+SELECT nextval('jobledger_job_seq') FROM woken, generate_series(1, %s)"""
 #: The ids inserted; a stored id is skipped. The parameter: a JSON array of the rows.
 INSERT_NEW_JOBS = f"""\
 INSERT INTO jobledger_jobs ({_COLS})

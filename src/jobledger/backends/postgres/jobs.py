@@ -7,9 +7,11 @@
   compute the new records in Python, and write them, in one transaction.
 - ``put`` is INSERT ... ON CONFLICT DO NOTHING: enqueueing an existing id writes nothing
   and returns the stored job (idempotent enqueue). A batch of generated ids, which no
-  stored job can have, goes in by COPY instead, a third of the server's work. One job
-  (at durability "fsync") is ONE statement in autocommit, its seq, NOTIFY and the read of
-  an existing id included: one round trip (``_put_one``).
+  stored job can have, goes in by COPY instead, a third of the server's work, in four
+  round trips and the commit: BEGIN, the seqs with the NOTIFY (one statement), the COPY's
+  start and its rows (each row made as the server takes the ones before). One job (at
+  durability "fsync") is ONE statement in autocommit, its seq, NOTIFY and the read of an
+  existing id included: one round trip (``_put_one``).
 - Each transaction that makes jobs claimable sends one NOTIFY, which ``watch`` listens
   for on a session of its own (``_listen.py``): idle workers wake at once, and poll too.
 - Every Running job carries a lease (``lease_until``, server time), set by its claim. A
@@ -85,24 +87,36 @@ def _insert_new(conn: psycopg.Connection[Any], records: list[JobRecord]) -> set[
     }
 
 
-def _copy_new(conn: psycopg.Connection[Any], records: list[JobRecord]) -> set[str] | None:
-    """COPY records in whose ids no stored job can have. COPY costs the server about a
-    third of INSERT ... SELECT FROM jsonb_to_recordset ... ON CONFLICT (1,000 rows into
-    the job table: 13.6 against 29.4 us a row, wall time) but cannot skip a row that
-    exists. Returns their ids, or None if one existed after all (a rerun of a batch whose
-    commit was lost): the COPY is then undone (a savepoint) and the caller inserts the
-    batch the general way."""
+class _StoredAfterAll(Exception):
+    """A batch COPY met an id that is stored (the transaction is aborted): run it again
+    the general way."""
+
+
+def _copy_new(
+    conn: psycopg.Connection[Any], records: list[JobRecord], seqs: list[int]
+) -> dict[str, JobRecord]:
+    """COPY in records whose ids no stored job can have, each with its seq (in order):
+    the staged records by id. COPY costs the server about a third of INSERT ... SELECT
+    FROM jsonb_to_recordset ... ON CONFLICT (1,000 rows into the job table: 13.6 against
+    29.4 us a row, wall time) but cannot skip a row that exists.
+
+    Each row is staged and formatted as the server takes in the rows sent before it
+    (psycopg sends them in chunks as they fill), so that work costs no time of its own
+    while the server is the slower. An id stored after all (the rerun of a batch whose
+    commit was lost never comes here) raises :class:`_StoredAfterAll`: the COPY failed,
+    and with it the transaction, which the caller runs again the general way. No
+    savepoint guards it: two round trips per batch, for a case a rerun never meets."""
+    staged: dict[str, JobRecord] = {}
     try:
-        with (
-            conn.transaction(),
-            conn.cursor() as cur,
-            cur.copy(q.COPY_JOBS) as copy,
-        ):
-            for r in records:
-                copy.write_row(copy_row(r))
+        with conn.cursor() as cur, cur.copy(q.COPY_JOBS) as copy:
+            write = copy.write_row
+            for record, seq in zip(records, seqs, strict=True):
+                new = record.with_seq(seq)
+                staged[new.job_id] = new
+                write(copy_row(new))
     except psycopg.errors.UniqueViolation:
-        return None
-    return {r.job_id for r in records}
+        raise _StoredAfterAll from None
+    return staged
 
 
 def _of_types(
@@ -178,10 +192,21 @@ class PostgresJobBackend:
             return [(stored, new and i == 0) for i in range(len(records))]
         # What the attempt whose COMMIT was cut off inserted (by id), if any.
         lost: list[dict[str, JobRecord]] = []
+        # By COPY: a batch of generated ids, not after an attempt that may have landed.
+        copy = [len(unique) >= _COPY_FROM and fresh.issuperset(unique)]
 
         def run() -> tuple[dict[str, JobRecord], set[str], dict[str, JobRecord]]:
+            if copy[0] and not lost:
+                try:
+                    with self._tx("enqueue jobs") as conn:
+                        staged = self._put_copy(conn, list(unique.values()))
+                        lost[:] = [staged]
+                    return staged, set(staged), {}
+                except _StoredAfterAll:
+                    lost.clear()  # rolled back: nothing of it landed
+                    copy[0] = False
             with self._tx("enqueue jobs") as conn:
-                staged, inserted, existing = self._put_once(conn, unique, fresh)
+                staged, inserted, existing = self._put_once(conn, unique)
                 for job_id, stored in list(existing.items()) if lost else ():
                     mine = lost[0].get(job_id)
                     if mine and (mine.seq, mine.created) == (stored.seq, stored.created):
@@ -192,6 +217,8 @@ class PostgresJobBackend:
             return staged, inserted, existing
 
         staged, inserted, existing = self._db.retrying(run)
+        if len(inserted) == len(records):  # every one new, none given twice: in order
+            return [(record, True) for record in staged.values()]
         out = []
         first = set()
         for record in records:
@@ -250,18 +277,22 @@ class PostgresJobBackend:
             return (stored.seq, stored.created) == (seq, sent.created)
         return same(stored, sent.with_seq(stored.seq))
 
+    @staticmethod
+    def _put_copy(conn: psycopg.Connection[Any], records: list[JobRecord]) -> dict[str, JobRecord]:
+        """put's statements for a batch of generated ids: the seqs and the wake-up in one
+        statement (every row goes in, or none: the NOTIFY is sent only by the commit), then
+        the COPY. The records staged, by id."""
+        seqs = sorted(row[0] for row in conn.execute(q.NEXT_SEQS_WAKE, (CHANNEL, len(records))))
+        return _copy_new(conn, records, seqs)
+
     def _put_once(
-        self, conn: psycopg.Connection[Any], unique: dict[str, JobRecord], fresh: frozenset[str]
+        self, conn: psycopg.Connection[Any], unique: dict[str, JobRecord]
     ) -> tuple[dict[str, JobRecord], set[str], dict[str, JobRecord]]:
         """put's statements: the records staged (with their seq), the ids inserted, and
         the stored records of the ids that existed."""
         seqs = sorted(row[0] for row in conn.execute(q.NEXT_SEQS, (len(unique),)))
         staged = {r.job_id: r.with_seq(s) for r, s in zip(unique.values(), seqs, strict=True)}
-        inserted: set[str] | None = None
-        if len(staged) >= _COPY_FROM and fresh.issuperset(staged):
-            inserted = _copy_new(conn, list(staged.values()))
-        if inserted is None:
-            inserted = _insert_new(conn, list(staged.values()))
+        inserted = _insert_new(conn, list(staged.values()))
         if inserted:
             notify(conn)
         missing = [i for i in staged if i not in inserted]
