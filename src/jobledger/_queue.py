@@ -445,6 +445,18 @@ class JobQueue:
 
         return (lambda w: w is not None and w == mine), decide
 
+    def _recover_before_due(self, within: float) -> None:
+        """Run the periodic recovery of :meth:`claim_many` now if it falls due within
+        ``within`` seconds. An idle :class:`Worker` calls it before each wait (``within``
+        its poll interval), so that the claim a wake-up brings within that wait never pays
+        for a recovery (a transaction of its own: a few round trips on PostgreSQL, 1-3 ms
+        added to that job's start); it still runs every ``recover_every`` seconds. Where
+        every claim recovers (``recover_every`` 0), it does nothing."""
+        if self._recovered_at is None or self.recover_every <= 0:
+            return
+        if self.clock.monotonic() - self._recovered_at + within >= self.recover_every:
+            self._recover()
+
     def _recover(self) -> builtins.list[JobRecord]:
         self._recovered_at = self.clock.monotonic()
         recovered = self.backend.recover(*self._recovery())
