@@ -119,6 +119,19 @@ def _copy_new(
     return staged
 
 
+def _blocks_for(n: int) -> int:
+    """How many blocks of seqs n jobs take (``q.SEQ_BLOCK``)."""
+    return -(-n // q.SEQ_BLOCK)
+
+
+def _seqs_of(blocks: list[tuple[int]], n: int) -> list[int]:
+    """n seqs, in order, from the blocks whose first values are ``blocks`` (rows)."""
+    seqs: list[int] = []
+    for (first,) in sorted(blocks):
+        seqs.extend(range(first, first + min(q.SEQ_BLOCK, n - len(seqs))))
+    return seqs
+
+
 def _of_types(
     types: frozenset[str] | None, every: str, of_types: str
 ) -> tuple[str, tuple[Any, ...]]:
@@ -282,15 +295,17 @@ class PostgresJobBackend:
         """put's statements for a batch of generated ids: the seqs and the wake-up in one
         statement (every row goes in, or none: the NOTIFY is sent only by the commit), then
         the COPY. The records staged, by id."""
-        seqs = sorted(row[0] for row in conn.execute(q.NEXT_SEQS_WAKE, (CHANNEL, len(records))))
-        return _copy_new(conn, records, seqs)
+        n = len(records)
+        blocks = conn.execute(q.NEXT_SEQ_BLOCKS_WAKE, (CHANNEL, _blocks_for(n))).fetchall()
+        return _copy_new(conn, records, _seqs_of(blocks, n))
 
     def _put_once(
         self, conn: psycopg.Connection[Any], unique: dict[str, JobRecord]
     ) -> tuple[dict[str, JobRecord], set[str], dict[str, JobRecord]]:
         """put's statements: the records staged (with their seq), the ids inserted, and
         the stored records of the ids that existed."""
-        seqs = sorted(row[0] for row in conn.execute(q.NEXT_SEQS, (len(unique),)))
+        n = len(unique)
+        seqs = _seqs_of(conn.execute(q.NEXT_SEQ_BLOCKS, (_blocks_for(n),)).fetchall(), n)
         staged = {r.job_id: r.with_seq(s) for r, s in zip(unique.values(), seqs, strict=True)}
         inserted = _insert_new(conn, list(staged.values()))
         if inserted:
