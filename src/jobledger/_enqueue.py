@@ -8,6 +8,7 @@ naive ``run_after``.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from ._clock import iso_utc
 from ._errors import ConfigError
@@ -79,6 +80,8 @@ def new_record(
 
 def announce(stored: list[tuple[JobRecord, bool]]) -> None:
     """Log each enqueue of ``stored`` (record, whether it is new)."""
+    if not log.isEnabledFor(logging.INFO):
+        return  # asked once for the batch, not once per job
     for record, is_new in stored:
         if is_new:
             log.info("Enqueued job %s (%s)", record.job_id, record.type)
