@@ -133,7 +133,8 @@ def _check(target: Target, book: _Book, peers: dict[str, str | None]) -> dict[st
         "target": target.name,
         "measure": target.key,
         "against": target.against,
-        "need": ("<= " if target.most else ">= ") + f"{target.need:g}{target.unit}",
+        "need": ("<= " if target.most else ">= ")
+        + (f"{target.need:g} ms" if target.unit == "ms" else f"{target.need:g}x"),
         "value": None,
         "met": None,
     }
@@ -169,7 +170,7 @@ def _recovery(book: _Book) -> dict[str, Any]:
         f"once: all back within {RECOVERY_WITHIN_S:g} s, served before any Queued job",
         "measure": "pg.recovery",
         "against": None,
-        "need": f"<= {RECOVERY_WITHIN_S:g}s, served first",
+        "need": f"<= {RECOVERY_WITHIN_S:g} s, served first",
         "value": None,
         "met": None,
     }
