@@ -126,8 +126,13 @@ class JobRecord:
         return new
 
     def with_seq(self, seq: int) -> JobRecord:
-        """A copy with ``seq`` set: what every enqueue does to every job."""
-        return self.evolve(seq=seq)
+        """A copy with ``seq`` set: what every enqueue does to every job (:meth:`evolve`
+        without its check of the names, for this one known field)."""
+        new = object.__new__(type(self))
+        values = new.__dict__
+        values.update(self.__dict__)
+        values["seq"] = seq
+        return new
 
     def sort_key(self) -> tuple[int, int, int]:
         """Serving order: recovered jobs first, then higher priority, then FIFO."""
