@@ -744,9 +744,20 @@ def main(argv: list[str] | None = None) -> int:
                 run.peers_round()
                 shown = [
                     f"{key} {book.rounds[key][-1]['rate']:,.0f}/s"
-                    for key in ("replace_fsync", "files.enqueue_one", "files.drain1", "pg_1row")
+                    for key in (
+                        "replace_fsync",
+                        "files.enqueue_one",
+                        "files.drain1",
+                        "pg_1row",
+                        "pg_copy1000",
+                        "pg.enqueue_many1000",
+                        "pg.drain1",
+                    )
                     if book.rounds.get(key) and len(book.rounds[key]) == r + 1
                 ]
+                if len(book.rounds.get("pg.wake_latency", [])) == r + 1:
+                    wake = book.rounds["pg.wake_latency"][-1]
+                    shown.append(f"wake p50 {wake['p50_ms']:.1f} ms, p99 {wake['p99_ms']:.1f} ms")
                 print(f"  {', '.join(shown)}; round took {time.monotonic() - t_round:.0f}s")
             if not args.no_open:
                 print("\nopening and memory ...", flush=True)
