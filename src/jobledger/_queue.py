@@ -35,7 +35,7 @@ from typing import Any
 from ._clock import Clock, SystemClock, iso_utc
 from ._config import DURABILITIES
 from ._durations import to_seconds, to_timedelta
-from ._enqueue import announce, new_record, run_after_text
+from ._enqueue import announce, new_record, new_records, run_after_text
 from ._errors import ConfigError
 from ._job_fields import JobStatus
 from ._job_record import JobRecord
@@ -293,10 +293,7 @@ class JobQueue:
         if len(ids) != len(jobs):
             raise ConfigError(f"job_ids has {len(ids)} entries for {len(jobs)} jobs")
         fresh: set[str] = set()
-        records = [
-            new_record(j, i, priority, after, max_attempts, now, fresh)
-            for j, i in zip(jobs, ids, strict=True)
-        ]
+        records = new_records(jobs, ids, priority, after, max_attempts, now, fresh)
         stored = self._opened().put(records, frozenset(fresh))
         self._announce(stored)
         return [r.job_id for r, _ in stored]

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -87,35 +87,51 @@ def _insert_new(conn: psycopg.Connection[Any], records: list[JobRecord]) -> set[
     }
 
 
+class _Refused(Exception):
+    """A record of a COPY failed its checks: the COPY is ended with this, not its text."""
+
+
 class _StoredAfterAll(Exception):
     """A batch COPY met an id that is stored (the transaction is aborted): run it again
     the general way."""
 
 
 def _copy_new(
-    conn: psycopg.Connection[Any], records: list[JobRecord], seqs: list[int]
+    conn: psycopg.Connection[Any], records: Sequence[JobRecord], seqs: list[int]
 ) -> dict[str, JobRecord]:
     """COPY in records whose ids no stored job can have, each with its seq (in order):
     the staged records by id. COPY costs the server about a third of INSERT ... SELECT
     FROM jsonb_to_recordset ... ON CONFLICT (1,000 rows into the job table: 13.6 against
     29.4 us a row, wall time) but cannot skip a row that exists.
 
-    Each row is staged and formatted as the server takes in the rows sent before it
-    (psycopg sends them in chunks as they fill), so that work costs no time of its own
-    while the server is the slower. An id stored after all (the rerun of a batch whose
-    commit was lost never comes here) raises :class:`_StoredAfterAll`: the COPY failed,
-    and with it the transaction, which the caller runs again the general way. No
-    savepoint guards it: two round trips per batch, for a case a rerun never meets."""
+    Each record is built (when ``records`` builds them on first use), staged and
+    formatted while the server takes in the rows sent before it (psycopg sends them in
+    chunks as they fill): the client's work and the server's overlap. A record that fails
+    its checks is raised as it is, once the COPY is ended (without its message, which
+    would reach the server's log) and its transaction with it: nothing is stored. An id
+    stored after all (the rerun of a batch whose commit was lost never comes here) raises
+    :class:`_StoredAfterAll`: the COPY failed, and with it the transaction, which the
+    caller runs again the general way. No savepoint guards it: two round trips per batch,
+    for a case a rerun never meets."""
     staged: dict[str, JobRecord] = {}
+    refused: list[Exception] = []
+    built = iter(records)
     try:
         with conn.cursor() as cur, cur.copy(q.COPY_JOBS) as copy:
             write = copy.write_row
-            for record, seq in zip(records, seqs, strict=True):
+            for seq in seqs:
+                try:
+                    record = next(built)
+                except Exception as exc:
+                    refused.append(exc)
+                    raise _Refused from None
                 new = record.with_seq(seq)
                 staged[new.job_id] = new
                 write(copy_row(new))
     except psycopg.errors.UniqueViolation:
         raise _StoredAfterAll from None
+    except _Refused:
+        raise refused[0] from None
     return staged
 
 
@@ -185,41 +201,49 @@ class PostgresJobBackend:
     # -- the primitives -------------------------------------------------------------------
 
     def put(
-        self, records: list[JobRecord], fresh: frozenset[str] = frozenset()
+        self, records: Sequence[JobRecord], fresh: frozenset[str] = frozenset()
     ) -> list[tuple[JobRecord, bool]]:
         """Insert new jobs with fresh ``seq`` values; existing ids are returned as stored
         with False, and an id given twice is stored once. A batch whose ids are all
         ``fresh`` (generated: no stored job can have them) goes in by COPY (see
-        ``_copy_new``).
+        ``_copy_new``), its records read (and, built on first use, built) as they are sent.
 
         A COMMIT of unknown outcome runs it again, which inserts nothing twice (the ids are
         the key); a job found stored with the ``seq`` and ``created`` the lost attempt gave
         it is that attempt's own insert, which landed: returned as new (True)."""
-        unique: dict[str, JobRecord] = {}
-        for record in records:
-            unique.setdefault(record.job_id, record)
-        if not unique:
-            return []
-        if len(unique) == 1 and self._fsync and not self._db.in_transaction():
-            stored, new = self._put_one(next(iter(unique.values())))
-            return [(stored, new and i == 0) for i in range(len(records))]
+        # By COPY: a batch of generated ids (``fresh`` names only ids of these records, so
+        # as many as there are records means all of them, none twice), not after an
+        # attempt that may have landed.
+        copy = [len(records) >= _COPY_FROM and len(fresh) == len(records)]
+        unique: dict[str, JobRecord] = {}  # for the general way; made when it is taken
+
+        def by_id() -> dict[str, JobRecord]:
+            if not unique:
+                for record in records:
+                    unique.setdefault(record.job_id, record)
+            return unique
+
+        if not copy[0]:
+            if not by_id():
+                return []
+            if len(unique) == 1 and self._fsync and not self._db.in_transaction():
+                stored, new = self._put_one(next(iter(unique.values())))
+                return [(stored, new and i == 0) for i in range(len(records))]
         # What the attempt whose COMMIT was cut off inserted (by id), if any.
         lost: list[dict[str, JobRecord]] = []
-        # By COPY: a batch of generated ids, not after an attempt that may have landed.
-        copy = [len(unique) >= _COPY_FROM and fresh.issuperset(unique)]
 
         def run() -> tuple[dict[str, JobRecord], set[str], dict[str, JobRecord]]:
             if copy[0] and not lost:
                 try:
                     with self._tx("enqueue jobs") as conn:
-                        staged = self._put_copy(conn, list(unique.values()))
+                        staged = self._put_copy(conn, records)
                         lost[:] = [staged]
                     return staged, set(staged), {}
                 except _StoredAfterAll:
                     lost.clear()  # rolled back: nothing of it landed
                     copy[0] = False
             with self._tx("enqueue jobs") as conn:
-                staged, inserted, existing = self._put_once(conn, unique)
+                staged, inserted, existing = self._put_once(conn, by_id())
                 for job_id, stored in list(existing.items()) if lost else ():
                     mine = lost[0].get(job_id)
                     if mine and (mine.seq, mine.created) == (stored.seq, stored.created):
@@ -291,7 +315,9 @@ class PostgresJobBackend:
         return same(stored, sent.with_seq(stored.seq))
 
     @staticmethod
-    def _put_copy(conn: psycopg.Connection[Any], records: list[JobRecord]) -> dict[str, JobRecord]:
+    def _put_copy(
+        conn: psycopg.Connection[Any], records: Sequence[JobRecord]
+    ) -> dict[str, JobRecord]:
         """put's statements for a batch of generated ids: the seqs and the wake-up in one
         statement (every row goes in, or none: the NOTIFY is sent only by the commit), then
         the COPY. The records staged, by id."""
