@@ -35,7 +35,7 @@ from typing import Any
 from ._clock import Clock, SystemClock, iso_utc
 from ._config import DURABILITIES
 from ._durations import to_seconds, to_timedelta
-from ._enqueue import announce, new_record, run_after_text
+from ._enqueue import announce, new_record, new_records, run_after_text
 from ._errors import ConfigError
 from ._job_fields import JobStatus
 from ._job_record import JobRecord
@@ -293,10 +293,7 @@ class JobQueue:
         if len(ids) != len(jobs):
             raise ConfigError(f"job_ids has {len(ids)} entries for {len(jobs)} jobs")
         fresh: set[str] = set()
-        records = [
-            new_record(j, i, priority, after, max_attempts, now, fresh)
-            for j, i in zip(jobs, ids, strict=True)
-        ]
+        records = new_records(jobs, ids, priority, after, max_attempts, now, fresh)
         stored = self._opened().put(records, frozenset(fresh))
         self._announce(stored)
         return [r.job_id for r, _ in stored]
@@ -444,6 +441,18 @@ class JobQueue:
             return after_worker_died(record, iso_utc(self.clock.now()))
 
         return (lambda w: w is not None and w == mine), decide
+
+    def _recover_before_due(self, within: float) -> None:
+        """Run the periodic recovery of :meth:`claim_many` now if it falls due within
+        ``within`` seconds. An idle :class:`Worker` calls it before each wait (``within``
+        its poll interval), so that the claim a wake-up brings within that wait never pays
+        for a recovery (a transaction of its own: a few round trips on PostgreSQL, 1-3 ms
+        added to that job's start); it still runs every ``recover_every`` seconds. Where
+        every claim recovers (``recover_every`` 0), it does nothing."""
+        if self._recovered_at is None or self.recover_every <= 0:
+            return
+        if self.clock.monotonic() - self._recovered_at + within >= self.recover_every:
+            self._recover()
 
     def _recover(self) -> builtins.list[JobRecord]:
         self._recovered_at = self.clock.monotonic()

@@ -8,7 +8,7 @@ and reaches storage only through these methods. The contract test suite in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -109,12 +109,16 @@ class JobBackend(Protocol):
     prune_pause: float
 
     def put(
-        self, records: list[JobRecord], fresh: frozenset[str] = frozenset()
+        self, records: Sequence[JobRecord], fresh: frozenset[str] = frozenset()
     ) -> list[tuple[JobRecord, bool]]:
         """Store new jobs durably, assigning each a ``seq``; an existing id is returned as
         stored with False and nothing is written (idempotent enqueue). ``fresh`` names ids
-        just generated (random UUIDs), which no stored job can have: a backend may skip
-        looking for them."""
+        of these records that were just generated (random UUIDs), which no stored job can
+        have: a backend may skip looking for them.
+
+        ``records`` may be built as they are first read (``_enqueue.LazyRecords``), and
+        building one may raise: then nothing may be stored. A backend that writes job by
+        job reads them all first; one that streams them in one transaction need not."""
         ...
 
     def get(self, job_id: str) -> JobRecord | None:

@@ -33,7 +33,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from ..._clock import Clock, SystemClock
 from ..._errors import JobLedgerError, JobNotFound, StorageError
@@ -188,11 +188,12 @@ class FilesJobBackend:
         return int(self._clock.now().timestamp() * 1_000_000)
 
     def put(
-        self, records: list[JobRecord], fresh: frozenset[str] = frozenset()
+        self, records: Sequence[JobRecord], fresh: frozenset[str] = frozenset()
     ) -> list[tuple[JobRecord, bool]]:
         """Store new jobs (fsynced under fsync durability). Returns (stored record, whether
         it is new) for each: an existing id gives its stored record and writes nothing
         (idempotent enqueue)."""
+        records = list(records)  # built (and checked) before the lock and any write
         with self.locked():
             return self._put(records, fresh)
 

@@ -65,7 +65,8 @@ __all__ = [
     "MIGRATION_DONE",
     "MOVE_SEQ_PAST_JOBS",
     "NEXT_SEQ",
-    "NEXT_SEQS",
+    "NEXT_SEQ_BLOCKS",
+    "NEXT_SEQ_BLOCKS_WAKE",
     "NOTIFY",
     "NOTIFY_PAYLOAD",
     "PING",
@@ -76,6 +77,7 @@ __all__ = [
     "RENEW_JOB_LEASES",
     "RENEW_WORKER",
     "RESET_LOCK_TIMEOUT",
+    "SEQ_BLOCK",
     "SERVER_KEEPALIVES",
     "SESSIONLESS_WORKERS",
     "SET_ASIDE",
@@ -160,15 +162,31 @@ MIGRATION_DONE = "INSERT INTO jobledger_migrations (version, name) VALUES (%s, %
 
 # -- jobs: writing (jobs.py) ---------------------------------------------------------------
 
-NEXT_SEQ = "SELECT nextval('jobledger_job_seq')"
-NEXT_SEQS = "SELECT nextval('jobledger_job_seq') FROM generate_series(1, %s)"
+#: Jobs take their ``seq`` in blocks of this many values: a value of the sequence, times
+#: this, is the first of a block that is all the caller's. A batch takes one value per
+#: block of jobs, not one per job (1,000 nextval calls cost the server as much as the
+#: COPY of a few hundred rows). Blocks never overlap and come in the sequence's order, so
+#: seqs stay unique and in the order of the enqueues (a job enqueued after another's
+#: enqueue returned is served after it); they are no longer consecutive, which nothing
+#: needs. Values assigned before blocks (the sequence's own) are all below every block.
+SEQ_BLOCK = 1024
+_NEXT_BLOCK = f"nextval('jobledger_job_seq') * {SEQ_BLOCK}"
+#: One seq (a block's first value; the rest of it goes unused).
+NEXT_SEQ = f"SELECT {_NEXT_BLOCK}"
+#: The first seq of each of %s new blocks.
+NEXT_SEQ_BLOCKS = f"SELECT {_NEXT_BLOCK} FROM generate_series(1, %s)"
+#: NEXT_SEQ_BLOCKS, and the wake-up sent (once: MATERIALIZED) by the same statement, for
+#: a transaction that inserts every row or fails. Parameters: the channel, how many blocks.
+NEXT_SEQ_BLOCKS_WAKE = f"""\
+WITH woken AS MATERIALIZED (SELECT pg_notify(%s, current_schema()))
+SELECT {_NEXT_BLOCK} FROM woken, generate_series(1, %s)"""
 #: The ids inserted; a stored id is skipped. The parameter: a JSON array of the rows.
 INSERT_NEW_JOBS = f"""\
 INSERT INTO jobledger_jobs ({_COLS})
 SELECT {_COLS} FROM jsonb_to_recordset(%s) AS x({_RECORDSET})
 ON CONFLICT (job_id) DO NOTHING RETURNING job_id"""
 COPY_JOBS = f"COPY jobledger_jobs ({_COLS}) FROM STDIN"
-_SEQ_NEXT = ", ".join("nextval('jobledger_job_seq')" if c == "seq" else c for c in COLUMNS)
+_SEQ_NEXT = ", ".join(_NEXT_BLOCK if c == "seq" else c for c in COLUMNS)
 #: One job, one statement (autocommit: the commit goes with it, one round trip): the row
 #: inserted with the next ``seq`` and the wake-up sent, returned with True; or, its id
 #: stored, the stored row with False and nothing written. No row: the stored row was
@@ -183,10 +201,11 @@ woken AS (SELECT pg_notify(%s, current_schema()) FROM ins)
 SELECT true, ins.* FROM ins, woken
 UNION ALL
 SELECT false, {_COLS} FROM jobledger_jobs WHERE job_id = %s AND NOT EXISTS (SELECT 1 FROM ins)"""
-#: After an import: the sequence past every stored ``seq`` (never moved back).
-MOVE_SEQ_PAST_JOBS = """\
-SELECT setval('jobledger_job_seq', max(seq)) FROM jobledger_jobs
-HAVING max(seq) >= (SELECT last_value FROM jobledger_job_seq)"""
+#: After an import: the sequence past every stored ``seq`` (never moved back): the next
+#: block starts above them.
+MOVE_SEQ_PAST_JOBS = f"""\
+SELECT setval('jobledger_job_seq', max(seq) / {SEQ_BLOCK}) FROM jobledger_jobs
+HAVING max(seq) / {SEQ_BLOCK} >= (SELECT last_value FROM jobledger_job_seq)"""
 #: A claim's first statement: read the serving order from its index, never sort (this
 #: transaction's planning only); and whether a worker's session ended (its jobs are then
 #: recovered before the claim). One round trip.

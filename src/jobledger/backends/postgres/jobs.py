@@ -7,9 +7,11 @@
   compute the new records in Python, and write them, in one transaction.
 - ``put`` is INSERT ... ON CONFLICT DO NOTHING: enqueueing an existing id writes nothing
   and returns the stored job (idempotent enqueue). A batch of generated ids, which no
-  stored job can have, goes in by COPY instead, a third of the server's work. One job
-  (at durability "fsync") is ONE statement in autocommit, its seq, NOTIFY and the read of
-  an existing id included: one round trip (``_put_one``).
+  stored job can have, goes in by COPY instead, a third of the server's work, in four
+  round trips and the commit: BEGIN, the seqs with the NOTIFY (one statement), the COPY's
+  start and its rows (each row made as the server takes the ones before). One job (at
+  durability "fsync") is ONE statement in autocommit, its seq, NOTIFY and the read of an
+  existing id included: one round trip (``_put_one``).
 - Each transaction that makes jobs claimable sends one NOTIFY, which ``watch`` listens
   for on a session of its own (``_listen.py``): idle workers wake at once, and poll too.
 - Every Running job carries a lease (``lease_until``, server time), set by its claim. A
@@ -47,7 +49,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -92,24 +94,65 @@ def _insert_new(conn: psycopg.Connection[Any], records: list[JobRecord]) -> set[
     }
 
 
-def _copy_new(conn: psycopg.Connection[Any], records: list[JobRecord]) -> set[str] | None:
-    """COPY records in whose ids no stored job can have. COPY costs the server about a
-    third of INSERT ... SELECT FROM jsonb_to_recordset ... ON CONFLICT (1,000 rows into
-    the job table: 13.6 against 29.4 us a row, wall time) but cannot skip a row that
-    exists. Returns their ids, or None if one existed after all (a rerun of a batch whose
-    commit was lost): the COPY is then undone (a savepoint) and the caller inserts the
-    batch the general way."""
+class _Refused(Exception):
+    """A record of a COPY failed its checks: the COPY is ended with this, not its text."""
+
+
+class _StoredAfterAll(Exception):
+    """A batch COPY met an id that is stored (the transaction is aborted): run it again
+    the general way."""
+
+
+def _copy_new(
+    conn: psycopg.Connection[Any], records: Sequence[JobRecord], seqs: list[int]
+) -> dict[str, JobRecord]:
+    """COPY in records whose ids no stored job can have, each with its seq (in order):
+    the staged records by id. COPY costs the server about a third of INSERT ... SELECT
+    FROM jsonb_to_recordset ... ON CONFLICT (1,000 rows into the job table: 13.6 against
+    29.4 us a row, wall time) but cannot skip a row that exists.
+
+    Each record is built (when ``records`` builds them on first use), staged and
+    formatted while the server takes in the rows sent before it (psycopg sends them in
+    chunks as they fill): the client's work and the server's overlap. A record that fails
+    its checks is raised as it is, once the COPY is ended (without its message, which
+    would reach the server's log) and its transaction with it: nothing is stored. An id
+    stored after all (the rerun of a batch whose commit was lost never comes here) raises
+    :class:`_StoredAfterAll`: the COPY failed, and with it the transaction, which the
+    caller runs again the general way. No savepoint guards it: two round trips per batch,
+    for a case a rerun never meets."""
+    staged: dict[str, JobRecord] = {}
+    refused: list[Exception] = []
+    built = iter(records)
     try:
-        with (
-            conn.transaction(),
-            conn.cursor() as cur,
-            cur.copy(q.COPY_JOBS) as copy,
-        ):
-            for r in records:
-                copy.write_row(copy_row(r))
+        with conn.cursor() as cur, cur.copy(q.COPY_JOBS) as copy:
+            write = copy.write_row
+            for seq in seqs:
+                try:
+                    record = next(built)
+                except Exception as exc:
+                    refused.append(exc)
+                    raise _Refused from None
+                new = record.with_seq(seq)
+                staged[new.job_id] = new
+                write(copy_row(new))
     except psycopg.errors.UniqueViolation:
-        return None
-    return {r.job_id for r in records}
+        raise _StoredAfterAll from None
+    except _Refused:
+        raise refused[0] from None
+    return staged
+
+
+def _blocks_for(n: int) -> int:
+    """How many blocks of seqs n jobs take (``q.SEQ_BLOCK``)."""
+    return -(-n // q.SEQ_BLOCK)
+
+
+def _seqs_of(blocks: list[tuple[int]], n: int) -> list[int]:
+    """n seqs, in order, from the blocks whose first values are ``blocks`` (rows)."""
+    seqs: list[int] = []
+    for (first,) in sorted(blocks):
+        seqs.extend(range(first, first + min(q.SEQ_BLOCK, n - len(seqs))))
+    return seqs
 
 
 def _of_types(
@@ -169,30 +212,49 @@ class PostgresJobBackend:
     # -- the primitives -------------------------------------------------------------------
 
     def put(
-        self, records: list[JobRecord], fresh: frozenset[str] = frozenset()
+        self, records: Sequence[JobRecord], fresh: frozenset[str] = frozenset()
     ) -> list[tuple[JobRecord, bool]]:
         """Insert new jobs with fresh ``seq`` values; existing ids are returned as stored
         with False, and an id given twice is stored once. A batch whose ids are all
         ``fresh`` (generated: no stored job can have them) goes in by COPY (see
-        ``_copy_new``).
+        ``_copy_new``), its records read (and, built on first use, built) as they are sent.
 
         A COMMIT of unknown outcome runs it again, which inserts nothing twice (the ids are
         the key); a job found stored with the ``seq`` and ``created`` the lost attempt gave
         it is that attempt's own insert, which landed: returned as new (True)."""
-        unique: dict[str, JobRecord] = {}
-        for record in records:
-            unique.setdefault(record.job_id, record)
-        if not unique:
-            return []
-        if len(unique) == 1 and self._fsync and not self._db.in_transaction():
-            stored, new = self._put_one(next(iter(unique.values())))
-            return [(stored, new and i == 0) for i in range(len(records))]
+        # By COPY: a batch of generated ids (``fresh`` names only ids of these records, so
+        # as many as there are records means all of them, none twice), not after an
+        # attempt that may have landed.
+        copy = [len(records) >= _COPY_FROM and len(fresh) == len(records)]
+        unique: dict[str, JobRecord] = {}  # for the general way; made when it is taken
+
+        def by_id() -> dict[str, JobRecord]:
+            if not unique:
+                for record in records:
+                    unique.setdefault(record.job_id, record)
+            return unique
+
+        if not copy[0]:
+            if not by_id():
+                return []
+            if len(unique) == 1 and self._fsync and not self._db.in_transaction():
+                stored, new = self._put_one(next(iter(unique.values())))
+                return [(stored, new and i == 0) for i in range(len(records))]
         # What the attempt whose COMMIT was cut off inserted (by id), if any.
         lost: list[dict[str, JobRecord]] = []
 
         def run() -> tuple[dict[str, JobRecord], set[str], dict[str, JobRecord]]:
+            if copy[0] and not lost:
+                try:
+                    with self._tx("enqueue jobs") as conn:
+                        staged = self._put_copy(conn, records)
+                        lost[:] = [staged]
+                    return staged, set(staged), {}
+                except _StoredAfterAll:
+                    lost.clear()  # rolled back: nothing of it landed
+                    copy[0] = False
             with self._tx("enqueue jobs") as conn:
-                staged, inserted, existing = self._put_once(conn, unique, fresh)
+                staged, inserted, existing = self._put_once(conn, by_id())
                 for job_id, stored in list(existing.items()) if lost else ():
                     mine = lost[0].get(job_id)
                     if mine and (mine.seq, mine.created) == (stored.seq, stored.created):
@@ -203,6 +265,8 @@ class PostgresJobBackend:
             return staged, inserted, existing
 
         staged, inserted, existing = self._db.retrying(run)
+        if len(inserted) == len(records):  # every one new, none given twice: in order
+            return [(record, True) for record in staged.values()]
         out = []
         first = set()
         for record in records:
@@ -261,18 +325,26 @@ class PostgresJobBackend:
             return (stored.seq, stored.created) == (seq, sent.created)
         return same(stored, sent.with_seq(stored.seq))
 
+    @staticmethod
+    def _put_copy(
+        conn: psycopg.Connection[Any], records: Sequence[JobRecord]
+    ) -> dict[str, JobRecord]:
+        """put's statements for a batch of generated ids: the seqs and the wake-up in one
+        statement (every row goes in, or none: the NOTIFY is sent only by the commit), then
+        the COPY. The records staged, by id."""
+        n = len(records)
+        blocks = conn.execute(q.NEXT_SEQ_BLOCKS_WAKE, (CHANNEL, _blocks_for(n))).fetchall()
+        return _copy_new(conn, records, _seqs_of(blocks, n))
+
     def _put_once(
-        self, conn: psycopg.Connection[Any], unique: dict[str, JobRecord], fresh: frozenset[str]
+        self, conn: psycopg.Connection[Any], unique: dict[str, JobRecord]
     ) -> tuple[dict[str, JobRecord], set[str], dict[str, JobRecord]]:
         """put's statements: the records staged (with their seq), the ids inserted, and
         the stored records of the ids that existed."""
-        seqs = sorted(row[0] for row in conn.execute(q.NEXT_SEQS, (len(unique),)))
+        n = len(unique)
+        seqs = _seqs_of(conn.execute(q.NEXT_SEQ_BLOCKS, (_blocks_for(n),)).fetchall(), n)
         staged = {r.job_id: r.with_seq(s) for r, s in zip(unique.values(), seqs, strict=True)}
-        inserted: set[str] | None = None
-        if len(staged) >= _COPY_FROM and fresh.issuperset(staged):
-            inserted = _copy_new(conn, list(staged.values()))
-        if inserted is None:
-            inserted = _insert_new(conn, list(staged.values()))
+        inserted = _insert_new(conn, list(staged.values()))
         if inserted:
             notify(conn)
         missing = [i for i in staged if i not in inserted]
