@@ -1,5 +1,6 @@
 """The benchmark's child processes and what they measure: drains by N worker processes,
-recovery of a killed worker's jobs, and the memory and time of opening a big queue.
+recovery of a killed worker's jobs, the wake-up latency of an idle worker, and the memory
+and time of opening a big queue.
 
 Separate from ``bench/all.py`` (which runs them and reports) so that each stays readable;
 functions here are importable by spawned children.
@@ -11,7 +12,10 @@ import contextlib
 import logging
 import os
 import queue as stdqueue
+import random
 import signal
+import statistics
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -214,6 +218,91 @@ def recovery_text(r: dict[str, Any] | None, note: str = "") -> str:
     if r.get("queue_ran_dry_s") is not None:
         text += f" (the queue ran dry at {r['queue_ran_dry_s']:.0f} s)"
     return text + (f": {note}" if note else "")
+
+
+# -- wake-up latency of an idle worker -------------------------------------------------------
+
+WAKE_GAP_S = (0.01, 0.04)  # the idle time before each enqueue (uniform, seeded)
+
+
+def wake_child(where: str, stop: Any, out: Any) -> None:
+    """Wake-up latency: a default ``Worker`` (``WORKER_KWARGS``), idle, whose handler puts
+    (job number, ``time.time()`` as it starts) on ``out``; stops when ``stop`` is set."""
+    logging.getLogger("jobledger").setLevel(logging.ERROR)
+
+    def serve(job: jobledger.Job) -> None:
+        out.put((job.raw["i"], time.time()))
+
+    with jobledger.JobQueue(where) as q:
+        q.recover()
+        q.worker_id  # noqa: B018 - register before the parent starts timing
+        worker = jobledger.Worker(q, {"Noop": serve}, handle_signals=False, **WORKER_KWARGS)
+        threading.Thread(target=lambda: (stop.wait(), worker.stop()), daemon=True).start()
+        worker.run()
+
+
+def _listening(url: str, pid: int) -> bool:
+    """Whether process ``pid`` has its LISTEN session open (the library names its
+    sessions ``jobledger <purpose> pid <pid> on <host>``)."""
+    with pg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name LIKE %s AND query ILIKE 'LISTEN%%'",
+            (f"jobledger listen for new jobs pid {pid} %",),
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def run_wake_latency(ctx: BaseContext, url: str, samples: int, seed: int = 7) -> dict[str, Any]:
+    """Enqueue-to-handler-start latency with a worker idle and waiting (PostgreSQL:
+    LISTEN/NOTIFY): a ``wake_child`` in its own process; once its listener is connected
+    and it has served two jobs (not counted), the parent, ``samples`` times, lets it idle
+    for a random 10-40 ms, enqueues one job (``enqueue``, one by one) and waits for its
+    handler to start. Each sample is the handler's start minus the moment the parent
+    called ``enqueue``, both ``time.time()`` on this machine; ``enqueue_ms`` is the
+    enqueue call's own share."""
+    stop = ctx.Event()
+    out = ctx.Queue()
+    child = ctx.Process(target=wake_child, args=(url, stop, out), daemon=True)
+    rng = random.Random(seed)
+    waits: list[float] = []
+    calls: list[float] = []
+    try:
+        child.start()
+        deadline = time.monotonic() + 60
+        while not _listening(url, child.pid):  # type: ignore[arg-type]
+            if time.monotonic() > deadline or not child.is_alive():
+                raise RuntimeError("the idle worker never listened for new jobs")
+            time.sleep(0.02)
+        with jobledger.JobQueue(url) as q:
+            q.recover()  # connect and migrate before timing
+            for i in range(-2, samples):
+                time.sleep(rng.uniform(*WAKE_GAP_S))
+                t0 = time.time()
+                q.enqueue({"type": "Noop", "i": i})
+                t1 = time.time()
+                try:
+                    got, started = out.get(timeout=30)
+                except stdqueue.Empty:
+                    raise RuntimeError(f"job {i} did not start within 30 s") from None
+                if got != i:
+                    raise RuntimeError(f"job {got} started where job {i} was expected")
+                if i >= 0:
+                    waits.append(started - t0)
+                    calls.append(t1 - t0)
+        stop.set()
+        child.join(30)
+    finally:
+        kill_all((child,))
+    ordered = sorted(waits)
+    return {
+        "samples": len(ordered),
+        "p50_ms": 1000 * ordered[len(ordered) // 2],
+        "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        "max_ms": 1000 * ordered[-1],
+        "mean_ms": 1000 * statistics.fmean(ordered),
+        "enqueue_p50_ms": 1000 * statistics.median(calls),
+    }
 
 
 # -- opening and memory ------------------------------------------------------------------------

@@ -25,14 +25,21 @@ the rounds, ratios the median of each round's figure over the limit of the same 
    temp-file write + fsync + ``os.replace`` + folder fsync of a job file; the same without
    the two fsyncs; the bare claim + complete of ``bench.queue`` (a replace, then a durable
    one, no library, synced as the library must on that file system); on PostgreSQL (one
-   psycopg connection, ``bench.pg``'s job-shaped table) a one-row INSERT + COMMIT and a
-   100-row INSERT + COMMIT (rows/s).
+   psycopg connection, ``bench.pg``'s job-shaped table) a one-row INSERT + COMMIT, a
+   100-row INSERT + COMMIT and a COPY of 1,000 job rows + COMMIT (rows/s; the rows built
+   before timing, ``bench.pg.floor_copy``).
 2. jobledger on files (``durability="fsync"``) and on PostgreSQL (a fresh schema for each
    measure): ``mark_done`` of 30-task sets (latency and rate); ``enqueue`` one by one;
-   ``enqueue_many`` in batches of 100; a ``claim()`` + ``complete()`` loop (latency); the
-   drain of no-op jobs by ``Worker`` processes (1 and 2; ``concurrency=1, batch_size=1``),
-   timed from a start barrier (every process open and registered) until the last one has
-   reported, after ``run(until_empty=True)`` returned.
+   ``enqueue_many`` in batches of 100 (on PostgreSQL also in batches of 1,000, against the
+   COPY); a ``claim()`` + ``complete()`` loop (latency); the drain of no-op jobs by
+   ``Worker`` processes (1 and 2) at the Worker's defaults (``Worker(queue, handlers)``:
+   ``concurrency=1``, adaptive batches), timed from a start barrier (every process open
+   and registered) until the last one has reported, after ``run(until_empty=True)``
+   returned; on PostgreSQL, the wake-up latency of an idle worker: a default ``Worker`` in
+   a child process, idle and listening (LISTEN/NOTIFY); 200 times (quick: 50) the parent
+   lets it idle 10-40 ms, enqueues one job and waits for its handler to start, each
+   sample the handler's start (``time.time()``, sent back through a queue) minus the
+   moment ``enqueue`` was called (p50 and p99 per round).
 3. The peers (``bench/peers.py``): persist-queue (SQLiteAckQueue), litequeue and huey
    (SqliteHuey) in a fresh folder on the same disk; procrastinate and pgqueuer in a fresh
    schema of the bench database: enqueue one by one, in batches of 100 (or what the peer
@@ -44,9 +51,13 @@ The limit each figure is divided by: files jobledger's writes (``mark_done``, en
 batch: one durable file per job) by the temp + fsync + replace + folder fsync; its claim +
 complete by the bare claim + complete; everything on PostgreSQL by the 1-row commit (a
 batch of 100 by the 100-row commit); SQLite peers (a commit appends to the WAL and, with
-synchronous=FULL, fsyncs it) by append + fsync (a batch of 100 by append 100 + fsync).
-A job claimed and completed with two durable commits tops out at 0.5 of the one-commit
-limits.
+synchronous=FULL, fsyncs it) by append + fsync (a batch of 100 by append 100 + fsync);
+PostgreSQL's ``enqueue_many`` in batches of 1,000 by the COPY of 1,000 rows. A job
+claimed and completed with two durable commits tops out at 0.5 of the one-commit limits.
+
+Last, the Targets table (``bench/_targets.py``): each target a ratio within the run (or
+a latency) next to what it needs and "met" / "not met"; against a peer that is not
+installed it says "peer not installed". Targets never change the exit status.
 
 Then once each: opening a queue of 100,000 finished and 10,000 queued jobs (quick: 10,000
 and 1,000) from a new object, median of 3: files (``JobQueue(dir).counts()``), PostgreSQL
@@ -67,8 +78,9 @@ server of ``--admin-url`` (default ``$JOBLEDGER_BENCH_PG`` or
 ``postgresql://postgres@127.0.0.1:5432/postgres``) and dropped at the end (``--no-pg``:
 none of it).
 
-Output: one Markdown table per section, and everything (run_info first, every round too)
-as JSON in ``bench/results/all.json`` (``--output``). Never collected by pytest.
+Output: one Markdown table per section, the Targets last, and everything (run_info
+first, every round too, the targets as ``"targets"``) as JSON in
+``bench/results/all.json`` (``--output``). Never collected by pytest.
 """
 
 from __future__ import annotations
@@ -91,8 +103,8 @@ from pathlib import Path
 from typing import Any
 
 import jobledger
+from bench import _targets, pg
 from bench import peers as peer_mod
-from bench import pg
 from bench._common import run_info, work_folder, write_results
 from bench._procs import (
     RECOVERY_JOBS,
@@ -105,6 +117,7 @@ from bench._procs import (
     recovery_text,
     run_drain,
     run_recovery,
+    run_wake_latency,
 )
 from bench.queue import (
     add_live,
@@ -120,6 +133,7 @@ from jobledger.backends.files._fs_probe import orders_rename_over
 
 RESULTS = Path(__file__).resolve().parent / "results" / "all.json"
 BATCH = 100  # jobs per batch, everywhere (the server limit: a 100-row commit)
+COPY_BATCH = 1000  # PostgreSQL's enqueue_many against the COPY of as many rows
 
 SIZES: dict[str, dict[str, Any]] = {
     "full": {
@@ -133,7 +147,9 @@ SIZES: dict[str, dict[str, Any]] = {
         "pg_single": 1000,
         "pg_rows": 20_000,
         "pg_batch_jobs": 10_000,
-        "pg_drain": 3000,
+        "pg_copy_jobs": 20_000,  # COPY and enqueue_many in batches of 1,000, in turn
+        "pg_drain": 5000,  # jobledger's PostgreSQL drains, and the PostgreSQL peers'
+        "wake": 200,  # wake-up latency samples
         "history": 100_000,
         "live": 10_000,
         "memory": (10_000, 100_000),
@@ -151,7 +167,9 @@ SIZES: dict[str, dict[str, Any]] = {
         "pg_single": 300,
         "pg_rows": 3000,
         "pg_batch_jobs": 2000,
+        "pg_copy_jobs": 5000,
         "pg_drain": 500,
+        "wake": 50,
         "history": 10_000,
         "live": 1000,
         "memory": (1000, 10_000),
@@ -214,6 +232,43 @@ def jl_batch_round(where: str, n: int, batch: int) -> list[float]:
     return lat
 
 
+def copy_and_enqueue_many(url: str, n: int) -> tuple[dict[str, float], dict[str, float]]:
+    """The COPY of 1,000 job rows + COMMIT (``bench.pg``'s job-shaped table, the rows built
+    before timing; psycopg's ``write_row``) and ``enqueue_many`` of 1,000 jobs (durability
+    fsync), n rows each, batch by batch in turn (the same moments of the server; which one
+    goes first alternates): each one's ``batch_summary``."""
+    per = COPY_BATCH
+    batches = max(1, n // per)
+    rows = pg.floor_rows(batches * per, 0)
+    jobs = [pg.text_job(i) for i in range(batches * per)]
+    copy_lat: list[float] = []
+    many_lat: list[float] = []
+    clock = time.perf_counter
+    with pg.connect(url, autocommit=False) as conn, jobledger.JobQueue(url) as q:
+        conn.execute("DROP TABLE IF EXISTS floor_jobs")
+        conn.execute(pg.FLOOR_TABLE)
+        conn.commit()
+        q.recover()  # connect, migrate and recover before timing
+
+        def copy(b: int) -> None:
+            t0 = clock()
+            with conn.cursor().copy(f"COPY floor_jobs ({pg.FLOOR_COLS}) FROM STDIN") as cp:
+                for row in rows[b * per : (b + 1) * per]:
+                    cp.write_row(row)
+            conn.commit()
+            copy_lat.append(clock() - t0)
+
+        def many(b: int) -> None:
+            t0 = clock()
+            q.enqueue_many(jobs[b * per : (b + 1) * per])
+            many_lat.append(clock() - t0)
+
+        for b in range(batches):
+            for step in (copy, many) if b % 2 == 0 else (many, copy):
+                step(b)
+    return batch_summary(copy_lat, per), batch_summary(many_lat, per)
+
+
 def pg_mark_done_round(url: str, tasks: list[str], date: str) -> list[float]:
     """bench.tasksets.library_round on PostgreSQL: ``JobState(url=...)``."""
     state = jobledger.JobState(url=url, timezone="UTC", durability="fsync")
@@ -270,6 +325,18 @@ class Book:
             print(f"  {key}: {time.monotonic() - t0:.1f}s", flush=True)
         return value
 
+    def run_together(self, keys: tuple[str, ...], fn: Callable[[], tuple[Any, ...]]) -> None:
+        """``fn()`` measures several keys at once (interleaved): one value per key, in
+        order; if it fails, every key is skipped with the reason."""
+        values = self.run(keys[0], fn)
+        if values is None:
+            for key in keys[1:]:
+                self.skip(key, self.skipped.get(keys[0], "skipped"))
+            return
+        self.rounds[keys[0]][-1] = values[0]
+        for key, value in zip(keys[1:], values[1:], strict=True):
+            self.rounds[key].append(value)
+
     def skip(self, key: str, reason: str) -> None:
         self.skipped.setdefault(key, reason)
 
@@ -296,6 +363,7 @@ LIMITS = {
     "bare_cc": ("bare claim + complete: a replace, then a durable one", "jobs/s"),
     "pg_1row": ("PostgreSQL: 1-row INSERT + COMMIT", "tx/s"),
     "pg_100row": ("PostgreSQL: 100-row INSERT + COMMIT", "rows/s"),
+    "pg_copy1000": ("PostgreSQL: COPY of 1,000 job rows + COMMIT", "rows/s"),
 }
 
 
@@ -427,6 +495,11 @@ class Run:
             f"{prefix}.enqueue_batch",
             at(lambda w: batch_summary(jl_batch_round(w, n_batch, BATCH), BATCH)),
         )
+        if on_pg:
+            book.run_together(
+                ("pg_copy1000", "pg.enqueue_many1000"),
+                at(lambda w: copy_and_enqueue_many(w, size["pg_copy_jobs"])),
+            )
         book.run(
             f"{prefix}.claim_complete",
             at(lambda w: summary(claim_complete_round(w, size["loop"]))),
@@ -435,6 +508,8 @@ class Run:
             book.run(
                 f"{prefix}.drain{procs}", at(functools.partial(self._jl_drain, n_drain, procs))
             )
+        if on_pg:
+            book.run("pg.wake_latency", at(lambda w: run_wake_latency(self.ctx, w, size["wake"])))
 
     def _jl_drain(self, n: int, procs: int, where: str) -> dict[str, Any]:
         pg.prefill(where, [noop_job(i) for i in range(n)])
@@ -669,9 +744,20 @@ def main(argv: list[str] | None = None) -> int:
                 run.peers_round()
                 shown = [
                     f"{key} {book.rounds[key][-1]['rate']:,.0f}/s"
-                    for key in ("replace_fsync", "files.enqueue_one", "files.drain1", "pg_1row")
+                    for key in (
+                        "replace_fsync",
+                        "files.enqueue_one",
+                        "files.drain1",
+                        "pg_1row",
+                        "pg_copy1000",
+                        "pg.enqueue_many1000",
+                        "pg.drain1",
+                    )
                     if book.rounds.get(key) and len(book.rounds[key]) == r + 1
                 ]
+                if len(book.rounds.get("pg.wake_latency", [])) == r + 1:
+                    wake = book.rounds["pg.wake_latency"][-1]
+                    shown.append(f"wake p50 {wake['p50_ms']:.1f} ms, p99 {wake['p99_ms']:.1f} ms")
                 print(f"  {', '.join(shown)}; round took {time.monotonic() - t_round:.0f}s")
             if not args.no_open:
                 print("\nopening and memory ...", flush=True)
@@ -684,6 +770,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 run.recovery()
 
+            result["targets"] = _targets.evaluate(
+                book,
+                {name: info.get("skipped") for name, info in peer_info.items()},
+                db_url is not None,
+            )
             tables = render(book, result, peer_info, peers, size, db_url is not None)
             print()
             print("\n\n".join(tables))
@@ -733,6 +824,7 @@ MATCH = {
     "pg.mark_done": "pg_1row",
     "pg.enqueue_one": "pg_1row",
     "pg.enqueue_batch": "pg_100row",
+    "pg.enqueue_many1000": "pg_copy1000",
     "pg.claim_complete": "pg_1row",
     "pg.drain1": "pg_1row",
     "pg.drain2": "pg_1row",
@@ -766,6 +858,7 @@ SHORT = {
     "bare_cc": "bare claim+complete",
     "pg_1row": "1-row commit",
     "pg_100row": "100-row commit",
+    "pg_copy1000": "COPY 1,000",
 }
 
 
@@ -800,6 +893,21 @@ def _figure(book: Book, key: str, limit: str, unit: str = "jobs/s") -> list[str]
     if missing:
         text += f", {missing} never served"
     return [text, p50, p99, cell]
+
+
+def wake_row(book: Book) -> str:
+    """The wake-up latency's row: samples, p50 and p99 (median of the rounds)."""
+    label = "enqueue to handler start, idle worker (LISTEN/NOTIFY)"
+    key = "pg.wake_latency"
+    if key in book.skipped or not book.rounds.get(key):
+        return f"| {label} | {book.skipped.get(key, 'skipped: not run')} | | | |"
+    p50, p99 = _lat(book, key)
+    samples = book.total(key, "samples")
+    call = book.median(key, "enqueue_p50_ms")
+    return (
+        f"| {label} | {samples} samples; the enqueue call itself p50 {call:.2f} ms "
+        f"| {p50} | {p99} | - |"
+    )
 
 
 def render(
@@ -871,6 +979,14 @@ def render(
         for op, label in OPS.items():
             key = f"{prefix}.{op}"
             lines.append("| " + " | ".join([label, *_figure(book, key, MATCH[key])]) + " |")
+            if prefix == "pg" and op == "enqueue_batch":
+                key = "pg.enqueue_many1000"
+                cells = _figure(book, key, MATCH[key])
+                lines.append(
+                    f"| enqueue_many, batches of {COPY_BATCH:,} | " + " | ".join(cells) + " |"
+                )
+        if prefix == "pg":
+            lines.append(wake_row(book))
         lines += open_rows(prefix)
         if prefix == "files":
             for n in size["memory"]:
@@ -937,6 +1053,7 @@ def render(
             f"{info.get('recovery', '-')} |"
         )
     tables.append("\n".join(lines))
+    tables.append(_targets.render(result["targets"]))
     return tables
 
 

@@ -8,6 +8,9 @@ Run from the project root (PostgreSQL must answer; psycopg 3 installed)::
     python -m bench.pg --profile               # adds cProfile of drain worker processes,
                                                # server wait-event samples and enqueue_many
     python -m bench.pg --analyze               # ANALYZE the job table before each drain
+    python -m bench.pg --scale                 # 1,000,000 finished jobs: the drain beside
+                                               # them, their prune beside a worker
+                                               # (bench/pg_scale.py)
     JOBLEDGER_BENCH_PG=postgresql://u@db/postgres python -m bench.pg
 
 It creates its own database (``jobledger_bench_<pid>``, from template0, on the server of
@@ -700,7 +703,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-recovery", action="store_true", help="skip the recovery run")
     parser.add_argument("--profile", action="store_true", help="cProfile a drain and enqueue")
-    parser.add_argument("--output", default=str(RESULTS), help="JSON results file")
+    parser.add_argument("--output", help=f"JSON results file ({RESULTS}; --scale: pg_scale.json)")
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="instead: the drain with a large history, and its prune beside a worker "
+        "(bench/pg_scale.py; uses --jobs, --rounds, --quick, --start-method)",
+    )
+    parser.add_argument("--rows", type=int, help="--scale: finished jobs in the table (1000000)")
+    parser.add_argument(
+        "--window", type=float, help="--scale: seconds of the stream before the prune (5)"
+    )
+    parser.add_argument("--prune-batch", type=int, help="--scale: prune's batch size")
+    parser.add_argument(
+        "--prune-pause", type=float, help="--scale: prune's pause, a multiple of a batch's time"
+    )
     args = parser.parse_args(argv)
 
     n = args.jobs or (2000 if args.quick else 20_000)
@@ -721,6 +738,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     db_url = with_database(args.admin_url, name)
     try:
+        if args.scale:
+            from bench import pg_scale
+
+            return pg_scale.main(args, db_url, ctx)
         info = server_info(db_url)
         data_dir = info["data_dir"]
         fstype = filesystem_of(data_dir) if data_dir and os.path.isdir(data_dir) else "?"
@@ -958,7 +979,7 @@ def main(argv: list[str] | None = None) -> int:
                 "drain_worker_profiles": prof["profiles"],
                 "enqueue_many": many,
             }
-        write_results(args.output, result)
+        write_results(args.output or str(RESULTS), result)
     finally:
         with connect(args.admin_url) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -6,11 +6,13 @@ recursion, paths name the offending part, names and error texts are handled as d
 
 from __future__ import annotations
 
+import collections
+import datetime as dt
 import sys
 
 import pytest
 
-from jobledger import MAX_JSON_DEPTH, InvalidNameError, InvalidPayload
+from jobledger import MAX_JSON_DEPTH, InvalidNameError, InvalidPayload, _job_types
 from jobledger._inputs import check_name, check_value, findable, storable_text
 from jobledger._job_types import check_storable, encode_job
 
@@ -98,6 +100,49 @@ def test_storable_values_pass_unchanged():
 def test_types_json_lacks_are_still_refused_by_the_encoder():
     with pytest.raises(InvalidPayload, match="not JSON-serialisable: Object of type set"):
         check_storable({"a": {1, 2}}, "it", "v")
+
+
+class _Text(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    "value, plain",
+    [
+        ({"a": [1, 2.5, "é", None, True, {"b": ("x",)}]}, True),
+        ([10**599, -(10**599)], True),
+        ("text", True),
+        (7, True),
+        ({1: "an int key, which the encoder turns into text"}, False),
+        ({"a": {1, 2}}, False),
+        ({"a": _Text("a str subclass")}, False),
+        ({"a": [10**600]}, False),
+        ({"a": dt.date(2025, 1, 1)}, False),
+        (collections.OrderedDict(a=1), False),
+    ],
+)
+def test_check_value_says_whether_the_encoder_could_refuse_the_value(value, plain):
+    assert check_value(value, "it", "v") is plain
+
+
+def test_a_plain_value_is_not_encoded_to_check_it(monkeypatch):
+    def refuse(value: object) -> str:
+        raise AssertionError(f"encoded {value!r}")
+
+    monkeypatch.setattr(_job_types, "check_json", refuse)
+    check_storable({"a": [1, "b", None, 2.5, {"c": True}]}, "it", "v")
+    with pytest.raises(AssertionError, match="encoded"):
+        check_storable({"a": {1}}, "it", "v")
+
+
+def test_an_int_too_long_for_text_is_refused_by_the_encoder():
+    digits = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(640)
+    try:
+        with pytest.raises(InvalidPayload, match="not JSON-serialisable"):
+            check_storable({"n": [10**700]}, "it", "v")
+    finally:
+        sys.set_int_max_str_digits(digits)
 
 
 def test_names():

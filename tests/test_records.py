@@ -117,3 +117,17 @@ def test_a_new_job_record_is_the_constructor_s_own():
             "k", "T", {}, priority=0, max_attempts=3, created="c", run_after=None
         ).extra_meta
     )
+
+
+def test_new_job_ids_are_random_version_4_uuids_as_uuid_writes_them():
+    import uuid
+
+    from jobledger._job_record import new_job_id
+
+    ids = [new_job_id() for _ in range(2000)]
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed) == text
+    assert len(set(ids)) == len(ids)
+    assert {text[19] for text in ids} == set("89ab")  # every variant digit comes up

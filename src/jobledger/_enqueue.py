@@ -1,13 +1,19 @@
 """What ``enqueue`` stores: a new job's record, built from what it was given and checked.
 
-Every check happens here, before anything is written: a payload JSON cannot represent, a
+Every check happens here, before anything is stored: a payload JSON cannot represent, a
 payload key the job file reserves, a bad job id, ``max_attempts`` or ``priority``, a
-naive ``run_after``.
+naive ``run_after``. A batch whose ids are all generated is built on first use
+(:class:`LazyRecords`): a backend that streams it (PostgreSQL's COPY) builds each job while
+the storage takes in the ones before, and a job that fails its checks ends the batch's
+transaction, which then stores nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import overload
 
 from ._clock import iso_utc
 from ._errors import ConfigError
@@ -16,7 +22,7 @@ from ._job_record import RESERVED_KEYS, JobRecord, new_job_id
 from ._job_types import encode_job
 from ._log import log
 
-__all__ = ["announce", "new_record", "run_after_text"]
+__all__ = ["LazyRecords", "announce", "new_record", "new_records", "run_after_text"]
 
 # Keys a payload may not use (its own "job_id" is taken as the job's id).
 _RESERVED_IN_PAYLOAD = RESERVED_KEYS - {"job_id"}
@@ -62,10 +68,7 @@ def new_record(
         job_id = new_job_id()
         fresh.add(job_id)
     check_name(job_id, "job id")
-    if not isinstance(max_attempts, int) or max_attempts < 1:
-        raise ConfigError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
-    if not isinstance(priority, int):
-        raise ConfigError(f"priority must be an integer, got {priority!r}")
+    _check_options(priority, max_attempts)
     return JobRecord.queued(
         job_id,
         type_name,
@@ -77,8 +80,86 @@ def new_record(
     )
 
 
+def _check_options(priority: int, max_attempts: int) -> None:
+    if not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ConfigError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+    if not isinstance(priority, int):
+        raise ConfigError(f"priority must be an integer, got {priority!r}")
+
+
+class LazyRecords(Sequence[JobRecord]):
+    """The records of a batch, each built by ``build(i)`` on first use, in order, once
+    (raising as :func:`new_record` does). A backend that writes job by job must take
+    ``list(records)`` before it writes anything."""
+
+    def __init__(self, count: int, build: Callable[[int], JobRecord]) -> None:
+        self._count = count
+        self._build = build
+        self._built: list[JobRecord] = []
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[JobRecord]:
+        built = self._built
+        for i in range(self._count):
+            if i == len(built):
+                built.append(self._build(i))
+            yield built[i]
+
+    @overload
+    def __getitem__(self, index: int) -> JobRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[JobRecord]: ...
+
+    def __getitem__(self, index: int | slice) -> JobRecord | Sequence[JobRecord]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count))]
+        at = index + self._count if index < 0 else index
+        if not 0 <= at < self._count:
+            raise IndexError(f"record {index} of a batch of {self._count}")
+        while len(self._built) <= at:
+            self._built.append(self._build(len(self._built)))
+        return self._built[at]
+
+
+def new_records(
+    jobs: list[object],
+    job_ids: Sequence[str | None],
+    priority: int,
+    run_after: str | None,
+    max_attempts: int,
+    now: str,
+    fresh: set[str],
+) -> Sequence[JobRecord]:
+    """The Queued records of a batch, each as :func:`new_record` builds it.
+
+    When every id is to be generated (none given, each job a dict without a ``job_id``),
+    the ids are drawn now, all added to ``fresh``, and the records come as
+    :class:`LazyRecords`, built on first use; otherwise they are built (and checked) now.
+    The options are checked now either way."""
+    _check_options(priority, max_attempts)
+    if any(i is not None for i in job_ids) or not all(
+        type(job) is dict and "job_id" not in job for job in jobs
+    ):
+        return [
+            new_record(job, job_id, priority, run_after, max_attempts, now, fresh)
+            for job, job_id in zip(jobs, job_ids, strict=True)
+        ]
+    drawn = [new_job_id() for _ in jobs]
+    fresh.update(drawn)
+
+    def build(i: int) -> JobRecord:
+        return new_record(jobs[i], drawn[i], priority, run_after, max_attempts, now, fresh)
+
+    return LazyRecords(len(jobs), build)
+
+
 def announce(stored: list[tuple[JobRecord, bool]]) -> None:
     """Log each enqueue of ``stored`` (record, whether it is new)."""
+    if not log.isEnabledFor(logging.INFO):
+        return  # asked once for the batch, not once per job
     for record, is_new in stored:
         if is_new:
             log.info("Enqueued job %s (%s)", record.job_id, record.type)

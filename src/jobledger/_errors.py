@@ -160,3 +160,25 @@ _HINTS = {
     errno.EISDIR: "a folder stands where a file should be; move it away",
     errno.ENOTDIR: "a file stands where a folder should be; move it away",
 }
+
+
+class JobTimeout(JobLedgerError):
+    """A running attempt went past its timeout: raised by ``job.check()`` in the handler
+    (a process handler is stopped instead); the attempt fails and is retried per
+    ``max_attempts``."""
+
+    def __init__(self, job_id: str, seconds: float) -> None:
+        self.job_id = job_id
+        self.seconds = seconds
+        super().__init__(f"job {job_id} timed out after {seconds:g} s")
+
+
+class JobCancelled(JobLedgerError):
+    """The job was cancelled: raised by ``job.check()`` in the handler of a running job
+    whose cancel was asked for, and by ``JobQueue.wait`` for a Cancelled job. A cancelled
+    job is never retried."""
+
+    def __init__(self, job_id: str, where: str = "") -> None:
+        self.job_id = job_id
+        at = f" (queue at {where})" if where else ""
+        super().__init__(f"job {job_id} was cancelled{at}")

@@ -79,13 +79,19 @@ def _float_problem(value: float) -> str | None:
     return f"is {value!r}, which JSON cannot represent; store None or a string instead"
 
 
-def check_value(value: Any, what: str, root: str) -> None:
+def check_value(value: Any, what: str, root: str) -> bool:
     """Raise :class:`InvalidPayload` if ``value`` cannot be stored as JSON by either
     backend: too deep, a string or key that is not storable text, a non-finite float.
 
     ``what`` starts the message ("the payload of the T job"), ``root`` starts the path to
     the offending part ("payload"). Types JSON has no form for (a set, an object) are left
     to the JSON encoder, which runs after this (safely: the depth is bounded by then).
+
+    Returns whether ``value`` is plain: made only of the types themselves (not subclasses)
+    ``dict`` with ``str`` keys, ``list``, ``tuple``, ``str``, ``int`` under
+    :data:`_PLAIN_INT` in size, ``float``, ``bool`` and None. The JSON encoder cannot refuse
+    a plain value that passed, so the caller need not run it to find out (a payload's
+    encoding is the largest part of an enqueue's own work).
     """
 
     def fail(where: str, problem: str) -> InvalidPayload:
@@ -96,14 +102,19 @@ def check_value(value: Any, what: str, root: str) -> None:
         problem = _text_problem(value)
         if problem:
             raise fail(root, problem)
-        return
+        return True
     if kind is float:
         problem = _float_problem(value)
         if problem:
             raise fail(root, problem)
-        return
+        return True
+    if kind is int:
+        return bool(-_PLAIN_INT < value < _PLAIN_INT)
+    if kind is bool or value is None:
+        return True
     if not isinstance(value, (dict, list, tuple)):
-        return  # None, int, bool, or a type the encoder will name
+        return False  # a type the encoder will name
+    plain = kind in _PLAIN_CONTAINERS
     # Iterative on purpose: the values this guards against are the ones that would exhaust
     # recursion. Each entry: (container, its nesting level, the path step to it). The loops
     # only look for a problem, cheaply; naming where it is comes after (see _name_it).
@@ -118,17 +129,21 @@ def check_value(value: Any, what: str, root: str) -> None:
         else:
             pairs = zip(repeat(_UNKNOWN), container)  # an index is found only if needed
         for key, item in pairs:
-            if (
-                isinstance(key, str)
-                and ("\x00" in key or not key.isascii())
-                and (problem := _text_problem(key))
-            ):
-                raise fail(f"the key {_short(key)} of {_where(root, step)}", problem)
+            if type(key) is str:
+                if ("\x00" in key or not key.isascii()) and (problem := _text_problem(key)):
+                    raise fail(f"the key {_short(key)} of {_where(root, step)}", problem)
+            elif key is not _UNKNOWN:
+                plain = False  # a key the encoder converts, or refuses
+                if isinstance(key, str) and (problem := _text_problem(key)):
+                    raise fail(f"the key {_short(key)} of {_where(root, step)}", problem)
             kind = type(item)
             if kind is str:
                 if ("\x00" in item or not item.isascii()) and (problem := _text_problem(item)):
                     raise fail(_where(root, step, _key(key, container, item), leaf=True), problem)
-            elif kind is int or kind is bool or item is None:
+            elif kind is int:
+                if not -_PLAIN_INT < item < _PLAIN_INT:
+                    plain = False  # the encoder may refuse its digits (int_max_str_digits)
+            elif kind is bool or item is None:
                 pass
             elif kind is float:
                 if not isfinite(item):
@@ -136,15 +151,25 @@ def check_value(value: Any, what: str, root: str) -> None:
                     assert problem is not None
                     raise fail(_where(root, step, _key(key, container, item), leaf=True), problem)
             elif isinstance(item, (dict, list, tuple)):
+                plain = plain and kind in _PLAIN_CONTAINERS
                 stack.append((item, depth + 1, (step, _Lazy(key, item), container)))
-            elif isinstance(item, str):
-                if problem := _text_problem(item):
+            else:
+                plain = False
+                if isinstance(item, str):
+                    if problem := _text_problem(item):
+                        where = _where(root, step, _key(key, container, item), leaf=True)
+                        raise fail(where, problem)
+                elif isinstance(item, float) and (problem := _float_problem(item)):
                     raise fail(_where(root, step, _key(key, container, item), leaf=True), problem)
-            elif isinstance(item, float) and (problem := _float_problem(item)):
-                raise fail(_where(root, step, _key(key, container, item), leaf=True), problem)
+    return plain
 
 
 _UNKNOWN = object()  # the key of an array item: its index, found only to name a problem
+# An int nearer zero than this is plain: its 600 decimal digits at most are under any
+# limit Python may set on turning an int into text (4,300 digits by default, 640 at the
+# least: sys.set_int_max_str_digits), past which the encoder raises.
+_PLAIN_INT = 10**600
+_PLAIN_CONTAINERS = (dict, list, tuple)
 
 
 class _Lazy:

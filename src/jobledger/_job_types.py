@@ -80,7 +80,10 @@ def check_storable(value: Any, what: str, root: str) -> None:
     """Raise :class:`InvalidPayload` (a TypeError), before anything is written, if
     ``value`` cannot be stored as JSON by every backend; the message starts with ``what``
     and names the offending part from ``root`` (see :mod:`jobledger._inputs`)."""
-    check_value(value, what, root)  # first: bounds the depth the encoder will recurse into
+    # First: bounds the depth the encoder will recurse into. A plain value (only JSON's own
+    # types) cannot be refused by the encoder, which need not run for it.
+    if check_value(value, what, root):
+        return
     try:
         check_json(value)
     except (TypeError, ValueError) as exc:

@@ -7,9 +7,13 @@ cannot be (an unknown type, or a payload its class no longer accepts).
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from ._errors import JobLedgerError
+from ._job_attempt import Attempt
 from ._job_fields import JobStatus
 from ._job_record import JobRecord
 from ._job_types import decode_payload, registered_types
@@ -44,6 +48,50 @@ class Job:
     known_type: bool = True
     #: The full Python traceback of the last failed attempt whose handler raised, or None.
     traceback: str | None = None
+    #: The last acknowledged checkpoint of an earlier attempt (``checkpoint``), or None.
+    checkpoint_data: Any = None
+    #: The running attempt, while a Worker runs this job's handler (else None).
+    attempt: Attempt | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def with_attempt(self, attempt: Attempt) -> Job:
+        """This job with ``attempt`` attached (what a Worker hands its handler)."""
+        return dataclasses.replace(self, attempt=attempt)
+
+    @property
+    def deadline(self) -> dt.datetime | None:
+        """When this attempt times out (aware UTC), or None: no timeout, or not running."""
+        return self.attempt.deadline_at if self.attempt is not None else None
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether the queue has asked this running job to stop (``JobQueue.cancel``)."""
+        return self.attempt is not None and self.attempt.cancel.is_set()
+
+    def check(self) -> None:
+        """Raise :class:`jobledger.JobCancelled` if this job's cancel was asked for, or
+        :class:`jobledger.JobTimeout` if its attempt is past its deadline; else return.
+        Call it between steps of a long handler (a thread handler is only told, never
+        stopped). Does nothing outside a running attempt."""
+        if self.attempt is not None:
+            self.attempt.check()
+
+    def progress(self, done: float, total: float | None = None, note: str | None = None) -> None:
+        """Report how far this running job is (``done`` of ``total``, with an optional
+        ``note``); cheap: reports are coalesced, not one durable write each."""
+        if self.attempt is None or self.attempt.on_progress is None:
+            raise JobLedgerError(
+                f"job {self.job_id}: progress() is only for a job whose handler a Worker runs"
+            )
+        self.attempt.on_progress(done, total, note)
+
+    def checkpoint(self, data: Any) -> None:
+        """Store ``data`` (JSON-serialisable) durably as this job's checkpoint before
+        returning: a later attempt of this job finds it in ``checkpoint_data``."""
+        if self.attempt is None or self.attempt.on_checkpoint is None:
+            raise JobLedgerError(
+                f"job {self.job_id}: checkpoint() is only for a job whose handler a Worker runs"
+            )
+        self.attempt.on_checkpoint(data)
 
 
 class JobViews:

@@ -35,7 +35,7 @@ from typing import Any
 from ._clock import Clock, SystemClock, iso_utc
 from ._config import DURABILITIES
 from ._durations import to_seconds, to_timedelta
-from ._enqueue import announce, new_record, run_after_text
+from ._enqueue import announce, new_record, new_records, run_after_text
 from ._errors import ConfigError, JobConflict, JobLedgerError
 from ._held_claims import HeldClaims
 from ._job_fields import JobStatus
@@ -301,10 +301,7 @@ class JobQueue:
         if len(ids) != len(jobs):
             raise ConfigError(f"job_ids has {len(ids)} entries for {len(jobs)} jobs")
         fresh: set[str] = set()
-        records = [
-            new_record(j, i, priority, after, max_attempts, now, fresh)
-            for j, i in zip(jobs, ids, strict=True)
-        ]
+        records = new_records(jobs, ids, priority, after, max_attempts, now, fresh)
         stored = self._opened().put(records, frozenset(fresh))
         self._announce(stored)
         return [r.job_id for r, _ in stored]
@@ -491,6 +488,18 @@ class JobQueue:
 
         return (lambda w: w is not None and w == mine), decide
 
+    def _recover_before_due(self, within: float) -> None:
+        """Run the periodic recovery of :meth:`claim_many` now if it falls due within
+        ``within`` seconds. An idle :class:`Worker` calls it before each wait (``within``
+        its poll interval), so that the claim a wake-up brings within that wait never pays
+        for a recovery (a transaction of its own: a few round trips on PostgreSQL, 1-3 ms
+        added to that job's start); it still runs every ``recover_every`` seconds. Where
+        every claim recovers (``recover_every`` 0), it does nothing."""
+        if self._recovered_at is None or self.recover_every <= 0:
+            return
+        if self.clock.monotonic() - self._recovered_at + within >= self.recover_every:
+            self._recover()
+
     def _recover(self) -> builtins.list[JobRecord]:
         self._recovered_at = self.clock.monotonic()
         recovered = self.backend.recover(*self._recovery())
@@ -553,9 +562,25 @@ class JobQueue:
 
     # -- maintenance ----------------------------------------------------------------------
 
-    def prune(self, older_than: dt.timedelta | float, *, dry_run: bool = False) -> int:
+    def prune(
+        self,
+        older_than: dt.timedelta | float,
+        *,
+        dry_run: bool = False,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> int:
         """Delete finished jobs (Completed, Failed, Cancelled) that finished more than
         ``older_than`` (a timedelta or seconds, 0 or more) ago. Returns how many.
+
+        It deletes in batches (up to 2,000 jobs on PostgreSQL, each its own short
+        transaction; 500 job files on a folder, each under the queue lock on its own;
+        after each, a pause as long as it took), oldest first on PostgreSQL, so that
+        workers go on while a large history is pruned. ``on_batch(n)`` is called after
+        each batch is stored, with how many it deleted: a progress report. If it raises,
+        or the prune is interrupted (KeyboardInterrupt), the prune stops there: the
+        batches before stay deleted, the rest stays, and nothing is left half done; run
+        it again to go on. A finished job being changed at that very moment (a retry) is
+        left for the next prune.
 
         ``dry_run=True`` deletes nothing and returns how many it would delete; like every
         read it locks, recovers and creates nothing (:meth:`prunable` lists them)."""
@@ -563,7 +588,7 @@ class JobQueue:
             return len(self.prunable(older_than))
         age = to_timedelta(older_than, "older_than")
         cutoff = iso_utc(self.clock.now() - age)
-        n = self._opened().prune(cutoff)
+        n = self._opened().prune(cutoff, on_batch)
         log.info("Pruned %d finished jobs older than %s", n, age)
         return n
 

@@ -352,6 +352,7 @@ class Worker:
                     done.set()
                     self._settled.set()
                     return
+                self._recover_while_idle()
                 self._wake.wait(self.poll_interval)
                 self._wake.clear()
                 continue
@@ -395,6 +396,16 @@ class Worker:
             raise
         self._recorded(pending, took, recorded, conflict)
         return jobs
+
+    def _recover_while_idle(self) -> None:
+        """Recover dead workers' jobs now if that falls due within the coming wait, so
+        that the claim a wake-up brings starts its job without it (see
+        ``JobQueue._recover_before_due``). Only a head start: a failure is left to the
+        claim, which recovers when due anyway."""
+        try:
+            self.queue._recover_before_due(self.poll_interval)
+        except JobLedgerError as exc:
+            log.debug("could not recover dead workers' jobs while idle: %s", exc)
 
     def _return_unstarted(self, jobs: list[Job]) -> None:
         """Give back claimed jobs this worker will not start (it is stopping)."""

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -425,6 +426,32 @@ def test_prune_dry_run_agrees_with_prune(pq: PreparedQueue) -> None:
     real = pq.run("prune", "--older-than", "12h")
     assert "Would prune 4 jobs" in dry.stdout
     assert "Pruned 4 jobs" in real.stdout
+
+
+def test_prune_interrupted_between_batches_says_what_it_pruned_and_keeps_it(
+    pq: PreparedQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = JobQueue.prune
+
+    def ctrl_c_after_one_batch(self: JobQueue, older_than: Any, **kwargs: Any) -> int:
+        told = kwargs["on_batch"]
+
+        def then_interrupted(n: int) -> None:
+            told(n)
+            raise KeyboardInterrupt
+
+        self.backend.prune_batch = 1  # the CLI's own queue: one job a batch
+        return real(self, older_than, **{**kwargs, "on_batch": then_interrupted})
+
+    monkeypatch.setattr(JobQueue, "prune", ctrl_c_after_one_batch)
+    result = pq.run("prune", "--older-than", "7d")
+    assert result.exit_code == 130, result.output
+    assert "Interrupted: pruned 1 job finished before" in result.stderr
+    assert "the rest are kept. Run the command again to go on." in result.stderr
+    monkeypatch.undo()
+    assert len({"old-done", "old-failed"} & {j.job_id for j in pq.queue.list()}) == 1
+    again = pq.run("prune", "--older-than", "7d")
+    assert "Pruned 1 job finished before" in again.stdout
 
 
 def test_prune_bad_age_is_a_usage_error(pq: PreparedQueue) -> None:

@@ -84,6 +84,22 @@ def test_an_unstorable_payload_raises_invalid_payload_and_stores_nothing(make_qu
     assert q.get("new") is None and q.get("a") is None
 
 
+@pytest.mark.parametrize("name", list(UNSTORABLE))
+def test_a_generated_id_batch_with_an_unstorable_payload_stores_nothing(make_queue, name):
+    # 100 jobs, ids generated: on PostgreSQL the batch goes in by COPY and each job is
+    # checked as it is sent; the 70th refused ends it, and nothing of it is stored.
+    q = make_queue()
+    q.enqueue({"type": "T"}, job_id="existing")
+    before = _stored(q)
+    jobs: list[dict[str, object]] = [{"type": "T", "n": i} for i in range(100)]
+    jobs[70] = {"type": "T", "data": _value(name)}
+    with pytest.raises(InvalidPayload, match=r"payload\['data'\]|the key"):
+        q.enqueue_many(jobs)
+    assert _stored(q) == before
+    assert len(q.enqueue_many(jobs[:70])) == 70  # the queue works on, every seq fine
+    assert q.counts()["Queued"] == 71
+
+
 def test_a_payload_200_levels_deep_is_stored_and_read_back(make_queue):
     q = make_queue()
     job_id = q.enqueue({"type": "T", "data": deep(jobledger.MAX_JSON_DEPTH - 1)})

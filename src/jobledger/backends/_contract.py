@@ -8,7 +8,7 @@ and reaches storage only through these methods. The contract test suite in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -103,14 +103,22 @@ class JobBackend(Protocol):
     atomically by the backend."""
 
     location: str
+    #: The most jobs one batch of :meth:`prune` deletes.
+    prune_batch: int
+    #: How long :meth:`prune` pauses after a batch, as a multiple of the time it took.
+    prune_pause: float
 
     def put(
-        self, records: list[JobRecord], fresh: frozenset[str] = frozenset()
+        self, records: Sequence[JobRecord], fresh: frozenset[str] = frozenset()
     ) -> list[tuple[JobRecord, bool]]:
         """Store new jobs durably, assigning each a ``seq``; an existing id is returned as
         stored with False and nothing is written (idempotent enqueue). ``fresh`` names ids
-        just generated (random UUIDs), which no stored job can have: a backend may skip
-        looking for them."""
+        of these records that were just generated (random UUIDs), which no stored job can
+        have: a backend may skip looking for them.
+
+        ``records`` may be built as they are first read (``_enqueue.LazyRecords``), and
+        building one may raise: then nothing may be stored. A backend that writes job by
+        job reads them all first; one that streams them in one transaction need not."""
         ...
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -213,8 +221,14 @@ class JobBackend(Protocol):
         starts and when it goes idle."""
         ...
 
-    def prune(self, cutoff: str) -> int:
-        """Delete finished jobs whose ``finished`` is before ``cutoff``; how many."""
+    def prune(self, cutoff: str, on_batch: Callable[[int], None] | None = None) -> int:
+        """Delete finished jobs whose ``finished`` is before ``cutoff`` (or who have none);
+        how many. In batches of at most ``prune_batch`` jobs, each stored on its own (its
+        own transaction, its own hold of the queue lock), each followed by a pause
+        (``prune_pause`` times as long as it took), so that workers never wait long behind
+        a prune; ``on_batch(n)`` is called after each, with how many it deleted.
+        Stopped between two batches (``on_batch`` raised, KeyboardInterrupt), the batches
+        before stay deleted and the queue is whole."""
         ...
 
     def import_records(self, records: list[JobRecord]) -> list[str]:

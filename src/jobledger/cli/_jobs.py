@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
 
@@ -493,16 +494,26 @@ def _by_status(found: Iterable[Job]) -> str:
 def prune(app: App, queue_dir: str, age: dt.timedelta, dry_run: bool) -> None:
     """Delete finished jobs (Completed, Failed, Cancelled) older than an age.
 
-    Queued and Running jobs are never pruned.
+    Queued and Running jobs are never pruned. It deletes in batches, beside running
+    workers; Ctrl-C stops it between two batches, keeping what it deleted (exit 130).
     """
     cutoff = iso_utc(SystemClock().now() - age)
+    when = short_time(cutoff)
+    deleted: list[int] = []
     with open_queue(queue_dir) as queue:
         if dry_run:
             old = queue.prunable(age)
             n = len(old)
         else:
-            n = queue.prune(age)
-    when = short_time(cutoff)
+            try:
+                n = queue.prune(age, on_batch=deleted.append)
+            except KeyboardInterrupt:
+                app.err.print(
+                    f"Interrupted: pruned {_jobs_n(sum(deleted))} finished before {when} from "
+                    f"{queue.dir}; the rest are kept. Run the command again to go on.",
+                    markup=False,
+                )
+                sys.exit(130)
     if not n:
         app.out.print(
             f"Nothing to prune: no job finished before {when} in {queue.dir}.", markup=False

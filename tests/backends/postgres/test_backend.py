@@ -146,7 +146,9 @@ def test_a_batch_of_generated_ids_goes_in_by_copy_exactly_as_given(pg_url, monke
 
     copied = []
     real_copy = pg_jobs._copy_new
-    monkeypatch.setattr(pg_jobs, "_copy_new", lambda c, r: copied.append(len(r)) or real_copy(c, r))
+    monkeypatch.setattr(
+        pg_jobs, "_copy_new", lambda c, r, s: copied.append(len(r)) or real_copy(c, r, s)
+    )
     backend = PostgresJobBackend(pg_url)
     batch = _batch(40, "g")
     out = backend.put(batch, frozenset(r.job_id for r in batch))
@@ -169,6 +171,29 @@ def test_a_copied_batch_that_meets_a_stored_id_is_stored_once_the_usual_way(pg_u
     assert out[7][0] == kept and backend.get("c7") == kept
     assert backend.counts()["Queued"] == 40
     backend.close()
+
+
+def test_seqs_come_in_blocks_unique_and_in_enqueue_order(pg_url):
+    # A batch takes one value of the sequence per block of SEQ_BLOCK jobs, not one per job.
+    import psycopg
+
+    from jobledger.backends.postgres._queries import SEQ_BLOCK
+
+    def sequence_value() -> int:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            return int(conn.execute("SELECT last_value FROM jobledger_job_seq").fetchone()[0])
+
+    with JobQueue(pg_url, durability="flush") as q:
+        first = q.enqueue({"type": "T"})
+        before = sequence_value()
+        batch = q.enqueue_many([{"type": "T"}] * (SEQ_BLOCK + 476))  # by COPY, two blocks
+        assert sequence_value() == before + 2
+        given = q.enqueue_many([{"type": "T"}] * 3, job_ids=["g1", "g2", "g3"])  # INSERT
+        last = q.enqueue({"type": "T"})
+        order = [first, *batch, *given, last]
+        seqs = [q.backend.get(job_id).seq for job_id in order]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        assert [job.job_id for job in q.claim_many(len(order))] == order
 
 
 def test_a_record_that_is_not_a_task_set_is_set_aside(pg_url, caplog):

@@ -70,6 +70,24 @@ def test_a_worker_in_another_process_wakes_at_once_for_a_new_job(pg_url):
             child.kill()
 
 
+def test_a_batch_that_goes_in_by_copy_wakes_a_worker_in_another_process(pg_url):
+    # 40 generated ids: COPY, its wake-up sent by the statement that takes the seqs.
+    url = pg_url
+    child = Child(_idle_worker(url))
+    try:
+        child.read_until("ready")
+        until(lambda: len(_listener_pids(url)) == 1, 30, "listening")
+        with JobQueue(url, durability="flush") as q:
+            ids = q.enqueue_many([{"type": "T"}] * 40)
+            assert {child.read_until("ran ") for _ in ids} == set(ids)
+            child.send("stop")
+            child.check()
+            assert q.counts()["Completed"] == 40
+    finally:
+        if child.status is None:
+            child.kill()
+
+
 def test_a_listener_that_loses_its_session_reconnects(pg_url):
     url = pg_url
     queue = JobQueue(url, durability="flush")

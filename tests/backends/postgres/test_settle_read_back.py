@@ -334,9 +334,9 @@ def test_an_enqueue_whose_commit_outcome_was_lost_stores_each_job_once(
     copies: list[int] = []
     copy_new = jobs._copy_new
 
-    def spy(conn: Any, records: list[Any]) -> Any:
+    def spy(conn: Any, records: list[Any], seqs: list[int]) -> Any:
         copies.append(len(records))
-        return copy_new(conn, records)
+        return copy_new(conn, records, seqs)
 
     monkeypatch.setattr(jobs, "_copy_new", spy)
     try:

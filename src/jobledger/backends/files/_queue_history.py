@@ -1,8 +1,8 @@
 """A files queue's history: counting jobs by status, pruning finished jobs, clearing it all.
 
 Functions over the queue's index (``_queue_index.py``), called by the backend under its
-queue lock; they take what they need (the index, a job file reader, paths) and nothing
-else.
+queue lock (but ``prunable_ids``, which reads history without it); they take what they
+need (the index, a job file reader, paths) and nothing else.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from collections.abc import Callable
 
 from ..._errors import JobLedgerError, StorageError
 from ..._faults import point
-from ..._job_record import JobStatus
+from ..._job_record import JobRecord, JobStatus
 from ._atomic_write import remove
+from ._job_files import job_ids_changed_since
 from ._queue_index import QueueIndex, Read
+from ._reading import read_bytes
 
-__all__ = ["clear", "counts", "prune"]
+__all__ = ["clear", "counts", "prunable_ids", "prune"]
 
 
 def counts(index: QueueIndex) -> dict[str, int]:
@@ -30,17 +32,47 @@ def counts(index: QueueIndex) -> dict[str, int]:
     return out
 
 
-def prune(index: QueueIndex, cutoff: str, read: Read, job_path: Callable[[str], str]) -> int:
-    """Delete finished jobs that finished before ``cutoff`` (ISO UTC); how many.
+def prunable_ids(jobs_dir: str, path_of: Callable[[str], str], cutoff: str) -> list[str]:
+    """The ids of the job files that may hold a job finished before ``cutoff`` (ISO UTC),
+    sorted: read WITHOUT the queue lock, which a prune must not hold while it reads all
+    of history (20,000 job files: 0.8 s). A file is only a candidate here: ``prune``
+    reads it again under the lock, and a file that cannot be read or parsed now is a
+    candidate too, for that read to deal with as every other does (set aside, warn)."""
+    out = []
+    for job_id in job_ids_changed_since(jobs_dir, 0):
+        try:
+            data = read_bytes(path_of(job_id))
+            if data is None:
+                continue  # gone since it was listed
+            record = JobRecord.loads(data)
+        except (StorageError, ValueError):
+            out.append(job_id)
+            continue
+        if not record.status.is_live and (record.finished or "") < cutoff:
+            out.append(job_id)
+    out.sort()
+    return out
 
-    Reads every unlisted job file: the ``finished`` time comes from the queue's clock,
-    which file mtimes (the disk's clock) cannot stand in for: an injected clock, a
-    network file system's clock or a restored file would make a job never pruned."""
+
+def prune(
+    index: QueueIndex,
+    job_ids: list[str],
+    cutoff: str,
+    read: Read,
+    job_path: Callable[[str], str],
+) -> int:
+    """Delete those of ``job_ids`` whose job finished before ``cutoff`` (ISO UTC); how
+    many. Under the queue lock, with the index in sync: each file is read again, since the
+    job may have been retried (the index lists it) or changed since it was found.
+
+    The ``finished`` time comes from the job file, never its mtime: the queue's clock
+    wrote it, which file mtimes (the disk's clock) cannot stand in for: an injected clock,
+    a network file system's clock or a restored file would make a job never pruned."""
     doomed = sorted(
         (
             r
-            for r in index.unlisted_records(read)
-            if not r.status.is_live and (r.finished or "") < cutoff
+            for r in map(read, (i for i in job_ids if i not in index.order.entries))
+            if r is not None and not r.status.is_live and (r.finished or "") < cutoff
         ),
         key=lambda r: r.job_id,
     )
@@ -50,22 +82,26 @@ def prune(index: QueueIndex, cutoff: str, read: Read, job_path: Callable[[str], 
     deltas: dict[str, int] = {}
     index.mark_pruning()
     refused: StorageError | None = None
-    for record in doomed:
-        path = job_path(record.job_id)
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass  # gone already: still counted until now
-        except OSError as exc:
-            # Stop here, kept and counted as it is; what is deleted is counted out.
-            refused = StorageError("delete", path, exc)
-            break
-        point("queue.pruned_file")
-        value = record.status.value
-        index.move_counts({value: -1})
-        deltas[value] = deltas.get(value, 0) - 1
-        n += 1
-    index.log_quietly([], deltas)  # closes the prune begun by the mark
+    try:
+        for record in doomed:
+            path = job_path(record.job_id)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass  # gone already: still counted until now
+            except OSError as exc:
+                # Stop here, kept and counted as it is; what is deleted is counted out.
+                refused = StorageError("delete", path, exc)
+                break
+            point("queue.pruned_file")
+            value = record.status.value
+            index.move_counts({value: -1})
+            deltas[value] = deltas.get(value, 0) - 1
+            n += 1
+    finally:
+        # Closes the prune begun by the mark, however the loop ended (a refusal, a
+        # KeyboardInterrupt): the counts of what went are written down.
+        index.log_quietly([], deltas)
     if refused is not None:
         raise refused
     return n

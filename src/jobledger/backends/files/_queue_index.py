@@ -34,7 +34,7 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from ..._clock import Clock
@@ -560,11 +560,3 @@ class QueueIndex:
             self.jobs_dir,
         )
         self.finished = counts
-
-    def unlisted_records(self, read: Read) -> Iterator[JobRecord]:
-        """The records of the job files the index does not list (history, mostly)."""
-        for job_id in list(job_ids_changed_since(self.jobs_dir, 0)):
-            if job_id not in self.order.entries:
-                record = read(job_id)
-                if record is not None:
-                    yield record

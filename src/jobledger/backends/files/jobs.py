@@ -33,7 +33,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from ..._clock import Clock, SystemClock
 from ..._errors import JobLedgerError, JobNotFound, StorageError
@@ -61,6 +61,12 @@ __all__ = ["FilesJobBackend"]
 
 log = logging.getLogger("jobledger")
 
+#: The most job files one batch of ``prune`` reads again and deletes under the queue lock:
+#: about 16 ms for 500 on a 2-core machine's ext4, where a claim in another process waited
+#: up to 26-38 ms during a prune of 20,000 files (batches back to back), against 0.8 s
+#: when one hold of the lock read and deleted them all.
+PRUNE_BATCH = 500
+
 
 class FilesJobBackend:
     """Jobs in JSON files under ``root``; see the module docstring.
@@ -87,6 +93,10 @@ class FilesJobBackend:
         )
         self._thread_lock = self._lock.thread
         self._jobs_real: str | None = None
+        #: The most job files one batch of :meth:`prune` deletes under the queue lock.
+        self.prune_batch = PRUNE_BATCH
+        #: How long :meth:`prune` pauses between batches, as a multiple of the last hold.
+        self.prune_pause = 1.0
         _OPEN_BACKENDS.add(self)
 
     @property
@@ -179,11 +189,12 @@ class FilesJobBackend:
         return int(self._clock.now().timestamp() * 1_000_000)
 
     def put(
-        self, records: list[JobRecord], fresh: frozenset[str] = frozenset()
+        self, records: Sequence[JobRecord], fresh: frozenset[str] = frozenset()
     ) -> list[tuple[JobRecord, bool]]:
         """Store new jobs (fsynced under fsync durability). Returns (stored record, whether
         it is new) for each: an existing id gives its stored record and writes nothing
         (idempotent enqueue)."""
+        records = list(records)  # built (and checked) before the lock and any write
         with self.locked():
             return self._put(records, fresh)
 
@@ -580,10 +591,31 @@ class FilesJobBackend:
             if record is not None:
                 yield record
 
-    def prune(self, cutoff: str) -> int:
-        """Delete finished jobs that finished before ``cutoff`` (ISO UTC); how many."""
-        with self.locked():
-            return history.prune(self._index, cutoff, self._read_listed, self.job_path)
+    def prune(self, cutoff: str, on_batch: Callable[[int], None] | None = None) -> int:
+        """Delete finished jobs that finished before ``cutoff`` (ISO UTC); how many.
+
+        History is read without the queue lock, then deleted in batches of at most
+        ``prune_batch`` job files, each under the lock on its own (checked again there):
+        claims wait for one batch at most, never for all of history. ``on_batch`` is
+        called with each batch's count once the lock is released."""
+        total = 0
+        held = 0.0
+        candidates = history.prunable_ids(self.jobs_dir, self.job_path, cutoff)
+        for start in range(0, len(candidates), self.prune_batch):
+            if start:
+                # The lock is no queue: a claim waiting for it may not get it before this
+                # process takes it back. A pause as long as the last hold lets it in, and
+                # keeps the prune to half the lock's time.
+                time.sleep(held * self.prune_pause)
+            batch = candidates[start : start + self.prune_batch]
+            began = time.monotonic()
+            with self.locked():
+                n = history.prune(self._index, batch, cutoff, self._read_listed, self.job_path)
+            held = time.monotonic() - began
+            total += n
+            if n and on_batch is not None:
+                on_batch(n)
+        return total
 
     def clear(self) -> int:
         """Delete every job file and the index; refuses while a worker is alive."""

@@ -67,7 +67,8 @@ __all__ = [
     "MIGRATION_DONE",
     "MOVE_SEQ_PAST_JOBS",
     "NEXT_SEQ",
-    "NEXT_SEQS",
+    "NEXT_SEQ_BLOCKS",
+    "NEXT_SEQ_BLOCKS_WAKE",
     "NOTIFY",
     "NOTIFY_PAYLOAD",
     "PING",
@@ -78,6 +79,7 @@ __all__ = [
     "RENEW_JOB_LEASES",
     "RENEW_WORKER",
     "RESET_LOCK_TIMEOUT",
+    "SEQ_BLOCK",
     "SERVER_KEEPALIVES",
     "SESSIONLESS_WORKERS",
     "SESSION_SETTINGS",
@@ -165,15 +167,31 @@ MIGRATION_DONE = "INSERT INTO jobledger_migrations (version, name) VALUES (%s, %
 
 # -- jobs: writing (jobs.py) ---------------------------------------------------------------
 
-NEXT_SEQ = "SELECT nextval('jobledger_job_seq')"
-NEXT_SEQS = "SELECT nextval('jobledger_job_seq') FROM generate_series(1, %s)"
+#: Jobs take their ``seq`` in blocks of this many values: a value of the sequence, times
+#: this, is the first of a block that is all the caller's. A batch takes one value per
+#: block of jobs, not one per job (1,000 nextval calls cost the server as much as the
+#: COPY of a few hundred rows). Blocks never overlap and come in the sequence's order, so
+#: seqs stay unique and in the order of the enqueues (a job enqueued after another's
+#: enqueue returned is served after it); they are no longer consecutive, which nothing
+#: needs. Values assigned before blocks (the sequence's own) are all below every block.
+SEQ_BLOCK = 1024
+_NEXT_BLOCK = f"nextval('jobledger_job_seq') * {SEQ_BLOCK}"
+#: One seq (a block's first value; the rest of it goes unused).
+NEXT_SEQ = f"SELECT {_NEXT_BLOCK}"
+#: The first seq of each of %s new blocks.
+NEXT_SEQ_BLOCKS = f"SELECT {_NEXT_BLOCK} FROM generate_series(1, %s)"
+#: NEXT_SEQ_BLOCKS, and the wake-up sent (once: MATERIALIZED) by the same statement, for
+#: a transaction that inserts every row or fails. Parameters: the channel, how many blocks.
+NEXT_SEQ_BLOCKS_WAKE = f"""\
+WITH woken AS MATERIALIZED (SELECT pg_notify(%s, current_schema()))
+SELECT {_NEXT_BLOCK} FROM woken, generate_series(1, %s)"""
 #: The ids inserted; a stored id is skipped. The parameter: a JSON array of the rows.
 INSERT_NEW_JOBS = f"""\
 INSERT INTO jobledger_jobs ({_COLS})
 SELECT {_COLS} FROM jsonb_to_recordset(%s) AS x({_RECORDSET})
 ON CONFLICT (job_id) DO NOTHING RETURNING job_id"""
 COPY_JOBS = f"COPY jobledger_jobs ({_COLS}) FROM STDIN"
-_SEQ_NEXT = ", ".join("nextval('jobledger_job_seq')" if c == "seq" else c for c in COLUMNS)
+_SEQ_NEXT = ", ".join(_NEXT_BLOCK if c == "seq" else c for c in COLUMNS)
 #: One job, one statement (autocommit: the commit goes with it, one round trip): the row
 #: inserted with the next ``seq`` and the wake-up sent, returned with True; or, its id
 #: stored, the stored row with False and nothing written. No row: the stored row was
@@ -188,10 +206,11 @@ woken AS (SELECT pg_notify(%s, current_schema()) FROM ins)
 SELECT true, ins.* FROM ins, woken
 UNION ALL
 SELECT false, {_COLS} FROM jobledger_jobs WHERE job_id = %s AND NOT EXISTS (SELECT 1 FROM ins)"""
-#: After an import: the sequence past every stored ``seq`` (never moved back).
-MOVE_SEQ_PAST_JOBS = """\
-SELECT setval('jobledger_job_seq', max(seq)) FROM jobledger_jobs
-HAVING max(seq) >= (SELECT last_value FROM jobledger_job_seq)"""
+#: After an import: the sequence past every stored ``seq`` (never moved back): the next
+#: block starts above them.
+MOVE_SEQ_PAST_JOBS = f"""\
+SELECT setval('jobledger_job_seq', max(seq) / {SEQ_BLOCK}) FROM jobledger_jobs
+HAVING max(seq) / {SEQ_BLOCK} >= (SELECT last_value FROM jobledger_job_seq)"""
 #: The settings of a job backend's own connection, set once as it connects (parameters:
 #: the names, their values): ``enable_sort`` off, so that a claim reads the serving order
 #: from its index, and ``jit`` off with it; under ``durability="flush"``,
@@ -282,8 +301,38 @@ SESSIONLESS_WORKERS = f"SELECT w.worker FROM jobledger_workers w WHERE {_SESSION
 #: Those of the given workers whose session (still) ended. Parameter: the worker ids.
 DELETE_SESSIONLESS_WORKERS = f"""\
 DELETE FROM jobledger_workers w WHERE w.worker = ANY(%s) AND {_SESSION_GONE}"""
-PRUNE_JOBS = """\
-DELETE FROM jobledger_jobs WHERE status = ANY(%s) AND coalesce(finished, '') < %s"""
+# Finished, as the partial index jobledger_jobs_finished (0001_initial.sql) says it word
+# for word: the planner uses that index only for a condition it can prove implies its own.
+_FINISHED = "status IN ('Completed', 'Failed', 'Cancelled')"
+#: One batch of prune: at most a batch size of finished jobs that finished before the
+#: cutoff (those without a finished time first: an import may hold some, and every cutoff
+#: but "" prunes them), then oldest first from a lower bound on: the last ``finished`` of
+#: the batch before, so that each batch starts past the index entries of the rows its
+#: predecessors deleted instead of walking them again. The rows are found through the
+#: finished index (never a scan of the live rows or of the whole table) and locked; a row
+#: another transaction holds (a retry's) is skipped: no wait, and no deadlock with a
+#: transition's lock order. They are deleted by their ctid, which cannot change while
+#: this transaction holds their lock (one TID scan: a third of the cost of looking each
+#: up by its key). Returns how many rows were picked, the last ``finished`` among them
+#: (where the next batch starts) and how many were deleted. Parameters: the cutoff, the
+#: batch size, the lower bound (inclusive: jobs finished at the same instant may remain),
+#: the cutoff, the batch size.
+PRUNE_JOBS = f"""\
+WITH undated AS MATERIALIZED (
+    SELECT ctid FROM jobledger_jobs
+    WHERE {_FINISHED} AND finished IS NULL AND %s > ''
+    LIMIT %s FOR UPDATE SKIP LOCKED),
+dated AS MATERIALIZED (
+    SELECT ctid, finished FROM jobledger_jobs
+    WHERE {_FINISHED} AND finished >= %s AND finished < %s
+    ORDER BY finished LIMIT %s - (SELECT count(*) FROM undated) FOR UPDATE SKIP LOCKED),
+gone AS (
+    DELETE FROM jobledger_jobs j
+    WHERE j.ctid = ANY(ARRAY(SELECT ctid FROM undated UNION ALL SELECT ctid FROM dated))
+        AND j.{_FINISHED}
+    RETURNING 1)
+SELECT (SELECT count(*) FROM undated) + (SELECT count(*) FROM dated),
+    (SELECT max(finished) FROM dated), (SELECT count(*) FROM gone)"""
 #: Refuses new worker registrations until the transaction ends.
 LOCK_WORKERS = "LOCK TABLE jobledger_workers IN EXCLUSIVE MODE"
 CLEAR_JOBS = "DELETE FROM jobledger_jobs"

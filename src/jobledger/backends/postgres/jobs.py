@@ -7,9 +7,11 @@
   compute the new records in Python, and write them, in one transaction.
 - ``put`` is INSERT ... ON CONFLICT DO NOTHING: enqueueing an existing id writes nothing
   and returns the stored job (idempotent enqueue). A batch of generated ids, which no
-  stored job can have, goes in by COPY instead, a third of the server's work. One job
-  (at durability "fsync") is ONE statement in autocommit, its seq, NOTIFY and the read of
-  an existing id included: one round trip (``_put_one``).
+  stored job can have, goes in by COPY instead, a third of the server's work, in four
+  round trips and the commit: BEGIN, the seqs with the NOTIFY (one statement), the COPY's
+  start and its rows (each row made as the server takes the ones before). One job (at
+  durability "fsync") is ONE statement in autocommit, its seq, NOTIFY and the read of an
+  existing id included: one round trip (``_put_one``).
 - Each transaction that makes jobs claimable sends one NOTIFY, which ``watch`` listens
   for on a session of its own (``_listen.py``): idle workers wake at once, and poll too.
 - Every Running job carries a lease (``lease_until``, server time), set by its claim. A
@@ -46,7 +48,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -68,11 +71,17 @@ __all__ = ["PostgresJobBackend"]
 
 log = logging.getLogger("jobledger")
 
-_FINISHED = sorted(s.value for s in JobStatus.FINISHED)
 # Seconds a worker that stopped renewing counts as alive. Short enough that a dead
 # machine's jobs run again within 10 s (the lease plus a live worker's recover_every of
 # 2 s), long enough to ride out a few missed heartbeats (one every lease / 5 seconds).
 DEFAULT_WORKER_LEASE = 6.0
+#: The most finished jobs one batch of ``prune`` deletes, each batch its own transaction:
+#: about 5 ms of the server's time for 2,000 rows (a million in the table, 2 idle cores;
+#: 10-15 ms beside a busy worker: ``python -m bench.pg --scale``), so that a prune of any
+#: size runs beside the workers.
+PRUNE_BATCH = 2000
+#: After each batch, ``prune`` pauses this many times as long as the batch took.
+PRUNE_PAUSE = 1.0
 # Batches of at least this many new jobs go in by COPY: its start and its savepoint are
 # round trips of their own (measured: 20 rows cost the same either way, 50 a sixth less
 # by COPY).
@@ -86,24 +95,65 @@ def _insert_new(conn: psycopg.Connection[Any], records: list[JobRecord]) -> set[
     }
 
 
-def _copy_new(conn: psycopg.Connection[Any], records: list[JobRecord]) -> set[str] | None:
-    """COPY records in whose ids no stored job can have. COPY costs the server about a
-    third of INSERT ... SELECT FROM jsonb_to_recordset ... ON CONFLICT (1,000 rows into
-    the job table: 13.6 against 29.4 us a row, wall time) but cannot skip a row that
-    exists. Returns their ids, or None if one existed after all (a rerun of a batch whose
-    commit was lost): the COPY is then undone (a savepoint) and the caller inserts the
-    batch the general way."""
+class _Refused(Exception):
+    """A record of a COPY failed its checks: the COPY is ended with this, not its text."""
+
+
+class _StoredAfterAll(Exception):
+    """A batch COPY met an id that is stored (the transaction is aborted): run it again
+    the general way."""
+
+
+def _copy_new(
+    conn: psycopg.Connection[Any], records: Sequence[JobRecord], seqs: list[int]
+) -> dict[str, JobRecord]:
+    """COPY in records whose ids no stored job can have, each with its seq (in order):
+    the staged records by id. COPY costs the server about a third of INSERT ... SELECT
+    FROM jsonb_to_recordset ... ON CONFLICT (1,000 rows into the job table: 13.6 against
+    29.4 us a row, wall time) but cannot skip a row that exists.
+
+    Each record is built (when ``records`` builds them on first use), staged and
+    formatted while the server takes in the rows sent before it (psycopg sends them in
+    chunks as they fill): the client's work and the server's overlap. A record that fails
+    its checks is raised as it is, once the COPY is ended (without its message, which
+    would reach the server's log) and its transaction with it: nothing is stored. An id
+    stored after all (the rerun of a batch whose commit was lost never comes here) raises
+    :class:`_StoredAfterAll`: the COPY failed, and with it the transaction, which the
+    caller runs again the general way. No savepoint guards it: two round trips per batch,
+    for a case a rerun never meets."""
+    staged: dict[str, JobRecord] = {}
+    refused: list[Exception] = []
+    built = iter(records)
     try:
-        with (
-            conn.transaction(),
-            conn.cursor() as cur,
-            cur.copy(q.COPY_JOBS) as copy,
-        ):
-            for r in records:
-                copy.write_row(copy_row(r))
+        with conn.cursor() as cur, cur.copy(q.COPY_JOBS) as copy:
+            write = copy.write_row
+            for seq in seqs:
+                try:
+                    record = next(built)
+                except Exception as exc:
+                    refused.append(exc)
+                    raise _Refused from None
+                new = record.with_seq(seq)
+                staged[new.job_id] = new
+                write(copy_row(new))
     except psycopg.errors.UniqueViolation:
-        return None
-    return {r.job_id for r in records}
+        raise _StoredAfterAll from None
+    except _Refused:
+        raise refused[0] from None
+    return staged
+
+
+def _blocks_for(n: int) -> int:
+    """How many blocks of seqs n jobs take (``q.SEQ_BLOCK``)."""
+    return -(-n // q.SEQ_BLOCK)
+
+
+def _seqs_of(blocks: list[tuple[int]], n: int) -> list[int]:
+    """n seqs, in order, from the blocks whose first values are ``blocks`` (rows)."""
+    seqs: list[int] = []
+    for (first,) in sorted(blocks):
+        seqs.extend(range(first, first + min(q.SEQ_BLOCK, n - len(seqs))))
+    return seqs
 
 
 def _session_settings(fsync: bool) -> dict[str, str]:
@@ -172,6 +222,10 @@ class PostgresJobBackend:
         self.worker_lease = float(worker_lease)
         self.heartbeat = float(heartbeat) if heartbeat is not None else self.worker_lease / 5
         self._one = OneStatement(self._db, self.worker_lease, fsync, self._recover)
+        #: The most jobs one batch of :meth:`prune` deletes.
+        self.prune_batch = PRUNE_BATCH
+        #: How long :meth:`prune` pauses after a batch, as a multiple of the batch's time.
+        self.prune_pause = PRUNE_PAUSE
 
     @contextlib.contextmanager
     def _tx(self, action: str, *, durable: bool = True) -> Iterator[psycopg.Connection[Any]]:
@@ -181,30 +235,49 @@ class PostgresJobBackend:
     # -- the primitives -------------------------------------------------------------------
 
     def put(
-        self, records: list[JobRecord], fresh: frozenset[str] = frozenset()
+        self, records: Sequence[JobRecord], fresh: frozenset[str] = frozenset()
     ) -> list[tuple[JobRecord, bool]]:
         """Insert new jobs with fresh ``seq`` values; existing ids are returned as stored
         with False, and an id given twice is stored once. A batch whose ids are all
         ``fresh`` (generated: no stored job can have them) goes in by COPY (see
-        ``_copy_new``).
+        ``_copy_new``), its records read (and, built on first use, built) as they are sent.
 
         A COMMIT of unknown outcome runs it again, which inserts nothing twice (the ids are
         the key); a job found stored with the ``seq`` and ``created`` the lost attempt gave
         it is that attempt's own insert, which landed: returned as new (True)."""
-        unique: dict[str, JobRecord] = {}
-        for record in records:
-            unique.setdefault(record.job_id, record)
-        if not unique:
-            return []
-        if len(unique) == 1 and self._fsync and not self._db.in_transaction():
-            stored, new = self._put_one(next(iter(unique.values())))
-            return [(stored, new and i == 0) for i in range(len(records))]
+        # By COPY: a batch of generated ids (``fresh`` names only ids of these records, so
+        # as many as there are records means all of them, none twice), not after an
+        # attempt that may have landed.
+        copy = [len(records) >= _COPY_FROM and len(fresh) == len(records)]
+        unique: dict[str, JobRecord] = {}  # for the general way; made when it is taken
+
+        def by_id() -> dict[str, JobRecord]:
+            if not unique:
+                for record in records:
+                    unique.setdefault(record.job_id, record)
+            return unique
+
+        if not copy[0]:
+            if not by_id():
+                return []
+            if len(unique) == 1 and self._fsync and not self._db.in_transaction():
+                stored, new = self._put_one(next(iter(unique.values())))
+                return [(stored, new and i == 0) for i in range(len(records))]
         # What the attempt whose COMMIT was cut off inserted (by id), if any.
         lost: list[dict[str, JobRecord]] = []
 
         def run() -> tuple[dict[str, JobRecord], set[str], dict[str, JobRecord]]:
+            if copy[0] and not lost:
+                try:
+                    with self._tx("enqueue jobs") as conn:
+                        staged = self._put_copy(conn, records)
+                        lost[:] = [staged]
+                    return staged, set(staged), {}
+                except _StoredAfterAll:
+                    lost.clear()  # rolled back: nothing of it landed
+                    copy[0] = False
             with self._tx("enqueue jobs") as conn:
-                staged, inserted, existing = self._put_once(conn, unique, fresh)
+                staged, inserted, existing = self._put_once(conn, by_id())
                 for job_id, stored in list(existing.items()) if lost else ():
                     mine = lost[0].get(job_id)
                     if mine and (mine.seq, mine.created) == (stored.seq, stored.created):
@@ -215,6 +288,8 @@ class PostgresJobBackend:
             return staged, inserted, existing
 
         staged, inserted, existing = self._db.retrying(run)
+        if len(inserted) == len(records):  # every one new, none given twice: in order
+            return [(record, True) for record in staged.values()]
         out = []
         first = set()
         for record in records:
@@ -273,18 +348,26 @@ class PostgresJobBackend:
             return (stored.seq, stored.created) == (seq, sent.created)
         return same(stored, sent.with_seq(stored.seq))
 
+    @staticmethod
+    def _put_copy(
+        conn: psycopg.Connection[Any], records: Sequence[JobRecord]
+    ) -> dict[str, JobRecord]:
+        """put's statements for a batch of generated ids: the seqs and the wake-up in one
+        statement (every row goes in, or none: the NOTIFY is sent only by the commit), then
+        the COPY. The records staged, by id."""
+        n = len(records)
+        blocks = conn.execute(q.NEXT_SEQ_BLOCKS_WAKE, (CHANNEL, _blocks_for(n))).fetchall()
+        return _copy_new(conn, records, _seqs_of(blocks, n))
+
     def _put_once(
-        self, conn: psycopg.Connection[Any], unique: dict[str, JobRecord], fresh: frozenset[str]
+        self, conn: psycopg.Connection[Any], unique: dict[str, JobRecord]
     ) -> tuple[dict[str, JobRecord], set[str], dict[str, JobRecord]]:
         """put's statements: the records staged (with their seq), the ids inserted, and
         the stored records of the ids that existed."""
-        seqs = sorted(row[0] for row in conn.execute(q.NEXT_SEQS, (len(unique),)))
+        n = len(unique)
+        seqs = _seqs_of(conn.execute(q.NEXT_SEQ_BLOCKS, (_blocks_for(n),)).fetchall(), n)
         staged = {r.job_id: r.with_seq(s) for r, s in zip(unique.values(), seqs, strict=True)}
-        inserted: set[str] | None = None
-        if len(staged) >= _COPY_FROM and fresh.issuperset(staged):
-            inserted = _copy_new(conn, list(staged.values()))
-        if inserted is None:
-            inserted = _insert_new(conn, list(staged.values()))
+        inserted = _insert_new(conn, list(staged.values()))
         if inserted:
             notify(conn)
         missing = [i for i in staged if i not in inserted]
@@ -544,12 +627,48 @@ class PostgresJobBackend:
             rows = conn.execute(q.QUEUED_BY_TYPE, (now, now, now)).fetchall()
         return {t: QueuedCounts(int(due), int(later), nxt) for t, due, later, nxt in rows}
 
+    def prune(self, cutoff: str, on_batch: Callable[[int], None] | None = None) -> int:
+        """Delete finished jobs whose ``finished`` is before ``cutoff`` (those without
+        one too); how many. In batches of at most ``prune_batch`` rows, each its own
+        short transaction, oldest first: workers never wait on a prune (it locks no live
+        row, and skips a finished row another transaction holds), and a prune stopped
+        between batches (``on_batch`` raised, Ctrl-C) keeps what it deleted. ``on_batch``
+        is called with each batch's count once it is committed."""
+        total = 0
+        after = ""  # where the next batch starts (inclusive), in ``finished`` order
+        while True:
+            began = time.monotonic()
+            picked, last, deleted = self._prune_batch(cutoff, after)
+            took = time.monotonic() - began
+            total += deleted
+            if deleted and on_batch is not None:
+                on_batch(deleted)
+            # Fewer picked than asked: none left (or only rows others hold, left for the
+            # next prune). Picked but none deleted: rows changed under the batch since its
+            # snapshot; stopping there cannot loop.
+            if picked < self.prune_batch or not deleted:
+                return total
+            after = last or after
+            # A batch writes its pages' images to the WAL (most of a 2,000-row batch's
+            # 0.75 MB); back to back, a million rows came to 500 MB in 4 s, which brings
+            # a checkpoint on, and the workers' commits wait behind the disk.
+            # Pausing as long as the batch took halves that pace, and backs off by itself
+            # when the server is busy (a slow batch, a long pause). 1,000,000 rows beside
+            # a worker on 2 busy cores (bench.pg --scale): waits over 100 ms as rare as
+            # without a prune (0 and 5 in 18-20 s), the worker at 0.85-0.93 of its rate;
+            # without the pause, 6 and 11 in 9-11 s, the worker at 0.62-0.66.
+            time.sleep(took * self.prune_pause)
+
     @reconnecting
-    def prune(self, cutoff: str) -> int:
-        """Delete finished jobs whose ``finished`` is before ``cutoff``; how many."""
+    def _prune_batch(self, cutoff: str, after: str) -> tuple[int, str, int]:
+        """One batch of :meth:`prune`: (rows picked, the last ``finished`` among them,
+        rows deleted). Run again whole when its connection is lost: a batch that did
+        land is then found done, and counted as none."""
+        n = self.prune_batch
         with self._tx("prune jobs") as conn:
-            cur = conn.execute(q.PRUNE_JOBS, (_FINISHED, cutoff))
-            return cur.rowcount
+            row = conn.execute(q.PRUNE_JOBS, (cutoff, n, after, cutoff, n)).fetchone()
+        assert row is not None
+        return int(row[0]), str(row[1] or ""), int(row[2])
 
     # -- workers --------------------------------------------------------------------------
 
