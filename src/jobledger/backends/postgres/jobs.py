@@ -1,8 +1,10 @@
 """The job queue in PostgreSQL: ``jobledger_jobs``, ``jobledger_workers`` and a sequence.
 
-- ``claim`` is ONE statement: an UPDATE of the row picked, in serving order, by a
-  subquery with FOR UPDATE SKIP LOCKED. Concurrent claimers skip each other's rows instead
-  of waiting: one winner per job, and no claimer ever blocks on another.
+- ``claim`` is ONE statement in autocommit: an UPDATE of the rows picked, in serving
+  order, by a subquery with FOR UPDATE SKIP LOCKED. Concurrent claimers skip each other's
+  rows instead of waiting: one winner per job, and no claimer ever blocks on another.
+  ``swap`` (a worker's completion, failure or requeue of the job it claimed) is ONE
+  guarded UPDATE, and ``swap_and_claim`` the two in one statement (``_claims.py``).
 - ``transition`` and ``recover`` lock the rows (SELECT ... FOR UPDATE), let the policy
   compute the new records in Python, and write them, in one transaction.
 - ``put`` is INSERT ... ON CONFLICT DO NOTHING: enqueueing an existing id writes nothing
@@ -29,10 +31,12 @@
   COMMIT reuses the lost transaction's xid, and another transaction's commit would read as
   the lost one's): ``put`` runs again, inserting nothing twice (the id is the key), and a
   job found with the ``seq`` and ``created`` the lost attempt gave it is that attempt's
-  landed insert, returned as new; ``claim`` reads its rows back: those still Running under
-  this worker from that very claim (same attempt and start) are its result (so a claim
-  that landed is never followed by a second one, leaving the first Running under this
-  live worker, run by no one); none, and it runs again. ``transition`` runs again, and
+  landed insert, returned as new; ``claim`` reads its rows back: those Running under this
+  worker from that very claim (since its start, and not handed out by an earlier claim)
+  are its result (so a claim that landed is never followed by a second one, leaving the
+  first Running under this live worker, run by no one); none, and it runs again; a
+  ``swap``'s rows found as it would have written them are its landed writes (see
+  ``_claims.py``). ``transition`` runs again, and
   under its row locks takes a row found exactly as the lost attempt wrote it (status and
   stamps, with the claim's worker, attempt and start) for landed: that job's outcome is
   the lost attempt's, its change is not applied a second time; any other row gets its
