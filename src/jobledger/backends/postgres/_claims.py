@@ -2,8 +2,8 @@
 
 A claim, the completion or failure of a job the worker claimed (``swap``), and a batch of
 completions recorded with the next claim (``swap_and_claim``, the Worker's group commit)
-are each one autocommit statement (``_queries.CLAIM_NEXT``, ``swap_jobs``,
-``swap_and_claim``): one round trip, the COMMIT implicit, where a transaction takes three
+are each one autocommit statement (``_queries.claim_next``, ``swap_job(s)``,
+``swap_job(s)_and_claim``): one round trip, the COMMIT implicit, where a transaction takes three
 or four (BEGIN, its statements, COMMIT). A job claimed and completed so costs two durable
 commits, the least it can.
 
@@ -38,6 +38,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from ..._job_fields import FIELDS
 from ..._job_record import JobRecord
 from .._contract import Recovery
 from . import _queries as q
@@ -56,6 +57,7 @@ RecoverIn = Callable[
 ]
 # Where a claimed job's id is among a row's columns (None in a row without a claim).
 _JOB_ID = q.COLUMNS.index("job_id")
+_JSONB = frozenset(f.name for f in FIELDS if f.pg_type == "jsonb")
 # How many distinct claim times ``Handed`` remembers: it matters only for claims that
 # share their ``now`` (a frozen clock), and those are the latest.
 _KEEP = 64
@@ -102,10 +104,11 @@ class Handed:
         ]
 
 
-def _swap_doc(pairs: Pairs) -> tuple[tuple[str, ...], Jsonb]:
+def _swap_params(pairs: Pairs) -> tuple[tuple[str, ...], tuple[Any, ...]]:
     """The columns a swap writes (those that differ in any pair: a completion sends its
     status, times and result, never the payload, which PostgreSQL then keeps as it is)
-    and its parameter, in job id order (see ``_queries._swapped``)."""
+    and its parameters (see ``_queries._swapped``): one job's as parameters, many as a
+    JSON array in job id order and their ids."""
     columns = tuple(
         c
         for c in q.WRITABLE
@@ -113,13 +116,26 @@ def _swap_doc(pairs: Pairs) -> tuple[tuple[str, ...], Jsonb]:
             (a := getattr(old, c)) is not (b := getattr(new, c)) and a != b for old, new in pairs
         )
     ) or ("status",)
+    if len(pairs) == 1:
+        [(old, new)] = pairs
+        doc = doc_of(new)
+        values = [_value(c, doc[c]) for c in columns]
+        return columns, (*values, old.job_id, old.worker, old.attempts, old.started)
     docs = []
+    ids = []
     for old, new in sorted(pairs, key=lambda p: p[0].job_id):
         doc = doc_of(new)
         row = {c: doc[c] for c in ("job_id", *columns)}
         row.update(was_worker=old.worker, was_attempts=old.attempts, was_started=old.started)
         docs.append(row)
-    return columns, Jsonb(docs)
+        ids.append(old.job_id)
+    return columns, (Jsonb(docs), ids)
+
+
+def _value(column: str, value: Any) -> Any:
+    """A column's JSON value as a parameter (a jsonb column's JSON null is SQL NULL, as
+    ``jsonb_to_recordset`` reads it)."""
+    return Jsonb(value) if value is not None and column in _JSONB else value
 
 
 class OneStatement:
@@ -140,13 +156,13 @@ class OneStatement:
         _unique(pairs)
         if not pairs:
             return []
-        columns, doc = _swap_doc(pairs)
-        statement = q.swap_jobs(columns)
+        columns, params = _swap_params(pairs)
+        statement = q.swap_job(columns) if len(pairs) == 1 else q.swap_jobs(columns)
 
         def run() -> list[JobRecord | None]:
             with self._db.lock:
                 with self._db.statement("record the outcome of jobs") as conn:
-                    written = {row[0] for row in conn.execute(statement, (doc, CHANNEL))}
+                    written = {row[0] for row in conn.execute(statement, (*params, CHANNEL))}
                 return self._written(pairs, written)
 
         def settled() -> list[JobRecord | None] | None:
@@ -170,13 +186,14 @@ class OneStatement:
         ``recovering`` (which recovers that worker's jobs first)."""
         _unique(pairs)
         of_types: tuple[Any, ...] = () if types is None else (sorted(types),)
-        claim_params = (now, *of_types, limit, worker, now, self._lease)
+        claim_params = (now, *of_types, worker, now, self._lease)
         if pairs:
-            columns, doc = _swap_doc(pairs)
-            statement = q.swap_and_claim(columns, types is not None)
-            params: tuple[Any, ...] = (doc, CHANNEL, *claim_params)
+            columns, swap_params = _swap_params(pairs)
+            both = q.swap_job_and_claim if len(pairs) == 1 else q.swap_jobs_and_claim
+            statement = both(columns, types is not None, limit)
+            params: tuple[Any, ...] = (*swap_params, CHANNEL, *claim_params)
         else:
-            statement = q.CLAIM_NEXT if types is None else q.CLAIM_NEXT_OF_TYPES
+            statement = q.claim_next(types is not None, limit)
             params = claim_params
         # Before the claim's columns: whether a session ended, then (with pairs) the ids
         # written and whether a wake-up was sent.

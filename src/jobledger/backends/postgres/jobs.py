@@ -420,7 +420,7 @@ class PostgresJobBackend:
         recover: Recovery | None = None,
     ) -> list[JobRecord]:
         """Make the first ``limit`` due Queued jobs Running under ``worker``: ONE statement
-        in autocommit (``q.CLAIM_NEXT``), one round trip (see ``_claims.py``).
+        in autocommit (``q.claim_next``), one round trip (see ``_claims.py``).
 
         With ``recover`` (``keep``, ``decide``, as :meth:`recover` takes them), the
         Running jobs of a worker whose session ended (its process died: see
@@ -442,7 +442,8 @@ class PostgresJobBackend:
     def swap(self, pairs: list[tuple[JobRecord, JobRecord]]) -> list[JobRecord | None]:
         """Write each pair's new record where its job is still the claim paired with it
         (Running under the same worker, attempt and start): ONE guarded UPDATE in
-        autocommit (``q.swap_jobs``). The new record where written, None where not."""
+        autocommit (``q.swap_job``, ``q.swap_jobs``). The new record where written, None
+        where not."""
         return self._one.swap(pairs)
 
     def swap_and_claim(
@@ -455,7 +456,7 @@ class PostgresJobBackend:
         *,
         recover: Recovery | None = None,
     ) -> tuple[list[JobRecord | None], list[JobRecord]]:
-        """:meth:`swap` and :meth:`claim` in ONE statement (``q.swap_and_claim``): a
+        """:meth:`swap` and :meth:`claim` in ONE statement (``q.swap_job(s)_and_claim``): a
         Worker's completions recorded with its next claim, one round trip."""
         return self._one.swap_and_claim(pairs, worker, now, types, limit, recover)
 
