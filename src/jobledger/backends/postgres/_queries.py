@@ -234,9 +234,16 @@ UPDATE jobledger_jobs j SET status = 'Running', attempts = j.attempts + 1,
 FROM picked WHERE j.job_id = picked.job_id
 RETURNING {_J_COLS}"""
 # Whether a worker's session ended: its Running jobs are to be recovered before a claim.
-_GONE = f"""\
+# Asked as ``_SESSION_GONE`` asks it, but by trying to take the worker's key, shared and
+# for this statement only: a live worker's heartbeat holds it exclusively, so the try
+# fails while its session lives. One lookup of the key, where reading ``pg_locks`` copies
+# the server's whole lock table under every one of its partition locks, on every claim of
+# every worker (0.06-0.08 ms a claim, a tenth of a claim + complete).
+_GONE = """\
 gone AS MATERIALIZED (
-    SELECT EXISTS (SELECT 1 FROM jobledger_workers w WHERE {_SESSION_GONE}) AS gone)"""
+    SELECT EXISTS (SELECT 1 FROM jobledger_workers w
+        WHERE w.lock_key IS NOT NULL AND w.lock_epoch = pg_postmaster_start_time()
+          AND pg_try_advisory_xact_lock_shared(w.lock_key)) AS gone)"""
 # A statement's claim takes nothing while a worker's session has ended: its caller then
 # recovers that worker's jobs and claims in a transaction, serving them first.
 _UNLESS_GONE = "\n      AND NOT (SELECT gone FROM gone)"
