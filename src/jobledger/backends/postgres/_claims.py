@@ -3,9 +3,9 @@
 A claim, the completion or failure of a job the worker claimed (``swap``), and a batch of
 completions recorded with the next claim (``swap_and_claim``, the Worker's group commit)
 are each one autocommit statement (``_queries.claim_next``, ``swap_job(s)``,
-``swap_job(s)_and_claim``): one round trip, the COMMIT implicit, where a transaction takes three
-or four (BEGIN, its statements, COMMIT). A job claimed and completed so costs two durable
-commits, the least it can.
+``swap_job(s)_and_claim``): one round trip, the COMMIT implicit, where a transaction
+takes three or four (BEGIN, its statements, COMMIT). A job claimed and completed so costs
+two durable commits, the least it can.
 
 - A claim statement claims nothing while some worker's session has ended (its process
   died: see ``_heartbeat.py``) and says so: that worker's Running jobs must be recovered
