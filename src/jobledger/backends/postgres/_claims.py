@@ -109,13 +109,11 @@ def _swap_params(pairs: Pairs) -> tuple[tuple[str, ...], tuple[Any, ...]]:
     status, times and result, never the payload, which PostgreSQL then keeps as it is)
     and its parameters (see ``_queries._swapped``): one job's as parameters, many as a
     JSON array in job id order and their ids."""
-    columns = tuple(
-        c
-        for c in q.WRITABLE
-        if any(
-            (a := getattr(old, c)) is not (b := getattr(new, c)) and a != b for old, new in pairs
-        )
-    ) or ("status",)
+    changed: set[str] = set()
+    for old, new in pairs:  # field by field, as a claim and a completion make two per job
+        was, now = old.__dict__, new.__dict__
+        changed.update(c for c in q.WRITABLE if (a := was[c]) is not (b := now[c]) and a != b)
+    columns = tuple(c for c in q.WRITABLE if c in changed) or ("status",)
     if len(pairs) == 1:
         [(old, new)] = pairs
         doc = doc_of(new)
