@@ -330,15 +330,20 @@ class JobQueue:
         statement for all); empty when none is due. Each is claimed as by :meth:`claim`."""
         if not isinstance(limit, int) or limit < 1:
             raise ConfigError(f"limit must be an integer >= 1, got {limit!r}")
-        wid = self.worker_id
         wanted = frozenset(types) if types is not None else None
-        backend = self._opened()
-        if self.clock.monotonic() - (self._recovered_at or 0.0) >= self.recover_every:
-            self._recover()
+        wid, backend = self._claimer()
         claimed = backend.claim(
             wid, iso_utc(self.clock.now()), wanted, limit, recover=self._recovery()
         )
         return self._handed_out(claimed, worker)
+
+    def _claimer(self) -> tuple[str, JobBackend]:
+        """This worker's id and the backend, once dead workers' jobs are recovered if due."""
+        wid = self.worker_id
+        backend = self._opened()
+        if self.clock.monotonic() - (self._recovered_at or 0.0) >= self.recover_every:
+            self._recover()
+        return wid, backend
 
     def _handed_out(
         self, claimed: builtins.list[JobRecord], worker: str | None
@@ -366,10 +371,7 @@ class JobQueue:
         :meth:`record_completions` would have raised for the refused ones (or None)."""
         for job_id, result in results:
             json_ready(result, f"the result of job {job_id}")
-        wid = self.worker_id
-        backend = self._opened()
-        if self.clock.monotonic() - (self._recovered_at or 0.0) >= self.recover_every:
-            self._recover()
+        wid, backend = self._claimer()
         now = iso_utc(self.clock.now())
         changes = [(job_id, completing(result, now, wid)) for job_id, result in results]
         planned = self._held.plan(changes)
