@@ -21,10 +21,10 @@ Three outcomes, by where the write was refused:
   check, and queue.json catches up once the disk allows.
 
 Also: a completion a Worker records with its next claim, whose claim alone the disk
-refuses (the completion stands); a read-only folder (tests run as root in CI, where chmod does not stop writes:
-there the refusal is injected), a folder where a job file or queue.json should be, a file
-where jobs/ should be, and a real full disk (a small tmpfs) where the machine lets a test
-mount one. No sleeping, no timing assertions.
+refuses (the completion stands); a read-only folder (tests run as root in CI, where chmod
+does not stop writes: there the refusal is injected), a folder where a job file or
+queue.json should be, a file where jobs/ should be, and a real full disk (a small tmpfs)
+where the machine lets a test mount one. No sleeping, no timing assertions.
 """
 
 from __future__ import annotations
