@@ -162,6 +162,115 @@ def test_batches_run_each_job_once_and_record_completions_at_the_batch_end(make_
     q.close()
 
 
+def _calls(q, order):
+    """Note, in ``order``, each claim, failure and record the queue is asked for."""
+    claim, fail, both = q.claim_many, q.fail, q._record_and_claim
+
+    def claim_many(limit, worker=None, types=None):
+        jobs = claim(limit, worker=worker, types=types)
+        order.append(("claim", [j.job_id for j in jobs]))
+        return jobs
+
+    def failing(job_id, error):
+        order.append(("fail", job_id))
+        return fail(job_id, error)
+
+    def record_and_claim(results, limit, types):
+        jobs, recorded, conflict = both(results, limit, types)
+        order.append(("record and claim", [i for i, _ in results], [j.job_id for j in jobs]))
+        return jobs, recorded, conflict
+
+    def refuse(*args):
+        raise AssertionError("a completion recorded on its own, not with the next claim")
+
+    q.claim_many, q.fail, q._record_and_claim = claim_many, failing, record_and_claim
+    q.complete = q.record_completions = q.complete_many = refuse
+
+
+def test_a_batchs_completions_are_recorded_with_the_next_claim(make_queue):
+    q = make_queue()
+    q.enqueue_many([{"type": "T"}] * 5, job_ids=["a", "b", "c", "d", "e"], max_attempts=1)
+    order: list[tuple] = []
+    _calls(q, order)
+
+    def handler(job):
+        if job.job_id == "c":
+            raise RuntimeError("c fails")  # a failure is recorded at once, on its own
+        return job.job_id
+
+    worker = Worker(q, {"T": handler}, batch_size=2, handle_signals=False, monotonic=lambda: 0.0)
+    worker.run(until_empty=True)
+    assert order == [
+        ("claim", ["a", "b"]),
+        ("record and claim", ["a", "b"], ["c", "d"]),
+        ("fail", "c"),
+        ("record and claim", ["d"], ["e"]),
+        ("record and claim", ["e"], []),  # the last, with the claim that finds nothing
+    ]
+    assert worker.processed == 4
+    assert [q.get(i).status for i in "abcde"] == [JobStatus.COMPLETED] * 2 + [JobStatus.FAILED] + [
+        JobStatus.COMPLETED
+    ] * 2
+    q.close()
+
+
+def test_a_completion_refused_with_the_next_claim_is_reported_and_not_counted(make_queue, caplog):
+    q = make_queue()
+    q.enqueue_many([{"type": "T"}] * 3, job_ids=["a", "b", "c"])
+    other = make_queue()
+
+    def handler(job):
+        if job.job_id == "b":
+            other.cancel("b")  # cancelled while it runs: its result is refused
+        return job.job_id
+
+    caplog.set_level(logging.INFO)
+    worker = Worker(q, {"T": handler}, batch_size=3, handle_signals=False, monotonic=lambda: 0.0)
+    worker.run(until_empty=True)
+    assert worker.processed == 2
+    assert [q.get(i).status for i in "abc"] == [
+        JobStatus.COMPLETED,
+        JobStatus.CANCELLED,
+        JobStatus.COMPLETED,
+    ]
+    said = [r.getMessage() for r in caplog.records]
+    assert any("1 of 3 completions were refused" in m and "b:" in m for m in said), said
+    assert any("its completion was refused" in m and "b" in m for m in said), said
+    q.close()
+
+
+# The error ends the worker's thread, as any error of a claim does (threading reports it).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_completions_a_failed_claim_did_not_record_are_recorded_at_the_stop(make_queue):
+    q = make_queue()
+    q.enqueue_many([{"type": "T"}] * 2, job_ids=["a", "b"])
+    both = q._record_and_claim
+    tries: list[list[str]] = []
+
+    def record_and_claim(results, limit, types):
+        tries.append([job_id for job_id, _ in results])
+        if len(tries) == 1:
+            worker.stop()  # then the thread ends on the error, the worker stops
+            raise JobLedgerError("the storage refused the claim")
+        return both(results, limit, types)
+
+    q._record_and_claim = record_and_claim
+    worker = Worker(
+        q,
+        {"T": lambda job: job.job_id},
+        batch_size=1,
+        handle_signals=False,
+        monotonic=lambda: 0.0,
+    )
+    worker.run(until_empty=True)
+    assert tries == [["a"]]
+    # Not lost with the failed call: recorded when the worker stopped.
+    assert q.get("a").status is JobStatus.COMPLETED and q.get("a").result == "a"
+    assert q.get("b").status is JobStatus.QUEUED
+    assert worker.processed == 1
+    q.close()
+
+
 def test_batches_from_several_threads_run_each_job_once(make_queue):
     q = make_queue()
     ids = q.enqueue_many([{"type": "T", "i": i} for i in range(90)])

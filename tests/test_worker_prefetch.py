@@ -27,10 +27,12 @@ class _Ticks:
 
 
 def _observed(q):
-    """Wrap ``q.claim_many`` and ``q.record_completions``: what each was asked."""
+    """Wrap ``q.claim_many``, ``q.record_completions`` and the Worker's group commit (a
+    record and a claim in one call): what each was asked."""
     claims: list[tuple[int, int]] = []  # (limit asked, jobs given)
-    recorded: list[int] = []  # completions per record_completions call
+    recorded: list[int] = []  # completions per call that records them
     real_claim, real_record = q.claim_many, q.record_completions
+    real_both = q._record_and_claim
 
     def claim_many(limit, worker=None, types=None):
         jobs = real_claim(limit, worker=worker, types=types)
@@ -42,7 +44,14 @@ def _observed(q):
         recorded.append(len(results))
         return real_record(results)
 
+    def record_and_claim(results, limit, types):
+        recorded.append(len(results))
+        jobs, n, conflict = real_both(results, limit, types)
+        claims.append((limit, len(jobs)))
+        return jobs, n, conflict
+
     q.claim_many, q.record_completions = claim_many, record_completions
+    q._record_and_claim = record_and_claim
     return claims, recorded
 
 

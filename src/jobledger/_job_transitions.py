@@ -26,6 +26,7 @@ __all__ = [
     "cancelling",
     "check_owned",
     "completing",
+    "completions",
     "failing",
     "failure_text",
     "json_ready",
@@ -74,12 +75,12 @@ def completing(result: Any, finished: str, worker: str | None) -> Change:
     return change
 
 
-def settled(
+def completions(
     job_ids: Sequence[str], outcomes: Sequence[JobRecord | JobLedgerError]
-) -> list[JobRecord]:
+) -> tuple[list[JobRecord], JobConflict | None]:
     """The completed records of a batch of completions (``outcomes`` in the order of
-    ``job_ids``); if any was refused, :class:`JobConflict` naming each refused job and why
-    (its ``refused`` maps job id to that error), after the others are logged."""
+    ``job_ids``), each logged, and, if any was refused, the :class:`JobConflict` naming
+    each refused job and why (its ``refused`` maps job id to that error); else None."""
     done: list[JobRecord] = []
     refused: dict[str, JobLedgerError] = {}
     for job_id, outcome in zip(job_ids, outcomes, strict=True):
@@ -88,14 +89,24 @@ def settled(
         else:
             log.info("Completed job %s", job_id)
             done.append(outcome)
-    if refused:
-        error = JobConflict(
-            f"{len(refused)} of {len(job_ids)} completions were refused (the other "
-            f"{len(done)} are recorded): "
-            + "; ".join(f"{job_id}: {exc}" for job_id, exc in refused.items())
-        )
-        error.refused = refused
-        raise error
+    if not refused:
+        return done, None
+    error = JobConflict(
+        f"{len(refused)} of {len(job_ids)} completions were refused (the other "
+        f"{len(done)} are recorded): "
+        + "; ".join(f"{job_id}: {exc}" for job_id, exc in refused.items())
+    )
+    error.refused = refused
+    return done, error
+
+
+def settled(
+    job_ids: Sequence[str], outcomes: Sequence[JobRecord | JobLedgerError]
+) -> list[JobRecord]:
+    """:func:`completions`, raising its JobConflict (after the others are logged)."""
+    done, conflict = completions(job_ids, outcomes)
+    if conflict is not None:
+        raise conflict
     return done
 
 

@@ -36,12 +36,15 @@ from ._clock import Clock, SystemClock, iso_utc
 from ._config import DURABILITIES
 from ._durations import to_seconds, to_timedelta
 from ._enqueue import announce, new_record, new_records, run_after_text
-from ._errors import ConfigError
+from ._errors import ConfigError, JobConflict, JobLedgerError
+from ._held_claims import HeldClaims
 from ._job_fields import JobStatus
 from ._job_record import JobRecord
 from ._job_transitions import (
+    Change,
     cancelling,
     completing,
+    completions,
     failing,
     failure_text,
     json_ready,
@@ -152,6 +155,9 @@ class JobQueue:
         self._worker_guard = threading.Lock()
         self._worker_pid = os.getpid()
         self._recovered_at: float | None = None
+        # The claims this object handed out, which its complete, fail and requeue write
+        # by the backend's swap (see _held_claims.py).
+        self._held = HeldClaims()
         # record -> Job, warning once per undecodable type (a bound method: called per job)
         self._job = JobViews().view
         self._watchers = Watchers()
@@ -198,6 +204,7 @@ class JobQueue:
                 self._worker_lock.release()
                 self._worker_lock = None
                 self._worker_id = None
+            self._held.clear()
         self.backend.close()
         with self._reader_guard:
             reader = self._reader
@@ -222,6 +229,7 @@ class JobQueue:
                 # A fork()ed child is a new worker: the parent's id and lock stay the parent's.
                 self._worker_id, self._worker_lock = None, None
                 self._worker_pid = os.getpid()
+                self._held.clear()
             if self._worker_id is None:
                 worker = new_worker_id(os.getpid())
                 self._worker_lock = self.backend.register_worker(worker, iso_utc(self.clock.now()))
@@ -322,14 +330,26 @@ class JobQueue:
         statement for all); empty when none is due. Each is claimed as by :meth:`claim`."""
         if not isinstance(limit, int) or limit < 1:
             raise ConfigError(f"limit must be an integer >= 1, got {limit!r}")
-        wid = self.worker_id
         wanted = frozenset(types) if types is not None else None
-        backend = self._opened()
-        if self.clock.monotonic() - (self._recovered_at or 0.0) >= self.recover_every:
-            self._recover()
+        wid, backend = self._claimer()
         claimed = backend.claim(
             wid, iso_utc(self.clock.now()), wanted, limit, recover=self._recovery()
         )
+        return self._handed_out(claimed, worker)
+
+    def _claimer(self) -> tuple[str, JobBackend]:
+        """This worker's id and the backend, once dead workers' jobs are recovered if due."""
+        wid = self.worker_id
+        backend = self._opened()
+        if self.clock.monotonic() - (self._recovered_at or 0.0) >= self.recover_every:
+            self._recover()
+        return wid, backend
+
+    def _handed_out(
+        self, claimed: builtins.list[JobRecord], worker: str | None
+    ) -> builtins.list[Job]:
+        """Claimed records held (for swaps), logged and turned into jobs."""
+        self._held.hold(claimed)
         for running in claimed:
             log.info(
                 "Claimed job %s (%s), attempt %d of %d%s",
@@ -341,12 +361,33 @@ class JobQueue:
             )
         return [self._job(r) for r in claimed]
 
+    def _record_and_claim(
+        self, results: builtins.list[tuple[str, Any]], limit: int, types: frozenset[str] | None
+    ) -> tuple[builtins.list[Job], int, JobConflict | None]:
+        """Record the success of finished jobs (as :meth:`record_completions`) and claim up
+        to ``limit`` jobs of ``types`` (as :meth:`claim_many`) in one backend call: one
+        statement on PostgreSQL, one lock hold on files (a Worker's group commit). Returns
+        the jobs claimed, how many completions were recorded, and the JobConflict that
+        :meth:`record_completions` would have raised for the refused ones (or None)."""
+        for job_id, result in results:
+            json_ready(result, f"the result of job {job_id}")
+        wid, backend = self._claimer()
+        now = iso_utc(self.clock.now())
+        changes = [(job_id, completing(result, now, wid)) for job_id, result in results]
+        planned = self._held.plan(changes)
+        swapped, claimed = backend.swap_and_claim(
+            planned.pairs, wid, now, types, limit, recover=self._recovery()
+        )
+        jobs = self._handed_out(claimed, None)
+        outcomes = planned.finish(backend, swapped, claimed=claimed)
+        done, conflict = completions([job_id for job_id, _ in results], outcomes)
+        return jobs, len(done), conflict
+
     def complete(self, job_id: str, result: Any = None) -> Job:
         """Record success (fsynced). Fenced: only the worker running the job may."""
         json_ready(result, f"the result of job {job_id}")
-        backend = self._opened()
         finished = iso_utc(self.clock.now())
-        done = backend.transition(job_id, completing(result, finished, self._worker_id))
+        done = self._change(job_id, completing(result, finished, self._worker_id))
         log.info("Completed job %s", job_id)
         return self._job(done)
 
@@ -383,7 +424,7 @@ class JobQueue:
             (job_id, completing(result, iso_utc(self.clock.now()), self._worker_id))
             for job_id, result in pairs
         ]
-        outcomes = backend.transition_many(changes)
+        outcomes = self._held.apply(backend, changes)
         return settled([job_id for job_id, _ in pairs], outcomes)
 
     def fail(self, job_id: str, error: BaseException | str) -> Job:
@@ -394,7 +435,7 @@ class JobQueue:
         change = failing(
             text, trace, self.clock.now(), self._worker_id, self.retry_delay, self.max_retry_delay
         )
-        new = self._opened().transition(job_id, change)
+        new = self._change(job_id, change)
         if new.status is JobStatus.QUEUED:
             self._wake()
         log_failure(new, text, trace)
@@ -403,11 +444,18 @@ class JobQueue:
     def requeue(self, job_id: str) -> Job:
         """Give back a job this worker runs (a graceful stop): Queued again, ahead of the
         queue, and the interrupted attempt is not counted."""
-        backend = self._opened()
-        back = backend.transition(job_id, requeueing(self._worker_id))
+        back = self._change(job_id, requeueing(self._worker_id))
         self._wake()
         log.info("Requeued job %s", job_id)
         return self._job(back)
+
+    def _change(self, job_id: str, change: Change) -> JobRecord:
+        """A fenced change of one job (complete, fail, requeue): by swap where this object
+        holds the job's claim, else by the backend's transition; raises its refusal."""
+        [outcome] = self._held.apply(self._opened(), [(job_id, change)])
+        if isinstance(outcome, JobLedgerError):
+            raise outcome
+        return outcome
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a Queued or Running job (a running handler's result is then refused)."""

@@ -69,22 +69,24 @@ class Worker:
     one at a time, so none waits Running behind a long one while a peer is idle; short
     ones in batches that double per claim up to 50 jobs, and up to what the recent mean
     says runs in 50 ms in all. ``batch_size=N`` fixes every claim at N jobs
-    (``batch_size=1``: one at a time, each completion recorded on its own).
+    (``batch_size=1``: one at a time).
 
-    Successes are recorded together (one lock or one transaction, one durable write): at
-    the end of a batch, and sooner once the oldest unrecorded one is 50 ms old (checked
-    as each job ends, and every 25 ms while a job has run 50 ms or more). Failures are
-    recorded at once. The jobs of a batch wait Running (under this live worker) until
-    their turn; when adaptive and the jobs turn long mid-batch, the batch's unstarted
-    jobs are given back to the queue (first in line, the attempt not counted) instead.
+    Successes are recorded together (one durable write): at the end of a batch, with
+    the thread's next claim, which follows at once (group commit: one statement on
+    PostgreSQL, one lock hold on files); and sooner, on their own, once the oldest
+    unrecorded one is 50 ms old (checked as each job ends, and every 25 ms while a job has
+    run 50 ms or more) or the worker stops. Failures are recorded at once. The jobs of a
+    batch wait Running (under this live worker) until their turn; when adaptive and the
+    jobs turn long mid-batch, the batch's unstarted jobs are given back to the queue
+    (first in line, the attempt not counted) instead.
 
     The window this opens: a job that finished but whose completion is not yet recorded
     runs again if the process dies (at least once, as any job whose completion was not
     recorded). That window holds at most one batch's jobs per thread (50 by default, N
     with ``batch_size=N``) and lasts at most about 125 ms after the oldest of them
     finished (50 ms; up to 100 ms when the job running then started less than 50 ms
-    before; plus the 25 ms between checks), plus the commit. A graceful stop records
-    every finished job first.
+    before; plus the 25 ms between checks), plus the commit (with the next claim's, at the
+    end of a batch). A graceful stop records every finished job first.
 
     ``monotonic`` is the clock that times jobs (for the adaptation, the 50 ms bound and
     the per-job lines); a test injects one it moves.
@@ -333,7 +335,7 @@ class Worker:
                 self._claiming += 1
             jobs: list[Job] = []
             try:
-                jobs = self.queue.claim_many(self._prefetch.size(), types=types)
+                jobs = self._claim(types)
             finally:
                 with self._guard:
                     for job in jobs:
@@ -360,9 +362,10 @@ class Worker:
                     break
                 try:
                     self._execute(job)
-                    # The batch's last job; a stop (before the grace period can run
-                    # out); or the time bound on a finished job's unrecorded window.
-                    if i == len(jobs) - 1 or self._stopping.is_set() or self._overdue():
+                    # A stop (before the grace period can run out), or the time bound on
+                    # a finished job's unrecorded window. The batch's last job is
+                    # recorded with the next claim, at once (group commit).
+                    if self._stopping.is_set() or self._overdue():
                         self._record_done()
                 finally:
                     with self._guard:
@@ -372,7 +375,27 @@ class Worker:
                     # them; give them back (first in line, uncounted) for any idle peer.
                     self._return_unstarted(jobs[i + 1 :])
                     break
-            self._record_done()
+        self._record_done()  # stopping: what the last batch finished, without a claim
+
+    def _claim(self, types: frozenset[str]) -> list[Job]:
+        """The next claim, with the completions waiting to be recorded: both in one
+        statement (PostgreSQL) or one lock hold (files). Completions it could not record
+        (an error) wait for the next record, as if it had not been tried."""
+        size = self._prefetch.size()
+        pending, took, oldest = self._take_done()
+        if not pending:
+            return self.queue.claim_many(size, types=types)
+        try:
+            jobs, recorded, conflict = self.queue._record_and_claim(pending, size, types)
+        except BaseException:
+            with self._guard:
+                self._done[:0] = pending
+                self._took.update(took)
+                if self._oldest_done is None or oldest < self._oldest_done:
+                    self._oldest_done = oldest
+            raise
+        self._recorded(pending, took, recorded, conflict)
+        return jobs
 
     def _recover_while_idle(self) -> None:
         """Recover dead workers' jobs now if that falls due within the coming wait, so
@@ -416,23 +439,42 @@ class Worker:
             oldest = self._oldest_done
         return oldest is not None and self.monotonic() - oldest >= RECORD_WITHIN
 
-    def _record_done(self) -> None:
-        """Record the completions that finished jobs are waiting for, as one batch."""
+    def _take_done(self) -> tuple[list[tuple[str, Any]], dict[str, tuple[str, float]], float]:
+        """The completions waiting to be recorded (taken: no other thread records them),
+        their jobs' (type, seconds), and when the oldest finished."""
         with self._guard:
             pending, self._done = self._done, []
-            self._oldest_done = None
+            oldest, self._oldest_done = self._oldest_done, None
             took = {job_id: self._took.pop(job_id, ("?", 0.0)) for job_id, _ in pending}
+        return pending, took, oldest if oldest is not None else self.monotonic()
+
+    def _record_done(self) -> None:
+        """Record the completions that finished jobs are waiting for, as one batch."""
+        pending, took, _ = self._take_done()
         if not pending:
             return
-        refused: set[str] = set()
+        conflict: JobConflict | None = None
         try:
             if len(pending) == 1:
                 self.queue.complete(*pending[0])
                 recorded = 1
             else:
                 recorded = self.queue.record_completions(pending)
-        except JobConflict as conflict:
-            recorded = len(pending) - max(1, len(conflict.refused))
+        except JobConflict as exc:
+            conflict, recorded = exc, len(pending) - max(1, len(exc.refused))
+        self._recorded(pending, took, recorded, conflict)
+
+    def _recorded(
+        self,
+        pending: list[tuple[str, Any]],
+        took: dict[str, tuple[str, float]],
+        recorded: int,
+        conflict: JobConflict | None,
+    ) -> None:
+        """Count the recorded completions and report each finished job (refused ones as
+        such: ``conflict`` names them)."""
+        refused: set[str] = set()
+        if conflict is not None:
             refused = set(conflict.refused) or {pending[0][0]}
             log.warning("%s", conflict)
         with self._guard:

@@ -5,6 +5,9 @@ save. The task being saved is then either fully recorded (the kill came after th
 ``os.replace``) or not at all (before it), the state file parses, and the next child
 resumes and completes the set. Durable saves run in both orders ``write_atomic`` knows:
 sync then rename, and rename then sync (where the file system orders renames after data).
+
+And a Worker child killed exactly before, or exactly after, the write that records a job's
+completion (with its next claim), on both backends: the job runs again, or never.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import jobledger
-from jobledger import _faults
+from jobledger import JobStatus, _faults
 
 from .._child import Channel, Child
 from ._harness import check_state, read_state, temp_files
@@ -238,3 +241,82 @@ def test_fault_armed_through_the_environment(tmp_path, spec, reported, recorded)
     doc = check_state(state_path(root), PLAN, [], PLAN[:reported], context=spec)
     assert doc["completed"] == PLAN[:recorded]
     finish(root, "fsync")
+
+
+# -- a Worker killed around the record of a job's completion -----------------------------
+#
+# A Worker records a finished job's completion with its next claim (one statement on
+# PostgreSQL, one lock hold on files). A child Worker's handler arms the next pass of a
+# commit point as it returns, so that the kill lands exactly on that record: before the
+# write that makes it the truth (the statement's COMMIT, the job file's rename), the job
+# must run again; after it, never.
+
+# (backend, when) -> the point whose first pass, after the handler, is that record.
+RECORD_POINTS = {
+    ("files", "before"): "files.temp_written",
+    ("files", "after"): "files.replaced",
+    ("postgres", "before"): "pg.before_commit",
+    ("postgres", "after"): "pg.after_commit",
+}
+
+
+def _killed_worker(where: str, point: str):
+    def run(ch: Channel) -> None:
+        queue = jobledger.JobQueue(where, recover_every=3600)
+
+        def handler(job: jobledger.Job) -> str:
+            ch.send(f"ran {job.job_id} {job.attempts}")
+            _faults.arm(point)  # the next commit point passed is this job's record
+            return "ok"
+
+        worker = jobledger.Worker(queue, {"T": handler}, handle_signals=False)
+        worker.run(until_empty=True)
+        ch.send("END")
+
+    return run
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("backend", ["files", "postgres"])
+def test_a_worker_killed_around_a_completions_record(tmp_path, request, backend, when):
+    from .test_queue_fault_sweep import MODES, bury, storage
+
+    mode = next(m for m in MODES if m.backend == backend)
+    where = storage(mode, tmp_path, request)
+    with jobledger.JobQueue(where) as queue:
+        queue.enqueue_many([{"type": "T"}] * 2, job_ids=["a", "b"])
+    child = Child(_killed_worker(where, RECORD_POINTS[backend, when]))
+    try:
+        said = child.drain()
+        code = child.exit_code()
+    finally:
+        child.kill()
+    assert not child.errors, "\n".join(child.errors)
+    assert said == ["ran a 1"], said  # killed on a's record, before b ran
+    assert code == -signal.SIGKILL, code
+    bury(mode, where, child.pid)
+
+    queue = jobledger.JobQueue(where)
+    try:
+        stored = queue.backend.get("a")  # as the kill left it: nothing recovered yet
+        assert stored is not None
+        if when == "before":
+            assert (stored.status, stored.result) == (JobStatus.RUNNING, None)
+        else:
+            assert (stored.status, stored.result) == (JobStatus.COMPLETED, "ok")
+        ran: list[str] = []
+
+        def handler(job: jobledger.Job) -> str:
+            ran.append(f"{job.job_id} {job.attempts}")
+            return "again"
+
+        jobledger.Worker(queue, {"T": handler}, handle_signals=False).run(until_empty=True)
+        # Before its record, the job runs again (its attempt counted); after, never. On
+        # PostgreSQL the record landed with the next claim, of b: b ran in no process,
+        # and runs now, its claim counted.
+        b_attempt = 2 if (backend, when) == ("postgres", "after") else 1
+        assert ran == (["a 2", f"b {b_attempt}"] if when == "before" else [f"b {b_attempt}"])
+        assert [queue.get(i).status for i in "ab"] == [JobStatus.COMPLETED] * 2
+        assert queue.get("a").result == ("again" if when == "before" else "ok")
+    finally:
+        queue.close()

@@ -1,7 +1,8 @@
 """Kills at every named fault point of every job-queue operation, on every backend.
 
 For each backend, each scenario (enqueue, enqueue_many, claim, complete, fail with a retry
-left, cancel, prune, and the recovery of a dead worker's job itself) and each pass of each
+left, requeue, a Worker's completion recorded together with its next claim, cancel, prune,
+and the recovery of a dead worker's job itself) and each pass of each
 point (``jobledger._faults.POINTS``) that the scenario's own operation goes through, a
 forked child sets the scene, arms that pass right before the operation and runs it, and
 SIGKILLs itself there: the operation is never acknowledged. The parent then reopens the
@@ -88,7 +89,9 @@ INDEX = (
     "queue.snapshot_written",
     "queue.journal_rotated",
 )
-# Every PostgreSQL operation here is one transaction.
+# Every PostgreSQL operation here commits once: a transaction, or one statement in autocommit
+# (a claim; a worker's completion, failure or requeue of the job it claimed; and its
+# completions recorded with its next claim), which passes the same points around itself.
 PG = ("pg.before_commit", C, "pg.after_commit")
 
 
@@ -104,18 +107,27 @@ MODES = (
     Mode("files-rename-first", "files", rename_first=True),
     Mode("postgres", "postgres"),
 )
-SCENARIOS = ("enqueue", "enqueue_many", "claim", "complete", "fail", "cancel", "prune", "recovery")
+SCENARIOS = (
+    "enqueue",
+    "enqueue_many",
+    "claim",
+    "complete",
+    "fail",
+    "requeue",
+    "record_and_claim",
+    "cancel",
+    "prune",
+    "recovery",
+)
 
 
 def trace(mode: Mode, scenario: str) -> tuple[str, ...]:
     """The points the scenario's operation passes, in order, with its COMMIT marks."""
     if mode.backend == "postgres":
         return PG
-    replace = (
-        JOB_RENAME_FIRST + INDEX + AFTER_UNLOCK
-        if mode.rename_first
-        else JOB_SYNC_FIRST_REPLACE + INDEX + FOLDER_AFTER_UNLOCK
-    )
+    replace_after = AFTER_UNLOCK if mode.rename_first else FOLDER_AFTER_UNLOCK
+    replace = (JOB_RENAME_FIRST if mode.rename_first else JOB_SYNC_FIRST_REPLACE) + INDEX
+    replace += replace_after
     return {
         # The index lists new ids before their files exist (a crash between the two leaves
         # a listed id without a file, which opening drops, never an unlisted live file).
@@ -128,6 +140,11 @@ def trace(mode: Mode, scenario: str) -> tuple[str, ...]:
         "claim": JOB_SYNC_FIRST + INDEX,  # not fsynced: the same in both orders
         "complete": replace,
         "fail": replace,
+        "requeue": replace,
+        # A Worker's group commit: the completion's durable replace, then the next
+        # claim's unsynced write, under one hold of the lock; the completion's remaining
+        # syncs once it is released.
+        "record_and_claim": replace[: -len(replace_after)] + JOB_SYNC_FIRST + INDEX + replace_after,
         "cancel": replace,
         # A "pruning" mark in the journal, then each job file unlinked (in job id order),
         # then the line that lowers the finished counts: a kill in between leaves the mark
@@ -177,6 +194,9 @@ Q, R, DONE, CANCELLED = "Queued", "Running", "Completed", "Cancelled"
 BASE: State = {"a": (Q, 0, False), "b": (Q, 0, False)}
 CLAIMED: State = {"a": (R, 1, False), "b": (Q, 0, False)}
 BATCH = ["n1", "n2", "n3"]
+# The scenarios whose operation is the child's own change of "a", which it claims first
+# (through the queue, which holds the claim: on PostgreSQL one statement each).
+CLAIMED_FIRST = ("complete", "fail", "requeue", "record_and_claim")
 
 
 def states(mode: Mode, scenario: str) -> list[State]:
@@ -192,6 +212,13 @@ def states(mode: Mode, scenario: str) -> list[State]:
         return [CLAIMED, {**CLAIMED, "a": (DONE, 1, False)}]
     if scenario == "fail":
         return [CLAIMED, {**CLAIMED, "a": (Q, 1, False)}]
+    if scenario == "requeue":
+        return [CLAIMED, {**CLAIMED, "a": (Q, 0, True)}]
+    if scenario == "record_and_claim":
+        completed = {**CLAIMED, "a": (DONE, 1, False)}
+        claimed = {**completed, "b": (R, 1, False)}
+        # PostgreSQL: one statement. Files: the completion's write, then the claim's.
+        return [CLAIMED, claimed] if mode.backend == "postgres" else [CLAIMED, completed, claimed]
     if scenario == "cancel":
         return [BASE, {**BASE, "b": (CANCELLED, 0, False)}]
     if scenario == "prune":
@@ -216,6 +243,12 @@ def operation(scenario: str, q: JobQueue) -> object:
         return q.complete("a", "ok")
     if scenario == "fail":
         return q.fail("a", "boom")  # attempt 1 of 3: retried (retry_delay=0: due at once)
+    if scenario == "requeue":
+        return q.requeue("a")
+    if scenario == "record_and_claim":  # a Worker's: a's completion with the next claim
+        jobs, recorded, conflict = q._record_and_claim([("a", "ok")], 1, None)
+        assert [j.job_id for j in jobs] == ["b"] and (recorded, conflict) == (1, None)
+        return jobs
     if scenario == "cancel":
         return q.cancel("b")
     if scenario == "prune":
@@ -238,9 +271,9 @@ def prepare(scenario: str, q: JobQueue, chan: Channel) -> None:
     if scenario == "recovery":
         return  # the recovery IS the first use: a warm-up read would do it unarmed
     q.recover()  # first use (it recovers and opens the index): not the operation's writes
-    if scenario in ("claim", "complete", "fail"):
+    if scenario in ("claim", *CLAIMED_FIRST):
         chan.send(f"worker {q.worker_id}")
-    if scenario in ("complete", "fail"):
+    if scenario in CLAIMED_FIRST:
         job = q.claim(types=["T"])
         assert job is not None and job.job_id == "a", job
         chan.send("acknowledged claim a")
@@ -486,7 +519,7 @@ def test_kill_at_each_point_of_each_operation(
     for line in lines:
         if line.startswith("worker "):
             dead_worker = line[len("worker ") :]
-    if scenario in ("complete", "fail"):
+    if scenario in CLAIMED_FIRST:
         assert "acknowledged claim a" in lines
     bury(mode, where, child.pid)
     check_reopened(mode, where, clock, states(mode, scenario)[commits], dead_worker, what)

@@ -3,8 +3,9 @@
 Two workers share one queue, as two processes would: ``main`` and ``peer``, each its own
 ``JobQueue`` on the same folder or database. Random sequences of queue operations by
 either (enqueue with given, embedded or generated ids, enqueue_many, claim and claim_many
-with type filters, complete and complete_many, fail with backoff on an injected
-FakeClock, requeue, cancel, retry, prune, get, recover, checkpoint) and of crashes are
+with type filters, complete and complete_many, a Worker's completions recorded with its
+next claim, fail with backoff on an injected FakeClock, requeue, cancel, retry, prune,
+get, recover, checkpoint) and of crashes are
 run against the real queue and against a small in-memory model of what it must hold.
 The crash rule abandons one worker's ``JobQueue`` without ``close()``, the way a killed
 process leaves it (see ``_crash``), or closes it gracefully, and opens a new one in its
@@ -27,7 +28,10 @@ What this proves, after every step, for any sequence the search finds:
   is not allowed (completing, failing or requeueing a job that is not Running under this
   worker, cancelling a finished job, retrying a live one, any late result of a dead
   worker), and then nothing changes; ``complete_many`` records every allowed completion
-  and reports exactly the refused ones.
+  and reports exactly the refused ones, and so does a Worker's group commit, whose claim
+  takes the due jobs as ``claim_many`` would. A worker's completion, failure or requeue of
+  a job it claimed is written by the backend's swap, fenced by the stored claim; any other
+  (another worker's job, the dead worker's late result) takes the locking path.
 """
 
 from __future__ import annotations
@@ -445,6 +449,37 @@ class QueueMachine(RuleBasedStateMachine):
             assert [j.job_id for j in jobs] == done
             for job in jobs:
                 self._check_job(job, self.model.jobs[job.job_id])
+
+    @rule(data=st.data(), limit=st.integers(1, 3), types=type_filters)
+    def record_and_claim(self, data, limit, types) -> None:
+        """A Worker's group commit: completions recorded with the next claim, in one
+        statement (PostgreSQL) or one lock hold (files)."""
+        n = data.draw(st.integers(0, 3), label="batch size")
+        pairs = [(self._pick(data, R), data.draw(results, label="result")) for _ in range(n)]
+        who = self._who(data, pairs[0][0]) if pairs else data.draw(workers, label="worker")
+        refused: dict[str, type[Exception]] = {}
+        done = 0
+        for job_id, result in pairs:
+            expected = self.model.refusal(job_id, (R,), by=who)
+            if expected is None:
+                self.model.complete(self.model.jobs[job_id], result, self.now)
+                done += 1
+            else:
+                refused.setdefault(job_id, expected)
+        due = self.model.due(self.now, types)[:limit]
+        wanted = frozenset(types) if types is not None else None
+        jobs, recorded, conflict = self.queues[who]._record_and_claim(pairs, limit, wanted)
+        assert recorded == done
+        if refused:
+            assert conflict is not None and set(conflict.refused) == set(refused)
+            for job_id, kind in refused.items():
+                self._check_refusal(conflict.refused[job_id], kind)
+        else:
+            assert conflict is None, conflict
+        assert [j.job_id for j in jobs] == [m.job_id for m in due]
+        for job, m in zip(jobs, due, strict=True):
+            self.model.claim(m, who)
+            self._check_job(job, m)
 
     @precondition(lambda self: self.model.running())  # a Running job to pick, mostly
     @rule(data=st.data(), error=errors)

@@ -146,6 +146,33 @@ class JobBackend(Protocol):
         as :meth:`recover` takes them), so the claim serves them first; others ignore it."""
         ...
 
+    def swap(self, pairs: list[tuple[JobRecord, JobRecord]]) -> list[JobRecord | None]:
+        """For each (claimed, new) pair, durably write ``new``'s changes (the fields in
+        which it differs from ``claimed``) where the stored job still holds that claim
+        (``_swap.holds_claim``: Running under the same worker, attempt and start); the
+        write fenced by the storage itself, with no ``change`` to call. Returns, in order,
+        the new record where written, None where not (nothing written: the caller takes
+        :meth:`transition_many` to learn why). Each job at most once (ValueError). One
+        statement (PostgreSQL) or one lock hold (files)."""
+        ...
+
+    def swap_and_claim(
+        self,
+        pairs: list[tuple[JobRecord, JobRecord]],
+        worker: str,
+        now: str,
+        types: frozenset[str] | None,
+        limit: int = 1,
+        *,
+        recover: Recovery | None = None,
+    ) -> tuple[list[JobRecord | None], list[JobRecord]]:
+        """:meth:`swap`, then :meth:`claim`, together (a worker's completions recorded with
+        its next claim): one statement (PostgreSQL) or one lock hold (files). Returns the
+        swap's outcomes and the claimed records. The swap's writes are durable when this
+        returns, even if the claim then failed (files: its error is logged, no job is
+        claimed)."""
+        ...
+
     def transition(
         self, job_id: str, change: Callable[[JobRecord], JobRecord], *, fsync: bool = True
     ) -> JobRecord:

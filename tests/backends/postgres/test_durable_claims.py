@@ -18,9 +18,10 @@ except under CI=true, where that is a failure (see ``test_restart._cluster``).
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -180,14 +181,16 @@ def test_only_a_flush_queue_claims_without_waiting_for_the_wal_flush(
         default = conn.execute("SHOW synchronous_commit").fetchone()[0]
     assert default != "off", "the test server's synchronous_commit must be on"
     seen: list[str] = []
-    claim = backend._claim
+    statement = backend._db.statement
 
-    def spy(conn: Any, *args: Any) -> Any:
-        # Inside the claim's own transaction, before its statement.
-        seen.append(conn.execute("SHOW synchronous_commit").fetchone()[0])
-        return claim(conn, *args)
+    @contextlib.contextmanager
+    def spy(action: str) -> Iterator[Any]:
+        with statement(action) as conn:
+            # On the claim's own connection, before its statement.
+            seen.append(conn.execute("SHOW synchronous_commit").fetchone()[0])
+            yield conn
 
-    monkeypatch.setattr(backend, "_claim", spy)
+    monkeypatch.setattr(backend._db, "statement", spy)
     job = queue.claim()
     assert job is not None and job.job_id == "j"
     assert seen == (["off"] if durability == "flush" else [default])

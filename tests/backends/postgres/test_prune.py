@@ -20,6 +20,7 @@ import psycopg  # noqa: E402
 from jobledger import JobQueue, JobStatus  # noqa: E402
 from jobledger._job_record import JobRecord  # noqa: E402
 from jobledger.backends.postgres import _queries as q  # noqa: E402
+from jobledger.backends.postgres.jobs import _session_settings  # noqa: E402
 
 CUTOFF = "2026-01-01T00:00:00.000Z"
 
@@ -67,12 +68,11 @@ def _plan(conn: psycopg.Connection[Any], statement: str, params: tuple[Any, ...]
 
 def test_the_claim_reads_the_queued_rows_and_a_prune_batch_the_finished_ones(pg_url):
     _fill(pg_url, finished=20_000, queued=50)
-    with psycopg.connect(pg_url) as conn:
-        conn.execute(q.CLAIM_SETUP)  # the claim's own transaction settings
-        claim = _plan(conn, q.CLAIM_JOBS, (CUTOFF, 10, "w", CUTOFF, 6.0))
-        conn.rollback()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        settings = _session_settings(fsync=True)  # those of the backend's own connection
+        conn.execute(q.SESSION_SETTINGS, (list(settings), list(settings.values())))
+        claim = _plan(conn, q.claim_next(False, 10), (CUTOFF, "w", CUTOFF, 6.0))
         prune = _plan(conn, q.PRUNE_JOBS, (CUTOFF, 100, "", CUTOFF, 100))
-        conn.rollback()
     # The claim: the Queued rows through their serving index, then each picked row by its
     # key; no scan of the table, of the finished rows or of another index.
     assert _scans(claim) == {

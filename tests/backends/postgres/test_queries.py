@@ -27,6 +27,11 @@ NOT_STATEMENTS = {"CHANNEL", "COLUMNS", "SEQ_BLOCK", "WRITABLE"}
 # A statement made per call: how the test makes one (every column, a timeout).
 MADE: dict[str, Callable[[], str]] = {
     "update_jobs": lambda: q.update_jobs(q.WRITABLE),
+    "swap_job": lambda: q.swap_job(q.WRITABLE),
+    "swap_jobs": lambda: q.swap_jobs(q.WRITABLE),
+    "swap_job_and_claim": lambda: q.swap_job_and_claim(q.WRITABLE, True, 50),
+    "swap_jobs_and_claim": lambda: q.swap_jobs_and_claim(q.WRITABLE, True, 50),
+    "claim_next": lambda: q.claim_next(True, 50),
     "set_lock_timeout": lambda: q.set_lock_timeout(1500),
 }
 
@@ -97,8 +102,13 @@ def test_the_job_statements_name_every_field_in_the_tables_order():
     reads = ("GET_JOB", "GET_JOBS", "LOCK_JOBS", "RECOVERABLE_JOBS", "LIVE_JOBS")
     for name in ("INSERT_NEW_JOBS", "COPY_JOBS", "JOBS_IN_SEQ_ORDER", *reads):
         assert ", ".join(names) in getattr(q, name), name
+    returning = "RETURNING " + ", ".join(f"j.{n}" for n in names)
     for name in ("CLAIM_JOBS", "CLAIM_JOBS_OF_TYPES"):
-        assert "RETURNING " + ", ".join(f"j.{n}" for n in names) in getattr(q, name), name
+        assert returning in getattr(q, name), name
+    for of_types in (False, True):
+        assert returning in q.claim_next(of_types, 1)
+        assert returning in q.swap_job_and_claim(("status",), of_types, 1)
+        assert returning in q.swap_jobs_and_claim(("status",), of_types, 1)
 
 
 _PREPARABLE = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")

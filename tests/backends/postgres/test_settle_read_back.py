@@ -28,7 +28,7 @@ from tests.backends.postgres._pg import require_psycopg
 psycopg = require_psycopg()
 
 import jobledger  # noqa: E402
-from jobledger import JobQueue  # noqa: E402
+from jobledger import JobQueue, JobStatus  # noqa: E402
 from jobledger._job_record import JobRecord  # noqa: E402
 from jobledger.backends.postgres import _db, jobs  # noqa: E402
 from jobledger.backends.postgres._db import ConnectionLost, Database  # noqa: E402
@@ -204,6 +204,122 @@ def test_a_landed_batch_is_recognised_per_row(pg_url, monkeypatch):
         assert _stored(pg_url, "a")["status"] == "Completed"
     finally:
         queue.close()
+
+
+# -- a worker's one-statement claims -----------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_completions_recorded_with_a_claim_whose_outcome_was_lost_are_stored_once(
+    pg_url, monkeypatch, fault
+):
+    queue = JobQueue(pg_url, recover_every=3600)
+    try:
+        queue.enqueue_many([{"type": "T"}] * 5, job_ids=["a", "b", "c", "d", "e"])
+        assert [j.job_id for j in queue.claim_many(2)] == ["a", "b"]
+        fired = _arm(monkeypatch, pg_url, _backend(queue)._db, fault)
+        jobs, recorded, conflict = queue._record_and_claim([("a", 1), ("b", 2)], 2, None)
+        assert fired == [fault]
+        # Recorded once (no refusal of a completion that landed), and the claim is the
+        # one that landed (or, cut, the one made again): c and d, not e.
+        assert ([j.job_id for j in jobs], recorded, conflict) == (["c", "d"], 2, None)
+        me = queue.worker_id
+        for job_id, result in (("a", 1), ("b", 2)):
+            stored = _stored(pg_url, job_id)
+            assert (stored["status"], stored["attempts"], stored["result"]) == (
+                "Completed",
+                1,
+                result,
+            )
+        for job_id in "cd":
+            stored = _stored(pg_url, job_id)
+            assert (stored["status"], stored["attempts"], stored["worker"]) == ("Running", 1, me)
+        assert _stored(pg_url, "e")["status"] == "Queued"
+    finally:
+        queue.close()
+
+
+def _after_commit_lost(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The next statement lands, but its answer is lost (ConnectionLost after it)."""
+    fired: list[str] = []
+
+    def point(name: str) -> None:
+        if name == "pg.after_commit" and not fired:
+            fired.append(name)
+            raise ConnectionLost("lost after COMMIT", commit_unknown=True)
+
+    monkeypatch.setattr(_db, "point", point)
+    return fired
+
+
+NOW = "2026-01-01T00:00:01+00:00"  # one time for every claim: a clock that does not move
+
+
+def _three_jobs(url: str) -> PostgresJobBackend:
+    backend = PostgresJobBackend(url)
+    backend.put(
+        [
+            JobRecord.queued(i, "T", {}, priority=0, max_attempts=3, created=NOW, run_after=None)
+            for i in ("j1", "j2", "j3")
+        ]
+    )
+    return backend
+
+
+def _statuses(url: str) -> list[tuple[str, str, str | None]]:
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        return conn.execute(
+            "SELECT job_id, status, worker FROM jobledger_jobs ORDER BY job_id"
+        ).fetchall()
+
+
+def test_a_lost_claim_is_settled_with_its_own_jobs_not_an_earlier_claims_at_its_time(
+    pg_url, monkeypatch
+):
+    """Two claims of one worker at the same ``now`` (a clock that did not move): the
+    second's read-back finds both claims' jobs Running since then, and takes only its own,
+    not the first's (handed out already, and running)."""
+    backend = _three_jobs(pg_url)
+    try:
+        [first] = backend.claim("w1", NOW, None)
+        fired = _after_commit_lost(monkeypatch)
+        [second] = backend.claim("w1", NOW, None)
+        assert fired and (first.job_id, second.job_id) == ("j1", "j2")
+        assert _statuses(pg_url) == [
+            ("j1", "Running", "w1"),
+            ("j2", "Running", "w1"),
+            ("j3", "Queued", None),  # not claimed by a second run of the lost claim
+        ]
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("how", ["swap", "transition"])
+def test_a_job_given_back_and_claimed_again_at_the_same_time_is_found_by_the_read_back(
+    pg_url, monkeypatch, how
+):
+    """The job of the first claim is given back (a requeue keeps its attempt count) and
+    claimed again at the same ``now``: the lost claim's row looks like the first claim's,
+    which this backend handed out; but the give-back was written here too, so the read-back
+    knows that claim is over, and takes the row for the lost claim's."""
+    backend = _three_jobs(pg_url)
+    try:
+        [first] = backend.claim("w1", NOW, None)
+        back = first.evolve(status=JobStatus.QUEUED, attempts=0, worker=None, recovered=True)
+        if how == "swap":
+            assert backend.swap([(first, back)]) == [back]
+        else:
+            backend.transition("j1", lambda record: back)
+        fired = _after_commit_lost(monkeypatch)
+        [again] = backend.claim("w1", NOW, None)
+        assert fired and (again.job_id, again.attempts) == ("j1", 1)
+        assert _statuses(pg_url) == [
+            ("j1", "Running", "w1"),
+            ("j2", "Queued", None),  # the lost claim was not made a second time
+            ("j3", "Queued", None),
+        ]
+    finally:
+        backend.close()
 
 
 # -- enqueue ------------------------------------------------------------------------------

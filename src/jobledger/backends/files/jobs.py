@@ -39,6 +39,7 @@ from ..._clock import Clock, SystemClock
 from ..._errors import JobLedgerError, JobNotFound, StorageError
 from ..._job_record import JobRecord, JobStatus
 from .._contract import QueuedCounts, Recovery
+from .._swap import swapping
 from . import _queue_history as history
 from ._atomic_write import Prepared
 from ._job_file_writer import JobFileWriter
@@ -357,6 +358,39 @@ class FilesJobBackend:
                 # (kept back, they would wait for this process to die).
                 log.warning("Claimed %d job(s), and no more: %s", len(out), refused)
         return out
+
+    def swap(self, pairs: list[tuple[JobRecord, JobRecord]]) -> list[JobRecord | None]:
+        """Write each pair's changes where the job still holds the pair's claim, under one
+        hold of the lock (as :meth:`transition_many`); None where it does not."""
+        if len({claimed.job_id for claimed, _ in pairs}) < len(pairs):
+            raise ValueError("swap: a job is given twice; give each job once")
+        outcomes = self.transition_many([(c.job_id, swapping(c, new)) for c, new in pairs])
+        return [r if isinstance(r, JobRecord) else None for r in outcomes]
+
+    def swap_and_claim(
+        self,
+        pairs: list[tuple[JobRecord, JobRecord]],
+        worker: str,
+        now: str,
+        types: frozenset[str] | None,
+        limit: int = 1,
+        *,
+        recover: Recovery | None = None,
+    ) -> tuple[list[JobRecord | None], list[JobRecord]]:
+        """:meth:`swap`, then :meth:`claim`, under one hold of the lock; the swap's
+        durable writes are synced once it is released, with the claim's. A claim refused by
+        the disk after the swap wrote is logged and claims nothing: the swap stands, and
+        the next claim meets the trouble again (and raises it)."""
+        with self.locked():
+            outcomes = self.swap(pairs)
+            try:
+                claimed = self.claim(worker, now, types, limit, recover=recover)
+            except StorageError as exc:
+                if not any(r is not None for r in outcomes):
+                    raise
+                log.warning("Recorded %d job(s), and claimed none: %s", len(pairs), exc)
+                claimed = []
+        return outcomes, claimed
 
     def transition(
         self, job_id: str, change: Callable[[JobRecord], JobRecord], *, fsync: bool = True

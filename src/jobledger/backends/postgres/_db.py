@@ -192,6 +192,7 @@ class Database:
         connect_timeout: float = 10.0,
         reconnect_for: float = 60.0,
         migrate: bool = True,
+        settings: dict[str, str] | None = None,
     ) -> None:
         # The same checks as everywhere (ConfigError): libpq's own complaints about a URL
         # quote it, password and all.
@@ -222,6 +223,10 @@ class Database:
         )
         self._params: dict[str, Any] = dict(_KEEPALIVES)
         self._params.update(connect_timeout=max(1, round(connect_timeout)))
+        # Set on this object's own connection when it connects (not on the sessions of
+        # leases and heartbeats): by one statement of ours, not libpq's ``options``, which
+        # would replace the URL's own options (a search_path) and PGOPTIONS.
+        self._settings = dict(settings or {})
         self._lock = threading.RLock()
         self._conn: psycopg.Connection[Any] | None = None
         self._pid = os.getpid()
@@ -281,6 +286,9 @@ class Database:
                 else:
                     self._check_schema(conn)
                 row = conn.execute(q.CURRENT_SCHEMA).fetchone()
+                if self._settings:
+                    names, values = list(self._settings), list(self._settings.values())
+                    conn.execute(q.SESSION_SETTINGS, (names, values))
             except psycopg.Error as exc:
                 conn.close()
                 raise self.error("prepare the jobledger tables", exc) from exc
@@ -312,6 +320,13 @@ class Database:
                 f"{', '.join(f'{v:04d}' for v in pending)} pending); {run} to upgrade it "
                 "(reading commands never migrate)"
             )
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock this object's connection is used under (re-entrant): held around a
+        statement and what the caller records of its outcome, so that no other thread of
+        this process sees the one without the other."""
+        return self._lock
 
     def _depth(self) -> int:
         return int(getattr(self._local, "depth", 0))

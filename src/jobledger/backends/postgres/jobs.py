@@ -1,8 +1,10 @@
 """The job queue in PostgreSQL: ``jobledger_jobs``, ``jobledger_workers`` and a sequence.
 
-- ``claim`` is ONE statement: an UPDATE of the row picked, in serving order, by a
-  subquery with FOR UPDATE SKIP LOCKED. Concurrent claimers skip each other's rows instead
-  of waiting: one winner per job, and no claimer ever blocks on another.
+- ``claim`` is ONE statement in autocommit: an UPDATE of the rows picked, in serving
+  order, by a subquery with FOR UPDATE SKIP LOCKED. Concurrent claimers skip each other's
+  rows instead of waiting: one winner per job, and no claimer ever blocks on another.
+  ``swap`` (a worker's completion, failure or requeue of the job it claimed) is ONE
+  guarded UPDATE, and ``swap_and_claim`` the two in one statement (``_claims.py``).
 - ``transition`` and ``recover`` lock the rows (SELECT ... FOR UPDATE), let the policy
   compute the new records in Python, and write them, in one transaction.
 - ``put`` is INSERT ... ON CONFLICT DO NOTHING: enqueueing an existing id writes nothing
@@ -29,10 +31,12 @@
   COMMIT reuses the lost transaction's xid, and another transaction's commit would read as
   the lost one's): ``put`` runs again, inserting nothing twice (the id is the key), and a
   job found with the ``seq`` and ``created`` the lost attempt gave it is that attempt's
-  landed insert, returned as new; ``claim`` reads its rows back: those still Running under
-  this worker from that very claim (same attempt and start) are its result (so a claim
-  that landed is never followed by a second one, leaving the first Running under this
-  live worker, run by no one); none, and it runs again. ``transition`` runs again, and
+  landed insert, returned as new; ``claim`` reads its rows back: those Running under this
+  worker from that very claim (since its start, and not handed out by an earlier claim)
+  are its result (so a claim that landed is never followed by a second one, leaving the
+  first Running under this live worker, run by no one); none, and it runs again; a
+  ``swap``'s rows found as it would have written them are its landed writes (see
+  ``_claims.py``). ``transition`` runs again, and
   under its row locks takes a row found exactly as the lost attempt wrote it (status and
   stamps, with the claim's worker, attempt and start) for landed: that job's outcome is
   the lost attempt's, its change is not applied a second time; any other row gets its
@@ -61,6 +65,7 @@ from ..._inputs import findable
 from ..._job_record import JobRecord, JobStatus
 from .._contract import QueuedCounts, Recovery
 from . import _queries as q
+from ._claims import OneStatement
 from ._db import Database, reconnecting
 from ._heartbeat import WorkerLease
 from ._listen import CHANNEL, Listener, notify
@@ -155,6 +160,26 @@ def _seqs_of(blocks: list[tuple[int]], n: int) -> list[int]:
     return seqs
 
 
+def _session_settings(fsync: bool) -> dict[str, str]:
+    """The settings of the backend's own connection (see ``_queries.SESSION_SETTINGS``).
+
+    ``enable_sort`` off: a claim reads the serving order from its index, never sorting
+    every Queued job. A table just filled and not yet analyzed makes the planner expect one
+    Queued row and sort them all (18-20 ms per 100-job claim with 20,000 queued, against
+    1 ms; bench.pg). Set for the connection, not per claim: a claim is one autocommit
+    statement, and a statement cannot change its own planning. The backend's other
+    statements either read an index in the order they ask or sort all the same (there is
+    no other way): only their cost estimate grows, by the planner's "disabled" 10^10.
+    ``jit`` off, because of that estimate: far above ``jit_above_cost``, it would have
+    every such statement compiled (60-100 ms for a list of ten jobs, against 1 ms).
+    ``synchronous_commit`` off under ``durability="flush"``: the one-statement writes have
+    no transaction to set it in."""
+    settings = {"enable_sort": "off", "jit": "off"}
+    if not fsync:
+        settings["synchronous_commit"] = "off"
+    return settings
+
+
 def _of_types(
     types: frozenset[str] | None, every: str, of_types: str
 ) -> tuple[str, tuple[Any, ...]]:
@@ -193,12 +218,14 @@ class PostgresJobBackend:
             connect_timeout=connect_timeout,
             reconnect_for=reconnect_for,
             migrate=not read_only,
+            settings=_session_settings(fsync),
         )
         self.location = self._db.location
         self._fsync = fsync
         self._clock = clock or SystemClock()
         self.worker_lease = float(worker_lease)
         self.heartbeat = float(heartbeat) if heartbeat is not None else self.worker_lease / 5
+        self._one = OneStatement(self._db, self.worker_lease, fsync, self._recover)
         #: The most jobs one batch of :meth:`prune` deletes.
         self.prune_batch = PRUNE_BATCH
         #: How long :meth:`prune` pauses after a batch, as a multiple of the batch's time.
@@ -392,13 +419,15 @@ class PostgresJobBackend:
         *,
         recover: Recovery | None = None,
     ) -> list[JobRecord]:
-        """Make the first ``limit`` due Queued jobs Running under ``worker``: one statement.
+        """Make the first ``limit`` due Queued jobs Running under ``worker``: ONE statement
+        in autocommit (``q.claim_next``), one round trip (see ``_claims.py``).
 
         With ``recover`` (``keep``, ``decide``, as :meth:`recover` takes them), the
         Running jobs of a worker whose session ended (its process died: see
-        ``_heartbeat.py``) are recovered first, in the same transaction, so that this very
-        claim serves them ahead of every Queued job. Asked in the claim's first statement,
-        so it costs no round trip while every worker's session lives.
+        ``_heartbeat.py``) are recovered first, so that this very claim serves them ahead
+        of every Queued job: the statement, which asks, then claims nothing, and the claim
+        is made again in a transaction that recovers first. So it costs no round trip
+        while every worker's session lives.
 
         Durable before it returns (``synchronous_commit`` as the server has it, on by
         default), unlike the files backend's claim: there a claim lost in a power cut went
@@ -408,65 +437,28 @@ class PostgresJobBackend:
         False) the claim, like every write, commits without waiting for the WAL flush, and
         a server crash may forget the claims of its last moments (up to three
         ``wal_writer_delay``, 0.6 s by default) in just that way."""
-        statement, params = _of_types(types, q.CLAIM_JOBS, q.CLAIM_JOBS_OF_TYPES)
-        done: list[list[JobRecord]] = []
+        return self._one.swap_and_claim([], worker, now, types, limit, recover)[1]
 
-        def run() -> list[JobRecord]:
-            done.clear()  # only this attempt's claim may be asked about
-            with self._tx("claim jobs") as conn:
-                done[:] = [self._claim(conn, worker, now, statement, params, limit, recover)]
-            return done[0]
+    def swap(self, pairs: list[tuple[JobRecord, JobRecord]]) -> list[JobRecord | None]:
+        """Write each pair's new record where its job is still the claim paired with it
+        (Running under the same worker, attempt and start): ONE guarded UPDATE in
+        autocommit (``q.swap_job``, ``q.swap_jobs``). The new record where written, None
+        where not."""
+        return self._one.swap(pairs)
 
-        def settled() -> list[JobRecord] | None:
-            # Asked of the rows, not of txid_status: a server that crashed during the
-            # COMMIT forgets the transaction's xid with it and hands that xid to a new
-            # transaction, whose commit would then read as this claim's.
-            if not done:
-                return None
-            return self._still_claimed(done[0], worker) or None  # None: claim again
-
-        return self._db.retrying(run, settled)
-
-    def _still_claimed(self, records: list[JobRecord], worker: str) -> list[JobRecord]:
-        """Those of a claim's ``records`` that are Running under ``worker`` from that very
-        claim (same attempt, same start): all of them if its COMMIT landed, none if it did
-        not. ``FOR SHARE`` waits for a transaction still finishing (a cut network, not a
-        restart) to end, so that its outcome is read, not the rows before it."""
-        if not records:
-            return []
-
-        def read() -> set[tuple[str, int, str | None]]:
-            with self._tx("read a claim's outcome") as conn:
-                rows = conn.execute(q.CLAIMED_BY, ([r.job_id for r in records], worker)).fetchall()
-            return {(job_id, attempts, started) for job_id, attempts, started in rows}
-
-        found = self._db.retrying(read)
-        return [r for r in records if (r.job_id, r.attempts, r.started) in found]
-
-    def _claim(
+    def swap_and_claim(
         self,
-        conn: psycopg.Connection[Any],
+        pairs: list[tuple[JobRecord, JobRecord]],
         worker: str,
         now: str,
-        statement: str,
-        params: tuple[Any, ...],
-        limit: int,
-        recover: Recovery | None,
-    ) -> list[JobRecord]:
-        """claim's one statement (``statement``, of ``q.CLAIM_JOBS`` or
-        ``q.CLAIM_JOBS_OF_TYPES``, with ``params`` the types): the records claimed, in
-        serving order."""
-        # Read the serving order from its index, never sort every Queued job: a table just
-        # filled and not yet analyzed makes the planner expect one Queued row and sort
-        # (18-20 ms per 100-job claim with 20,000 queued, against 1 ms; bench.pg). Only
-        # this transaction's planning is affected.
-        setup = conn.execute(q.CLAIM_SETUP).fetchone()
-        if recover is not None and setup is not None and setup[1]:
-            self._recover(conn, *recover)
-        rows = conn.execute(
-            statement, (now, *params, limit, worker, now, self.worker_lease)
-        ).fetchall()
-        return sorted(map(record_of, rows), key=lambda r: (not r.recovered, -r.priority, r.seq))
+        types: frozenset[str] | None,
+        limit: int = 1,
+        *,
+        recover: Recovery | None = None,
+    ) -> tuple[list[JobRecord | None], list[JobRecord]]:
+        """:meth:`swap` and :meth:`claim` in ONE statement (``q.swap_job(s)_and_claim``): a
+        Worker's completions recorded with its next claim, one round trip."""
+        return self._one.swap_and_claim(pairs, worker, now, types, limit, recover)
 
     def transition(
         self, job_id: str, change: Callable[[JobRecord], JobRecord], *, fsync: bool = True
@@ -493,6 +485,10 @@ class PostgresJobBackend:
         lost: list[tuple[list[JobRecord | JobLedgerError], dict[str, JobRecord]]] = []
 
         def run() -> list[JobRecord | JobLedgerError]:
+            with self._db.lock:  # with what is noted of the claims written over
+                return attempt()
+
+        def attempt() -> list[JobRecord | JobLedgerError]:
             out: list[JobRecord | JobLedgerError] = []
             with self._tx("change jobs", durable=fsync) as conn:
                 rows = conn.execute(q.LOCK_JOBS, (ids,)).fetchall()
@@ -530,6 +526,9 @@ class PostgresJobBackend:
                         notify(conn)
                 wrote = landed | {job_id: new for job_id, (_, new) in changed.items()}
                 lost[:] = [(out, wrote)]  # if this COMMIT is cut off in its turn
+            # Claims handed out here and now written over: a later claim may take these
+            # jobs again at the same time, and a read-back of it must then find them.
+            self._one.handed.forget([first for first, _ in changed.values()])
             return out
 
         return self._db.retrying(run)

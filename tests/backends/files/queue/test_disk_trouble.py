@@ -20,10 +20,11 @@ Three outcomes, by where the write was refused:
   line after it was refused: the change stands, a warning names the file and what to
   check, and queue.json catches up once the disk allows.
 
-Also: a read-only folder (tests run as root in CI, where chmod does not stop writes:
-there the refusal is injected), a folder where a job file or queue.json should be, a file
-where jobs/ should be, and a real full disk (a small tmpfs) where the machine lets a test
-mount one. No sleeping, no timing assertions.
+Also: a completion a Worker records with its next claim, whose claim alone the disk
+refuses (the completion stands); a read-only folder (tests run as root in CI, where chmod
+does not stop writes: there the refusal is injected), a folder where a job file or
+queue.json should be, a file where jobs/ should be, and a real full disk (a small tmpfs)
+where the machine lets a test mount one. No sleeping, no timing assertions.
 """
 
 from __future__ import annotations
@@ -548,6 +549,27 @@ def test_a_batch_claim_hands_out_the_jobs_it_claimed_before_the_disk_refused(
     state = view(q, root)
     assert state["next"] == ("Running", 1) and state["later"] == ("Queued", 0)
     assert [j.job_id for j in q.claim_many(3)] == ["later"]
+    check_nothing_lost(q, root, clock, set(state))
+
+
+def test_a_completion_recorded_with_a_claim_the_disk_refuses_stands(tmp_path, clock, disk, caplog):
+    # A Worker's group commit: the completion is written (and synced) under the same hold
+    # of the lock as the claim that follows; the disk refuses the claim's write only.
+    root = tmp_path / "q"
+    q = opened(root, clock)
+    disk.refuse("open", errno.ENOSPC, temp_of("next.json"), times=2)
+    caplog.set_level(logging.WARNING, logger="jobledger")
+    assert q._record_and_claim([("run", "ok")], 1, None) == ([], 1, None)
+    assert "Recorded 1 job(s), and claimed none" in caplog.text
+    assert str(root / "jobs" / "next.json") in caplog.text and "disk is full" in caplog.text
+    with pytest.raises(jobledger.StorageError):
+        q.claim()  # the next claim meets the trouble again, and says so
+    disk.heal()
+    assert temp_files(root) == []
+    state = view(q, root)
+    assert state["run"] == ("Completed", 1) and state["next"] == ("Queued", 0)
+    assert q.get("run").result == "ok"
+    assert q.claim().job_id == "next"
     check_nothing_lost(q, root, clock, set(state))
 
 
