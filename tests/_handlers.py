@@ -93,6 +93,11 @@ def ready_then_wait(job: jobledger.Job) -> None:
                 f.write("unwound")
 
 
+def wait(job: jobledger.Job) -> None:
+    """Wait until stopped."""
+    _wait_forever()
+
+
 def ignore_sigterm(job: jobledger.Job) -> None:
     """Ignore SIGTERM, tell the parent it runs, and wait: only SIGKILL ends it."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
