@@ -98,6 +98,15 @@ def wait(job: jobledger.Job) -> None:
     _wait_forever()
 
 
+def say_pid_then_wait(job: jobledger.Job) -> None:
+    """Print which process runs the job (on stderr, the worker's), then wait."""
+    import sys
+
+    sys.stderr.write(f"job {job.job_id} in {os.getpid()}\n")
+    sys.stderr.flush()
+    _wait_forever()
+
+
 def ignore_sigterm(job: jobledger.Job) -> None:
     """Ignore SIGTERM, tell the parent it runs, and wait: only SIGKILL ends it."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

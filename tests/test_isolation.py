@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from jobledger._isolation import ProcessRunner, death_text, handler_name
 from jobledger._job_attempt import Attempt
 from jobledger._job_view import Job
 from tests import _handlers
+from tests._child import Spawned
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals and process groups: POSIX")
 
@@ -257,6 +259,40 @@ def test_a_stop_past_the_grace_kills_the_child_and_gives_the_job_back_uncounted(
     job = q.get(job_id)
     assert job.status is JobStatus.QUEUED and job.attempts == 0 and job.worker is None
     assert _until_gone(int(pidfile.read_text()))
+
+
+WORKER = """
+import sys
+from jobledger import JobQueue, Worker
+
+if __name__ == "__main__":
+    with JobQueue(sys.argv[1], durability="flush") as q:
+        Worker(q, {"Wait": "tests._handlers:say_pid_then_wait"}, isolation="process").run()
+"""
+
+
+def test_a_job_s_process_dies_with_its_worker(tmp_path: Path):
+    folder = tmp_path / "queue"
+    with jobledger.JobQueue(folder, durability="flush") as q:
+        job_id = q.enqueue({"type": "Wait"})
+    (tmp_path / "worker.py").write_text(WORKER, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    worker = Spawned(
+        [sys.executable, str(tmp_path / "worker.py"), str(folder)],
+        cwd=Path(__file__).parent.parent,
+        env=env,
+        merge_stderr=True,
+    )
+    line = worker.wait_for(f"job {job_id} in ")
+    pid = int(line.rsplit(" ", 1)[1])
+    assert not _gone(pid)
+    worker.proc.kill()  # SIGKILL: no stop, no cleanup in the worker
+    worker.finish()
+    assert _until_gone(pid), f"the job's process {pid} outlived its worker"
+    with jobledger.JobQueue(folder, durability="flush") as q:  # another worker recovers it
+        [job] = q.recover()
+        assert job.job_id == job_id
+        assert job.status is JobStatus.QUEUED and job.attempts == 1  # its attempt counted
 
 
 # -- which handlers a child can import ---------------------------------------------------

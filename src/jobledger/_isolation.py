@@ -22,9 +22,11 @@ anything else (a signal such as an out-of-memory kill, ``os._exit``) fails its a
 with what killed it. Each child leads a process group of its own, so that the terminal's
 Ctrl-C reaches the worker only (which then waits for its jobs, as with threads), and so
 that the signals that stop a job reach the processes it started too. A child whose worker
-dies sees its pipe close and kills its group at once (on Linux the kernel also kills it
-when the fork server exits with the worker): a job never outlives its worker, whose jobs
-go back to the queue.
+dies sees its pipe close (a thread of its own reads it) and kills its group at once: a
+job does not outlive its worker, whose jobs go back to the queue. (That thread needs the
+child's interpreter: a handler inside native code that holds the GIL and never lets it go
+would keep its process alive until it does. The fork server does not help here: it lives
+for as long as any of its children.)
 """
 
 from __future__ import annotations
@@ -222,19 +224,6 @@ def _orphaned() -> None:
     os._exit(70)
 
 
-def _die_with_the_fork_server() -> None:
-    """On Linux, have the kernel kill this process when its parent (the fork server,
-    which exits when the worker does) ends: the pipe's EOF needs this process's Python to
-    run, which a handler inside native code may not let it do."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(_KILL))
-
-
 def _on_sigterm(signum: int, frame: object) -> None:
     raise _Terminated
 
@@ -244,7 +233,6 @@ def _child_main(conn: Connection) -> None:
     if hasattr(os, "setpgid"):
         with contextlib.suppress(OSError):
             os.setpgid(0, 0)  # its own group: the terminal's Ctrl-C is the worker's to handle
-    _die_with_the_fork_server()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
     link = _ChildLink(conn)
