@@ -31,6 +31,11 @@ def echo(job: jobledger.Job) -> Any:
     return {"payload": job.raw, "attempts": job.attempts, "pid": os.getpid()}
 
 
+async def async_echo(job: jobledger.Job) -> Any:
+    """A coroutine function: the child runs it to its end (``asyncio.run``)."""
+    return {"payload": job.raw, "pid": os.getpid()}
+
+
 def noop(job: jobledger.Job) -> None:
     """Nothing: the cost of a process per job."""
 

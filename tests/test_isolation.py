@@ -151,6 +151,14 @@ def test_a_typed_job_s_result_progress_and_checkpoints_round_trip(make_queue):
     assert worker.progress == [(1, 3, "epoch 1"), (2, 3, "epoch 2"), (3, 3, "epoch 3")]
 
 
+def test_a_coroutine_handler_runs_to_its_end_in_its_process(make_queue):
+    q = make_queue()
+    job_id = q.enqueue({"type": "Async", "n": 3})
+    _worker(q, {"Async": _handlers.async_echo}).run(until_empty=True)
+    job = q.get(job_id)
+    assert job.status is JobStatus.COMPLETED and job.result["payload"] == {"n": 3}
+
+
 def _job(**fields: Any) -> Job:
     base: dict[str, Any] = dict(
         job_id="j1", type="Train", status=JobStatus.RUNNING, payload={}, attempts=2,

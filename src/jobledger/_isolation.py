@@ -31,7 +31,6 @@ for as long as any of its children.)
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import importlib
@@ -274,6 +273,8 @@ def _run_in_child(start: dict[str, Any], link: _ChildLink) -> dict[str, Any]:
         job = _job_of(data).with_attempt(attempt)
         result = handler(job)
         if inspect.isawaitable(result):
+            import asyncio  # here: a tenth of a second that no thread Worker should pay
+
             result = asyncio.run(_awaited(result))
     except (JobTimeout, JobCancelled) as exc:
         return {"stopped": "timeout" if isinstance(exc, JobTimeout) else "cancel"}
@@ -327,14 +328,21 @@ _preload_set = False
 
 def _context() -> multiprocessing.context.BaseContext:
     """The fork server's context (spawn where there is none), its server preloading
-    jobledger (and the main module, as by default) for every child to fork from."""
+    jobledger (importing it costs each child a tenth of a second or more otherwise) as
+    well as what it preloads already (the main module by default, or what the program
+    set)."""
     global _preload_set
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
     if not _preload_set:
         _preload_set = True
-        ctx.set_forkserver_preload(["__main__", __name__])
+        from multiprocessing import forkserver
+
+        server = getattr(forkserver, "_forkserver", None)
+        preload = list(getattr(server, "_preload_modules", None) or ["__main__"])
+        if __name__ not in preload:
+            ctx.set_forkserver_preload([*preload, __name__])
     return ctx
 
 
