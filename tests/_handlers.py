@@ -65,6 +65,15 @@ def exit_3(job: jobledger.Job) -> str:
     return "second"
 
 
+def segfault(job: jobledger.Job) -> str:
+    """Crash in native code (a read of address 0: SIGSEGV) on the first attempt."""
+    if job.attempts == 1:
+        import ctypes
+
+        ctypes.string_at(0)
+    return "second"
+
+
 def abort(job: jobledger.Job) -> None:
     """``os.abort()`` (SIGABRT) on every attempt."""
     os.abort()

@@ -62,6 +62,10 @@ def _worker(q: jobledger.JobQueue, handlers: dict[str, Any], **kwargs: Any) -> W
             "the likely cause is the system's out-of-memory killer",
         ),
         ("exit_3", "the job's process exited with code 3 before its handler returned"),
+        (
+            "segfault",
+            "the job's process was killed by SIGSEGV (signal 11): a crash in native code",
+        ),
     ],
 )
 def test_a_child_that_dies_fails_its_attempt_naming_how_and_is_retried(
