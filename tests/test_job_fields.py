@@ -45,7 +45,7 @@ def test_a_job_file_holds_the_doc_fields_at_the_top_and_the_meta_fields_under_it
     assert list(doc) == ["type", "job_id", "status", "error_message", "model", META_KEY]
     assert list(doc[META_KEY]) == [
         *("priority", "attempts", "max_attempts", "seq", "created", "started", "finished"),
-        *("worker", "run_after", "result", "recovered", "traceback", "newer"),
+        *("worker", "run_after", "result", "recovered", "traceback", "timeout", "newer"),
     ]
     assert {"type", "job_id", "status", "error_message", META_KEY} == RESERVED_KEYS
     assert doc["status"] == "Queued" and type(doc["status"]) is str
@@ -64,6 +64,10 @@ def test_a_job_file_holds_the_doc_fields_at_the_top_and_the_meta_fields_under_it
         ("meta", "run_after", "soon", "'run_after' is not an ISO 8601 time"),
         ("meta", "recovered", 1, "'recovered' is not true or false"),
         ("meta", "traceback", [], "'traceback' is not a string or null"),
+        ("meta", "timeout", "1h", "'timeout' is not a number of seconds or null"),
+        ("meta", "timeout", True, "'timeout' is not a number of seconds or null"),
+        ("meta", "timeout", 0, "'timeout' is not a positive, finite number of seconds"),
+        ("meta", "timeout", 10**400, "'timeout' is not a positive, finite number"),
     ],
 )
 def test_a_bad_value_is_refused_by_name(where, key, value, message):

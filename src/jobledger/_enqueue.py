@@ -1,8 +1,8 @@
 """What ``enqueue`` stores: a new job's record, built from what it was given and checked.
 
 Every check happens here, before anything is written: a payload JSON cannot represent, a
-payload key the job file reserves, a bad job id, ``max_attempts`` or ``priority``, a
-naive ``run_after``.
+payload key the job file reserves, a bad job id, ``max_attempts``, ``priority`` or
+``timeout``, a naive ``run_after``.
 """
 
 from __future__ import annotations
@@ -45,10 +45,12 @@ def new_record(
     max_attempts: int,
     now: str,
     fresh: set[str],
+    timeout: float | None = None,
 ) -> JobRecord:
     """The Queued record of ``job`` (a dict with a ``"type"`` or a registered type's
     instance). Its id is ``job_id``, else the payload's own ``job_id``, else a new one,
-    which is added to ``fresh`` (no stored job can have it: the backend need not look)."""
+    which is added to ``fresh`` (no stored job can have it: the backend need not look).
+    ``timeout`` is seconds, already checked (``to_timeout``)."""
     type_name, payload = encode_job(job)
     if not _RESERVED_IN_PAYLOAD.isdisjoint(payload):
         clash = _RESERVED_IN_PAYLOAD.intersection(payload)
@@ -74,6 +76,7 @@ def new_record(
         max_attempts=max_attempts,
         created=now,
         run_after=run_after,
+        timeout=timeout,
     )
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 __all__ = [
     "AlreadyRunning",
     "ConfigError",
+    "ForeignFailure",
     "InvalidNameError",
     "InvalidPayload",
     "JobConflict",
@@ -182,3 +183,14 @@ class JobCancelled(JobLedgerError):
         self.job_id = job_id
         at = f" (queue at {where})" if where else ""
         super().__init__(f"job {job_id} was cancelled{at}")
+
+
+class ForeignFailure(JobLedgerError):
+    """An attempt that failed in another process (``Worker(isolation="process")``), as
+    text: ``text`` is the error message its job stores (``"ValueError: bad input"``, or
+    how the job's process died), ``trace`` the handler's traceback there, or None."""
+
+    def __init__(self, text: str, trace: str | None = None) -> None:
+        self.text = text
+        self.trace = trace
+        super().__init__(text)

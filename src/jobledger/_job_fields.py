@@ -36,6 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -206,6 +207,22 @@ def _any(key: str, value: Any) -> Any:
     return value
 
 
+def _opt_seconds(key: str, value: Any) -> float | None:
+    # A float whatever was written: PostgreSQL's double precision reads 30 back as 30.0,
+    # so a job file holds 30.0 too and both backends read back the same.
+    if value is None:
+        return None
+    if type(value) not in (int, float):
+        raise ValueError(f"{key!r} is not a number of seconds or null: {shown(value)}")
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{key!r} is not a positive, finite number of seconds: {shown(value)}")
+    return seconds
+
+
 #: An enum's JSON value (C, not a Python frame: every job write takes a status's).
 _value: Callable[[Any], Any] = operator.attrgetter("value")
 
@@ -232,4 +249,7 @@ FIELDS: tuple[Field, ...] = (
     #: The full Python traceback of the last failed attempt whose handler raised (null
     #: when there is none: never failed, completed since, failed without an exception).
     Field("traceback", META, "text", _opt_str, None),
+    #: Seconds an attempt may run before the Worker stops it (null: the job gives none,
+    #: and its type's timeout applies, else the Worker's; see ``_worker.py``).
+    Field("timeout", META, "double precision", _opt_seconds, None),
 )

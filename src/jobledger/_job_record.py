@@ -9,12 +9,13 @@ bookkeeping goes under one key, ``"_jobledger"``, which payloads may not use::
      "_jobledger": {"priority": 0, "attempts": 1, "max_attempts": 3, "seq": 17,
                     "created": "...Z", "started": "...Z", "finished": null,
                     "worker": "host-4242-1a2b3c4d", "run_after": null, "result": null,
-                    "recovered": false, "traceback": null}}
+                    "recovered": false, "traceback": null, "timeout": null}}
 
 The fields, where each goes, and how each is checked when read are the table's
 (``_job_fields.FIELDS``); this module lays them out. ``traceback`` is the full Python
 traceback of the last failed attempt whose handler raised (null when there is none: never
-failed, completed since, failed without an exception).
+failed, completed since, failed without an exception). ``timeout`` is the job's own
+timeout in seconds (null: its type's, else the Worker's, applies).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class JobRecord:
     recovered: bool = False
     extra_meta: dict[str, Any] = field(default_factory=dict)
     traceback: str | None = None
+    timeout: float | None = None
 
     @classmethod
     def from_fields(cls, values: dict[str, Any]) -> JobRecord:
@@ -90,6 +92,7 @@ class JobRecord:
         max_attempts: int,
         created: str,
         run_after: str | None,
+        timeout: float | None = None,
     ) -> JobRecord:
         """A new job's record, as every enqueue builds one: the same as the constructor
         with these fields (the rest at their defaults), built as :meth:`from_fields`."""
@@ -107,6 +110,7 @@ class JobRecord:
             max_attempts=max_attempts,
             created=created,
             run_after=run_after,
+            timeout=timeout,
         )
         return new
 

@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._errors import JobConflict, JobLedgerError
+from ._errors import ForeignFailure, JobConflict, JobLedgerError
 from ._inputs import storable_text
 from ._job_fields import JobStatus
 from ._job_record import JobRecord
@@ -101,7 +101,12 @@ def settled(
 
 def failure_text(error: BaseException | str) -> tuple[str, str | None]:
     """The error message a failure stores, and the full traceback of an exception that
-    has one (None otherwise); both storable whatever they hold."""
+    has one (None otherwise); both storable whatever they hold. A failure from another
+    process (:class:`ForeignFailure`) stores the message and traceback it carries."""
+    if isinstance(error, ForeignFailure):
+        return storable_text(error.text), (
+            storable_text(error.trace) if error.trace is not None else None
+        )
     text = storable_text(
         f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
     )

@@ -50,6 +50,10 @@ class Job:
     traceback: str | None = None
     #: The last acknowledged checkpoint of an earlier attempt (``checkpoint``), or None.
     checkpoint_data: Any = None
+    #: The job's own timeout in seconds (``enqueue(..., timeout=)``), or None: its type's
+    #: (``@job_type(..., timeout=)``), else the Worker's, applies. The running attempt's
+    #: deadline, whichever it came from, is :attr:`deadline`.
+    timeout: float | None = None
     #: The running attempt, while a Worker runs this job's handler (else None).
     attempt: Attempt | None = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -141,4 +145,5 @@ class JobViews:
             raw=dict(record.payload),
             known_type=known,
             traceback=record.traceback,
+            timeout=record.timeout,
         )

@@ -34,7 +34,7 @@ from typing import Any
 
 from ._clock import Clock, SystemClock, iso_utc
 from ._config import DURABILITIES
-from ._durations import to_seconds, to_timedelta
+from ._durations import to_seconds, to_timedelta, to_timeout
 from ._enqueue import announce, new_record, run_after_text
 from ._errors import ConfigError
 from ._job_fields import JobStatus
@@ -250,6 +250,7 @@ class JobQueue:
         priority: int = 0,
         run_after: dt.datetime | dt.timedelta | float | None = None,
         max_attempts: int = 3,
+        timeout: dt.timedelta | float | None = None,
     ) -> str:
         """Store a job and return its id; durable before it returns.
 
@@ -257,7 +258,10 @@ class JobQueue:
         is ``job_id``, else the payload's own ``job_id`` field, else a new UUID. Enqueueing
         an id that exists returns it and stores nothing (never a second entry). Higher
         ``priority`` is served first; ``run_after`` (a datetime, timedelta or seconds)
-        delays it. A payload JSON cannot represent raises TypeError before any write.
+        delays it. ``timeout`` (a timedelta or seconds, more than 0) bounds each attempt:
+        past it a Worker stops the attempt (see :class:`Worker`) and it fails "timed out";
+        None leaves it to the type's timeout (``@job_type(..., timeout=)``), else the
+        Worker's. A payload JSON cannot represent raises TypeError before any write.
         """
         now_dt = self.clock.now()
         fresh: set[str] = set()
@@ -269,6 +273,7 @@ class JobQueue:
             max_attempts,
             iso_utc(now_dt),
             fresh,
+            to_timeout(timeout),
         )
         # One job, without enqueue_many's lists: enqueue is the call a server makes per job.
         stored = self._opened().put([record], frozenset(fresh))
@@ -283,8 +288,11 @@ class JobQueue:
         run_after: dt.datetime | dt.timedelta | float | None = None,
         max_attempts: int = 3,
         job_ids: Iterable[str | None] | None = None,
+        timeout: dt.timedelta | float | None = None,
     ) -> list[str]:
-        """Store many jobs in one batch (one lock, one index write); returns their ids."""
+        """Store many jobs in one batch (one lock, one index write); returns their ids.
+        The options apply to every job, as :meth:`enqueue` takes them."""
+        seconds = to_timeout(timeout)
         now_dt = self.clock.now()
         now = iso_utc(now_dt)
         after = run_after_text(run_after, now_dt)
@@ -294,7 +302,7 @@ class JobQueue:
             raise ConfigError(f"job_ids has {len(ids)} entries for {len(jobs)} jobs")
         fresh: set[str] = set()
         records = [
-            new_record(j, i, priority, after, max_attempts, now, fresh)
+            new_record(j, i, priority, after, max_attempts, now, fresh, seconds)
             for j, i in zip(jobs, ids, strict=True)
         ]
         stored = self._opened().put(records, frozenset(fresh))

@@ -9,6 +9,9 @@ and ``Worker.forced_by`` names the signal (``jobledger worker`` then exits 128 +
 number: 130 after SIGINT, 143 after SIGTERM). The handler threads are daemon threads;
 a handler that returns after its job was given back has its result refused (fenced).
 
+Where a job runs (``isolation``): in the worker's threads (the default), or each attempt in
+a child process of its own (``"process"``, ``_isolation.py``). Timeouts: see ``Worker``.
+
 The worker talks through ``jobledger.worker`` (see ``_worker_report.py``): a start line,
 a line per finished job (or summaries under load), a warning once per queued job type
 that no handler here serves, and, with ``run(until_empty=True)``, which delayed jobs it
@@ -26,20 +29,25 @@ from collections.abc import Callable, Iterator, Mapping
 from types import FrameType
 from typing import Any
 
-from ._durations import to_seconds
-from ._errors import JobConflict, JobLedgerError
+from ._durations import Duration, to_seconds, to_timeout
+from ._errors import JobConflict, JobLedgerError, JobTimeout
+from ._isolation import Abandoned, ProcessRunner, handler_name, resolve_handler
+from ._job_attempt import Attempt
 from ._job_fields import JobStatus
 from ._job_transitions import json_ready
 from ._job_view import Job
 from ._log import log
 from ._prefetch import RECORD_WITHIN, Prefetch
 from ._queue import JobQueue
+from ._timeouts import new_attempt, timed_out_text
 from ._words import plural
 from ._worker_report import JobReporter, worker_log
 
-__all__ = ["Worker", "stop_signals_to"]
+__all__ = ["ISOLATIONS", "Worker", "stop_signals_to"]
 
 Handler = Callable[[Job], Any]
+#: Where a Worker runs its jobs: in its threads, or each attempt in a process of its own.
+ISOLATIONS = ("thread", "process")
 
 
 @contextlib.contextmanager
@@ -88,12 +96,37 @@ class Worker:
 
     ``monotonic`` is the clock that times jobs (for the adaptation, the 50 ms bound and
     the per-job lines); a test injects one it moves.
+
+    Where jobs run, ``isolation``: ``"thread"`` (the default) runs handlers in the worker's
+    threads. ``"process"`` runs each attempt in a new child process (``_isolation.py``): a
+    job that crashes or exhausts memory kills only its process; its attempt fails naming
+    the signal or exit code and is retried per ``max_attempts`` while the worker serves
+    on. Handlers are imported by name there: give each as ``"module:function"`` or as a
+    top-level function of a module (a lambda or nested function is refused here). The
+    job goes to the child and its result comes back as JSON; ``job.progress`` and
+    ``job.checkpoint`` reach this worker's attempt over a pipe. A stop behaves as above:
+    past the grace period, or at a second signal, the jobs' processes (and those they
+    started) are killed before their jobs are given back. A handler may be
+    ``"module:function"`` under thread isolation too.
+
+    Timeouts: an attempt's deadline is its start plus the job's own ``timeout``
+    (``enqueue(..., timeout=)``), else its type's (``@job_type(..., timeout=)``), else this
+    Worker's ``timeout`` (None: no deadline). A thread handler is told, never stopped:
+    ``job.deadline`` says when, and ``job.check()`` raises :class:`JobTimeout` past it; the
+    attempt fails as timed out only if the handler raises JobTimeout (one that returns
+    after its deadline without checking has its result stored; one that never returns
+    holds its thread: use process isolation for a hard bound). A process handler is
+    stopped: SIGTERM at the deadline (raised in its main thread so that ``finally`` blocks
+    run), SIGKILL ``kill_grace`` seconds later (10 s by default). Either way the attempt
+    fails with "timed out after N s (...)", without a traceback, and is retried per
+    ``max_attempts``. A cancel asked of a process attempt (its ``Attempt.cancel``) stops
+    its process the same way. The deadline is read from the queue's clock.
     """
 
     def __init__(
         self,
         queue: JobQueue,
-        handlers: Mapping[str, Handler],
+        handlers: Mapping[str, Handler | str],
         concurrency: int = 1,
         *,
         poll_interval: dt.timedelta | float = 0.2,
@@ -101,7 +134,16 @@ class Worker:
         handle_signals: bool = True,
         batch_size: int | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        isolation: str = "thread",
+        timeout: Duration | None = None,
+        kill_grace: Duration = 10.0,
     ) -> None:
+        if isolation not in ISOLATIONS:
+            raise JobLedgerError(
+                f"isolation must be 'thread' or 'process', got {isolation!r}: 'thread' runs "
+                "handlers in the worker's threads, 'process' each attempt in a process of "
+                "its own"
+            )
         if concurrency < 1:
             raise JobLedgerError(f"concurrency must be at least 1, got {concurrency}")
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
@@ -109,7 +151,21 @@ class Worker:
         if not handlers:
             raise JobLedgerError("a Worker needs at least one handler (job type -> function)")
         self.queue = queue
-        self.handlers = dict(handlers)
+        #: Where jobs run: "thread" or "process".
+        self.isolation = isolation
+        #: The attempts' timeout (seconds) when neither the job nor its type gives one.
+        self.timeout = to_timeout(timeout, "the Worker's timeout")
+        #: Seconds between a stopped process's SIGTERM and its SIGKILL.
+        self.kill_grace = to_seconds(kill_grace, "kill_grace")
+        # Process isolation: the name each child imports its handler by (checked now).
+        self._handler_names: dict[str, str] = {}
+        self._runner: ProcessRunner | None = None
+        if isolation == "process":
+            self._handler_names = {t: handler_name(t, h) for t, h in handlers.items()}
+            self._runner = ProcessRunner(self.kill_grace)
+        self.handlers: dict[str, Handler] = {
+            t: resolve_handler(h) if isinstance(h, str) else h for t, h in handlers.items()
+        }
         self.concurrency = concurrency
         self.poll_interval = to_seconds(poll_interval, "poll_interval")
         self.grace_period = to_seconds(grace_period, "grace_period")
@@ -267,6 +323,8 @@ class Worker:
 
     def _serve(self, types: frozenset[str], until_empty: bool, done: threading.Event) -> None:
         self._halt.clear()
+        if self._runner is not None:
+            self._runner.open()
         self.delayed_left = None
         with self._signals():
             threads = [
@@ -302,6 +360,10 @@ class Worker:
         self._record_done()
         with self._guard:
             leftover = list(self._running)
+        if self._runner is not None:
+            # Before any requeue: a job given back must not run on here while another
+            # worker starts it. Their runs then record nothing (``Abandoned``).
+            self._runner.abandon_all()
         for job_id in leftover:
             try:
                 self.queue.requeue(job_id)
@@ -463,14 +525,21 @@ class Worker:
     def _execute(self, job: Job) -> None:
         """Run the job's handler: a failure is recorded now, a success queued for
         :meth:`_record_done`."""
-        handler = self.handlers[job.type]
         log.info("Starting job %s (%s), attempt %d", job.job_id, job.type, job.attempts)
         started = self.monotonic()
         me = threading.get_ident()
         with self._guard:
             self._job_started[me] = started
+        attempt = self._new_attempt(job)
         try:
-            result = handler(job)
+            result = self._run(job.with_attempt(attempt), attempt)
+        except Abandoned:
+            return  # its process was killed by the stop, which gives the job back
+        except JobTimeout as exc:
+            took = self.monotonic() - started
+            self._prefetch.observe(took)
+            self._fail(job, timed_out_text(job, exc, self.timeout), took)
+            return
         except Exception as exc:
             took = self.monotonic() - started
             self._prefetch.observe(took)
@@ -492,6 +561,20 @@ class Worker:
                 self._oldest_done = ended
             self._done.append((job.job_id, result))
             self._took[job.job_id] = (job.type, took)
+
+    def _run(self, job: Job, attempt: Attempt) -> Any:
+        """The handler's run of ``job``: in this thread, or in a child process."""
+        if self._runner is None:
+            return self.handlers[job.type](job)
+        return self._runner.run(job, self._handler_names[job.type], attempt)
+
+    def _new_attempt(self, job: Job) -> Attempt:
+        """The attempt ``job``'s handler runs as (its deadline set from its timeout)."""
+        return new_attempt(job, self.timeout, self._wall)
+
+    def _wall(self) -> float:
+        """Now, in seconds since the epoch, by the queue's clock (deadlines)."""
+        return self.queue.clock.now().timestamp()
 
     def _fail(self, job: Job, error: Exception | str, took: float) -> None:
         try:

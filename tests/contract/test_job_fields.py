@@ -31,6 +31,7 @@ NOT_DEFAULT: dict[str, Any] = {
     "recovered": True,
     "extra_meta": {"addedByNewerVersion": {"k": [1]}},
     "traceback": 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: ü\n',
+    "timeout": 5400.5,
 }
 
 
