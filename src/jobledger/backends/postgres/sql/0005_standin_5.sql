@@ -1,2 +1,0 @@
--- A stand-in for a migration of another branch (not committed).
-SELECT 1;
