@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from types import FrameType
 from typing import Any
 
+from ._attempt_services import CANCEL_POLL, AttemptServices
 from ._durations import to_seconds
 from ._errors import JobConflict, JobLedgerError
 from ._job_fields import JobStatus
@@ -88,6 +89,14 @@ class Worker:
 
     ``monotonic`` is the clock that times jobs (for the adaptation, the 50 ms bound and
     the per-job lines); a test injects one it moves.
+
+    Each handler gets its job with the running attempt attached (``_attempt_services.py``):
+    ``job.progress()`` (written at most once a second per job, and as the attempt ends),
+    ``job.checkpoint()`` (durable before it returns) and ``job.cancel_requested`` /
+    ``job.check()``. A ``JobQueue.cancel`` of a running job reaches its handler at once
+    on PostgreSQL (NOTIFY) and within ``cancel_poll`` seconds (1 s by default: a stat of
+    each running job's file) on a folder; a handler that raises JobCancelled (what
+    ``job.check()`` does) ends its job Cancelled.
     """
 
     def __init__(
@@ -101,6 +110,7 @@ class Worker:
         handle_signals: bool = True,
         batch_size: int | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        cancel_poll: dt.timedelta | float = CANCEL_POLL,
     ) -> None:
         if concurrency < 1:
             raise JobLedgerError(f"concurrency must be at least 1, got {concurrency}")
@@ -144,6 +154,8 @@ class Worker:
         self._took: dict[str, tuple[str, float]] = {}  # finished job -> (type, seconds)
         self._idle_noted = False  # went idle and looked at the queue since the last claim
         self._warned_types: set[str] = set()
+        # Each handler's Attempt: progress, checkpoints, cancel requests.
+        self._attempts = AttemptServices(queue, cancel_poll=to_seconds(cancel_poll, "cancel_poll"))
 
     @property
     def forced(self) -> bool:
@@ -225,11 +237,13 @@ class Worker:
         )
         self._warn_unserved()
         done = threading.Event()
-        unwatch = self.queue.watch(self.wake)
+        unwatch = self.queue.watch(self.wake, on_cancel=self._attempts.poke)
+        self._attempts.start(self._claimed)
         try:
             self._serve(types, until_empty, done)
         finally:
             unwatch()
+            self._attempts.stop()
             self.reporter.flush()
         if self.delayed_left is not None:
             count, first = self.delayed_left
@@ -373,6 +387,11 @@ class Worker:
                     break
             self._record_done()
 
+    def _claimed(self) -> list[str]:
+        """The jobs this worker holds (running, or claimed and waiting their turn)."""
+        with self._guard:
+            return list(self._running)
+
     def _return_unstarted(self, jobs: list[Job]) -> None:
         """Give back claimed jobs this worker will not start (it is stopping)."""
         for job in jobs:
@@ -470,7 +489,8 @@ class Worker:
         with self._guard:
             self._job_started[me] = started
         try:
-            result = handler(job)
+            with self._attempts.running(job) as attempt:
+                result = handler(job.with_attempt(attempt))
         except Exception as exc:
             took = self.monotonic() - started
             self._prefetch.observe(took)
@@ -501,6 +521,9 @@ class Worker:
             self.reporter.finished(
                 job.job_id, job.type, "refused", took, "(its failure was refused)"
             )
+            return
+        if failed.status is JobStatus.CANCELLED:
+            self.reporter.finished(job.job_id, job.type, "cancelled", took)
             return
         if failed.status is JobStatus.QUEUED:
             where = f"attempt {failed.attempts} of {failed.max_attempts}, retry at "
