@@ -169,8 +169,8 @@ class AttemptServices:
         with self._guard:
             running = self._running.pop(job_id, None)
             self._asked.discard(job_id)
-        if running is None:
-            return
+        if running is None or not running.progress.holding:
+            return  # the usual end of a short job: nothing reported, nothing to write
         with self._writing:
             report = running.progress.take(self.monotonic(), force=True)
             if report is None:

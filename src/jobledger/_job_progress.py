@@ -112,6 +112,11 @@ class ProgressBuffer:
         with self._guard:
             self._held = report
 
+    @property
+    def holding(self) -> bool:
+        """Whether a report waits to be written (a read without the lock: a hint)."""
+        return self._held is not None
+
     def due_at(self) -> float | None:
         """When the held report may be written (monotonic), or None when none is held."""
         with self._guard:
