@@ -27,7 +27,7 @@ from typing import Any
 
 from ._attempt_changes import AttemptId, checkpoint_text, checkpointing, reporting
 from ._clock import iso_utc
-from ._errors import JobConflict, JobLedgerError
+from ._errors import ConfigError, JobConflict, JobLedgerError
 from ._job_attempt import Attempt
 from ._job_progress import PROGRESS_EVERY, ProgressBuffer, checked_report
 from ._job_view import Job
@@ -65,6 +65,11 @@ class AttemptServices:
         progress_every: float = PROGRESS_EVERY,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        if not cancel_poll > 0:
+            raise ConfigError(
+                f"cancel_poll must be more than 0 seconds, got {cancel_poll!r} (it is how "
+                "often a worker looks for cancel requests to its running jobs)"
+            )
         self.queue = queue
         self.cancel_poll = cancel_poll
         self.progress_every = progress_every

@@ -436,3 +436,8 @@ def test_a_worker_that_lost_its_claim_cannot_overwrite_the_checkpoint(running, m
     with pytest.raises(JobConflict, match="not Running in attempt 1 under worker"):
         job.checkpoint({"epoch": 2})
     assert other.get("j").checkpoint_data == {"epoch": 5}
+
+
+def test_a_worker_refuses_a_cancel_poll_of_zero(make_queue):
+    with pytest.raises(jobledger.ConfigError, match="cancel_poll must be more than 0"):
+        jobledger.Worker(make_queue(), {"T": lambda job: None}, cancel_poll=0)
