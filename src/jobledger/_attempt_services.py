@@ -134,16 +134,21 @@ class AttemptServices:
     # -- attempts -------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def running(self, job: Job) -> Iterator[Attempt]:
+    def running(
+        self, job: Job, *, timeout: float | None = None, deadline: float | None = None
+    ) -> Iterator[Attempt]:
         """The Attempt of ``job`` for its handler, while the block runs; its last
-        progress report is written as the block ends, before the result is recorded."""
-        attempt = self.begin(job)
+        progress report is written as the block ends, before the result is recorded.
+        ``timeout`` and ``deadline`` go to the Attempt as they are."""
+        attempt = self.begin(job, timeout=timeout, deadline=deadline)
         try:
             yield attempt
         finally:
             self.end(job.job_id)
 
-    def begin(self, job: Job) -> Attempt:
+    def begin(
+        self, job: Job, *, timeout: float | None = None, deadline: float | None = None
+    ) -> Attempt:
         """Make ``job``'s Attempt, its sinks bound to the queue; its ``cancel`` event set
         already if a cancel was seen while the job waited its turn."""
         ident = AttemptId(job.job_id, job.worker, job.attempts, job.started)
@@ -161,7 +166,13 @@ class AttemptServices:
             assert running is not None
             self._store_checkpoint(running, data)
 
-        attempt = Attempt(job.job_id, on_progress=on_progress, on_checkpoint=on_checkpoint)
+        attempt = Attempt(
+            job.job_id,
+            timeout=timeout,
+            deadline=deadline,
+            on_progress=on_progress,
+            on_checkpoint=on_checkpoint,
+        )
         running = _Running(attempt, ident, buffer)
         with self._guard:
             self._running[job.job_id] = running

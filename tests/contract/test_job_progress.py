@@ -308,6 +308,30 @@ def test_progress_is_coalesced_into_one_write_a_second_and_one_at_the_end(runnin
     assert writes.changes == 3
 
 
+def test_a_workers_thread_writes_progress_while_the_handler_runs(make_queue):
+    q = make_queue()
+    q.enqueue({"type": "T"}, job_id="long")
+    backend: Any = q.backend
+    written = threading.Event()
+    many = backend.transition_many
+
+    def transition_many(changes: list[Any], **kwargs: Any) -> Any:
+        out = many(changes, **kwargs)
+        written.set()  # while the handler runs, only a progress write changes a job
+        return out
+
+    backend.transition_many = transition_many
+    seen: list[Any] = []
+
+    def handler(job: Job) -> None:
+        job.progress(1, 10, "first epoch")
+        assert written.wait(60), "the held report was not written while the job ran"
+        seen.append(q.get("long").progress_info)
+
+    jobledger.Worker(q, {"T": handler}, handle_signals=False).run(until_empty=True)
+    assert [(p.done, p.total, p.note) for p in seen] == [(1.0, 10.0, "first epoch")]
+
+
 def test_progress_of_several_jobs_is_written_in_one_batch(make_queue):
     q = make_queue()
     q.enqueue_many([{"type": "T"}] * 3, job_ids=["a", "b", "c"])
