@@ -135,11 +135,9 @@ class Recording(Worker):
         self.progress: list[tuple[float, float | None, str | None]] = []
         self.checkpoints: list[Any] = []
 
-    def _new_attempt(self, job: Job) -> Attempt:
-        attempt = super()._new_attempt(job)
+    def _prepare_attempt(self, job: Job, attempt: Attempt) -> None:
         attempt.on_progress = lambda done, total, note: self.progress.append((done, total, note))
         attempt.on_checkpoint = self.checkpoints.append
-        return attempt
 
 
 def test_a_typed_job_s_result_progress_and_checkpoints_round_trip(make_queue):
@@ -250,10 +248,8 @@ def test_a_stop_past_the_grace_kills_the_child_and_gives_the_job_back_uncounted(
     ready = threading.Event()
 
     class Stopping(Worker):
-        def _new_attempt(self, job: Job) -> Attempt:
-            attempt = super()._new_attempt(job)
+        def _prepare_attempt(self, job: Job, attempt: Attempt) -> None:
             attempt.on_progress = lambda done, total, note: ready.set()
-            return attempt
 
     worker = Stopping(
         q,

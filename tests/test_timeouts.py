@@ -185,8 +185,7 @@ class Observed(Worker):
         self.ready = threading.Event()
         self.attempts: list[Attempt] = []
 
-    def _new_attempt(self, job: Job) -> Attempt:
-        attempt = super()._new_attempt(job)
+    def _prepare_attempt(self, job: Job, attempt: Attempt) -> None:
 
         def progress(done: float, total: float | None, note: str | None) -> None:
             if note == "ready":
@@ -194,7 +193,6 @@ class Observed(Worker):
 
         attempt.on_progress = progress
         self.attempts.append(attempt)
-        return attempt
 
 
 def _run_until_ready(worker: Observed) -> threading.Thread:

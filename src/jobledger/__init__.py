@@ -20,6 +20,7 @@ when their worker dies::
     jobledger.Worker(queue, {"TextJob": train}).run(until_empty=True)
 """
 
+from ._attempt_changes import MAX_CHECKPOINT_BYTES
 from ._errors import (
     AlreadyRunning,
     ConfigError,
@@ -35,6 +36,7 @@ from ._errors import (
 )
 from ._inputs import MAX_JSON_DEPTH
 from ._job_fields import JobStatus
+from ._job_progress import JobProgress
 from ._job_state import JobState
 from ._job_types import job_type
 from ._job_view import Job
@@ -46,6 +48,7 @@ from ._worker import Worker
 __version__ = "0.1.0"
 
 __all__ = [
+    "MAX_CHECKPOINT_BYTES",
     "MAX_JSON_DEPTH",
     "AlreadyRunning",
     "ConfigError",
@@ -57,6 +60,7 @@ __all__ = [
     "JobConflict",
     "JobLedgerError",
     "JobNotFound",
+    "JobProgress",
     "JobQueue",
     "JobState",
     "JobStatus",

@@ -36,7 +36,7 @@ from ._clock import Clock, SystemClock, iso_utc
 from ._config import DURABILITIES
 from ._durations import to_seconds, to_timedelta, to_timeout
 from ._enqueue import announce, new_record, run_after_text
-from ._errors import ConfigError
+from ._errors import ConfigError, JobCancelled
 from ._job_fields import JobStatus
 from ._job_record import JobRecord
 from ._job_transitions import (
@@ -231,12 +231,16 @@ class JobQueue:
 
     # -- wake-ups -------------------------------------------------------------------------
 
-    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+    def watch(
+        self, callback: Callable[[], None], *, on_cancel: Callable[[], None] | None = None
+    ) -> Callable[[], None]:
         """Call ``callback()`` (from any thread) whenever jobs may have become claimable:
         at once for changes made through this object, and for other processes' changes
         where the storage can tell (PostgreSQL: LISTEN/NOTIFY). Returns the function that
-        stops watching. A ``Worker`` uses it to wake from its idle wait; it still polls."""
-        return self._watchers.watch(self.backend, callback)
+        stops watching. A ``Worker`` uses it to wake from its idle wait; it still polls.
+        ``on_cancel()`` is called the same way when a Running job's cancel is asked (a
+        Worker then looks at once for requests to its running jobs)."""
+        return self._watchers.watch(self.backend, callback, on_cancel)
 
     def _wake(self) -> None:
         self._watchers.wake()
@@ -400,31 +404,58 @@ class JobQueue:
     def fail(self, job_id: str, error: BaseException | str) -> Job:
         """Record a failed attempt: retried after a backoff until ``max_attempts``, then
         Failed. Fenced like :meth:`complete`. An exception's full traceback is kept with
-        the job (``Job.traceback``) and logged with the failure."""
+        the job (``Job.traceback``) and logged with the failure. A job whose cancel was
+        asked, or whose ``error`` is :class:`JobCancelled`, is Cancelled instead."""
         text, trace = failure_text(error)
+        # A handler that stopped for a cancel: the job ends Cancelled, without a traceback.
+        stopped = isinstance(error, JobCancelled)
         change = failing(
-            text, trace, self.clock.now(), self._worker_id, self.retry_delay, self.max_retry_delay
+            text,
+            None if stopped else trace,
+            self.clock.now(),
+            self._worker_id,
+            self.retry_delay,
+            self.max_retry_delay,
+            cancelled=stopped,
         )
         new = self._opened().transition(job_id, change)
         if new.status is JobStatus.QUEUED:
             self._wake()
-        log_failure(new, text, trace)
+        if new.status is JobStatus.CANCELLED:
+            log.info("Cancelled job %s: %s", job_id, new.error_message)
+        else:
+            log_failure(new, text, trace)
         return self._job(new)
 
     def requeue(self, job_id: str) -> Job:
         """Give back a job this worker runs (a graceful stop): Queued again, ahead of the
-        queue, and the interrupted attempt is not counted."""
+        queue, and the interrupted attempt is not counted. A job whose cancel was asked
+        is Cancelled instead."""
         backend = self._opened()
-        back = backend.transition(job_id, requeueing(self._worker_id))
-        self._wake()
-        log.info("Requeued job %s", job_id)
+        back = backend.transition(job_id, requeueing(self._worker_id, iso_utc(self.clock.now())))
+        if back.status is JobStatus.CANCELLED:
+            log.info("Cancelled job %s: %s", job_id, back.error_message)
+        else:
+            self._wake()
+            log.info("Requeued job %s", job_id)
         return self._job(back)
 
     def cancel(self, job_id: str) -> Job:
-        """Cancel a Queued or Running job (a running handler's result is then refused)."""
+        """Cancel a job: a Queued one is Cancelled at once (durable when this returns).
+        A Running one is asked to stop: the request is stored (``cancel_requested_at``)
+        and the job stays Running under its worker, which is told (PostgreSQL: at once,
+        by NOTIFY; a folder: within the Worker's ``cancel_poll``, 1 s by default). A
+        handler sees ``job.cancel_requested``, and ``job.check()`` raises JobCancelled;
+        its attempt then ends Cancelled, never retried (as when its worker dies or stops
+        first). A handler that returns a result anyway completes the job with it. Asking
+        again changes nothing; a finished job raises JobConflict."""
         change = cancelling(job_id, iso_utc(self.clock.now()))
         new = self._opened().transition(job_id, change)
-        log.info("Cancelled job %s", job_id)
+        if new.status is JobStatus.RUNNING:
+            log.info("Asked worker %s to stop job %s (cancel)", new.worker, job_id)
+            self._watchers.cancel_asked()
+        else:
+            log.info("Cancelled job %s", job_id)
         return self._job(new)
 
     def retry(self, job_id: str) -> Job:

@@ -8,15 +8,12 @@ starts), then the Worker's (``Worker(..., timeout=)``); none of them: no deadlin
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from ._errors import JobTimeout
 from ._isolation import ProcessTimeout
-from ._job_attempt import Attempt
 from ._job_types import type_timeout
 from ._job_view import Job
 
-__all__ = ["new_attempt", "timed_out_text", "timeout_of"]
+__all__ = ["timed_out_text", "timeout_of"]
 
 
 def timeout_of(job: Job, fallback: float | None) -> tuple[float | None, str]:
@@ -28,14 +25,6 @@ def timeout_of(job: Job, fallback: float | None) -> tuple[float | None, str]:
     if of_type is not None:
         return of_type, f"the timeout of job type {job.type}"
     return fallback, "the Worker's timeout"
-
-
-def new_attempt(job: Job, fallback: float | None, wall: Callable[[], float]) -> Attempt:
-    """The attempt ``job``'s handler runs as, starting now by ``wall`` (seconds since the
-    epoch, also the attempt's clock): its deadline is now plus its timeout."""
-    seconds, _ = timeout_of(job, fallback)
-    deadline = None if seconds is None else wall() + seconds
-    return Attempt(job.job_id, timeout=seconds, deadline=deadline, clock=wall)
 
 
 def timed_out_text(job: Job, exc: JobTimeout, fallback: float | None) -> str:

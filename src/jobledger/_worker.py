@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from types import FrameType
 from typing import Any
 
+from ._attempt_services import CANCEL_POLL, AttemptServices
 from ._durations import Duration, to_seconds, to_timeout
 from ._errors import JobConflict, JobLedgerError, JobTimeout
 from ._isolation import Abandoned, ProcessRunner, handler_name, resolve_handler
@@ -39,7 +40,7 @@ from ._job_view import Job
 from ._log import log
 from ._prefetch import RECORD_WITHIN, Prefetch
 from ._queue import JobQueue
-from ._timeouts import new_attempt, timed_out_text
+from ._timeouts import timed_out_text, timeout_of
 from ._words import plural
 from ._worker_report import JobReporter, worker_log
 
@@ -121,6 +122,13 @@ class Worker:
     fails with "timed out after N s (...)", without a traceback, and is retried per
     ``max_attempts``. A cancel asked of a process attempt (its ``Attempt.cancel``) stops
     its process the same way. The deadline is read from the queue's clock.
+    Each handler gets its job with the running attempt attached (``_attempt_services.py``):
+    ``job.progress()`` (written at most once a second per job, and as the attempt ends),
+    ``job.checkpoint()`` (durable before it returns) and ``job.cancel_requested`` /
+    ``job.check()``. A ``JobQueue.cancel`` of a running job reaches its handler at once
+    on PostgreSQL (NOTIFY) and within ``cancel_poll`` seconds (1 s by default: a stat of
+    each running job's file) on a folder; a handler that raises JobCancelled (what
+    ``job.check()`` does) ends its job Cancelled.
     """
 
     def __init__(
@@ -137,6 +145,7 @@ class Worker:
         isolation: str = "thread",
         timeout: Duration | None = None,
         kill_grace: Duration = 10.0,
+        cancel_poll: dt.timedelta | float = CANCEL_POLL,
     ) -> None:
         if isolation not in ISOLATIONS:
             raise JobLedgerError(
@@ -200,6 +209,8 @@ class Worker:
         self._took: dict[str, tuple[str, float]] = {}  # finished job -> (type, seconds)
         self._idle_noted = False  # went idle and looked at the queue since the last claim
         self._warned_types: set[str] = set()
+        # Each handler's Attempt: progress, checkpoints, cancel requests.
+        self._attempts = AttemptServices(queue, cancel_poll=to_seconds(cancel_poll, "cancel_poll"))
 
     @property
     def forced(self) -> bool:
@@ -281,11 +292,13 @@ class Worker:
         )
         self._warn_unserved()
         done = threading.Event()
-        unwatch = self.queue.watch(self.wake)
+        unwatch = self.queue.watch(self.wake, on_cancel=self._attempts.poke)
+        self._attempts.start(self._claimed)
         try:
             self._serve(types, until_empty, done)
         finally:
             unwatch()
+            self._attempts.stop()
             self.reporter.flush()
         if self.delayed_left is not None:
             count, first = self.delayed_left
@@ -435,6 +448,11 @@ class Worker:
                     break
             self._record_done()
 
+    def _claimed(self) -> list[str]:
+        """The jobs this worker holds (running, or claimed and waiting their turn)."""
+        with self._guard:
+            return list(self._running)
+
     def _return_unstarted(self, jobs: list[Job]) -> None:
         """Give back claimed jobs this worker will not start (it is stopping)."""
         for job in jobs:
@@ -530,9 +548,13 @@ class Worker:
         me = threading.get_ident()
         with self._guard:
             self._job_started[me] = started
-        attempt = self._new_attempt(job)
+        timeout, deadline = self._deadline(job)
         try:
-            result = self._run(job.with_attempt(attempt), attempt)
+            with self._attempts.running(
+                job, timeout=timeout, deadline=deadline, clock=self._wall
+            ) as attempt:
+                self._prepare_attempt(job, attempt)
+                result = self._run(job.with_attempt(attempt), attempt)
         except Abandoned:
             return  # its process was killed by the stop, which gives the job back
         except JobTimeout as exc:
@@ -568,9 +590,14 @@ class Worker:
             return self.handlers[job.type](job)
         return self._runner.run(job, self._handler_names[job.type], attempt)
 
-    def _new_attempt(self, job: Job) -> Attempt:
-        """The attempt ``job``'s handler runs as (its deadline set from its timeout)."""
-        return new_attempt(job, self.timeout, self._wall)
+    def _prepare_attempt(self, job: Job, attempt: Attempt) -> None:
+        """A hook run on each attempt before its handler starts (tests replace its sinks)."""
+
+    def _deadline(self, job: Job) -> tuple[float | None, float | None]:
+        """``job``'s timeout in seconds (its own, its type's, else this Worker's) and the
+        deadline of an attempt starting now (by the queue's clock), or (None, None)."""
+        seconds, _ = timeout_of(job, self.timeout)
+        return seconds, None if seconds is None else self._wall() + seconds
 
     def _wall(self) -> float:
         """Now, in seconds since the epoch, by the queue's clock (deadlines)."""
@@ -584,6 +611,9 @@ class Worker:
             self.reporter.finished(
                 job.job_id, job.type, "refused", took, "(its failure was refused)"
             )
+            return
+        if failed.status is JobStatus.CANCELLED:
+            self.reporter.finished(job.job_id, job.type, "cancelled", took)
             return
         if failed.status is JobStatus.QUEUED:
             where = f"attempt {failed.attempts} of {failed.max_attempts}, retry at "

@@ -41,6 +41,7 @@ from ..._job_record import JobRecord, JobStatus
 from .._contract import QueuedCounts, Recovery
 from . import _queue_history as history
 from ._atomic_write import Prepared
+from ._cancel_looks import CancelLooks
 from ._job_file_writer import JobFileWriter
 from ._job_files import (
     discard,
@@ -86,6 +87,7 @@ class FilesJobBackend:
         )
         self._thread_lock = self._lock.thread
         self._jobs_real: str | None = None
+        self._cancel_looks = CancelLooks(self.job_path, self._read)
         _OPEN_BACKENDS.add(self)
 
     @property
@@ -572,11 +574,20 @@ class FilesJobBackend:
         """The workers whose liveness lock is held now."""
         return self._workers.live_workers()
 
-    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+    def watch(
+        self, callback: Callable[[], None], *, on_cancel: Callable[[], None] | None = None
+    ) -> Callable[[], None]:
         """Nothing to watch across processes here (workers poll the index, which costs a
-        stat); the queue wakes its own process's workers itself. Returns a no-op."""
-        del callback
+        stat, and their running jobs' files for cancels); the queue wakes its own
+        process's workers itself. Returns a no-op."""
+        del callback, on_cancel
         return _nothing
+
+    def cancel_requests(self, job_ids: list[str]) -> set[str]:
+        """Those of ``job_ids`` Running with a cancel request: a stat of each job file,
+        without any lock; a file is read again only when its stat changed since the last
+        look (every write replaces it: a new inode)."""
+        return self._cancel_looks.requested(job_ids)
 
 
 def _nothing() -> None:

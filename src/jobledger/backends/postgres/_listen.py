@@ -7,6 +7,11 @@ workers for nothing. A :class:`Listener` holds a dedicated autocommit session (n
 pooled one: a LISTEN lives and dies with its session, which transaction-level poolers
 hand to others) and calls back on each notification of its schema.
 
+A cancel asked of a Running job (``cancel_requested_at`` set) sends ``NOTIFY
+jobledger_cancels``, with the schema as payload too: a listener given ``on_cancel`` listens
+on that channel as well, on the same session, and calls it back; the worker then asks
+which of its running jobs were asked to stop (one query).
+
 The listener only speeds things up: workers poll as well, so a lost listener (a server
 restart, a dropped session, a proxy) only slows them to their poll interval, never stalls
 them. It reconnects with backoff, and calls back once after every (re)connection, since
@@ -24,9 +29,9 @@ import psycopg
 
 from . import _queries as q
 from ._db import Database
-from ._queries import CHANNEL
+from ._queries import CANCEL_CHANNEL, CHANNEL
 
-__all__ = ["CHANNEL", "Listener", "notify"]
+__all__ = ["CANCEL_CHANNEL", "CHANNEL", "Listener", "notify"]
 
 log = logging.getLogger("jobledger")
 
@@ -36,19 +41,26 @@ _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 5.0
 
 
-def notify(conn: psycopg.Connection[object]) -> None:
-    """Send the wake-up, delivered when (and only if) the current transaction commits.
-    PostgreSQL folds identical notifications of one transaction into one."""
-    conn.execute(q.NOTIFY, (CHANNEL,))
+def notify(conn: psycopg.Connection[object], channel: str = CHANNEL) -> None:
+    """Send the wake-up (or, on CANCEL_CHANNEL, the news of a cancel request), delivered
+    when (and only if) the current transaction commits. PostgreSQL folds identical
+    notifications of one transaction into one."""
+    conn.execute(q.NOTIFY, (channel,))
 
 
 class Listener:
-    """Calls ``callback()`` on each wake-up for this schema, from a thread of its own,
-    until :meth:`stop`."""
+    """Calls ``callback()`` on each wake-up for this schema, and ``on_cancel()`` on each
+    cancel request, from a thread of its own, until :meth:`stop`."""
 
-    def __init__(self, db: Database, callback: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        callback: Callable[[], None],
+        on_cancel: Callable[[], None] | None = None,
+    ) -> None:
         self._db = db
         self._callback = callback
+        self._on_cancel = on_cancel
         self._stop = threading.Event()
         self._conn: psycopg.Connection[object] | None = None
         self._guard = threading.Lock()
@@ -105,12 +117,20 @@ class Listener:
         row = conn.execute(q.CURRENT_SCHEMA).fetchone()
         schema = str(row[0]) if row else ""
         conn.execute(q.LISTEN)
+        if self._on_cancel is not None:
+            conn.execute(q.LISTEN_CANCELS)
         self.connected.set()
         self._callback()  # whatever was enqueued while no one listened
+        if self._on_cancel is not None:
+            self._on_cancel()  # and whatever was cancelled
         while not self._stop.is_set():
             for note in conn.notifies(timeout=_POLL):
                 if note.payload == schema:
-                    self._callback()
+                    if note.channel == CANCEL_CHANNEL:
+                        if self._on_cancel is not None:
+                            self._on_cancel()
+                    else:
+                        self._callback()
                 if self._stop.is_set():
                     break
 

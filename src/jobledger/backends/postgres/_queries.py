@@ -28,6 +28,8 @@ __all__ = [
     "ADVISORY_LOCK",
     "ADVISORY_UNLOCK",
     "APPLIED_MIGRATIONS",
+    "CANCEL_CHANNEL",
+    "CANCEL_REQUESTED",
     "CHANNEL",
     "CLAIMED_BY",
     "CLAIM_JOBS",
@@ -56,6 +58,7 @@ __all__ = [
     "INSERT_TASKSET",
     "JOBS_IN_SEQ_ORDER",
     "LISTEN",
+    "LISTEN_CANCELS",
     "LIVE_JOBS",
     "LIVE_WORKERS",
     "LOCK_JOBS",
@@ -142,6 +145,10 @@ UNSYNCED_COMMIT = "SET LOCAL synchronous_commit TO off"
 CHANNEL = "jobledger_jobs"
 NOTIFY = "SELECT pg_notify(%s, current_schema())"
 LISTEN = f"LISTEN {CHANNEL}"
+#: The channel of cancel requests to Running jobs; the payload is the queue's schema too
+#: (the workers then ask which of their jobs: CANCEL_REQUESTED).
+CANCEL_CHANNEL = "jobledger_cancels"
+LISTEN_CANCELS = f"LISTEN {CANCEL_CHANNEL}"
 #: A notification with a given payload (a stopping listener's own wake-up).
 NOTIFY_PAYLOAD = "SELECT pg_notify(%s, %s)"
 
@@ -267,6 +274,10 @@ LIVE_JOBS = f"""\
 SELECT {_COLS} FROM jobledger_jobs WHERE status = ANY(%s)
 ORDER BY status = 'Running' DESC, {_ORDER}"""
 JOBS_IN_SEQ_ORDER = f"SELECT {_COLS} FROM jobledger_jobs ORDER BY seq"
+#: Those of the given jobs Running with a cancel request (a worker's poll, its running jobs).
+CANCEL_REQUESTED = """\
+SELECT job_id FROM jobledger_jobs
+WHERE job_id = ANY(%s) AND status = 'Running' AND cancel_requested_at IS NOT NULL"""
 COUNT_BY_STATUS = "SELECT status, count(*) FROM jobledger_jobs GROUP BY status"
 COUNT_QUEUED = "SELECT count(*) FROM jobledger_jobs WHERE status = 'Queued'"
 COUNT_QUEUED_OF_TYPES = COUNT_QUEUED + _OF_TYPES

@@ -12,6 +12,8 @@
   an existing id included: one round trip (``_put_one``).
 - Each transaction that makes jobs claimable sends one NOTIFY, which ``watch`` listens
   for on a session of its own (``_listen.py``): idle workers wake at once, and poll too.
+  One that asks a Running job to stop (``cancel_requested_at`` set) sends one on
+  ``jobledger_cancels``: its worker, listening on the same session, looks at once.
 - Every Running job carries a lease (``lease_until``, server time), set by its claim. A
   worker is alive while its row's ``lease_until`` is in the future. A heartbeat thread,
   started by ``register_worker`` on a connection of its own, pushes both forward every
@@ -60,7 +62,7 @@ from .._contract import QueuedCounts, Recovery
 from . import _queries as q
 from ._db import Database, reconnecting
 from ._heartbeat import WorkerLease
-from ._listen import CHANNEL, Listener, notify
+from ._listen import CANCEL_CHANNEL, CHANNEL, Listener, notify
 from ._rows import SEQ, copy_row, doc_of, record_of, same
 
 __all__ = ["PostgresJobBackend"]
@@ -445,6 +447,11 @@ class PostgresJobBackend:
                     self._write_many(conn, list(changed.values()))
                     if any(new.status is JobStatus.QUEUED for _, new in changed.values()):
                         notify(conn)
+                    if any(
+                        new.cancel_requested_at is not None and old.cancel_requested_at is None
+                        for old, new in changed.values()
+                    ):
+                        notify(conn, CANCEL_CHANNEL)  # its worker stops it
                 wrote = landed | {job_id: new for job_id, (_, new) in changed.items()}
                 lost[:] = [(out, wrote)]  # if this COMMIT is cut off in its turn
             return out
@@ -595,10 +602,23 @@ class PostgresJobBackend:
             conn.execute(q.CLEAR_WORKERS)
         return n
 
-    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call ``callback`` when jobs may have become claimable (LISTEN/NOTIFY on a
-        session of its own; see ``_listen.py``); returns the function that stops it."""
-        return Listener(self._db, callback).stop
+    def watch(
+        self, callback: Callable[[], None], *, on_cancel: Callable[[], None] | None = None
+    ) -> Callable[[], None]:
+        """Call ``callback`` when jobs may have become claimable, and ``on_cancel`` when a
+        Running job's cancel was asked (LISTEN/NOTIFY on one session of its own; see
+        ``_listen.py``); returns the function that stops it."""
+        return Listener(self._db, callback, on_cancel).stop
+
+    @reconnecting
+    def cancel_requests(self, job_ids: list[str]) -> set[str]:
+        """Those of ``job_ids`` Running with a cancel request: one query."""
+        ids = [job_id for job_id in job_ids if findable(job_id, "job id")]
+        if not ids:
+            return set()
+        with self._tx("look for cancel requests", durable=False) as conn:
+            rows = conn.execute(q.CANCEL_REQUESTED, (ids,)).fetchall()
+        return {row[0] for row in rows}
 
     def checkpoint(self) -> None:
         """Nothing to do: there is no derived index."""
