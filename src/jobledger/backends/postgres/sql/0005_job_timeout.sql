@@ -1,4 +1,4 @@
--- jobledger schema version 6: a job's own timeout.
+-- jobledger schema version 5: a job's own timeout.
 --
 -- `timeout`: seconds (positive) an attempt of the job may run before the Worker stops it
 -- (`enqueue(..., timeout=...)`; the job file keeps it as "timeout" in its "_jobledger"

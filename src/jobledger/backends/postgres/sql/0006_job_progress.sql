@@ -1,4 +1,4 @@
--- jobledger schema version 7: what a running attempt records: a cancel asked of its
+-- jobledger schema version 6: what a running attempt records: a cancel asked of its
 -- worker, its last progress report, its last checkpoint.
 --
 -- `cancel_requested_at`: when `JobQueue.cancel` asked the worker of a Running job to stop
