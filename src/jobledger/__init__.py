@@ -27,13 +27,15 @@ from ._errors import (
     InvalidPayload,
     JobCancelled,
     JobConflict,
+    JobFailed,
     JobLedgerError,
     JobNotFound,
     JobTimeout,
     LeaseHolder,
     StorageError,
+    WaitTimeout,
 )
-from ._inputs import MAX_JSON_DEPTH
+from ._inputs import MAX_JSON_DEPTH, MAX_RESULT_BYTES
 from ._job_fields import JobStatus
 from ._job_state import JobState
 from ._job_types import job_type
@@ -47,6 +49,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MAX_JSON_DEPTH",
+    "MAX_RESULT_BYTES",
     "AlreadyRunning",
     "ConfigError",
     "Failure",
@@ -55,6 +58,7 @@ __all__ = [
     "Job",
     "JobCancelled",
     "JobConflict",
+    "JobFailed",
     "JobLedgerError",
     "JobNotFound",
     "JobQueue",
@@ -68,6 +72,7 @@ __all__ = [
     "TaskSet",
     "TaskSetKey",
     "TaskSetRecord",
+    "WaitTimeout",
     "Worker",
     "__version__",
     "job_type",

@@ -483,7 +483,7 @@ class Worker:
         took = ended - started
         self._prefetch.observe(took)
         try:
-            json_ready(result, "the handler's result")
+            json_ready(result, "the handler's result", job.job_id)
         except TypeError as exc:
             self._fail(job, str(exc), took)
             return

@@ -578,6 +578,11 @@ class FilesJobBackend:
         del callback
         return _nothing
 
+    def watch_finished(self, callback: Callable[[str | None], None]) -> None:
+        """None: a folder cannot tell other processes' finished jobs (``JobQueue.wait``
+        reads the job's file again with a backoff instead)."""
+        del callback
+
 
 def _nothing() -> None:
     return None
