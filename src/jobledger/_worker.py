@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from types import FrameType
 from typing import Any
 
+from ._async_handlers import HandlerLoop
 from ._durations import to_seconds
 from ._errors import JobConflict, JobLedgerError
 from ._job_fields import JobStatus
@@ -63,6 +64,10 @@ class Worker:
     long an idle worker waits before looking again;
     it wakes at once when a job is enqueued (or retried, requeued, recovered) through the
     same queue object or, on PostgreSQL, by any process (``JobQueue.watch``).
+
+    An ``async def`` handler runs on one event loop, in a thread the Worker starts for it
+    and stops when :meth:`run` returns; ``concurrency`` then counts its coroutines in
+    flight (``_async_handlers.py``).
 
     Batches: by default (``batch_size=None``) each thread sizes its claims from how long
     recent jobs took (``_prefetch.py``): long jobs (a recent mean over 5 ms) are claimed
@@ -144,6 +149,7 @@ class Worker:
         self._took: dict[str, tuple[str, float]] = {}  # finished job -> (type, seconds)
         self._idle_noted = False  # went idle and looked at the queue since the last claim
         self._warned_types: set[str] = set()
+        self._handler_loop = HandlerLoop()  # where async handlers run
 
     @property
     def forced(self) -> bool:
@@ -230,6 +236,7 @@ class Worker:
             self._serve(types, until_empty, done)
         finally:
             unwatch()
+            self._handler_loop.stop()
             self.reporter.flush()
         if self.delayed_left is not None:
             count, first = self.delayed_left
@@ -470,7 +477,7 @@ class Worker:
         with self._guard:
             self._job_started[me] = started
         try:
-            result = handler(job)
+            result = self._handler_loop.call(handler, job)
         except Exception as exc:
             took = self.monotonic() - started
             self._prefetch.observe(took)
