@@ -16,8 +16,11 @@ in PostgreSQL, served in priority order, retried with backoff, and given back to
 when their worker dies::
 
     queue = jobledger.JobQueue("sessions/queue")  # or "postgresql://..."
-    queue.enqueue({"type": "TextJob", "model": "mistralai/Mistral-7B-v0.1"})
+    job_id = queue.enqueue({"type": "TextJob", "model": "mistralai/Mistral-7B-v0.1"})
     jobledger.Worker(queue, {"TextJob": train}).run(until_empty=True)
+    result = queue.wait(job_id)  # or JobFailed, JobCancelled
+
+The same queue from asyncio (a web service's request path): ``jobledger.aio.AsyncJobQueue``.
 """
 
 from ._errors import (

@@ -37,7 +37,7 @@ from typing import Any
 from ._clock import Clock, SystemClock, iso_utc
 from ._config import DURABILITIES
 from ._durations import to_seconds, to_timedelta
-from ._enqueue import announce, new_record, run_after_text
+from ._enqueue import announce, new_record, new_records, run_after_text
 from ._errors import ConfigError
 from ._job_fields import JobStatus
 from ._job_record import JobRecord
@@ -290,19 +290,10 @@ class JobQueue:
         job_ids: Iterable[str | None] | None = None,
     ) -> list[str]:
         """Store many jobs in one batch (one lock, one index write); returns their ids."""
-        now_dt = self.clock.now()
-        now = iso_utc(now_dt)
-        after = run_after_text(run_after, now_dt)
-        jobs = list(jobs)
-        ids = list(job_ids) if job_ids is not None else [None] * len(jobs)
-        if len(ids) != len(jobs):
-            raise ConfigError(f"job_ids has {len(ids)} entries for {len(jobs)} jobs")
-        fresh: set[str] = set()
-        records = [
-            new_record(j, i, priority, after, max_attempts, now, fresh)
-            for j, i in zip(jobs, ids, strict=True)
-        ]
-        stored = self._opened().put(records, frozenset(fresh))
+        records, fresh = new_records(
+            jobs, job_ids, priority, run_after, max_attempts, self.clock.now()
+        )
+        stored = self._opened().put(records, fresh)
         self._announce(stored)
         return [r.job_id for r, _ in stored]
 
