@@ -202,10 +202,14 @@ class Spawned:
         cwd: str | os.PathLike[str] | None,
         env: dict[str, str],
         merge_stderr: bool,
+        new_session: bool = False,
     ) -> None:
+        """Start ``args``; ``new_session``: in a session (and process group) of its own,
+        which a test can signal as a terminal signals its foreground group."""
         self.proc = subprocess.Popen(
             list(args),
             cwd=cwd,
+            start_new_session=new_session,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE if merge_stderr else subprocess.DEVNULL,
             stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,

@@ -45,7 +45,9 @@ def test_a_job_file_holds_the_doc_fields_at_the_top_and_the_meta_fields_under_it
     assert list(doc) == ["type", "job_id", "status", "error_message", "model", META_KEY]
     assert list(doc[META_KEY]) == [
         *("priority", "attempts", "max_attempts", "seq", "created", "started", "finished"),
-        *("worker", "run_after", "result", "recovered", "traceback", "newer"),
+        *("worker", "run_after", "result", "recovered", "traceback", "timeout"),
+        *("cancel_requested_at", "progress_done", "progress_total", "progress_note"),
+        *("progress_at", "checkpoint_json", "checkpoint_at", "newer"),
     ]
     assert {"type", "job_id", "status", "error_message", META_KEY} == RESERVED_KEYS
     assert doc["status"] == "Queued" and type(doc["status"]) is str
@@ -64,6 +66,17 @@ def test_a_job_file_holds_the_doc_fields_at_the_top_and_the_meta_fields_under_it
         ("meta", "run_after", "soon", "'run_after' is not an ISO 8601 time"),
         ("meta", "recovered", 1, "'recovered' is not true or false"),
         ("meta", "traceback", [], "'traceback' is not a string or null"),
+        ("meta", "timeout", "1h", "'timeout' is not a number of seconds or null"),
+        ("meta", "timeout", True, "'timeout' is not a number of seconds or null"),
+        ("meta", "timeout", 0, "'timeout' is not a positive, finite number of seconds"),
+        ("meta", "timeout", 10**400, "'timeout' is not a positive, finite number"),
+        ("meta", "cancel_requested_at", "now", "'cancel_requested_at' is not an ISO 8601"),
+        ("meta", "progress_done", "3", "'progress_done' is not a number or null"),
+        ("meta", "progress_total", True, "'progress_total' is not a number or null"),
+        ("meta", "progress_done", 10**400, "'progress_done' is not a finite number"),
+        ("meta", "progress_note", 3, "'progress_note' is not a string or null"),
+        ("meta", "checkpoint_json", "{epoch: 3", "'checkpoint_json' is not JSON text"),
+        ("meta", "checkpoint_json", {"epoch": 3}, "'checkpoint_json' is not a string"),
     ],
 )
 def test_a_bad_value_is_refused_by_name(where, key, value, message):
@@ -74,3 +87,12 @@ def test_a_bad_value_is_refused_by_name(where, key, value, message):
     ) as info:
         JobRecord.from_json(doc)
     assert message in str(info.value)
+
+
+def test_progress_reads_as_floats_whatever_a_file_holds():
+    # PostgreSQL's double precision column reads 3 back as 3.0: a job file does the same.
+    doc = JobRecord(job_id="j", type="T", status=JobStatus.RUNNING, payload={}).to_json()
+    doc[META_KEY].update(progress_done=3, progress_total=10, progress_at="2025-01-20T10:30:00Z")
+    record = JobRecord.from_json(doc)
+    assert (record.progress_done, record.progress_total) == (3.0, 10.0)
+    assert type(record.progress_done) is float and type(record.progress_total) is float

@@ -19,6 +19,7 @@ __all__ = [
     "to_days",
     "to_seconds",
     "to_timedelta",
+    "to_timeout",
     "to_wait",
 ]
 
@@ -60,6 +61,19 @@ def to_timedelta(value: dt.timedelta | float, what: str) -> dt.timedelta:
         to_seconds(value, what)
         return value
     return dt.timedelta(seconds=to_seconds(value, what))
+
+
+def to_timeout(value: dt.timedelta | float | None, what: str = "timeout") -> float | None:
+    """A timeout: None (none), or a timedelta or seconds, more than 0, as seconds (a
+    timeout of 0 would time every attempt out before it starts)."""
+    if value is None:
+        return None
+    seconds = to_seconds(value, what)
+    if seconds <= 0:
+        raise ConfigError(
+            f"{what} must be more than 0 seconds (or None: no timeout), got {value!r}"
+        )
+    return seconds
 
 
 def to_wait(value: bool | dt.timedelta | float, what: str = "wait") -> bool | float:

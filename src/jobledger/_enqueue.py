@@ -1,18 +1,18 @@
 """What ``enqueue`` stores: a new job's record, built from what it was given and checked.
 
 Every check happens here, before anything is stored: a payload JSON cannot represent, a
-payload key the job file reserves, a bad job id, ``max_attempts`` or ``priority``, a
-naive ``run_after``. A batch whose ids are all generated is built on first use
-(:class:`LazyRecords`): a backend that streams it (PostgreSQL's COPY) builds each job while
-the storage takes in the ones before, and a job that fails its checks ends the batch's
-transaction, which then stores nothing.
+payload key the job file reserves, a bad job id, ``max_attempts``, ``priority`` or
+``timeout``, a naive ``run_after``. A batch whose ids are all generated is built on first
+use (:class:`LazyRecords`): a backend that streams it (PostgreSQL's COPY) builds each job
+while the storage takes in the ones before, and a job that fails its checks ends the
+batch's transaction, which then stores nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import overload
 
 from ._clock import iso_utc
@@ -51,10 +51,12 @@ def new_record(
     max_attempts: int,
     now: str,
     fresh: set[str],
+    timeout: float | None = None,
 ) -> JobRecord:
     """The Queued record of ``job`` (a dict with a ``"type"`` or a registered type's
     instance). Its id is ``job_id``, else the payload's own ``job_id``, else a new one,
-    which is added to ``fresh`` (no stored job can have it: the backend need not look)."""
+    which is added to ``fresh`` (no stored job can have it: the backend need not look).
+    ``timeout`` is seconds, already checked (``to_timeout``)."""
     type_name, payload = encode_job(job)
     if not _RESERVED_IN_PAYLOAD.isdisjoint(payload):
         clash = _RESERVED_IN_PAYLOAD.intersection(payload)
@@ -77,6 +79,7 @@ def new_record(
         max_attempts=max_attempts,
         created=now,
         run_after=run_after,
+        timeout=timeout,
     )
 
 
@@ -125,35 +128,45 @@ class LazyRecords(Sequence[JobRecord]):
 
 
 def new_records(
-    jobs: list[object],
-    job_ids: Sequence[str | None],
+    jobs: Iterable[object],
+    job_ids: Iterable[str | None] | None,
     priority: int,
-    run_after: str | None,
+    run_after: dt.datetime | dt.timedelta | float | None,
     max_attempts: int,
-    now: str,
-    fresh: set[str],
-) -> Sequence[JobRecord]:
-    """The Queued records of a batch, each as :func:`new_record` builds it.
+    now: dt.datetime,
+    timeout: float | None = None,
+) -> tuple[Sequence[JobRecord], frozenset[str]]:
+    """The Queued records of a batch (``enqueue_many``), each as :func:`new_record` builds
+    it, and the ids generated for them (``fresh``). ``job_ids``, when given, has one id (or
+    None) per job; ``timeout`` (seconds, checked) applies to every job.
 
     When every id is to be generated (none given, each job a dict without a ``job_id``),
-    the ids are drawn now, all added to ``fresh``, and the records come as
-    :class:`LazyRecords`, built on first use; otherwise they are built (and checked) now.
-    The options are checked now either way."""
+    the ids are drawn now and the records come as :class:`LazyRecords`, built on first
+    use; otherwise they are built (and checked) now. The options are checked now either
+    way."""
+    stamp = iso_utc(now)
+    after = run_after_text(run_after, now)
+    jobs = list(jobs)
+    ids = list(job_ids) if job_ids is not None else [None] * len(jobs)
+    if len(ids) != len(jobs):
+        raise ConfigError(f"job_ids has {len(ids)} entries for {len(jobs)} jobs")
     _check_options(priority, max_attempts)
-    if any(i is not None for i in job_ids) or not all(
+    fresh: set[str] = set()
+    if any(i is not None for i in ids) or not all(
         type(job) is dict and "job_id" not in job for job in jobs
     ):
-        return [
-            new_record(job, job_id, priority, run_after, max_attempts, now, fresh)
-            for job, job_id in zip(jobs, job_ids, strict=True)
+        records = [
+            new_record(job, job_id, priority, after, max_attempts, stamp, fresh, timeout)
+            for job, job_id in zip(jobs, ids, strict=True)
         ]
+        return records, frozenset(fresh)
     drawn = [new_job_id() for _ in jobs]
     fresh.update(drawn)
 
     def build(i: int) -> JobRecord:
-        return new_record(jobs[i], drawn[i], priority, run_after, max_attempts, now, fresh)
+        return new_record(jobs[i], drawn[i], priority, after, max_attempts, stamp, fresh, timeout)
 
-    return LazyRecords(len(jobs), build)
+    return LazyRecords(len(jobs), build), frozenset(fresh)
 
 
 def announce(stored: list[tuple[JobRecord, bool]]) -> None:

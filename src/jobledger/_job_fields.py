@@ -36,6 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -206,6 +207,50 @@ def _any(key: str, value: Any) -> Any:
     return value
 
 
+def _opt_seconds(key: str, value: Any) -> float | None:
+    # A float whatever was written: PostgreSQL's double precision reads 30 back as 30.0,
+    # so a job file holds 30.0 too and both backends read back the same.
+    if value is None:
+        return None
+    if type(value) not in (int, float):
+        raise ValueError(f"{key!r} is not a number of seconds or null: {shown(value)}")
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{key!r} is not a positive, finite number of seconds: {shown(value)}")
+    return seconds
+
+
+def _opt_number(key: str, value: Any) -> float | None:
+    # Stored as a float whatever was reported: PostgreSQL's double precision column reads
+    # 3 back as 3.0, so a job file holds 3.0 too and both backends read back the same.
+    if value is None:
+        return None
+    if type(value) not in (int, float):
+        raise ValueError(f"{key!r} is not a number or null: {shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"{key!r} is not a finite number: {shown(value)}")
+    return number
+
+
+def _opt_json_text(key: str, value: Any) -> str | None:
+    # Parsed once here so that damaged text is found corrupt on reading, never later as a
+    # crash of the claim that hands the checkpoint to its handler.
+    text = _opt_str(key, value)
+    if text is not None:
+        try:
+            json.loads(text)
+        except (ValueError, RecursionError):
+            raise ValueError(f"{key!r} is not JSON text: {shown(text)}") from None
+    return text
+
+
 #: An enum's JSON value (C, not a Python frame: every job write takes a status's).
 _value: Callable[[Any], Any] = operator.attrgetter("value")
 
@@ -232,4 +277,21 @@ FIELDS: tuple[Field, ...] = (
     #: The full Python traceback of the last failed attempt whose handler raised (null
     #: when there is none: never failed, completed since, failed without an exception).
     Field("traceback", META, "text", _opt_str, None),
+    #: Seconds an attempt may run before the Worker stops it (null: the job gives none,
+    #: and its type's timeout applies, else the Worker's; see ``_worker.py``).
+    Field("timeout", META, "double precision", _opt_seconds, None),
+    #: When ``JobQueue.cancel`` asked the worker of this Running job to stop it (null:
+    #: never asked). The job stays Running until its worker ends the attempt.
+    Field("cancel_requested_at", META, "text", _opt_time, None),
+    #: The last progress report of an attempt (``job.progress``): how much is done, of
+    #: what total (null: not known), a note, and when it was reported. Floats.
+    Field("progress_done", META, "double precision", _opt_number, None),
+    Field("progress_total", META, "double precision", _opt_number, None),
+    Field("progress_note", META, "text", _opt_str, None),
+    Field("progress_at", META, "text", _opt_time, None),
+    #: The last acknowledged checkpoint (``job.checkpoint``) as its JSON text, and when it
+    #: was stored. Text, not a JSON value: PostgreSQL's jsonb would read back 1e16 as an
+    #: integer and -0.0 as 0; the text reads back exactly what was written.
+    Field("checkpoint_json", META, "text", _opt_json_text, None),
+    Field("checkpoint_at", META, "text", _opt_time, None),
 )

@@ -9,12 +9,18 @@ bookkeeping goes under one key, ``"_jobledger"``, which payloads may not use::
      "_jobledger": {"priority": 0, "attempts": 1, "max_attempts": 3, "seq": 17,
                     "created": "...Z", "started": "...Z", "finished": null,
                     "worker": "host-4242-1a2b3c4d", "run_after": null, "result": null,
-                    "recovered": false, "traceback": null}}
+                    "recovered": false, "traceback": null, "timeout": null,
+                    "cancel_requested_at": null, "progress_done": null, "progress_total": null,
+                    "progress_note": null, "progress_at": null, "checkpoint_json": null,
+                    "checkpoint_at": null}}
 
 The fields, where each goes, and how each is checked when read are the table's
 (``_job_fields.FIELDS``); this module lays them out. ``traceback`` is the full Python
 traceback of the last failed attempt whose handler raised (null when there is none: never
-failed, completed since, failed without an exception).
+failed, completed since, failed without an exception). ``timeout`` is the job's own
+timeout in seconds (null: its type's, else the Worker's, applies). ``cancel_requested_at``,
+``progress_*`` and ``checkpoint_*`` are what a running attempt records: a cancel asked of
+its worker, its last progress report, its last checkpoint (as JSON text).
 """
 
 from __future__ import annotations
@@ -71,6 +77,14 @@ class JobRecord:
     recovered: bool = False
     extra_meta: dict[str, Any] = field(default_factory=dict)
     traceback: str | None = None
+    timeout: float | None = None
+    cancel_requested_at: str | None = None
+    progress_done: float | None = None
+    progress_total: float | None = None
+    progress_note: str | None = None
+    progress_at: str | None = None
+    checkpoint_json: str | None = None
+    checkpoint_at: str | None = None
 
     @classmethod
     def from_fields(cls, values: dict[str, Any]) -> JobRecord:
@@ -92,6 +106,7 @@ class JobRecord:
         max_attempts: int,
         created: str,
         run_after: str | None,
+        timeout: float | None = None,
     ) -> JobRecord:
         """A new job's record, as every enqueue builds one: the same as the constructor
         with these fields (the rest at their defaults), built as :meth:`from_fields`."""
@@ -109,6 +124,7 @@ class JobRecord:
         values["max_attempts"] = max_attempts
         values["created"] = created
         values["run_after"] = run_after
+        values["timeout"] = timeout
         return new
 
     def evolve(self, **changes: Any) -> JobRecord:

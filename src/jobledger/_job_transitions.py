@@ -4,6 +4,11 @@ A backend's ``transition`` applies one under its lock (or in its transaction) to
 record as stored. ``complete``, ``fail`` and ``requeue`` are fenced: they apply only to a
 job Running under the worker that asks (:func:`check_owned`); a worker presumed dead, whose
 job was recovered and perhaps run by another, gets :class:`JobConflict` and changes nothing.
+
+A cancel of a Running job only asks (``cancel_requested_at``): its worker ends the
+attempt, and a job whose cancel was asked is never run again (a failure, a requeue, its
+worker's death: Cancelled, see ``_attempt_changes.ended_cancelled``); one whose handler
+returns a result anyway is Completed with it.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._errors import JobConflict, JobLedgerError
-from ._inputs import storable_text
+from ._attempt_changes import ended_cancelled
+from ._clock import iso_utc
+from ._errors import ForeignFailure, JobConflict, JobLedgerError
+from ._inputs import check_result_size, storable_text
 from ._job_fields import JobStatus
 from ._job_record import JobRecord
 from ._job_types import check_storable
@@ -40,12 +47,13 @@ __all__ = [
 Change = Callable[[JobRecord], JobRecord]
 
 
-def json_ready(value: Any, what: str) -> None:
-    """Raise :class:`InvalidPayload` (a TypeError), before anything is written, if
-    ``value`` cannot be stored as JSON (see :func:`check_storable`)."""
+def json_ready(value: Any, what: str, job_id: str | None = None) -> None:
+    """Raise :class:`InvalidPayload` (a TypeError), before anything is written, if the
+    result ``value`` cannot be stored as JSON (see :func:`check_storable`) or takes more
+    than ``MAX_RESULT_BYTES`` (the message then names ``job_id`` when given)."""
     if value is None:
         return  # a handler's usual result: nothing to encode
-    check_storable(value, what, "result")
+    check_result_size(value, check_storable(value, what, "result"), what, job_id)
 
 
 def check_owned(record: JobRecord, worker: str | None, action: str) -> None:
@@ -60,7 +68,8 @@ def check_owned(record: JobRecord, worker: str | None, action: str) -> None:
 
 
 def completing(result: Any, finished: str, worker: str | None) -> Change:
-    """Completed with ``result`` (fenced)."""
+    """Completed with ``result`` (fenced). Its checkpoint is dropped: nothing resumes a
+    completed job, and the result is what it leaves."""
 
     def change(record: JobRecord) -> JobRecord:
         check_owned(record, worker, "complete")
@@ -70,6 +79,8 @@ def completing(result: Any, finished: str, worker: str | None) -> Change:
             finished=finished,
             error_message=None,
             traceback=None,
+            checkpoint_json=None,
+            checkpoint_at=None,
         )
 
     return change
@@ -112,7 +123,12 @@ def settled(
 
 def failure_text(error: BaseException | str) -> tuple[str, str | None]:
     """The error message a failure stores, and the full traceback of an exception that
-    has one (None otherwise); both storable whatever they hold."""
+    has one (None otherwise); both storable whatever they hold. A failure from another
+    process (:class:`ForeignFailure`) stores the message and traceback it carries."""
+    if isinstance(error, ForeignFailure):
+        return storable_text(error.text), (
+            storable_text(error.trace) if error.trace is not None else None
+        )
     text = storable_text(
         f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
     )
@@ -131,12 +147,17 @@ def failing(
     worker: str | None,
     retry_delay: float,
     max_retry_delay: float,
+    *,
+    cancelled: bool = False,
 ) -> Change:
     """A failed attempt (fenced): retried after the backoff or Failed, as the retry
-    policy says, with ``trace`` kept."""
+    policy says, with ``trace`` kept. ``cancelled``: the attempt ended by raising
+    JobCancelled, which asks for the cancel if no one had (the job ends Cancelled)."""
 
     def change(record: JobRecord) -> JobRecord:
         check_owned(record, worker, "fail")
+        if cancelled and record.cancel_requested_at is None:
+            record = record.evolve(cancel_requested_at=iso_utc(now))
         after = after_failure(record, text, now, retry_delay, max_retry_delay)
         return after.evolve(traceback=trace)
 
@@ -167,12 +188,14 @@ def log_failure(new: JobRecord, text: str, trace: str | None) -> None:
         )
 
 
-def requeueing(worker: str | None) -> Change:
+def requeueing(worker: str | None, now: str) -> Change:
     """Given back by its worker (a graceful stop; fenced): Queued again, ahead of the
-    queue, the interrupted attempt not counted."""
+    queue, the interrupted attempt not counted; Cancelled if its cancel was asked."""
 
     def change(record: JobRecord) -> JobRecord:
         check_owned(record, worker, "requeue")
+        if record.cancel_requested_at is not None:
+            return ended_cancelled(record, now, f"worker {worker} stopped before its handler")
         return record.evolve(
             status=JobStatus.QUEUED,
             attempts=max(0, record.attempts - 1),
@@ -183,13 +206,18 @@ def requeueing(worker: str | None) -> Change:
     return change
 
 
-def cancelling(job_id: str, finished: str) -> Change:
-    """Cancelled, if it is Queued or Running."""
+def cancelling(job_id: str, now: str) -> Change:
+    """A Queued job Cancelled; a Running one asked to stop: ``cancel_requested_at`` set,
+    still Running under its worker, which ends the attempt (asked again: unchanged)."""
 
     def change(record: JobRecord) -> JobRecord:
         if not record.status.is_live:
             raise JobConflict(f"cannot cancel job {job_id}: it is already {record.status.value}")
-        return record.evolve(status=JobStatus.CANCELLED, finished=finished, worker=None)
+        if record.status is JobStatus.RUNNING:
+            if record.cancel_requested_at is not None:
+                return record  # asked already: nothing to write
+            return record.evolve(cancel_requested_at=now)
+        return record.evolve(status=JobStatus.CANCELLED, finished=now, worker=None)
 
     return change
 
@@ -212,6 +240,7 @@ def retrying(job_id: str, next_seq: Callable[[], int]) -> Change:
             error_message=None,
             traceback=None,
             recovered=False,
+            cancel_requested_at=None,  # a new run, not the one that was asked to stop
             seq=next_seq(),
         )
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar, Union
 
+from ._durations import to_timeout
 from ._errors import InvalidPayload, JobLedgerError
 from ._inputs import MAX_JSON_DEPTH, check_name, check_value
 
@@ -30,6 +32,7 @@ __all__ = [
     "encode_job",
     "job_type",
     "registered_types",
+    "type_timeout",
 ]
 
 VARIANT_KEY = "_variant"
@@ -42,16 +45,24 @@ check_json = json.JSONEncoder(allow_nan=False).encode
 
 _by_name: dict[str, type[Any]] = {}
 _by_class: dict[type[Any], str] = {}
+_timeouts: dict[str, float] = {}
 
 
-def job_type(name: str) -> Callable[[type[T]], type[T]]:
+def job_type(
+    name: str, *, timeout: dt.timedelta | float | None = None
+) -> Callable[[type[T]], type[T]]:
     """Register a dataclass or pydantic model as the job type ``name``.
 
     ``@jobledger.job_type("TextJob")`` above the class; instances can then be enqueued and
-    handlers receive them back as ``job.payload``.
+    handlers receive them back as ``job.payload``. ``timeout`` (a timedelta or seconds,
+    more than 0) bounds each attempt of a job of this type that gives no timeout of its
+    own (``enqueue(..., timeout=)``); it comes before the Worker's ``timeout``. It is
+    read when an attempt starts, from this process's registry: a Worker must import the
+    module that registers the type.
     """
     if not isinstance(name, str) or not name:
         raise JobLedgerError(f"a job type name must be a non-empty string, got {name!r}")
+    seconds = to_timeout(timeout, f"the timeout of job type {name!r}")
 
     def register(cls: type[T]) -> type[T]:
         if not (dataclasses.is_dataclass(cls) or hasattr(cls, "model_validate")):
@@ -66,6 +77,10 @@ def job_type(name: str) -> Callable[[type[T]], type[T]]:
             )
         _by_name[name] = cls
         _by_class[cls] = name
+        if seconds is None:
+            _timeouts.pop(name, None)
+        else:
+            _timeouts[name] = seconds
         return cls
 
     return register
@@ -76,16 +91,23 @@ def registered_types() -> dict[str, type[Any]]:
     return dict(_by_name)
 
 
-def check_storable(value: Any, what: str, root: str) -> None:
+def type_timeout(name: str) -> float | None:
+    """The timeout (seconds) that ``@job_type(name, timeout=...)`` registered, or None."""
+    return _timeouts.get(name)
+
+
+def check_storable(value: Any, what: str, root: str) -> str | None:
     """Raise :class:`InvalidPayload` (a TypeError), before anything is written, if
     ``value`` cannot be stored as JSON by every backend; the message starts with ``what``
-    and names the offending part from ``root`` (see :mod:`jobledger._inputs`)."""
-    # First: bounds the depth the encoder will recurse into. A plain value (only JSON's own
-    # types) cannot be refused by the encoder, which need not run for it.
+    and names the offending part from ``root`` (see :mod:`jobledger._inputs`). Returns
+    the JSON text the check made (ASCII, ``json.dumps``'s default form), or None for a
+    plain value (only JSON's own types), which the encoder need not run for."""
+    # First: bounds the depth the encoder will recurse into. A plain value cannot be
+    # refused by the encoder.
     if check_value(value, what, root):
-        return
+        return None
     try:
-        check_json(value)
+        return str(check_json(value))
     except (TypeError, ValueError) as exc:
         raise InvalidPayload(f"{what} is not JSON-serialisable: {exc}") from exc
 
@@ -239,7 +261,7 @@ def _decode_value(hint: Any, value: Any) -> Any:
 def isolated_for_tests() -> Iterator[None]:
     """For test suites: the registry as it was on entry is restored on exit, so the types a
     test registers (the registry is process-global) do not outlive it."""
-    by_name, by_class = dict(_by_name), dict(_by_class)
+    by_name, by_class, timeouts = dict(_by_name), dict(_by_class), dict(_timeouts)
     try:
         yield
     finally:
@@ -247,3 +269,5 @@ def isolated_for_tests() -> Iterator[None]:
         _by_name.update(by_name)
         _by_class.clear()
         _by_class.update(by_class)
+        _timeouts.clear()
+        _timeouts.update(timeouts)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from ._errors import JobLedgerError
 from ._job_attempt import Attempt
 from ._job_fields import JobStatus
+from ._job_progress import JobProgress
 from ._job_record import JobRecord
 from ._job_types import decode_payload, registered_types
 from ._log import log
@@ -50,12 +52,29 @@ class Job:
     traceback: str | None = None
     #: The last acknowledged checkpoint of an earlier attempt (``checkpoint``), or None.
     checkpoint_data: Any = None
+    #: The job's own timeout in seconds (``enqueue(..., timeout=)``), or None: its type's
+    #: (``@job_type(..., timeout=)``), else the Worker's, applies. The running attempt's
+    #: deadline, whichever it came from, is :attr:`deadline`.
+    timeout: float | None = None
+    #: When that checkpoint was stored (ISO 8601 UTC), or None.
+    checkpoint_at: str | None = None
+    #: The last progress report (``progress``): done, total, note and when, or None.
+    progress_info: JobProgress | None = None
+    #: When a cancel of this Running job was asked of its worker (``JobQueue.cancel``),
+    #: or None. Stays set on the job after it ends (Cancelled, or Completed by a handler
+    #: that returned a result anyway).
+    cancel_requested_at: str | None = None
     #: The running attempt, while a Worker runs this job's handler (else None).
     attempt: Attempt | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def with_attempt(self, attempt: Attempt) -> Job:
         """This job with ``attempt`` attached (what a Worker hands its handler)."""
-        return dataclasses.replace(self, attempt=attempt)
+        # A copy of the fields as they are, not dataclasses.replace, which runs __init__
+        # and cost 9 us a job: a Worker makes one per job it runs.
+        new = object.__new__(Job)
+        new.__dict__.update(self.__dict__)
+        new.__dict__["attempt"] = attempt
+        return new
 
     @property
     def deadline(self) -> dt.datetime | None:
@@ -77,7 +96,13 @@ class Job:
 
     def progress(self, done: float, total: float | None = None, note: str | None = None) -> None:
         """Report how far this running job is (``done`` of ``total``, with an optional
-        ``note``); cheap: reports are coalesced, not one durable write each."""
+        ``note``); cheap: reports are coalesced, not one durable write each.
+
+        A Worker keeps the latest report in memory and writes it at most once a second
+        per job, and when the attempt ends, without fsync: a crash may lose the last
+        second of progress. Shown by ``jobledger jobs list``/``show`` and read back as
+        ``progress_info``. ``done``/``total`` are finite numbers (stored as floats);
+        ``note`` a string (cut to 200 characters)."""
         if self.attempt is None or self.attempt.on_progress is None:
             raise JobLedgerError(
                 f"job {self.job_id}: progress() is only for a job whose handler a Worker runs"
@@ -86,7 +111,14 @@ class Job:
 
     def checkpoint(self, data: Any) -> None:
         """Store ``data`` (JSON-serialisable) durably as this job's checkpoint before
-        returning: a later attempt of this job finds it in ``checkpoint_data``."""
+        returning: a later attempt of this job finds it in ``checkpoint_data``.
+
+        Exactly as given (JSON's types: a tuple comes back a list, a non-string key a
+        string), at most ``jobledger.MAX_CHECKPOINT_BYTES`` of JSON (InvalidPayload
+        beyond). Fenced: a worker whose attempt is no longer the job's own (it was
+        presumed dead and the job recovered) gets JobConflict and stores nothing. A
+        Completed job's checkpoint is dropped; a Failed or Cancelled one keeps it, for a
+        retry to resume from."""
         if self.attempt is None or self.attempt.on_checkpoint is None:
             raise JobLedgerError(
                 f"job {self.job_id}: checkpoint() is only for a job whose handler a Worker runs"
@@ -141,4 +173,11 @@ class JobViews:
             raw=dict(record.payload),
             known_type=known,
             traceback=record.traceback,
+            timeout=record.timeout,
+            checkpoint_data=(
+                None if record.checkpoint_json is None else json.loads(record.checkpoint_json)
+            ),
+            checkpoint_at=record.checkpoint_at,
+            progress_info=JobProgress.of(record),
+            cancel_requested_at=record.cancel_requested_at,
         )

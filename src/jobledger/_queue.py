@@ -10,7 +10,9 @@ is in a module of its own:
 - ``_retry_policy.py``: retries with exponential backoff up to ``max_attempts``, and what
   becomes of a dead worker's job;
 - ``_job_view.py``: the public :class:`Job` a stored record is handed out as;
-- ``_watchers.py``: the wake-ups of those waiting for claimable jobs.
+- ``_watchers.py``: the wake-ups of those waiting for claimable jobs;
+- ``_waiting.py``: :meth:`JobQueue.wait`, and the wake-ups of those waiting for a job's
+  outcome.
 
 Serving order (recovered first, then priority, then FIFO) is ``JobRecord.sort_key``.
 
@@ -34,9 +36,9 @@ from typing import Any
 
 from ._clock import Clock, SystemClock, iso_utc
 from ._config import DURABILITIES
-from ._durations import to_seconds, to_timedelta
+from ._durations import to_seconds, to_timedelta, to_timeout
 from ._enqueue import announce, new_record, new_records, run_after_text
-from ._errors import ConfigError, JobConflict, JobLedgerError
+from ._errors import ConfigError, JobCancelled, JobConflict, JobLedgerError
 from ._held_claims import HeldClaims
 from ._job_fields import JobStatus
 from ._job_record import JobRecord
@@ -56,6 +58,7 @@ from ._job_transitions import (
 from ._job_view import Job, JobViews
 from ._log import log, verbose_from_env
 from ._retry_policy import after_worker_died
+from ._waiting import DEFAULT_POLL, FinishWatch, wait_limits, wait_sync
 from ._watchers import Watchers
 from .backends import open_job_backend
 from .backends._contract import JobBackend, Lease, QueuedCounts, Recovery
@@ -161,6 +164,7 @@ class JobQueue:
         # record -> Job, warning once per undecodable type (a bound method: called per job)
         self._job = JobViews().view
         self._watchers = Watchers()
+        self._finished = FinishWatch()  # the waits of wait(), and what wakes them
 
     def _make_backend(self, *, read_only: bool) -> JobBackend:
         assert self._location is not None  # a backend given as is is its own reader
@@ -199,6 +203,7 @@ class JobQueue:
 
     def close(self) -> None:
         """Release this process's worker lock and open files."""
+        self._finished.close()
         with self._worker_guard:
             if self._worker_lock is not None:
                 self._worker_lock.release()
@@ -239,12 +244,16 @@ class JobQueue:
 
     # -- wake-ups -------------------------------------------------------------------------
 
-    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+    def watch(
+        self, callback: Callable[[], None], *, on_cancel: Callable[[], None] | None = None
+    ) -> Callable[[], None]:
         """Call ``callback()`` (from any thread) whenever jobs may have become claimable:
         at once for changes made through this object, and for other processes' changes
         where the storage can tell (PostgreSQL: LISTEN/NOTIFY). Returns the function that
-        stops watching. A ``Worker`` uses it to wake from its idle wait; it still polls."""
-        return self._watchers.watch(self.backend, callback)
+        stops watching. A ``Worker`` uses it to wake from its idle wait; it still polls.
+        ``on_cancel()`` is called the same way when a Running job's cancel is asked (a
+        Worker then looks at once for requests to its running jobs)."""
+        return self._watchers.watch(self.backend, callback, on_cancel)
 
     def _wake(self) -> None:
         self._watchers.wake()
@@ -258,6 +267,7 @@ class JobQueue:
         priority: int = 0,
         run_after: dt.datetime | dt.timedelta | float | None = None,
         max_attempts: int = 3,
+        timeout: dt.timedelta | float | None = None,
     ) -> str:
         """Store a job and return its id; durable before it returns.
 
@@ -265,7 +275,10 @@ class JobQueue:
         is ``job_id``, else the payload's own ``job_id`` field, else a new UUID. Enqueueing
         an id that exists returns it and stores nothing (never a second entry). Higher
         ``priority`` is served first; ``run_after`` (a datetime, timedelta or seconds)
-        delays it. A payload JSON cannot represent raises TypeError before any write.
+        delays it. ``timeout`` (a timedelta or seconds, more than 0) bounds each attempt:
+        past it a Worker stops the attempt (see :class:`Worker`) and it fails "timed out";
+        None leaves it to the type's timeout (``@job_type(..., timeout=)``), else the
+        Worker's. A payload JSON cannot represent raises TypeError before any write.
         """
         now_dt = self.clock.now()
         fresh: set[str] = set()
@@ -277,6 +290,7 @@ class JobQueue:
             max_attempts,
             iso_utc(now_dt),
             fresh,
+            to_timeout(timeout),
         )
         # One job, without enqueue_many's lists: enqueue is the call a server makes per job.
         stored = self._opened().put([record], frozenset(fresh))
@@ -291,18 +305,14 @@ class JobQueue:
         run_after: dt.datetime | dt.timedelta | float | None = None,
         max_attempts: int = 3,
         job_ids: Iterable[str | None] | None = None,
+        timeout: dt.timedelta | float | None = None,
     ) -> list[str]:
-        """Store many jobs in one batch (one lock, one index write); returns their ids."""
-        now_dt = self.clock.now()
-        now = iso_utc(now_dt)
-        after = run_after_text(run_after, now_dt)
-        jobs = list(jobs)
-        ids = list(job_ids) if job_ids is not None else [None] * len(jobs)
-        if len(ids) != len(jobs):
-            raise ConfigError(f"job_ids has {len(ids)} entries for {len(jobs)} jobs")
-        fresh: set[str] = set()
-        records = new_records(jobs, ids, priority, after, max_attempts, now, fresh)
-        stored = self._opened().put(records, frozenset(fresh))
+        """Store many jobs in one batch (one lock, one index write); returns their ids.
+        The options apply to every job, as :meth:`enqueue` takes them."""
+        records, fresh = new_records(
+            jobs, job_ids, priority, run_after, max_attempts, self.clock.now(), to_timeout(timeout)
+        )
+        stored = self._opened().put(records, fresh)
         self._announce(stored)
         return [r.job_id for r, _ in stored]
 
@@ -389,6 +399,7 @@ class JobQueue:
         finished = iso_utc(self.clock.now())
         done = self._change(job_id, completing(result, finished, self._worker_id))
         log.info("Completed job %s", job_id)
+        self._finished.waiters.wake_finished((done,))
         return self._job(done)
 
     def complete_many(
@@ -425,28 +436,46 @@ class JobQueue:
             for job_id, result in pairs
         ]
         outcomes = self._held.apply(backend, changes)
+        self._finished.waiters.wake_finished(o for o in outcomes if isinstance(o, JobRecord))
         return settled([job_id for job_id, _ in pairs], outcomes)
 
     def fail(self, job_id: str, error: BaseException | str) -> Job:
         """Record a failed attempt: retried after a backoff until ``max_attempts``, then
         Failed. Fenced like :meth:`complete`. An exception's full traceback is kept with
-        the job (``Job.traceback``) and logged with the failure."""
+        the job (``Job.traceback``) and logged with the failure. A job whose cancel was
+        asked, or whose ``error`` is :class:`JobCancelled`, is Cancelled instead."""
         text, trace = failure_text(error)
+        # A handler that stopped for a cancel: the job ends Cancelled, without a traceback.
+        stopped = isinstance(error, JobCancelled)
         change = failing(
-            text, trace, self.clock.now(), self._worker_id, self.retry_delay, self.max_retry_delay
+            text,
+            None if stopped else trace,
+            self.clock.now(),
+            self._worker_id,
+            self.retry_delay,
+            self.max_retry_delay,
+            cancelled=stopped,
         )
         new = self._change(job_id, change)
         if new.status is JobStatus.QUEUED:
             self._wake()
-        log_failure(new, text, trace)
+        if new.status is JobStatus.CANCELLED:
+            log.info("Cancelled job %s: %s", job_id, new.error_message)
+        else:
+            log_failure(new, text, trace)
+        self._finished.waiters.wake_finished((new,))
         return self._job(new)
 
     def requeue(self, job_id: str) -> Job:
         """Give back a job this worker runs (a graceful stop): Queued again, ahead of the
-        queue, and the interrupted attempt is not counted."""
-        back = self._change(job_id, requeueing(self._worker_id))
-        self._wake()
-        log.info("Requeued job %s", job_id)
+        queue, and the interrupted attempt is not counted. A job whose cancel was asked
+        is Cancelled instead."""
+        back = self._change(job_id, requeueing(self._worker_id, iso_utc(self.clock.now())))
+        if back.status is JobStatus.CANCELLED:
+            log.info("Cancelled job %s: %s", job_id, back.error_message)
+        else:
+            self._wake()
+            log.info("Requeued job %s", job_id)
         return self._job(back)
 
     def _change(self, job_id: str, change: Change) -> JobRecord:
@@ -458,10 +487,22 @@ class JobQueue:
         return outcome
 
     def cancel(self, job_id: str) -> Job:
-        """Cancel a Queued or Running job (a running handler's result is then refused)."""
+        """Cancel a job: a Queued one is Cancelled at once (durable when this returns).
+        A Running one is asked to stop: the request is stored (``cancel_requested_at``)
+        and the job stays Running under its worker, which is told (PostgreSQL: at once,
+        by NOTIFY; a folder: within the Worker's ``cancel_poll``, 1 s by default). A
+        handler sees ``job.cancel_requested``, and ``job.check()`` raises JobCancelled;
+        its attempt then ends Cancelled, never retried (as when its worker dies or stops
+        first). A handler that returns a result anyway completes the job with it. Asking
+        again changes nothing; a finished job raises JobConflict."""
         change = cancelling(job_id, iso_utc(self.clock.now()))
         new = self._opened().transition(job_id, change)
-        log.info("Cancelled job %s", job_id)
+        if new.status is JobStatus.RUNNING:
+            log.info("Asked worker %s to stop job %s (cancel)", new.worker, job_id)
+            self._watchers.cancel_asked()
+        else:
+            log.info("Cancelled job %s", job_id)
+            self._finished.waiters.wake_finished((new,))
         return self._job(new)
 
     def retry(self, job_id: str) -> Job:
@@ -507,9 +548,43 @@ class JobQueue:
         recovered = self.backend.recover(*self._recovery())
         if any(r.status is JobStatus.QUEUED for r in recovered):
             self._wake()
+        self._finished.waiters.wake_finished(recovered)
         return recovered
 
     # -- reading --------------------------------------------------------------------------
+
+    def wait(
+        self,
+        job_id: str,
+        timeout: dt.timedelta | float | None = None,
+        *,
+        poll_interval: dt.timedelta | float = DEFAULT_POLL,
+    ) -> Any:
+        """Wait until the job finishes and return its result (the handler's return value,
+        as stored: JSON types). Raises :class:`JobFailed` if it failed for good (its
+        ``error_message`` and ``traceback`` attached), :class:`JobCancelled` if it was
+        cancelled, :class:`JobNotFound` for an unknown id, and :class:`WaitTimeout` (a
+        ``TimeoutError``) once ``timeout`` (a timedelta or seconds; None: no limit) has
+        passed with the job still Queued or Running; a finished job answers at once.
+
+        A read: it never writes, recovers or repairs (a job whose worker died stays
+        Running until a writer recovers it). It wakes at once for a job finished through
+        this queue object, and on PostgreSQL for one finished by any process (a
+        notification, one listening session per queue); a folder is read again after
+        10 ms, doubling up to ``poll_interval`` (1 s): another process's completion is
+        seen within about that. On PostgreSQL the job is read again every
+        ``poll_interval`` too, in case a notification was lost.
+        """
+        limit, poll = wait_limits(timeout, poll_interval)
+        return wait_sync(
+            job_id,
+            lambda: self._reading().get(job_id),
+            self._finished,
+            lambda callback: self.reader.watch_finished(callback),
+            timeout=limit,
+            poll=poll,
+            where=self.dir,
+        )
 
     def get(self, job_id: str) -> Job | None:
         """The job, or None if there is no such id. Reads only (a corrupt job file is

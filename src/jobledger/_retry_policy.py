@@ -4,12 +4,14 @@ A job is retried until it has had ``max_attempts`` attempts in all, then Failed 
 A failed attempt is retried after an exponential backoff (``retry_delay`` doubled per
 attempt, capped at ``max_retry_delay``); a job whose worker died goes back to the front of
 the queue at once (its attempt counted, so a job that kills its worker cannot loop).
+A job whose cancel was asked while it ran is neither: it ends Cancelled.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
+from ._attempt_changes import ended_cancelled
 from ._clock import iso_utc
 from ._job_fields import JobStatus
 from ._job_record import JobRecord
@@ -43,7 +45,10 @@ def after_failure(
     max_retry_delay: float,
 ) -> JobRecord:
     """``record`` after its attempt failed with ``text``: Queued again after the backoff,
-    or Failed past ``max_attempts`` (its traceback cleared: the caller sets its own)."""
+    or Failed past ``max_attempts`` (its traceback cleared: the caller sets its own);
+    Cancelled if its cancel was asked."""
+    if record.cancel_requested_at is not None:
+        return ended_cancelled(record, iso_utc(now), f"the attempt ended with {text}")
     if record.attempts >= record.max_attempts:
         return _failed_for_good(record, text, iso_utc(now))
     delay = backoff_seconds(record.attempts, retry_delay, max_retry_delay)
@@ -63,6 +68,9 @@ def after_worker_died(record: JobRecord, now: str) -> JobRecord:
         f"worker {record.worker} died while running this job "
         f"(attempt {record.attempts} of {record.max_attempts})"
     )
+    if record.cancel_requested_at is not None:
+        log.warning("Job %s cancelled: %s after its cancel was asked", record.job_id, reason)
+        return ended_cancelled(record, now, reason)
     if record.attempts >= record.max_attempts:
         log.warning("Job %s failed for good: %s", record.job_id, reason)
         return _failed_for_good(record, reason + "; not retried", now)

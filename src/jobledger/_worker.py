@@ -9,6 +9,9 @@ and ``Worker.forced_by`` names the signal (``jobledger worker`` then exits 128 +
 number: 130 after SIGINT, 143 after SIGTERM). The handler threads are daemon threads;
 a handler that returns after its job was given back has its result refused (fenced).
 
+Where a job runs (``isolation``): in the worker's threads (the default), or each attempt in
+a child process of its own (``"process"``, ``_isolation.py``). Timeouts: see ``Worker``.
+
 The worker talks through ``jobledger.worker`` (see ``_worker_report.py``): a start line,
 a line per finished job (or summaries under load), a warning once per queued job type
 that no handler here serves, and, with ``run(until_empty=True)``, which delayed jobs it
@@ -26,20 +29,27 @@ from collections.abc import Callable, Iterator, Mapping
 from types import FrameType
 from typing import Any
 
-from ._durations import to_seconds
-from ._errors import JobConflict, JobLedgerError
+from ._async_handlers import HandlerLoop
+from ._attempt_services import CANCEL_POLL, AttemptServices
+from ._durations import Duration, to_seconds, to_timeout
+from ._errors import JobConflict, JobLedgerError, JobTimeout
+from ._isolation import Abandoned, ProcessRunner, handler_name, resolve_handler
+from ._job_attempt import Attempt
 from ._job_fields import JobStatus
 from ._job_transitions import json_ready
 from ._job_view import Job
 from ._log import log
 from ._prefetch import RECORD_WITHIN, Prefetch
 from ._queue import JobQueue
+from ._timeouts import timed_out_text, timeout_of
 from ._words import plural
 from ._worker_report import JobReporter, worker_log
 
-__all__ = ["Worker", "stop_signals_to"]
+__all__ = ["ISOLATIONS", "Worker", "stop_signals_to"]
 
 Handler = Callable[[Job], Any]
+#: Where a Worker runs its jobs: in its threads, or each attempt in a process of its own.
+ISOLATIONS = ("thread", "process")
 
 
 @contextlib.contextmanager
@@ -63,6 +73,10 @@ class Worker:
     long an idle worker waits before looking again;
     it wakes at once when a job is enqueued (or retried, requeued, recovered) through the
     same queue object or, on PostgreSQL, by any process (``JobQueue.watch``).
+
+    An ``async def`` handler runs on one event loop, in a thread the Worker starts for it
+    and stops when :meth:`run` returns; ``concurrency`` then counts its coroutines in
+    flight (``_async_handlers.py``).
 
     Batches: by default (``batch_size=None``) each thread sizes its claims from how long
     recent jobs took (``_prefetch.py``): long jobs (a recent mean over 5 ms) are claimed
@@ -90,12 +104,44 @@ class Worker:
 
     ``monotonic`` is the clock that times jobs (for the adaptation, the 50 ms bound and
     the per-job lines); a test injects one it moves.
+
+    Where jobs run, ``isolation``: ``"thread"`` (the default) runs handlers in the worker's
+    threads. ``"process"`` runs each attempt in a new child process (``_isolation.py``): a
+    job that crashes or exhausts memory kills only its process; its attempt fails naming
+    the signal or exit code and is retried per ``max_attempts`` while the worker serves
+    on. Handlers are imported by name there: give each as ``"module:function"`` or as a
+    top-level function of a module (a lambda or nested function is refused here). The
+    job goes to the child and its result comes back as JSON; ``job.progress`` and
+    ``job.checkpoint`` reach this worker's attempt over a pipe. A stop behaves as above:
+    past the grace period, or at a second signal, the jobs' processes (and those they
+    started) are killed before their jobs are given back. A handler may be
+    ``"module:function"`` under thread isolation too.
+
+    Timeouts: an attempt's deadline is its start plus the job's own ``timeout``
+    (``enqueue(..., timeout=)``), else its type's (``@job_type(..., timeout=)``), else this
+    Worker's ``timeout`` (None: no deadline). A thread handler is told, never stopped:
+    ``job.deadline`` says when, and ``job.check()`` raises :class:`JobTimeout` past it; the
+    attempt fails as timed out only if the handler raises JobTimeout (one that returns
+    after its deadline without checking has its result stored; one that never returns
+    holds its thread: use process isolation for a hard bound). A process handler is
+    stopped: SIGTERM at the deadline (raised in its main thread so that ``finally`` blocks
+    run), SIGKILL ``kill_grace`` seconds later (10 s by default). Either way the attempt
+    fails with "timed out after N s (...)", without a traceback, and is retried per
+    ``max_attempts``. A cancel asked of a process attempt (its ``Attempt.cancel``) stops
+    its process the same way. The deadline is read from the queue's clock.
+    Each handler gets its job with the running attempt attached (``_attempt_services.py``):
+    ``job.progress()`` (written at most once a second per job, and as the attempt ends),
+    ``job.checkpoint()`` (durable before it returns) and ``job.cancel_requested`` /
+    ``job.check()``. A ``JobQueue.cancel`` of a running job reaches its handler at once
+    on PostgreSQL (NOTIFY) and within ``cancel_poll`` seconds (1 s by default: a stat of
+    each running job's file) on a folder; a handler that raises JobCancelled (what
+    ``job.check()`` does) ends its job Cancelled.
     """
 
     def __init__(
         self,
         queue: JobQueue,
-        handlers: Mapping[str, Handler],
+        handlers: Mapping[str, Handler | str],
         concurrency: int = 1,
         *,
         poll_interval: dt.timedelta | float = 0.2,
@@ -103,7 +149,17 @@ class Worker:
         handle_signals: bool = True,
         batch_size: int | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        isolation: str = "thread",
+        timeout: Duration | None = None,
+        kill_grace: Duration = 10.0,
+        cancel_poll: dt.timedelta | float = CANCEL_POLL,
     ) -> None:
+        if isolation not in ISOLATIONS:
+            raise JobLedgerError(
+                f"isolation must be 'thread' or 'process', got {isolation!r}: 'thread' runs "
+                "handlers in the worker's threads, 'process' each attempt in a process of "
+                "its own"
+            )
         if concurrency < 1:
             raise JobLedgerError(f"concurrency must be at least 1, got {concurrency}")
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
@@ -111,7 +167,21 @@ class Worker:
         if not handlers:
             raise JobLedgerError("a Worker needs at least one handler (job type -> function)")
         self.queue = queue
-        self.handlers = dict(handlers)
+        #: Where jobs run: "thread" or "process".
+        self.isolation = isolation
+        #: The attempts' timeout (seconds) when neither the job nor its type gives one.
+        self.timeout = to_timeout(timeout, "the Worker's timeout")
+        #: Seconds between a stopped process's SIGTERM and its SIGKILL.
+        self.kill_grace = to_seconds(kill_grace, "kill_grace")
+        # Process isolation: the name each child imports its handler by (checked now).
+        self._handler_names: dict[str, str] = {}
+        self._runner: ProcessRunner | None = None
+        if isolation == "process":
+            self._handler_names = {t: handler_name(t, h) for t, h in handlers.items()}
+            self._runner = ProcessRunner(self.kill_grace)
+        self.handlers: dict[str, Handler] = {
+            t: resolve_handler(h) if isinstance(h, str) else h for t, h in handlers.items()
+        }
         self.concurrency = concurrency
         self.poll_interval = to_seconds(poll_interval, "poll_interval")
         self.grace_period = to_seconds(grace_period, "grace_period")
@@ -146,6 +216,9 @@ class Worker:
         self._took: dict[str, tuple[str, float]] = {}  # finished job -> (type, seconds)
         self._idle_noted = False  # went idle and looked at the queue since the last claim
         self._warned_types: set[str] = set()
+        # Each handler's Attempt: progress, checkpoints, cancel requests.
+        self._attempts = AttemptServices(queue, cancel_poll=to_seconds(cancel_poll, "cancel_poll"))
+        self._handler_loop = HandlerLoop()  # where async handlers run
 
     @property
     def forced(self) -> bool:
@@ -227,11 +300,14 @@ class Worker:
         )
         self._warn_unserved()
         done = threading.Event()
-        unwatch = self.queue.watch(self.wake)
+        unwatch = self.queue.watch(self.wake, on_cancel=self._attempts.poke)
+        self._attempts.start(self._claimed)
         try:
             self._serve(types, until_empty, done)
         finally:
             unwatch()
+            self._attempts.stop()
+            self._handler_loop.stop()
             self.reporter.flush()
         if self.delayed_left is not None:
             count, first = self.delayed_left
@@ -269,6 +345,8 @@ class Worker:
 
     def _serve(self, types: frozenset[str], until_empty: bool, done: threading.Event) -> None:
         self._halt.clear()
+        if self._runner is not None:
+            self._runner.open()
         self.delayed_left = None
         with self._signals():
             threads = [
@@ -304,6 +382,10 @@ class Worker:
         self._record_done()
         with self._guard:
             leftover = list(self._running)
+        if self._runner is not None:
+            # Before any requeue: a job given back must not run on here while another
+            # worker starts it. Their runs then record nothing (``Abandoned``).
+            self._runner.abandon_all()
         for job_id in leftover:
             try:
                 self.queue.requeue(job_id)
@@ -406,6 +488,11 @@ class Worker:
             self.queue._recover_before_due(self.poll_interval)
         except JobLedgerError as exc:
             log.debug("could not recover dead workers' jobs while idle: %s", exc)
+
+    def _claimed(self) -> list[str]:
+        """The jobs this worker holds (running, or claimed and waiting their turn)."""
+        with self._guard:
+            return list(self._running)
 
     def _return_unstarted(self, jobs: list[Job]) -> None:
         """Give back claimed jobs this worker will not start (it is stopping)."""
@@ -516,14 +603,25 @@ class Worker:
     def _execute(self, job: Job) -> None:
         """Run the job's handler: a failure is recorded now, a success queued for
         :meth:`_record_done`."""
-        handler = self.handlers[job.type]
         log.info("Starting job %s (%s), attempt %d", job.job_id, job.type, job.attempts)
         started = self.monotonic()
         me = threading.get_ident()
         with self._guard:
             self._job_started[me] = started
+        timeout, deadline = self._deadline(job)
         try:
-            result = handler(job)
+            with self._attempts.running(
+                job, timeout=timeout, deadline=deadline, clock=self._wall
+            ) as attempt:
+                self._prepare_attempt(job, attempt)
+                result = self._run(job.with_attempt(attempt), attempt)
+        except Abandoned:
+            return  # its process was killed by the stop, which gives the job back
+        except JobTimeout as exc:
+            took = self.monotonic() - started
+            self._prefetch.observe(took)
+            self._fail(job, timed_out_text(job, exc, self.timeout), took)
+            return
         except Exception as exc:
             took = self.monotonic() - started
             self._prefetch.observe(took)
@@ -536,7 +634,7 @@ class Worker:
         took = ended - started
         self._prefetch.observe(took)
         try:
-            json_ready(result, "the handler's result")
+            json_ready(result, "the handler's result", job.job_id)
         except TypeError as exc:
             self._fail(job, str(exc), took)
             return
@@ -546,6 +644,26 @@ class Worker:
             self._done.append((job.job_id, result))
             self._took[job.job_id] = (job.type, took)
 
+    def _run(self, job: Job, attempt: Attempt) -> Any:
+        """The handler's run of ``job``: in this thread, or in a child process."""
+        if self._runner is None:
+            # An async handler's coroutine runs on the Worker's one event loop.
+            return self._handler_loop.call(self.handlers[job.type], job)
+        return self._runner.run(job, self._handler_names[job.type], attempt)
+
+    def _prepare_attempt(self, job: Job, attempt: Attempt) -> None:
+        """A hook run on each attempt before its handler starts (tests replace its sinks)."""
+
+    def _deadline(self, job: Job) -> tuple[float | None, float | None]:
+        """``job``'s timeout in seconds (its own, its type's, else this Worker's) and the
+        deadline of an attempt starting now (by the queue's clock), or (None, None)."""
+        seconds, _ = timeout_of(job, self.timeout)
+        return seconds, None if seconds is None else self._wall() + seconds
+
+    def _wall(self) -> float:
+        """Now, in seconds since the epoch, by the queue's clock (deadlines)."""
+        return self.queue.clock.now().timestamp()
+
     def _fail(self, job: Job, error: Exception | str, took: float) -> None:
         try:
             failed = self.queue.fail(job.job_id, error)
@@ -554,6 +672,9 @@ class Worker:
             self.reporter.finished(
                 job.job_id, job.type, "refused", took, "(its failure was refused)"
             )
+            return
+        if failed.status is JobStatus.CANCELLED:
+            self.reporter.finished(job.job_id, job.type, "cancelled", took)
             return
         if failed.status is JobStatus.QUEUED:
             where = f"attempt {failed.attempts} of {failed.max_attempts}, retry at "

@@ -354,7 +354,7 @@ def test_jobs_retry_and_cancel(pq: PreparedQueue) -> None:
     assert "Cancelled job q-low (echo) in postgresql://" in cancelled.stdout
     running = pq.run("cancel", "running")
     assert running.exit_code == 0, running.output
-    assert f"Running under worker {pq.queue.worker_id}" in running.stdout
+    assert f"Asked worker {pq.queue.worker_id} to stop job running (slow)" in running.stdout
     assert pq.run("cancel", "old-done").exit_code == 1  # finished
 
 

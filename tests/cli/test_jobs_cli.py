@@ -19,6 +19,7 @@ from click.testing import CliRunner, Result
 
 import jobledger
 from jobledger import JobQueue, JobStatus
+from jobledger._attempt_services import AttemptServices
 from jobledger.cli import _maint, cli
 from tests.conftest import BACKENDS, FakeClock
 
@@ -373,12 +374,37 @@ def test_cancel_a_queued_job(pq: PreparedQueue) -> None:
     assert pq.queue.counts()["Cancelled"] == 2
 
 
-def test_cancel_a_running_job_names_its_worker(pq: PreparedQueue) -> None:
+def test_cancel_a_running_job_asks_its_worker(pq: PreparedQueue) -> None:
     result = pq.run("cancel", "running")
     assert result.exit_code == 0, result.output
-    assert f"It was Running under worker {pq.queue.worker_id}" in result.stdout
-    with pytest.raises(jobledger.JobConflict):
-        pq.queue.complete("running", "too late")
+    assert f"Asked worker {pq.queue.worker_id} to stop job running (slow)" in result.stdout
+    assert "it stays Running until its handler stops, then is Cancelled" in result.stdout
+    assert pq.doc("running")["status"] == "Running"
+    listed = pq.run("list", "--status", "Running")
+    assert "Running (cancel asked)" in rows(listed.stdout)["running"]
+    assert "Cancel asked" in pq.run("show", "running").stdout
+    # Its worker's handler stops (JobCancelled): Cancelled, never retried.
+    stopped = pq.queue.fail("running", jobledger.JobCancelled("running"))
+    assert stopped.status is JobStatus.CANCELLED
+    assert "Cancelled job" not in result.stdout
+
+
+def test_list_shows_the_progress_column_and_show_its_report_with_its_time(
+    pq: PreparedQueue,
+) -> None:
+    assert "Progress" not in pq.run("list").stdout  # no job has reported any
+    job = pq.queue.get("running")
+    assert job is not None
+    services = AttemptServices(pq.queue)
+    job.with_attempt(services.begin(job)).progress(3, 10, "epoch 3")
+    services.end("running")  # the attempt's end writes the report
+    result = pq.run("list")
+    assert result.exit_code == 0, result.output
+    assert "Progress" in result.stdout
+    assert "3/10 30%" in rows(result.stdout)["running"]
+    assert "3/10 30%" not in rows(result.stdout)["q-low"]
+    shown = pq.run("show", "running").stdout
+    assert f"3/10 30% (epoch 3) at {NOW.strftime('%Y-%m-%dT%H:%M:%SZ')}" in shown
 
 
 def test_cancel_a_finished_job_is_refused(pq: PreparedQueue) -> None:

@@ -31,6 +31,14 @@ NOT_DEFAULT: dict[str, Any] = {
     "recovered": True,
     "extra_meta": {"addedByNewerVersion": {"k": [1]}},
     "traceback": 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: ü\n',
+    "timeout": 5400.5,
+    "cancel_requested_at": "2025-01-20T10:31:30.000Z",
+    "progress_done": 3.5,
+    "progress_total": 10.0,
+    "progress_note": "epoch 3 of 10 — ü",
+    "progress_at": "2025-01-20T10:31:40.000Z",
+    "checkpoint_json": '{"epoch":3,"lr":1e+16,"z":-0.0,"big":123456789012345678901234567890}',
+    "checkpoint_at": "2025-01-20T10:31:45.000Z",
 }
 
 

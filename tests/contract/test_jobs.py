@@ -193,7 +193,7 @@ def test_retry_queues_a_failed_or_cancelled_job_afresh(make_queue):
         q.retry("missing")
 
 
-def test_cancel(make_queue):
+def test_cancel(make_queue, clock):
     q = make_queue()
     q.enqueue({"type": "T"}, job_id="queued")
     q.enqueue({"type": "T"}, job_id="running")
@@ -202,10 +202,13 @@ def test_cancel(make_queue):
     assert q.get("queued").status is JobStatus.COMPLETED
     running = q.claim()
     assert running.job_id == "running"
-    cancelled = q.cancel("running")
-    assert cancelled.status is JobStatus.CANCELLED
-    with pytest.raises(JobConflict):
-        q.complete("running", "late")  # a cancelled job's result is refused
+    # A Running job is asked to stop: it stays Running under its worker, which ends it.
+    asked = q.cancel("running")
+    assert asked.status is JobStatus.RUNNING and asked.worker == q.worker_id
+    assert asked.cancel_requested_at == iso_utc(clock.now())
+    clock.advance(seconds=5)
+    assert make_queue().cancel("running") == asked  # asked again: nothing changes
+    assert q.fail("running", "stopped").status is JobStatus.CANCELLED  # never retried
     assert q.cancel("done").status is JobStatus.CANCELLED
     assert q.claim() is None
     with pytest.raises(JobConflict):

@@ -24,6 +24,9 @@ What this proves, after every step, for any sequence the search finds:
 - reopening after a crash returns the dead worker's Running jobs to the front of the
   queue, the attempt counted, and fails those past ``max_attempts``; the live worker's
   Running jobs are never taken;
+- a cancel of a Running job only asks (it stays Running under its worker); such a job is
+  never run again: a failure, a requeue or its worker's death ends it Cancelled, while a
+  completion completes it; a retry clears the request;
 - ``JobConflict`` (or ``JobNotFound``) is raised exactly when the model says the transition
   is not allowed (completing, failing or requeueing a job that is not Running under this
   worker, cancelling a finished job, retrying a live one, any late result of a dead
@@ -68,6 +71,7 @@ POOL = ["j0", "j1", "j2", "j3", "j4", "j5"]  # explicit ids; generated ones are 
 TYPES = ["A", "B"]
 RETRY_DELAY, MAX_RETRY_DELAY = 1.0, 1.5  # backoff: 1 s, then capped at 1.5 s
 DIED = "<died>"  # the model's error for a job recovered from a dead worker
+CANCELLED = "<cancelled>"  # the model's error for a job its cancel request ended
 
 workers = st.sampled_from(WORKERS)
 type_filters = st.sampled_from([None, ["A"], ["B"], ["A", "B"]])
@@ -96,6 +100,7 @@ class MJob:
     result: Any = None
     error: str | None = None
     owner: str | None = None  # the worker ("main" or "peer") running it
+    cancel_asked: dt.datetime | None = None  # when a cancel was asked of its worker
 
     def key(self) -> tuple[int, int, int]:
         return (0 if self.recovered else 1, -self.priority, self.seq)
@@ -157,7 +162,20 @@ class QueueModel:
     def complete(self, job: MJob, result: Any, now: dt.datetime) -> None:
         job.status, job.result, job.finished, job.error, job.owner = C, result, now, None, None
 
+    def ended_cancelled(self, job: MJob, now: dt.datetime) -> None:
+        """A cancel-requested job whose attempt ended without a result."""
+        job.status, job.finished, job.error, job.owner, job.run_after = (
+            X,
+            now,
+            CANCELLED,
+            None,
+            None,
+        )
+
     def fail(self, job: MJob, text: str, now: dt.datetime) -> None:
+        if job.cancel_asked is not None:
+            self.ended_cancelled(job, now)
+            return
         job.error, job.owner = text, None
         if job.attempts >= job.max_attempts:
             job.status, job.finished = F, now
@@ -172,7 +190,9 @@ class QueueModel:
         for job in self.jobs.values():
             if job.status is R and job.owner == dead:
                 job.error, job.owner = DIED, None
-                if job.attempts >= job.max_attempts:
+                if job.cancel_asked is not None:
+                    self.ended_cancelled(job, now)
+                elif job.attempts >= job.max_attempts:
                     job.status, job.finished = F, now
                 else:
                     job.status, job.recovered = Q, True
@@ -308,8 +328,12 @@ class QueueMachine(RuleBasedStateMachine):
         assert job.result == m.result, job.job_id
         assert job.run_after == _iso(m.run_after), job.job_id
         assert job.finished == _iso(m.finished), job.job_id
+        assert job.cancel_requested_at == _iso(m.cancel_asked), job.job_id
         if m.error == DIED:
             assert job.error_message is not None and "died" in job.error_message, job
+        elif m.error == CANCELLED:
+            assert job.error_message is not None, job
+            assert "cancelled while running" in job.error_message, job
         else:
             assert job.error_message == m.error, job.job_id
         if m.status is R:
@@ -503,7 +527,10 @@ class QueueMachine(RuleBasedStateMachine):
         self._check_refusal(exc, expected)
         if expected is None:
             m = self.model.jobs[job_id]
-            m.status, m.attempts, m.recovered, m.owner = Q, max(0, m.attempts - 1), True, None
+            if m.cancel_asked is not None:
+                self.model.ended_cancelled(m, self.now)
+            else:
+                m.status, m.attempts, m.recovered, m.owner = Q, max(0, m.attempts - 1), True, None
             self._check_job(job, m)
 
     @precondition(lambda self: self.model.jobs)
@@ -515,7 +542,10 @@ class QueueMachine(RuleBasedStateMachine):
         self._check_refusal(exc, expected)
         if expected is None:
             m = self.model.jobs[job_id]
-            m.status, m.finished, m.owner = X, self.now, None
+            if m.status is Q:
+                m.status, m.finished, m.owner = X, self.now, None
+            elif m.cancel_asked is None:  # Running: its worker is asked to stop it
+                m.cancel_asked = self.now
             self._check_job(job, m)
 
     @precondition(lambda self: self.model.jobs)
@@ -529,6 +559,7 @@ class QueueMachine(RuleBasedStateMachine):
             m = self.model.jobs[job_id]
             m.status, m.attempts, m.finished, m.run_after = Q, 0, None, None
             m.error, m.recovered, m.seq = None, False, self.model.next_seq()
+            m.cancel_asked = None
             self._check_job(job, m)
 
     # -- time, maintenance, reading -------------------------------------------------------

@@ -262,10 +262,28 @@ class JobBackend(Protocol):
         """Make any derived index (``queue.json``) current; a no-op where there is none."""
         ...
 
-    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+    def watch(
+        self, callback: Callable[[], None], *, on_cancel: Callable[[], None] | None = None
+    ) -> Callable[[], None]:
         """Call ``callback`` (from any thread) when other processes may have made jobs
-        claimable, where the storage can tell; returns the function that stops watching.
-        Only a speed-up: workers poll as well."""
+        claimable, and ``on_cancel`` when they may have asked a Running job to stop
+        (a change setting ``cancel_requested_at``), where the storage can tell; returns
+        the function that stops watching. Only a speed-up: workers poll as well."""
+        ...
+
+    def cancel_requests(self, job_ids: list[str]) -> set[str]:
+        """Those of ``job_ids`` that are Running with a cancel request stored
+        (``cancel_requested_at``); unknown ids are left out. Cheap: a worker asks it about
+        its running jobs every poll (a folder: a stat per job, a file read only when it
+        changed; PostgreSQL: one query)."""
+        ...
+
+    def watch_finished(self, callback: Callable[[str | None], None]) -> Callable[[], None] | None:
+        """Call ``callback(job_id)`` (from any thread) when another process may have
+        finished that job (Completed, Failed or Cancelled), ``callback(None)`` when it may
+        have finished any; returns the function that stops watching, or None when the
+        storage cannot tell (``JobQueue.wait`` then polls). Only a speed-up: a wait reads
+        the job again every ``poll_interval`` as well."""
         ...
 
     def close(self) -> None:

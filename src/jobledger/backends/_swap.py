@@ -19,9 +19,12 @@ __all__ = ["NotHeld", "holds_claim", "swapped", "swapping"]
 
 def holds_claim(stored: JobRecord, claimed: JobRecord) -> bool:
     """Whether ``stored`` is still the claim ``claimed`` was: the same job, Running under
-    the same worker, in the same attempt, since the same start (``swap``'s fencing)."""
+    the same worker, in the same attempt, since the same start, and no cancel asked of it
+    since (``swap``'s fencing; a cancel-requested job is left to the locking path, whose
+    policy ends its failure or requeue Cancelled)."""
     return (
         stored.status is JobStatus.RUNNING
+        and stored.cancel_requested_at is None
         and stored.job_id == claimed.job_id
         and stored.worker == claimed.worker
         and stored.attempts == claimed.attempts

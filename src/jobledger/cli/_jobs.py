@@ -31,7 +31,7 @@ from .._words import plural
 from . import _maint
 from ._app import App, location_options, pass_app, require_folder
 from ._options import AGE, DURATION, check_output_flags, plain_option
-from ._render import human_count, plain_lines, plain_time, short_time, table
+from ._render import human_count, human_size, plain_lines, plain_time, short_time, table
 
 __all__ = ["QUEUE_DIR_ENV", "jobs", "open_queue", "queue_dir_option", "require_queue_folder"]
 
@@ -168,7 +168,9 @@ def list_(app: App, queue_dir: str, status_name: str | None, as_json: bool, plai
 
     Listing finished jobs reads every job file of the history; --status Queued or
     --status Running reads only the live ones. A Run after column appears when a listed
-    job has a run_after time (enqueued with --delay, or waiting to be retried).
+    job has a run_after time (enqueued with --delay, or waiting to be retried), a Progress
+    column when one reported progress (its last report: 3/10 30%). A Running job whose
+    cancel was asked of its worker shows as "Running (cancel asked)".
     """
     check_output_flags(as_json, plain)
     status = _status(status_name)
@@ -188,6 +190,7 @@ def list_(app: App, queue_dir: str, status_name: str | None, as_json: bool, plai
         app.out.print(f"No {noun}s in {where}.", markup=False)
     else:
         delayed = any(job.run_after for job in listed)
+        progress = any(job.progress_info for job in listed)
         t = table(
             f"{plural(len(listed), noun)} in {where}",
             "Job id",
@@ -195,6 +198,7 @@ def list_(app: App, queue_dir: str, status_name: str | None, as_json: bool, plai
             "Status",
             "Attempts",
             "Priority",
+            *(("Progress",) if progress else ()),
             *(("Run after",) if delayed else ()),
             "Error",
             fold=("Error",),
@@ -203,14 +207,39 @@ def list_(app: App, queue_dir: str, status_name: str | None, as_json: bool, plai
             t.add_row(
                 job.job_id,
                 job.type,
-                job.status.value,
+                _status_text(job),
                 f"{job.attempts}/{job.max_attempts}",
                 str(job.priority),
+                *((_progress_cell(job),) if progress else ()),
                 *((short_time(job.run_after),) if delayed else ()),
                 job.error_message or "-",
             )
         app.out.print(t)
     app.out.print(f"Counts: {_counts_line(counts)}", markup=False)
+
+
+def _status_text(job: Job) -> str:
+    """The status, and for a Running job whose cancel was asked, that it was."""
+    if job.status is JobStatus.RUNNING and job.cancel_requested_at:
+        return "Running (cancel asked)"
+    return str(job.status.value)
+
+
+def _progress_cell(job: Job) -> str:
+    return job.progress_info.short() if job.progress_info is not None else "-"
+
+
+def _progress_text(job: Job) -> str:
+    """``3/10 30% (epoch 3) at 2025-01-20T10:30:00Z``, or ``-``."""
+    report = job.progress_info
+    if report is None:
+        return "-"
+    note = f" ({report.note})" if report.note else ""
+    return f"{report.short()}{note} at {short_time(report.at)}"
+
+
+#: A checkpoint longer than this (characters of JSON) is not printed by ``jobs show``.
+_SHOWN_CHECKPOINT = 4000
 
 
 def _plain_job(job: Job) -> tuple[object, ...]:
@@ -237,7 +266,7 @@ def _show_table(job: Job) -> Table:
     rows = [
         ("Job id", job.job_id),
         ("Type", job.type),
-        ("Status", job.status.value),
+        ("Status", _status_text(job)),
         ("Attempts", f"{job.attempts}/{job.max_attempts}"),
         ("Priority", str(job.priority)),
         ("Worker", job.worker or "-"),
@@ -245,6 +274,13 @@ def _show_table(job: Job) -> Table:
         ("Started", short_time(job.started)),
         ("Finished", short_time(job.finished)),
         ("Run after", short_time(job.run_after)),
+        ("Progress", _progress_text(job)),
+        *(
+            (("Cancel asked", short_time(job.cancel_requested_at)),)
+            if job.cancel_requested_at
+            else ()
+        ),
+        ("Checkpoint", f"stored at {short_time(job.checkpoint_at)}" if job.checkpoint_at else "-"),
         ("Error", job.error_message or "-"),
     ]
     for name, value in rows:
@@ -258,8 +294,9 @@ def _show_table(job: Job) -> Table:
 @click.option("--json", "as_json", is_flag=True, help="Print the job file's document as JSON.")
 @pass_app
 def show(app: App, queue_dir: str, job_id: str, as_json: bool) -> None:
-    """One job: its status, attempts, times, error, payload, result and the traceback of
-    its last failed attempt (``--json``: under ``_jobledger.traceback``)."""
+    """One job: its status, attempts, times, progress (its last report, with its time),
+    error, payload, result, last checkpoint and the traceback of its last failed attempt
+    (``--json``: under ``_jobledger.traceback``)."""
     with open_queue(queue_dir) as queue:
         job = queue.get(job_id)
         doc = _document(queue, job_id) if as_json else None
@@ -274,6 +311,12 @@ def show(app: App, queue_dir: str, job_id: str, as_json: bool) -> None:
     if job.result is not None:
         app.out.print("Result:", markup=False)
         app.out.print(json.dumps(job.result, indent=2, ensure_ascii=False), markup=False)
+    if job.checkpoint_at is not None:
+        text = json.dumps(job.checkpoint_data, indent=2, ensure_ascii=False)
+        if len(text) > _SHOWN_CHECKPOINT:
+            text = f"({human_size(len(text.encode()))} of JSON; --json shows it)"
+        app.out.print("Checkpoint (what the next attempt resumes from):", markup=False)
+        app.out.print(text, markup=False)
     if job.traceback is not None:
         app.out.print("Traceback of the last failed attempt:", markup=False)
         app.out.print(job.traceback.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
@@ -458,17 +501,24 @@ def retry(app: App, queue_dir: str, job_id: str) -> None:
 @click.argument("job_id")
 @pass_app
 def cancel(app: App, queue_dir: str, job_id: str) -> None:
-    """Cancel a Queued or Running job (a running handler's result is then refused)."""
+    """Cancel a Queued job at once, or ask the worker of a Running job to stop it.
+
+    A Running job stays Running until its worker ends the attempt: its handler sees
+    job.cancel_requested (job.check() raises JobCancelled), and the job is then Cancelled,
+    never retried. The worker hears of it at once on PostgreSQL (NOTIFY), within about a
+    second on a folder. A handler that returns a result anyway completes the job.
+    """
     with open_queue(queue_dir) as queue:
-        before = queue.get(job_id)
         job = queue.cancel(job_id)
-    app.out.print(f"Cancelled job {job.job_id} ({job.type}) in {queue.dir}.", markup=False)
-    if before is not None and before.status is JobStatus.RUNNING:
+    if job.status is JobStatus.RUNNING:
         app.out.print(
-            f"It was Running under worker {before.worker}; that worker's result for it "
-            "will not be recorded.",
+            f"Asked worker {job.worker} to stop job {job.job_id} ({job.type}) in "
+            f"{queue.dir}: it stays Running until its handler stops, then is Cancelled "
+            "(never retried). `jobledger jobs show` follows it.",
             markup=False,
         )
+        return
+    app.out.print(f"Cancelled job {job.job_id} ({job.type}) in {queue.dir}.", markup=False)
 
 
 def _by_status(found: Iterable[Job]) -> str:

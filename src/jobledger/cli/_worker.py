@@ -8,6 +8,11 @@ takes its ``HANDLERS`` mapping (job type -> ``handler(job)``) and runs a
 second signal forces the stop: exit 130 after SIGINT, 143 after SIGTERM), or with
 ``--until-empty`` until the queue has nothing due for it.
 
+``--isolation process`` runs each job in a process of its own (the handlers must then be
+top-level functions of an importable module); ``--timeout`` bounds the attempts of jobs
+that give no timeout of their own (nor their type), and ``--kill-grace`` is how long a
+stopped job's process has between SIGTERM and SIGKILL. See :class:`~jobledger.Worker`.
+
 The worker's own lines (``jobledger.worker``) are shown on stderr without ``-v``, one per
 finished job, as ``HH:MM:SS done <job id> <type> in 0.52s``.
 """
@@ -27,8 +32,9 @@ from typing import Any
 
 import click
 
+from .._errors import JobLedgerError
 from .._words import plural
-from .._worker import Handler, Worker, stop_signals_to
+from .._worker import ISOLATIONS, Handler, Worker, stop_signals_to
 from .._worker_report import worker_log
 from ._app import App, pass_app
 from ._jobs import open_queue, queue_dir_option, require_queue_folder
@@ -184,6 +190,31 @@ def _worker_lines() -> Iterator[None]:
     show_default=True,
     help="fsync: results survive a power loss; flush: only a process crash.",
 )
+@click.option(
+    "--isolation",
+    type=click.Choice(ISOLATIONS),
+    default="thread",
+    show_default=True,
+    help="Where each job runs: in the worker's threads, or in a process of its own (a "
+    "crash or out-of-memory kill fails only that attempt; timeouts are enforced).",
+)
+@click.option(
+    "--timeout",
+    type=DURATION,
+    default=None,
+    metavar="DURATION",
+    help="Bound each attempt of a job that gives no timeout of its own or of its type: "
+    "a process is stopped past it, a thread handler is told (job.check()).",
+)
+@click.option(
+    "--kill-grace",
+    type=DURATION,
+    default="10s",
+    show_default=True,
+    metavar="DURATION",
+    help="With --isolation process: how long a stopped job's process has between SIGTERM "
+    "and SIGKILL.",
+)
 @pass_app
 def worker(
     app: App,
@@ -194,6 +225,9 @@ def worker(
     wait_delayed: bool,
     grace: dt.timedelta,
     durability: str,
+    isolation: str,
+    timeout: dt.timedelta | None,
+    kill_grace: dt.timedelta,
 ) -> None:
     """Run the queue's jobs with handlers until SIGINT/SIGTERM (or --until-empty).
 
@@ -212,7 +246,18 @@ def worker(
         handlers = load_handlers(handlers_spec)
         require_queue_folder(queue_dir)  # a worker never makes a new, empty queue
         with open_queue(queue_dir, durability) as queue, _worker_lines():
-            w = Worker(queue, handlers, concurrency=concurrency, grace_period=grace.total_seconds())
+            try:
+                w = Worker(
+                    queue,
+                    handlers,
+                    concurrency=concurrency,
+                    grace_period=grace.total_seconds(),
+                    isolation=isolation,
+                    timeout=timeout,
+                    kill_grace=kill_grace,
+                )
+            except JobLedgerError as exc:  # a handler a job's process cannot import, a 0 timeout
+                raise click.UsageError(str(exc)) from None
             w._wait_hint = "use --wait-delayed"
             with _stop_on_signals(w.stop):
                 w.run(until_empty=until_empty, wait_delayed=wait_delayed)

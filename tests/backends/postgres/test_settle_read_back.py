@@ -68,7 +68,8 @@ def _stored(url: str, job_id: str) -> dict[str, Any]:
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
         conn.row_factory = psycopg.rows.dict_row
         row = conn.execute(
-            "SELECT status, attempts, worker, finished, result, error_message, seq"
+            "SELECT status, attempts, worker, finished, result, error_message, seq,"
+            " cancel_requested_at"
             " FROM jobledger_jobs WHERE job_id = %s",
             (job_id,),
         ).fetchone()
@@ -97,6 +98,11 @@ def _running(queue: JobQueue, max_attempts: int = 3) -> str:
     return "j"
 
 
+def _queued(queue: JobQueue) -> str:
+    queue.enqueue({"type": "T"}, job_id="j")
+    return "j"
+
+
 def _finished_off(queue: JobQueue) -> str:
     queue.enqueue({"type": "T"}, job_id="j")
     queue.cancel("j")
@@ -113,7 +119,9 @@ ACTIONS: dict[str, tuple[Callable[[JobQueue], str], Callable[[JobQueue, str], An
         ("Failed", 1, None),
     ),
     "requeue": (_running, lambda q, j: q.requeue(j), ("Queued", 0, None)),
-    "cancel": (_running, lambda q, j: q.cancel(j), ("Cancelled", 1, None)),
+    # A Running job's cancel is asked of its worker: it stays Running, the request stored.
+    "cancel": (_running, lambda q, j: q.cancel(j), ("Running", 1, "me")),
+    "cancel-queued": (_queued, lambda q, j: q.cancel(j), ("Cancelled", 0, None)),
     "retry": (_finished_off, lambda q, j: q.retry(j), ("Queued", 0, None)),
 }
 
@@ -147,6 +155,8 @@ def test_a_transition_whose_commit_outcome_was_lost_is_stored_once(
             assert stored["error_message"] == "boom"
         if action == "retry":
             assert stored["seq"] > before["seq"]  # queued again at the back
+        if action == "cancel":
+            assert stored["cancel_requested_at"] == job.cancel_requested_at is not None
     finally:
         queue.close()
 

@@ -42,6 +42,7 @@ from .._contract import QueuedCounts, Recovery
 from .._swap import swapping
 from . import _queue_history as history
 from ._atomic_write import Prepared
+from ._cancel_looks import CancelLooks
 from ._job_file_writer import JobFileWriter
 from ._job_files import (
     discard,
@@ -97,6 +98,7 @@ class FilesJobBackend:
         self.prune_batch = PRUNE_BATCH
         #: How long :meth:`prune` pauses between batches, as a multiple of the last hold.
         self.prune_pause = 1.0
+        self._cancel_looks = CancelLooks(self.job_path, self._read)
         _OPEN_BACKENDS.add(self)
 
     @property
@@ -638,11 +640,25 @@ class FilesJobBackend:
         """The workers whose liveness lock is held now."""
         return self._workers.live_workers()
 
-    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+    def watch(
+        self, callback: Callable[[], None], *, on_cancel: Callable[[], None] | None = None
+    ) -> Callable[[], None]:
         """Nothing to watch across processes here (workers poll the index, which costs a
-        stat); the queue wakes its own process's workers itself. Returns a no-op."""
-        del callback
+        stat, and their running jobs' files for cancels); the queue wakes its own
+        process's workers itself. Returns a no-op."""
+        del callback, on_cancel
         return _nothing
+
+    def cancel_requests(self, job_ids: list[str]) -> set[str]:
+        """Those of ``job_ids`` Running with a cancel request: a stat of each job file,
+        without any lock; a file is read again only when its stat changed since the last
+        look (every write replaces it: a new inode)."""
+        return self._cancel_looks.requested(job_ids)
+
+    def watch_finished(self, callback: Callable[[str | None], None]) -> None:
+        """None: a folder cannot tell other processes' finished jobs (``JobQueue.wait``
+        reads the job's file again with a backoff instead)."""
+        del callback
 
 
 def _nothing() -> None:

@@ -28,6 +28,8 @@ __all__ = [
     "ADVISORY_LOCK",
     "ADVISORY_UNLOCK",
     "APPLIED_MIGRATIONS",
+    "CANCEL_CHANNEL",
+    "CANCEL_REQUESTED",
     "CHANNEL",
     "CLAIMED_AT",
     "CLAIMED_BY",
@@ -49,6 +51,9 @@ __all__ = [
     "DELETE_TASKSET",
     "DELETE_WORKER",
     "ENQUEUE_ONE",
+    "FINISHED_BARRIER",
+    "FINISHED_BARRIER_DONE",
+    "FINISHED_CHANNEL",
     "GET_JOB",
     "GET_JOBS",
     "HAS_MIGRATIONS_TABLE",
@@ -56,6 +61,9 @@ __all__ = [
     "INSERT_TASKSET",
     "JOBS_IN_SEQ_ORDER",
     "LISTEN",
+    "LISTENING_FOR_FINISHED",
+    "LISTEN_CANCELS",
+    "LISTEN_FINISHED",
     "LIVE_JOBS",
     "LIVE_WORKERS",
     "LOCK_JOBS",
@@ -68,6 +76,7 @@ __all__ = [
     "NEXT_SEQ_BLOCKS",
     "NEXT_SEQ_BLOCKS_WAKE",
     "NOTIFY",
+    "NOTIFY_FINISHED",
     "NOTIFY_PAYLOAD",
     "PING",
     "PRUNE_JOBS",
@@ -150,8 +159,47 @@ UNSYNCED_COMMIT = "SET LOCAL synchronous_commit TO off"
 CHANNEL = "jobledger_jobs"
 NOTIFY = "SELECT pg_notify(%s, current_schema())"
 LISTEN = f"LISTEN {CHANNEL}"
+#: The channel of cancel requests to Running jobs; the payload is the queue's schema too
+#: (the workers then ask which of their jobs: CANCEL_REQUESTED).
+CANCEL_CHANNEL = "jobledger_cancels"
+LISTEN_CANCELS = f"LISTEN {CANCEL_CHANNEL}"
 #: A notification with a given payload (a stopping listener's own wake-up).
 NOTIFY_PAYLOAD = "SELECT pg_notify(%s, %s)"
+#: The channel of finished jobs (Completed, Failed, Cancelled), for ``JobQueue.wait``:
+#: apart from :data:`CHANNEL`, so that idle workers are not woken by completions.
+FINISHED_CHANNEL = "jobledger_finished"
+LISTEN_FINISHED = f"LISTEN {FINISHED_CHANNEL}"
+# Two advisory locks of the schema (two-key space, apart from the migrations' class) tell
+# finishing transactions whether anyone listens for finished jobs: a NOTIFY costs every
+# commit that sends one a cluster-wide lock held through its WAL flush, so none is sent
+# for nobody. See _listen.py for why no finish falls between the two.
+_LISTENING = f"{0x6A6C6677}, hashtext(current_schema())"  # "jlfw": held by each listener
+_BARRIER = f"{0x6A6C6662}, hashtext(current_schema())"  # "jlfb": finishers vs a new listener
+#: A listener's mark, held (shared) by its session for as long as it listens.
+LISTENING_FOR_FINISHED = f"SELECT pg_advisory_lock_shared({_LISTENING})"
+#: Once the mark is held: wait for the finishing transactions that may have looked for it
+#: before, then let go at once (:data:`FINISHED_BARRIER_DONE`).
+FINISHED_BARRIER = f"SELECT pg_advisory_lock({_BARRIER})"
+FINISHED_BARRIER_DONE = f"SELECT pg_advisory_unlock({_BARRIER})"
+#: One notification for the jobs a transaction finished, sent only while a listener's mark
+#: is held: the JSON array ``[schema, [job ids]]``, or ``[schema, null]`` (some jobs of
+#: that schema: wait and read) where the ids would pass the 8,000 bytes a payload may
+#: take. The CASE takes the barrier (shared, until the transaction ends) BEFORE it looks
+#: for a mark. Parameters: the channel, the job ids.
+# Whether anyone listens for finished jobs of this schema, taking the barrier first.
+_FINISH_HEARD = f"""CASE WHEN pg_advisory_xact_lock_shared({_BARRIER}) IS NULL THEN false
+    ELSE EXISTS (SELECT 1 FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.classid = {0x6A6C6677}::oid AND l.objid = hashtext(current_schema())::oid)
+    END"""
+# The payload of a finished-jobs notification made of ``p``, its full JSON text.
+_FINISH_PAYLOAD = """CASE WHEN octet_length(p) < 8000 THEN p
+    ELSE json_build_array(current_schema(), NULL)::text END"""
+NOTIFY_FINISHED = f"""\
+SELECT pg_notify(%s, {_FINISH_PAYLOAD})
+FROM (SELECT json_build_array(current_schema(), to_json(%s::text[]))::text AS p) AS x
+WHERE {_FINISH_HEARD}"""
 
 # -- migrations (_migrate.py) --------------------------------------------------------------
 
@@ -373,11 +421,24 @@ FROM jsonb_to_recordset(%s) AS x({types}) WHERE j.job_id = x.job_id"""
 # so the row is found by its key alone. With ``status = 'Running'`` the planner, its
 # statistics taken while the jobs were still Queued, read every Running job to find one
 # (4.7 ms with 26,000 Running).
+# A job whose cancel was asked is not the claim any more: its failure or requeue ends it
+# Cancelled, which the locking path (the fallback) decides from the stored row.
 _STILL_CLAIMED = """(j.status, j.worker, j.attempts, j.started)
-          IS NOT DISTINCT FROM ('Running', {worker}, {attempts}, {started})"""
+          IS NOT DISTINCT FROM ('Running', {worker}, {attempts}, {started})
+          AND j.cancel_requested_at IS NULL"""
 # Sends one wake-up if a job written is now Queued. Parameter: the channel.
-_WOKEN = """\
-woken AS (SELECT pg_notify(%s, current_schema()) FROM swapped WHERE status = 'Queued' LIMIT 1)"""
+_WOKEN = f"""\
+woken AS (SELECT pg_notify(%s, current_schema()) FROM swapped WHERE status = 'Queued' LIMIT 1),
+noted AS (
+    SELECT pg_notify('{FINISHED_CHANNEL}', {_FINISH_PAYLOAD})
+    FROM (SELECT json_build_array(current_schema(),
+            to_json(array_agg(job_id ORDER BY job_id)))::text AS p
+        FROM swapped WHERE status IN ('Completed', 'Failed', 'Cancelled')
+        HAVING count(*) > 0) AS x
+    WHERE {_FINISH_HEARD})"""
+# Whether a wake-up was sent; evaluating it also sends the finished jobs' notification
+# (``noted``, which a CTE only does when read: the WHEN is always evaluated).
+_WOKEN_SENT = "CASE WHEN (SELECT count(*) FROM noted) >= 0 THEN EXISTS (SELECT 1 FROM woken) END"
 
 
 def _swapped(columns: tuple[str, ...], one: bool) -> str:
@@ -417,7 +478,7 @@ swapped AS (
 def _swap(columns: tuple[str, ...], one: bool) -> str:
     return f"""\
 WITH {_swapped(columns, one)}
-SELECT s.job_id, EXISTS (SELECT 1 FROM woken) FROM swapped s"""
+SELECT s.job_id, {_WOKEN_SENT} FROM swapped s"""
 
 
 @functools.lru_cache(maxsize=64)
@@ -437,7 +498,7 @@ def swap_jobs(columns: tuple[str, ...]) -> str:
 
 
 def _swap_and_claim(columns: tuple[str, ...], one: bool, of_types: bool, limit: int) -> str:
-    swapped = " (SELECT array_agg(job_id) FROM swapped), EXISTS (SELECT 1 FROM woken),"
+    swapped = f" (SELECT array_agg(job_id) FROM swapped), {_WOKEN_SENT},"
     before = f"{_swapped(columns, one)},\n"
     return _claim_next(_OF_TYPES if of_types else "", limit, before, swapped)
 
@@ -468,6 +529,10 @@ LIVE_JOBS = f"""\
 SELECT {_COLS} FROM jobledger_jobs WHERE status = ANY(%s)
 ORDER BY status = 'Running' DESC, {_ORDER}"""
 JOBS_IN_SEQ_ORDER = f"SELECT {_COLS} FROM jobledger_jobs ORDER BY seq"
+#: Those of the given jobs Running with a cancel request (a worker's poll, its running jobs).
+CANCEL_REQUESTED = """\
+SELECT job_id FROM jobledger_jobs
+WHERE job_id = ANY(%s) AND status = 'Running' AND cancel_requested_at IS NOT NULL"""
 COUNT_BY_STATUS = "SELECT status, count(*) FROM jobledger_jobs GROUP BY status"
 COUNT_QUEUED = "SELECT count(*) FROM jobledger_jobs WHERE status = 'Queued'"
 COUNT_QUEUED_OF_TYPES = COUNT_QUEUED + _OF_TYPES

@@ -16,6 +16,11 @@
   existing id included: one round trip (``_put_one``).
 - Each transaction that makes jobs claimable sends one NOTIFY, which ``watch`` listens
   for on a session of its own (``_listen.py``): idle workers wake at once, and poll too.
+  One that asks a Running job to stop (``cancel_requested_at`` set) sends one on
+  ``jobledger_cancels``: its worker, listening on the same session, looks at once.
+  Each transaction that finishes jobs (Completed, Failed, Cancelled) sends one NOTIFY on
+  a channel of its own naming them, which ``watch_finished`` listens for
+  (``JobQueue.wait``).
 - Every Running job carries a lease (``lease_until``, server time), set by its claim. A
   worker is alive while its row's ``lease_until`` is in the future. A heartbeat thread,
   started by ``register_worker`` on a connection of its own, pushes both forward every
@@ -68,7 +73,7 @@ from . import _queries as q
 from ._claims import OneStatement
 from ._db import Database, reconnecting
 from ._heartbeat import WorkerLease
-from ._listen import CHANNEL, Listener, notify
+from ._listen import CANCEL_CHANNEL, CHANNEL, FinishListener, Listener, notify, notify_finished
 from ._rows import SEQ, copy_row, doc_of, record_of, same
 
 __all__ = ["PostgresJobBackend"]
@@ -147,12 +152,12 @@ def _copy_new(
     return staged
 
 
-def _blocks_for(n: int) -> int:
+def blocks_for(n: int) -> int:
     """How many blocks of seqs n jobs take (``q.SEQ_BLOCK``)."""
     return -(-n // q.SEQ_BLOCK)
 
 
-def _seqs_of(blocks: list[tuple[int]], n: int) -> list[int]:
+def seqs_of(blocks: list[tuple[int]], n: int) -> list[int]:
     """n seqs, in order, from the blocks whose first values are ``blocks`` (rows)."""
     seqs: list[int] = []
     for (first,) in sorted(blocks):
@@ -178,6 +183,13 @@ def _session_settings(fsync: bool) -> dict[str, str]:
     if not fsync:
         settings["synchronous_commit"] = "off"
     return settings
+
+
+def _notify_finished(conn: psycopg.Connection[Any], records: list[JobRecord]) -> None:
+    """Name the jobs of ``records`` that are now finished, for those who wait for them."""
+    finished = [r.job_id for r in records if not r.status.is_live]
+    if finished:
+        notify_finished(conn, finished)
 
 
 def _of_types(
@@ -360,8 +372,8 @@ class PostgresJobBackend:
         statement (every row goes in, or none: the NOTIFY is sent only by the commit), then
         the COPY. The records staged, by id."""
         n = len(records)
-        blocks = conn.execute(q.NEXT_SEQ_BLOCKS_WAKE, (CHANNEL, _blocks_for(n))).fetchall()
-        return _copy_new(conn, records, _seqs_of(blocks, n))
+        blocks = conn.execute(q.NEXT_SEQ_BLOCKS_WAKE, (CHANNEL, blocks_for(n))).fetchall()
+        return _copy_new(conn, records, seqs_of(blocks, n))
 
     def _put_once(
         self, conn: psycopg.Connection[Any], unique: dict[str, JobRecord]
@@ -369,7 +381,7 @@ class PostgresJobBackend:
         """put's statements: the records staged (with their seq), the ids inserted, and
         the stored records of the ids that existed."""
         n = len(unique)
-        seqs = _seqs_of(conn.execute(q.NEXT_SEQ_BLOCKS, (_blocks_for(n),)).fetchall(), n)
+        seqs = seqs_of(conn.execute(q.NEXT_SEQ_BLOCKS, (blocks_for(n),)).fetchall(), n)
         staged = {r.job_id: r.with_seq(s) for r, s in zip(unique.values(), seqs, strict=True)}
         inserted = _insert_new(conn, list(staged.values()))
         if inserted:
@@ -524,6 +536,12 @@ class PostgresJobBackend:
                     self._write_many(conn, list(changed.values()))
                     if any(new.status is JobStatus.QUEUED for _, new in changed.values()):
                         notify(conn)
+                    if any(
+                        new.cancel_requested_at is not None and old.cancel_requested_at is None
+                        for old, new in changed.values()
+                    ):
+                        notify(conn, CANCEL_CHANNEL)  # its worker stops it
+                    _notify_finished(conn, [new for _, new in changed.values()])
                 wrote = landed | {job_id: new for job_id, (_, new) in changed.items()}
                 lost[:] = [(out, wrote)]  # if this COMMIT is cut off in its turn
             # Claims handed out here and now written over: a later claim may take these
@@ -583,6 +601,7 @@ class PostgresJobBackend:
             self._write_many(conn, pairs)
             if any(r.status is JobStatus.QUEUED for r in out):
                 notify(conn)
+            _notify_finished(conn, out)
         conn.execute(q.DELETE_DEAD_WORKERS)
         # A kept worker's row stays: that is this process's own worker, whose heartbeat
         # takes its lock again on its next session.
@@ -713,10 +732,29 @@ class PostgresJobBackend:
             conn.execute(q.CLEAR_WORKERS)
         return n
 
-    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call ``callback`` when jobs may have become claimable (LISTEN/NOTIFY on a
-        session of its own; see ``_listen.py``); returns the function that stops it."""
-        return Listener(self._db, callback).stop
+    def watch(
+        self, callback: Callable[[], None], *, on_cancel: Callable[[], None] | None = None
+    ) -> Callable[[], None]:
+        """Call ``callback`` when jobs may have become claimable, and ``on_cancel`` when a
+        Running job's cancel was asked (LISTEN/NOTIFY on one session of its own; see
+        ``_listen.py``); returns the function that stops it."""
+        return Listener(self._db, callback, on_cancel).stop
+
+    @reconnecting
+    def cancel_requests(self, job_ids: list[str]) -> set[str]:
+        """Those of ``job_ids`` Running with a cancel request: one query."""
+        ids = [job_id for job_id in job_ids if findable(job_id, "job id")]
+        if not ids:
+            return set()
+        with self._tx("look for cancel requests", durable=False) as conn:
+            rows = conn.execute(q.CANCEL_REQUESTED, (ids,)).fetchall()
+        return {row[0] for row in rows}
+
+    def watch_finished(self, callback: Callable[[str | None], None]) -> Callable[[], None]:
+        """Call ``callback(job_id)`` when a job finishes, in any process (LISTEN on the
+        finished jobs' channel, a session of its own; ``callback(None)``: any job may have,
+        read again); returns the function that stops it."""
+        return FinishListener(self._db, callback).stop
 
     def checkpoint(self) -> None:
         """Nothing to do: there is no derived index."""

@@ -80,9 +80,12 @@ def test_a_change_by_another_queue_object_is_never_hidden_by_what_this_one_wrote
     b = JobQueue(tmp_path, durability="flush")
     a.enqueue({"type": "T"}, job_id="x")
     assert a.claim().job_id == "x"  # a wrote x as Running, and remembers it
-    b.cancel("x")
+    b.cancel("x")  # asks x's worker to stop it: a change of x that a did not make
+    # Given back, x ends Cancelled: the change sees b's request, not a's memory of its
+    # own write (which would requeue it).
+    assert a.requeue("x").status is JobStatus.CANCELLED
     with pytest.raises(JobConflict, match="Cancelled"):
-        a.complete("x")  # the fence sees b's change, not a's memory of its own write
+        a.complete("x")
     assert a.get("x").status is JobStatus.CANCELLED
 
 
