@@ -9,6 +9,8 @@ is in a module of its own:
   record, the fenced ones refused to any worker but the job's own;
 - ``_retry_policy.py``: retries with exponential backoff up to ``max_attempts``, and what
   becomes of a dead worker's job;
+- ``_snooze.py``: a job its handler snoozes, back to Queued for later, its attempt not
+  counted;
 - ``_job_view.py``: the public :class:`Job` a stored record is handed out as;
 - ``_watchers.py``: the wake-ups of those waiting for claimable jobs.
 
@@ -53,6 +55,7 @@ from ._job_transitions import (
 from ._job_view import Job, JobViews
 from ._log import log, verbose_from_env
 from ._retry_policy import after_worker_died
+from ._snooze import log_snooze, snoozing
 from ._watchers import Watchers
 from .backends import open_job_backend
 from .backends._contract import JobBackend, Lease, QueuedCounts, Recovery
@@ -425,6 +428,25 @@ class JobQueue:
             log.info("Cancelled job %s: %s", job_id, new.error_message)
         else:
             log_failure(new, text, trace)
+        return self._job(new)
+
+    def snooze(self, job: str | Job, seconds: dt.timedelta | float) -> Job:
+        """Put a job this worker runs back to Queued, due ``seconds`` (a timedelta or
+        seconds, 0 or more) from now, its attempt not counted and no error recorded: what
+        a Worker does when a handler raises or returns :class:`jobledger.Snooze`. Fenced
+        like :meth:`fail` (JobConflict for a job not Running under this worker); given
+        the :class:`Job` as claimed rather than its id, fenced by that attempt too (its
+        number and start). A job whose cancel was asked is Cancelled instead. Attempts
+        are not counted: a job that always snoozes never fails, so a cap is the
+        handler's (see ``_snooze.py``)."""
+        wait = to_seconds(seconds, "seconds")
+        job_id = job if isinstance(job, str) else job.job_id
+        attempt = None if isinstance(job, str) else (job.attempts, job.started)
+        change = snoozing(job_id, wait, self.clock.now(), self._worker_id, attempt)
+        new = self._opened().transition(job_id, change)
+        if new.status is JobStatus.QUEUED:
+            self._wake()  # a snooze of 0 s is due at once
+        log_snooze(new, wait)
         return self._job(new)
 
     def requeue(self, job_id: str) -> Job:
