@@ -44,6 +44,7 @@ __all__ = [
     "COUNT_QUEUED_OF_TYPES",
     "CREATE_MIGRATIONS_TABLE",
     "CURRENT_SCHEMA",
+    "DATABASE_IDENTITY",
     "DELETE_DEAD_WORKERS",
     "DELETE_LEASE",
     "DELETE_MY_LEASE",
@@ -57,6 +58,7 @@ __all__ = [
     "INSERT_NEW_JOBS",
     "INSERT_TASKSET",
     "JOBS_IN_SEQ_ORDER",
+    "JOIN_SEARCH_PATH",
     "LISTEN",
     "LISTEN_CANCELS",
     "LIVE_JOBS",
@@ -79,6 +81,7 @@ __all__ = [
     "RENEW_JOB_LEASES",
     "RENEW_WORKER",
     "RESET_LOCK_TIMEOUT",
+    "RESTORE_SEARCH_PATH",
     "SERVER_KEEPALIVES",
     "SESSIONLESS_WORKERS",
     "SET_ASIDE",
@@ -151,6 +154,20 @@ CANCEL_CHANNEL = "jobledger_cancels"
 LISTEN_CANCELS = f"LISTEN {CANCEL_CHANNEL}"
 #: A notification with a given payload (a stopping listener's own wake-up).
 NOTIFY_PAYLOAD = "SELECT pg_notify(%s, %s)"
+
+# -- the caller's own transaction (_joined.py) -----------------------------------------------
+
+#: Which database a connection reaches: its name, and when its server started (two
+#: servers started at the very same microsecond with the same database name are not seen).
+DATABASE_IDENTITY = "SELECT current_database(), pg_postmaster_start_time()"
+#: In a savepoint of the caller's transaction: its search_path as it was (read first:
+#: MATERIALIZED), then the given one for the rest of that transaction, until put back.
+#: Parameter: the new search_path (quoted identifiers).
+JOIN_SEARCH_PATH = """\
+WITH before AS MATERIALIZED (SELECT current_setting('search_path') AS path)
+SELECT path, set_config('search_path', %s, true) FROM before"""
+#: The caller's search_path put back. Parameter: it, as JOIN_SEARCH_PATH read it.
+RESTORE_SEARCH_PATH = "SELECT set_config('search_path', %s, true)"
 
 # -- migrations (_migrate.py) --------------------------------------------------------------
 

@@ -10,6 +10,8 @@
   stored job can have, goes in by COPY instead, a third of the server's work. One job
   (at durability "fsync") is ONE statement in autocommit, its seq, NOTIFY and the read of
   an existing id included: one round trip (``_put_one``).
+- ``put_in_transaction`` inserts with the caller's own connection, in the caller's
+  transaction (``enqueue(..., connection=)``), by the same statements (``_joined.py``).
 - Each transaction that makes jobs claimable sends one NOTIFY, which ``watch`` listens
   for on a session of its own (``_listen.py``): idle workers wake at once, and poll too.
   One that asks a Running job to stop (``cancel_requested_at`` set) sends one on
@@ -62,6 +64,7 @@ from .._contract import QueuedCounts, Recovery
 from . import _queries as q
 from ._db import Database, reconnecting
 from ._heartbeat import WorkerLease
+from ._joined import CallerTransactions
 from ._listen import CANCEL_CHANNEL, CHANNEL, Listener, notify
 from ._rows import SEQ, copy_row, doc_of, record_of, same
 
@@ -147,6 +150,7 @@ class PostgresJobBackend:
             migrate=not read_only,
         )
         self.location = self._db.location
+        self._joined = CallerTransactions(self._db)
         self._fsync = fsync
         self._clock = clock or SystemClock()
         self.worker_lease = float(worker_lease)
@@ -272,6 +276,15 @@ class PostgresJobBackend:
             rows = conn.execute(q.GET_JOBS, (missing,))
             existing = {r.job_id: r for r in map(record_of, rows)}
         return staged, inserted, existing
+
+    def put_in_transaction(
+        self, connection: object, records: list[JobRecord], fresh: frozenset[str] = frozenset()
+    ) -> list[tuple[JobRecord, bool]]:
+        """:meth:`put` on the caller's psycopg ``connection``, inside the caller's
+        transaction: stored, and its workers woken, if and only if that transaction
+        commits. Never retried: a lost connection took the caller's transaction with it.
+        See ``_joined.py``."""
+        return self._joined.put(connection, records, fresh, self._put_once)
 
     @reconnecting
     def import_records(self, records: list[JobRecord]) -> list[str]:
