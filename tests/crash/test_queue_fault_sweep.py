@@ -1,7 +1,7 @@
 """Kills at every named fault point of every job-queue operation, on every backend.
 
 For each backend, each scenario (enqueue, enqueue_many, claim, complete, fail with a retry
-left, cancel, prune, and the recovery of a dead worker's job itself) and each pass of each
+left, snooze, cancel, prune, and the recovery of a dead worker's job itself) and each pass of each
 point (``jobledger._faults.POINTS``) that the scenario's own operation goes through, a
 forked child sets the scene, arms that pass right before the operation and runs it, and
 SIGKILLs itself there: the operation is never acknowledged. The parent then reopens the
@@ -104,7 +104,17 @@ MODES = (
     Mode("files-rename-first", "files", rename_first=True),
     Mode("postgres", "postgres"),
 )
-SCENARIOS = ("enqueue", "enqueue_many", "claim", "complete", "fail", "cancel", "prune", "recovery")
+SCENARIOS = (
+    "enqueue",
+    "enqueue_many",
+    "claim",
+    "complete",
+    "fail",
+    "snooze",
+    "cancel",
+    "prune",
+    "recovery",
+)
 
 
 def trace(mode: Mode, scenario: str) -> tuple[str, ...]:
@@ -128,6 +138,7 @@ def trace(mode: Mode, scenario: str) -> tuple[str, ...]:
         "claim": JOB_SYNC_FIRST + INDEX,  # not fsynced: the same in both orders
         "complete": replace,
         "fail": replace,
+        "snooze": replace,
         "cancel": replace,
         # A "pruning" mark in the journal, then each job file unlinked (in job id order),
         # then the line that lowers the finished counts: a kill in between leaves the mark
@@ -192,6 +203,8 @@ def states(mode: Mode, scenario: str) -> list[State]:
         return [CLAIMED, {**CLAIMED, "a": (DONE, 1, False)}]
     if scenario == "fail":
         return [CLAIMED, {**CLAIMED, "a": (Q, 1, False)}]
+    if scenario == "snooze":  # the attempt not counted
+        return [CLAIMED, {**CLAIMED, "a": (Q, 0, False)}]
     if scenario == "cancel":
         return [BASE, {**BASE, "b": (CANCELLED, 0, False)}]
     if scenario == "prune":
@@ -216,6 +229,8 @@ def operation(scenario: str, q: JobQueue) -> object:
         return q.complete("a", "ok")
     if scenario == "fail":
         return q.fail("a", "boom")  # attempt 1 of 3: retried (retry_delay=0: due at once)
+    if scenario == "snooze":
+        return q.snooze("a", 0)  # due at once, as the drain afterwards needs
     if scenario == "cancel":
         return q.cancel("b")
     if scenario == "prune":
@@ -238,9 +253,9 @@ def prepare(scenario: str, q: JobQueue, chan: Channel) -> None:
     if scenario == "recovery":
         return  # the recovery IS the first use: a warm-up read would do it unarmed
     q.recover()  # first use (it recovers and opens the index): not the operation's writes
-    if scenario in ("claim", "complete", "fail"):
+    if scenario in ("claim", "complete", "fail", "snooze"):
         chan.send(f"worker {q.worker_id}")
-    if scenario in ("complete", "fail"):
+    if scenario in ("complete", "fail", "snooze"):
         job = q.claim(types=["T"])
         assert job is not None and job.job_id == "a", job
         chan.send("acknowledged claim a")
@@ -486,7 +501,7 @@ def test_kill_at_each_point_of_each_operation(
     for line in lines:
         if line.startswith("worker "):
             dead_worker = line[len("worker ") :]
-    if scenario in ("complete", "fail"):
+    if scenario in ("complete", "fail", "snooze"):
         assert "acknowledged claim a" in lines
     bury(mode, where, child.pid)
     check_reopened(mode, where, clock, states(mode, scenario)[commits], dead_worker, what)
