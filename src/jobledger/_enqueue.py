@@ -8,6 +8,7 @@ payload key the job file reserves, a bad job id, ``max_attempts``, ``priority`` 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 from ._clock import iso_utc
 from ._errors import ConfigError
@@ -16,7 +17,7 @@ from ._job_record import RESERVED_KEYS, JobRecord, new_job_id
 from ._job_types import encode_job
 from ._log import log
 
-__all__ = ["announce", "new_record", "run_after_text"]
+__all__ = ["announce", "new_record", "new_records", "run_after_text"]
 
 # Keys a payload may not use (its own "job_id" is taken as the job's id).
 _RESERVED_IN_PAYLOAD = RESERVED_KEYS - {"job_id"}
@@ -78,6 +79,32 @@ def new_record(
         run_after=run_after,
         timeout=timeout,
     )
+
+
+def new_records(
+    jobs: Iterable[object],
+    job_ids: Iterable[str | None] | None,
+    priority: int,
+    run_after: dt.datetime | dt.timedelta | float | None,
+    max_attempts: int,
+    now: dt.datetime,
+    timeout: float | None = None,
+) -> tuple[list[JobRecord], frozenset[str]]:
+    """The Queued records of a batch (``enqueue_many``), and the ids generated for them
+    (``fresh``). ``job_ids``, when given, has one id (or None) per job; ``timeout`` (seconds,
+    checked) applies to every job."""
+    stamp = iso_utc(now)
+    after = run_after_text(run_after, now)
+    jobs = list(jobs)
+    ids = list(job_ids) if job_ids is not None else [None] * len(jobs)
+    if len(ids) != len(jobs):
+        raise ConfigError(f"job_ids has {len(ids)} entries for {len(jobs)} jobs")
+    fresh: set[str] = set()
+    records = [
+        new_record(j, i, priority, after, max_attempts, stamp, fresh, timeout)
+        for j, i in zip(jobs, ids, strict=True)
+    ]
+    return records, frozenset(fresh)
 
 
 def announce(stored: list[tuple[JobRecord, bool]]) -> None:
