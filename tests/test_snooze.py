@@ -157,3 +157,27 @@ def test_summaries_count_snoozes_apart(caplog):
     assert _worker_lines(caplog) == [
         "0 completed, 1 failed, 2 snoozed in the last 2.0s (1.5 jobs/s)"
     ]
+
+
+@pytest.mark.parametrize("how", ["raise", "return"])
+def test_an_async_handler_snoozes_as_a_function_does(make_queue, clock, how):
+    q = make_queue()
+    job_id = q.enqueue({"type": "A"}, max_attempts=1)
+    runs: list[int] = []
+
+    async def handler(job):
+        runs.append(job.attempts)
+        if len(runs) == 1:
+            if how == "return":
+                return Snooze(10)
+            raise Snooze(10)
+        return "woke"
+
+    Worker(q, {"A": handler}, handle_signals=False).run(until_empty=True)
+    job = q.get(job_id)
+    assert job.status is JobStatus.QUEUED and job.attempts == 0
+    assert job.run_after == iso_utc(clock.now() + dt.timedelta(seconds=10))
+    clock.advance(seconds=10)
+    Worker(q, {"A": handler}, handle_signals=False).run(until_empty=True)
+    assert q.get(job_id).result == "woke" and runs == [1, 1]
+    q.close()

@@ -462,6 +462,8 @@ class JobQueue:
         new = self._opened().transition(job_id, change)
         if new.status is JobStatus.QUEUED:
             self._wake()  # one of 0 s is due at once
+        else:  # Cancelled: its cancel was asked
+            self._finished.waiters.wake_finished((new,))
         log_snooze(new, wait)
         return self._job(new)
 

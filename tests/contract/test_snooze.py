@@ -8,12 +8,23 @@ The clock is the injected FakeClock (``make_queue`` gives every queue the test's
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pytest
 
 import jobledger
-from jobledger import ConfigError, JobConflict, JobNotFound, JobStatus, Snooze
+from jobledger import (
+    ConfigError,
+    JobConflict,
+    JobNotFound,
+    JobStatus,
+    Snooze,
+    WaitTimeout,
+    _waiting,
+)
 from jobledger._clock import iso_utc
+
+WAIT = 60  # seconds: only a bound on a hang, never a synchronisation
 
 
 def test_a_snoozed_job_is_queued_for_later_with_its_attempt_not_counted(make_queue, clock):
@@ -121,3 +132,41 @@ def test_a_snooze_must_be_a_duration_of_zero_or_more(make_queue):
     assert q.get("j").status is JobStatus.RUNNING
     assert Snooze(dt.timedelta(minutes=1)).seconds == 60.0
     assert issubclass(jobledger.Snooze, Exception)
+
+
+def test_a_wait_goes_on_through_a_snooze_and_ends_when_one_cancels(make_queue, monkeypatch, clock):
+    # An hour before the wait's first and every later look: only a wake-up ends it.
+    monkeypatch.setattr(_waiting, "FIRST_POLL", 3600.0)
+    q = make_queue()
+    q.enqueue({"type": "T"}, job_id="j")
+    q.snooze(q.claim(), 60)
+    with pytest.raises(WaitTimeout):
+        q.wait("j", timeout=0)  # a snooze is no outcome: the job is Queued
+    clock.advance(seconds=60)
+    again = q.claim()
+    assert again is not None and again.job_id == "j"
+    reads = threading.Semaphore(0)
+    read = q.backend.get
+
+    def counted(job_id: str):
+        record = read(job_id)
+        reads.release()
+        return record
+
+    monkeypatch.setattr(q.backend, "get", counted)
+    outcome: list[object] = []
+
+    def wait() -> None:
+        try:
+            outcome.append(q.wait("j", timeout=WAIT, poll_interval=3600))
+        except jobledger.JobLedgerError as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    assert reads.acquire(timeout=WAIT)  # it has read the job Running: it now waits
+    q.cancel("j")  # asked of its worker: still Running, the wait goes on
+    assert q.snooze(again, 60).status is JobStatus.CANCELLED  # ...until the snooze ends it
+    waiter.join(WAIT)
+    assert not waiter.is_alive()
+    assert isinstance(outcome[0], jobledger.JobCancelled)

@@ -244,7 +244,9 @@ def test_an_async_connection_or_another_object_is_a_type_error(queue, pg_databas
 
     aconn = asyncio.run(connect())
     try:
-        with pytest.raises(TypeError, match=r"AsyncConnection.*async API \(jobledger\.aio\)"):
+        with pytest.raises(
+            TypeError, match=r"AsyncConnection.*async API's business \(jobledger\.aio\)"
+        ):
             queue.enqueue({"type": "Ship"}, connection=aconn)
     finally:
         asyncio.run(aconn.close())

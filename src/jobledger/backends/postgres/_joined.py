@@ -79,9 +79,9 @@ def _checked(connection: object) -> psycopg.Connection[Any]:
     """``connection``, a psycopg 3 Connection with a transaction to join; else why not."""
     if isinstance(connection, psycopg.AsyncConnection):
         raise WrongConnection(
-            "connection= got a psycopg.AsyncConnection, which belongs to the async API "
-            "(jobledger.aio): this JobQueue's enqueue blocks, and cannot run in an event "
-            "loop. Pass a psycopg.Connection here, or enqueue through the async API"
+            "connection= got a psycopg.AsyncConnection: asyncio connections are the async "
+            "API's business (jobledger.aio), not this JobQueue's, whose enqueue blocks. "
+            "Pass a psycopg.Connection, in a transaction of yours"
         )
     if not isinstance(connection, psycopg.Connection):
         kind = f"{type(connection).__module__}.{type(connection).__qualname__}"
