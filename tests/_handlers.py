@@ -153,4 +153,16 @@ def spawn_grandchild_then_wait(job: jobledger.Job) -> None:
     _wait_forever()
 
 
+def snooze_until_counted(job: jobledger.Job) -> Any:
+    """Snooze for ``seconds`` of the payload until it has snoozed ``times`` times, counting
+    in its checkpoint (which a snooze keeps); raised, or returned when ``how`` says so."""
+    snoozes = (job.checkpoint_data or {}).get("snoozes", 0)
+    if snoozes >= job.raw["times"]:
+        return {"snoozes": snoozes, "attempts": job.attempts, "pid": os.getpid()}
+    job.checkpoint({"snoozes": snoozes + 1})
+    if job.raw.get("how") == "return":
+        return jobledger.Snooze(job.raw["seconds"])
+    raise jobledger.Snooze(job.raw["seconds"])
+
+
 HANDLERS = {"Echo": echo, "Train": train, "Noop": noop}

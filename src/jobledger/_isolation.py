@@ -14,7 +14,8 @@ Parent and child talk over one pipe, in JSON (nothing of the job is pickled):
 - child -> parent: progress reports (not answered: fire and forget), checkpoints (the
   child waits for the answer: ``checkpoint()`` returns once the parent's sink has stored
   it), and last the outcome: the result, or what the handler raised (its type, message
-  and traceback as text).
+  and traceback as text), or its snooze (the seconds of a :class:`Snooze` it raised or
+  returned).
 
 The parent stops a child with SIGTERM (its deadline passed, or its attempt's ``cancel``
 was set), then SIGKILL once ``kill_grace`` seconds have passed; a child that dies of
@@ -55,6 +56,7 @@ from ._job_transitions import json_ready
 from ._job_types import decode_payload
 from ._job_view import Job
 from ._log import log
+from ._snooze import Snooze
 
 __all__ = [
     "Abandoned",
@@ -278,8 +280,12 @@ def _run_in_child(start: dict[str, Any], link: _ChildLink) -> dict[str, Any]:
             result = asyncio.run(_awaited(result))
     except (JobTimeout, JobCancelled) as exc:
         return {"stopped": "timeout" if isinstance(exc, JobTimeout) else "cancel"}
+    except Snooze as snooze:
+        return {"snooze": snooze.seconds}
     except Exception as exc:
         return _raised(exc)
+    if isinstance(result, Snooze):
+        return {"snooze": result.seconds}
     try:
         json_ready(result, "the handler's result")
     except TypeError as exc:
@@ -428,9 +434,9 @@ class ProcessRunner:
 
     def run(self, job: Job, handler: str, attempt: Attempt) -> Any:
         """Run ``job``'s attempt in a new child with the handler named ``handler``, and
-        return its result. Raises ForeignFailure (the handler raised, or the child died),
-        JobTimeout (past the deadline), JobCancelled (``attempt.cancel`` was set) or
-        Abandoned."""
+        return its result (a :class:`Snooze` when the handler snoozed). Raises
+        ForeignFailure (the handler raised, or the child died), JobTimeout (past the
+        deadline), JobCancelled (``attempt.cancel`` was set) or Abandoned."""
         parent_end, child_end = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(  # type: ignore[attr-defined]
             target=_child_main, args=(child_end,), name=f"jobledger-job-{job.job_id}"
@@ -578,6 +584,8 @@ class ProcessRunner:
             raise ForeignFailure(death_text(exitcode))
         if "result" in outcome:
             return outcome["result"]
+        if "snooze" in outcome:  # the handler's Snooze, raised or returned: returned here
+            return Snooze(float(outcome["snooze"]))
         if outcome.get("stopped") == "timeout":
             raise JobTimeout(job.job_id, attempt.timeout or 0.0)
         if outcome.get("stopped") == "cancel":

@@ -9,6 +9,9 @@ is in a module of its own:
   record, the fenced ones refused to any worker but the job's own;
 - ``_retry_policy.py``: retries with exponential backoff up to ``max_attempts``, and what
   becomes of a dead worker's job;
+- ``_snooze.py``: a job its handler snoozes, back to Queued for later, its attempt not
+  counted;
+- ``_caller_transaction.py``: an enqueue inside the caller's own PostgreSQL transaction;
 - ``_job_view.py``: the public :class:`Job` a stored record is handed out as;
 - ``_watchers.py``: the wake-ups of those waiting for claimable jobs;
 - ``_waiting.py``: :meth:`JobQueue.wait`, and the wake-ups of those waiting for a job's
@@ -34,6 +37,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ._caller_transaction import put_in_caller_transaction
 from ._clock import Clock, SystemClock, iso_utc
 from ._config import DURABILITIES
 from ._durations import to_seconds, to_timedelta, to_timeout
@@ -58,6 +62,7 @@ from ._job_transitions import (
 from ._job_view import Job, JobViews
 from ._log import log, verbose_from_env
 from ._retry_policy import after_worker_died
+from ._snooze import log_snooze, snoozing
 from ._waiting import DEFAULT_POLL, FinishWatch, wait_limits, wait_sync
 from ._watchers import Watchers
 from .backends import open_job_backend
@@ -268,6 +273,8 @@ class JobQueue:
         run_after: dt.datetime | dt.timedelta | float | None = None,
         max_attempts: int = 3,
         timeout: dt.timedelta | float | None = None,
+        *,
+        connection: object | None = None,
     ) -> str:
         """Store a job and return its id; durable before it returns.
 
@@ -279,6 +286,12 @@ class JobQueue:
         past it a Worker stops the attempt (see :class:`Worker`) and it fails "timed out";
         None leaves it to the type's timeout (``@job_type(..., timeout=)``), else the
         Worker's. A payload JSON cannot represent raises TypeError before any write.
+
+        ``connection`` (PostgreSQL): a psycopg 3 ``Connection`` in a transaction of the
+        caller's: the job is inserted in it, so it exists (and workers wake) if and only
+        if the caller commits (``_caller_transaction.py``). TypeError for an
+        ``AsyncConnection`` (the async API's); ConfigError for a folder queue, or an
+        autocommit connection outside a transaction block.
         """
         now_dt = self.clock.now()
         fresh: set[str] = set()
@@ -292,6 +305,11 @@ class JobQueue:
             fresh,
             to_timeout(timeout),
         )
+        if connection is not None:  # no wake-up here: the NOTIFY at its commit wakes all
+            joined = put_in_caller_transaction(
+                self.backend, self._opened, connection, [record], frozenset(fresh)
+            )
+            return joined[0][0].job_id
         # One job, without enqueue_many's lists: enqueue is the call a server makes per job.
         stored = self._opened().put([record], frozenset(fresh))
         self._announce(stored)
@@ -306,12 +324,19 @@ class JobQueue:
         max_attempts: int = 3,
         job_ids: Iterable[str | None] | None = None,
         timeout: dt.timedelta | float | None = None,
+        connection: object | None = None,
     ) -> list[str]:
         """Store many jobs in one batch (one lock, one index write); returns their ids.
-        The options apply to every job, as :meth:`enqueue` takes them."""
+        The options apply to every job, as :meth:`enqueue` takes them (``connection``:
+        all of them in the caller's transaction, one batch of statements)."""
         records, fresh = new_records(
             jobs, job_ids, priority, run_after, max_attempts, self.clock.now(), to_timeout(timeout)
         )
+        if connection is not None:
+            joined = put_in_caller_transaction(
+                self.backend, self._opened, connection, records, fresh
+            )
+            return [r.job_id for r, _ in joined]
         stored = self._opened().put(records, fresh)
         self._announce(stored)
         return [r.job_id for r, _ in stored]
@@ -464,6 +489,23 @@ class JobQueue:
         else:
             log_failure(new, text, trace)
         self._finished.waiters.wake_finished((new,))
+        return self._job(new)
+
+    def snooze(self, job: str | Job, seconds: dt.timedelta | float) -> Job:
+        """Queue a job this worker runs again ``seconds`` (timedelta or seconds) from
+        now, its attempt not counted, no error recorded (a handler's
+        :class:`jobledger.Snooze`; see ``_snooze.py``). Fenced like :meth:`fail`, and by the
+        attempt when given the claimed :class:`Job`. Cancelled if its cancel was asked."""
+        wait = to_seconds(seconds, "seconds")
+        job_id = job if isinstance(job, str) else job.job_id
+        attempt = None if isinstance(job, str) else (job.attempts, job.started)
+        change = snoozing(job_id, wait, self.clock.now(), self._worker_id, attempt)
+        new = self._opened().transition(job_id, change)
+        if new.status is JobStatus.QUEUED:
+            self._wake()  # one of 0 s is due at once
+        else:  # Cancelled: its cancel was asked
+            self._finished.waiters.wake_finished((new,))
+        log_snooze(new, wait)
         return self._job(new)
 
     def requeue(self, job_id: str) -> Job:

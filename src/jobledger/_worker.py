@@ -41,6 +41,7 @@ from ._job_view import Job
 from ._log import log
 from ._prefetch import RECORD_WITHIN, Prefetch
 from ._queue import JobQueue
+from ._snooze import Snooze, report_snooze
 from ._timeouts import timed_out_text, timeout_of
 from ._words import plural
 from ._worker_report import JobReporter, worker_log
@@ -68,11 +69,13 @@ class Worker:
     """Serve ``queue`` with ``handlers`` (job type -> ``handler(job)``).
 
     A handler's return value is stored as the job's result; an exception fails the job with
-    its message (retried until the job's ``max_attempts``). ``concurrency`` threads run jobs
-    side by side. ``poll_interval`` (a timedelta or seconds, as ``grace_period``) is how
-    long an idle worker waits before looking again;
-    it wakes at once when a job is enqueued (or retried, requeued, recovered) through the
-    same queue object or, on PostgreSQL, by any process (``JobQueue.watch``).
+    its message (retried until the job's ``max_attempts``); one that raises or returns
+    :class:`jobledger.Snooze` puts its job back for later, the attempt not counted (its line
+    says "snoozed for N s"). ``concurrency`` threads run jobs side by side.
+    ``poll_interval`` (a timedelta or seconds, as ``grace_period``) is how long an idle
+    worker waits before looking again; it wakes at once when a job is enqueued (or
+    retried, requeued, recovered) through the same queue object or, on PostgreSQL, by any
+    process (``JobQueue.watch``).
 
     An ``async def`` handler runs on one event loop, in a thread the Worker starts for it
     and stops when :meth:`run` returns; ``concurrency`` then counts its coroutines in
@@ -601,8 +604,8 @@ class Worker:
         return delayed, min((c.next_due for c in mine if c.next_due), default=None)
 
     def _execute(self, job: Job) -> None:
-        """Run the job's handler: a failure is recorded now, a success queued for
-        :meth:`_record_done`."""
+        """Run the job's handler: a failure or a snooze (``_snooze.py``) is recorded
+        now, a success queued for :meth:`_record_done`."""
         log.info("Starting job %s (%s), attempt %d", job.job_id, job.type, job.attempts)
         started = self.monotonic()
         me = threading.get_ident()
@@ -615,6 +618,8 @@ class Worker:
             ) as attempt:
                 self._prepare_attempt(job, attempt)
                 result = self._run(job.with_attempt(attempt), attempt)
+        except Snooze as snooze:
+            result = snooze  # raised or returned: the same request
         except Abandoned:
             return  # its process was killed by the stop, which gives the job back
         except JobTimeout as exc:
@@ -633,6 +638,9 @@ class Worker:
         ended = self.monotonic()
         took = ended - started
         self._prefetch.observe(took)
+        if isinstance(result, Snooze):
+            report_snooze(self.queue, self.reporter, job, result, took)
+            return
         try:
             json_ready(result, "the handler's result", job.job_id)
         except TypeError as exc:

@@ -6,10 +6,12 @@ does so on stderr). One line per finished job::
 
     done 1234abcd-... TextJob in 0.52s
     failed 1234abcd-... TextJob in 0.10s (attempt 1 of 3, retry at 2026-12-06T21:00:10Z): ...
+    snoozed 1234abcd-... TextJob in 0.02s (snoozed for 30 s, due again at ...; attempt not counted)
 
 When jobs finish faster than a person can read (more than ``burst`` lines within one
 second), the per-job lines stop and a summary comes every ``summary_every`` seconds
-instead (``120 completed, 3 failed in the last 5.0s (24.6 jobs/s)``), until a summary
+instead (``120 completed, 3 failed in the last 5.0s (24.6 jobs/s)``; ``, 2 snoozed``
+after the failures when some were), until a summary
 period's rate is back under ``burst`` a second, or the worker goes idle or stops.
 """
 
@@ -53,6 +55,7 @@ class JobReporter:
         self._period_start = 0.0
         self._completed = 0
         self._failed = 0
+        self._snoozed = 0
 
     @property
     def summarising(self) -> bool:
@@ -62,8 +65,9 @@ class JobReporter:
     def finished(
         self, job_id: str, job_type: str, outcome: str, seconds: float, detail: str = ""
     ) -> None:
-        """Report one finished attempt: ``outcome`` is ``done``, ``failed`` or
-        ``refused`` (its completion was refused: cancelled or taken over meanwhile)."""
+        """Report one finished attempt: ``outcome`` is ``done``, ``failed``,
+        ``cancelled``, ``snoozed`` or ``refused`` (its completion was refused: cancelled
+        or taken over meanwhile)."""
         now = self.monotonic()
         with self._lock:
             if not self._summarising:
@@ -82,6 +86,7 @@ class JobReporter:
                     return
                 self._summarising = True
                 self._period_start, self._completed, self._failed = now, 0, 0
+                self._snoozed = 0
                 self.log.info(
                     "more than %d jobs finished within a second: a summary every %gs "
                     "instead of a line per job",
@@ -90,6 +95,8 @@ class JobReporter:
                 )
             if outcome == "done":
                 self._completed += 1
+            elif outcome == "snoozed":
+                self._snoozed += 1
             else:
                 self._failed += 1
             if now - self._period_start >= self.summary_every:
@@ -105,12 +112,13 @@ class JobReporter:
 
     def _summary(self, now: float) -> None:
         elapsed = max(now - self._period_start, 1e-9)
-        rate = (self._completed + self._failed) / elapsed
-        if self._completed or self._failed:
+        rate = (self._completed + self._failed + self._snoozed) / elapsed
+        if self._completed or self._failed or self._snoozed:
             self.log.info(
-                "%d completed, %d failed in the last %.1fs (%.1f jobs/s)",
+                "%d completed, %d failed%s in the last %.1fs (%.1f jobs/s)",
                 self._completed,
                 self._failed,
+                f", {self._snoozed} snoozed" if self._snoozed else "",
                 elapsed,
                 rate,
             )
@@ -118,3 +126,4 @@ class JobReporter:
             self._summarising = False
             self._window_start = None
         self._period_start, self._completed, self._failed = now, 0, 0
+        self._snoozed = 0

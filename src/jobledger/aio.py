@@ -325,6 +325,11 @@ class AsyncJobQueue:
         """:meth:`JobQueue.fail`: record a failed attempt (retried or Failed)."""
         return await self._thread(self.queue.fail, job_id, error)
 
+    async def snooze(self, job: str | Job, seconds: dt.timedelta | float) -> Job:
+        """:meth:`JobQueue.snooze`: queue a job this worker runs again later, its
+        attempt not counted."""
+        return await self._thread(self.queue.snooze, job, seconds)
+
     async def requeue(self, job_id: str) -> Job:
         """:meth:`JobQueue.requeue`: give back a job this worker runs."""
         return await self._thread(self.queue.requeue, job_id)

@@ -69,6 +69,8 @@ def test_the_queue_methods_as_coroutines(make_queue, clock):
         await aq.complete_many({a.job_id: 1})
         back = await aq.requeue(b.job_id)
         assert back.status is JobStatus.QUEUED and back.attempts == 0
+        snoozed = await aq.snooze(await aq.claim(), 0)  # due at once, attempt uncounted
+        assert snoozed.status is JobStatus.QUEUED and snoozed.attempts == 0
         await aq.claim()
         failed = await aq.fail("b", "no luck")
         assert failed.status is JobStatus.QUEUED and failed.error_message == "no luck"

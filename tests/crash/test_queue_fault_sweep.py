@@ -1,7 +1,7 @@
 """Kills at every named fault point of every job-queue operation, on every backend.
 
 For each backend, each scenario (enqueue, enqueue_many, claim, complete, fail with a retry
-left, requeue, a Worker's completion recorded together with its next claim, cancel, prune,
+left, requeue, snooze, a Worker's completion recorded together with its next claim, cancel, prune,
 and the recovery of a dead worker's job itself) and each pass of each
 point (``jobledger._faults.POINTS``) that the scenario's own operation goes through, a
 forked child sets the scene, arms that pass right before the operation and runs it, and
@@ -115,6 +115,7 @@ SCENARIOS = (
     "fail",
     "requeue",
     "record_and_claim",
+    "snooze",
     "cancel",
     "prune",
     "recovery",
@@ -145,6 +146,7 @@ def trace(mode: Mode, scenario: str) -> tuple[str, ...]:
         # claim's unsynced write, under one hold of the lock; the completion's remaining
         # syncs once it is released.
         "record_and_claim": replace[: -len(replace_after)] + JOB_SYNC_FIRST + INDEX + replace_after,
+        "snooze": replace,
         "cancel": replace,
         # A "pruning" mark in the journal, then each job file unlinked (in job id order),
         # then the line that lowers the finished counts: a kill in between leaves the mark
@@ -196,7 +198,7 @@ CLAIMED: State = {"a": (R, 1, False), "b": (Q, 0, False)}
 BATCH = ["n1", "n2", "n3"]
 # The scenarios whose operation is the child's own change of "a", which it claims first
 # (through the queue, which holds the claim: on PostgreSQL one statement each).
-CLAIMED_FIRST = ("complete", "fail", "requeue", "record_and_claim")
+CLAIMED_FIRST = ("complete", "fail", "requeue", "record_and_claim", "snooze")
 
 
 def states(mode: Mode, scenario: str) -> list[State]:
@@ -219,6 +221,8 @@ def states(mode: Mode, scenario: str) -> list[State]:
         claimed = {**completed, "b": (R, 1, False)}
         # PostgreSQL: one statement. Files: the completion's write, then the claim's.
         return [CLAIMED, claimed] if mode.backend == "postgres" else [CLAIMED, completed, claimed]
+    if scenario == "snooze":  # the attempt not counted
+        return [CLAIMED, {**CLAIMED, "a": (Q, 0, False)}]
     if scenario == "cancel":
         return [BASE, {**BASE, "b": (CANCELLED, 0, False)}]
     if scenario == "prune":
@@ -249,6 +253,8 @@ def operation(scenario: str, q: JobQueue) -> object:
         jobs, recorded, conflict = q._record_and_claim([("a", "ok")], 1, None)
         assert [j.job_id for j in jobs] == ["b"] and (recorded, conflict) == (1, None)
         return jobs
+    if scenario == "snooze":
+        return q.snooze("a", 0)  # due at once, as the drain afterwards needs
     if scenario == "cancel":
         return q.cancel("b")
     if scenario == "prune":

@@ -4,7 +4,7 @@ Two workers share one queue, as two processes would: ``main`` and ``peer``, each
 ``JobQueue`` on the same folder or database. Random sequences of queue operations by
 either (enqueue with given, embedded or generated ids, enqueue_many, claim and claim_many
 with type filters, complete and complete_many, a Worker's completions recorded with its
-next claim, fail with backoff on an injected FakeClock, requeue, cancel, retry, prune,
+next claim, fail with backoff on an injected FakeClock, requeue, snooze, cancel, retry, prune,
 get, recover, checkpoint) and of crashes are
 run against the real queue and against a small in-memory model of what it must hold.
 The crash rule abandons one worker's ``JobQueue`` without ``close()``, the way a killed
@@ -531,6 +531,23 @@ class QueueMachine(RuleBasedStateMachine):
                 self.model.ended_cancelled(m, self.now)
             else:
                 m.status, m.attempts, m.recovered, m.owner = Q, max(0, m.attempts - 1), True, None
+            self._check_job(job, m)
+
+    @precondition(lambda self: self.model.running())  # a Running job to pick, mostly
+    @rule(data=st.data(), seconds=st.sampled_from([0, 1, 3]))
+    def snooze(self, data, seconds) -> None:
+        job_id = self._pick(data, R)
+        who = self._who(data, job_id)
+        expected = self.model.refusal(job_id, (R,), by=who)
+        job, exc = _attempt(lambda: self.queues[who].snooze(job_id, seconds))
+        self._check_refusal(exc, expected)
+        if expected is None:
+            m = self.model.jobs[job_id]
+            if m.cancel_asked is not None:
+                self.model.ended_cancelled(m, self.now)
+            else:  # later, uncounted, no error of its own: the last one's stays
+                m.status, m.attempts, m.recovered, m.owner = Q, max(0, m.attempts - 1), False, None
+                m.run_after = self.now + dt.timedelta(seconds=seconds)
             self._check_job(job, m)
 
     @precondition(lambda self: self.model.jobs)

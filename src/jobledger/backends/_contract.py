@@ -10,13 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from .._errors import JobLedgerError, LeaseHolder
 from .._job_record import JobRecord, JobStatus
 from .._taskset_record import TaskSetKey, TaskSetRecord
 
-__all__ = ["Finding", "JobBackend", "Lease", "QueuedCounts", "Recovery", "TaskSetBackend"]
+__all__ = [
+    "CallerTransactionBackend",
+    "Finding",
+    "JobBackend",
+    "Lease",
+    "QueuedCounts",
+    "Recovery",
+    "TaskSetBackend",
+]
 
 #: What recovery of dead workers' jobs takes: ``keep(worker)`` spares a worker's jobs,
 #: ``decide(job)`` is a dead worker's Running job's new record.
@@ -288,4 +296,24 @@ class JobBackend(Protocol):
 
     def close(self) -> None:
         """Release connections and file descriptors."""
+        ...
+
+
+@runtime_checkable
+class CallerTransactionBackend(Protocol):
+    """A job backend that can also store jobs inside its caller's own open transaction
+    (PostgreSQL: on the caller's psycopg connection), for ``enqueue(..., connection=)``.
+    Optional: a backend without transactions of its callers (a folder) lacks it, and the
+    queue refuses ``connection=`` for it."""
+
+    def put_in_transaction(
+        self,
+        connection: object,
+        records: Sequence[JobRecord],
+        fresh: frozenset[str] = frozenset(),
+    ) -> list[tuple[JobRecord, bool]]:
+        """:meth:`JobBackend.put` inside the caller's transaction on ``connection``: the
+        jobs, and their wake-up, exist if and only if that transaction commits. Refuses
+        a connection of another kind (TypeError) or one with no transaction to join
+        (ConfigError) before anything is written."""
         ...

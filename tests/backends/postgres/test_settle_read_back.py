@@ -119,6 +119,8 @@ ACTIONS: dict[str, tuple[Callable[[JobQueue], str], Callable[[JobQueue, str], An
         ("Failed", 1, None),
     ),
     "requeue": (_running, lambda q, j: q.requeue(j), ("Queued", 0, None)),
+    # Fenced by the attempt as well (the Job as claimed): found landed, not refused.
+    "snooze": (_running, lambda q, j: q.snooze(q.get(j), 30), ("Queued", 0, None)),
     # A Running job's cancel is asked of its worker: it stays Running, the request stored.
     "cancel": (_running, lambda q, j: q.cancel(j), ("Running", 1, "me")),
     "cancel-queued": (_queued, lambda q, j: q.cancel(j), ("Cancelled", 0, None)),

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from ..._clock import Clock
 from ..._errors import ConfigError
 from ..._location import URL_SCHEMES, is_postgres_url
-from ._errors import DatabaseError, SchemaMissing, SchemaOutdated
+from ._errors import DatabaseError, SchemaMissing, SchemaOutdated, WrongConnection
 
 if TYPE_CHECKING:
     from .jobs import PostgresJobBackend
@@ -30,6 +30,7 @@ __all__ = [
     "DatabaseError",
     "SchemaMissing",
     "SchemaOutdated",
+    "WrongConnection",
     "is_postgres_url",
     "job_backend",
     "taskset_backend",

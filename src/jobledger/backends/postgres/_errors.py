@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..._errors import JobLedgerError
 from ..._redact import redact_text
 
-__all__ = ["DatabaseError", "SchemaMissing", "SchemaOutdated"]
+__all__ = ["DatabaseError", "SchemaMissing", "SchemaOutdated", "WrongConnection"]
 
 
 class DatabaseError(JobLedgerError):
@@ -28,3 +28,9 @@ class SchemaMissing(DatabaseError):
 class SchemaOutdated(SchemaMissing):
     """A read found a jobledger schema older than this jobledger's migrations (reads
     never migrate): the message says to run ``jobledger db migrate --url <url>``."""
+
+
+class WrongConnection(JobLedgerError, TypeError):
+    """``enqueue(..., connection=)`` got what is not a psycopg 3 ``psycopg.Connection``
+    (an asyncio ``psycopg.AsyncConnection``, a psycopg2 connection, a pool...); nothing was
+    written. A TypeError, as a wrong argument's type is, and a JobLedgerError."""

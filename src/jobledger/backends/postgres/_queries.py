@@ -44,6 +44,7 @@ __all__ = [
     "COUNT_QUEUED_OF_TYPES",
     "CREATE_MIGRATIONS_TABLE",
     "CURRENT_SCHEMA",
+    "DATABASE_IDENTITY",
     "DELETE_DEAD_WORKERS",
     "DELETE_LEASE",
     "DELETE_MY_LEASE",
@@ -60,6 +61,7 @@ __all__ = [
     "INSERT_NEW_JOBS",
     "INSERT_TASKSET",
     "JOBS_IN_SEQ_ORDER",
+    "JOIN_SEARCH_PATH",
     "LISTEN",
     "LISTENING_FOR_FINISHED",
     "LISTEN_CANCELS",
@@ -86,6 +88,7 @@ __all__ = [
     "RENEW_JOB_LEASES",
     "RENEW_WORKER",
     "RESET_LOCK_TIMEOUT",
+    "RESTORE_SEARCH_PATH",
     "SEQ_BLOCK",
     "SERVER_KEEPALIVES",
     "SESSIONLESS_WORKERS",
@@ -200,6 +203,20 @@ NOTIFY_FINISHED = f"""\
 SELECT pg_notify(%s, {_FINISH_PAYLOAD})
 FROM (SELECT json_build_array(current_schema(), to_json(%s::text[]))::text AS p) AS x
 WHERE {_FINISH_HEARD}"""
+
+# -- the caller's own transaction (_joined.py) -----------------------------------------------
+
+#: Which database a connection reaches: its name, and when its server started (two
+#: servers started at the very same microsecond with the same database name are not seen).
+DATABASE_IDENTITY = "SELECT current_database(), pg_postmaster_start_time()"
+#: In a savepoint of the caller's transaction: its search_path as it was (read first:
+#: MATERIALIZED), then the given one for the rest of that transaction, until put back.
+#: Parameter: the new search_path (quoted identifiers).
+JOIN_SEARCH_PATH = """\
+WITH before AS MATERIALIZED (SELECT current_setting('search_path') AS path)
+SELECT path, set_config('search_path', %s, true) FROM before"""
+#: The caller's search_path put back. Parameter: it, as JOIN_SEARCH_PATH read it.
+RESTORE_SEARCH_PATH = "SELECT set_config('search_path', %s, true)"
 
 # -- migrations (_migrate.py) --------------------------------------------------------------
 

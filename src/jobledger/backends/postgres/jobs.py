@@ -14,6 +14,8 @@
   start and its rows (each row made as the server takes the ones before). One job (at
   durability "fsync") is ONE statement in autocommit, its seq, NOTIFY and the read of an
   existing id included: one round trip (``_put_one``).
+- ``put_in_transaction`` inserts with the caller's own connection, in the caller's
+  transaction (``enqueue(..., connection=)``), by the same statements (``_joined.py``).
 - Each transaction that makes jobs claimable sends one NOTIFY, which ``watch`` listens
   for on a session of its own (``_listen.py``): idle workers wake at once, and poll too.
   One that asks a Running job to stop (``cancel_requested_at`` set) sends one on
@@ -73,6 +75,7 @@ from . import _queries as q
 from ._claims import OneStatement
 from ._db import Database, reconnecting
 from ._heartbeat import WorkerLease
+from ._joined import CallerTransactions
 from ._listen import CANCEL_CHANNEL, CHANNEL, FinishListener, Listener, notify, notify_finished
 from ._rows import SEQ, copy_row, doc_of, record_of, same
 
@@ -233,6 +236,7 @@ class PostgresJobBackend:
             settings=_session_settings(fsync),
         )
         self.location = self._db.location
+        self._joined = CallerTransactions(self._db)
         self._fsync = fsync
         self._clock = clock or SystemClock()
         self.worker_lease = float(worker_lease)
@@ -392,6 +396,22 @@ class PostgresJobBackend:
             rows = conn.execute(q.GET_JOBS, (missing,))
             existing = {r.job_id: r for r in map(record_of, rows)}
         return staged, inserted, existing
+
+    def put_in_transaction(
+        self,
+        connection: object,
+        records: Sequence[JobRecord],
+        fresh: frozenset[str] = frozenset(),
+    ) -> list[tuple[JobRecord, bool]]:
+        """:meth:`put` on the caller's psycopg ``connection``, inside the caller's
+        transaction: stored, and its workers woken, if and only if that transaction
+        commits. Never retried: a lost connection took the caller's transaction with it.
+        A batch goes in by the INSERT that skips stored ids (no COPY: a COPY that met a
+        stored id would abort the caller's transaction up to its savepoint, and run again
+        the general way anyway). See ``_joined.py``."""
+        return self._joined.put(
+            connection, list(records), fresh, lambda conn, unique, _: self._put_once(conn, unique)
+        )
 
     @reconnecting
     def import_records(self, records: list[JobRecord]) -> list[str]:
