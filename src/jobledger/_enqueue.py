@@ -10,13 +10,16 @@ from __future__ import annotations
 import datetime as dt
 
 from ._clock import iso_utc
-from ._errors import ConfigError
+from ._errors import ConfigError, JobConflict
 from ._inputs import check_name
 from ._job_record import RESERVED_KEYS, JobRecord, new_job_id
 from ._job_types import encode_job
 from ._log import log
 
-__all__ = ["announce", "new_record", "run_after_text"]
+__all__ = ["announce", "check_unique_key", "key_taken_conflict", "new_record", "run_after_text"]
+
+#: The longest unique key (characters): a key is stored with its job and indexed.
+MAX_UNIQUE_KEY = 1000
 
 # Keys a payload may not use (its own "job_id" is taken as the job's id).
 _RESERVED_IN_PAYLOAD = RESERVED_KEYS - {"job_id"}
@@ -46,11 +49,13 @@ def new_record(
     now: str,
     fresh: set[str],
     timeout: float | None = None,
+    unique_key: str | None = None,
 ) -> JobRecord:
     """The Queued record of ``job`` (a dict with a ``"type"`` or a registered type's
     instance). Its id is ``job_id``, else the payload's own ``job_id``, else a new one,
     which is added to ``fresh`` (no stored job can have it: the backend need not look).
-    ``timeout`` is seconds, already checked (``to_timeout``)."""
+    ``timeout`` is seconds, already checked (``to_timeout``); ``unique_key`` is checked
+    here (:func:`check_unique_key`)."""
     type_name, payload = encode_job(job)
     if not _RESERVED_IN_PAYLOAD.isdisjoint(payload):
         clash = _RESERVED_IN_PAYLOAD.intersection(payload)
@@ -68,6 +73,8 @@ def new_record(
         raise ConfigError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
     if not isinstance(priority, int):
         raise ConfigError(f"priority must be an integer, got {priority!r}")
+    if unique_key is not None:
+        check_unique_key(unique_key)
     return JobRecord.queued(
         job_id,
         type_name,
@@ -77,6 +84,38 @@ def new_record(
         created=now,
         run_after=run_after,
         timeout=timeout,
+        unique_key=unique_key,
+    )
+
+
+def check_unique_key(key: object) -> str:
+    """``key`` if it can be a job's unique key: a non-empty string of storable text without
+    NUL characters, at most :data:`MAX_UNIQUE_KEY` characters (InvalidNameError, a
+    ConfigError for the length, otherwise)."""
+    check_name(key, "unique_key")
+    assert isinstance(key, str)
+    if len(key) > MAX_UNIQUE_KEY:
+        raise ConfigError(
+            f"unique_key is {len(key)} characters long, more than {MAX_UNIQUE_KEY}: "
+            f"{key[:40]!r}...; use a shorter key (a hash of a long one, say)"
+        )
+    return key
+
+
+def key_taken_conflict(job_ids: list[str], holder: JobRecord | None, where: str) -> JobConflict:
+    """The refusal of making finished jobs live again (a retry) while another live job
+    holds their unique key."""
+    which = ", ".join(job_ids)
+    if holder is None:
+        held = "another job holding its unique key became live meanwhile"
+    else:
+        held = (
+            f"job {holder.job_id} holds its unique key {holder.unique_key!r} and is "
+            f"{holder.status.value}"
+        )
+    return JobConflict(
+        f"job {which} in {where} cannot be queued again: {held}; wait for that job to "
+        "finish (or cancel it), then retry"
     )
 
 
@@ -85,6 +124,13 @@ def announce(stored: list[tuple[JobRecord, bool]]) -> None:
     for record, is_new in stored:
         if is_new:
             log.info("Enqueued job %s (%s)", record.job_id, record.type)
+        elif record.unique_key is not None:
+            log.info(
+                "Job %s (%s) holds the unique key %r; not enqueued again",
+                record.job_id,
+                record.status.value,
+                record.unique_key,
+            )
         else:
             log.info(
                 "Job %s already exists (%s); not enqueued again",

@@ -255,6 +255,9 @@ class JobQueue:
         run_after: dt.datetime | dt.timedelta | float | None = None,
         max_attempts: int = 3,
         timeout: dt.timedelta | float | None = None,
+        *,
+        unique_key: str | None = None,
+        unique_for: dt.timedelta | float | None = None,
     ) -> str:
         """Store a job and return its id; durable before it returns.
 
@@ -266,6 +269,14 @@ class JobQueue:
         past it a Worker stops the attempt (see :class:`Worker`) and it fails "timed out";
         None leaves it to the type's timeout (``@job_type(..., timeout=)``), else the
         Worker's. A payload JSON cannot represent raises TypeError before any write.
+
+        ``unique_key`` (a string, e.g. ``"report:acct-1:2025-01-20"``) makes the job
+        unique: while a job with that key is Queued or Running, enqueueing the key again
+        returns that job's id and stores nothing, however many processes try at once (one
+        job is stored). With ``unique_for`` (a timedelta or seconds) a job with the key
+        that finished (Completed, Failed or Cancelled) less than that long ago, by the
+        queue's clock, counts too. The key is kept with the job (:attr:`Job.unique_key`).
+        An id that exists is looked at first: its job is returned whatever its key.
         """
         now_dt = self.clock.now()
         fresh: set[str] = set()
@@ -278,11 +289,25 @@ class JobQueue:
             iso_utc(now_dt),
             fresh,
             to_timeout(timeout),
+            unique_key,
         )
+        since = self._unique_since(unique_for, now_dt, [unique_key])
         # One job, without enqueue_many's lists: enqueue is the call a server makes per job.
-        stored = self._opened().put([record], frozenset(fresh))
+        stored = self._opened().put([record], frozenset(fresh), unique_since=since)
         self._announce(stored)
         return stored[0][0].job_id
+
+    @staticmethod
+    def _unique_since(
+        unique_for: dt.timedelta | float | None, now: dt.datetime, keys: Iterable[str | None]
+    ) -> str | None:
+        """The cutoff of ``unique_for``: a finished job with the key counts when it
+        finished at or after it (None: only live jobs count)."""
+        if unique_for is None:
+            return None
+        if all(key is None for key in keys):
+            raise ConfigError("unique_for needs a unique_key: it says how long a key stays taken")
+        return iso_utc(now - to_timedelta(unique_for, "unique_for"))
 
     def enqueue_many(
         self,
@@ -293,9 +318,14 @@ class JobQueue:
         max_attempts: int = 3,
         job_ids: Iterable[str | None] | None = None,
         timeout: dt.timedelta | float | None = None,
+        unique_keys: Iterable[str | None] | None = None,
+        unique_for: dt.timedelta | float | None = None,
     ) -> list[str]:
         """Store many jobs in one batch (one lock, one index write); returns their ids.
-        The options apply to every job, as :meth:`enqueue` takes them."""
+        The options apply to every job, as :meth:`enqueue` takes them; ``job_ids`` and
+        ``unique_keys`` give each job its own (None: none), in the jobs' order. A job
+        whose key is held (see :meth:`enqueue`) gets the holder's id; of the jobs of the
+        batch with one key, the first is stored and the others get its id."""
         seconds = to_timeout(timeout)
         now_dt = self.clock.now()
         now = iso_utc(now_dt)
@@ -304,12 +334,16 @@ class JobQueue:
         ids = list(job_ids) if job_ids is not None else [None] * len(jobs)
         if len(ids) != len(jobs):
             raise ConfigError(f"job_ids has {len(ids)} entries for {len(jobs)} jobs")
+        keys = list(unique_keys) if unique_keys is not None else [None] * len(jobs)
+        if len(keys) != len(jobs):
+            raise ConfigError(f"unique_keys has {len(keys)} entries for {len(jobs)} jobs")
+        since = self._unique_since(unique_for, now_dt, keys)
         fresh: set[str] = set()
         records = [
-            new_record(j, i, priority, after, max_attempts, now, fresh, seconds)
-            for j, i in zip(jobs, ids, strict=True)
+            new_record(j, i, priority, after, max_attempts, now, fresh, seconds, k)
+            for j, i, k in zip(jobs, ids, keys, strict=True)
         ]
-        stored = self._opened().put(records, frozenset(fresh))
+        stored = self._opened().put(records, frozenset(fresh), unique_since=since)
         self._announce(stored)
         return [r.job_id for r, _ in stored]
 

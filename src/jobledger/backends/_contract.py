@@ -105,12 +105,23 @@ class JobBackend(Protocol):
     location: str
 
     def put(
-        self, records: list[JobRecord], fresh: frozenset[str] = frozenset()
+        self,
+        records: list[JobRecord],
+        fresh: frozenset[str] = frozenset(),
+        *,
+        unique_since: str | None = None,
     ) -> list[tuple[JobRecord, bool]]:
         """Store new jobs durably, assigning each a ``seq``; an existing id is returned as
         stored with False and nothing is written (idempotent enqueue). ``fresh`` names ids
         just generated (random UUIDs), which no stored job can have: a backend may skip
-        looking for them."""
+        looking for them.
+
+        A record with a ``unique_key`` is not stored while a Queued or Running job holds
+        that key, nor, with ``unique_since`` (ISO UTC), while the key's latest job
+        finished at or after it: that job is returned with False (an existing id is
+        looked at first). Of the records of one batch with one key, the first is stored
+        and the others get it. One winner across threads and processes: two live jobs
+        never share a key."""
         ...
 
     def get(self, job_id: str) -> JobRecord | None:

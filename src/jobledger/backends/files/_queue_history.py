@@ -48,6 +48,7 @@ def prune(index: QueueIndex, cutoff: str, read: Read, job_path: Callable[[str], 
         return 0
     n = 0
     deltas: dict[str, int] = {}
+    forgotten: dict[str, str] = {}  # job id -> its unique key, for the journal
     index.mark_pruning()
     refused: StorageError | None = None
     for record in doomed:
@@ -64,8 +65,12 @@ def prune(index: QueueIndex, cutoff: str, read: Read, job_path: Callable[[str], 
         value = record.status.value
         index.move_counts({value: -1})
         deltas[value] = deltas.get(value, 0) - 1
+        if record.unique_key is not None:
+            index.forget_key(record.unique_key, record.job_id)
+            forgotten[record.job_id] = record.unique_key
         n += 1
-    index.log_quietly([], deltas)  # closes the prune begun by the mark
+    # Closes the prune begun by the mark; other processes forget the pruned jobs' keys.
+    index.log_quietly(list(forgotten), deltas, forgotten)
     if refused is not None:
         raise refused
     return n

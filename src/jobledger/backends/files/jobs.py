@@ -36,6 +36,7 @@ import weakref
 from collections.abc import Callable, Iterator
 
 from ..._clock import Clock, SystemClock
+from ..._enqueue import key_taken_conflict
 from ..._errors import JobLedgerError, JobNotFound, StorageError
 from ..._job_record import JobRecord, JobStatus
 from .._contract import QueuedCounts, Recovery
@@ -180,28 +181,47 @@ class FilesJobBackend:
         return int(self._clock.now().timestamp() * 1_000_000)
 
     def put(
-        self, records: list[JobRecord], fresh: frozenset[str] = frozenset()
+        self,
+        records: list[JobRecord],
+        fresh: frozenset[str] = frozenset(),
+        *,
+        unique_since: str | None = None,
     ) -> list[tuple[JobRecord, bool]]:
         """Store new jobs (fsynced under fsync durability). Returns (stored record, whether
         it is new) for each: an existing id gives its stored record and writes nothing
-        (idempotent enqueue)."""
+        (idempotent enqueue), and so does a ``unique_key`` that a live job holds (or,
+        with ``unique_since``, a job that finished at or after it): that job is returned.
+        Of a batch's jobs with one key, the first is stored. Looked up under the queue
+        lock in the index's key maps, never by reading every job file (see ``QueueIndex``
+        for the one time a process does)."""
         with self.locked():
-            return self._put(records, fresh)
+            return self._put(records, fresh, unique_since)
 
     def _put(
-        self, records: list[JobRecord], fresh: frozenset[str] = frozenset()
+        self,
+        records: list[JobRecord],
+        fresh: frozenset[str] = frozenset(),
+        unique_since: str | None = None,
     ) -> list[tuple[JobRecord, bool]]:
         out = []
         new: dict[str, JobRecord] = {}
+        new_keys: dict[str, JobRecord] = {}
         for record in records:
             job_id = record.job_id
+            # Only a live job takes its key (put enqueues Queued jobs; a finished one, as
+            # a test stores it, takes none).
+            key = record.unique_key if record.status.is_live else None
             existing = new.get(job_id) or (None if job_id in fresh else self._read(job_id))
+            if existing is None and key is not None:
+                existing = new_keys.get(key) or self._key_holder(key, unique_since)
             if existing is not None:
                 out.append((existing, False))
                 continue
             self._index.last_seq = max(self._index.last_seq + 1, self._clock_us())
             record = record.with_seq(self._index.last_seq)
             new[record.job_id] = record
+            if key is not None:
+                new_keys[key] = record
             out.append((record, True))
         if not new:
             return out
@@ -244,6 +264,32 @@ class FilesJobBackend:
                 raise StorageError("sync the folder of", last, exc, replaced=True) from exc
         return out
 
+    def _key_holder(self, key: str, unique_since: str | None) -> JobRecord | None:
+        """Under the lock: the live job holding ``key``, else (with ``unique_since``) its
+        latest job if that finished at or after ``unique_since``; else None. Reads the
+        one job file the index names (the file wins: one that says otherwise is caught up
+        with), never the others."""
+        live = self._index.order.by_key.get(key)
+        if live is not None:
+            record = self._read_locked(live, listed=True)
+            if record is not None and not record.status.is_live:
+                self._catch_up(record)
+            elif record is not None and record.unique_key == key:
+                return record
+        if unique_since is None:
+            return None
+        if not self._index.keys_complete:
+            self._index.complete_keys(self._read_listed)
+        latest = self._index.keys.get(key)
+        if latest is None:
+            return None
+        record = self._read_locked(latest[1])
+        if record is None or record.unique_key != key:
+            return None
+        if record.status.is_live:
+            return record  # listed nowhere yet: a file the index is behind on
+        return record if (record.finished or "") >= unique_since else None
+
     def get(self, job_id: str) -> JobRecord | None:
         """The stored job (read from its file, no lock)."""
         return self._read(job_id)
@@ -262,11 +308,18 @@ class FilesJobBackend:
         kept: list[str] = []
         new: dict[str, JobRecord] = {}
         with self.locked():
+            keys = set(self._index.order.by_key)
             for record in records:
-                if record.job_id in new or self._read(record.job_id) is not None:
+                key = record.unique_key
+                # A live job whose unique key a live job holds is left out too, as the
+                # PostgreSQL backend's unique index leaves it out.
+                taken = key is not None and record.status.is_live and key in keys
+                if taken or record.job_id in new or self._read(record.job_id) is not None:
                     kept.append(record.job_id)
                 else:
                     new[record.job_id] = record
+                    if key is not None and record.status.is_live:
+                        keys.add(key)
             if not new:
                 return kept
             for record in new.values():
@@ -410,11 +463,19 @@ class FilesJobBackend:
     def _changed(
         self, job_id: str, change: Callable[[JobRecord], JobRecord]
     ) -> tuple[JobRecord, JobRecord]:
-        """(stored record, ``change`` of it), under the lock; nothing written yet."""
+        """(stored record, ``change`` of it), under the lock; nothing written yet. A change
+        that makes a finished job live again (a retry) while another live job holds its
+        unique key is refused (JobConflict)."""
         record = self._read_locked(job_id)
         if record is None:
             raise JobNotFound(job_id, self.root)
-        return record, change(record)
+        new = change(record)
+        key = new.unique_key
+        if key is not None and new.status.is_live and not record.status.is_live:
+            holder = self._key_holder(key, None)
+            if holder is not None and holder.job_id != job_id:
+                raise key_taken_conflict([job_id], holder, self.root)
+        return record, new
 
     def recover(
         self, keep: Callable[[str | None], bool], decide: Callable[[JobRecord], JobRecord]

@@ -55,12 +55,13 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ..._clock import Clock, SystemClock
+from ..._enqueue import key_taken_conflict
 from ..._errors import JobLedgerError, JobNotFound
 from ..._inputs import findable
 from ..._job_record import JobRecord, JobStatus
 from .._contract import QueuedCounts, Recovery
 from . import _queries as q
-from ._db import Database, reconnecting
+from ._db import Database, TransactionAborted, reconnecting
 from ._heartbeat import WorkerLease
 from ._listen import CANCEL_CHANNEL, CHANNEL, Listener, notify
 from ._rows import SEQ, copy_row, doc_of, record_of, same
@@ -78,6 +79,10 @@ DEFAULT_WORKER_LEASE = 6.0
 # round trips of their own (measured: 20 rows cost the same either way, 50 a sixth less
 # by COPY).
 _COPY_FROM = 32
+# The two-key advisory lock spaces (objsubid 2 in pg_locks) of unique keys and of
+# schedule names, apart from the migrations' ("jlmg") and the leases' one-key locks.
+_UNIQUE_KEYS_LOCK = 0x6A6C756B  # "jluk"
+_SCHEDULE_LOCK = 0x6A6C7363  # "jlsc"
 
 
 def _insert_new(conn: psycopg.Connection[Any], records: list[JobRecord]) -> set[str]:
@@ -105,6 +110,69 @@ def _copy_new(conn: psycopg.Connection[Any], records: list[JobRecord]) -> set[st
     except psycopg.errors.UniqueViolation:
         return None
     return {r.job_id for r in records}
+
+
+def _first_of_each(records: list[JobRecord]) -> dict[str, JobRecord]:
+    """The records to store, by id: the first of each id, and of each unique key."""
+    unique: dict[str, JobRecord] = {}
+    keys: set[str] = set()
+    for record in records:
+        key = _live_key(record)
+        if record.job_id in unique or (key is not None and key in keys):
+            continue
+        unique[record.job_id] = record
+        if key is not None:
+            keys.add(key)
+    return unique
+
+
+def _put_outcomes(
+    records: list[JobRecord],
+    unique: dict[str, JobRecord],
+    staged: dict[str, JobRecord],
+    inserted: set[str],
+    existing: dict[str, JobRecord],
+) -> list[tuple[JobRecord, bool]]:
+    """put's answer, one per record given: a record left out for an id or a key given
+    earlier in the batch gets that earlier record's stored job, with False."""
+    by_key = {_live_key(r): r.job_id for r in unique.values() if _live_key(r) is not None}
+    out = []
+    first = set()
+    for record in records:
+        job_id = record.job_id
+        key = _live_key(record)
+        if job_id not in unique and key is not None:
+            job_id = by_key[key]
+        if job_id in inserted:
+            out.append((staged[job_id], job_id not in first and job_id == record.job_id))
+            first.add(job_id)
+        else:
+            out.append((existing[job_id], False))
+    return out
+
+
+def _live_key(record: JobRecord) -> str | None:
+    """The unique key that makes ``record`` unique: a live job's (every job put enqueues
+    is Queued; a finished one, as an import or a test stores it, takes no key)."""
+    return record.unique_key if record.status.is_live else None
+
+
+def _holders(
+    conn: psycopg.Connection[Any], keys: list[str], unique_since: str | None
+) -> dict[str, JobRecord]:
+    """The job holding each of ``keys`` (see ``q.KEY_HOLDERS``), by key."""
+    holders: dict[str, JobRecord] = {}
+    for record in map(record_of, conn.execute(q.KEY_HOLDERS, (keys, unique_since))):
+        assert record.unique_key is not None
+        holders.setdefault(record.unique_key, record)
+    return holders
+
+
+def _by_id(conn: psycopg.Connection[Any], ids: list[str]) -> dict[str, JobRecord]:
+    """The stored jobs of ``ids``, by id."""
+    if not ids:
+        return {}
+    return {r.job_id: r for r in map(record_of, conn.execute(q.GET_JOBS, (ids,)))}
 
 
 def _of_types(
@@ -160,22 +228,35 @@ class PostgresJobBackend:
     # -- the primitives -------------------------------------------------------------------
 
     def put(
-        self, records: list[JobRecord], fresh: frozenset[str] = frozenset()
+        self,
+        records: list[JobRecord],
+        fresh: frozenset[str] = frozenset(),
+        *,
+        unique_since: str | None = None,
     ) -> list[tuple[JobRecord, bool]]:
         """Insert new jobs with fresh ``seq`` values; existing ids are returned as stored
-        with False, and an id given twice is stored once. A batch whose ids are all
-        ``fresh`` (generated: no stored job can have them) goes in by COPY (see
-        ``_copy_new``).
+        with False, and an id given twice is stored once. A job whose ``unique_key`` a
+        live job holds (or, with ``unique_since``, a job that finished at or after it) is
+        not inserted: that job is returned with False; of a batch's jobs with one key, the
+        first is stored. A batch whose ids are all ``fresh`` (generated: no stored job can
+        have them) goes in by COPY (see ``_copy_new``).
+
+        One job without ``unique_since`` is one statement (``_put_one``): the unique index
+        settles a race on its key. With ``unique_since`` the keys are locked first (see
+        ``_put_once``).
 
         A COMMIT of unknown outcome runs it again, which inserts nothing twice (the ids are
         the key); a job found stored with the ``seq`` and ``created`` the lost attempt gave
         it is that attempt's own insert, which landed: returned as new (True)."""
-        unique: dict[str, JobRecord] = {}
-        for record in records:
-            unique.setdefault(record.job_id, record)
+        unique = _first_of_each(records)
         if not unique:
             return []
-        if len(unique) == 1 and self._fsync and not self._db.in_transaction():
+        if (
+            len(unique) == 1
+            and unique_since is None
+            and self._fsync
+            and not self._db.in_transaction()
+        ):
             stored, new = self._put_one(next(iter(unique.values())))
             return [(stored, new and i == 0) for i in range(len(records))]
         # What the attempt whose COMMIT was cut off inserted (by id), if any.
@@ -183,27 +264,33 @@ class PostgresJobBackend:
 
         def run() -> tuple[dict[str, JobRecord], set[str], dict[str, JobRecord]]:
             with self._tx("enqueue jobs") as conn:
-                staged, inserted, existing = self._put_once(conn, unique, fresh)
-                for job_id, stored in list(existing.items()) if lost else ():
-                    mine = lost[0].get(job_id)
-                    if mine and (mine.seq, mine.created) == (stored.seq, stored.created):
-                        staged[job_id] = stored  # the lost attempt's insert: it landed
-                        inserted.add(job_id)
-                        del existing[job_id]
-                lost[:] = [{job_id: staged[job_id] for job_id in inserted}]
+                staged, inserted, existing = self._put_once(conn, unique, fresh, unique_since)
+                self._settle_lost(lost, staged, inserted, existing)
             return staged, inserted, existing
 
         staged, inserted, existing = self._db.retrying(run)
-        out = []
-        first = set()
-        for record in records:
-            job_id = record.job_id
-            if job_id in inserted:
-                out.append((staged[job_id], job_id not in first))
-                first.add(job_id)
-            else:
-                out.append((existing[job_id], False))
-        return out
+        return _put_outcomes(records, unique, staged, inserted, existing)
+
+    @staticmethod
+    def _settle_lost(
+        lost: list[dict[str, JobRecord]],
+        staged: dict[str, JobRecord],
+        inserted: set[str],
+        existing: dict[str, JobRecord],
+    ) -> None:
+        """Take a job stored by the attempt whose COMMIT was cut off (``lost[0]``: its
+        inserts by id) for this attempt's own insert, and remember this attempt's."""
+        for job_id, stored in list(existing.items()) if lost else ():
+            mine = lost[0].get(job_id)
+            if (
+                mine
+                and stored.job_id == job_id
+                and (mine.seq, mine.created) == (stored.seq, stored.created)
+            ):
+                staged[job_id] = stored  # the lost attempt's insert: it landed
+                inserted.add(job_id)
+                del existing[job_id]
+        lost[:] = [{job_id: staged[job_id] for job_id in inserted}]
 
     def _put_one(self, record: JobRecord) -> tuple[JobRecord, bool]:
         """put of one job: ONE statement in autocommit (``q.ENQUEUE_ONE``), its commit
@@ -213,7 +300,8 @@ class PostgresJobBackend:
         ``durability="flush"`` put takes the transaction path, which turns it off.
 
         A statement of unknown outcome (the connection lost while it ran) runs again,
-        inserting nothing twice; a stored job is this call's own landed insert when it has
+        inserting nothing twice; a stored job with its id is this call's own landed insert
+        when it has
         the ``seq`` the lost attempt got back, or, when that answer never came, when it is
         column for column the record sent (``seq`` aside, which the server chose)."""
         doc = Jsonb([doc_of(record)])
@@ -226,9 +314,14 @@ class PostgresJobBackend:
                     first = not lost
                     if first:
                         lost.append(None)  # sent: it may insert, its answer not yet back
-                    row = conn.execute(q.ENQUEUE_ONE, (doc, CHANNEL, record.job_id)).fetchone()
+                    job_id, key = record.job_id, record.unique_key
+                    row = conn.execute(
+                        q.ENQUEUE_ONE, (doc, CHANNEL, job_id, key, job_id)
+                    ).fetchone()
                     if row is None:  # stored by a commit after this statement's snapshot
-                        found = conn.execute(q.GET_JOB, (record.job_id,)).fetchone()
+                        found = conn.execute(
+                            q.GET_JOB_OR_KEY_HOLDER, (job_id, key, job_id)
+                        ).fetchone()
                         row = None if found is None else (False, *found)
                     if row is not None and row[0]:
                         lost[:] = [int(row[1 + SEQ])]
@@ -240,7 +333,8 @@ class PostgresJobBackend:
             stored = record_of(row[1:])
             if row[0]:
                 return stored, True
-            return stored, bool(lost) and self._landed(stored, record, lost[0])
+            mine = stored.job_id == record.job_id  # not another job holding the key
+            return stored, mine and bool(lost) and self._landed(stored, record, lost[0])
 
         return self._db.retrying(run)
 
@@ -253,24 +347,72 @@ class PostgresJobBackend:
         return same(stored, sent.with_seq(stored.seq))
 
     def _put_once(
-        self, conn: psycopg.Connection[Any], unique: dict[str, JobRecord], fresh: frozenset[str]
+        self,
+        conn: psycopg.Connection[Any],
+        unique: dict[str, JobRecord],
+        fresh: frozenset[str],
+        unique_since: str | None = None,
     ) -> tuple[dict[str, JobRecord], set[str], dict[str, JobRecord]]:
-        """put's statements: the records staged (with their seq), the ids inserted, and
-        the stored records of the ids that existed."""
-        seqs = sorted(row[0] for row in conn.execute(q.NEXT_SEQS, (len(unique),)))
-        staged = {r.job_id: r.with_seq(s) for r, s in zip(unique.values(), seqs, strict=True)}
-        inserted: set[str] | None = None
-        if len(staged) >= _COPY_FROM and fresh.issuperset(staged):
-            inserted = _copy_new(conn, list(staged.values()))
-        if inserted is None:
-            inserted = _insert_new(conn, list(staged.values()))
-        if inserted:
-            notify(conn)
+        """put's statements: the records staged (with their seq), the ids inserted, and,
+        by the id of each record not inserted, the stored job returned for it (the job
+        with its id, else the job holding its key).
+
+        With ``unique_since`` the keys are locked first (a transaction-level advisory lock
+        on each key's hash, ``q.LOCK_UNIQUE_KEYS``) and only then looked for, in a
+        statement of its own. Why: the unique index alone settles two live jobs, but not
+        "finished less than ``unique_for`` ago". A holder looked for in the snapshot of an
+        earlier statement, or of the insert's own, could miss a job another process
+        enqueued, ran and finished meanwhile; once the lock is ours, every enqueue of the
+        key before us has committed, READ COMMITTED gives the next statement a snapshot
+        holding it, and its FOR SHARE waits for a completion in flight (see
+        ``q.KEY_HOLDERS``). Enqueues without a key, or without ``unique_since``, take no
+        lock: one statement, as before."""
+        keys = sorted({k for k in map(_live_key, unique.values()) if k is not None})
+        existing: dict[str, JobRecord] = {}
+        if keys:
+            if unique_since is not None:
+                conn.execute(q.LOCK_UNIQUE_KEYS, (_UNIQUE_KEYS_LOCK, keys))
+            holders = _holders(conn, keys, unique_since)
+            taken = [r.job_id for r in unique.values() if _live_key(r) in holders]
+            # An existing id wins over a key (as the one-job statement has it).
+            same_id = _by_id(conn, taken)
+            for job_id in taken:
+                key = _live_key(unique[job_id])
+                assert key is not None
+                existing[job_id] = same_id.get(job_id) or holders[key]
+        todo = [r for r in unique.values() if r.job_id not in existing]
+        staged: dict[str, JobRecord] = {}
+        inserted: set[str] = set()
+        if todo:
+            seqs = sorted(row[0] for row in conn.execute(q.NEXT_SEQS, (len(todo),)))
+            staged = {r.job_id: r.with_seq(n) for r, n in zip(todo, seqs, strict=True)}
+            copied: set[str] | None = None
+            # COPY cannot skip a row: one refused (an id, or a key taken since the look
+            # above) undoes it, and the batch goes in by INSERT instead.
+            if len(staged) >= _COPY_FROM and fresh.issuperset(staged):
+                copied = _copy_new(conn, list(staged.values()))
+            inserted = copied if copied is not None else _insert_new(conn, list(staged.values()))
+            if inserted:
+                notify(conn)
         missing = [i for i in staged if i not in inserted]
-        existing = {}
         if missing:
-            rows = conn.execute(q.GET_JOBS, (missing,))
-            existing = {r.job_id: r for r in map(record_of, rows)}
+            existing.update(_by_id(conn, missing))
+            # Refused for its key: a job another transaction made live meanwhile.
+            refused = {staged[i].unique_key for i in missing if i not in existing}
+            if refused:
+                holders = _holders(conn, sorted(k for k in refused if k), None)
+                for i in missing:
+                    key = staged[i].unique_key
+                    if i not in existing and key in holders:
+                        existing[i] = holders[key]
+            lost = [i for i in missing if i not in existing]
+            if lost:
+                # Its holder finished and was pruned between the two statements: rare
+                # enough to raise, and the transaction is run again (a deadlock's way).
+                raise TransactionAborted(
+                    f"jobs {', '.join(lost)} in {self.location} were refused for a unique "
+                    "key whose holder is gone; enqueueing them again"
+                )
         return staged, inserted, existing
 
     @reconnecting
@@ -443,8 +585,13 @@ class PostgresJobBackend:
                         first = changed.get(job_id, (record, new))[0]
                         changed[job_id] = (first, new)
                     out.append(new)
+                self._refuse_taken_keys(conn, changed, changes, out)
                 if changed:
-                    self._write_many(conn, list(changed.values()))
+                    try:
+                        self._write_many(conn, list(changed.values()))
+                    except psycopg.errors.UniqueViolation as exc:
+                        # Another transaction made a job with the key live meanwhile.
+                        raise key_taken_conflict(sorted(changed), None, self.location) from exc
                     if any(new.status is JobStatus.QUEUED for _, new in changed.values()):
                         notify(conn)
                     if any(
@@ -457,6 +604,34 @@ class PostgresJobBackend:
             return out
 
         return self._db.retrying(run)
+
+    def _refuse_taken_keys(
+        self,
+        conn: psycopg.Connection[Any],
+        changed: dict[str, tuple[JobRecord, JobRecord]],
+        changes: list[tuple[str, Callable[[JobRecord], JobRecord]]],
+        out: list[JobRecord | JobLedgerError],
+    ) -> None:
+        """Refuse (in ``out``, dropped from ``changed``) each change that makes a finished
+        job with a unique key live (a retry) while another live job holds that key: the
+        unique index would refuse the whole batch's write."""
+        reviving = {
+            job_id: new.unique_key
+            for job_id, (old, new) in changed.items()
+            if new.unique_key is not None and new.status.is_live and not old.status.is_live
+        }
+        if not reviving:
+            return
+        holders = _holders(conn, sorted({k for k in reviving.values() if k}), None)
+        for job_id, key in reviving.items():
+            holder = holders.get(key or "")
+            if holder is None or holder.job_id == job_id:
+                continue
+            del changed[job_id]
+            refusal = key_taken_conflict([job_id], holder, self.location)
+            for i, (changed_id, _) in enumerate(changes):
+                if changed_id == job_id:
+                    out[i] = refusal
 
     def _write_many(
         self, conn: psycopg.Connection[Any], pairs: list[tuple[JobRecord, JobRecord]]
