@@ -41,6 +41,7 @@ from ._job_state import JobState
 from ._job_types import job_type
 from ._job_view import Job
 from ._queue import JobQueue
+from ._schedules import Schedule, StoredSchedule
 from ._taskset import TaskRun, TaskSet
 from ._taskset_record import Failure, Progress, TaskSetKey, TaskSetRecord
 from ._worker import Worker
@@ -67,7 +68,9 @@ __all__ = [
     "JobTimeout",
     "LeaseHolder",
     "Progress",
+    "Schedule",
     "StorageError",
+    "StoredSchedule",
     "TaskRun",
     "TaskSet",
     "TaskSetKey",

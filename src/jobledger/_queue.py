@@ -52,6 +52,7 @@ from ._job_transitions import (
 )
 from ._job_view import Job, JobViews
 from ._log import log, verbose_from_env
+from ._queue_schedules import QueueSchedules
 from ._retry_policy import after_worker_died
 from ._watchers import Watchers
 from .backends import open_job_backend
@@ -66,7 +67,7 @@ def _finish_order(record: JobRecord) -> tuple[str, str]:
     return (record.finished or "", record.job_id)
 
 
-class JobQueue:
+class JobQueue(QueueSchedules):
     """A durable job queue in ``dir`` (``jobs/<job_id>.json`` and ``queue.json``), or in
     PostgreSQL when ``dir`` is a ``postgresql://`` URL (psycopg 3; from a clone,
     ``pip install -e '.[postgres]'``).

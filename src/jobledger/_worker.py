@@ -25,7 +25,7 @@ import datetime as dt
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import FrameType
 from typing import Any
 
@@ -40,6 +40,8 @@ from ._job_view import Job
 from ._log import log
 from ._prefetch import RECORD_WITHIN, Prefetch
 from ._queue import JobQueue
+from ._schedule_runner import ScheduleRunner
+from ._schedules import Schedule
 from ._timeouts import timed_out_text, timeout_of
 from ._words import plural
 from ._worker_report import JobReporter, worker_log
@@ -129,6 +131,14 @@ class Worker:
     on PostgreSQL (NOTIFY) and within ``cancel_poll`` seconds (1 s by default: a stat of
     each running job's file) on a folder; a handler that raises JobCancelled (what
     ``job.check()`` does) ends its job Cancelled.
+
+    Periodic jobs: ``schedules`` (:class:`Schedule` objects, declared next to the
+    handlers) are stored in the queue when ``run()`` starts (a changed one replaced, an
+    unchanged one left as it is). While it runs, the worker enqueues the due occurrences
+    of every schedule stored in its queue, declared here or not, looking at most once a
+    second and waking for the next occurrence (``_schedule_runner.py``); each occurrence
+    is enqueued once, however many workers run. Removing a schedule from ``schedules``
+    does not delete it: ``JobQueue.unschedule`` (or ``jobledger schedules remove``) does.
     """
 
     def __init__(
@@ -146,6 +156,7 @@ class Worker:
         timeout: Duration | None = None,
         kill_grace: Duration = 10.0,
         cancel_poll: dt.timedelta | float = CANCEL_POLL,
+        schedules: Iterable[Schedule] = (),
     ) -> None:
         if isolation not in ISOLATIONS:
             raise JobLedgerError(
@@ -211,6 +222,8 @@ class Worker:
         self._warned_types: set[str] = set()
         # Each handler's Attempt: progress, checkpoints, cancel requests.
         self._attempts = AttemptServices(queue, cancel_poll=to_seconds(cancel_poll, "cancel_poll"))
+        #: The schedules this worker declares (stored when it starts) and fires.
+        self._schedules = ScheduleRunner(queue, schedules)
 
     @property
     def forced(self) -> bool:
@@ -290,6 +303,7 @@ class Worker:
             self.concurrency,
             ends,
         )
+        self._schedules.start()  # the declared ones stored, what is due enqueued
         self._warn_unserved()
         done = threading.Event()
         unwatch = self.queue.watch(self.wake, on_cancel=self._attempts.poke)
@@ -297,6 +311,7 @@ class Worker:
         try:
             self._serve(types, until_empty, done)
         finally:
+            self._schedules.stop()
             unwatch()
             self._attempts.stop()
             self.reporter.flush()

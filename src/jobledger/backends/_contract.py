@@ -14,6 +14,7 @@ from typing import NamedTuple, Protocol
 
 from .._errors import JobLedgerError, LeaseHolder
 from .._job_record import JobRecord, JobStatus
+from .._schedules import StoredSchedule
 from .._taskset_record import TaskSetKey, TaskSetRecord
 
 __all__ = ["Finding", "JobBackend", "Lease", "QueuedCounts", "Recovery", "TaskSetBackend"]
@@ -126,6 +127,28 @@ class JobBackend(Protocol):
 
     def get(self, job_id: str) -> JobRecord | None:
         """The stored job or None. Never blocks on the queue."""
+        ...
+
+    # Schedules (``_schedules.py`` holds their policy: what is due, what a firing enqueues).
+
+    def schedules(self) -> list[StoredSchedule]:
+        """Every stored schedule, in name order. Never writes; cheap to ask every second
+        (a folder: a stat of schedules.json, read again only when it changed;
+        PostgreSQL: one query of a small table)."""
+        ...
+
+    def change_schedule(
+        self,
+        name: str,
+        change: Callable[[StoredSchedule | None], tuple[StoredSchedule | None, list[JobRecord]]],
+    ) -> tuple[StoredSchedule | None, list[tuple[JobRecord, bool]]]:
+        """Atomically: ``change(the stored schedule, or None)`` gives the schedule to
+        store (None: delete it) and the jobs to enqueue; the jobs are put (as :meth:`put`
+        puts them: an existing id is left as it is) and the schedule stored, one change
+        for every other process: two processes changing one schedule wait for each other.
+        ``change`` returning the stored object itself writes no schedule. Returns the
+        schedule now stored and :meth:`put`'s answer for the jobs. A crash may leave the
+        jobs stored and the schedule not: a firing again finds their ids stored."""
         ...
 
     def next_seq(self) -> int:

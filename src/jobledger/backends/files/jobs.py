@@ -39,6 +39,7 @@ from ..._clock import Clock, SystemClock
 from ..._enqueue import key_taken_conflict
 from ..._errors import JobLedgerError, JobNotFound, StorageError
 from ..._job_record import JobRecord, JobStatus
+from ..._schedules import StoredSchedule
 from .._contract import QueuedCounts, Recovery
 from . import _queue_history as history
 from ._atomic_write import Prepared
@@ -55,6 +56,7 @@ from ._locks import ProcessLock
 from ._names import inside
 from ._queue_index import QueueIndex, finished_deltas
 from ._queue_lock import QueueLock
+from ._schedules_file import SchedulesFile
 from ._syncs import fsync_dir
 from ._workers import WorkerLocks, usable_worker
 
@@ -89,6 +91,7 @@ class FilesJobBackend:
         self._thread_lock = self._lock.thread
         self._jobs_real: str | None = None
         self._cancel_looks = CancelLooks(self.job_path, self._read)
+        self._schedules = SchedulesFile(self.root, fsync=fsync, clock=clock, read_only=read_only)
         _OPEN_BACKENDS.add(self)
 
     @property
@@ -289,6 +292,34 @@ class FilesJobBackend:
         if record.status.is_live:
             return record  # listed nowhere yet: a file the index is behind on
         return record if (record.finished or "") >= unique_since else None
+
+    # -- schedules ------------------------------------------------------------------------
+
+    def schedules(self) -> list[StoredSchedule]:
+        """The stored schedules, by name: schedules.json, read again only when its stat
+        changed (no lock: the file is replaced whole)."""
+        return [s for _, s in sorted(self._schedules.read().items())]
+
+    def change_schedule(
+        self,
+        name: str,
+        change: Callable[[StoredSchedule | None], tuple[StoredSchedule | None, list[JobRecord]]],
+    ) -> tuple[StoredSchedule | None, list[tuple[JobRecord, bool]]]:
+        """Under the queue lock: ``change`` the schedule, put its jobs, then write
+        schedules.json. A crash between the two leaves the jobs stored and ``last``
+        behind: the next firing computes the same occurrences, whose ids exist."""
+        with self.locked():
+            current = self._schedules.read(fresh=True)
+            old = current.get(name)
+            new, jobs = change(old)
+            stored = self._put(jobs) if jobs else []
+            if new is not old:
+                if new is None:
+                    del current[name]
+                else:
+                    current[name] = new
+                self._schedules.write(current, self._lock.syncs)
+        return new, stored
 
     def get(self, job_id: str) -> JobRecord | None:
         """The stored job (read from its file, no lock)."""

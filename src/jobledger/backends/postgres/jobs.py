@@ -59,9 +59,11 @@ from ..._enqueue import key_taken_conflict
 from ..._errors import JobLedgerError, JobNotFound
 from ..._inputs import findable
 from ..._job_record import JobRecord, JobStatus
+from ..._schedules import StoredSchedule
 from .._contract import QueuedCounts, Recovery
 from . import _queries as q
 from ._db import Database, TransactionAborted, reconnecting
+from ._errors import DatabaseError
 from ._heartbeat import WorkerLease
 from ._listen import CANCEL_CHANNEL, CHANNEL, Listener, notify
 from ._rows import SEQ, copy_row, doc_of, record_of, same
@@ -149,6 +151,17 @@ def _put_outcomes(
         else:
             out.append((existing[job_id], False))
     return out
+
+
+def _schedule_of(name: str, record: Any) -> StoredSchedule:
+    """A schedule row's record; a damaged one (edited by hand) raises DatabaseError."""
+    try:
+        return StoredSchedule.from_json(name, record)
+    except ValueError as exc:
+        raise DatabaseError(
+            f"the row of schedule {name!r} in jobledger_schedules does not read back: {exc}; "
+            "store the schedule again (JobQueue.schedule) or delete the row"
+        ) from None
 
 
 def _live_key(record: JobRecord) -> str | None:
@@ -414,6 +427,47 @@ class PostgresJobBackend:
                     "key whose holder is gone; enqueueing them again"
                 )
         return staged, inserted, existing
+
+    # -- schedules ------------------------------------------------------------------------
+
+    @reconnecting
+    def schedules(self) -> list[StoredSchedule]:
+        """The stored schedules, by name: one query of a small table."""
+        with self._tx("read schedules", durable=False) as conn:
+            rows = conn.execute(q.SCHEDULES).fetchall()
+        return [_schedule_of(name, record) for name, record in rows]
+
+    def change_schedule(
+        self,
+        name: str,
+        change: Callable[[StoredSchedule | None], tuple[StoredSchedule | None, list[JobRecord]]],
+    ) -> tuple[StoredSchedule | None, list[tuple[JobRecord, bool]]]:
+        """In one transaction: lock the schedule's row (its name, while it has none),
+        ``change`` it, put its jobs and write it. Two workers firing one schedule wait
+        for each other, and the second finds ``last`` moved: nothing is due.
+
+        A COMMIT of unknown outcome runs it again: a landed firing leaves nothing due, a
+        lost one fires again (its jobs' ids are the occurrences', so a job is never
+        stored twice)."""
+
+        def run() -> tuple[StoredSchedule | None, list[tuple[JobRecord, bool]]]:
+            with self._tx("change a schedule") as conn:
+                conn.execute(q.LOCK_SCHEDULE_NAME, (_SCHEDULE_LOCK, name))
+                row = conn.execute(q.LOCK_SCHEDULE, (name,)).fetchone()
+                old = None if row is None else _schedule_of(name, row[0])
+                new, jobs = change(old)
+                stored: list[tuple[JobRecord, bool]] = []
+                if jobs:
+                    unique = _first_of_each(jobs)
+                    staged, inserted, existing = self._put_once(conn, unique, frozenset())
+                    stored = _put_outcomes(jobs, unique, staged, inserted, existing)
+                if new is None and old is not None:
+                    conn.execute(q.DELETE_SCHEDULE, (name,))
+                elif new is not None and new != old:
+                    conn.execute(q.PUT_SCHEDULE, (name, Jsonb(new.to_json())))
+            return new, stored
+
+        return self._db.retrying(run)
 
     @reconnecting
     def import_records(self, records: list[JobRecord]) -> list[str]:
