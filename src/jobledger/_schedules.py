@@ -173,8 +173,9 @@ class StoredSchedule:
         return next_after(self.cron, check_timezone(self.timezone), base)
 
     def _base(self) -> dt.datetime:
-        """The time after which occurrences count: since, or the last one enqueued."""
-        since = parse_time(self.since)
+        """The time after which occurrences count: just before ``since`` (an occurrence
+        at the very moment a schedule is stored counts), or the last one enqueued."""
+        since = parse_time(self.since) - dt.timedelta(microseconds=1)
         return max(since, parse_time(self.last)) if self.last else since
 
     def job_record(self, moment: dt.datetime, now: str) -> JobRecord:
