@@ -142,11 +142,11 @@ def _batch(n: int, prefix: str) -> list[JobRecord]:
 
 
 def test_a_batch_of_generated_ids_goes_in_by_copy_exactly_as_given(pg_url, monkeypatch):
-    import jobledger.backends.postgres.jobs as pg_jobs
+    import jobledger.backends.postgres._put as pg_put
 
     copied = []
-    real_copy = pg_jobs._copy_new
-    monkeypatch.setattr(pg_jobs, "_copy_new", lambda c, r: copied.append(len(r)) or real_copy(c, r))
+    real_copy = pg_put.copy_new
+    monkeypatch.setattr(pg_put, "copy_new", lambda c, r: copied.append(len(r)) or real_copy(c, r))
     backend = PostgresJobBackend(pg_url)
     batch = _batch(40, "g")
     out = backend.put(batch, frozenset(r.job_id for r in batch))
