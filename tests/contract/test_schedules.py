@@ -302,3 +302,27 @@ def test_without_croniter_the_queue_works_and_a_schedule_names_the_extra(make_qu
         q.schedule("s", "0 7 * * *", job={"type": "T"})
     with pytest.raises(ConfigError, match="croniter"):
         Schedule("s", "0 7 * * *", job={"type": "T"})
+
+
+def test_a_running_worker_enqueues_an_occurrence_when_it_comes_due(make_queue, clock):
+    import threading
+
+    clock.set("2025-01-20T06:59:00+00:00")
+    q = make_queue()
+    ran = threading.Event()
+    schedule = Schedule("report", "0 7 * * *", job={"type": "Report"})
+    worker = Worker(
+        q, {"Report": lambda job: ran.set()}, schedules=[schedule], handle_signals=False
+    )
+    serving = threading.Thread(target=worker.run)
+    serving.start()
+    try:
+        # Stored at 06:59: nothing due yet. The worker's thread looks again within a
+        # second of (real) time and finds 07:00 due once the queue's clock says so.
+        clock.set("2025-01-20T07:00:05+00:00")
+        assert ran.wait(60), "the running worker never enqueued the due occurrence"
+    finally:
+        worker.stop()
+        serving.join(60)
+    assert not serving.is_alive()
+    assert q.get("report@2025-01-20T07:00:00.000Z").status is JobStatus.COMPLETED
