@@ -314,11 +314,12 @@ def test_a_running_worker_enqueues_an_occurrence_when_it_comes_due(make_queue, c
     worker = Worker(
         q, {"Report": lambda job: ran.set()}, schedules=[schedule], handle_signals=False
     )
+    q.schedule(schedule)  # stored at 06:59 (the worker finds it so, and keeps it)
     serving = threading.Thread(target=worker.run)
     serving.start()
     try:
-        # Stored at 06:59: nothing due yet. The worker's thread looks again within a
-        # second of (real) time and finds 07:00 due once the queue's clock says so.
+        # Nothing due yet. The worker's thread looks again within a second of (real)
+        # time and finds 07:00 due once the queue's clock says so.
         clock.set("2025-01-20T07:00:05+00:00")
         assert ran.wait(60), "the running worker never enqueued the due occurrence"
     finally:
