@@ -16,8 +16,11 @@ in PostgreSQL, served in priority order, retried with backoff, and given back to
 when their worker dies::
 
     queue = jobledger.JobQueue("sessions/queue")  # or "postgresql://..."
-    queue.enqueue({"type": "TextJob", "model": "mistralai/Mistral-7B-v0.1"})
+    job_id = queue.enqueue({"type": "TextJob", "model": "mistralai/Mistral-7B-v0.1"})
     jobledger.Worker(queue, {"TextJob": train}).run(until_empty=True)
+    result = queue.wait(job_id)  # or JobFailed, JobCancelled
+
+The same queue from asyncio (a web service's request path): ``jobledger.aio.AsyncJobQueue``.
 """
 
 from ._attempt_changes import MAX_CHECKPOINT_BYTES
@@ -28,13 +31,15 @@ from ._errors import (
     InvalidPayload,
     JobCancelled,
     JobConflict,
+    JobFailed,
     JobLedgerError,
     JobNotFound,
     JobTimeout,
     LeaseHolder,
     StorageError,
+    WaitTimeout,
 )
-from ._inputs import MAX_JSON_DEPTH
+from ._inputs import MAX_JSON_DEPTH, MAX_RESULT_BYTES
 from ._job_fields import JobStatus
 from ._job_progress import JobProgress
 from ._job_state import JobState
@@ -51,6 +56,7 @@ __version__ = "0.1.0"
 __all__ = [
     "MAX_CHECKPOINT_BYTES",
     "MAX_JSON_DEPTH",
+    "MAX_RESULT_BYTES",
     "AlreadyRunning",
     "ConfigError",
     "Failure",
@@ -59,6 +65,7 @@ __all__ = [
     "Job",
     "JobCancelled",
     "JobConflict",
+    "JobFailed",
     "JobLedgerError",
     "JobNotFound",
     "JobProgress",
@@ -75,6 +82,7 @@ __all__ = [
     "TaskSet",
     "TaskSetKey",
     "TaskSetRecord",
+    "WaitTimeout",
     "Worker",
     "__version__",
     "job_type",

@@ -8,6 +8,7 @@ payload key the job file reserves, a bad job id, ``max_attempts``, ``priority`` 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 from ._clock import iso_utc
 from ._errors import ConfigError, JobConflict
@@ -16,7 +17,14 @@ from ._job_record import RESERVED_KEYS, JobRecord, new_job_id
 from ._job_types import encode_job
 from ._log import log
 
-__all__ = ["announce", "check_unique_key", "key_taken_conflict", "new_record", "run_after_text"]
+__all__ = [
+    "announce",
+    "check_unique_key",
+    "key_taken_conflict",
+    "new_record",
+    "new_records",
+    "run_after_text",
+]
 
 #: The longest unique key (characters): a key is stored with its job and indexed.
 MAX_UNIQUE_KEY = 1000
@@ -117,6 +125,36 @@ def key_taken_conflict(job_ids: list[str], holder: JobRecord | None, where: str)
         f"job {which} in {where} cannot be queued again: {held}; wait for that job to "
         "finish (or cancel it), then retry"
     )
+
+
+def new_records(
+    jobs: Iterable[object],
+    job_ids: Iterable[str | None] | None,
+    priority: int,
+    run_after: dt.datetime | dt.timedelta | float | None,
+    max_attempts: int,
+    now: dt.datetime,
+    timeout: float | None = None,
+    unique_keys: Iterable[str | None] | None = None,
+) -> tuple[list[JobRecord], frozenset[str]]:
+    """The Queued records of a batch (``enqueue_many``), and the ids generated for them
+    (``fresh``). ``job_ids`` and ``unique_keys``, when given, have one id or key (or None)
+    per job; ``timeout`` (seconds, checked) applies to every job."""
+    stamp = iso_utc(now)
+    after = run_after_text(run_after, now)
+    jobs = list(jobs)
+    ids = list(job_ids) if job_ids is not None else [None] * len(jobs)
+    if len(ids) != len(jobs):
+        raise ConfigError(f"job_ids has {len(ids)} entries for {len(jobs)} jobs")
+    keys = list(unique_keys) if unique_keys is not None else [None] * len(jobs)
+    if len(keys) != len(jobs):
+        raise ConfigError(f"unique_keys has {len(keys)} entries for {len(jobs)} jobs")
+    fresh: set[str] = set()
+    records = [
+        new_record(j, i, priority, after, max_attempts, stamp, fresh, timeout, k)
+        for j, i, k in zip(jobs, ids, keys, strict=True)
+    ]
+    return records, frozenset(fresh)
 
 
 def announce(stored: list[tuple[JobRecord, bool]]) -> None:

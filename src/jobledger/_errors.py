@@ -7,11 +7,16 @@ The hierarchy::
     ├── InvalidNameError (ValueError)
     │                              an account, type, task or job id that cannot be stored
     ├── InvalidPayload (TypeError) a payload or result that cannot be stored as JSON: a
-    │                              type JSON lacks, too deep, a lone surrogate, NaN
+    │                              type JSON lacks, too deep, a lone surrogate, NaN, a
+    │                              result over MAX_RESULT_BYTES
     ├── AlreadyRunning             another live process holds the run lease of a task set
     ├── JobNotFound (KeyError)     no job with that id in the queue
     ├── JobConflict                the job's state does not allow it: completing a job that
     │                              another worker now runs, cancelling a finished job...
+    ├── JobTimeout                 a running attempt went past its timeout (``job.check()``)
+    ├── JobCancelled               the job was cancelled (``job.check()``, ``JobQueue.wait``)
+    ├── JobFailed                  ``JobQueue.wait``: the job failed for good
+    ├── WaitTimeout (TimeoutError) ``JobQueue.wait``: the job did not finish in time
     └── StorageError (OSError)     the disk or folder refused a read or write
                                    (permission, disk full, a folder where a file should be)
 
@@ -30,11 +35,15 @@ __all__ = [
     "ForeignFailure",
     "InvalidNameError",
     "InvalidPayload",
+    "JobCancelled",
     "JobConflict",
+    "JobFailed",
     "JobLedgerError",
     "JobNotFound",
+    "JobTimeout",
     "LeaseHolder",
     "StorageError",
+    "WaitTimeout",
 ]
 
 
@@ -57,7 +66,8 @@ class InvalidPayload(JobLedgerError, TypeError):
     JobLedgerError. The message names where in the value the problem is, e.g.
     ``payload['a'][0]``: a type JSON has no form for, nesting deeper than
     ``jobledger.MAX_JSON_DEPTH`` levels, a lone surrogate or a NUL character in a string or
-    key, a NaN or infinite float."""
+    key, a NaN or infinite float; or a job's result over ``jobledger.MAX_RESULT_BYTES``
+    (16 MiB of JSON), the message then naming the job and the limit."""
 
 
 @dataclass(frozen=True)
@@ -194,3 +204,53 @@ class ForeignFailure(JobLedgerError):
         self.text = text
         self.trace = trace
         super().__init__(text)
+
+
+class JobFailed(JobLedgerError):
+    """Raised by ``JobQueue.wait`` for a job that failed for good (status Failed: its last
+    attempt raised and ``max_attempts`` was reached, or its worker died once too often).
+
+    ``job_id``, ``error_message`` (the stored ``Job.error_message``), ``traceback`` (the
+    handler's traceback, or None) and ``attempts`` are attributes; the message carries the
+    error and the traceback too, so a log line of this exception shows the cause."""
+
+    def __init__(
+        self,
+        job_id: str,
+        error_message: str | None,
+        traceback: str | None,
+        attempts: int,
+        where: str = "",
+    ) -> None:
+        self.job_id = job_id
+        self.error_message = error_message
+        self.traceback = traceback
+        self.attempts = attempts
+        at = f" (queue at {where})" if where else ""
+        tries = f"{attempts} attempt" + ("" if attempts == 1 else "s")
+        text = (
+            f"job {job_id} failed after {tries}{at}: {error_message or 'no error message'}; "
+            "`jobledger jobs show` shows it and `JobQueue.retry` runs it again"
+        )
+        if traceback:
+            text += "\n" + traceback.rstrip("\n")
+        super().__init__(text)
+
+
+class WaitTimeout(JobLedgerError, TimeoutError):
+    """``JobQueue.wait`` ran out of time before the job finished; the job itself is left
+    as it was (still Queued or Running). A builtin :class:`TimeoutError` too, so
+    ``except TimeoutError`` catches it, as it catches ``asyncio.wait_for``'s."""
+
+    def __init__(self, job_id: str, seconds: float, status: str, where: str = "") -> None:
+        self.job_id = job_id
+        self.seconds = seconds
+        self.status = status
+        at = f" (queue at {where})" if where else ""
+        super().__init__(
+            f"job {job_id} is still {status} after waiting {seconds:g} s{at}; wait again "
+            "(a longer timeout), or cancel it with `JobQueue.cancel`"
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])

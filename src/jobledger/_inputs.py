@@ -4,6 +4,7 @@ Both backends then refuse the same inputs with the same message (PostgreSQL woul
 otherwise refuse some of them only at the database, the files backend others only while
 writing):
 
+- a job's result: at most :data:`MAX_RESULT_BYTES` bytes of JSON (:func:`check_result_size`).
 - JSON values (payloads, results): at most :data:`MAX_JSON_DEPTH` nested levels, checked
   iteratively (a deeper value would exhaust the interpreter's recursion while encoding);
   every string and key valid Unicode (no lone surrogate such as ``"\\ud800"``, which UTF-8
@@ -23,13 +24,27 @@ from itertools import repeat
 from typing import Any
 
 from ._errors import InvalidNameError, InvalidPayload
+from ._json import encode_compact
 
-__all__ = ["MAX_JSON_DEPTH", "check_name", "check_value", "storable_text"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "MAX_RESULT_BYTES",
+    "check_name",
+    "check_result_size",
+    "check_value",
+    "storable_text",
+]
 
 #: How many levels of nested objects and arrays a payload or result may have (the value
 #: itself is level 1). Real payloads use a handful; the interpreter's recursion limit (1000
 #: by default) is what a deeper value would exhaust while being encoded or decoded.
 MAX_JSON_DEPTH = 200
+
+#: The most bytes a job's result may take, as compact UTF-8 JSON: 16 MiB. A result is
+#: stored in the job's own file (whose reader refuses files over 64 MiB, payload included)
+#: or row, read back whole by every ``get``, ``list`` and ``wait``, and handed to whoever
+#: waits for it; large outputs belong in a file or object store the result names.
+MAX_RESULT_BYTES = 16 * 1024 * 1024
 
 # A step of the path to a value: (parent step, key or index, the container holding it).
 _Step = tuple[Any, Any, Any] | None
@@ -171,6 +186,25 @@ def _too_deep(container: Any, step: _Step) -> str:
         f"is nested deeper than {MAX_JSON_DEPTH} levels (the most jobledger stores, "
         "jobledger.MAX_JSON_DEPTH); flatten the value, or store it elsewhere and pass a "
         "reference"
+    )
+
+
+def check_result_size(value: Any, encoded: str, what: str, job_id: str | None = None) -> None:
+    """Raise :class:`InvalidPayload` if the result ``value`` takes more than
+    :data:`MAX_RESULT_BYTES` as compact UTF-8 JSON. ``encoded`` is its text as the JSON
+    check wrote it (ASCII, ``", "`` separators), never shorter than the stored form: only a
+    text over the limit is encoded again to be measured exactly."""
+    if len(encoded) <= MAX_RESULT_BYTES:
+        return
+    size = len(encode_compact(value).encode("utf-8"))
+    if size <= MAX_RESULT_BYTES:
+        return
+    job = f" (job {job_id})" if job_id is not None else ""
+    raise InvalidPayload(
+        f"{what}{job} takes {size:,} bytes as JSON, over the {MAX_RESULT_BYTES:,} bytes "
+        f"({MAX_RESULT_BYTES >> 20} MiB, jobledger.MAX_RESULT_BYTES) a job's result may "
+        "take; nothing was stored. Write large output to a file or an object store and "
+        "return a reference to it (a path, a URL)"
     )
 
 

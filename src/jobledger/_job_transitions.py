@@ -21,7 +21,7 @@ from typing import Any
 from ._attempt_changes import ended_cancelled
 from ._clock import iso_utc
 from ._errors import ForeignFailure, JobConflict, JobLedgerError
-from ._inputs import storable_text
+from ._inputs import check_result_size, storable_text
 from ._job_fields import JobStatus
 from ._job_record import JobRecord
 from ._job_types import check_storable
@@ -46,12 +46,13 @@ __all__ = [
 Change = Callable[[JobRecord], JobRecord]
 
 
-def json_ready(value: Any, what: str) -> None:
-    """Raise :class:`InvalidPayload` (a TypeError), before anything is written, if
-    ``value`` cannot be stored as JSON (see :func:`check_storable`)."""
+def json_ready(value: Any, what: str, job_id: str | None = None) -> None:
+    """Raise :class:`InvalidPayload` (a TypeError), before anything is written, if the
+    result ``value`` cannot be stored as JSON (see :func:`check_storable`) or takes more
+    than ``MAX_RESULT_BYTES`` (the message then names ``job_id`` when given)."""
     if value is None:
         return  # a handler's usual result: nothing to encode
-    check_storable(value, what, "result")
+    check_result_size(value, check_storable(value, what, "result"), what, job_id)
 
 
 def check_owned(record: JobRecord, worker: str | None, action: str) -> None:

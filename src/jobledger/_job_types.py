@@ -96,13 +96,14 @@ def type_timeout(name: str) -> float | None:
     return _timeouts.get(name)
 
 
-def check_storable(value: Any, what: str, root: str) -> None:
+def check_storable(value: Any, what: str, root: str) -> str:
     """Raise :class:`InvalidPayload` (a TypeError), before anything is written, if
     ``value`` cannot be stored as JSON by every backend; the message starts with ``what``
-    and names the offending part from ``root`` (see :mod:`jobledger._inputs`)."""
+    and names the offending part from ``root`` (see :mod:`jobledger._inputs`). Returns
+    the JSON text the check made (ASCII, ``json.dumps``'s default form)."""
     check_value(value, what, root)  # first: bounds the depth the encoder will recurse into
     try:
-        check_json(value)
+        return str(check_json(value))
     except (TypeError, ValueError) as exc:
         raise InvalidPayload(f"{what} is not JSON-serialisable: {exc}") from exc
 

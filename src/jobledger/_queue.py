@@ -10,7 +10,9 @@ is in a module of its own:
 - ``_retry_policy.py``: retries with exponential backoff up to ``max_attempts``, and what
   becomes of a dead worker's job;
 - ``_job_view.py``: the public :class:`Job` a stored record is handed out as;
-- ``_watchers.py``: the wake-ups of those waiting for claimable jobs.
+- ``_watchers.py``: the wake-ups of those waiting for claimable jobs;
+- ``_waiting.py``: :meth:`JobQueue.wait`, and the wake-ups of those waiting for a job's
+  outcome.
 
 Serving order (recovered first, then priority, then FIFO) is ``JobRecord.sort_key``.
 
@@ -35,7 +37,7 @@ from typing import Any
 from ._clock import Clock, SystemClock, iso_utc
 from ._config import DURABILITIES
 from ._durations import to_seconds, to_timedelta, to_timeout
-from ._enqueue import announce, new_record, run_after_text
+from ._enqueue import announce, new_record, new_records, run_after_text
 from ._errors import ConfigError, JobCancelled
 from ._job_fields import JobStatus
 from ._job_record import JobRecord
@@ -54,6 +56,7 @@ from ._job_view import Job, JobViews
 from ._log import log, verbose_from_env
 from ._queue_schedules import QueueSchedules
 from ._retry_policy import after_worker_died
+from ._waiting import DEFAULT_POLL, FinishWatch, wait_limits, wait_sync
 from ._watchers import Watchers
 from .backends import open_job_backend
 from .backends._contract import JobBackend, Lease, QueuedCounts, Recovery
@@ -156,6 +159,7 @@ class JobQueue(QueueSchedules):
         # record -> Job, warning once per undecodable type (a bound method: called per job)
         self._job = JobViews().view
         self._watchers = Watchers()
+        self._finished = FinishWatch()  # the waits of wait(), and what wakes them
 
     def _make_backend(self, *, read_only: bool) -> JobBackend:
         assert self._location is not None  # a backend given as is is its own reader
@@ -194,6 +198,7 @@ class JobQueue(QueueSchedules):
 
     def close(self) -> None:
         """Release this process's worker lock and open files."""
+        self._finished.close()
         with self._worker_guard:
             if self._worker_lock is not None:
                 self._worker_lock.release()
@@ -327,24 +332,13 @@ class JobQueue(QueueSchedules):
         ``unique_keys`` give each job its own (None: none), in the jobs' order. A job
         whose key is held (see :meth:`enqueue`) gets the holder's id; of the jobs of the
         batch with one key, the first is stored and the others get its id."""
-        seconds = to_timeout(timeout)
-        now_dt = self.clock.now()
-        now = iso_utc(now_dt)
-        after = run_after_text(run_after, now_dt)
-        jobs = list(jobs)
-        ids = list(job_ids) if job_ids is not None else [None] * len(jobs)
-        if len(ids) != len(jobs):
-            raise ConfigError(f"job_ids has {len(ids)} entries for {len(jobs)} jobs")
-        keys = list(unique_keys) if unique_keys is not None else [None] * len(jobs)
-        if len(keys) != len(jobs):
-            raise ConfigError(f"unique_keys has {len(keys)} entries for {len(jobs)} jobs")
-        since = self._unique_since(unique_for, now_dt, keys)
-        fresh: set[str] = set()
-        records = [
-            new_record(j, i, priority, after, max_attempts, now, fresh, seconds, k)
-            for j, i, k in zip(jobs, ids, keys, strict=True)
-        ]
-        stored = self._opened().put(records, frozenset(fresh), unique_since=since)
+        now = self.clock.now()
+        keys = list(unique_keys) if unique_keys is not None else None
+        records, fresh = new_records(
+            jobs, job_ids, priority, run_after, max_attempts, now, to_timeout(timeout), keys
+        )
+        since = self._unique_since(unique_for, now, keys or [])
+        stored = self._opened().put(records, fresh, unique_since=since)
         self._announce(stored)
         return [r.job_id for r, _ in stored]
 
@@ -398,6 +392,7 @@ class JobQueue(QueueSchedules):
         finished = iso_utc(self.clock.now())
         done = backend.transition(job_id, completing(result, finished, self._worker_id))
         log.info("Completed job %s", job_id)
+        self._finished.waiters.wake_finished((done,))
         return self._job(done)
 
     def complete_many(
@@ -434,6 +429,7 @@ class JobQueue(QueueSchedules):
             for job_id, result in pairs
         ]
         outcomes = backend.transition_many(changes)
+        self._finished.waiters.wake_finished(o for o in outcomes if isinstance(o, JobRecord))
         return settled([job_id for job_id, _ in pairs], outcomes)
 
     def fail(self, job_id: str, error: BaseException | str) -> Job:
@@ -460,6 +456,7 @@ class JobQueue(QueueSchedules):
             log.info("Cancelled job %s: %s", job_id, new.error_message)
         else:
             log_failure(new, text, trace)
+        self._finished.waiters.wake_finished((new,))
         return self._job(new)
 
     def requeue(self, job_id: str) -> Job:
@@ -491,6 +488,7 @@ class JobQueue(QueueSchedules):
             self._watchers.cancel_asked()
         else:
             log.info("Cancelled job %s", job_id)
+            self._finished.waiters.wake_finished((new,))
         return self._job(new)
 
     def retry(self, job_id: str) -> Job:
@@ -524,9 +522,43 @@ class JobQueue(QueueSchedules):
         recovered = self.backend.recover(*self._recovery())
         if any(r.status is JobStatus.QUEUED for r in recovered):
             self._wake()
+        self._finished.waiters.wake_finished(recovered)
         return recovered
 
     # -- reading --------------------------------------------------------------------------
+
+    def wait(
+        self,
+        job_id: str,
+        timeout: dt.timedelta | float | None = None,
+        *,
+        poll_interval: dt.timedelta | float = DEFAULT_POLL,
+    ) -> Any:
+        """Wait until the job finishes and return its result (the handler's return value,
+        as stored: JSON types). Raises :class:`JobFailed` if it failed for good (its
+        ``error_message`` and ``traceback`` attached), :class:`JobCancelled` if it was
+        cancelled, :class:`JobNotFound` for an unknown id, and :class:`WaitTimeout` (a
+        ``TimeoutError``) once ``timeout`` (a timedelta or seconds; None: no limit) has
+        passed with the job still Queued or Running; a finished job answers at once.
+
+        A read: it never writes, recovers or repairs (a job whose worker died stays
+        Running until a writer recovers it). It wakes at once for a job finished through
+        this queue object, and on PostgreSQL for one finished by any process (a
+        notification, one listening session per queue); a folder is read again after
+        10 ms, doubling up to ``poll_interval`` (1 s): another process's completion is
+        seen within about that. On PostgreSQL the job is read again every
+        ``poll_interval`` too, in case a notification was lost.
+        """
+        limit, poll = wait_limits(timeout, poll_interval)
+        return wait_sync(
+            job_id,
+            lambda: self._reading().get(job_id),
+            self._finished,
+            lambda callback: self.reader.watch_finished(callback),
+            timeout=limit,
+            poll=poll,
+            where=self.dir,
+        )
 
     def get(self, job_id: str) -> Job | None:
         """The job, or None if there is no such id. Reads only (a corrupt job file is

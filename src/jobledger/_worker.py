@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import FrameType
 from typing import Any
 
+from ._async_handlers import HandlerLoop
 from ._attempt_services import CANCEL_POLL, AttemptServices
 from ._durations import Duration, to_seconds, to_timeout
 from ._errors import JobConflict, JobLedgerError, JobTimeout
@@ -74,6 +75,10 @@ class Worker:
     long an idle worker waits before looking again;
     it wakes at once when a job is enqueued (or retried, requeued, recovered) through the
     same queue object or, on PostgreSQL, by any process (``JobQueue.watch``).
+
+    An ``async def`` handler runs on one event loop, in a thread the Worker starts for it
+    and stops when :meth:`run` returns; ``concurrency`` then counts its coroutines in
+    flight (``_async_handlers.py``).
 
     Batches: by default (``batch_size=None``) each thread sizes its claims from how long
     recent jobs took (``_prefetch.py``): long jobs (a recent mean over 5 ms) are claimed
@@ -222,6 +227,7 @@ class Worker:
         self._warned_types: set[str] = set()
         # Each handler's Attempt: progress, checkpoints, cancel requests.
         self._attempts = AttemptServices(queue, cancel_poll=to_seconds(cancel_poll, "cancel_poll"))
+        self._handler_loop = HandlerLoop()  # where async handlers run
         #: The schedules this worker declares (stored when it starts) and fires.
         self._schedules = ScheduleRunner(queue, schedules)
 
@@ -314,6 +320,7 @@ class Worker:
             self._schedules.stop()
             unwatch()
             self._attempts.stop()
+            self._handler_loop.stop()
             self.reporter.flush()
         if self.delayed_left is not None:
             count, first = self.delayed_left
@@ -589,7 +596,7 @@ class Worker:
         took = ended - started
         self._prefetch.observe(took)
         try:
-            json_ready(result, "the handler's result")
+            json_ready(result, "the handler's result", job.job_id)
         except TypeError as exc:
             self._fail(job, str(exc), took)
             return
@@ -602,7 +609,8 @@ class Worker:
     def _run(self, job: Job, attempt: Attempt) -> Any:
         """The handler's run of ``job``: in this thread, or in a child process."""
         if self._runner is None:
-            return self.handlers[job.type](job)
+            # An async handler's coroutine runs on the Worker's one event loop.
+            return self._handler_loop.call(self.handlers[job.type], job)
         return self._runner.run(job, self._handler_names[job.type], attempt)
 
     def _prepare_attempt(self, job: Job, attempt: Attempt) -> None:

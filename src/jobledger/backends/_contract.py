@@ -271,6 +271,14 @@ class JobBackend(Protocol):
         changed; PostgreSQL: one query)."""
         ...
 
+    def watch_finished(self, callback: Callable[[str | None], None]) -> Callable[[], None] | None:
+        """Call ``callback(job_id)`` (from any thread) when another process may have
+        finished that job (Completed, Failed or Cancelled), ``callback(None)`` when it may
+        have finished any; returns the function that stops watching, or None when the
+        storage cannot tell (``JobQueue.wait`` then polls). Only a speed-up: a wait reads
+        the job again every ``poll_interval`` as well."""
+        ...
+
     def close(self) -> None:
         """Release connections and file descriptors."""
         ...

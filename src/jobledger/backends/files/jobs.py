@@ -538,6 +538,11 @@ class FilesJobBackend(NewJobs):
         look (every write replaces it: a new inode)."""
         return self._cancel_looks.requested(job_ids)
 
+    def watch_finished(self, callback: Callable[[str | None], None]) -> None:
+        """None: a folder cannot tell other processes' finished jobs (``JobQueue.wait``
+        reads the job's file again with a backoff instead)."""
+        del callback
+
 
 def _nothing() -> None:
     return None

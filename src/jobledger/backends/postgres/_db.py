@@ -268,6 +268,20 @@ class Database:
             raise self.error("connect to PostgreSQL", exc) from exc
         return conn
 
+    async def async_session(self, purpose: str) -> psycopg.AsyncConnection[Any]:
+        """:meth:`session` for asyncio: a new autocommit ``AsyncConnection``, with the same
+        settings (keepalives, timeout, a name saying what it is for)."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self._url,
+                autocommit=True,
+                application_name=f"jobledger {purpose} pid {os.getpid()} on {HOST}"[:63],
+                **self._params,
+            )
+        except psycopg.Error as exc:
+            raise self.error("connect to PostgreSQL", exc) from exc
+        return conn
+
     def _connection(self) -> psycopg.Connection[Any]:
         if self._pid != os.getpid():
             # Inherited through fork(): the socket is the parent's session. Forget it

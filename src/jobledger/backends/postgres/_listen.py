@@ -16,22 +16,55 @@ The listener only speeds things up: workers poll as well, so a lost listener (a 
 restart, a dropped session, a proxy) only slows them to their poll interval, never stalls
 them. It reconnects with backoff, and calls back once after every (re)connection, since
 notifications sent while it was away are lost.
+
+Finished jobs have a channel of their own, ``jobledger_finished`` (:data:`FINISHED_CHANNEL`,
+so that completions never wake idle workers): while anyone listens there, every
+transaction that makes jobs Completed, Failed or Cancelled sends ONE notification,
+``[schema, [job ids]]`` as JSON (:func:`notify_finished`), or ``[schema, null]`` when the
+ids would not fit in a payload.
+A :class:`FinishListener` calls back with each job id (None: any job may have finished,
+read again), for ``JobQueue.wait``.
+
+A NOTIFY costs the commit that sends it a cluster-wide lock, held through its WAL flush
+(PostgreSQL queues notifications in commit order), so finishing transactions send none
+while no one listens for finished jobs. Each listening session holds a mark, a shared
+advisory lock of its schema (``LISTENING_FOR_FINISHED``), for as long as it listens; a
+finishing transaction looks for a mark (in ``pg_locks``) and notifies only if one is
+held. So that no finish falls between a transaction's look and a new listener's mark,
+a finishing transaction takes a second lock, the barrier, shared, before it looks, until
+it ends; a new listener, once it LISTENs and holds its mark, takes the barrier exclusive
+and lets it go at once (:func:`start_listening_for_finished`): that waits for every
+transaction that may have looked before the mark was held, and only then does the
+listener call back (None), so its waits read their jobs again after those commits. A
+transaction that looks after the mark is held sees it and notifies.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import psycopg
 
 from . import _queries as q
 from ._db import Database
-from ._queries import CANCEL_CHANNEL, CHANNEL
+from ._queries import CANCEL_CHANNEL, CHANNEL, FINISHED_CHANNEL
 
-__all__ = ["CANCEL_CHANNEL", "CHANNEL", "Listener", "notify"]
+__all__ = [
+    "CANCEL_CHANNEL",
+    "CHANNEL",
+    "FINISHED_CHANNEL",
+    "FINISHED_LISTENING",
+    "FinishListener",
+    "Listener",
+    "finished_ids",
+    "notify",
+    "notify_finished",
+    "start_listening_for_finished",
+]
 
 log = logging.getLogger("jobledger")
 
@@ -48,9 +81,53 @@ def notify(conn: psycopg.Connection[object], channel: str = CHANNEL) -> None:
     conn.execute(q.NOTIFY, (channel,))
 
 
+def notify_finished(conn: psycopg.Connection[object], job_ids: Collection[str]) -> None:
+    """Send the finished jobs' notification (one for all of ``job_ids``) if anyone
+    listens for finished jobs of this schema; delivered when (and only if) the current
+    transaction commits."""
+    conn.execute(q.NOTIFY_FINISHED, (FINISHED_CHANNEL, sorted(job_ids)))
+
+
+#: What a listener for finished jobs runs on its session, in this order.
+FINISHED_LISTENING = (
+    q.LISTEN_FINISHED,
+    q.LISTENING_FOR_FINISHED,
+    q.FINISHED_BARRIER,
+    q.FINISHED_BARRIER_DONE,
+)
+
+
+def start_listening_for_finished(conn: psycopg.Connection[object]) -> None:
+    """On a listener's own autocommit session: LISTEN for finished jobs, hold the mark
+    that makes finishing transactions notify, and wait behind the barrier for those that
+    looked for a mark before (see the module docstring)."""
+    for statement in FINISHED_LISTENING:
+        conn.execute(statement)
+
+
+def finished_ids(payload: str, schema: str) -> list[str | None]:
+    """The job ids a finished-jobs notification names for ``schema``: ``[None]`` when it
+    names none (any job may have finished), ``[]`` when it is another schema's, or not a
+    notification of finished jobs at all (a stopping listener's empty payload)."""
+    try:
+        note = json.loads(payload)
+    except ValueError:
+        return []
+    if not (isinstance(note, list) and len(note) == 2 and note[0] == schema):
+        return []
+    ids = note[1]
+    if not isinstance(ids, list):
+        return [None]
+    return [i for i in ids if isinstance(i, str)]
+
+
 class Listener:
     """Calls ``callback()`` on each wake-up for this schema, and ``on_cancel()`` on each
     cancel request, from a thread of its own, until :meth:`stop`."""
+
+    #: What it listens for, in its session's name and its messages.
+    what = "new jobs"
+    channel = CHANNEL
 
     def __init__(
         self,
@@ -81,7 +158,7 @@ class Listener:
                 contextlib.suppress(Exception),
                 self._db.transaction("wake the listener to stop", durable=False) as conn,
             ):
-                conn.execute(q.NOTIFY_PAYLOAD, (CHANNEL, _STOPPING))
+                conn.execute(q.NOTIFY_PAYLOAD, (self.channel, _STOPPING))
         self._thread.join()
 
     def _run(self) -> None:
@@ -93,9 +170,10 @@ class Listener:
             except (psycopg.Error, OSError) as exc:
                 self.connected.clear()
                 log.warning(
-                    "The listener for new jobs lost its connection (%s); workers poll "
-                    "meanwhile, reconnecting in %.1fs",
-                    self._db.error("listen for new jobs", exc)
+                    "The listener for %s lost its connection (%s); polling meanwhile, "
+                    "reconnecting in %.1fs",
+                    self.what,
+                    self._db.error(f"listen for {self.what}", exc)
                     if isinstance(exc, psycopg.Error)
                     else exc,
                     delay,
@@ -104,38 +182,71 @@ class Listener:
                 delay = min(delay * 2, _BACKOFF_MAX)
             except Exception as exc:  # the database said no (a DatabaseError...): retry later
                 self.connected.clear()
-                log.warning("The listener for new jobs failed (%s); workers poll meanwhile", exc)
+                log.warning("The listener for %s failed (%s); polling meanwhile", self.what, exc)
                 self._stop.wait(delay)
                 delay = min(delay * 2, _BACKOFF_MAX)
             finally:
                 self._close()
 
     def _listen(self) -> None:
-        conn = self._db.session("listen for new jobs")
+        conn = self._db.session(f"listen for {self.what}")
         with self._guard:
             self._conn = conn
         row = conn.execute(q.CURRENT_SCHEMA).fetchone()
         schema = str(row[0]) if row else ""
+        self._start(conn)
+        self.connected.set()
+        self._connected()
+        while not self._stop.is_set():
+            for note in conn.notifies(timeout=_POLL):
+                self._heard(note.channel, note.payload, schema)
+                if self._stop.is_set():
+                    break
+
+    def _start(self, conn: psycopg.Connection[object]) -> None:
+        """LISTEN on this listener's channel (and for cancel requests, when asked to)."""
         conn.execute(q.LISTEN)
         if self._on_cancel is not None:
             conn.execute(q.LISTEN_CANCELS)
-        self.connected.set()
-        self._callback()  # whatever was enqueued while no one listened
+
+    def _connected(self) -> None:
+        """Listening (again): act on whatever was sent while no one listened."""
+        self._callback()
         if self._on_cancel is not None:
-            self._on_cancel()  # and whatever was cancelled
-        while not self._stop.is_set():
-            for note in conn.notifies(timeout=_POLL):
-                if note.payload == schema:
-                    if note.channel == CANCEL_CHANNEL:
-                        if self._on_cancel is not None:
-                            self._on_cancel()
-                    else:
-                        self._callback()
-                if self._stop.is_set():
-                    break
+            self._on_cancel()  # and whatever was cancelled meanwhile
+
+    def _heard(self, channel: str, payload: str, schema: str) -> None:
+        """One notification: a wake-up (or a cancel request) of this schema calls back."""
+        if payload != schema:
+            return
+        if channel == CANCEL_CHANNEL:
+            if self._on_cancel is not None:
+                self._on_cancel()
+        else:
+            self._callback()
 
     def _close(self) -> None:
         with self._guard:
             conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+
+class FinishListener(Listener):
+    """Calls ``callback(job_id)`` for each job of this schema that finished (Completed,
+    Failed, Cancelled), and ``callback(None)`` when it cannot tell which (after every
+    (re)connection, and for a notification too long to name them)."""
+
+    what = "finished jobs"
+    channel = FINISHED_CHANNEL
+
+    def __init__(self, db: Database, callback: Callable[[str | None], None]) -> None:
+        self._on_finished = callback
+        super().__init__(db, lambda: callback(None))
+
+    def _start(self, conn: psycopg.Connection[object]) -> None:
+        start_listening_for_finished(conn)
+
+    def _heard(self, channel: str, payload: str, schema: str) -> None:
+        for job_id in finished_ids(payload, schema):
+            self._on_finished(job_id)

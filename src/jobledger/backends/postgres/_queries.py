@@ -52,6 +52,9 @@ __all__ = [
     "DELETE_TASKSET",
     "DELETE_WORKER",
     "ENQUEUE_ONE",
+    "FINISHED_BARRIER",
+    "FINISHED_BARRIER_DONE",
+    "FINISHED_CHANNEL",
     "GET_JOB",
     "GET_JOBS",
     "GET_JOB_OR_KEY_HOLDER",
@@ -61,7 +64,9 @@ __all__ = [
     "JOBS_IN_SEQ_ORDER",
     "KEY_HOLDERS",
     "LISTEN",
+    "LISTENING_FOR_FINISHED",
     "LISTEN_CANCELS",
+    "LISTEN_FINISHED",
     "LIVE_JOBS",
     "LIVE_WORKERS",
     "LOCK_JOBS",
@@ -76,6 +81,7 @@ __all__ = [
     "NEXT_SEQ",
     "NEXT_SEQS",
     "NOTIFY",
+    "NOTIFY_FINISHED",
     "NOTIFY_PAYLOAD",
     "PING",
     "PRUNE_JOBS",
@@ -160,6 +166,37 @@ CANCEL_CHANNEL = "jobledger_cancels"
 LISTEN_CANCELS = f"LISTEN {CANCEL_CHANNEL}"
 #: A notification with a given payload (a stopping listener's own wake-up).
 NOTIFY_PAYLOAD = "SELECT pg_notify(%s, %s)"
+#: The channel of finished jobs (Completed, Failed, Cancelled), for ``JobQueue.wait``:
+#: apart from :data:`CHANNEL`, so that idle workers are not woken by completions.
+FINISHED_CHANNEL = "jobledger_finished"
+LISTEN_FINISHED = f"LISTEN {FINISHED_CHANNEL}"
+# Two advisory locks of the schema (two-key space, apart from the migrations' class) tell
+# finishing transactions whether anyone listens for finished jobs: a NOTIFY costs every
+# commit that sends one a cluster-wide lock held through its WAL flush, so none is sent
+# for nobody. See _listen.py for why no finish falls between the two.
+_LISTENING = f"{0x6A6C6677}, hashtext(current_schema())"  # "jlfw": held by each listener
+_BARRIER = f"{0x6A6C6662}, hashtext(current_schema())"  # "jlfb": finishers vs a new listener
+#: A listener's mark, held (shared) by its session for as long as it listens.
+LISTENING_FOR_FINISHED = f"SELECT pg_advisory_lock_shared({_LISTENING})"
+#: Once the mark is held: wait for the finishing transactions that may have looked for it
+#: before, then let go at once (:data:`FINISHED_BARRIER_DONE`).
+FINISHED_BARRIER = f"SELECT pg_advisory_lock({_BARRIER})"
+FINISHED_BARRIER_DONE = f"SELECT pg_advisory_unlock({_BARRIER})"
+#: One notification for the jobs a transaction finished, sent only while a listener's mark
+#: is held: the JSON array ``[schema, [job ids]]``, or ``[schema, null]`` (some jobs of
+#: that schema: wait and read) where the ids would pass the 8,000 bytes a payload may
+#: take. The CASE takes the barrier (shared, until the transaction ends) BEFORE it looks
+#: for a mark. Parameters: the channel, the job ids.
+NOTIFY_FINISHED = f"""\
+SELECT pg_notify(%s, CASE WHEN octet_length(p) < 8000 THEN p
+    ELSE json_build_array(current_schema(), NULL)::text END)
+FROM (SELECT json_build_array(current_schema(), to_json(%s::text[]))::text AS p) AS x
+WHERE CASE WHEN pg_advisory_xact_lock_shared({_BARRIER}) IS NULL THEN false
+    ELSE EXISTS (SELECT 1 FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.classid = {0x6A6C6677}::oid AND l.objid = hashtext(current_schema())::oid)
+    END"""
 
 # -- migrations (_migrate.py) --------------------------------------------------------------
 

@@ -14,6 +14,9 @@
   for on a session of its own (``_listen.py``): idle workers wake at once, and poll too.
   One that asks a Running job to stop (``cancel_requested_at`` set) sends one on
   ``jobledger_cancels``: its worker, listening on the same session, looks at once.
+  Each transaction that finishes jobs (Completed, Failed, Cancelled) sends one NOTIFY on
+  a channel of its own naming them, which ``watch_finished`` listens for
+  (``JobQueue.wait``).
 - Every Running job carries a lease (``lease_until``, server time), set by its claim. A
   worker is alive while its row's ``lease_until`` is in the future. A heartbeat thread,
   started by ``register_worker`` on a connection of its own, pushes both forward every
@@ -65,7 +68,7 @@ from . import _queries as q
 from ._db import Database, reconnecting
 from ._errors import DatabaseError
 from ._heartbeat import WorkerLease
-from ._listen import CANCEL_CHANNEL, CHANNEL, Listener, notify
+from ._listen import CANCEL_CHANNEL, CHANNEL, FinishListener, Listener, notify, notify_finished
 from ._put import (
     first_of_each,
     insert_new,
@@ -100,6 +103,13 @@ def _schedule_of(name: str, record: Any) -> StoredSchedule:
             f"the row of schedule {name!r} in jobledger_schedules does not read back: {exc}; "
             "store the schedule again (JobQueue.schedule) or delete the row"
         ) from None
+
+
+def _notify_finished(conn: psycopg.Connection[Any], records: list[JobRecord]) -> None:
+    """Name the jobs of ``records`` that are now finished, for those who wait for them."""
+    finished = [r.job_id for r in records if not r.status.is_live]
+    if finished:
+        notify_finished(conn, finished)
 
 
 def _of_types(
@@ -473,6 +483,7 @@ class PostgresJobBackend:
                         for old, new in changed.values()
                     ):
                         notify(conn, CANCEL_CHANNEL)  # its worker stops it
+                    _notify_finished(conn, [new for _, new in changed.values()])
                 wrote = landed | {job_id: new for job_id, (_, new) in changed.items()}
                 lost[:] = [(out, wrote)]  # if this COMMIT is cut off in its turn
             return out
@@ -529,6 +540,7 @@ class PostgresJobBackend:
             self._write_many(conn, pairs)
             if any(r.status is JobStatus.QUEUED for r in out):
                 notify(conn)
+            _notify_finished(conn, out)
         conn.execute(q.DELETE_DEAD_WORKERS)
         # A kept worker's row stays: that is this process's own worker, whose heartbeat
         # takes its lock again on its next session.
@@ -640,6 +652,12 @@ class PostgresJobBackend:
         with self._tx("look for cancel requests", durable=False) as conn:
             rows = conn.execute(q.CANCEL_REQUESTED, (ids,)).fetchall()
         return {row[0] for row in rows}
+
+    def watch_finished(self, callback: Callable[[str | None], None]) -> Callable[[], None]:
+        """Call ``callback(job_id)`` when a job finishes, in any process (LISTEN on the
+        finished jobs' channel, a session of its own; ``callback(None)``: any job may have,
+        read again); returns the function that stops it."""
+        return FinishListener(self._db, callback).stop
 
     def checkpoint(self) -> None:
         """Nothing to do: there is no derived index."""
