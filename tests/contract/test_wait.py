@@ -76,7 +76,8 @@ def test_a_cancelled_job_raises_job_cancelled(make_queue):
     running = q.enqueue({"type": "T"})
     q.cancel(queued)
     q.claim()
-    q.cancel(running)
+    q.cancel(running)  # Running: asked of its worker, which then ends it Cancelled
+    q.fail(running, jobledger.JobCancelled(running))
     for job_id in (queued, running):
         with pytest.raises(jobledger.JobCancelled) as caught:
             make_queue().wait(job_id)
@@ -164,7 +165,8 @@ def test_a_finish_through_the_same_queue_wakes_the_wait_without_polling(
         assert reads.acquire(timeout=WAIT)
     q.complete(done, "ok")
     q.fail(failed, "boom")  # max_attempts 2: Queued again, not finished...
-    q.cancel(cancelled)
+    q.cancel(cancelled)  # Running: asked of its worker, which then ends it Cancelled
+    q.fail(cancelled, JobCancelled(cancelled))
     for t in (threads[0], threads[2]):
         t.join(WAIT)
     assert outcomes[done] == "ok"
