@@ -47,7 +47,7 @@ def test_a_job_file_holds_the_doc_fields_at_the_top_and_the_meta_fields_under_it
         *("priority", "attempts", "max_attempts", "seq", "created", "started", "finished"),
         *("worker", "run_after", "result", "recovered", "traceback", "timeout"),
         *("cancel_requested_at", "progress_done", "progress_total", "progress_note"),
-        *("progress_at", "checkpoint_json", "checkpoint_at", "newer"),
+        *("progress_at", "checkpoint_json", "checkpoint_at", "unique_key", "newer"),
     ]
     assert {"type", "job_id", "status", "error_message", META_KEY} == RESERVED_KEYS
     assert doc["status"] == "Queued" and type(doc["status"]) is str
@@ -77,6 +77,8 @@ def test_a_job_file_holds_the_doc_fields_at_the_top_and_the_meta_fields_under_it
         ("meta", "progress_note", 3, "'progress_note' is not a string or null"),
         ("meta", "checkpoint_json", "{epoch: 3", "'checkpoint_json' is not JSON text"),
         ("meta", "checkpoint_json", {"epoch": 3}, "'checkpoint_json' is not a string"),
+        ("meta", "unique_key", 7, "'unique_key' is not a string or null"),
+        ("meta", "unique_key", "", "'unique_key' is empty"),
     ],
 )
 def test_a_bad_value_is_refused_by_name(where, key, value, message):

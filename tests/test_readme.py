@@ -40,6 +40,8 @@ _PLACED = (
     "jobs cancel",
     "jobs prune",
     "jobs clear",
+    "schedules list",
+    "schedules remove",
 )
 
 

@@ -46,6 +46,7 @@ from ._job_state import JobState
 from ._job_types import job_type
 from ._job_view import Job
 from ._queue import JobQueue
+from ._schedules import Schedule, StoredSchedule
 from ._snooze import Snooze
 from ._taskset import TaskRun, TaskSet
 from ._taskset_record import Failure, Progress, TaskSetKey, TaskSetRecord
@@ -75,8 +76,10 @@ __all__ = [
     "JobTimeout",
     "LeaseHolder",
     "Progress",
+    "Schedule",
     "Snooze",
     "StorageError",
+    "StoredSchedule",
     "TaskRun",
     "TaskSet",
     "TaskSetKey",

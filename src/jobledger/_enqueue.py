@@ -16,13 +16,24 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import overload
 
 from ._clock import iso_utc
-from ._errors import ConfigError
+from ._errors import ConfigError, JobConflict
 from ._inputs import check_name
 from ._job_record import RESERVED_KEYS, JobRecord, new_job_id
 from ._job_types import encode_job
 from ._log import log
 
-__all__ = ["LazyRecords", "announce", "new_record", "new_records", "run_after_text"]
+__all__ = [
+    "LazyRecords",
+    "announce",
+    "check_unique_key",
+    "key_taken_conflict",
+    "new_record",
+    "new_records",
+    "run_after_text",
+]
+
+#: The longest unique key (characters): a key is stored with its job and indexed.
+MAX_UNIQUE_KEY = 1000
 
 # Keys a payload may not use (its own "job_id" is taken as the job's id).
 _RESERVED_IN_PAYLOAD = RESERVED_KEYS - {"job_id"}
@@ -52,11 +63,13 @@ def new_record(
     now: str,
     fresh: set[str],
     timeout: float | None = None,
+    unique_key: str | None = None,
 ) -> JobRecord:
     """The Queued record of ``job`` (a dict with a ``"type"`` or a registered type's
     instance). Its id is ``job_id``, else the payload's own ``job_id``, else a new one,
     which is added to ``fresh`` (no stored job can have it: the backend need not look).
-    ``timeout`` is seconds, already checked (``to_timeout``)."""
+    ``timeout`` is seconds, already checked (``to_timeout``); ``unique_key`` is checked
+    here (:func:`check_unique_key`)."""
     type_name, payload = encode_job(job)
     if not _RESERVED_IN_PAYLOAD.isdisjoint(payload):
         clash = _RESERVED_IN_PAYLOAD.intersection(payload)
@@ -71,6 +84,8 @@ def new_record(
         fresh.add(job_id)
     check_name(job_id, "job id")
     _check_options(priority, max_attempts)
+    if unique_key is not None:
+        check_unique_key(unique_key)
     return JobRecord.queued(
         job_id,
         type_name,
@@ -80,6 +95,38 @@ def new_record(
         created=now,
         run_after=run_after,
         timeout=timeout,
+        unique_key=unique_key,
+    )
+
+
+def check_unique_key(key: object) -> str:
+    """``key`` if it can be a job's unique key: a non-empty string of storable text without
+    NUL characters, at most :data:`MAX_UNIQUE_KEY` characters (InvalidNameError, a
+    ConfigError for the length, otherwise)."""
+    check_name(key, "unique_key")
+    assert isinstance(key, str)
+    if len(key) > MAX_UNIQUE_KEY:
+        raise ConfigError(
+            f"unique_key is {len(key)} characters long, more than {MAX_UNIQUE_KEY}: "
+            f"{key[:40]!r}...; use a shorter key (a hash of a long one, say)"
+        )
+    return key
+
+
+def key_taken_conflict(job_ids: list[str], holder: JobRecord | None, where: str) -> JobConflict:
+    """The refusal of making finished jobs live again (a retry) while another live job
+    holds their unique key."""
+    which = ", ".join(job_ids)
+    if holder is None:
+        held = "another job holding its unique key became live meanwhile"
+    else:
+        held = (
+            f"job {holder.job_id} holds its unique key {holder.unique_key!r} and is "
+            f"{holder.status.value}"
+        )
+    return JobConflict(
+        f"job {which} in {where} cannot be queued again: {held}; wait for that job to "
+        "finish (or cancel it), then retry"
     )
 
 
@@ -135,29 +182,36 @@ def new_records(
     max_attempts: int,
     now: dt.datetime,
     timeout: float | None = None,
+    unique_keys: Iterable[str | None] | None = None,
 ) -> tuple[Sequence[JobRecord], frozenset[str]]:
     """The Queued records of a batch (``enqueue_many``), each as :func:`new_record` builds
-    it, and the ids generated for them (``fresh``). ``job_ids``, when given, has one id (or
-    None) per job; ``timeout`` (seconds, checked) applies to every job.
+    it, and the ids generated for them (``fresh``). ``job_ids`` and ``unique_keys``, when
+    given, have one id or key (or None) per job; ``timeout`` (seconds, checked) applies to
+    every job.
 
-    When every id is to be generated (none given, each job a dict without a ``job_id``),
-    the ids are drawn now and the records come as :class:`LazyRecords`, built on first
-    use; otherwise they are built (and checked) now. The options are checked now either
-    way."""
+    When every id is to be generated (none given, each job a dict without a ``job_id``)
+    and no key is given, the ids are drawn now and the records come as
+    :class:`LazyRecords`, built on first use; otherwise they are built (and checked) now.
+    The options are checked now either way."""
     stamp = iso_utc(now)
     after = run_after_text(run_after, now)
     jobs = list(jobs)
     ids = list(job_ids) if job_ids is not None else [None] * len(jobs)
     if len(ids) != len(jobs):
         raise ConfigError(f"job_ids has {len(ids)} entries for {len(jobs)} jobs")
+    keys = list(unique_keys) if unique_keys is not None else [None] * len(jobs)
+    if len(keys) != len(jobs):
+        raise ConfigError(f"unique_keys has {len(keys)} entries for {len(jobs)} jobs")
     _check_options(priority, max_attempts)
     fresh: set[str] = set()
-    if any(i is not None for i in ids) or not all(
-        type(job) is dict and "job_id" not in job for job in jobs
+    if (
+        any(i is not None for i in ids)
+        or any(k is not None for k in keys)
+        or not all(type(job) is dict and "job_id" not in job for job in jobs)
     ):
         records = [
-            new_record(job, job_id, priority, after, max_attempts, stamp, fresh, timeout)
-            for job, job_id in zip(jobs, ids, strict=True)
+            new_record(j, i, priority, after, max_attempts, stamp, fresh, timeout, k)
+            for j, i, k in zip(jobs, ids, keys, strict=True)
         ]
         return records, frozenset(fresh)
     drawn = [new_job_id() for _ in jobs]
@@ -176,6 +230,13 @@ def announce(stored: list[tuple[JobRecord, bool]]) -> None:
     for record, is_new in stored:
         if is_new:
             log.info("Enqueued job %s (%s)", record.job_id, record.type)
+        elif record.unique_key is not None:
+            log.info(
+                "Job %s (%s) holds the unique key %r; not enqueued again",
+                record.job_id,
+                record.status.value,
+                record.unique_key,
+            )
         else:
             log.info(
                 "Job %s already exists (%s); not enqueued again",

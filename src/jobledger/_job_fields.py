@@ -239,6 +239,13 @@ def _opt_number(key: str, value: Any) -> float | None:
     return number
 
 
+def _opt_key(key: Any, value: Any) -> str | None:
+    text = _opt_str(key, value)
+    if text is not None and not text:
+        raise ValueError(f"{key!r} is empty")
+    return text
+
+
 def _opt_json_text(key: str, value: Any) -> str | None:
     # Parsed once here so that damaged text is found corrupt on reading, never later as a
     # crash of the claim that hands the checkpoint to its handler.
@@ -294,4 +301,7 @@ FIELDS: tuple[Field, ...] = (
     #: integer and -0.0 as 0; the text reads back exactly what was written.
     Field("checkpoint_json", META, "text", _opt_json_text, None),
     Field("checkpoint_at", META, "text", _opt_time, None),
+    #: The key that makes the job unique (``enqueue(..., unique_key=)``): while a job with
+    #: it is Queued or Running, enqueueing the key again returns that job (null: none).
+    Field("unique_key", META, "text", _opt_key, None),
 )

@@ -64,6 +64,8 @@ class Job:
     #: or None. Stays set on the job after it ends (Cancelled, or Completed by a handler
     #: that returned a result anyway).
     cancel_requested_at: str | None = None
+    #: The key that makes this job unique (``enqueue(..., unique_key=)``), or None.
+    unique_key: str | None = None
     #: The running attempt, while a Worker runs this job's handler (else None).
     attempt: Attempt | None = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -180,4 +182,5 @@ class JobViews:
             checkpoint_at=record.checkpoint_at,
             progress_info=JobProgress.of(record),
             cancel_requested_at=record.cancel_requested_at,
+            unique_key=record.unique_key,
         )

@@ -61,6 +61,7 @@ from ._job_transitions import (
 )
 from ._job_view import Job, JobViews
 from ._log import log, verbose_from_env
+from ._queue_schedules import QueueSchedules
 from ._retry_policy import after_worker_died
 from ._snooze import log_snooze, snoozing
 from ._waiting import DEFAULT_POLL, FinishWatch, wait_limits, wait_sync
@@ -77,7 +78,7 @@ def _finish_order(record: JobRecord) -> tuple[str, str]:
     return (record.finished or "", record.job_id)
 
 
-class JobQueue:
+class JobQueue(QueueSchedules):
     """A durable job queue in ``dir`` (``jobs/<job_id>.json`` and ``queue.json``), or in
     PostgreSQL when ``dir`` is a ``postgresql://`` URL (psycopg 3; from a clone,
     ``pip install -e '.[postgres]'``).
@@ -274,6 +275,8 @@ class JobQueue:
         max_attempts: int = 3,
         timeout: dt.timedelta | float | None = None,
         *,
+        unique_key: str | None = None,
+        unique_for: dt.timedelta | float | None = None,
         connection: object | None = None,
     ) -> str:
         """Store a job and return its id; durable before it returns.
@@ -292,6 +295,14 @@ class JobQueue:
         if the caller commits (``_caller_transaction.py``). TypeError for an
         ``AsyncConnection`` (the async API's); ConfigError for a folder queue, or an
         autocommit connection outside a transaction block.
+
+        ``unique_key`` (a string, e.g. ``"report:acct-1:2025-01-20"``) makes the job
+        unique: while a job with that key is Queued or Running, enqueueing the key again
+        returns that job's id and stores nothing, however many processes try at once (one
+        job is stored). With ``unique_for`` (a timedelta or seconds) a job with the key
+        that finished (Completed, Failed or Cancelled) less than that long ago, by the
+        queue's clock, counts too. The key is kept with the job (:attr:`Job.unique_key`).
+        An id that exists is looked at first: its job is returned whatever its key.
         """
         now_dt = self.clock.now()
         fresh: set[str] = set()
@@ -304,16 +315,42 @@ class JobQueue:
             iso_utc(now_dt),
             fresh,
             to_timeout(timeout),
+            unique_key,
         )
+        since = self._unique_since(unique_for, now_dt, [unique_key])
         if connection is not None:  # no wake-up here: the NOTIFY at its commit wakes all
+            self._joinable(since)
             joined = put_in_caller_transaction(
                 self.backend, self._opened, connection, [record], frozenset(fresh)
             )
             return joined[0][0].job_id
         # One job, without enqueue_many's lists: enqueue is the call a server makes per job.
-        stored = self._opened().put([record], frozenset(fresh))
+        stored = self._opened().put([record], frozenset(fresh), unique_since=since)
         self._announce(stored)
         return stored[0][0].job_id
+
+    @staticmethod
+    def _joinable(since: str | None) -> None:
+        """Refuse ``unique_for`` in the caller's transaction: its check takes locks and
+        reads that belong to the queue's own transaction."""
+        if since is not None:
+            raise ConfigError(
+                "unique_for cannot be used with connection=: enqueue with unique_key alone "
+                "in your transaction (a live job's key is still unique), or without "
+                "connection="
+            )
+
+    @staticmethod
+    def _unique_since(
+        unique_for: dt.timedelta | float | None, now: dt.datetime, keys: Iterable[str | None]
+    ) -> str | None:
+        """The cutoff of ``unique_for``: a finished job with the key counts when it
+        finished at or after it (None: only live jobs count)."""
+        if unique_for is None:
+            return None
+        if all(key is None for key in keys):
+            raise ConfigError("unique_for needs a unique_key: it says how long a key stays taken")
+        return iso_utc(now - to_timedelta(unique_for, "unique_for"))
 
     def enqueue_many(
         self,
@@ -324,20 +361,30 @@ class JobQueue:
         max_attempts: int = 3,
         job_ids: Iterable[str | None] | None = None,
         timeout: dt.timedelta | float | None = None,
+        unique_keys: Iterable[str | None] | None = None,
+        unique_for: dt.timedelta | float | None = None,
         connection: object | None = None,
     ) -> list[str]:
         """Store many jobs in one batch (one lock, one index write); returns their ids.
-        The options apply to every job, as :meth:`enqueue` takes them (``connection``:
-        all of them in the caller's transaction, one batch of statements)."""
+        The options apply to every job, as :meth:`enqueue` takes them; ``job_ids`` and
+        ``unique_keys`` give each job its own (None: none), in the jobs' order. A job
+        whose key is held (see :meth:`enqueue`) gets the holder's id; of the jobs of the
+        batch with one key, the first is stored and the others get its id
+        (``connection``: all of them in the caller's transaction, one batch of
+        statements)."""
+        now = self.clock.now()
+        keys = list(unique_keys) if unique_keys is not None else None
         records, fresh = new_records(
-            jobs, job_ids, priority, run_after, max_attempts, self.clock.now(), to_timeout(timeout)
+            jobs, job_ids, priority, run_after, max_attempts, now, to_timeout(timeout), keys
         )
+        since = self._unique_since(unique_for, now, keys or [])
         if connection is not None:
+            self._joinable(since)
             joined = put_in_caller_transaction(
                 self.backend, self._opened, connection, records, fresh
             )
             return [r.job_id for r, _ in joined]
-        stored = self._opened().put(records, fresh)
+        stored = self._opened().put(records, fresh, unique_since=since)
         self._announce(stored)
         return [r.job_id for r, _ in stored]
 

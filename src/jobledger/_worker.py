@@ -25,7 +25,7 @@ import datetime as dt
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import FrameType
 from typing import Any
 
@@ -41,6 +41,8 @@ from ._job_view import Job
 from ._log import log
 from ._prefetch import RECORD_WITHIN, Prefetch
 from ._queue import JobQueue
+from ._schedule_runner import ScheduleRunner
+from ._schedules import Schedule
 from ._snooze import Snooze, report_snooze
 from ._timeouts import timed_out_text, timeout_of
 from ._words import plural
@@ -139,6 +141,14 @@ class Worker:
     on PostgreSQL (NOTIFY) and within ``cancel_poll`` seconds (1 s by default: a stat of
     each running job's file) on a folder; a handler that raises JobCancelled (what
     ``job.check()`` does) ends its job Cancelled.
+
+    Periodic jobs: ``schedules`` (:class:`Schedule` objects, declared next to the
+    handlers) are stored in the queue when ``run()`` starts (a changed one replaced, an
+    unchanged one left as it is). While it runs, the worker enqueues the due occurrences
+    of every schedule stored in its queue, declared here or not, looking at most once a
+    second and waking for the next occurrence (``_schedule_runner.py``); each occurrence
+    is enqueued once, however many workers run. Removing a schedule from ``schedules``
+    does not delete it: ``JobQueue.unschedule`` (or ``jobledger schedules remove``) does.
     """
 
     def __init__(
@@ -156,6 +166,7 @@ class Worker:
         timeout: Duration | None = None,
         kill_grace: Duration = 10.0,
         cancel_poll: dt.timedelta | float = CANCEL_POLL,
+        schedules: Iterable[Schedule] = (),
     ) -> None:
         if isolation not in ISOLATIONS:
             raise JobLedgerError(
@@ -222,6 +233,8 @@ class Worker:
         # Each handler's Attempt: progress, checkpoints, cancel requests.
         self._attempts = AttemptServices(queue, cancel_poll=to_seconds(cancel_poll, "cancel_poll"))
         self._handler_loop = HandlerLoop()  # where async handlers run
+        #: The schedules this worker declares (stored when it starts) and fires.
+        self._schedules = ScheduleRunner(queue, schedules)
 
     @property
     def forced(self) -> bool:
@@ -301,6 +314,7 @@ class Worker:
             self.concurrency,
             ends,
         )
+        self._schedules.start()  # the declared ones stored, what is due enqueued
         self._warn_unserved()
         done = threading.Event()
         unwatch = self.queue.watch(self.wake, on_cancel=self._attempts.poke)
@@ -308,6 +322,7 @@ class Worker:
         try:
             self._serve(types, until_empty, done)
         finally:
+            self._schedules.stop()
             unwatch()
             self._attempts.stop()
             self._handler_loop.stop()

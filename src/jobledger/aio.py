@@ -166,11 +166,24 @@ class AsyncJobQueue:
         run_after: dt.datetime | dt.timedelta | float | None = None,
         max_attempts: int = 3,
         timeout: dt.timedelta | float | None = None,
+        *,
+        unique_key: str | None = None,
+        unique_for: dt.timedelta | float | None = None,
     ) -> str:
-        """:meth:`JobQueue.enqueue`: store a job, durable before it returns; its id."""
-        if self._native is None:
+        """:meth:`JobQueue.enqueue`: store a job, durable before it returns; its id. A job
+        with a ``unique_key`` is stored by the blocking backend, in a thread (its key is
+        settled there, see :meth:`JobQueue.enqueue`)."""
+        if self._native is None or unique_key is not None or unique_for is not None:
             return await self._thread(
-                self.queue.enqueue, job, job_id, priority, run_after, max_attempts, timeout
+                self.queue.enqueue,
+                job,
+                job_id,
+                priority,
+                run_after,
+                max_attempts,
+                timeout,
+                unique_key=unique_key,
+                unique_for=unique_for,
             )
         now = self.queue.clock.now()
         fresh: set[str] = set()
@@ -198,9 +211,12 @@ class AsyncJobQueue:
         max_attempts: int = 3,
         job_ids: Iterable[str | None] | None = None,
         timeout: dt.timedelta | float | None = None,
+        unique_keys: Iterable[str | None] | None = None,
+        unique_for: dt.timedelta | float | None = None,
     ) -> builtins.list[str]:
-        """:meth:`JobQueue.enqueue_many`: many jobs in one batch; their ids."""
-        if self._native is None:
+        """:meth:`JobQueue.enqueue_many`: many jobs in one batch; their ids. A batch with
+        ``unique_keys`` is stored by the blocking backend, in a thread."""
+        if self._native is None or unique_keys is not None or unique_for is not None:
             return await self._thread(
                 self.queue.enqueue_many,
                 jobs,
@@ -209,6 +225,8 @@ class AsyncJobQueue:
                 max_attempts=max_attempts,
                 job_ids=job_ids,
                 timeout=timeout,
+                unique_keys=unique_keys,
+                unique_for=unique_for,
             )
         records, fresh = new_records(
             jobs,

@@ -274,3 +274,16 @@ def test_the_web_service_example(make_queue):
         await queue.close()
 
     asyncio.run(main())
+
+
+def test_unique_keys_from_asyncio(make_queue):
+    async def test(aq: AsyncJobQueue) -> None:
+        first = await aq.enqueue({"type": "T"}, unique_key="k")
+        assert await aq.enqueue({"type": "T"}, unique_key="k", unique_for=60) == first
+        ids = await aq.enqueue_many([{"type": "T"}] * 3, unique_keys=["k", "k2", "k2"])
+        assert ids[0] == first and ids[1] == ids[2] != first
+        plain = await aq.enqueue({"type": "T"})  # the native path, without a key
+        assert plain not in ids
+
+    run(make_queue, test)
+    assert make_queue().counts()["Queued"] == 3

@@ -39,6 +39,7 @@ NOT_DEFAULT: dict[str, Any] = {
     "progress_at": "2025-01-20T10:31:40.000Z",
     "checkpoint_json": '{"epoch":3,"lr":1e+16,"z":-0.0,"big":123456789012345678901234567890}',
     "checkpoint_at": "2025-01-20T10:31:45.000Z",
+    "unique_key": "acct-1:2025-01-20 — ü",
 }
 
 

@@ -14,6 +14,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 from .._errors import JobLedgerError, LeaseHolder
 from .._job_record import JobRecord, JobStatus
+from .._schedules import StoredSchedule
 from .._taskset_record import TaskSetKey, TaskSetRecord
 
 __all__ = [
@@ -117,7 +118,11 @@ class JobBackend(Protocol):
     prune_pause: float
 
     def put(
-        self, records: Sequence[JobRecord], fresh: frozenset[str] = frozenset()
+        self,
+        records: Sequence[JobRecord],
+        fresh: frozenset[str] = frozenset(),
+        *,
+        unique_since: str | None = None,
     ) -> list[tuple[JobRecord, bool]]:
         """Store new jobs durably, assigning each a ``seq``; an existing id is returned as
         stored with False and nothing is written (idempotent enqueue). ``fresh`` names ids
@@ -126,11 +131,40 @@ class JobBackend(Protocol):
 
         ``records`` may be built as they are first read (``_enqueue.LazyRecords``), and
         building one may raise: then nothing may be stored. A backend that writes job by
-        job reads them all first; one that streams them in one transaction need not."""
+        job reads them all first; one that streams them in one transaction need not.
+
+        A record with a ``unique_key`` is not stored while a Queued or Running job holds
+        that key, nor, with ``unique_since`` (ISO UTC), while the key's latest job
+        finished at or after it: that job is returned with False (an existing id is
+        looked at first). Of the records of one batch with one key, the first is stored
+        and the others get it. One winner across threads and processes: two live jobs
+        never share a key."""
         ...
 
     def get(self, job_id: str) -> JobRecord | None:
         """The stored job or None. Never blocks on the queue."""
+        ...
+
+    # Schedules (``_schedules.py`` holds their policy: what is due, what a firing enqueues).
+
+    def schedules(self) -> list[StoredSchedule]:
+        """Every stored schedule, in name order. Never writes; cheap to ask every second
+        (a folder: a stat of schedules.json, read again only when it changed;
+        PostgreSQL: one query of a small table)."""
+        ...
+
+    def change_schedule(
+        self,
+        name: str,
+        change: Callable[[StoredSchedule | None], tuple[StoredSchedule | None, list[JobRecord]]],
+    ) -> tuple[StoredSchedule | None, list[tuple[JobRecord, bool]]]:
+        """Atomically: ``change(the stored schedule, or None)`` gives the schedule to
+        store (None: delete it) and the jobs to enqueue; the jobs are put (as :meth:`put`
+        puts them: an existing id is left as it is) and the schedule stored, one change
+        for every other process: two processes changing one schedule wait for each other.
+        ``change`` returning the stored object itself writes no schedule. Returns the
+        schedule now stored and :meth:`put`'s answer for the jobs. A crash may leave the
+        jobs stored and the schedule not: a firing again finds their ids stored."""
         ...
 
     def next_seq(self) -> int:

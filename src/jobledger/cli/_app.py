@@ -2,7 +2,8 @@
 
 Command groups are registered in :func:`_register`; the task-set ("state") commands come
 from ``_tasksets.py`` and ``_maint.py``, ``demo`` from ``_demo_cmd.py``, ``jobs`` from
-``_jobs.py``, ``worker`` from ``_worker.py``, ``db`` and ``export`` from ``_db.py``.
+``_jobs.py``, ``worker`` from ``_worker.py``, ``schedules`` from ``_schedules.py``, ``db``
+and ``export`` from ``_db.py``.
 
 Where a command works is given the same way on every command: ``--dir DIR_OR_URL`` (a
 folder or a ``postgresql://`` URL) or ``--url URL`` (a URL only), either before the
@@ -347,6 +348,7 @@ def _register() -> None:
     from ._demo_cmd import demo
     from ._jobs import jobs
     from ._maint import register as register_maintenance
+    from ._schedules import schedules
     from ._tasksets import register as register_tasksets
     from ._worker import worker
 
@@ -355,6 +357,7 @@ def _register() -> None:
     cli.add_command(demo)
     cli.add_command(jobs)
     cli.add_command(worker)
+    cli.add_command(schedules)
     cli.add_command(db)
     cli.add_command(export_command)
 

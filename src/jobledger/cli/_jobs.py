@@ -24,6 +24,7 @@ from .._clock import SystemClock, iso_utc
 from .._errors import JobLedgerError, JobNotFound
 from .._inputs import MAX_JSON_DEPTH
 from .._job_fields import JobStatus
+from .._job_record import new_job_id
 from .._job_view import Job
 from .._location import classify, is_postgres_url
 from .._queue import JobQueue
@@ -281,6 +282,7 @@ def _show_table(job: Job) -> Table:
             else ()
         ),
         ("Checkpoint", f"stored at {short_time(job.checkpoint_at)}" if job.checkpoint_at else "-"),
+        *((("Unique key", job.unique_key),) if job.unique_key is not None else ()),
         ("Error", job.error_message or "-"),
     ]
     for name, value in rows:
@@ -439,6 +441,18 @@ def _check_argument_text(text: str, source: str, hint: str) -> None:
     help="Do not run the job before DURATION from now: 30s, 15m, 1h, 7d, 2w, 1h30m, or a "
     "bare number of seconds.",
 )
+@click.option(
+    "--unique-key",
+    metavar="KEY",
+    help="Make the job unique: while a job with KEY is Queued or Running, nothing is "
+    "stored and that job's id is printed.",
+)
+@click.option(
+    "--unique-for",
+    type=DURATION,
+    metavar="DURATION",
+    help="With --unique-key: a job with KEY that finished less than DURATION ago counts too.",
+)
 @pass_app
 def enqueue(
     app: App,
@@ -450,12 +464,17 @@ def enqueue(
     priority: int,
     max_attempts: int,
     delay: dt.timedelta | None,
+    unique_key: str | None,
+    unique_for: dt.timedelta | None,
 ) -> None:
     """Store a job of type TYPE and print its id (durable when this returns).
 
     The queue folder must exist unless --create is given. Enqueueing an id that already
-    exists stores nothing and prints that id.
+    exists stores nothing and prints that id; so does a --unique-key that a live job
+    holds (or, with --unique-for, one that finished less than that long ago).
     """
+    if unique_for is not None and unique_key is None:
+        raise click.UsageError("--unique-for needs --unique-key")
     fields = _payload(payload, payload_file)
     if "type" in fields and fields["type"] != job_type:
         raise click.UsageError(
@@ -464,18 +483,38 @@ def enqueue(
         )
     job = {**fields, "type": job_type}
     wanted = job_id if job_id is not None else fields.get("job_id")
+    # With a key, the id is made here when none is given, so that a held key (another
+    # job's id coming back) is told apart from a new job.
+    asked = wanted if isinstance(wanted, str) else None
+    if asked is None and unique_key is not None:
+        job_id = asked = new_job_id()
     with open_queue(queue_dir) as queue:
         existing = queue.get(wanted) if isinstance(wanted, str) and wanted else None
         try:
             new_id = queue.enqueue(
-                job, job_id=job_id, priority=priority, run_after=delay, max_attempts=max_attempts
+                job,
+                job_id=job_id,
+                priority=priority,
+                run_after=delay,
+                max_attempts=max_attempts,
+                unique_key=unique_key,
+                unique_for=unique_for,
             )
         except TypeError as exc:
             raise click.UsageError(str(exc)) from None
+        # A key already held returns its holder: an id other than the one asked for.
+        held = unique_key is not None and existing is None and new_id != asked
+        holder = queue.get(new_id) if held else None
     if existing is not None:
         app.err.print(
             f"note: job {new_id} already exists ({existing.status.value}) in {queue.dir}; "
             "nothing was enqueued",
+            markup=False,
+        )
+    elif holder is not None:
+        app.err.print(
+            f"note: job {new_id} ({holder.status.value}) holds the unique key "
+            f"{unique_key!r} in {queue.dir}; nothing was enqueued",
             markup=False,
         )
     click.echo(new_id)

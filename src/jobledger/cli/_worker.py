@@ -33,6 +33,7 @@ from typing import Any
 import click
 
 from .._errors import JobLedgerError
+from .._schedules import Schedule
 from .._words import plural
 from .._worker import ISOLATIONS, Handler, Worker, stop_signals_to
 from .._worker_report import worker_log
@@ -60,38 +61,74 @@ def _cwd_on_path() -> Iterator[None]:
                 sys.path.remove(cwd)
 
 
-def load_handlers(spec: str) -> dict[str, Handler]:
-    """Import ``module:attribute`` and check it is a mapping of job type -> callable.
+def _attribute(spec: str, option: str, form: str, example: str, define: str) -> tuple[Any, str]:
+    """Import ``module:attribute`` for ``option``; (its value, ``module:attribute``).
 
     Raises :class:`click.BadParameter` (a usage error, exit 2) saying what is wrong.
     """
+    hint = f"'{option}'"
     module_name, colon, attribute = spec.partition(":")
     module_name, attribute = module_name.strip(), attribute.strip()
     if not colon or not module_name or not attribute:
-        raise click.BadParameter(
-            f"{spec!r} is not MODULE:MAPPING; {_EXAMPLE}", param_hint="'--handlers'"
-        )
+        raise click.BadParameter(f"{spec!r} is not {form}; {example}", param_hint=hint)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise click.BadParameter(
             f"cannot import module {module_name!r} ({exc}); run from the folder that holds "
             "it or add that folder to PYTHONPATH",
-            param_hint="'--handlers'",
+            param_hint=hint,
         ) from None
     except Exception as exc:
         raise click.BadParameter(
             f"importing module {module_name!r} raised {type(exc).__name__}: {exc}; fix the module",
-            param_hint="'--handlers'",
+            param_hint=hint,
         ) from None
     if not hasattr(module, attribute):
         raise click.BadParameter(
             f"module {module_name!r} ({getattr(module, '__file__', None) or '?'}) has no "
-            f"attribute {attribute!r}; define {attribute} = {{'JobType': handler, ...}} there",
-            param_hint="'--handlers'",
+            f"attribute {attribute!r}; define {attribute} = {define} there",
+            param_hint=hint,
         )
-    mapping: Any = getattr(module, attribute)
-    where = f"{module_name}:{attribute}"
+    return getattr(module, attribute), f"{module_name}:{attribute}"
+
+
+def load_schedules(spec: str) -> list[Schedule]:
+    """Import ``module:attribute`` and check it is a list of :class:`~jobledger.Schedule`.
+
+    Raises :class:`click.BadParameter` (a usage error, exit 2) saying what is wrong.
+    """
+    value, where = _attribute(
+        spec,
+        "--schedules",
+        "MODULE:LIST",
+        "e.g. --schedules myhandlers:SCHEDULES where myhandlers.py has SCHEDULES = [...]",
+        "[jobledger.Schedule(...), ...]",
+    )
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
+        raise click.BadParameter(
+            f"{where} is of type {type(value).__name__}, not a list of jobledger.Schedule",
+            param_hint="'--schedules'",
+        )
+    bad = [repr(v) for v in value if not isinstance(v, Schedule)]
+    if bad:
+        raise click.BadParameter(
+            f"{where} holds {', '.join(bad[:3])}, which {'is' if len(bad) == 1 else 'are'} "
+            "not jobledger.Schedule objects",
+            param_hint="'--schedules'",
+        )
+    return list(value)
+
+
+def load_handlers(spec: str) -> dict[str, Handler]:
+    """Import ``module:attribute`` and check it is a mapping of job type -> callable.
+
+    Raises :class:`click.BadParameter` (a usage error, exit 2) saying what is wrong.
+    """
+    mapping: Any
+    mapping, where = _attribute(
+        spec, "--handlers", "MODULE:MAPPING", _EXAMPLE, "{'JobType': handler, ...}"
+    )
     if not isinstance(mapping, Mapping):
         raise click.BadParameter(
             f"{where} is of type {type(mapping).__name__}, not a mapping of job type -> "
@@ -157,6 +194,14 @@ def _worker_lines() -> Iterator[None]:
     help="A module's mapping of job type -> handler(job), e.g. myhandlers:HANDLERS.",
 )
 @click.option(
+    "--schedules",
+    "schedules_spec",
+    metavar="MODULE:LIST",
+    help="A module's list of jobledger.Schedule objects, stored in the queue when the "
+    "worker starts, e.g. myhandlers:SCHEDULES. Without it the worker still fires the "
+    "schedules the queue holds.",
+)
+@click.option(
     "--concurrency",
     type=click.IntRange(min=1),
     default=1,
@@ -220,6 +265,7 @@ def worker(
     app: App,
     queue_dir: str,
     handlers_spec: str,
+    schedules_spec: str | None,
     concurrency: int,
     until_empty: bool,
     wait_delayed: bool,
@@ -232,7 +278,8 @@ def worker(
     """Run the queue's jobs with handlers until SIGINT/SIGTERM (or --until-empty).
 
     It prints a line per finished job (a summary every 5 s when more than 20 finish within
-    a second) and warns about queued job types no handler serves.
+    a second) and warns about queued job types no handler serves. It enqueues the due
+    occurrences of the queue's schedules (those of --schedules are stored first).
 
     \b
     A first SIGINT/SIGTERM stops claiming, lets running jobs finish within --grace, gives
@@ -244,6 +291,7 @@ def worker(
         raise click.UsageError("--wait-delayed only applies with --until-empty")
     with _cwd_on_path():
         handlers = load_handlers(handlers_spec)
+        declared = load_schedules(schedules_spec) if schedules_spec else []
         require_queue_folder(queue_dir)  # a worker never makes a new, empty queue
         with open_queue(queue_dir, durability) as queue, _worker_lines():
             try:
@@ -255,6 +303,7 @@ def worker(
                     isolation=isolation,
                     timeout=timeout,
                     kill_grace=kill_grace,
+                    schedules=declared,
                 )
             except JobLedgerError as exc:  # a handler a job's process cannot import, a 0 timeout
                 raise click.UsageError(str(exc)) from None

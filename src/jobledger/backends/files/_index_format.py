@@ -13,8 +13,9 @@ checks run before a single value is used, so no half-applied index is left behin
      "finished": {"Completed": n, "Failed": n, "Cancelled": n}, "revision": n}
 
 Journal lines: ``{"n": n, "id": job id, "s": "Queued"|"Running", "k": [0|1, int, int],
-"a": time|null, "t": type, "w": worker|null[, "f": deltas]}`` for a live job,
-``{"n", "id", "s": null[, "f"]}`` for a job that left the index, ``{"n", "f"}`` for counts
+"a": time|null, "t": type, "w": worker|null[, "u": unique key][, "f": deltas]}`` for a
+live job, ``{"n", "id", "s": null[, "u": unique key][, "f"]}`` for a job that left the
+index (with ``"u"``: a pruned job, whose key is forgotten), ``{"n", "f"}`` for counts
 alone and ``{"n", "pruning": true}`` for a prune begun.
 """
 
@@ -140,6 +141,8 @@ def parse_line(raw: bytes) -> dict[str, Any] | None:
     if job_id is None:
         return line
     if not valid_job_id(job_id):
+        return None
+    if "u" in line and not (isinstance(line["u"], str) and line["u"]):
         return None
     status = line.get("s")
     if status is None:

@@ -80,6 +80,7 @@ def prune(
         return 0
     n = 0
     deltas: dict[str, int] = {}
+    forgotten: dict[str, str] = {}  # job id -> its unique key, for the journal
     index.mark_pruning()
     refused: StorageError | None = None
     try:
@@ -97,11 +98,15 @@ def prune(
             value = record.status.value
             index.move_counts({value: -1})
             deltas[value] = deltas.get(value, 0) - 1
+            if record.unique_key is not None:
+                index.forget_key(record.unique_key, record.job_id)
+                forgotten[record.job_id] = record.unique_key
             n += 1
     finally:
         # Closes the prune begun by the mark, however the loop ended (a refusal, a
-        # KeyboardInterrupt): the counts of what went are written down.
-        index.log_quietly([], deltas)
+        # KeyboardInterrupt): the counts of what went are written down, and other
+        # processes forget the pruned jobs' keys.
+        index.log_quietly(list(forgotten), deltas, forgotten)
     if refused is not None:
         raise refused
     return n

@@ -136,6 +136,15 @@ class QueueIndex:
         # line never landed belongs to an operation that never returned, so nothing
         # acknowledged is missed.
         self.written: dict[str, tuple[tuple[int, int, int], JobRecord]] = {}
+        # Unique keys: each key's latest job (its seq and id), live or finished. The live
+        # ones are always known (``order.by_key`` too); the finished ones only once
+        # ``keys_complete``: the journal says which key a job takes when it becomes live,
+        # but a process that reloads its index (a rotated journal) may have missed jobs
+        # that came and finished meanwhile, so ``complete_keys`` reads every job file
+        # once, when an enqueue with ``unique_for`` first needs them. Never written to
+        # queue.json: its size follows the live queue, not history.
+        self.keys: dict[str, tuple[int, str]] = {}
+        self.keys_complete = False
 
     # -- changes in memory ----------------------------------------------------------------
 
@@ -155,6 +164,31 @@ class QueueIndex:
         self.last_seq = max(self.last_seq, record.seq)
         entry = Entry.of(record) if record.status.is_live else None
         self._change(record.job_id, entry, deltas or {})
+        if record.unique_key is not None:
+            self.note_key(record.unique_key, record.seq, record.job_id)
+
+    def note_key(self, key: str, seq: int, job_id: str) -> None:
+        """``job_id`` (served as ``seq``) has the unique key: it is the key's latest job
+        unless a later one (a higher seq) has it too."""
+        known = self.keys.get(key)
+        if known is None or (seq, job_id) >= known:
+            self.keys[key] = (seq, job_id)
+
+    def forget_key(self, key: str, job_id: str) -> None:
+        """The job is gone (pruned): the key is no longer its."""
+        known = self.keys.get(key)
+        if known is not None and known[1] == job_id:
+            del self.keys[key]
+
+    def complete_keys(self, read: Read) -> None:
+        """Learn the unique key of every job file (reads them all, once: see ``keys``)."""
+        for job_id in job_ids_changed_since(self.jobs_dir, 0):
+            if job_id in self.order.entries:
+                continue  # live: known already
+            record = read(job_id)
+            if record is not None and record.unique_key is not None:
+                self.note_key(record.unique_key, record.seq, record.job_id)
+        self.keys_complete = True
 
     def remove(self, job_id: str) -> None:
         """Take a job out of the index (its file is gone, or was never written)."""
@@ -179,6 +213,12 @@ class QueueIndex:
         live = line.get("s") in (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
         entry = Entry.of_line(line) if job_id is not None and live else None
         self._change(None if job_id is None else str(job_id), entry, deltas)
+        key = line.get("u")
+        if key is not None and job_id is not None:
+            if entry is not None:
+                self.note_key(str(key), entry.key[2], str(job_id))
+            else:
+                self.forget_key(str(key), str(job_id))  # pruned
         return True
 
     def _reset(self) -> None:
@@ -190,9 +230,16 @@ class QueueIndex:
 
     # -- the journal ----------------------------------------------------------------------
 
-    def log(self, job_ids: list[str], deltas: dict[str, int] | None = None) -> None:
+    def log(
+        self,
+        job_ids: list[str],
+        deltas: dict[str, int] | None = None,
+        forgotten: dict[str, str] | None = None,
+    ) -> None:
         """Append one journal line per job (its index entry now, or its removal), then
-        write the snapshot if the journal has grown as large as the live queue."""
+        write the snapshot if the journal has grown as large as the live queue.
+        ``forgotten``: the unique keys of removed jobs (by id) that are gone for good
+        (pruned), which other processes forget too."""
         first = self.revision + 1
         lines = []
         for i, job_id in enumerate(job_ids):
@@ -203,6 +250,8 @@ class QueueIndex:
                 lines.append(entry.line(self.revision, d))
             else:
                 line: dict[str, Any] = {"n": self.revision, "id": job_id, "s": None}
+                if forgotten and job_id in forgotten:
+                    line["u"] = forgotten[job_id]
                 if d:
                     line["f"] = d
                 lines.append(encode_compact(line))
@@ -212,13 +261,18 @@ class QueueIndex:
         if lines:
             self._append(lines, first)
 
-    def log_quietly(self, job_ids: list[str], deltas: dict[str, int] | None = None) -> None:
+    def log_quietly(
+        self,
+        job_ids: list[str],
+        deltas: dict[str, int] | None = None,
+        forgotten: dict[str, str] | None = None,
+    ) -> None:
         """``log`` for a change the job files already hold. The files are the truth: if
         the journal refuses the line, the change still stands (and this process's index
         has it); it is written out in queue.json as soon as the disk allows, which is how
         other processes then learn of it."""
         try:
-            self.log(job_ids, deltas)
+            self.log(job_ids, deltas, forgotten)
         except StorageError as exc:
             self._index_refused(exc)
             self._save_quietly()
@@ -323,6 +377,8 @@ class QueueIndex:
         and reload an empty index). The job files are the caller's to remove, first."""
         remove(self.index_path)
         self._reset()
+        self.keys.clear()
+        self.keys_complete = True
         self.revision = 0
         self.journal.rotate()
         self._since_snapshot = 0
@@ -422,6 +478,9 @@ class QueueIndex:
         (the files win), and write a fresh snapshot if anything was behind. ``scan``: also
         look for job files changed since queue.json was written."""
         self._reset()
+        # What this index knew of finished jobs' keys stays (each is checked against its
+        # job file before use); what came and went while it was not looking is unknown.
+        self.keys_complete = False
         stamp = self._stamp()
         doc = self._load_snapshot()
         if doc is None:
@@ -513,11 +572,13 @@ class QueueIndex:
     def _rebuild(self, read: Read) -> None:
         """Rebuild the index from every job file (the slow path, after index damage)."""
         self._reset()
+        self.keys.clear()
         for job_id in job_ids_changed_since(self.jobs_dir, 0):
             record = read(job_id)
             if record is not None:
                 live = record.status.is_live
                 self.update(record, None if live else {record.status.value: 1})
+        self.keys_complete = True
         # Number the next journal lines after every line the journal holds (processes
         # still reading it skip a line numbered at or below what they have applied), so
         # that it can go on from here should the disk refuse queue.json.

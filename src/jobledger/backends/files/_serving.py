@@ -24,7 +24,7 @@ Key = tuple[int, int, int, str]  # (*JobRecord.sort_key(), job_id)
 class Entry:
     """What the index keeps of a live job: enough to order and pick it without reading."""
 
-    __slots__ = ("key", "run_after", "status", "type", "worker")
+    __slots__ = ("key", "run_after", "status", "type", "unique_key", "worker")
 
     def __init__(
         self,
@@ -33,12 +33,14 @@ class Entry:
         worker: str | None,
         run_after: str | None,
         type_: str,
+        unique_key: str | None = None,
     ) -> None:
         self.key = key
         self.status = status
         self.worker = worker
         self.run_after = run_after
         self.type = type_
+        self.unique_key = unique_key
 
     @classmethod
     def of(cls, record: JobRecord) -> Entry:
@@ -49,6 +51,7 @@ class Entry:
             record.worker,
             record.run_after,
             record.type,
+            record.unique_key,
         )
 
     @classmethod
@@ -56,17 +59,27 @@ class Entry:
         """The entry a journal line (checked by ``parse_line``) gives a live job."""
         k = line["k"]
         key = (int(k[0]), int(k[1]), int(k[2]), str(line["id"]))
-        return cls(key, JobStatus(line["s"]), line.get("w"), line.get("a"), str(line.get("t")))
+        return cls(
+            key,
+            JobStatus(line["s"]),
+            line.get("w"),
+            line.get("a"),
+            str(line.get("t")),
+            line.get("u"),
+        )
 
     def line(self, n: int, deltas: dict[str, int]) -> str:
-        """This entry as a journal line: ``{"n", "id", "s", "k", "a", "t", "w"[, "f"]}``,
-        formatted here (every change writes one; a dict through the encoder cost 5x)."""
+        """This entry as a journal line: ``{"n", "id", "s", "k", "a", "t", "w"[, "u"][,
+        "f"]}`` (``"u"``: its unique key, only when it has one), formatted here (every
+        change writes one; a dict through the encoder cost 5x)."""
         p, r, seq, job_id = self.key
         text = (
             f'{{"n":{n},"id":{encode_str(job_id)},"s":"{self.status.value}",'
             f'"k":[{p},{r},{seq}],"a":{_opt_str(self.run_after)},"t":{encode_str(self.type)},'
             f'"w":{_opt_str(self.worker)}'
         )
+        if self.unique_key is not None:
+            text += f',"u":{encode_str(self.unique_key)}'
         return f'{text},"f":{encode_compact(deltas)}}}' if deltas else text + "}"
 
 
@@ -79,26 +92,32 @@ class ServingOrder:
 
     Invariants: every id in ``entries`` is in exactly one of ``queued`` (by its key, kept
     sorted) or ``running``, as its entry's status says; nothing else is in either.
+    ``by_key`` maps the unique key of each live job that has one to its id (two live jobs
+    never share a key; should a hand-edited file make them, the last placed is named).
     """
 
-    __slots__ = ("entries", "queued", "running")
+    __slots__ = ("by_key", "entries", "queued", "running")
 
     def __init__(self) -> None:
         self.entries: dict[str, Entry] = {}
         self.queued: list[Key] = []  # sorted: the serving order
         self.running: list[str] = []
+        self.by_key: dict[str, str] = {}
 
     def clear(self) -> None:
         """Forget every job."""
         self.entries.clear()
         self.queued.clear()
         self.running.clear()
+        self.by_key.clear()
 
     def place(self, entry: Entry) -> None:
         """Put (or move) a live job where its entry says."""
         job_id = entry.key[-1]
         self.drop(job_id)
         self.entries[job_id] = entry
+        if entry.unique_key is not None:
+            self.by_key[entry.unique_key] = job_id
         if entry.status is JobStatus.RUNNING:
             self.running.append(job_id)
         else:
@@ -109,6 +128,8 @@ class ServingOrder:
         entry = self.entries.pop(job_id, None)
         if entry is None:
             return
+        if entry.unique_key is not None and self.by_key.get(entry.unique_key) == job_id:
+            del self.by_key[entry.unique_key]
         if entry.status is JobStatus.RUNNING:
             self.running.remove(job_id)
         else:

@@ -33,11 +33,13 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 from ..._clock import Clock, SystemClock
+from ..._enqueue import key_taken_conflict
 from ..._errors import JobLedgerError, JobNotFound, StorageError
 from ..._job_record import JobRecord, JobStatus
+from ..._schedules import StoredSchedule
 from .._contract import QueuedCounts, Recovery
 from .._swap import swapping
 from . import _queue_history as history
@@ -53,9 +55,10 @@ from ._job_files import (
 )
 from ._locks import ProcessLock
 from ._names import inside
+from ._new_jobs import NewJobs
 from ._queue_index import QueueIndex, finished_deltas
 from ._queue_lock import QueueLock
-from ._syncs import fsync_dir
+from ._schedules_file import SchedulesFile
 from ._workers import WorkerLocks, usable_worker
 
 __all__ = ["FilesJobBackend"]
@@ -69,7 +72,7 @@ log = logging.getLogger("jobledger")
 PRUNE_BATCH = 500
 
 
-class FilesJobBackend:
+class FilesJobBackend(NewJobs):
     """Jobs in JSON files under ``root``; see the module docstring.
 
     It owns, by composition: the queue lock (``QueueLock``), the queue's index
@@ -99,6 +102,7 @@ class FilesJobBackend:
         #: How long :meth:`prune` pauses between batches, as a multiple of the last hold.
         self.prune_pause = 1.0
         self._cancel_looks = CancelLooks(self.job_path, self._read)
+        self._schedules = SchedulesFile(self.root, fsync=fsync, clock=clock, read_only=read_only)
         _OPEN_BACKENDS.add(self)
 
     @property
@@ -190,71 +194,33 @@ class FilesJobBackend:
             return time.time_ns() // 1000
         return int(self._clock.now().timestamp() * 1_000_000)
 
-    def put(
-        self, records: Sequence[JobRecord], fresh: frozenset[str] = frozenset()
-    ) -> list[tuple[JobRecord, bool]]:
-        """Store new jobs (fsynced under fsync durability). Returns (stored record, whether
-        it is new) for each: an existing id gives its stored record and writes nothing
-        (idempotent enqueue)."""
-        records = list(records)  # built (and checked) before the lock and any write
-        with self.locked():
-            return self._put(records, fresh)
+    # -- schedules ------------------------------------------------------------------------
 
-    def _put(
-        self, records: list[JobRecord], fresh: frozenset[str] = frozenset()
-    ) -> list[tuple[JobRecord, bool]]:
-        out = []
-        new: dict[str, JobRecord] = {}
-        for record in records:
-            job_id = record.job_id
-            existing = new.get(job_id) or (None if job_id in fresh else self._read(job_id))
-            if existing is not None:
-                out.append((existing, False))
-                continue
-            self._index.last_seq = max(self._index.last_seq + 1, self._clock_us())
-            record = record.with_seq(self._index.last_seq)
-            new[record.job_id] = record
-            out.append((record, True))
-        if not new:
-            return out
-        # The index lists the new ids before their files exist (see _list_first).
-        for record in new.values():
-            self._index.update(record)
-        try:
-            self._index.log(list(new))
-        except BaseException:
-            for job_id in new:  # refused: nothing is stored, nor listed
-                self._index.remove(job_id)
-            raise
-        written = 0
-        prepared: list[Prepared] = []
-        try:
-            # Each file synced before its rename (all at once), their folder once after.
-            prepared = self._writer.presync(list(new.values()), fsync=True, replacing=False)
-            for i, record in enumerate(new.values()):
-                ready = prepared[i] if prepared else None
-                self._writer.write(
-                    record, fsync=True, replacing=False, sync_folder=False, prepared=ready
-                )
-                written += 1
-        except BaseException:
-            discard(prepared)
-            unwritten = list(new)[written:]
-            for job_id in unwritten:
-                self._index.remove(job_id)
-            self._index.log_quietly(unwritten)
-            if written and self._fsync:
-                with contextlib.suppress(OSError):
-                    fsync_dir(self.jobs_dir)  # the ones written stay, as durable as may be
-            raise
-        if self._fsync:
-            try:
-                fsync_dir(self.jobs_dir)
-            except OSError as exc:
-                # Every new file is in place and listed: the batch stands, not durable yet.
-                last = self.job_path(list(new)[-1])
-                raise StorageError("sync the folder of", last, exc, replaced=True) from exc
-        return out
+    def schedules(self) -> list[StoredSchedule]:
+        """The stored schedules, by name: schedules.json, read again only when its stat
+        changed (no lock: the file is replaced whole)."""
+        return [s for _, s in sorted(self._schedules.read().items())]
+
+    def change_schedule(
+        self,
+        name: str,
+        change: Callable[[StoredSchedule | None], tuple[StoredSchedule | None, list[JobRecord]]],
+    ) -> tuple[StoredSchedule | None, list[tuple[JobRecord, bool]]]:
+        """Under the queue lock: ``change`` the schedule, put its jobs, then write
+        schedules.json. A crash between the two leaves the jobs stored and ``last``
+        behind: the next firing computes the same occurrences, whose ids exist."""
+        with self.locked():
+            current = self._schedules.read(fresh=True)
+            old = current.get(name)
+            new, jobs = change(old)
+            stored = self._put(jobs) if jobs else []
+            if new is not old:
+                if new is None:
+                    del current[name]
+                else:
+                    current[name] = new
+                self._schedules.write(current, self._lock.syncs)
+        return new, stored
 
     def get(self, job_id: str) -> JobRecord | None:
         """The stored job (read from its file, no lock)."""
@@ -265,32 +231,6 @@ class FilesJobBackend:
         with self.locked():
             self._index.last_seq = max(self._index.last_seq + 1, self._clock_us())
             return self._index.last_seq
-
-    def import_records(self, records: list[JobRecord]) -> list[str]:
-        """Store ``records`` exactly as given (``jobledger export``): each new job's file is
-        written (fsynced under fsync durability), then the index is rebuilt from the job
-        files, which moves ``seq`` past every imported one and makes other processes
-        reload it. The ids already stored are left as they are and returned."""
-        kept: list[str] = []
-        new: dict[str, JobRecord] = {}
-        with self.locked():
-            for record in records:
-                if record.job_id in new or self._read(record.job_id) is not None:
-                    kept.append(record.job_id)
-                else:
-                    new[record.job_id] = record
-            if not new:
-                return kept
-            for record in new.values():
-                self._writer.write(record, fsync=True, replacing=False, sync_folder=False)
-            if self._fsync:
-                try:
-                    fsync_dir(self.jobs_dir)
-                except OSError as exc:
-                    last = self.job_path(list(new)[-1])
-                    raise StorageError("sync the folder of", last, exc, replaced=True) from exc
-            self._index.rebuild(self._read_listed)
-        return kept
 
     def claim(
         self,
@@ -455,11 +395,19 @@ class FilesJobBackend:
     def _changed(
         self, job_id: str, change: Callable[[JobRecord], JobRecord]
     ) -> tuple[JobRecord, JobRecord]:
-        """(stored record, ``change`` of it), under the lock; nothing written yet."""
+        """(stored record, ``change`` of it), under the lock; nothing written yet. A change
+        that makes a finished job live again (a retry) while another live job holds its
+        unique key is refused (JobConflict)."""
         record = self._read_locked(job_id)
         if record is None:
             raise JobNotFound(job_id, self.root)
-        return record, change(record)
+        new = change(record)
+        key = new.unique_key
+        if key is not None and new.status.is_live and not record.status.is_live:
+            holder = self._key_holder(key, None)
+            if holder is not None and holder.job_id != job_id:
+                raise key_taken_conflict([job_id], holder, self.root)
+        return record, new
 
     def recover(
         self, keep: Callable[[str | None], bool], decide: Callable[[JobRecord], JobRecord]

@@ -45,8 +45,9 @@ from . import _queries as q
 from ._db import Database
 from ._errors import DatabaseError
 from ._listen import CHANNEL, FINISHED_CHANNEL, FINISHED_LISTENING, finished_ids
+from ._put import blocks_for, landed, seqs_of
 from ._rows import SEQ, doc_of, record_of
-from .jobs import PostgresJobBackend, blocks_for, seqs_of
+from .jobs import PostgresJobBackend
 
 __all__ = ["AsyncJobs", "ensure_schema"]
 
@@ -188,8 +189,12 @@ class AsyncJobs:
     ) -> list[tuple[JobRecord, bool]]:
         """``PostgresJobBackend.put``: new jobs stored with fresh ``seq`` values; an id
         stored already is returned as stored with False (and an id given twice is stored
-        once). ``fresh`` is accepted for the contract's sake (no COPY path here)."""
+        once). ``fresh`` is accepted for the contract's sake (no COPY path here). Jobs
+        without a unique key only: AsyncJobQueue gives keyed ones to the blocking
+        backend, whose ``put`` settles keys (``_put.py``)."""
         del fresh
+        if any(r.unique_key is not None for r in records):
+            raise ValueError("AsyncJobs.put takes jobs without a unique key")
         unique: dict[str, JobRecord] = {}
         for record in records:
             unique.setdefault(record.job_id, record)
@@ -221,7 +226,10 @@ class AsyncJobs:
                 first = not lost
                 if first:
                     lost.append(None)  # sent: it may insert, its answer not yet back
-                cur = await conn.execute(q.ENQUEUE_ONE, (doc, CHANNEL, record.job_id))
+                # No key here (AsyncJobQueue hands keyed jobs to the blocking backend).
+                cur = await conn.execute(
+                    q.ENQUEUE_ONE, (doc, CHANNEL, record.job_id, None, record.job_id)
+                )
                 row = await cur.fetchone()
                 if row is None:  # stored by a commit after this statement's snapshot
                     cur = await conn.execute(q.GET_JOB, (record.job_id,))
@@ -237,7 +245,7 @@ class AsyncJobs:
             stored = record_of(row[1:])
             if row[0]:
                 return stored, True
-            return stored, bool(lost) and PostgresJobBackend._landed(stored, record, lost[0])
+            return stored, bool(lost) and landed(stored, record, lost[0])
 
         return await self._run("enqueue a job", run)
 

@@ -48,6 +48,7 @@ __all__ = [
     "DELETE_DEAD_WORKERS",
     "DELETE_LEASE",
     "DELETE_MY_LEASE",
+    "DELETE_SCHEDULE",
     "DELETE_SESSIONLESS_WORKERS",
     "DELETE_TASKSET",
     "DELETE_WORKER",
@@ -57,11 +58,13 @@ __all__ = [
     "FINISHED_CHANNEL",
     "GET_JOB",
     "GET_JOBS",
+    "GET_JOB_OR_KEY_HOLDER",
     "HAS_MIGRATIONS_TABLE",
     "INSERT_NEW_JOBS",
     "INSERT_TASKSET",
     "JOBS_IN_SEQ_ORDER",
     "JOIN_SEARCH_PATH",
+    "KEY_HOLDERS",
     "LISTEN",
     "LISTENING_FOR_FINISHED",
     "LISTEN_CANCELS",
@@ -70,7 +73,10 @@ __all__ = [
     "LIVE_WORKERS",
     "LOCK_JOBS",
     "LOCK_MIGRATIONS",
+    "LOCK_SCHEDULE",
+    "LOCK_SCHEDULE_NAME",
     "LOCK_TASKSET",
+    "LOCK_UNIQUE_KEYS",
     "LOCK_WORKERS",
     "MIGRATION_DONE",
     "MOVE_SEQ_PAST_JOBS",
@@ -82,6 +88,7 @@ __all__ = [
     "NOTIFY_PAYLOAD",
     "PING",
     "PRUNE_JOBS",
+    "PUT_SCHEDULE",
     "QUEUED_BY_TYPE",
     "READ_TASKSET",
     "RECOVERABLE_JOBS",
@@ -89,6 +96,7 @@ __all__ = [
     "RENEW_WORKER",
     "RESET_LOCK_TIMEOUT",
     "RESTORE_SEARCH_PATH",
+    "SCHEDULES",
     "SEQ_BLOCK",
     "SERVER_KEEPALIVES",
     "SESSIONLESS_WORKERS",
@@ -131,6 +139,7 @@ _ORDER = "recovered DESC, priority DESC, seq"
 # A worker row (or a job's lease) that has not run out, by the server's clock.
 _ALIVE = "lease_until > clock_timestamp()"
 _OF_TYPES = " AND type = ANY(%s)"
+_LIVE = "('Queued', 'Running')"
 _TASKSET = "account = %s AND type = %s AND date = %s"
 # A lease row is true only while its session still holds the advisory lock it names.
 _HELD = """EXISTS (
@@ -255,23 +264,49 @@ SELECT {_NEXT_BLOCK} FROM woken, generate_series(1, %s)"""
 INSERT_NEW_JOBS = f"""\
 INSERT INTO jobledger_jobs ({_COLS})
 SELECT {_COLS} FROM jsonb_to_recordset(%s) AS x({_RECORDSET})
-ON CONFLICT (job_id) DO NOTHING RETURNING job_id"""
+ON CONFLICT DO NOTHING RETURNING job_id"""
 COPY_JOBS = f"COPY jobledger_jobs ({_COLS}) FROM STDIN"
 _SEQ_NEXT = ", ".join(_NEXT_BLOCK if c == "seq" else c for c in COLUMNS)
+#: A job with the id, else the live job holding the key (NULL: none), the id's first.
+#: Parameters: the job id, the unique key, the job id.
+_ID_OR_KEY = f"""\
+(job_id = %s OR (unique_key = %s AND status IN {_LIVE}))
+ORDER BY job_id = %s DESC LIMIT 1"""
 #: One job, one statement (autocommit: the commit goes with it, one round trip): the row
 #: inserted with the next ``seq`` and the wake-up sent, returned with True; or, its id
-#: stored, the stored row with False and nothing written. No row: the stored row was
-#: committed after this statement's snapshot (read it with GET_JOB). Parameters: a JSON
-#: array of the one row, the wake-up's channel, the job id.
+#: stored or its unique key held by a live job (the unique index refuses the insert), the
+#: stored row (the id's first) with False and nothing written. No row: that row was
+#: committed after this statement's snapshot (read it with GET_JOB_OR_KEY_HOLDER).
+#: Parameters: a JSON array of the one row, the wake-up's channel, the job id, the unique
+#: key (or NULL), the job id.
 ENQUEUE_ONE = f"""\
 WITH ins AS (
     INSERT INTO jobledger_jobs ({_COLS})
     SELECT {_SEQ_NEXT} FROM jsonb_to_recordset(%s) AS x({_RECORDSET})
-    ON CONFLICT (job_id) DO NOTHING RETURNING {_COLS}),
+    ON CONFLICT DO NOTHING RETURNING {_COLS}),
 woken AS (SELECT pg_notify(%s, current_schema()) FROM ins)
 SELECT true, ins.* FROM ins, woken
 UNION ALL
-SELECT false, {_COLS} FROM jobledger_jobs WHERE job_id = %s AND NOT EXISTS (SELECT 1 FROM ins)"""
+(SELECT false, {_COLS} FROM jobledger_jobs
+WHERE NOT EXISTS (SELECT 1 FROM ins) AND {_ID_OR_KEY})"""
+#: ENQUEUE_ONE's stored row, read again. Parameters: the job id, the key, the job id.
+GET_JOB_OR_KEY_HOLDER = f"SELECT {_COLS} FROM jobledger_jobs WHERE {_ID_OR_KEY}"
+#: The jobs holding the given unique keys: the live ones, and the finished ones whose
+#: ``finished`` is at or after the cutoff (NULL: none), each key's live one first, then its
+#: latest. FOR SHARE waits for a transaction changing one (a completion) to end and reads
+#: the row as it left it: a job that was live when this statement started and finished
+#: since is judged by its ``finished``, not taken for live. Parameters: the keys, cutoff.
+KEY_HOLDERS = f"""\
+SELECT {_COLS} FROM jobledger_jobs
+WHERE unique_key = ANY(%s) AND (status IN {_LIVE} OR finished >= %s)
+ORDER BY unique_key, status IN {_LIVE} DESC, seq DESC FOR SHARE"""
+#: Transaction-level advisory locks on the given unique keys (hashed, in the schema's
+#: space; two-key form, class given), taken in hash order so that two batches never
+#: deadlock. Parameters: the lock class, the keys.
+LOCK_UNIQUE_KEYS = """\
+SELECT count(pg_advisory_xact_lock(%s, h)) FROM (
+    SELECT DISTINCT hashtext(current_schema() || ':' || k) AS h FROM unnest(%s::text[]) AS k
+    ORDER BY h) AS keys"""
 #: After an import: the sequence past every stored ``seq`` (never moved back): the next
 #: block starts above them.
 MOVE_SEQ_PAST_JOBS = f"""\
@@ -559,6 +594,20 @@ SELECT type, count(*) FILTER (WHERE run_after IS NULL OR run_after <= %s),
     count(*) FILTER (WHERE run_after > %s),
     min(run_after) FILTER (WHERE run_after > %s)
 FROM jobledger_jobs WHERE status = 'Queued' GROUP BY type"""
+
+# -- schedules (jobs.py) -------------------------------------------------------------------
+
+SCHEDULES = "SELECT name, record FROM jobledger_schedules ORDER BY name"
+LOCK_SCHEDULE = "SELECT record FROM jobledger_schedules WHERE name = %s FOR UPDATE"
+#: Parameters: name, record.
+PUT_SCHEDULE = """\
+INSERT INTO jobledger_schedules (name, record) VALUES (%s, %s)
+ON CONFLICT (name) DO UPDATE SET record = excluded.record"""
+DELETE_SCHEDULE = "DELETE FROM jobledger_schedules WHERE name = %s"
+#: A new schedule's name, locked until the transaction ends even while it has no row
+#: (two-key advisory lock: class, hashed name), so that two first stores of one name
+#: wait for each other. Parameters: the lock class, the name.
+LOCK_SCHEDULE_NAME = "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema() || ':' || %s))"
 
 # -- workers (jobs.py, _heartbeat.py) ------------------------------------------------------
 

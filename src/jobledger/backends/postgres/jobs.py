@@ -67,16 +67,30 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ..._clock import Clock, SystemClock
+from ..._enqueue import LazyRecords, key_taken_conflict
 from ..._errors import JobLedgerError, JobNotFound
 from ..._inputs import findable
 from ..._job_record import JobRecord, JobStatus
+from ..._schedules import StoredSchedule
 from .._contract import QueuedCounts, Recovery
 from . import _queries as q
 from ._claims import OneStatement
 from ._db import Database, reconnecting
+from ._errors import DatabaseError
 from ._heartbeat import WorkerLease
 from ._joined import CallerTransactions
 from ._listen import CANCEL_CHANNEL, CHANNEL, FinishListener, Listener, notify, notify_finished
+from ._put import (
+    blocks_for,
+    first_of_each,
+    insert_new,
+    landed,
+    put_once,
+    put_outcomes,
+    refuse_taken_keys,
+    seqs_of,
+    settle_lost,
+)
 from ._rows import SEQ, copy_row, doc_of, record_of, same
 
 __all__ = ["PostgresJobBackend"]
@@ -98,13 +112,6 @@ PRUNE_PAUSE = 1.0
 # round trips of their own (measured: 20 rows cost the same either way, 50 a sixth less
 # by COPY).
 _COPY_FROM = 32
-
-
-def _insert_new(conn: psycopg.Connection[Any], records: list[JobRecord]) -> set[str]:
-    """Insert the records whose ids are not stored yet, in one statement; their ids."""
-    return {
-        row[0] for row in conn.execute(q.INSERT_NEW_JOBS, (Jsonb([doc_of(r) for r in records]),))
-    }
 
 
 class _Refused(Exception):
@@ -155,19 +162,6 @@ def _copy_new(
     return staged
 
 
-def blocks_for(n: int) -> int:
-    """How many blocks of seqs n jobs take (``q.SEQ_BLOCK``)."""
-    return -(-n // q.SEQ_BLOCK)
-
-
-def seqs_of(blocks: list[tuple[int]], n: int) -> list[int]:
-    """n seqs, in order, from the blocks whose first values are ``blocks`` (rows)."""
-    seqs: list[int] = []
-    for (first,) in sorted(blocks):
-        seqs.extend(range(first, first + min(q.SEQ_BLOCK, n - len(seqs))))
-    return seqs
-
-
 def _session_settings(fsync: bool) -> dict[str, str]:
     """The settings of the backend's own connection (see ``_queries.SESSION_SETTINGS``).
 
@@ -186,6 +180,22 @@ def _session_settings(fsync: bool) -> dict[str, str]:
     if not fsync:
         settings["synchronous_commit"] = "off"
     return settings
+
+
+# The two-key advisory lock space of schedule names (objsubid 2 in pg_locks), apart from
+# the migrations' ("jlmg"), the unique keys' ("jluk", _put.py) and the leases' locks.
+_SCHEDULE_LOCK = 0x6A6C7363  # "jlsc"
+
+
+def _schedule_of(name: str, record: Any) -> StoredSchedule:
+    """A schedule row's record; a damaged one (edited by hand) raises DatabaseError."""
+    try:
+        return StoredSchedule.from_json(name, record)
+    except ValueError as exc:
+        raise DatabaseError(
+            f"the row of schedule {name!r} in jobledger_schedules does not read back: {exc}; "
+            "store the schedule again (JobQueue.schedule) or delete the row"
+        ) from None
 
 
 def _notify_finished(conn: psycopg.Connection[Any], records: list[JobRecord]) -> None:
@@ -255,32 +265,52 @@ class PostgresJobBackend:
     # -- the primitives -------------------------------------------------------------------
 
     def put(
-        self, records: Sequence[JobRecord], fresh: frozenset[str] = frozenset()
+        self,
+        records: Sequence[JobRecord],
+        fresh: frozenset[str] = frozenset(),
+        *,
+        unique_since: str | None = None,
     ) -> list[tuple[JobRecord, bool]]:
         """Insert new jobs with fresh ``seq`` values; existing ids are returned as stored
-        with False, and an id given twice is stored once. A batch whose ids are all
-        ``fresh`` (generated: no stored job can have them) goes in by COPY (see
-        ``_copy_new``), its records read (and, built on first use, built) as they are sent.
+        with False, and an id given twice is stored once. A job whose ``unique_key`` a
+        live job holds (or, with ``unique_since``, a job that finished at or after it) is
+        not inserted: that job is returned with False; of a batch's jobs with one key, the
+        first is stored. A batch whose ids are all ``fresh`` (generated: no stored job can
+        have them) and that has no key goes in by COPY (see ``_copy_new``), its records
+        read (and, built on first use, built) as they are sent.
+
+        One job without ``unique_since`` is one statement (``_put_one``): the unique index
+        settles a race on its key. With ``unique_since`` the keys are locked first (see
+        ``_put.put_once``).
 
         A COMMIT of unknown outcome runs it again, which inserts nothing twice (the ids are
         the key); a job found stored with the ``seq`` and ``created`` the lost attempt gave
         it is that attempt's own insert, which landed: returned as new (True)."""
         # By COPY: a batch of generated ids (``fresh`` names only ids of these records, so
-        # as many as there are records means all of them, none twice), not after an
-        # attempt that may have landed.
-        copy = [len(records) >= _COPY_FROM and len(fresh) == len(records)]
+        # as many as there are records means all of them, none twice) without a key (a
+        # lazily built batch never has one), not after an attempt that may have landed.
+        copy = [
+            len(records) >= _COPY_FROM
+            and len(fresh) == len(records)
+            and unique_since is None
+            and (isinstance(records, LazyRecords) or all(r.unique_key is None for r in records))
+        ]
         unique: dict[str, JobRecord] = {}  # for the general way; made when it is taken
 
         def by_id() -> dict[str, JobRecord]:
             if not unique:
-                for record in records:
-                    unique.setdefault(record.job_id, record)
+                unique.update(first_of_each(list(records)))
             return unique
 
         if not copy[0]:
             if not by_id():
                 return []
-            if len(unique) == 1 and self._fsync and not self._db.in_transaction():
+            if (
+                len(unique) == 1
+                and unique_since is None
+                and self._fsync
+                and not self._db.in_transaction()
+            ):
                 stored, new = self._put_one(next(iter(unique.values())))
                 return [(stored, new and i == 0) for i in range(len(records))]
         # What the attempt whose COMMIT was cut off inserted (by id), if any.
@@ -297,29 +327,16 @@ class PostgresJobBackend:
                     lost.clear()  # rolled back: nothing of it landed
                     copy[0] = False
             with self._tx("enqueue jobs") as conn:
-                staged, inserted, existing = self._put_once(conn, by_id())
-                for job_id, stored in list(existing.items()) if lost else ():
-                    mine = lost[0].get(job_id)
-                    if mine and (mine.seq, mine.created) == (stored.seq, stored.created):
-                        staged[job_id] = stored  # the lost attempt's insert: it landed
-                        inserted.add(job_id)
-                        del existing[job_id]
-                lost[:] = [{job_id: staged[job_id] for job_id in inserted}]
+                staged, inserted, existing = put_once(
+                    conn, by_id(), fresh, unique_since, self.location
+                )
+                settle_lost(lost, staged, inserted, existing)
             return staged, inserted, existing
 
         staged, inserted, existing = self._db.retrying(run)
         if len(inserted) == len(records):  # every one new, none given twice: in order
             return [(record, True) for record in staged.values()]
-        out = []
-        first = set()
-        for record in records:
-            job_id = record.job_id
-            if job_id in inserted:
-                out.append((staged[job_id], job_id not in first))
-                first.add(job_id)
-            else:
-                out.append((existing[job_id], False))
-        return out
+        return put_outcomes(list(records), by_id(), staged, inserted, existing)
 
     def _put_one(self, record: JobRecord) -> tuple[JobRecord, bool]:
         """put of one job: ONE statement in autocommit (``q.ENQUEUE_ONE``), its commit
@@ -329,7 +346,8 @@ class PostgresJobBackend:
         ``durability="flush"`` put takes the transaction path, which turns it off.
 
         A statement of unknown outcome (the connection lost while it ran) runs again,
-        inserting nothing twice; a stored job is this call's own landed insert when it has
+        inserting nothing twice; a stored job with its id is this call's own landed insert
+        when it has
         the ``seq`` the lost attempt got back, or, when that answer never came, when it is
         column for column the record sent (``seq`` aside, which the server chose)."""
         doc = Jsonb([doc_of(record)])
@@ -342,9 +360,14 @@ class PostgresJobBackend:
                     first = not lost
                     if first:
                         lost.append(None)  # sent: it may insert, its answer not yet back
-                    row = conn.execute(q.ENQUEUE_ONE, (doc, CHANNEL, record.job_id)).fetchone()
+                    job_id, key = record.job_id, record.unique_key
+                    row = conn.execute(
+                        q.ENQUEUE_ONE, (doc, CHANNEL, job_id, key, job_id)
+                    ).fetchone()
                     if row is None:  # stored by a commit after this statement's snapshot
-                        found = conn.execute(q.GET_JOB, (record.job_id,)).fetchone()
+                        found = conn.execute(
+                            q.GET_JOB_OR_KEY_HOLDER, (job_id, key, job_id)
+                        ).fetchone()
                         row = None if found is None else (False, *found)
                     if row is not None and row[0]:
                         lost[:] = [int(row[1 + SEQ])]
@@ -356,17 +379,12 @@ class PostgresJobBackend:
             stored = record_of(row[1:])
             if row[0]:
                 return stored, True
-            return stored, bool(lost) and self._landed(stored, record, lost[0])
+            mine = stored.job_id == record.job_id  # not another job holding the key
+            return stored, mine and bool(lost) and landed(stored, record, lost[0])
 
         return self._db.retrying(run)
 
-    @staticmethod
-    def _landed(stored: JobRecord, sent: JobRecord, seq: int | None) -> bool:
-        """Whether ``stored`` is the insert of an attempt that sent ``sent`` and got
-        ``seq`` back (None: its answer was lost)."""
-        if seq is not None:
-            return (stored.seq, stored.created) == (seq, sent.created)
-        return same(stored, sent.with_seq(stored.seq))
+    # -- schedules ------------------------------------------------------------------------
 
     @staticmethod
     def _put_copy(
@@ -379,23 +397,46 @@ class PostgresJobBackend:
         blocks = conn.execute(q.NEXT_SEQ_BLOCKS_WAKE, (CHANNEL, blocks_for(n))).fetchall()
         return _copy_new(conn, records, seqs_of(blocks, n))
 
-    def _put_once(
-        self, conn: psycopg.Connection[Any], unique: dict[str, JobRecord]
-    ) -> tuple[dict[str, JobRecord], set[str], dict[str, JobRecord]]:
-        """put's statements: the records staged (with their seq), the ids inserted, and
-        the stored records of the ids that existed."""
-        n = len(unique)
-        seqs = seqs_of(conn.execute(q.NEXT_SEQ_BLOCKS, (blocks_for(n),)).fetchall(), n)
-        staged = {r.job_id: r.with_seq(s) for r, s in zip(unique.values(), seqs, strict=True)}
-        inserted = _insert_new(conn, list(staged.values()))
-        if inserted:
-            notify(conn)
-        missing = [i for i in staged if i not in inserted]
-        existing = {}
-        if missing:
-            rows = conn.execute(q.GET_JOBS, (missing,))
-            existing = {r.job_id: r for r in map(record_of, rows)}
-        return staged, inserted, existing
+    @reconnecting
+    def schedules(self) -> list[StoredSchedule]:
+        """The stored schedules, by name: one query of a small table."""
+        with self._tx("read schedules", durable=False) as conn:
+            rows = conn.execute(q.SCHEDULES).fetchall()
+        return [_schedule_of(name, record) for name, record in rows]
+
+    def change_schedule(
+        self,
+        name: str,
+        change: Callable[[StoredSchedule | None], tuple[StoredSchedule | None, list[JobRecord]]],
+    ) -> tuple[StoredSchedule | None, list[tuple[JobRecord, bool]]]:
+        """In one transaction: lock the schedule's row (its name, while it has none),
+        ``change`` it, put its jobs and write it. Two workers firing one schedule wait
+        for each other, and the second finds ``last`` moved: nothing is due.
+
+        A COMMIT of unknown outcome runs it again: a landed firing leaves nothing due, a
+        lost one fires again (its jobs' ids are the occurrences', so a job is never
+        stored twice)."""
+
+        def run() -> tuple[StoredSchedule | None, list[tuple[JobRecord, bool]]]:
+            with self._tx("change a schedule") as conn:
+                conn.execute(q.LOCK_SCHEDULE_NAME, (_SCHEDULE_LOCK, name))
+                row = conn.execute(q.LOCK_SCHEDULE, (name,)).fetchone()
+                old = None if row is None else _schedule_of(name, row[0])
+                new, jobs = change(old)
+                stored: list[tuple[JobRecord, bool]] = []
+                if jobs:
+                    unique = first_of_each(jobs)
+                    staged, inserted, existing = put_once(
+                        conn, unique, frozenset(), None, self.location
+                    )
+                    stored = put_outcomes(jobs, unique, staged, inserted, existing)
+                if new is None and old is not None:
+                    conn.execute(q.DELETE_SCHEDULE, (name,))
+                elif new is not None and new != old:
+                    conn.execute(q.PUT_SCHEDULE, (name, Jsonb(new.to_json())))
+            return new, stored
+
+        return self._db.retrying(run)
 
     def put_in_transaction(
         self,
@@ -410,7 +451,10 @@ class PostgresJobBackend:
         stored id would abort the caller's transaction up to its savepoint, and run again
         the general way anyway). See ``_joined.py``."""
         return self._joined.put(
-            connection, list(records), fresh, lambda conn, unique, _: self._put_once(conn, unique)
+            connection,
+            list(records),
+            fresh,
+            lambda conn, unique, fresh: put_once(conn, unique, fresh, None, self.location),
         )
 
     @reconnecting
@@ -421,7 +465,7 @@ class PostgresJobBackend:
         if not records:
             return []
         with self._tx("import jobs") as conn:
-            inserted = _insert_new(conn, records)
+            inserted = insert_new(conn, records)
             conn.execute(q.MOVE_SEQ_PAST_JOBS)
         return [r.job_id for r in records if r.job_id not in inserted]
 
@@ -552,8 +596,13 @@ class PostgresJobBackend:
                         first = changed.get(job_id, (record, new))[0]
                         changed[job_id] = (first, new)
                     out.append(new)
+                refuse_taken_keys(conn, changed, changes, out, self.location)
                 if changed:
-                    self._write_many(conn, list(changed.values()))
+                    try:
+                        self._write_many(conn, list(changed.values()))
+                    except psycopg.errors.UniqueViolation as exc:
+                        # Another transaction made a job with the key live meanwhile.
+                        raise key_taken_conflict(sorted(changed), None, self.location) from exc
                     if any(new.status is JobStatus.QUEUED for _, new in changed.values()):
                         notify(conn)
                     if any(
