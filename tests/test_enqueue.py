@@ -4,18 +4,22 @@ checked at once."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from jobledger import ConfigError, InvalidPayload
 from jobledger._enqueue import LazyRecords, new_records
 
-NOW = "2025-01-20T10:30:00.000Z"
+NOW = dt.datetime(2025, 1, 20, 10, 30, tzinfo=dt.timezone.utc)
 
 
 def _batch(jobs, job_ids=None, fresh=None, **options):
     options = {"priority": 0, "run_after": None, "max_attempts": 3, **options}
-    ids = job_ids if job_ids is not None else [None] * len(jobs)
-    return new_records(jobs, ids, now=NOW, fresh=set() if fresh is None else fresh, **options)
+    records, drawn = new_records(jobs, job_ids, now=NOW, **options)
+    if fresh is not None:
+        fresh.update(drawn)
+    return records
 
 
 def test_lazy_records_are_built_on_first_use_each_once_in_order():

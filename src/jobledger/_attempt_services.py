@@ -30,6 +30,7 @@ from ._clock import iso_utc
 from ._errors import ConfigError, JobConflict, JobLedgerError
 from ._job_attempt import Attempt
 from ._job_progress import PROGRESS_EVERY, ProgressBuffer, checked_report
+from ._job_record import JobRecord
 from ._job_view import Job
 from ._log import log
 from ._queue import JobQueue
@@ -203,7 +204,10 @@ class AttemptServices:
             if report is None:
                 return
             try:
-                self.queue.backend.transition(job_id, reporting(running.id, report), fsync=False)
+                new = self.queue.backend.transition(
+                    job_id, reporting(running.id, report), fsync=False
+                )
+                self.queue._attempt_wrote([new])
             except JobConflict as exc:
                 log.debug("progress of job %s not recorded: %s", job_id, exc)
             except JobLedgerError as exc:  # progress is a hint: never fail a job for it
@@ -215,7 +219,8 @@ class AttemptServices:
         at = iso_utc(self.queue.clock.now())
         with self._writing:
             report = running.progress.take(self.monotonic(), force=True)
-            self.queue.backend.transition(job_id, checkpointing(running.id, text, at, report))
+            new = self.queue.backend.transition(job_id, checkpointing(running.id, text, at, report))
+            self.queue._attempt_wrote([new])
         log.debug("Checkpoint of job %s stored (%d characters of JSON)", job_id, len(text))
 
     # -- what the thread does -------------------------------------------------------------
@@ -234,6 +239,7 @@ class AttemptServices:
             if not changes:
                 return 0
             outcomes = self.queue.backend.transition_many(changes, fsync=False)
+            self.queue._attempt_wrote([o for o in outcomes if isinstance(o, JobRecord)])
         for (job_id, _), outcome in zip(changes, outcomes, strict=True):
             if isinstance(outcome, JobLedgerError):
                 log.debug("progress of job %s not recorded: %s", job_id, outcome)

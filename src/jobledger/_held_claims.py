@@ -122,6 +122,16 @@ class HeldClaims:
             while len(self._claims) > self._most:
                 del self._claims[next(iter(self._claims))]
 
+    def refresh(self, records: Sequence[JobRecord]) -> None:
+        """Hold the records a running attempt wrote (its progress, its checkpoint) in place
+        of the held claims of their jobs, if held: a swap writes the fields in which its
+        new record differs from the held one, so a completion must see the checkpoint the
+        attempt stored to drop it."""
+        with self._lock:
+            for record in records:
+                if record.job_id in self._claims:
+                    self._claims[record.job_id] = record
+
     def take(self, job_id: str) -> JobRecord | None:
         """The claimed record of ``job_id``, no longer held; None if not held."""
         with self._lock:

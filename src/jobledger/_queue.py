@@ -567,6 +567,11 @@ class JobQueue(QueueSchedules):
             log.info("Requeued job %s", job_id)
         return self._job(back)
 
+    def _attempt_wrote(self, records: builtins.list[JobRecord]) -> None:
+        """A running attempt's own writes (progress, checkpoints) of jobs this object
+        claimed: its later completion, failure or requeue is written against them."""
+        self._held.refresh(records)
+
     def _change(self, job_id: str, change: Change) -> JobRecord:
         """A fenced change of one job (complete, fail, requeue): by swap where this object
         holds the job's claim, else by the backend's transition; raises its refusal."""

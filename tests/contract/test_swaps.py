@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobledger import JobConflict, JobNotFound, JobStatus
+from jobledger import JobCancelled, JobConflict, JobNotFound, JobStatus
 from jobledger._clock import iso_utc
 from jobledger._job_record import JobRecord
 
@@ -60,7 +60,8 @@ def test_swap_writes_a_batch_and_tells_which_it_wrote(make_queue, clock):
     q.enqueue_many([{"type": "T"}] * 3, job_ids=["a", "b", "c"])
     q.claim_many(3)
     a, b, c = (_stored(q, i) for i in "abc")
-    q.cancel("b")  # another's change: b no longer holds its claim
+    q.cancel("b")  # another's change: b no longer holds its claim (asked to stop,
+    q.fail("b", JobCancelled("b"))  # then ended Cancelled by its worker)
     now = iso_utc(clock.now())
     failed = c.evolve(status=JobStatus.QUEUED, error_message="boom", run_after=now, worker=None)
     out = q.backend.swap([(c, failed), (b, _done(b, 2, now)), (a, _done(a, 1, now))])
@@ -130,6 +131,7 @@ def test_swap_and_claim_records_and_claims_together(make_queue, clock):
     q.claim_many(2, types=["T"])  # a, b
     a, b = _stored(q, "a"), _stored(q, "b")
     q.cancel("b")
+    q.fail("b", JobCancelled("b"))
     now = iso_utc(clock.now())
     worker = q.worker_id
     out, claimed = q.backend.swap_and_claim(
@@ -160,6 +162,7 @@ def test_the_queue_records_completions_with_its_next_claim(make_queue):
     assert ([j.job_id for j in jobs], recorded, conflict) == (["c", "d"], 2, None)
     assert [q.get(i).result for i in "ab"] == [1, 2]
     q.cancel("c")
+    q.fail("c", JobCancelled("c"))
     jobs, recorded, conflict = q._record_and_claim(
         [("c", "late"), ("d", 4), ("nope", None)], 5, None
     )

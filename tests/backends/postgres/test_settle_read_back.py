@@ -30,7 +30,7 @@ psycopg = require_psycopg()
 import jobledger  # noqa: E402
 from jobledger import JobQueue, JobStatus  # noqa: E402
 from jobledger._job_record import JobRecord  # noqa: E402
-from jobledger.backends.postgres import _db, _put  # noqa: E402
+from jobledger.backends.postgres import _db, jobs  # noqa: E402
 from jobledger.backends.postgres._db import ConnectionLost, Database  # noqa: E402
 from jobledger.backends.postgres.jobs import PostgresJobBackend  # noqa: E402
 
@@ -344,13 +344,13 @@ def test_an_enqueue_whose_commit_outcome_was_lost_stores_each_job_once(
 ):
     queue = JobQueue(pg_url, recover_every=3600)
     copies: list[int] = []
-    copy_new = _put.copy_new
+    copy_new = jobs._copy_new
 
     def spy(conn: Any, records: list[Any], seqs: list[int]) -> Any:
         copies.append(len(records))
         return copy_new(conn, records, seqs)
 
-    monkeypatch.setattr(_put, "copy_new", spy)
+    monkeypatch.setattr(jobs, "_copy_new", spy)
     try:
         queue.enqueue({"type": "warm-up"}, job_id="w")  # connects and migrates first
         fired = _arm(monkeypatch, pg_url, _backend(queue)._db, fault)

@@ -114,9 +114,10 @@ def _enqueue_one(conn: psycopg.Connection[Any], record: JobRecord) -> tuple[JobR
     """One job, by ``ENQUEUE_ONE``: (the record inserted, True), or (the stored one, False)."""
     doc = Jsonb([doc_of(record)])
     while True:
-        row = conn.execute(q.ENQUEUE_ONE, (doc, CHANNEL, record.job_id)).fetchone()
+        job_id, key = record.job_id, record.unique_key
+        row = conn.execute(q.ENQUEUE_ONE, (doc, CHANNEL, job_id, key, job_id)).fetchone()
         if row is None:  # stored by a commit after this statement's snapshot
-            found = conn.execute(q.GET_JOB, (record.job_id,)).fetchone()
+            found = conn.execute(q.GET_JOB_OR_KEY_HOLDER, (job_id, key, job_id)).fetchone()
             row = None if found is None else (False, *found)
         if row is not None:
             return record_of(row[1:]), bool(row[0])
