@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
+import signal
 import threading
 
 import pytest
@@ -544,3 +546,40 @@ def test_going_idle_ends_the_summaries_with_a_last_one(caplog):
     reporter.flush()
     assert _worker_lines(caplog) == ["1 completed, 0 failed in the last 2.0s (0.5 jobs/s)"]
     assert not reporter.summarising
+
+
+def test_a_second_signal_inside_the_first_ones_stop_does_not_hang_the_worker(make_queue):
+    # The second Ctrl-C lands while the first one's handler holds an event's lock (inside
+    # its set()): it must not wait for that lock, which only the handler it interrupted
+    # can release. Without the guard this run never returns (the suite's timeout ends it).
+    q = make_queue()
+    q.enqueue({"type": "T"}, job_id="a")
+    started, release = threading.Event(), threading.Event()
+
+    def handler(job):
+        started.set()
+        release.wait(60)
+        return "ok"
+
+    worker = Worker(q, {"T": handler}, grace_period=60)
+
+    class SignalledInsideSet(threading.Event):
+        def set(self) -> None:
+            with self._cond:
+                if not getattr(self, "fired", False):
+                    self.fired = True
+                    os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C, lock held
+                self._flag = True
+                self._cond.notify_all()
+
+    worker._stopping = SignalledInsideSet()
+    threading.Thread(
+        target=lambda: started.wait(60) and os.kill(os.getpid(), signal.SIGINT), daemon=True
+    ).start()
+    try:
+        worker.run()
+    finally:
+        release.set()
+    assert worker.forced_by is signal.SIGINT
+    assert q.get("a").status is JobStatus.QUEUED  # given back by the forced stop
+    q.close()

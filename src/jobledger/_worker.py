@@ -243,9 +243,13 @@ class Worker:
 
     def stop(self) -> None:
         """Ask the worker to stop gracefully (thread-safe; what SIGINT/SIGTERM do)."""
-        self._stopping.set()
-        self._wake.set()
-        self._settled.set()
+        # A signal handler calls this in the main thread, which may be inside one of these
+        # events' set() (holding its lock, which is not reentrant) when the signal comes:
+        # an event already set is not set again. A handler interrupting another leaves
+        # the stop to it altogether (see _signals).
+        for event in (self._stopping, self._wake, self._settled):
+            if not event.is_set():
+                event.set()
 
     def wake(self) -> None:
         """Look for jobs now instead of after the poll interval."""
@@ -256,7 +260,7 @@ class Worker:
         if not self.handle_signals or threading.current_thread() is not threading.main_thread():
             yield
             return
-        seen = {"count": 0}
+        seen = {"count": 0, "stopping": 0}
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             # No lock taken here: the main thread may hold it when the signal comes.
@@ -289,7 +293,16 @@ class Worker:
                     plural(running, "running job"),
                 )
                 self._halt.set()
-            self.stop()
+            # A second signal that lands inside the first one's stop() (both run in the
+            # main thread) would wait forever for a lock that handler holds: it leaves
+            # the stop to the handler it interrupted, which finishes it on return.
+            if seen["stopping"]:
+                return
+            seen["stopping"] = 1
+            try:
+                self.stop()
+            finally:
+                seen["stopping"] = 0
 
         with stop_signals_to(on_signal):
             yield
