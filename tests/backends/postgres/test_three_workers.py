@@ -149,10 +149,10 @@ def test_three_workers_one_sigkilled_mid_job_lose_nothing_and_run_nothing_twice(
 
         victim.kill()
         killed_at = time.monotonic()
-        # Read just after the kill: the lease outlives the process, so the job is still
-        # the dead worker's, not taken from under a worker that may yet be alive.
-        right_after = q.get(BLOCKER)
-        assert right_after.status is JobStatus.RUNNING and right_after.worker == worker
+        # No read "just after the kill": the dead worker's session ends with it, and a
+        # survivor's next claim may serve its job again within milliseconds. That the job
+        # was never taken from a live worker is what the log below shows: one start by the
+        # victim, then one run to its end by a survivor.
 
         until(
             lambda: q.get(BLOCKER).status is JobStatus.COMPLETED,
