@@ -14,7 +14,13 @@ from collections.abc import Callable
 from .._errors import JobLedgerError
 from .._job_record import JobRecord, JobStatus
 
-__all__ = ["NotHeld", "holds_claim", "swapped", "swapping"]
+__all__ = ["NotHeld", "each_once", "holds_claim", "swapped", "swapping"]
+
+
+def each_once(pairs: list[tuple[JobRecord, JobRecord]]) -> None:
+    """A swap takes each job once (one statement cannot write a row twice): ValueError."""
+    if len({claimed.job_id for claimed, _ in pairs}) < len(pairs):
+        raise ValueError("swap: a job is given twice; give each job once")
 
 
 def holds_claim(stored: JobRecord, claimed: JobRecord) -> bool:

@@ -41,7 +41,7 @@ from ..._errors import JobLedgerError, JobNotFound, StorageError
 from ..._job_record import JobRecord, JobStatus
 from ..._schedules import StoredSchedule
 from .._contract import QueuedCounts, Recovery
-from .._swap import swapping
+from .._swap import each_once, swapping
 from . import _queue_history as history
 from ._atomic_write import Prepared
 from ._cancel_looks import CancelLooks
@@ -304,8 +304,7 @@ class FilesJobBackend(NewJobs):
     def swap(self, pairs: list[tuple[JobRecord, JobRecord]]) -> list[JobRecord | None]:
         """Write each pair's changes where the job still holds the pair's claim, under one
         hold of the lock (as :meth:`transition_many`); None where it does not."""
-        if len({claimed.job_id for claimed, _ in pairs}) < len(pairs):
-            raise ValueError("swap: a job is given twice; give each job once")
+        each_once(pairs)
         outcomes = self.transition_many([(c.job_id, swapping(c, new)) for c, new in pairs])
         return [r if isinstance(r, JobRecord) else None for r in outcomes]
 

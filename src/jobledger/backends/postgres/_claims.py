@@ -41,6 +41,7 @@ from psycopg.types.json import Jsonb
 from ..._job_fields import FIELDS
 from ..._job_record import JobRecord
 from .._contract import Recovery
+from .._swap import each_once
 from . import _queries as q
 from ._db import Database
 from ._listen import CHANNEL
@@ -151,7 +152,7 @@ class OneStatement:
     def swap(self, pairs: Pairs) -> list[JobRecord | None]:
         """Write each new record where its job is still the claim paired with it: one
         statement. The new record where written, else None (nothing written)."""
-        _unique(pairs)
+        each_once(pairs)
         if not pairs:
             return []
         columns, params = _swap_params(pairs)
@@ -182,7 +183,7 @@ class OneStatement:
         """:meth:`swap`, then a claim as the backend's ``claim`` makes it, in one
         statement; when a worker's session has ended, the claim is made afterwards by
         ``recovering`` (which recovers that worker's jobs first)."""
-        _unique(pairs)
+        each_once(pairs)
         of_types: tuple[Any, ...] = () if types is None else (sorted(types),)
         claim_params = (now, *of_types, worker, now, self._lease)
         if pairs:
@@ -312,9 +313,3 @@ class OneStatement:
             return [record_of(r) for r in rows]
 
         return serving_order(self.handed.new(self._db.retrying(read)))
-
-
-def _unique(pairs: Pairs) -> None:
-    """A swap takes each job once (one statement cannot write a row twice)."""
-    if len({old.job_id for old, _ in pairs}) < len(pairs):
-        raise ValueError("swap: a job is given twice; give each job once")
