@@ -45,8 +45,16 @@ from . import _queries as q
 from ._db import Database
 from ._errors import DatabaseError
 from ._listen import CHANNEL, FINISHED_CHANNEL, FINISHED_LISTENING, finished_ids
-from ._put import blocks_for, landed, seqs_of
-from ._rows import SEQ, doc_of, record_of
+from ._put import (
+    ONE_STORED_AGAIN,
+    blocks_for,
+    one_args,
+    one_outcome,
+    one_sent,
+    put_outcomes,
+    seqs_of,
+)
+from ._rows import doc_of, record_of
 from .jobs import PostgresJobBackend
 
 __all__ = ["AsyncJobs", "ensure_schema"]
@@ -204,21 +212,12 @@ class AsyncJobs:
             stored, new = await self._put_one(next(iter(unique.values())))
             return [(stored, new and i == 0) for i in range(len(records))]
         staged, inserted, existing = await self._put_many(unique)
-        out = []
-        first = set()
-        for record in records:
-            job_id = record.job_id
-            if job_id in inserted:
-                out.append((staged[job_id], job_id not in first))
-                first.add(job_id)
-            else:
-                out.append((existing[job_id], False))
-        return out
+        return put_outcomes(list(records), unique, staged, inserted, existing)
 
     async def _put_one(self, record: JobRecord) -> tuple[JobRecord, bool]:
         """One job, ONE statement in autocommit (``ENQUEUE_ONE``), settled as
         ``PostgresJobBackend._put_one`` settles it when its answer is lost."""
-        doc = Jsonb([doc_of(record)])
+        args = one_args(Jsonb([doc_of(record)]), record)
         lost: list[int | None] = []  # what the lost attempt knows of its insert: its seq
 
         async def run(conn: Conn) -> tuple[JobRecord, bool]:
@@ -226,26 +225,17 @@ class AsyncJobs:
                 first = not lost
                 if first:
                     lost.append(None)  # sent: it may insert, its answer not yet back
-                # No key here (AsyncJobQueue hands keyed jobs to the blocking backend).
-                cur = await conn.execute(
-                    q.ENQUEUE_ONE, (doc, CHANNEL, record.job_id, None, record.job_id)
-                )
+                cur = await conn.execute(q.ENQUEUE_ONE, args)
                 row = await cur.fetchone()
                 if row is None:  # stored by a commit after this statement's snapshot
-                    cur = await conn.execute(q.GET_JOB, (record.job_id,))
+                    cur = await conn.execute(ONE_STORED_AGAIN, args[2:])
                     found = await cur.fetchone()
                     row = None if found is None else (False, *found)
-                if row is not None and row[0]:
-                    lost[:] = [int(row[1 + SEQ])]
-                elif first:
-                    lost.clear()  # this attempt inserted nothing
+                one_sent(row, lost, first)
                 if row is not None:
                     break
                 # Stored by another and deleted since (a prune, a clear): insert it now.
-            stored = record_of(row[1:])
-            if row[0]:
-                return stored, True
-            return stored, bool(lost) and landed(stored, record, lost[0])
+            return one_outcome(row, record, lost)
 
         return await self._run("enqueue a job", run)
 

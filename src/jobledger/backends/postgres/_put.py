@@ -19,15 +19,19 @@ from ..._errors import JobLedgerError
 from ..._job_record import JobRecord
 from . import _queries as q
 from ._db import TransactionAborted
-from ._listen import notify
-from ._rows import copy_row, doc_of, record_of, same
+from ._listen import CHANNEL, notify
+from ._rows import SEQ, copy_row, doc_of, record_of, same
 
 __all__ = [
+    "ONE_STORED_AGAIN",
     "blocks_for",
     "by_id",
     "first_of_each",
     "key_holders",
     "landed",
+    "one_args",
+    "one_outcome",
+    "one_sent",
     "put_once",
     "put_outcomes",
     "refuse_taken_keys",
@@ -274,3 +278,36 @@ def refuse_taken_keys(
         for i, (changed_id, _) in enumerate(changes):
             if changed_id == job_id:
                 out[i] = refusal
+
+
+# -- one job, one statement (q.ENQUEUE_ONE): what the blocking and the async put share -----
+
+#: The statement that reads ENQUEUE_ONE's stored row again (its parameters: one_args[2:]).
+ONE_STORED_AGAIN = q.GET_JOB_OR_KEY_HOLDER
+
+
+def one_args(doc: Jsonb, record: JobRecord) -> tuple[Any, ...]:
+    """ENQUEUE_ONE's parameters for ``record`` (``doc``: its row as JSON); the last three
+    are GET_JOB_OR_KEY_HOLDER's."""
+    return (doc, CHANNEL, record.job_id, record.unique_key, record.job_id)
+
+
+def one_sent(row: tuple[Any, ...] | None, lost: list[int | None], first: bool) -> None:
+    """Note what an ENQUEUE_ONE attempt tells of its insert in ``lost``: the seq it got
+    back when it inserted; nothing when the first attempt inserted nothing."""
+    if row is not None and row[0]:
+        lost[:] = [int(row[1 + SEQ])]
+    elif first:
+        lost.clear()  # this attempt inserted nothing
+
+
+def one_outcome(
+    row: tuple[Any, ...], record: JobRecord, lost: list[int | None]
+) -> tuple[JobRecord, bool]:
+    """put's answer for one job from ENQUEUE_ONE's row: (inserted, True); or the stored
+    job, which is new only when it is this call's own insert whose answer was lost."""
+    stored = record_of(row[1:])
+    if row[0]:
+        return stored, True
+    mine = stored.job_id == record.job_id  # not another job holding the key
+    return stored, mine and bool(lost) and landed(stored, record, lost[0])

@@ -81,17 +81,20 @@ from ._heartbeat import WorkerLease
 from ._joined import CallerTransactions
 from ._listen import CANCEL_CHANNEL, CHANNEL, FinishListener, Listener, notify, notify_finished
 from ._put import (
+    ONE_STORED_AGAIN,
     blocks_for,
     first_of_each,
     insert_new,
-    landed,
+    one_args,
+    one_outcome,
+    one_sent,
     put_once,
     put_outcomes,
     refuse_taken_keys,
     seqs_of,
     settle_lost,
 )
-from ._rows import SEQ, copy_row, doc_of, record_of, same
+from ._rows import copy_row, doc_of, record_of, same
 
 __all__ = ["PostgresJobBackend"]
 
@@ -350,7 +353,7 @@ class PostgresJobBackend:
         when it has
         the ``seq`` the lost attempt got back, or, when that answer never came, when it is
         column for column the record sent (``seq`` aside, which the server chose)."""
-        doc = Jsonb([doc_of(record)])
+        args = one_args(Jsonb([doc_of(record)]), record)
         # What the lost attempt knows of its insert: its seq, when the answer came back.
         lost: list[int | None] = []
 
@@ -360,27 +363,15 @@ class PostgresJobBackend:
                     first = not lost
                     if first:
                         lost.append(None)  # sent: it may insert, its answer not yet back
-                    job_id, key = record.job_id, record.unique_key
-                    row = conn.execute(
-                        q.ENQUEUE_ONE, (doc, CHANNEL, job_id, key, job_id)
-                    ).fetchone()
+                    row = conn.execute(q.ENQUEUE_ONE, args).fetchone()
                     if row is None:  # stored by a commit after this statement's snapshot
-                        found = conn.execute(
-                            q.GET_JOB_OR_KEY_HOLDER, (job_id, key, job_id)
-                        ).fetchone()
+                        found = conn.execute(ONE_STORED_AGAIN, args[2:]).fetchone()
                         row = None if found is None else (False, *found)
-                    if row is not None and row[0]:
-                        lost[:] = [int(row[1 + SEQ])]
-                    elif first:
-                        lost.clear()  # this attempt inserted nothing
+                    one_sent(row, lost, first)
                 if row is not None:
                     break
                 # Stored by another and deleted since (a prune, a clear): insert it now.
-            stored = record_of(row[1:])
-            if row[0]:
-                return stored, True
-            mine = stored.job_id == record.job_id  # not another job holding the key
-            return stored, mine and bool(lost) and landed(stored, record, lost[0])
+            return one_outcome(row, record, lost)
 
         return self._db.retrying(run)
 
