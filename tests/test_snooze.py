@@ -11,13 +11,14 @@ import datetime as dt
 import logging
 import os
 import re
-import threading
 
 import pytest
 
 from jobledger import JobStatus, Snooze, Worker
 from jobledger._clock import iso_utc
 from jobledger._worker_report import JobReporter
+
+from ._delayed import run_past_delay
 
 WAIT = 60  # seconds: only a bound on a hang, never a synchronisation
 
@@ -84,29 +85,7 @@ def test_wait_delayed_waits_for_a_snoozed_job(make_queue, clock):
     q = make_queue()
     job_id = q.enqueue({"type": "T"})
     handler, runs = _snoozes_once("raise", 3600)
-    seen_delayed = threading.Event()
-    real = q.queued_by_type
-
-    def queued_by_type():
-        counts = real()
-        if counts.get("T") and counts["T"].delayed:
-            seen_delayed.set()  # the worker has looked and found the snoozed job not due
-        return counts
-
-    q.queued_by_type = queued_by_type  # type: ignore[method-assign]
-    worker = Worker(q, {"T": handler}, handle_signals=False, poll_interval=0.01)
-    runner = threading.Thread(target=worker.run, kwargs={"until_empty": True, "wait_delayed": True})
-    runner.start()
-    try:
-        assert seen_delayed.wait(WAIT)
-        assert runner.is_alive() and q.get(job_id).status is JobStatus.QUEUED
-        clock.advance(hours=1)
-        worker.wake()
-        runner.join(WAIT)
-        assert not runner.is_alive()
-    finally:
-        worker.stop()
-        runner.join(WAIT)
+    run_past_delay(q, "T", handler, job_id, clock)
     assert runs == [1, 1] and q.get(job_id).status is JobStatus.COMPLETED
     q.close()
 

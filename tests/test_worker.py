@@ -18,6 +18,8 @@ from jobledger import JobCancelled, JobLedgerError, JobStatus, Worker
 from jobledger._clock import iso_utc
 from jobledger._worker_report import JobReporter
 
+from ._delayed import run_past_delay
+
 WAIT = 30  # seconds: only a bound on a hang, never a synchronisation
 
 
@@ -465,29 +467,7 @@ def test_until_empty_does_not_wait_for_delayed_jobs_and_says_so(make_queue, capl
 def test_until_empty_with_wait_delayed_waits_for_them(make_queue, clock):
     q = make_queue()
     later = q.enqueue({"type": "T"}, run_after=dt.timedelta(hours=1))
-    seen_delayed = threading.Event()
-    real = q.queued_by_type
-
-    def queued_by_type():
-        counts = real()
-        if counts.get("T") and counts["T"].delayed:
-            seen_delayed.set()  # the worker has looked and found the job not due
-        return counts
-
-    q.queued_by_type = queued_by_type  # type: ignore[method-assign]
-    worker = Worker(q, {"T": lambda j: "ran"}, handle_signals=False, poll_interval=0.01)
-    runner = threading.Thread(target=worker.run, kwargs={"until_empty": True, "wait_delayed": True})
-    runner.start()
-    try:
-        assert seen_delayed.wait(WAIT)
-        assert runner.is_alive() and q.get(later).status is JobStatus.QUEUED
-        clock.advance(hours=1)
-        worker.wake()
-        runner.join(WAIT)
-        assert not runner.is_alive()
-    finally:
-        worker.stop()
-        runner.join(WAIT)
+    worker = run_past_delay(q, "T", lambda j: "ran", later, clock)
     assert q.get(later).status is JobStatus.COMPLETED and worker.delayed_left is None
     q.close()
 
