@@ -24,6 +24,7 @@ The same queue from asyncio (a web service's request path): ``jobledger.aio.Asyn
 """
 
 from ._attempt_changes import MAX_CHECKPOINT_BYTES
+from ._daily import DailyRun, DailyTask, daily_run
 from ._errors import (
     AlreadyRunning,
     ConfigError,
@@ -60,6 +61,8 @@ __all__ = [
     "MAX_RESULT_BYTES",
     "AlreadyRunning",
     "ConfigError",
+    "DailyRun",
+    "DailyTask",
     "Failure",
     "InvalidNameError",
     "InvalidPayload",
@@ -87,5 +90,6 @@ __all__ = [
     "WaitTimeout",
     "Worker",
     "__version__",
+    "daily_run",
     "job_type",
 ]
