@@ -10,6 +10,7 @@ children told what to do down a pipe. Nothing sleeps.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -161,6 +162,50 @@ def test_a_task_that_fails_every_attempt_fails_the_job_for_good_with_the_set_rec
     ts = state.taskset("alice@example.com", TYPE, date=daily.today())
     assert ts.completed == ["check-in"]
     assert ts.failed["quiz-1"].attempts == 2
+
+
+def test_a_task_that_snoozes_snoozes_the_job_and_is_no_failure(make_queue, tmp_path, clock):
+    q = make_queue()
+    state = _state(make_queue, tmp_path, clock)
+    seen: list[tuple[str, int]] = []
+
+    def busy_once(t: DailyTask) -> None:
+        seen.append((t.task, t.attempt))
+        if t.task == "poll-1" and len(seen) == 3:
+            raise jobledger.Snooze(300)  # the service says: come back in 5 minutes
+
+    daily = daily_run(state, q, ["alice@example.com"], TYPE, TASKS, busy_once, at=None)
+    [job_id] = daily.enqueue_day()
+    _serve(q, daily)
+    job = q.get(job_id)
+    assert job.status is JobStatus.QUEUED and job.attempts == 0
+    ts = state.taskset("alice@example.com", TYPE, date=daily.today())
+    assert ts.completed == ["check-in", "quiz-1"] and ts.record.failures == {}
+    clock.advance(seconds=300)
+    _serve(q, daily)
+    assert q.get(job_id).status is JobStatus.COMPLETED
+    assert seen == [("check-in", 1), ("quiz-1", 1), ("poll-1", 1), ("poll-1", 1), ("quiz-2", 1)]
+
+
+def test_a_worker_runs_many_accounts_at_once_each_under_its_own_lease(make_queue, tmp_path, clock):
+    q = make_queue()
+    state = _state(make_queue, tmp_path, clock)
+    together = threading.Barrier(len(ACCOUNTS), timeout=60)  # a bound on a hang only
+    calls = Calls()
+
+    def meet(t: DailyTask) -> None:
+        if t.task == TASKS[0]:
+            together.wait()  # passes only when every account's job is running at once
+        calls(t)
+
+    daily = daily_run(state, q, ACCOUNTS, TYPE, TASKS, meet, at=None)
+    ids = daily.enqueue_day()
+    worker = Worker(q, daily.handlers, concurrency=len(ACCOUNTS), handle_signals=False)
+    worker.run(until_empty=True)
+    assert [q.get(i).status for i in ids] == [JobStatus.COMPLETED] * len(ACCOUNTS)
+    assert calls.done() == Counter(
+        {(a, t, daily.today().isoformat()): 1 for a in ACCOUNTS for t in TASKS}
+    )
 
 
 def test_tasks_may_differ_per_account(make_queue, tmp_path, clock):

@@ -59,7 +59,10 @@ class DailyTask:
     (1 for its first run, 2 after one recorded failure, ...). ``job`` is the running
     account job (``job.check()`` between steps of a long task raises on a cancel or a
     timeout), ``taskset`` the open set (``taskset.progress(task, done, total)`` records
-    how far a countable task has got, for a resume within the task)."""
+    how far a countable task has got, for a resume within the task). A handler that
+    raises ``jobledger.Snooze(seconds)`` (a service asking to come back later) snoozes
+    the account's job: the task stays remaining, no failure recorded, and the job's next
+    run starts there."""
 
     account: str
     type: str
@@ -241,13 +244,37 @@ class DailyRun:
                 )
             for name in ts.pending():
                 job.check()
-                with ts.task(name) as run:
-                    self.handler(DailyTask(account, self.type, day, name, run.attempt, job, ts))
+                self._run_task(
+                    DailyTask(account, self.type, day, name, _attempt(ts, name), job, ts)
+                )
                 if job.attempt is not None and job.attempt.on_progress is not None:
                     job.progress(len(ts.completed), total, name)
             return {"account": account, "day": day.isoformat(), "completed": ts.completed}
         finally:
             ts.release()
+
+    def _run_task(self, task: DailyTask) -> None:
+        """What ``with ts.task(name)`` does, but for a :class:`Snooze` the handler raises:
+        that is no failure of the task, which stays remaining, untried, for the job's
+        next run (the Worker snoozes the job)."""
+        ts, clock = task.taskset, self.state.clock
+        log.info("Starting task: %s", task.task)
+        started = clock.monotonic()
+        try:
+            self.handler(task)
+        except Snooze:
+            log.info("Task %s of %s snoozes: it stays remaining", task.task, task.account)
+            raise
+        except Exception as exc:
+            ts.mark_failed(task.task, exc)
+            raise
+        ts.mark_done(task.task, duration=clock.monotonic() - started)
+
+
+def _attempt(ts: TaskSet, task: str) -> int:
+    """Which run of ``task`` this is: 1, or one more than its recorded failures."""
+    failure = ts.failed.get(task)
+    return (failure.attempts if failure else 0) + 1
 
 
 def _day(day: object) -> str:
