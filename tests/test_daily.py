@@ -246,7 +246,17 @@ def test_a_set_held_by_a_live_process_snoozes_its_job_uncounted(make_queue, tmp_
     calls = Calls()
     state = _state(make_queue, tmp_path, clock)
     daily = daily_run(
-        state, q, ["alice@example.com"], TYPE, TASKS, calls, at=None, lease_wait=0, busy_snooze=120
+        # lease_wait: the job waits that long for the lease, then gives up (the waiting
+        # path of both backends, not only the first try)
+        state,
+        q,
+        ["alice@example.com"],
+        TYPE,
+        TASKS,
+        calls,
+        at=None,
+        lease_wait=0.2,
+        busy_snooze=120,
     )
     day = daily.today().isoformat()
     with Child(_lease_holder(make_queue, tmp_path, "alice@example.com", day)) as holder:

@@ -20,6 +20,12 @@ when their worker dies::
     jobledger.Worker(queue, {"TextJob": train}).run(until_empty=True)
     result = queue.wait(job_id)  # or JobFailed, JobCancelled
 
+Daily runs across accounts (the two together): each day at 07:00, one job per account
+runs that account's task set, resumed by another worker if its worker dies::
+
+    daily = jobledger.daily_run(state, queue, ["alice", "bob"], "daily-set", tasks, do)
+    jobledger.Worker(queue, daily.handlers).run()
+
 The same queue from asyncio (a web service's request path): ``jobledger.aio.AsyncJobQueue``.
 """
 
