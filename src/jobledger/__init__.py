@@ -20,10 +20,17 @@ when their worker dies::
     jobledger.Worker(queue, {"TextJob": train}).run(until_empty=True)
     result = queue.wait(job_id)  # or JobFailed, JobCancelled
 
+Daily runs across accounts (the two together): each day at 07:00, one job per account
+runs that account's task set, resumed by another worker if its worker dies::
+
+    daily = jobledger.daily_run(state, queue, ["alice", "bob"], "daily-set", tasks, do)
+    jobledger.Worker(queue, daily.handlers).run()
+
 The same queue from asyncio (a web service's request path): ``jobledger.aio.AsyncJobQueue``.
 """
 
 from ._attempt_changes import MAX_CHECKPOINT_BYTES
+from ._daily import DailyRun, DailyTask, daily_run
 from ._errors import (
     AlreadyRunning,
     ConfigError,
@@ -60,6 +67,8 @@ __all__ = [
     "MAX_RESULT_BYTES",
     "AlreadyRunning",
     "ConfigError",
+    "DailyRun",
+    "DailyTask",
     "Failure",
     "InvalidNameError",
     "InvalidPayload",
@@ -87,5 +96,6 @@ __all__ = [
     "WaitTimeout",
     "Worker",
     "__version__",
+    "daily_run",
     "job_type",
 ]

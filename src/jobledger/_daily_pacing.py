@@ -1,0 +1,59 @@
+"""How a daily run is paced: its ``rate_limit``, checked here and applied in one place.
+
+A daily run's ``rate_limit=(n, per_seconds)`` bounds how fast its account jobs start: at
+most ``n`` of them per ``per_seconds``, whichever workers run them, so that many accounts
+run in parallel without every one hitting the service they use at the same moment. The
+limit itself is the queue's (``JobQueue.set_rate_limit``): :func:`apply_rate_limit` is the
+one place a daily run asks for it, and the account jobs keep the account in their payload
+field ``"account"`` (:data:`ACCOUNT_FIELD`) for a limit keyed by it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._errors import ConfigError
+
+__all__ = ["ACCOUNT_FIELD", "apply_rate_limit", "check_rate_limit"]
+
+#: The payload field of an account job that names its account.
+ACCOUNT_FIELD = "account"
+
+
+def check_rate_limit(rate_limit: object) -> tuple[int, float] | None:
+    """``rate_limit`` as ``(n, per_seconds)``, or None; ConfigError for anything else
+    (``n`` a whole number of at least 1, ``per_seconds`` finite and more than 0)."""
+    if rate_limit is None:
+        return None
+    if not isinstance(rate_limit, tuple | list) or len(rate_limit) != 2:
+        raise ConfigError(
+            f"rate_limit must be (n, per_seconds), e.g. (10, 60.0) for at most 10 accounts "
+            f"started a minute, got {rate_limit!r}"
+        )
+    n, per = rate_limit
+    if type(n) is not int or n < 1:
+        raise ConfigError(f"rate_limit's n must be a whole number of at least 1, got {n!r}")
+    if type(per) not in (int, float) or not math.isfinite(per) or per <= 0:
+        raise ConfigError(f"rate_limit's per_seconds must be more than 0 seconds, got {per!r}")
+    return n, float(per)
+
+
+def apply_rate_limit(queue: Any, job_type: str, rate_limit: tuple[int, float] | None) -> None:
+    """Ask ``queue`` to start at most ``n`` jobs of ``job_type`` (a daily run's account
+    jobs) per ``per_seconds``, across accounts; nothing for None.
+
+    The queue's limiter is ``JobQueue.set_rate_limit(job_type, n, per_seconds, *,
+    key_field=None)``. A queue without it raises ConfigError: a limit asked for is never
+    silently dropped. A limit per account instead would pass ``key_field=ACCOUNT_FIELD``.
+    """
+    if rate_limit is None:
+        return
+    n, per = rate_limit
+    set_rate_limit = getattr(queue, "set_rate_limit", None)
+    if set_rate_limit is None:
+        raise ConfigError(
+            f"rate_limit={rate_limit!r} needs JobQueue.set_rate_limit, which this version of "
+            "jobledger does not have; leave rate_limit=None"
+        )
+    set_rate_limit(job_type, n, per)
