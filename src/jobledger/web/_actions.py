@@ -99,7 +99,10 @@ def requeue(request: Request, form: FormData, board: Dashboard) -> str:
         raise JobNotFound(job_id, queue.dir)
     if job.status.is_live:
         raise JobConflict(f"job {job_id} is {job.status.value}: only a finished job is requeued")
-    new_id = queue.enqueue(dict(job.raw), priority=job.priority, max_attempts=job.max_attempts)
+    # A new id: the payload's own job_id field, if it had one, would name the old job.
+    payload = {k: v for k, v in job.raw.items() if k != "job_id"}
+    payload["type"] = job.type
+    new_id = queue.enqueue(payload, priority=job.priority, max_attempts=job.max_attempts)
     return _back(board, request, _job_path(new_id), f"Enqueued {new_id}, a copy of {job_id}.")
 
 
