@@ -54,8 +54,8 @@ def test_a_job_enqueued_by_another_process_appears_without_reload(board: Board, 
     page.goto(board.url + "/queue")
     page.evaluate("window.__same_page = true")
     code = (
-        "import sys, jobledger; "
-        "jobledger.JobQueue(sys.argv[1]).enqueue({'type': 'FromAfar'}, job_id='from-another-process')"
+        "import sys, jobledger; jobledger.JobQueue(sys.argv[1])"
+        ".enqueue({'type': 'FromAfar'}, job_id='from-another-process')"
     )
     subprocess.run([sys.executable, "-c", code, board.location], check=True, timeout=60)
     page.wait_for_selector('#queued tr[data-job-id="from-another-process"]', timeout=2000)
