@@ -87,6 +87,16 @@ def test_history_filters_and_pages(board: Board, page) -> None:
     assert page.locator("#history tbody tr[data-job-id]").count() == 1
 
 
+def test_screenshots_of_history_and_a_job(board: Board, page, backend: str, screenshots: Path):
+    made = prepare(board.queue, board.state)
+    page.goto(board.url + "/queue/history")
+    assert page.locator("#history tbody tr[data-job-id]").count() == 3
+    page.screenshot(path=str(screenshots / f"history-{backend}.png"), full_page=True)
+    page.goto(board.url + f"/jobs/{made['failed']}")
+    page.screenshot(path=str(screenshots / f"job-{backend}.png"), full_page=True)
+    assert (screenshots / f"job-{backend}.png").stat().st_size > 0
+
+
 def test_job_page_shows_payload_result_error_traceback_timeline(board: Board, page) -> None:
     made = prepare(board.queue, board.state)
     page.goto(board.url + f"/jobs/{made['failed']}")
