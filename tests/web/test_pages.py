@@ -136,3 +136,12 @@ def test_pages_work_without_javascript(board: Board, browser) -> None:
         assert page.locator("svg#finished-chart rect.mark").count() >= 1
     finally:
         context.close()
+
+
+def test_schedules_show_their_next_run(make_board, backend: str, clock, page) -> None:
+    board = make_board(backend, clock=clock)  # now: 2025-01-20 10:30 UTC
+    board.queue.schedule("nightly<b>", "0 3 * * *", job={"type": "Backup"}, timezone="UTC")
+    page.goto(board.url + "/queue")
+    row = page.locator("#schedules tbody tr").first.inner_text()
+    assert "nightly<b>" in row and "0 3 * * *" in row and "Backup" in row
+    assert "2025-01-21 03:00:00" in row
