@@ -140,9 +140,7 @@ def _measure(location: str, rounds: int, now: dt.datetime) -> dict[str, Any]:
 
     from jobledger.web import create_app
 
-    app = create_app(
-        location, location if "://" in location else None, read_only=True, warm=False
-    )
+    app = create_app(location, location if "://" in location else None, read_only=True, warm=False)
     out: dict[str, Any] = {"pages": {}}
     with TestClient(app) as client:
         t = time.perf_counter()
