@@ -154,9 +154,12 @@ def board(make_board: Any, backend: str) -> Board:
     return made
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running in the
+# main thread while it is open, and a later test outside tests/web that calls
+# asyncio.run() would find it ("cannot be called from a running event loop").
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """Chromium, headless, driven by Playwright's sync API (one per test run)."""
+    """Chromium, headless, driven by Playwright's sync API (one per run of tests/web)."""
     _need(Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}")
     try:
         from playwright.sync_api import sync_playwright
