@@ -38,7 +38,7 @@ from psycopg.types.json import Jsonb
 
 from ..._clock import Clock, SystemClock, iso_utc
 from ..._errors import AlreadyRunning, LeaseHolder
-from ..._taskset_record import TaskSetKey, TaskSetRecord, for_key
+from ..._taskset_record import RunLease, TaskSetKey, TaskSetRecord, for_key
 from .._contract import Finding, Lease
 from . import _queries as q
 from ._db import HOST, ConnectionLost, Database, lock_key, reconnecting, stored_as
@@ -334,6 +334,38 @@ class PostgresTaskSetBackend:
         with self._db.transaction("list task sets") as conn:
             rows = conn.execute(query, params).fetchall()
         return iter([TaskSetKey(a, t, d.isoformat()) for a, t, d in rows])
+
+    @reconnecting
+    def load_range(self, first: str, last: str, account: str | None = None) -> list[TaskSetRecord]:
+        """The records dated ``first`` to ``last``, in one query; a bad row is handed to
+        :meth:`load`, which reports it (and sets it aside unless read only)."""
+        query = q.TASKSET_RANGE
+        params: tuple[str, ...] = (first, last)
+        if account is not None:
+            query, params = q.TASKSET_RANGE_OF_ACCOUNT, (first, last, account)
+        with self._db.transaction("read task sets") as conn:
+            rows = conn.execute(query, params).fetchall()
+        out = []
+        for account_, type_, date, doc in rows:
+            key = TaskSetKey(account_, type_, date.isoformat())
+            try:
+                out.append(self._parse(doc, key))
+            except ValueError:
+                bad = self.load(key)
+                if bad is not None:
+                    out.append(bad)
+        return out
+
+    @reconnecting
+    def leases(self) -> list[RunLease]:
+        """Every holder row, alive while its session still holds the advisory lock (a
+        session ends with its process, SIGKILL included, or its lost connection)."""
+        with self._db.transaction("list the run leases") as conn:
+            rows = conn.execute(q.LEASES).fetchall()
+        return [
+            RunLease(TaskSetKey(a, t, d.isoformat()), LeaseHolder(pid, host, since), bool(held))
+            for a, t, d, pid, host, since, held in rows
+        ]
 
     def delete(self, key: TaskSetKey) -> None:
         """Delete a set's row, under its lease so that no live run loses it."""
