@@ -1,0 +1,174 @@
+"""The dashboard's browser tests: a dashboard served by uvicorn in a thread on a free
+port, over a prepared folder or a PostgreSQL schema, and Playwright's Chromium (the
+system's, ``/usr/bin/chromium``, headless; never a downloaded browser).
+
+Without Chromium or Playwright the browser tests are skipped with the reason, except
+under CI=true, where that is a failure. Screenshots of the main pages go to
+``$JOBLEDGER_SCREENSHOTS`` when set, else to pytest's temporary folder: never the repo.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import jobledger
+
+CHROMIUM = os.environ.get("JOBLEDGER_CHROMIUM", "/usr/bin/chromium")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+if not IN_CI:  # under CI=true a missing [web] extra fails at the import below
+    pytest.importorskip("starlette", reason="the [web] extra is not installed")
+import uvicorn  # noqa: E402
+
+from jobledger.web import create_app  # noqa: E402
+
+
+def _need(condition: bool, reason: str) -> None:
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason}, and CI=true requires the browser tests to run")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Served:
+    """An ASGI app served by uvicorn in a thread of this process, until :meth:`stop`."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = free_port()
+        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        started = threading.Event()
+        # uvicorn sets .started once it listens; wait on it without sleeping blindly.
+        for _ in range(1000):
+            if self.server.started:
+                started.set()
+                break
+            if not self.thread.is_alive():
+                break
+            started.wait(0.01)
+        assert self.server.started, "uvicorn did not start"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@dataclass
+class Board:
+    """A served dashboard and what it shows: its queue and task sets, opened again here
+    as another process would (the tests check actions through these)."""
+
+    url: str
+    queue: jobledger.JobQueue
+    state: jobledger.JobState
+    location: str
+    state_location: str
+    served: Served
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def fresh_queue(self) -> jobledger.JobQueue:
+        """A new JobQueue on the same storage (reads what is stored now)."""
+        return jobledger.JobQueue(self.location, durability="flush")
+
+
+def _serve(
+    queue_location: str, state_location: str, **options: Any
+) -> tuple[Served, jobledger.JobQueue, jobledger.JobState]:
+    host = options.pop("host", "127.0.0.1")
+    queue = jobledger.JobQueue(queue_location, durability="flush")
+    state = jobledger.JobState(state_location, durability="flush")
+    app = create_app(
+        jobledger.JobQueue(queue_location, durability="flush"),
+        jobledger.JobState(state_location),
+        **options,
+    )
+    return Served(app, host), queue, state
+
+
+@pytest.fixture
+def folder_board(tmp_path: Path) -> Iterator[Board]:
+    """A dashboard over a prepared folder: ``queue/`` and ``state/``."""
+    queue_dir, state_dir = tmp_path / "queue", tmp_path / "state"
+    queue_dir.mkdir()
+    state_dir.mkdir()
+    served, queue, state = _serve(str(queue_dir), str(state_dir))
+    board = Board(served.url, queue, state, str(queue_dir), str(state_dir), served)
+    yield board
+    served.stop()
+    queue.close()
+
+
+@pytest.fixture
+def pg_board(pg_url: str) -> Iterator[Board]:
+    """A dashboard over a PostgreSQL schema (queue and task sets in one database)."""
+    served, queue, state = _serve(pg_url, pg_url)
+    board = Board(served.url, queue, state, pg_url, pg_url, served)
+    yield board
+    served.stop()
+    queue.close()
+    state.backend.close()
+
+
+@pytest.fixture(params=["files", "postgres"])
+def board(request: pytest.FixtureRequest) -> Board:
+    """The dashboard over each backend in turn."""
+    name = "folder_board" if request.param == "files" else "pg_board"
+    served: Board = request.getfixturevalue(name)
+    return served
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Chromium, headless, driven by Playwright's sync API (one per test run)."""
+    _need(Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need(False, "playwright is not installed (pip install playwright)")
+        raise
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser page (its own context: cookies of its own)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    tab.set_default_timeout(10_000)
+    yield tab
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshots of the main pages go (outside the repository)."""
+    where = os.environ.get("JOBLEDGER_SCREENSHOTS")
+    folder = Path(where) if where else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
