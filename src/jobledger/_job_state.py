@@ -217,7 +217,9 @@ class JobState:
         """The stored records (of one account, dated ``since`` to ``until``, both
         inclusive and both optional), sorted by key. Only the records of those days are
         read (on PostgreSQL in one query), so a window of days costs what it holds, not
-        the whole history.
+        the whole history. A record read before and unchanged since is not parsed again:
+        the same object is returned, so treat the records as read-only (``copy()`` one to
+        change it).
 
         Reads only: a corrupt file is named in a warning and its last good generation
         (``.bak``) returned in its place; nothing is moved or restored (``doctor`` does

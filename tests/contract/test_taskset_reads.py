@@ -128,3 +128,18 @@ def test_reset_of_one_set(make_state):
     with make_state().taskset("b", "t", date=DAYS[2]), pytest.raises(jobledger.AlreadyRunning):
         state.reset("b", type="t", date=DAYS[2])
     assert len(state.keys()) == 3
+
+
+def test_records_read_again_see_every_change_and_only_it(make_state):
+    reader = make_state()
+    writer = make_state()  # another process, as far as the reader can tell
+    _fill(writer)
+    before = {r.key: r for r in reader.records()}
+    writer.taskset("a", "t", date=DAYS[0]).mark_done("y")
+    writer.reset("b", type="t", date=DAYS[2])
+    after = {r.key: r for r in reader.records()}
+    changed = jobledger.TaskSetKey("a", "t", DAYS[0])
+    assert after[changed].completed == ["x", "y"] and after[changed].remaining == []
+    assert set(before) - set(after) == {jobledger.TaskSetKey("b", "t", DAYS[2])}
+    for key in set(after) - {changed}:
+        assert after[key].to_json() == before[key].to_json()

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
+from urllib.parse import quote_plus
+
+from markupsafe import Markup, escape
 
 from .._durations import human_seconds
 from ._taskset_views import HeatMap
@@ -22,6 +26,7 @@ __all__ = [
     "LineChart",
     "Series",
     "bar_chart",
+    "heat_cells",
     "heat_grid",
     "line_chart",
 ]
@@ -156,9 +161,8 @@ def line_chart(
     return LineChart(width, height, series, labels, baseline, top_label)
 
 
-@dataclass(frozen=True)
-class HeatRect:
-    """One heat-map cell: its box, fill, tooltip and the page it links to (or None)."""
+class HeatRect(NamedTuple):
+    """One heat-map cell: its box, fill, tooltip, level, and whose sets of which day."""
 
     x: float
     y: float
@@ -181,6 +185,35 @@ class HeatGrid:
     rows: list[tuple[float, str]]
     columns: list[tuple[float, str]]
     left: int
+
+
+_CELL = (
+    '<rect class="cell level-{level}" x="{x}" y="{y}" width="{side}" height="{side}" '
+    'fill="{fill}"><title>{title}</title></rect>'
+)
+_LINK = '<a href="{href}">{cell}</a>'
+
+
+def heat_cells(grid: HeatGrid, root: str) -> Markup:
+    """The heat map's cells as SVG, each with its title; a cell with sets links to the
+    account's sets of that day (``root``: where the dashboard is mounted). Written here
+    rather than by a template loop, which costs tens of milliseconds for 3,000 cells;
+    every stored string still goes through ``escape``, as autoescape would."""
+    side = grid.size - 2
+    parts = []
+    quoted: dict[str, str] = {}
+    for c in grid.cells:
+        cell = _CELL.format(
+            level=c.level, x=c.x, y=c.y, side=side, fill=c.fill, title=escape(c.title)
+        )
+        if c.sets:
+            account = quoted.get(c.account)
+            if account is None:
+                account = quoted[c.account] = quote_plus(c.account)
+            href = escape(f"{root}/tasksets/day?account={account}&date={c.date}")
+            cell = _LINK.format(href=href, cell=cell)
+        parts.append(cell)
+    return Markup("\n".join(parts))
 
 
 def heat_grid(heat: HeatMap, *, size: int = 16, left: int = 220) -> HeatGrid:

@@ -118,6 +118,7 @@ def heat_page(request: Request) -> Response:
     if isinstance(records, Response):
         return records
     heat = views.heat_map(records, days, type_)
+    grid = _svg.heat_grid(heat)
     chosen = [r for r in records if type_ is None or r.type == type_]
     totals = {
         "sets": len(chosen),
@@ -130,7 +131,8 @@ def heat_page(request: Request) -> Response:
         "Task sets",
         "heat",
         heat=heat,
-        grid=_svg.heat_grid(heat),
+        grid=grid,
+        cells=_svg.heat_cells(grid, board.url(request, "")),
         fills=_svg.HEAT_FILLS,
         types=sorted({r.type for r in records}),
         type=type_,

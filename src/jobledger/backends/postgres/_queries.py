@@ -660,8 +660,11 @@ SET_ASIDE = "INSERT INTO jobledger_set_aside (kind, key, data, reason) VALUES (%
 TASKSET_KEYS = "SELECT account, type, date FROM jobledger_tasksets"
 TASKSET_KEYS_OF_ACCOUNT = TASKSET_KEYS + " WHERE account = %s"
 TASKSET_ROWS = "SELECT account, type, date, record FROM jobledger_tasksets"
-#: The records dated from one day to another (inclusive): a window of days read at once.
-TASKSET_RANGE = TASKSET_ROWS + " WHERE date BETWEEN %s AND %s"
+#: The records dated from one day to another (inclusive): a window of days read at once,
+#: each record as its JSON text (the text a reader compares with what it parsed before).
+TASKSET_RANGE = """\
+SELECT account, type, date, record::text FROM jobledger_tasksets
+WHERE date BETWEEN %s AND %s"""
 TASKSET_RANGE_OF_ACCOUNT = TASKSET_RANGE + " AND account = %s"
 SIZE_OF_TASKSETS = """\
 SELECT coalesce(sum(pg_column_size(t.*)), 0), count(*) FROM jobledger_tasksets t"""
