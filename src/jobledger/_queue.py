@@ -61,6 +61,7 @@ from ._job_transitions import (
 )
 from ._job_view import Job, JobViews
 from ._log import log, verbose_from_env
+from ._queue_reads import QueueReads
 from ._queue_schedules import QueueSchedules
 from ._retry_policy import after_worker_died
 from ._snooze import log_snooze, snoozing
@@ -78,7 +79,7 @@ def _finish_order(record: JobRecord) -> tuple[str, str]:
     return (record.finished or "", record.job_id)
 
 
-class JobQueue(QueueSchedules):
+class JobQueue(QueueSchedules, QueueReads):
     """A durable job queue in ``dir`` (``jobs/<job_id>.json`` and ``queue.json``), or in
     PostgreSQL when ``dir`` is a ``postgresql://`` URL (psycopg 3; from a clone,
     ``pip install -e '.[postgres]'``).
@@ -192,6 +193,9 @@ class JobQueue(QueueSchedules):
                 self._reader = self._make_backend(read_only=True)
             return self._reader
 
+    def _reader_backend(self) -> JobBackend:
+        return self.reader
+
     def _reading(self) -> JobBackend:
         """The backend a reading method uses: the writer's once this queue has written
         (its first use recovered and repaired already, and its index is in memory), else
@@ -210,6 +214,7 @@ class JobQueue(QueueSchedules):
     def close(self) -> None:
         """Release this process's worker lock and open files."""
         self._finished.close()
+        self._close_reads()
         with self._worker_guard:
             if self._worker_lock is not None:
                 self._worker_lock.release()

@@ -94,50 +94,65 @@ class Board:
         return jobledger.JobQueue(self.location, durability="flush")
 
 
-def _serve(
-    queue_location: str, state_location: str, **options: Any
-) -> tuple[Served, jobledger.JobQueue, jobledger.JobState]:
+def serve_board(queue_location: str, state_location: str, **options: Any) -> Board:
+    """A dashboard (``create_app(**options)``, ``host=`` aside) served over these
+    locations, with a queue and a JobState of the test's own on them (the same
+    ``clock=`` if given). Stop it with ``board.served.stop()`` (fixtures do)."""
     host = options.pop("host", "127.0.0.1")
-    queue = jobledger.JobQueue(queue_location, durability="flush")
-    state = jobledger.JobState(state_location, durability="flush")
+    clock = options.get("clock")
+    extra = {"clock": clock} if clock is not None else {}
+    queue = jobledger.JobQueue(queue_location, durability="flush", **extra)
+    queue.recover()  # the first write: a database gets its tables
+    state = jobledger.JobState(state_location, durability="flush", **extra)
     app = create_app(
-        jobledger.JobQueue(queue_location, durability="flush"),
-        jobledger.JobState(state_location),
+        jobledger.JobQueue(queue_location, durability="flush", **extra),
+        jobledger.JobState(state_location, **extra),
         **options,
     )
-    return Served(app, host), queue, state
+    served = Served(app, host)
+    return Board(served.url, queue, state, queue_location, state_location, served)
+
+
+def _locations(request: pytest.FixtureRequest, backend: str) -> tuple[str, str]:
+    if backend == "postgres":
+        url: str = request.getfixturevalue("pg_url")
+        return url, url
+    tmp: Path = request.getfixturevalue("tmp_path")
+    (tmp / "queue").mkdir()
+    (tmp / "state").mkdir()
+    return str(tmp / "queue"), str(tmp / "state")
 
 
 @pytest.fixture
-def folder_board(tmp_path: Path) -> Iterator[Board]:
-    """A dashboard over a prepared folder: ``queue/`` and ``state/``."""
-    queue_dir, state_dir = tmp_path / "queue", tmp_path / "state"
-    queue_dir.mkdir()
-    state_dir.mkdir()
-    served, queue, state = _serve(str(queue_dir), str(state_dir))
-    board = Board(served.url, queue, state, str(queue_dir), str(state_dir), served)
-    yield board
-    served.stop()
-    queue.close()
+def make_board(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """``make_board(backend, **create_app_options)``: a served Board on ``"files"`` (a
+    prepared folder: ``queue/`` and ``state/``) or ``"postgres"`` (one schema)."""
+    made: list[Board] = []
 
+    def make(backend: str, **options: Any) -> Board:
+        board = serve_board(*_locations(request, backend), **options)
+        made.append(board)
+        return board
 
-@pytest.fixture
-def pg_board(pg_url: str) -> Iterator[Board]:
-    """A dashboard over a PostgreSQL schema (queue and task sets in one database)."""
-    served, queue, state = _serve(pg_url, pg_url)
-    board = Board(served.url, queue, state, pg_url, pg_url, served)
-    yield board
-    served.stop()
-    queue.close()
-    state.backend.close()
+    yield make
+    for board in made:
+        board.served.stop()
+        board.queue.close()
+        board.state.close()
 
 
 @pytest.fixture(params=["files", "postgres"])
-def board(request: pytest.FixtureRequest) -> Board:
-    """The dashboard over each backend in turn."""
-    name = "folder_board" if request.param == "files" else "pg_board"
-    served: Board = request.getfixturevalue(name)
-    return served
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each backend in turn."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def board(make_board: Any, backend: str) -> Board:
+    """A dashboard over each backend in turn, with the default options."""
+    made: Board = make_board(backend)
+    return made
 
 
 @pytest.fixture(scope="session")

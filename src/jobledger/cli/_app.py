@@ -3,7 +3,7 @@
 Command groups are registered in :func:`_register`; the task-set ("state") commands come
 from ``_tasksets.py`` and ``_maint.py``, ``demo`` from ``_demo_cmd.py``, ``jobs`` from
 ``_jobs.py``, ``worker`` from ``_worker.py``, ``schedules`` from ``_schedules.py``, ``db``
-and ``export`` from ``_db.py``.
+and ``export`` from ``_db.py``, ``dashboard`` from ``_dashboard.py``.
 
 Where a command works is given the same way on every command: ``--dir DIR_OR_URL`` (a
 folder or a ``postgresql://`` URL) or ``--url URL`` (a URL only), either before the
@@ -344,6 +344,7 @@ def cli(
 
 def _register() -> None:
     # Imported here: these modules import `pass_app` from this one.
+    from ._dashboard import dashboard
     from ._db import db, export_command
     from ._demo_cmd import demo
     from ._jobs import jobs
@@ -360,6 +361,7 @@ def _register() -> None:
     cli.add_command(schedules)
     cli.add_command(db)
     cli.add_command(export_command)
+    cli.add_command(dashboard)
 
 
 _register()

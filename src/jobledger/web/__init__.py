@@ -12,5 +12,6 @@ POSTs carrying a CSRF token, and ``read_only=True`` removes every one of them.
 
 from ._app import create_app
 from ._context import Dashboard
+from ._security import new_token
 
-__all__ = ["Dashboard", "create_app"]
+__all__ = ["Dashboard", "create_app", "new_token"]

@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse
 from .._clock import Clock, SystemClock
 from .._job_state import JobState
 from .._queue import JobQueue
+from ._format import install_filters
 from ._security import csrf_token_for
 
 __all__ = ["TEMPLATES", "Dashboard", "dashboard_of"]
@@ -55,6 +56,9 @@ class Dashboard:
     secret: bytes = field(default_factory=lambda: os.urandom(32))
     clock: Clock = field(default_factory=SystemClock)
     env: Environment = field(default_factory=_environment)
+
+    def __post_init__(self) -> None:
+        install_filters(self.env, self.now)
 
     def now(self) -> dt.datetime:
         """The dashboard's current time (aware UTC)."""

@@ -56,10 +56,12 @@ __all__ = [
     "FINISHED_BARRIER",
     "FINISHED_BARRIER_DONE",
     "FINISHED_CHANNEL",
+    "FINISHED_PER_MINUTE",
     "GET_JOB",
     "GET_JOBS",
     "GET_JOB_OR_KEY_HOLDER",
     "HAS_MIGRATIONS_TABLE",
+    "HISTORY_PAGE",
     "INSERT_NEW_JOBS",
     "INSERT_TASKSET",
     "JOBS_IN_SEQ_ORDER",
@@ -71,6 +73,7 @@ __all__ = [
     "LISTEN_CANCELS",
     "LISTEN_FINISHED",
     "LIVE_JOBS",
+    "LIVE_PAGE",
     "LIVE_WORKERS",
     "LOCK_JOBS",
     "LOCK_MIGRATIONS",
@@ -597,6 +600,29 @@ SELECT type, count(*) FILTER (WHERE run_after IS NULL OR run_after <= %s),
     count(*) FILTER (WHERE run_after > %s),
     min(run_after) FILTER (WHERE run_after > %s)
 FROM jobledger_jobs WHERE status = 'Queued' GROUP BY type"""
+
+# -- jobs: bounded reads for pages (_history.py) -------------------------------------------
+
+#: One status's live jobs in serving order, a page of them. Parameters: status, limit, offset.
+LIVE_PAGE = f"""\
+SELECT {_COLS} FROM jobledger_jobs WHERE status = %s
+ORDER BY {_ORDER} LIMIT %s OFFSET %s"""
+#: A page of history, latest finish first (the partial index on finished serves it).
+#: Parameters: statuses, type twice, queue twice, since twice, until twice, the cursor's
+#: finished three times and its job id, limit. A None parameter leaves its test out.
+HISTORY_PAGE = f"""\
+SELECT {_COLS} FROM jobledger_jobs
+WHERE {_FINISHED} AND finished IS NOT NULL AND status = ANY(%s)
+  AND (%s::text IS NULL OR type = %s)
+  AND (%s::text IS NULL OR COALESCE(payload->>'queue', 'default') = %s)
+  AND (%s::text IS NULL OR finished >= %s)
+  AND (%s::text IS NULL OR finished < %s)
+  AND (%s::text IS NULL OR finished < %s OR (finished = %s AND job_id < %s))
+ORDER BY finished DESC, job_id DESC LIMIT %s"""
+#: Finishes per minute (the ISO time's first 16 characters) and status since a time.
+FINISHED_PER_MINUTE = f"""\
+SELECT left(finished, 16), status, count(*) FROM jobledger_jobs
+WHERE {_FINISHED} AND finished >= %s GROUP BY 1, 2"""
 
 # -- schedules (jobs.py) -------------------------------------------------------------------
 
