@@ -11,7 +11,6 @@ import json
 import signal
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ import pytest
 import jobledger
 from tests.backends.postgres._pg import until
 from tests.conftest import FakeClock
-from tests.web.conftest import Board, Served, create_app
+from tests.web.conftest import Board
 
 EVIL_ACCOUNT = "<script>window.pwned = 1</script>"
 EVIL_TASK = '<img src=x onerror="window.pwned = 2">'
@@ -321,23 +320,22 @@ def test_a_post_without_a_valid_csrf_token_is_refused(board: Board, page: Any) -
     assert set(after.failed) == {"a"}
 
 
-def test_read_only_shows_no_action_and_answers_none(tmp_path: Path, page: Any) -> None:
-    state = jobledger.JobState(tmp_path / "state", durability="flush")
-    date = state.today().isoformat()
+def test_read_only_shows_no_action_and_mounts_none(
+    make_board: Any, backend: str, page: Any
+) -> None:
+    board = make_board(backend, read_only=True)
+    state = board.state
+    date = days_back(state, 0)
     state.taskset("alice", "daily", ["a"], date=date).mark_failed("a", "boom")
-    served = Served(create_app(state=str(tmp_path / "state"), read_only=True))
-    try:
-        page.goto(served.url + f"/tasksets/set?account=alice&type=daily&date={date}")
-        assert page.locator("#failed tbody tr").count() == 1
-        assert page.locator("form[method=post]").count() == 0
-        assert page.locator("#retry, #reset").count() == 0
-        token = page.locator("meta[name=csrf-token]").get_attribute("content")
-        form = {"account": "alice", "type": "daily", "date": date, "csrf_token": token}
-        for path in ("/tasksets/set/retry", "/tasksets/set/reset"):
-            assert page.request.post(served.url + path, form=form).status == 404
-    finally:
-        served.stop()
-    assert set(jobledger.JobState(tmp_path / "state").taskset("alice", "daily").failed) == {"a"}
+    page.goto(board.url + f"/tasksets/set?account=alice&type=daily&date={date}")
+    assert page.locator("#failed tbody tr").count() == 1
+    assert page.locator("form[method=post]").count() == 0
+    assert page.locator("#retry, #reset").count() == 0
+    token = page.locator("meta[name=csrf-token]").get_attribute("content")
+    form = {"account": "alice", "type": "daily", "date": date, "csrf_token": token}
+    for path in ("/tasksets/set/retry", "/tasksets/set/reset"):
+        assert page.request.post(board.url + path, form=form).status in (404, 405)
+    assert set(fresh(board).taskset("alice", "daily", date=date).failed) == {"a"}
 
 
 @pytest.mark.parametrize("path", ["/tasksets", "/tasksets/runs"])

@@ -8,8 +8,8 @@ one day of one account. The figures come from ``_taskset_views.py``, the charts'
 from ``_svg.py``; each page is a template ``tasksets_*.html`` extending ``base.html``.
 
 The actions (retry a set's failed tasks, reset a set) are POSTs whose CSRF token is
-checked before anything else (``require_csrf``); with ``read_only`` they answer 404 and
-no page shows them.
+checked before anything else (``require_csrf``), their routes in :func:`action_routes`,
+which ``create_app(read_only=True)`` does not mount (and no page shows their forms).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from . import _taskset_views as views
 from ._context import Dashboard, dashboard_of
 from ._security import require_csrf
 
-__all__ = ["DEFAULT_DAYS", "MAX_DAYS", "routes"]
+__all__ = ["DEFAULT_DAYS", "MAX_DAYS", "action_routes", "routes"]
 
 #: The days a windowed page shows unless asked (``?days=``), and the most it shows.
 DEFAULT_DAYS = 14
@@ -332,8 +332,6 @@ def runs_page(request: Request) -> Response:
 
 async def _action_key(request: Request) -> tuple[Dashboard, JobState, TaskSetKey]:
     board = dashboard_of(request)
-    if board.read_only:
-        raise HTTPException(404, "this dashboard is read-only: it has no actions")
     form = await require_csrf(request, board.secret)
     return board, _state(board), _key_of(form)
 
@@ -389,8 +387,7 @@ async def reset_action(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    """The task-set pages' routes, and their actions' (which answer 404 when the
-    dashboard is read-only)."""
+    """The task-set pages' routes."""
     return [
         Route("/tasksets", heat_page, name="tasksets"),
         Route("/tasksets/set", set_page, name="taskset"),
@@ -399,6 +396,12 @@ def routes() -> list[BaseRoute]:
         Route("/tasksets/failing", failing_page, name="taskset_failing"),
         Route("/tasksets/durations", durations_page, name="taskset_durations"),
         Route("/tasksets/runs", runs_page, name="taskset_runs"),
+    ]
+
+
+def action_routes() -> list[BaseRoute]:
+    """The task-set actions' routes (``create_app`` mounts none with ``read_only``)."""
+    return [
         Route("/tasksets/set/retry", retry_action, methods=["POST"], name="taskset_retry"),
         Route("/tasksets/set/reset", reset_action, methods=["POST"], name="taskset_reset"),
     ]
