@@ -16,7 +16,7 @@ def test_missing_web_extra_is_named(tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn raises ImportError
     result = CliRunner().invoke(cli, ["dashboard", "--dir", str(tmp_path / "q")])
     assert result.exit_code == 1
-    assert "pip install 'jobledger[web]'" in result.output
+    assert "pip install -e '.[web]'" in result.output
 
 
 def test_a_missing_folder_is_an_error(tmp_path) -> None:

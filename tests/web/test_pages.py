@@ -87,6 +87,16 @@ def test_history_filters_and_pages(board: Board, page) -> None:
     assert page.locator("#history tbody tr[data-job-id]").count() == 1
 
 
+def test_screenshots_of_history_and_a_job(board: Board, page, backend: str, screenshots: Path):
+    made = prepare(board.queue, board.state)
+    page.goto(board.url + "/queue/history")
+    assert page.locator("#history tbody tr[data-job-id]").count() == 3
+    page.screenshot(path=str(screenshots / f"history-{backend}.png"), full_page=True)
+    page.goto(board.url + f"/jobs/{made['failed']}")
+    page.screenshot(path=str(screenshots / f"job-{backend}.png"), full_page=True)
+    assert (screenshots / f"job-{backend}.png").stat().st_size > 0
+
+
 def test_job_page_shows_payload_result_error_traceback_timeline(board: Board, page) -> None:
     made = prepare(board.queue, board.state)
     page.goto(board.url + f"/jobs/{made['failed']}")
@@ -126,3 +136,12 @@ def test_pages_work_without_javascript(board: Board, browser) -> None:
         assert page.locator("svg#finished-chart rect.mark").count() >= 1
     finally:
         context.close()
+
+
+def test_schedules_show_their_next_run(make_board, backend: str, clock, page) -> None:
+    board = make_board(backend, clock=clock)  # now: 2025-01-20 10:30 UTC
+    board.queue.schedule("nightly<b>", "0 3 * * *", job={"type": "Backup"}, timezone="UTC")
+    page.goto(board.url + "/queue")
+    row = page.locator("#schedules tbody tr").first.inner_text()
+    assert "nightly<b>" in row and "0 3 * * *" in row and "Backup" in row
+    assert "2025-01-21 03:00:00" in row

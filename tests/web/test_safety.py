@@ -176,3 +176,34 @@ def test_no_page_shows_a_database_password(backend: str, pg_url: str, page) -> N
         board.served.stop()
         board.queue.close()
         board.state.close()
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx`")
+def test_security_headers_and_an_unreadable_store(pg_url: str) -> None:
+    from starlette.testclient import TestClient
+
+    from jobledger.web import create_app
+
+    parts = urlsplit(pg_url)
+    secret = "an0ther-pw"
+    url = urlunsplit(parts._replace(netloc=f"postgres:{secret}@{parts.hostname}:{parts.port}"))
+    with TestClient(create_app(url, url)) as client:  # a schema without tables
+        answer = client.get("/queue", headers={"accept": "text/html"})
+        assert answer.status_code == 503
+        assert "jobledger db migrate" in answer.text and secret not in answer.text
+        assert "script-src 'self'" in answer.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+        assert answer.headers["x-frame-options"] == "DENY"
+
+
+def test_the_pages_own_script_runs_under_its_policy(board: Board, browser) -> None:
+    made = prepare(board.queue, board.state)
+    context = browser.new_context()  # the Content Security Policy enforced
+    try:
+        page = context.new_page()
+        page.goto(board.url + "/queue")
+        # The live refresh (static/dashboard.js) ran and put the fragment in place.
+        page.locator("#queue-live[data-last]").wait_for(state="attached", timeout=5000)
+        assert made["failed"] in page.locator("#failed").inner_text()
+    finally:
+        context.close()

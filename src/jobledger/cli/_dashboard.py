@@ -1,7 +1,7 @@
 """``jobledger dashboard``: the web dashboard (``jobledger.web``), served by uvicorn.
 
 The ``[web]`` extra is imported only when the command runs, so the rest of the CLI works
-without it; missing, it is named: ``pip install 'jobledger[web]'``.
+without it; missing, it is named: ``pip install -e '.[web]'``.
 
 Safe by default: it binds 127.0.0.1. Any other host needs a token on every request
 (``--token``, or ``$JOBLEDGER_DASHBOARD_TOKEN``, else one generated and printed at the
@@ -24,7 +24,7 @@ from ._jobs import queue_dir_option
 __all__ = ["TOKEN_ENV", "dashboard", "is_loopback"]
 
 TOKEN_ENV = "JOBLEDGER_DASHBOARD_TOKEN"
-_WEB_EXTRA = "pip install 'jobledger[web]'"
+_WEB_EXTRA = "pip install -e '.[web]'"
 
 
 def is_loopback(host: str) -> bool:

@@ -1,6 +1,6 @@
 """The web dashboard: an ASGI application (Starlette) over a queue and task sets.
 
-``pip install 'jobledger[web]'``, then ``jobledger dashboard --dir DIR_OR_URL``, or mount
+``pip install -e '.[web]'``, then ``jobledger dashboard --dir DIR_OR_URL``, or mount
 :func:`create_app` in an ASGI application of your own::
 
     from jobledger.web import create_app

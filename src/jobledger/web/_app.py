@@ -9,7 +9,9 @@ The routes come from one module per part of the dashboard, each exposing
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -21,13 +23,13 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from .._clock import Clock
-from .._errors import ConfigError
+from .._errors import ConfigError, JobLedgerError
 from .._job_state import JobState
 from .._queue import JobQueue
 from .._redact import redact_text
 from . import _actions, _metrics, _overview_pages, _queue_pages, _tasksets_pages
 from ._context import Dashboard
-from ._security import CsrfCookie, TokenGate
+from ._security import CsrfCookie, SecurityHeaders, TokenGate
 
 __all__ = ["create_app"]
 
@@ -54,6 +56,7 @@ def create_app(
     token: str | None = None,
     secret: bytes | None = None,
     clock: Clock | None = None,
+    warm: bool = True,
 ) -> Starlette:
     """The dashboard as an ASGI application, to serve with uvicorn or mount in your own
     (``Mount("/jobs", app=create_app(...))``).
@@ -67,7 +70,8 @@ def create_app(
     ``token``: when given, every request must carry it (``Authorization: Bearer``, or
     once ``?token=``, which sets a cookie). ``secret`` signs the CSRF tokens: give the
     same bytes to every process serving one dashboard (random per application by
-    default).
+    default). ``warm``: start reading the queue's history in a thread at once (a
+    folder's dashboard reads its finished jobs once; the first page waits for it).
     """
     if queue is None and state is None:
         raise ConfigError("create_app needs a queue, task sets (state), or both")
@@ -85,28 +89,42 @@ def create_app(
     if not read_only:
         routes += _actions.routes() + _tasksets_pages.action_routes()
     routes.append(Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static"))
-    middleware = [Middleware(CsrfCookie)]
+    middleware = [Middleware(SecurityHeaders), Middleware(CsrfCookie)]
     if token is not None:
         if not token:
             raise ConfigError("the dashboard's token is empty; give a token, or none")
-        middleware.insert(0, Middleware(TokenGate, token=token))
+        middleware.insert(1, Middleware(TokenGate, token=token))
+
+    def error_page(request: Request, status: int, detail: str) -> Response:
+        if "text/html" in request.headers.get("accept", ""):
+            return board.render(
+                request, "error.html", {"status": status, "detail": detail}, status_code=status
+            )
+        return PlainTextResponse(f"{status}: {detail}\n", status_code=status)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         detail = "internal error" if exc.status_code >= 500 else redact_text(str(exc.detail))
-        if "text/html" in request.headers.get("accept", ""):
-            return board.render(
-                request,
-                "error.html",
-                {"status": exc.status_code, "detail": detail},
-                status_code=exc.status_code,
-            )
-        return PlainTextResponse(f"{exc.status_code}: {detail}\n", status_code=exc.status_code)
+        return error_page(request, exc.status_code, detail)
+
+    async def storage_error(request: Request, exc: Exception) -> Response:
+        # The queue or the task sets could not be read (a database without its tables,
+        # a server down, a damaged folder): said as the library says it, never a password.
+        return error_page(request, 503, redact_text(str(exc)))
 
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={HTTPException: http_error},
+        exception_handlers={HTTPException: http_error, JobLedgerError: storage_error},
     )
     app.state.dashboard = board
+    if warm and board.queue is not None:
+        threading.Thread(target=_warm, args=(board.queue,), daemon=True).start()
     return app
+
+
+def _warm(queue: JobQueue) -> None:
+    """Make the queue's bounded reads ready (a folder's summary of its finished jobs is
+    built on its first read: about 30 s for 100,000 jobs) before the first page asks."""
+    with contextlib.suppress(JobLedgerError):  # unreadable for now: the pages say why
+        queue.finished_per_minute(60)

@@ -89,7 +89,7 @@ class _Collector(Collector):
             sum_value=sum(durations),
         )
         workers = GaugeMetricFamily("jobledger_workers_alive", "Workers alive now")
-        workers.add_metric([], len(queue.live_workers()))
+        workers.add_metric([], len(queue.reader.live_workers()))
         yield workers
 
     def _tasksets(self) -> Iterator[Metric]:

@@ -96,7 +96,7 @@ def overview_data(board: Dashboard) -> dict[str, Any]:
         counts = queue.live_page("Queued", limit=0).counts
         data["counts"] = counts
         data["by_queue"] = counts_by_queue(queue, counts)
-        data["workers"] = queue.live_workers()
+        data["workers"] = queue.reader.live_workers()
         data["failures"] = queue.history(status="Failed", limit=10)
         data["chart"] = minute_chart(queue.finished_per_minute(3600), board.now())
     if board.state is not None:

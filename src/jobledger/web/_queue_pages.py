@@ -75,7 +75,7 @@ def queue_data(board: Dashboard, request: Request) -> dict[str, Any]:
         "failed": queue.history(status="Failed", limit=FAILED_SHOWN),
         "schedules": _schedules(queue, board.now()),
         "limits": limits(queue),
-        "workers": queue.live_workers(),
+        "workers": queue.reader.live_workers(),
         "queue_of": job_queue,
     }
 

@@ -21,6 +21,7 @@ Reads only: the index is a read-only one (no lock taken, nothing written).
 from __future__ import annotations
 
 import heapq
+import json
 import os
 import threading
 import time
@@ -28,6 +29,7 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from ..._clock import Clock
+from ..._errors import StorageError
 from ..._job_record import JobRecord, JobStatus
 from .._history import HistoryFilter, queue_of
 from ._index_format import job_id_of_file
@@ -35,11 +37,15 @@ from ._job_files import file_name, job_ids_changed_since, read_job_file, read_li
 from ._names import inside
 from ._queue_history import counts as index_counts
 from ._queue_index import QueueIndex
+from ._reading import RefusedFile, read_bytes
 
 __all__ = ["FilesHistory"]
 
 _REOPEN_EVERY = 300.0  # seconds between full reconciliations of the index
 _SLACK_NS = 2_000_000_000  # file-system timestamps can be coarse: look a bit further back
+
+
+_FINISHED = frozenset(s.value for s in JobStatus.FINISHED)
 
 
 class _Done(NamedTuple):
@@ -103,22 +109,35 @@ class FilesHistory:
             self._done[job_id] = done
             self._tally[done.status] = self._tally.get(done.status, 0) + 1
 
+    def _summary(self, job_id: str) -> _Done | None:
+        """The summary of a finished job's file; None for a live job, a missing file or
+        one that is not a job file. Its JSON only, without the checks of a full read:
+        the summary only says which files a page reads, and those are read in full (a
+        damaged one is reported there)."""
+        try:
+            data = read_bytes(self._path(job_id))
+            doc = json.loads(data) if data is not None else None
+        except (StorageError, RefusedFile, ValueError):
+            return None
+        if not isinstance(doc, dict) or doc.get("job_id") != job_id:
+            return None
+        status, meta = doc.get("status"), doc.get("_jobledger")
+        if not isinstance(status, str) or status not in _FINISHED or not isinstance(meta, dict):
+            return None
+        finished, kind = meta.get("finished"), doc.get("type")
+        return _Done(
+            finished if isinstance(finished, str) else "",
+            job_id,
+            status,
+            kind if isinstance(kind, str) else "",
+            queue_of(doc),
+        )
+
     def _note(self, job_ids: Iterable[str]) -> None:
         """Read these jobs' files again into the summary."""
         live = self._index.order.entries
         for job_id in job_ids:
-            record = None if job_id in live else self._read(job_id)
-            if record is None or record.status.is_live:
-                self._put(job_id, None)
-            else:
-                done = _Done(
-                    record.finished or "",
-                    record.job_id,
-                    record.status.value,
-                    record.type,
-                    queue_of(record.payload),
-                )
-                self._put(job_id, done)
+            self._put(job_id, None if job_id in live else self._summary(job_id))
 
     def _fresh(self) -> None:
         """Bring the index and the summary up to date (under ``_guard``)."""
