@@ -56,7 +56,7 @@ from ._queue import JobQueue
 from ._schedules import Schedule, StoredSchedule
 from ._snooze import Snooze
 from ._taskset import TaskRun, TaskSet
-from ._taskset_record import Failure, Progress, TaskSetKey, TaskSetRecord
+from ._taskset_record import Failure, Progress, RunLease, TaskSetKey, TaskSetRecord
 from ._worker import Worker
 
 __version__ = "0.1.0"
@@ -85,6 +85,7 @@ __all__ = [
     "JobTimeout",
     "LeaseHolder",
     "Progress",
+    "RunLease",
     "Schedule",
     "Snooze",
     "StorageError",

@@ -14,6 +14,7 @@ from ._errors import ConfigError
 __all__ = [
     "DURATION_FORMS",
     "Duration",
+    "human_seconds",
     "is_bare_number",
     "parse_duration",
     "to_days",
@@ -113,3 +114,16 @@ def parse_duration(text: str) -> dt.timedelta:
 def is_bare_number(text: str) -> bool:
     """Whether ``text`` is a number without a unit (``7``, ``1.5``)."""
     return re.fullmatch(_NUMBER, "".join(text.split())) is not None
+
+
+def human_seconds(seconds: float) -> str:
+    """A duration for people: ``0.25s``, ``12.3s``, ``4m05s``, ``1h02m``."""
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"

@@ -22,7 +22,7 @@ from ._inputs import check_name
 from ._location import Location, classify, is_postgres_url, shown
 from ._log import verbose_from_env
 from ._taskset import TaskSet
-from ._taskset_record import TaskSetKey, TaskSetRecord, parse_date
+from ._taskset_record import RunLease, TaskSetKey, TaskSetRecord, parse_date
 from .backends import open_taskset_backend
 from .backends._contract import Finding, TaskSetBackend
 from .backends._null import NullTaskSetBackend
@@ -209,26 +209,46 @@ class JobState:
         return sorted(self._reading().keys(account))
 
     def records(
-        self, account: str | None = None, since: dt.date | str | None = None
+        self,
+        account: str | None = None,
+        since: dt.date | str | None = None,
+        until: dt.date | str | None = None,
     ) -> list[TaskSetRecord]:
-        """The stored records (of one account, from a date on), sorted by key.
+        """The stored records (of one account, dated ``since`` to ``until``, both
+        inclusive and both optional), sorted by key. Only the records of those days are
+        read (on PostgreSQL in one query), so a window of days costs what it holds, not
+        the whole history. A record read before and unchanged since is not parsed again:
+        the same object is returned, so treat the records as read-only (``copy()`` one to
+        change it).
 
         Reads only: a corrupt file is named in a warning and its last good generation
         (``.bak``) returned in its place; nothing is moved or restored (``doctor`` does
         that, as does opening the set with :meth:`taskset` to work on it)."""
-        start = parse_date(since) if since is not None else ""
-        reader = self._reading()
-        out = []
-        for key in sorted(reader.keys(account)):
-            if key.date >= start:
-                record = reader.load(key)
-                if record is not None:
-                    out.append(record)
-        return out
+        if account is not None:
+            check_name(account, "account")
+        first = self._bound(since, "since") if since is not None else "0001-01-01"
+        last = self._bound(until, "until") if until is not None else "9999-12-31"
+        if first > last:
+            return []
+        return sorted(self._reading().load_range(first, last, account), key=lambda r: r.key)
+
+    @staticmethod
+    def _bound(value: dt.date | str, what: str) -> str:
+        try:
+            return parse_date(value)
+        except ValueError as exc:
+            raise ConfigError(f"{what}: {exc}") from exc
 
     def holder(self, key: TaskSetKey) -> LeaseHolder | None:
         """Who holds the run lease of a set now, or None. Reads only."""
         return self._reading().holder(key)
+
+    def leases(self) -> list[RunLease]:
+        """Every run lease stored now, sorted by key: those of live runs, and those left
+        by a holder that died without giving it back (``alive`` False: killed, or its
+        PostgreSQL session lost), until the set's next run takes it or ``doctor`` repairs.
+        Reads only: no lease is taken or removed."""
+        return sorted(self._reading().leases(), key=lambda lease: lease.key)
 
     # -- maintenance ----------------------------------------------------------------------
 
@@ -274,11 +294,28 @@ class JobState:
                 self.backend.delete(key)
         return doomed
 
-    def reset(self, account: str | None = None) -> list[TaskSetKey]:
-        """Delete every set of ``account`` (every set when None). If any of them has its
-        run lease held by a live process, AlreadyRunning names it and nothing is deleted.
-        (A run that starts while the others are being deleted still keeps its own set.)"""
-        keys = sorted(self.backend.keys(account))
+    def reset(
+        self,
+        account: str | None = None,
+        *,
+        type: str | None = None,
+        date: dt.date | str | None = None,
+    ) -> list[TaskSetKey]:
+        """Delete every set of ``account`` (every set when None), or only those of one
+        ``type`` and/or one ``date``: ``reset("alice", type="daily", date="2025-01-20")``
+        resets that one set, whose next run starts it anew. If any of them has its run
+        lease held by a live process, AlreadyRunning names it and nothing is deleted. (A
+        run that starts while the others are being deleted still keeps its own set.)"""
+        if account is not None:
+            check_name(account, "account")
+        if type is not None:
+            check_name(type, "type")
+        day = self._bound(date, "date") if date is not None else None
+        keys = sorted(
+            k
+            for k in self.backend.keys(account)
+            if (type is None or k.type == type) and (day is None or k.date == day)
+        )
         for key in keys:
             if self.backend.holder(key) is not None:
                 self.backend.delete(key)  # refused under the live lease: AlreadyRunning

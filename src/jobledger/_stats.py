@@ -1,7 +1,8 @@
 """Statistics over stored task sets: completion rates, failing tasks, durations and trends.
 
 Pure functions over ``list[TaskSetRecord]``: nothing here reads files or the clock, so the
-figures can be unit-tested exactly and rendered by any front end (the CLI's ``stats``).
+figures can be unit-tested exactly and rendered by any front end (the CLI's ``stats``, the
+dashboard's task-set pages).
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ from ._taskset_record import TaskSetRecord
 
 __all__ = [
     "Completion",
+    "DayDurations",
     "DurationStats",
     "FailingTask",
     "Stats",
+    "completion",
     "compute_stats",
+    "daily_durations",
+    "duration_stats",
+    "failing_tasks",
     "percentile",
     "window",
 ]
@@ -113,9 +119,11 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
-def _completion(
+def completion(
     records: Iterable[TaskSetRecord], group: Callable[[TaskSetRecord], str]
 ) -> list[Completion]:
+    """Sets and planned tasks, complete and in all, per group (``lambda r: r.type``),
+    sorted by the group's name."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for rec in records:
         c = counts[group(rec)]
@@ -129,7 +137,9 @@ def _completion(
     return [Completion(name, *c) for name, c in sorted(counts.items())]
 
 
-def _failing(records: Iterable[TaskSetRecord]) -> list[FailingTask]:
+def failing_tasks(records: Iterable[TaskSetRecord]) -> list[FailingTask]:
+    """Every task that failed at least once, keyed by (type, task) over every account,
+    the most failed attempts first."""
     attempts: dict[tuple[str, str], int] = defaultdict(int)
     sets: dict[tuple[str, str], int] = defaultdict(int)
     unresolved: dict[tuple[str, str], int] = defaultdict(int)
@@ -166,7 +176,8 @@ def _trend(by_day: dict[str, list[float]]) -> float | None:
     return (percentile(newer, 50) - old) / old
 
 
-def _durations(records: Iterable[TaskSetRecord]) -> list[DurationStats]:
+def duration_stats(records: Iterable[TaskSetRecord]) -> list[DurationStats]:
+    """The successful runs' durations per (type, task), sorted by type and task."""
     samples: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for rec in records:
         for task, seconds in rec.durations.items():
@@ -187,6 +198,34 @@ def _durations(records: Iterable[TaskSetRecord]) -> list[DurationStats]:
     return out
 
 
+@dataclass(frozen=True)
+class DayDurations:
+    """One task's successful runs on one day: how many, their median and 95th percentile."""
+
+    date: str
+    runs: int
+    p50: float
+    p95: float
+
+
+def daily_durations(
+    records: Iterable[TaskSetRecord],
+) -> dict[tuple[str, str], list[DayDurations]]:
+    """Per (type, task), sorted: its durations' p50 and p95 on each day it has any, the
+    days in order (a day without a successful run has no entry)."""
+    samples: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for rec in records:
+        for task, seconds in rec.durations.items():
+            samples[(rec.type, task)][rec.date].append(seconds)
+    return {
+        key: [
+            DayDurations(day, len(v), percentile(v, 50), percentile(v, 95))
+            for day, v in sorted(by_day.items())
+        ]
+        for key, by_day in sorted(samples.items())
+    }
+
+
 def compute_stats(records: Iterable[TaskSetRecord], today: dt.date, days: int = 7) -> Stats:
     """Statistics of the records dated within the ``days`` days ending with ``today``.
 
@@ -202,8 +241,8 @@ def compute_stats(records: Iterable[TaskSetRecord], today: dt.date, days: int = 
         start=start,
         end=end,
         sets=len(chosen),
-        by_account=_completion(chosen, lambda r: r.account),
-        by_type=_completion(chosen, lambda r: r.type),
-        failing=_failing(chosen),
-        durations=_durations(chosen),
+        by_account=completion(chosen, lambda r: r.account),
+        by_type=completion(chosen, lambda r: r.type),
+        failing=failing_tasks(chosen),
+        durations=duration_stats(chosen),
     )

@@ -283,6 +283,42 @@ class TaskSet:
         log.warning("Task failed: %s (attempt %d): %s", task, failure.attempts, text)
         return failure
 
+    def retry_failed(self) -> list[str]:
+        """Forget the failures of the tasks that failed and are not completed, so that the
+        next run takes them up again, even one that skips failed tasks
+        (``pending(retry_failed=False)``); their attempts count from zero again. Returns
+        those tasks, in planned order (nothing is written when there are none).
+
+        Done under the run lease, taken for the change unless this object holds it:
+        AlreadyRunning when another live process runs the set."""
+        lease = None
+        if self._lease is None:
+            lease = self._backend.lease(self.key, iso_utc(self._clock.now()), False)
+        try:
+            with self._lock:
+                fresh = self._backend.load(self.key)
+                if fresh is not None and lease is not None:
+                    self._record = fresh
+                done = set(self._record.completed)
+                failed = [t for t in self._record.failures if t not in done]
+                if not failed:
+                    return []
+
+                def change(rec: TaskSetRecord) -> None:
+                    for task in failed:
+                        rec.failures.pop(task, None)
+                        if task not in rec.remaining and task not in rec.completed:
+                            rec.remaining.append(task)
+
+                self._commit(change)
+                order = {t: i for i, t in enumerate(self._record.remaining)}
+                failed.sort(key=lambda t: order.get(t, len(order)))
+        finally:
+            if lease is not None:
+                lease.release()
+        log.info("Failures forgotten, to be retried: %s", ", ".join(failed))
+        return failed
+
     @contextmanager
     def task(self, name: str, *, reraise: bool = True) -> Iterator[TaskRun]:
         """Run one task: ``with ts.task("quiz-2"): ...``.

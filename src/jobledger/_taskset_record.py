@@ -20,11 +20,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from ._errors import LeaseHolder
 from ._json import dumps_indented
 
 __all__ = [
     "Failure",
     "Progress",
+    "RunLease",
     "ShapeError",
     "TaskSetKey",
     "TaskSetRecord",
@@ -58,6 +60,18 @@ class Failure(NamedTuple):
     attempts: int
     error: str
     at: str
+
+
+class RunLease(NamedTuple):
+    """A task set's run lease as stored: who took it, and whether that holder still lives.
+
+    ``alive`` False means the holder died without giving the lease back (killed, or its
+    machine or session lost): its run ended unfinished, whatever the record says.
+    """
+
+    key: TaskSetKey
+    holder: LeaseHolder
+    alive: bool
 
 
 def parse_date(value: dt.date | str) -> str:

@@ -15,7 +15,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 from .._errors import JobLedgerError, LeaseHolder
 from .._job_record import JobRecord, JobStatus
 from .._schedules import StoredSchedule
-from .._taskset_record import TaskSetKey, TaskSetRecord
+from .._taskset_record import RunLease, TaskSetKey, TaskSetRecord
 
 __all__ = [
     "CallerTransactionBackend",
@@ -90,6 +90,19 @@ class TaskSetBackend(Protocol):
 
     def keys(self, account: str | None = None) -> Iterator[TaskSetKey]:
         """Every stored task set (of one account if given), in no particular order."""
+        ...
+
+    def load_range(self, first: str, last: str, account: str | None = None) -> list[TaskSetRecord]:
+        """The stored records dated ``first`` to ``last`` (ISO dates, inclusive; of one
+        account if given), in no particular order: what :meth:`load` would give for each
+        of those keys, read in one go where the storage can (one query). A record that
+        :meth:`load` would give as None is left out."""
+        ...
+
+    def leases(self) -> list[RunLease]:
+        """Every run lease stored now: those of live holders, and those left behind by a
+        holder that died (``alive`` False), in no particular order. Never takes a lease,
+        never removes one (``check`` with ``repair`` does)."""
         ...
 
     def delete(self, key: TaskSetKey) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from .._errors import LeaseHolder
-from .._taskset_record import TaskSetKey, TaskSetRecord
+from .._taskset_record import RunLease, TaskSetKey, TaskSetRecord
 from ._contract import Finding, Lease
 
 __all__ = ["NullTaskSetBackend"]
@@ -52,6 +52,14 @@ class NullTaskSetBackend:
     def keys(self, account: str | None = None) -> Iterator[TaskSetKey]:
         """Nothing is stored."""
         return iter(())
+
+    def load_range(self, first: str, last: str, account: str | None = None) -> list[TaskSetRecord]:
+        """Nothing is stored."""
+        return []
+
+    def leases(self) -> list[RunLease]:
+        """No lease is ever held."""
+        return []
 
     def delete(self, key: TaskSetKey) -> None:
         """Nothing to delete."""

@@ -16,6 +16,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from .._durations import human_seconds
 from .._taskset_record import TaskSetRecord
 
 __all__ = [
@@ -71,19 +72,6 @@ def human_size(size: int) -> str:
 def human_count(n: int) -> str:
     """An integer with thousands separators: ``1,247``."""
     return f"{n:,}"
-
-
-def human_seconds(seconds: float) -> str:
-    """A duration for people: ``0.25s``, ``12.3s``, ``4m05s``, ``1h02m``."""
-    if seconds < 10:
-        return f"{seconds:.2f}s"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 def percent(rate: float | None) -> str:

@@ -87,7 +87,7 @@ def create_app(
         *_metrics.routes(),
     ]
     if not read_only:
-        routes += _actions.routes()
+        routes += _actions.routes() + _tasksets_pages.action_routes()
     routes.append(Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static"))
     middleware = [Middleware(SecurityHeaders), Middleware(CsrfCookie)]
     if token is not None:

@@ -35,6 +35,7 @@ else:
 __all__ = [
     "HOST",
     "ProcessLock",
+    "holder_alive",
     "is_held",
     "live_holder",
     "lock_fd",
@@ -204,6 +205,10 @@ def live_holder(path: str) -> LeaseHolder | None:
     if not os.path.exists(path):
         return None
     holder = read_holder(path)
-    if holder.host == HOST and holder.pid is not None and not pid_alive(holder.pid):
-        return None
-    return holder
+    return holder if holder_alive(holder) else None
+
+
+def holder_alive(holder: LeaseHolder) -> bool:
+    """Whether the process a lock file names lives: False only for a process of this host
+    that is gone (one on another host cannot be asked, and counts as alive)."""
+    return not (holder.host == HOST and holder.pid is not None and not pid_alive(holder.pid))

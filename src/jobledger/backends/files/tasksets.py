@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterator
 
 from ..._clock import Clock, iso_utc
 from ..._errors import AlreadyRunning, LeaseHolder, StorageError
-from ..._taskset_record import TaskSetKey, TaskSetRecord, for_key
+from ..._taskset_record import RunLease, TaskSetKey, TaskSetRecord, for_key
 from .._contract import Finding, Lease
 from ._atomic_write import is_temp_name, remove, write_atomic
 from ._fs_probe import orders_rename_over
-from ._locks import ProcessLock, live_holder, pid_alive, read_holder
+from ._locks import ProcessLock, holder_alive, live_holder, pid_alive, read_holder
 from ._names import decode, encode, inside
 from ._reading import MAX_TASKSET_FILE_BYTES, RefusedFile, read_bytes
 from ._set_aside import set_aside
@@ -33,6 +33,7 @@ __all__ = ["FilesTaskSetBackend"]
 log = logging.getLogger("jobledger")
 
 _STATE = re.compile(r"^(?P<type>.+)-(?P<date>\d{4}-\d{2}-\d{2})\.json$")
+_LOCK = re.compile(r"^\.(?P<type>.+)-(?P<date>\d{4}-\d{2}-\d{2})\.lock$")
 _TEMP_PID = re.compile(r"\.tmp-(\d+)-\d+$")
 
 
@@ -229,6 +230,14 @@ class FilesTaskSetBackend:
 
     def keys(self, account: str | None = None) -> Iterator[TaskSetKey]:
         """Every state file's key, read from the file names."""
+        for folder, names in self._account_listings(account):
+            for name in names:
+                m = _STATE.match(name)
+                if m:
+                    yield TaskSetKey(decode(folder), decode(m["type"]), m["date"])
+
+    def _account_listings(self, account: str | None) -> Iterator[tuple[str, list[str]]]:
+        """(account folder, its file names) of one account, or of every account."""
         if account is not None:
             folders = [encode(account, "account")]
         else:
@@ -247,13 +256,59 @@ class FilesTaskSetBackend:
                 folders.remove(folder)
         for folder in folders:
             try:
-                names = os.listdir(os.path.join(self.root, folder))
+                yield folder, os.listdir(os.path.join(self.root, folder))
             except (FileNotFoundError, NotADirectoryError):
                 continue
+
+    def load_range(self, first: str, last: str, account: str | None = None) -> list[TaskSetRecord]:
+        """The records dated ``first`` to ``last``: the keys from the file names, then
+        only those files read (a folder has no cheaper bulk read). A file whose bytes are
+        those this object last read or wrote is not parsed again (the cache ``load`` and
+        ``update`` keep): a page asked again reads its window of files, and parses only
+        what changed. Anything else than a good file is :meth:`load`'s to report."""
+        out = []
+        for key in self.keys(account):
+            if not first <= key.date <= last:
+                continue
+            try:
+                data = _read(self.path(key))
+            except StorageError:  # a folder, a link, a FIFO...: load() reports it
+                data = b""
+            if data is None:
+                continue
+            cached = self._cache.get(key)
+            if cached is not None and cached[0] == data:
+                out.append(cached[1])
+                continue
+            try:
+                record = self._parse(data, key)
+            except ValueError:
+                found = self.load(key)
+                if found is not None:
+                    out.append(found)
+                continue
+            self._cache[key] = (data, record)
+            out.append(record)
+        return out
+
+    def leases(self) -> list[RunLease]:
+        """The lock files beside the state files. A holder releasing its lease removes
+        its file, so a file whose named process is gone (on this host) was left by a
+        holder that died; a holder on another host is taken as alive (its pid cannot be
+        asked), as :meth:`holder` takes it."""
+        out = []
+        for folder, names in self._account_listings(None):
             for name in names:
-                m = _STATE.match(name)
-                if m:
-                    yield TaskSetKey(decode(folder), decode(m["type"]), m["date"])
+                m = _LOCK.match(name)
+                if m is None:
+                    continue
+                key = TaskSetKey(decode(folder), decode(m["type"]), m["date"])
+                path = os.path.join(self.root, folder, name)
+                if not os.path.exists(path):
+                    continue  # released since the listing
+                holder = read_holder(path)
+                out.append(RunLease(key, holder, holder_alive(holder)))
+        return out
 
     def delete(self, key: TaskSetKey) -> None:
         """Remove a set's files, under its lease so that no live run loses its file."""

@@ -67,6 +67,7 @@ __all__ = [
     "JOBS_IN_SEQ_ORDER",
     "JOIN_SEARCH_PATH",
     "KEY_HOLDERS",
+    "LEASES",
     "LISTEN",
     "LISTENING_FOR_FINISHED",
     "LISTEN_CANCELS",
@@ -112,6 +113,8 @@ __all__ = [
     "TASKSET_HOLDER",
     "TASKSET_KEYS",
     "TASKSET_KEYS_OF_ACCOUNT",
+    "TASKSET_RANGE",
+    "TASKSET_RANGE_OF_ACCOUNT",
     "TASKSET_ROWS",
     "TRY_ADVISORY_LOCK",
     "UNSYNCED_COMMIT",
@@ -683,6 +686,12 @@ SET_ASIDE = "INSERT INTO jobledger_set_aside (kind, key, data, reason) VALUES (%
 TASKSET_KEYS = "SELECT account, type, date FROM jobledger_tasksets"
 TASKSET_KEYS_OF_ACCOUNT = TASKSET_KEYS + " WHERE account = %s"
 TASKSET_ROWS = "SELECT account, type, date, record FROM jobledger_tasksets"
+#: The records dated from one day to another (inclusive): a window of days read at once,
+#: each record as its JSON text (the text a reader compares with what it parsed before).
+TASKSET_RANGE = """\
+SELECT account, type, date, record::text FROM jobledger_tasksets
+WHERE date BETWEEN %s AND %s"""
+TASKSET_RANGE_OF_ACCOUNT = TASKSET_RANGE + " AND account = %s"
 SIZE_OF_TASKSETS = """\
 SELECT coalesce(sum(pg_column_size(t.*)), 0), count(*) FROM jobledger_tasksets t"""
 SET_ASIDE_KEYS = "SELECT key FROM jobledger_set_aside ORDER BY id"
@@ -710,6 +719,10 @@ DELETE_LEASE = f"DELETE FROM jobledger_leases WHERE {_TASKSET}"
 TASKSET_HOLDER = f"""\
 SELECT h.pid, h.host, h.since FROM jobledger_leases h
 WHERE h.account = %s AND h.type = %s AND h.date = %s AND {_HELD}"""
+#: Every lease row, and whether its session still holds the lock (false: its holder died).
+LEASES = (
+    f"SELECT h.account, h.type, h.date, h.pid, h.host, h.since, {_HELD} FROM jobledger_leases h"
+)
 #: The lease rows whose session no longer holds the lock.
 STALE_LEASES = f"SELECT h.account, h.type, h.date FROM jobledger_leases h WHERE NOT {_HELD}"
 

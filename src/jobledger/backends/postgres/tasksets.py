@@ -27,6 +27,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -38,7 +39,7 @@ from psycopg.types.json import Jsonb
 
 from ..._clock import Clock, SystemClock, iso_utc
 from ..._errors import AlreadyRunning, LeaseHolder
-from ..._taskset_record import TaskSetKey, TaskSetRecord, for_key
+from ..._taskset_record import RunLease, TaskSetKey, TaskSetRecord, for_key
 from .._contract import Finding, Lease
 from . import _queries as q
 from ._db import HOST, ConnectionLost, Database, lock_key, reconnecting, stored_as
@@ -150,6 +151,8 @@ class PostgresTaskSetBackend:
         self._clock = clock or SystemClock()
         # The leases held through this object, checked (re-taken) before each write.
         self._held: dict[TaskSetKey, _PgLease] = {}
+        # What load_range last parsed per set, with the row's JSON text then.
+        self._texts: dict[TaskSetKey, tuple[str, TaskSetRecord]] = {}
 
     def close(self) -> None:
         """Close the connection (reopened on next use). Held leases stay held."""
@@ -334,6 +337,47 @@ class PostgresTaskSetBackend:
         with self._db.transaction("list task sets") as conn:
             rows = conn.execute(query, params).fetchall()
         return iter([TaskSetKey(a, t, d.isoformat()) for a, t, d in rows])
+
+    @reconnecting
+    def load_range(self, first: str, last: str, account: str | None = None) -> list[TaskSetRecord]:
+        """The records dated ``first`` to ``last``, in one query; a bad row is handed to
+        :meth:`load`, which reports it (and sets it aside unless read only). A record
+        whose JSON text is the one this object parsed last time is not parsed again: a
+        page asked again costs the query, and parsing what changed."""
+        query = q.TASKSET_RANGE
+        params: tuple[str, ...] = (first, last)
+        if account is not None:
+            query, params = q.TASKSET_RANGE_OF_ACCOUNT, (first, last, account)
+        with self._db.transaction("read task sets") as conn:
+            rows = conn.execute(query, params).fetchall()
+        out = []
+        for account_, type_, date, text in rows:
+            key = TaskSetKey(account_, type_, date.isoformat())
+            seen = self._texts.get(key)
+            if seen is not None and seen[0] == text:
+                out.append(seen[1])
+                continue
+            try:
+                record = self._parse(json.loads(text), key)
+            except ValueError:
+                bad = self.load(key)
+                if bad is not None:
+                    out.append(bad)
+                continue
+            self._texts[key] = (text, record)
+            out.append(record)
+        return out
+
+    @reconnecting
+    def leases(self) -> list[RunLease]:
+        """Every holder row, alive while its session still holds the advisory lock (a
+        session ends with its process, SIGKILL included, or its lost connection)."""
+        with self._db.transaction("list the run leases") as conn:
+            rows = conn.execute(q.LEASES).fetchall()
+        return [
+            RunLease(TaskSetKey(a, t, d.isoformat()), LeaseHolder(pid, host, since), bool(held))
+            for a, t, d, pid, host, since, held in rows
+        ]
 
     def delete(self, key: TaskSetKey) -> None:
         """Delete a set's row, under its lease so that no live run loses it."""
