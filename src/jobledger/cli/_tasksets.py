@@ -23,7 +23,8 @@ from .._taskset_record import TaskSetRecord, parse_date
 from .._words import plural
 from ..backends.files.tasksets import FilesTaskSetBackend
 from ._app import App, pass_app, state_options
-from ._options import check_output_flags, plain_option
+from ._live import run_live
+from ._options import check_output_flags, interval_option, plain_option
 from ._render import (
     bar,
     done_total,
@@ -35,6 +36,7 @@ from ._render import (
     signed_percent,
     table,
 )
+from ._watch import StatusView
 
 __all__ = ["register"]
 
@@ -88,10 +90,23 @@ PLAIN_STATUS_COLUMNS = (
 
 @click.command()
 @plain_option(", ".join(PLAIN_STATUS_COLUMNS))
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Show it live, refreshed every --interval, with the failed tasks and what each "
+    "holder runs now; q or Ctrl-C quits. When stdout is not a terminal: one frame.",
+)
+@interval_option("--watch")
 @state_options
 @pass_app
-def status(app: App, plain: bool) -> None:
+def status(app: App, plain: bool, watch: bool, interval: float) -> None:
     """Today's task sets per account, with their progress."""
+    if watch:
+        if plain:
+            raise click.UsageError("pass --watch or --plain, not both")
+        state = app.state  # a missing folder is a usage error before the view starts
+        run_live(app.out, StatusView(state, app.where, interval).frame, interval)
+        return
     state = app.state
     today = state.today().isoformat()
     records = _on(state, today)

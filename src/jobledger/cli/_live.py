@@ -1,0 +1,196 @@
+"""The loop of the live terminal views (``status --watch``, ``jobs top``): a frame drawn
+again every ``--interval`` seconds on the terminal's alternate screen until ``q``, Ctrl-C
+or SIGTERM, with the terminal given back as it was on every way out.
+
+A view is a function that reads and returns one frame (a rich renderable); this module
+owns the terminal:
+
+- **Not a terminal.** When stdout is not a terminal (piped, redirected, a test runner),
+  one frame is printed and the command exits 0, as ``top -b -n 1`` does: a script or a
+  log gets the same figures, once, without escape codes.
+- **Keys.** While the view runs, and only then, a terminal on stdin is put in cbreak mode
+  (keys arrive one by one, unechoed; Ctrl-C still sends SIGINT), so that ``q`` quits
+  without Enter. Its settings are put back on every way out: ``q``, Ctrl-C, SIGTERM and an
+  error alike. When stdin is not a terminal it is not read at all: Ctrl-C quits.
+- **Ctrl-C** quits at once, whether the view is waiting or reading (the read is
+  interrupted), with exit status 0. Nothing catches a second Ctrl-C, so one pressed while
+  the view is closing (a database connection being given back) acts at once too.
+- **SIGTERM** quits as ``q`` does (exit 0), the terminal restored; the handler before the
+  view is put back afterwards.
+- **Errors.** An error reading the first frame is the command's error, before the
+  terminal is touched (a mistyped folder says so and exits 2). An error on a later read
+  (a database restarting) is shown under the last good frame and the view reads again at
+  the next refresh; it quits only when asked to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import IO, Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.text import Text
+
+from .._clock import iso_utc
+from .._errors import JobLedgerError
+from .._redact import redact_text
+from ._render import short_time
+
+__all__ = ["Frame", "KeyInput", "is_terminal", "run_live"]
+
+#: A view: ``frame(live)`` reads what it shows and returns it. ``live`` is False for the
+#: one frame printed when stdout is not a terminal (the view then says no keys work).
+Frame = Callable[[bool], RenderableType]
+
+#: The keys that quit (any case).
+QUIT_KEYS = b"qQ"
+
+
+def is_terminal(stream: IO[str]) -> bool:
+    """Whether ``stream`` is a terminal (False for a closed or fake stream)."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class KeyInput:
+    """Keys read from a terminal on ``fd`` in cbreak mode, or, without one, no keys at all
+    (``fd`` None): :meth:`wait` then only waits."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+        self._saved: list[Any] | None = None
+
+    @classmethod
+    def of(cls, stream: IO[str]) -> KeyInput:
+        """Keys from ``stream`` if it is a terminal, else none."""
+        if os.name != "posix" or not is_terminal(stream):
+            return cls(None)
+        return cls(stream.fileno())
+
+    @contextlib.contextmanager
+    def cbreak(self) -> Iterator[None]:
+        """cbreak mode for as long as the block runs; the settings before are put back
+        however it ends."""
+        if self.fd is None:
+            yield
+            return
+        import termios
+        import tty
+
+        self._saved = termios.tcgetattr(self.fd)
+        try:
+            tty.setcbreak(self.fd, termios.TCSANOW)
+            yield
+        finally:
+            # TCSAFLUSH: keys typed but not read (a q pressed twice) do not reach the shell.
+            termios.tcsetattr(self.fd, termios.TCSAFLUSH, self._saved)
+            self._saved = None
+
+    def wait(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> bool:
+        """Wait up to ``seconds``; True as soon as a quit key is pressed."""
+        deadline = clock() + seconds
+        while True:
+            left = deadline - clock()
+            if left <= 0:
+                return False
+            if self.fd is None:
+                time.sleep(left)  # Ctrl-C interrupts it: the handler raises
+                return False
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if not ready:
+                return False
+            data = os.read(self.fd, 64)
+            if not data:
+                self.fd = None  # end of input: no more keys, Ctrl-C still quits
+                continue
+            if any(key in data for key in QUIT_KEYS):
+                return True
+
+
+class _Quit(Exception):
+    """Raised by the SIGTERM handler in the main thread: quit as ``q`` does."""
+
+
+@contextlib.contextmanager
+def _sigterm_quits() -> Iterator[None]:
+    """SIGTERM raises :class:`_Quit` while the block runs (the main thread only: a
+    handler cannot be set elsewhere, and the view then simply has none)."""
+
+    def quit_(signum: int, frame: FrameType | None) -> None:
+        raise _Quit
+
+    try:
+        before = signal.signal(signal.SIGTERM, quit_)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _now() -> str:
+    return short_time(iso_utc(dt.datetime.now(dt.timezone.utc)))
+
+
+def _stale(frame: RenderableType, exc: BaseException, at: str) -> RenderableType:
+    """The last good frame with the error of the read that failed under it."""
+    message = redact_text(str(exc))
+    return Group(
+        frame,
+        Text(f"reading failed at {at}: {message}; trying again at the next refresh", "red"),
+    )
+
+
+def run_live(
+    console: Console,
+    frame: Frame,
+    interval: float,
+    *,
+    keys: KeyInput | None = None,
+) -> None:
+    """Show ``frame`` on ``console`` every ``interval`` seconds until ``q``, Ctrl-C or
+    SIGTERM (see the module's notes); one frame when the console is not a terminal."""
+    if not is_terminal(console.file):
+        console.print(frame(False))
+        return
+    keys = keys if keys is not None else KeyInput.of(sys.stdin)
+    shown = frame(True)  # an error here is the command's, the terminal untouched
+    live = Live(
+        shown,
+        console=console,
+        screen=True,
+        auto_refresh=False,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+    try:
+        with _sigterm_quits(), keys.cbreak():
+            # Started and stopped by hand, not by ``with``: a Ctrl-C while the first frame
+            # is written (a slow link) interrupts start(), and the screen must be given
+            # back all the same, which __exit__ would not do for an __enter__ that raised.
+            try:
+                live.start(refresh=True)
+                while not keys.wait(interval):
+                    try:
+                        shown = frame(True)
+                    except (JobLedgerError, OSError) as exc:  # a database's errors included
+                        live.update(_stale(shown, exc, _now()), refresh=True)
+                        continue
+                    live.update(shown, refresh=True)
+            finally:
+                live.stop()  # the normal screen and the cursor back, before the settings
+    except (KeyboardInterrupt, _Quit):
+        pass  # asked to quit: everything above has put back what it changed

@@ -1,0 +1,149 @@
+"""``jobledger status --watch``: today's task sets, live in the terminal (the loop is
+``_live.py``).
+
+Each refresh reads today's records and their lease holders through the state's
+read-only reads (nothing locked, moved or repaired), so it costs what ``status`` costs;
+"today" is asked again at each refresh, so a view left open past midnight moves on to the
+new day's sets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from rich.console import Group, RenderableType
+from rich.text import Text
+
+from .._clock import iso_utc
+from .._job_state import JobState
+from .._taskset_record import TaskSetRecord
+from .._words import plural
+from ._render import bar, done_total, human_count, short_time, table
+
+__all__ = ["SHOWN_FAILURES", "StatusView"]
+
+#: The most failed tasks a frame lists (newest first).
+SHOWN_FAILURES = 10
+
+
+def _holder(state: JobState, record: TaskSetRecord) -> str | None:
+    """Who runs the set now, or None (as ``status`` writes it)."""
+    holder = state.holder(record.key)
+    if holder is None:
+        return None
+    since = short_time(holder.since) if holder.since else None
+    return dataclasses.replace(holder, since=since).describe()
+
+
+def _now_running(record: TaskSetRecord, held: bool) -> str:
+    """The task the holder works on, with its progress: ``search 12/30``; ``-``."""
+    task = record.running.get("task") if held and record.running else None
+    if not isinstance(task, str):
+        return "-"
+    progress = record.progress.get(task)
+    return f"{task} {progress.done}/{progress.total}" if progress else task
+
+
+def _unresolved(record: TaskSetRecord) -> int:
+    return sum(1 for task in record.failures if task not in record.completed)
+
+
+class StatusView:
+    """The frames of ``status --watch`` on one state."""
+
+    def __init__(self, state: JobState, where: str, interval: float) -> None:
+        self.state = state
+        self.where = where
+        self.interval = interval
+
+    def records(self) -> list[TaskSetRecord]:
+        """Today's records, as ``status`` reads them."""
+        today = self.state.today().isoformat()
+        return [r for r in self.state.records(since=today) if r.date == today]
+
+    def frame(self, live: bool) -> RenderableType:
+        """Read today's sets once and draw them."""
+        state = self.state
+        today = state.today().isoformat()
+        records = self.records()
+        when = short_time(iso_utc(state.clock.now()))
+        head = f"Task sets for {today} in {self.where} at {when}"
+        if live:
+            head += f", every {self.interval:g}s; q or Ctrl-C quits"
+        parts: list[RenderableType] = [Text(head, style="bold")]
+        if not records:
+            parts.append(Text(f"No task sets for {today} yet."))
+            return Group(*parts)
+        done = sum(done_total(r)[0] for r in records)
+        total = sum(done_total(r)[1] for r in records)
+        failed = sum(_unresolved(r) for r in records)
+        parts.append(
+            Text(
+                f"{plural(len(records), 'set')}: {human_count(done)}/{human_count(total)} "
+                f"tasks done, {plural(failed, 'failed task')} not done since"
+            )
+        )
+        parts.append(self._sets(records))
+        parts.append(self._failures(records))
+        return Group(*parts)
+
+    def _sets(self, records: list[TaskSetRecord]) -> RenderableType:
+        t = table(
+            None,
+            "Account",
+            "Type",
+            "Done",
+            "Progress",
+            "Failed",
+            "Now",
+            "Last update",
+            "Running in",
+            fold=("Running in",),
+            optional=("Progress",),
+        )
+        for rec in records:
+            done, total = done_total(rec)
+            holder = _holder(self.state, rec)
+            t.add_row(
+                rec.account,
+                rec.type,
+                f"{done}/{total}",
+                bar(done, total),
+                str(_unresolved(rec)),
+                _now_running(rec, holder is not None),
+                short_time(rec.last_update),
+                holder or "-",
+            )
+        return t
+
+    def _failures(self, records: list[TaskSetRecord]) -> RenderableType:
+        failed = [
+            (failure.at, rec, task, failure)
+            for rec in records
+            for task, failure in rec.failures.items()
+            if task not in rec.completed
+        ]
+        if not failed:
+            return Text("No failed task.")
+        failed.sort(key=lambda row: (row[0], row[1].key, row[2]), reverse=True)
+        t = table(
+            "Failed tasks, newest first"
+            + (f" ({SHOWN_FAILURES} of {len(failed)})" if len(failed) > SHOWN_FAILURES else ""),
+            "Account",
+            "Type",
+            "Task",
+            "Attempts",
+            "Last failed",
+            "Error",
+            fold=("Error",),
+        )
+        for _, rec, task, failure in failed[:SHOWN_FAILURES]:
+            t.add_row(
+                rec.account,
+                rec.type,
+                task,
+                str(failure.attempts),
+                short_time(failure.at),
+                failure.error,
+            )
+        return t
