@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 import jobledger
+from tests.backends.files.test_read_only import damaged, snapshot
 from tests.cli.conftest import ALICE, BOB, build, fill
 from tests.cli.test_jobs_cli import PreparedQueue, build_queue, build_queue_at
 from tests.conftest import BACKENDS, FakeClock
@@ -291,3 +292,30 @@ def test_status_watch_draws_todays_sets_and_quits(
         r"│ desktop-search\s+│ 0/1\s+│",
     )
     _quit_and_check(terminal, how)
+
+
+# -- reads only ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("index", ["missing", "stale"])
+def test_the_live_views_leave_a_damaged_folder_as_it_was(
+    tmp_path: Path, terminals: list[Terminal], index: str
+) -> None:
+    """A corrupt job file, a dead worker's Running job, a missing or stale queue.json, a
+    corrupt set file: several refreshes later, not a byte or an mtime has changed."""
+    state_dir, qdir, _ = damaged(tmp_path, index)
+    before = snapshot(tmp_path)
+    for args in (
+        ["jobs", "top", "--dir", str(qdir), "--interval", "0.1"],
+        ["--dir", str(state_dir), "status", "--watch", "--interval", "0.1"],
+    ):
+        terminal = Terminal(args)
+        terminals.append(terminal)
+        if args[0] == "jobs":
+            # The rate is measured from the second refresh on: three refreshes at least.
+            terminal.expect(r"│ b\s+│ T\s+│ gone-host-1-deadbeef \(not alive\)", r"0\.0/s")
+        else:
+            terminal.expect(r"│ 29/30\s+│")
+            terminal.expect_bytes(b"\x1b[H", len(terminal.raw))  # another frame drawn
+        _quit_and_check(terminal, "q")
+        assert snapshot(tmp_path) == before, args

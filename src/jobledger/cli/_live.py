@@ -17,6 +17,10 @@ owns the terminal:
   the view is closing (a database connection being given back) acts at once too.
 - **SIGTERM** quits as ``q`` does (exit 0), the terminal restored; the handler before the
   view is put back afterwards.
+- **Warnings** the library logs while the view runs (a corrupt file met by a read) would
+  be written over the screen at every refresh: they are shown at the top of the frame of
+  the read that met them instead, each once. Those of a first read that fails are logged
+  as usual, before its error.
 - **Errors.** An error reading the first frame is the command's error, before the
   terminal is touched (a mistyped folder says so and exits 2). An error on a later read
   (a database restarting) is shown under the last good frame and the view reads again at
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import select
 import signal
@@ -141,6 +146,53 @@ def _sigterm_quits() -> Iterator[None]:
         signal.signal(signal.SIGTERM, before)
 
 
+class _Warnings(logging.Handler):
+    """The jobledger logger's warnings while a view runs, kept to be drawn in the frame."""
+
+    #: The most records kept between two frames: a read that warns per file stays cheap.
+    KEEP = 100
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep the record (the first KEEP of a read)."""
+        if len(self.records) < self.KEEP:
+            self.records.append(record)
+
+    def take(self) -> list[str]:
+        """The distinct messages since the last take, in order; forgotten here."""
+        messages = dict.fromkeys(redact_text(r.getMessage()) for r in self.records)
+        self.records.clear()
+        return list(messages)
+
+
+@contextlib.contextmanager
+def _warnings_kept() -> Iterator[_Warnings]:
+    """The jobledger logger's records go to a :class:`_Warnings` for as long as the block
+    runs, and nowhere else (not over the screen); those not taken when it ends are logged
+    as they would have been."""
+    logger = logging.getLogger("jobledger")
+    kept = _Warnings()
+    handlers, propagate = logger.handlers[:], logger.propagate
+    logger.handlers[:] = [kept]
+    logger.propagate = False
+    try:
+        yield kept
+    finally:
+        logger.handlers[:] = handlers
+        logger.propagate = propagate
+        for record in kept.records:
+            logger.handle(record)
+
+
+def _with_warnings(frame: RenderableType, messages: list[str]) -> RenderableType:
+    if not messages:
+        return frame
+    return Group(*(Text(f"warning: {m}", "yellow") for m in messages), frame)
+
+
 def _now() -> str:
     return short_time(iso_utc(dt.datetime.now(dt.timezone.utc)))
 
@@ -167,30 +219,35 @@ def run_live(
         console.print(frame(False))
         return
     keys = keys if keys is not None else KeyInput.of(sys.stdin)
-    shown = frame(True)  # an error here is the command's, the terminal untouched
-    live = Live(
-        shown,
-        console=console,
-        screen=True,
-        auto_refresh=False,
-        redirect_stdout=False,
-        redirect_stderr=False,
-    )
-    try:
-        with _sigterm_quits(), keys.cbreak():
-            # Started and stopped by hand, not by ``with``: a Ctrl-C while the first frame
-            # is written (a slow link) interrupts start(), and the screen must be given
-            # back all the same, which __exit__ would not do for an __enter__ that raised.
-            try:
-                live.start(refresh=True)
-                while not keys.wait(interval):
-                    try:
-                        shown = frame(True)
-                    except (JobLedgerError, OSError) as exc:  # a database's errors included
-                        live.update(_stale(shown, exc, _now()), refresh=True)
-                        continue
-                    live.update(shown, refresh=True)
-            finally:
-                live.stop()  # the normal screen and the cursor back, before the settings
-    except (KeyboardInterrupt, _Quit):
-        pass  # asked to quit: everything above has put back what it changed
+    with _warnings_kept() as warnings:
+        shown = frame(True)  # an error here is the command's, the terminal untouched
+        live = Live(
+            _with_warnings(shown, warnings.take()),
+            # A console of its own: the CLI's writes long lines whole for the terminal to
+            # wrap (soft wrap), which a screen drawn in place would crop instead.
+            console=Console(file=console.file, highlight=False),
+            screen=True,
+            auto_refresh=False,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        try:
+            with _sigterm_quits(), keys.cbreak():
+                # Started and stopped by hand, not by ``with``: a Ctrl-C while the first
+                # frame is written (a slow link) interrupts start(), and the screen must be
+                # given back all the same, which __exit__ would not do for an __enter__
+                # that raised.
+                try:
+                    live.start(refresh=True)
+                    while not keys.wait(interval):
+                        try:
+                            shown = frame(True)
+                        except (JobLedgerError, OSError) as exc:  # a database's included
+                            drawn = _stale(shown, exc, _now())
+                        else:
+                            drawn = shown
+                        live.update(_with_warnings(drawn, warnings.take()), refresh=True)
+                finally:
+                    live.stop()  # the normal screen and cursor back, before the settings
+        except (KeyboardInterrupt, _Quit):
+            pass  # asked to quit: everything above has put back what it changed

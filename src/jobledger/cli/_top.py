@@ -11,18 +11,18 @@ between refreshes.
   the last 60 s (less while the view has run for less; a prune that lowers the count
   starts the window again).
 - **Recent failures** (:class:`RecentFailures`): the jobs seen Running at one refresh and
-  found Failed at a later one, newest first. Jobs are read one by one only when the
-  Failed count rose, and only those that left Running, at most ``MAX_LOOKUPS`` per
-  refresh: the cost follows the failures per refresh, never the history. A job that
-  failed without ever being seen Running (claimed and failed between two refreshes) is
-  counted as not shown; ``jobs list --status Failed`` lists every one.
+  found Failed at a later one, newest first. Jobs are read one by one only in a refresh
+  where the Failed count rose, and only those that left Running since the last one, at
+  most ``MAX_LOOKUPS``: the cost follows what happened between two refreshes, never the
+  size of the history. A job that failed without ever being seen Running (claimed and
+  failed between two refreshes, or past the lookups) is counted as not shown;
+  ``jobs list --status Failed`` lists every one.
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
-from collections.abc import Iterable
 
 import click
 from rich.console import Console, Group, RenderableType
@@ -93,9 +93,13 @@ def _rate_text(window: RateWindow) -> str:
         return "Completed per second: - (measured from the next refresh on)"
     (s_rate, s_span), (m_rate, m_span) = per_second, per_minute
     return (
-        f"Completed per second: {s_rate:.1f}/s over the last {s_span:.0f} s; "
-        f"per minute: {m_rate * 60:.0f}/min over the last {m_span:.0f} s"
+        f"Completed per second: {s_rate:.1f}/s over the last {_span(s_span)}; "
+        f"per minute: {human_count(round(m_rate * 60))}/min over the last {_span(m_span)}"
     )
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
 
 
 class RecentFailures:
@@ -112,13 +116,12 @@ class RecentFailures:
         self._running: set[str] = set()
         self._failed: int | None = None
 
-    def update(self, queue: JobQueue, running: set[str], live: set[str], failed: int) -> None:
-        """One refresh: ``running`` and ``live`` (Running, and Running or Queued) ids,
-        ``failed`` the Failed count."""
+    def update(self, queue: JobQueue, running: set[str], failed: int) -> None:
+        """One refresh: the ids of the Running jobs, and the Failed count."""
         rise = failed - self._failed if self._failed is not None else 0
         if rise > 0:
             found = 0
-            left = sorted(self._running - live)  # finished since: the only candidates
+            left = sorted(self._running - running)  # finished (or requeued) since
             for job_id in left[: self.max_lookups]:
                 job = queue.get(job_id)
                 if job is not None and job.status is JobStatus.FAILED:
@@ -129,11 +132,14 @@ class RecentFailures:
         self._failed = failed
 
 
-def live_by_queue(jobs: Iterable[Job]) -> dict[str, dict[str, int]]:
-    """Live jobs per queue and status (``{queue: {"Queued": n, "Running": n}}``), from
-    each job's ``queue`` field (``"default"`` without one)."""
+def live_by_queue(queue: JobQueue, running: list[Job]) -> dict[str, dict[str, int]]:
+    """Live jobs per queue and status (``{queue: {"Queued": n, "Running": n}}``).
+
+    For now from each live job's ``queue`` field (``"default"`` without one), which reads
+    every Queued job (on a folder, each one's file): the one place to change for a count
+    kept by the backend."""
     out: dict[str, dict[str, int]] = {}
-    for job in jobs:
+    for job in [*running, *queue.list(JobStatus.QUEUED)]:
         name = job.raw.get("queue", "default")
         per = out.setdefault(str(name), {JobStatus.QUEUED.value: 0, JobStatus.RUNNING.value: 0})
         per[job.status.value] = per.get(job.status.value, 0) + 1
@@ -179,16 +185,11 @@ class TopView:
         queue = self.queue
         counts = queue.counts()
         running = queue.list(JobStatus.RUNNING)
-        queued = queue.list(JobStatus.QUEUED)
         workers = set(queue.reader.live_workers())
         now = queue.clock.now()
         self.rates.add(queue.clock.monotonic(), counts.get(JobStatus.COMPLETED.value, 0))
-        running_ids = {job.job_id for job in running}
         self.failures.update(
-            queue,
-            running_ids,
-            running_ids | {job.job_id for job in queued},
-            counts.get(JobStatus.FAILED.value, 0),
+            queue, {job.job_id for job in running}, counts.get(JobStatus.FAILED.value, 0)
         )
         when = short_time(iso_utc(now))
         if live:
@@ -209,14 +210,14 @@ class TopView:
                 f"Live workers: {len(workers)}"
                 + (f" ({', '.join(sorted(workers))})" if workers else "")
             ),
-            self._queues([*running, *queued]),
+            self._queues(running),
             self._running(running, workers, now),
-            self._failed(counts.get(JobStatus.FAILED.value, 0)),
+            self._failed(counts.get(JobStatus.FAILED.value, 0), live),
         ]
         return Group(*parts)
 
-    def _queues(self, live: list[Job]) -> RenderableType:
-        per = live_by_queue(live)
+    def _queues(self, running: list[Job]) -> RenderableType:
+        per = live_by_queue(self.queue, running)
         t = table("Live jobs by queue", "Queue", "Queued", "Running")
         for name in sorted(per):
             counts = per[name]
@@ -232,6 +233,7 @@ class TopView:
             return Text("No job is running.")
         room = max(3, self.console.height - _OTHER_LINES)
         shown = running[:room]
+        gauges = any(_progress(job)[1] for job in shown)
         t = table(
             f"Running jobs ({human_count(len(running))})",
             "Job id",
@@ -240,7 +242,7 @@ class TopView:
             "Age",
             "Attempt",
             "Progress",
-            "Bar",
+            *(("Bar",) if gauges else ()),
             optional=("Bar",),
         )
         for job in shown:
@@ -255,16 +257,18 @@ class TopView:
                 _age(job.started, now),
                 f"{job.attempts}/{job.max_attempts}",
                 text,
-                gauge,
+                *((gauge,) if gauges else ()),
             )
         if len(running) == len(shown):
             return t
         more = len(running) - len(shown)
         return Group(t, Text(f"... and {plural(more, 'more running job')}"))
 
-    def _failed(self, failed: int) -> RenderableType:
+    def _failed(self, failed: int, live: bool) -> RenderableType:
         seen = self.failures
         hint = f"'jobledger jobs list --status Failed' lists all {human_count(failed)}"
+        if not live:
+            return Text(f"Failures are named as they happen while the view runs; {hint}.")
         if not seen.jobs:
             note = f"No job failed since {self.started}, when this view started ({hint})."
             if seen.unseen:
