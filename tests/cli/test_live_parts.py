@@ -12,6 +12,8 @@ import logging
 import os
 import re
 import select
+import termios
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -185,11 +187,15 @@ def test_top_shows_progress_and_only_as_many_running_jobs_as_fit(
     services = AttemptServices(q)
     first.with_attempt(services.begin(first)).progress(3, 10)
     services.end("r00")  # the attempt's end writes the report
-    view = TopView(make_queue(), Console(file=io.StringIO(), height=34), 1.0)
-    text = _text(view.frame(True))
+    view = TopView(make_queue(), Console(file=io.StringIO(), width=200, height=34), 1.0)
+    text = _text(view.frame(True), height=34)
     assert "Running jobs (30)" in text
     assert re.search(r"│ r00\s+│.*│ 3/10 30%\s+│", text)
-    assert "... and 20 more running jobs" in text  # 34 lines: room for 10 rows
+    assert len(text.splitlines()) <= 34  # the frame fits the screen, failures included
+    assert "No job failed since" in text
+    listed = len(re.findall(r"^│ r\d\d ", text, re.M))
+    more = re.search(r"\.\.\. and (\d+) more running jobs", text)
+    assert more is not None and listed >= 3 and listed + int(more.group(1)) == 30
 
 
 # -- keys ------------------------------------------------------------------------------------
@@ -235,11 +241,25 @@ def screen(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Console, int]]:
     os.close(master)
 
 
-def _drawn(master: int) -> str:
-    chunks = []
-    while select.select([master], [], [], 0)[0]:
-        chunks.append(os.read(master, 65536))
-    return re.sub(r"\x1b\[[0-?]*[ -/]*[@-~]", "", b"".join(chunks).decode())
+_END = "<the test's end mark>"
+
+
+def _raw(console: Console, master: int) -> bytes:
+    """What the view wrote: read until a mark written after it comes through (a
+    pseudo-terminal hands writes over to the master end a moment later)."""
+    console.file.write(_END)
+    console.file.flush()
+    raw = b""
+    deadline = time.monotonic() + 60
+    while _END.encode() not in raw:
+        assert time.monotonic() < deadline, raw
+        if select.select([master], [], [], deadline - time.monotonic())[0]:
+            raw += os.read(master, 65536)
+    return raw[: raw.index(_END.encode())]
+
+
+def _drawn(console: Console, master: int) -> str:
+    return re.sub(r"\x1b\[[0-?]*[ -/]*[@-~]", "", _raw(console, master).decode())
 
 
 def test_a_failed_read_is_shown_under_the_last_frame_and_the_view_goes_on(
@@ -259,12 +279,38 @@ def test_a_failed_read_is_shown_under_the_last_frame_and_the_view_goes_on(
         return Text(f"frame {n}")
 
     run_live(console, frame, 0.1, keys=KeyInput(None))  # returns: Ctrl-C quits quietly
-    text = _drawn(master)
+    text = _drawn(console, master)
     assert "frame 1" in text and "frame 3" in text
     assert re.search(r"reading failed at \S+Z: the disk went away; trying again", text)
     # Warnings drawn in the frame of the read that met them, once, not over the screen.
     assert "warning: odd file 1" in text and "warning: odd file 3" in text
     assert len(calls) == 4
+
+
+def test_an_unexpected_error_gives_the_terminal_back_and_goes_up(
+    screen: tuple[Console, int],
+) -> None:
+    console, master = screen
+    tty_in = os.dup(console.file.fileno())  # the keys: the terminal written to
+    before = termios.tcgetattr(tty_in)
+    calls: list[int] = []
+
+    def frame(live: bool) -> RenderableType:
+        calls.append(1)
+        if len(calls) == 2:
+            # The keys were read in cbreak mode while the view ran.
+            assert not termios.tcgetattr(tty_in)[3] & termios.ICANON
+            raise ValueError("a bug")
+        return Text("frame")
+
+    try:
+        with pytest.raises(ValueError, match="a bug"):
+            run_live(console, frame, 0.1, keys=KeyInput(tty_in))
+        assert termios.tcgetattr(tty_in) == before
+        drawn = _raw(console, master)
+        assert drawn.rindex(b"\x1b[?1049l") > drawn.rindex(b"frame")  # the screen given back
+    finally:
+        os.close(tty_in)
 
 
 def test_the_first_read_failing_is_the_commands_error_with_its_warnings(
@@ -279,7 +325,7 @@ def test_the_first_read_failing_is_the_commands_error_with_its_warnings(
     with pytest.raises(JobLedgerError, match="no such database"):
         run_live(console, frame, 1.0, keys=KeyInput(None))
     assert "corrupt file seen" in caplog.text  # logged as usual
-    assert _drawn(master) == ""  # the screen never taken
+    assert _drawn(console, master) == ""  # the screen never taken
 
 
 # -- not a terminal --------------------------------------------------------------------------

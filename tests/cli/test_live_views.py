@@ -263,13 +263,14 @@ def test_jobs_top_quits_on_sigterm_and_restores_cbreak(
     _quit_and_check(terminal, "sigterm")
 
 
-def test_jobs_top_on_a_missing_folder_is_an_error_before_the_terminal_changes(
-    tmp_path: Path, terminals: list[Terminal]
+@pytest.mark.parametrize("command", [["jobs", "top", "--dir"], ["status", "--watch", "--dir"]])
+def test_a_missing_folder_is_an_error_before_the_terminal_changes(
+    tmp_path: Path, terminals: list[Terminal], command: list[str]
 ) -> None:
-    terminal = Terminal(["jobs", "top", "--dir", str(tmp_path / "typo")])
+    terminal = Terminal([*command, str(tmp_path / "typo")])
     terminals.append(terminal)
     assert terminal.exit_status() == 2
-    terminal.expect(r"error: the queue folder .*typo does not exist")
+    terminal.expect(r"error: the (queue|state) folder .*typo does not exist")
     assert terminal.settings() == terminal.before
     assert b"\x1b[?1049h" not in terminal.raw  # the alternate screen never taken
     assert not (tmp_path / "typo").exists()

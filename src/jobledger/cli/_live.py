@@ -21,6 +21,9 @@ owns the terminal:
   be written over the screen at every refresh: they are shown at the top of the frame of
   the read that met them instead, each once. Those of a first read that fails are logged
   as usual, before its error.
+- **Pace.** The next read starts ``interval`` seconds after the last one ended, or as
+  long after as that read took, if longer: a view over a large folder never keeps the
+  disk busy more than half of the time.
 - **Errors.** An error reading the first frame is the command's error, before the
   terminal is touched (a mistyped folder says so and exits 2). An error on a later read
   (a database restarting) is shown under the last good frame and the view reads again at
@@ -220,7 +223,9 @@ def run_live(
         return
     keys = keys if keys is not None else KeyInput.of(sys.stdin)
     with _warnings_kept() as warnings:
+        began = time.monotonic()
         shown = frame(True)  # an error here is the command's, the terminal untouched
+        took = time.monotonic() - began
         live = Live(
             _with_warnings(shown, warnings.take()),
             # A console of its own: the CLI's writes long lines whole for the terminal to
@@ -239,13 +244,17 @@ def run_live(
                 # that raised.
                 try:
                     live.start(refresh=True)
-                    while not keys.wait(interval):
+                    # A read slower than the interval spaces the next as long as it
+                    # took: watching never keeps the storage busy more than half the time.
+                    while not keys.wait(max(interval, took)):
+                        began = time.monotonic()
                         try:
                             shown = frame(True)
                         except (JobLedgerError, OSError) as exc:  # a database's included
                             drawn = _stale(shown, exc, _now())
                         else:
                             drawn = shown
+                        took = time.monotonic() - began
                         live.update(_with_warnings(drawn, warnings.take()), refresh=True)
                 finally:
                     live.stop()  # the normal screen and cursor back, before the settings

@@ -107,5 +107,5 @@ def interval_option(what: str) -> Callable[[F], F]:
         metavar="DURATION",
         callback=_interval_seconds,
         help=f"Time between two refreshes of {what}: 0.5s, 2s, 1m (a bare number is "
-        f"seconds; {MIN_INTERVAL:g}s at least).",
+        f"seconds; {MIN_INTERVAL:g}s at least; longer when a read takes longer).",
     )

@@ -45,8 +45,10 @@ __all__ = ["MAX_LOOKUPS", "RateWindow", "RecentFailures", "TopView", "live_by_qu
 MAX_LOOKUPS = 100
 #: How many recent failures the view keeps and shows.
 SHOWN_FAILURES = 8
-#: Lines a frame takes besides the Running jobs' rows (header, counts, tables' frames).
-_OTHER_LINES = 24
+#: How many live workers' ids the frame names.
+SHOWN_WORKERS = 5
+#: The fewest Running jobs a frame lists, however small the terminal.
+MIN_RUNNING_ROWS = 3
 
 
 class RateWindow:
@@ -198,7 +200,12 @@ class TopView:
         else:
             head = f"Queue {queue.dir} at {when}"
         total = sum(counts.values())
-        parts: list[RenderableType] = [
+        named = sorted(workers)[:SHOWN_WORKERS]
+        more = f", and {len(workers) - len(named)} more" if len(workers) > len(named) else ""
+        workers_line = f"Live workers: {len(workers)}"
+        if named:
+            workers_line += f" ({', '.join(named)}{more})"
+        above: list[RenderableType] = [
             Text(head, style="bold"),
             Text(
                 "Jobs: "
@@ -206,15 +213,14 @@ class TopView:
                 + f" (total {human_count(total)})"
             ),
             Text(_rate_text(self.rates) if live else "Completed per second: - (one frame)"),
-            Text(
-                f"Live workers: {len(workers)}"
-                + (f" ({', '.join(sorted(workers))})" if workers else "")
-            ),
+            Text(workers_line),
             self._queues(running),
-            self._running(running, workers, now),
-            self._failed(counts.get(JobStatus.FAILED.value, 0), live),
         ]
-        return Group(*parts)
+        below = self._failed(counts.get(JobStatus.FAILED.value, 0), live)
+        # The Running jobs get the lines the rest leaves (the screen crops what is taller).
+        options = self.console.options.update(height=None)
+        used = len(self.console.render_lines(Group(*above, below), options, pad=False))
+        return Group(*above, self._running(running, workers, now, used), below)
 
     def _queues(self, running: list[Job]) -> RenderableType:
         per = live_by_queue(self.queue, running)
@@ -228,10 +234,13 @@ class TopView:
             )
         return t
 
-    def _running(self, running: list[Job], workers: set[str], now: dt.datetime) -> RenderableType:
+    def _running(
+        self, running: list[Job], workers: set[str], now: dt.datetime, used: int
+    ) -> RenderableType:
         if not running:
             return Text("No job is running.")
-        room = max(3, self.console.height - _OTHER_LINES)
+        # The table's title, rules and header take 5 lines, "... and N more" one.
+        room = max(MIN_RUNNING_ROWS, self.console.height - used - 6)
         shown = running[:room]
         gauges = any(_progress(job)[1] for job in shown)
         t = table(
