@@ -14,7 +14,7 @@ import re
 import select
 import termios
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,12 +22,13 @@ from click.testing import CliRunner
 from rich.console import Console, RenderableType
 from rich.text import Text
 
-from jobledger import JobLedgerError, JobStatus
+from jobledger import JobLedgerError, JobState, JobStatus
 from jobledger._attempt_services import AttemptServices
 from jobledger.cli import cli
 from jobledger.cli._live import KeyInput, run_live
 from jobledger.cli._top import RateWindow, RecentFailures, TopView, live_by_queue
-from tests.cli.conftest import ALICE, Prepared
+from jobledger.cli._watch import StatusView
+from tests.cli.conftest import ALICE, BOB, Prepared
 from tests.cli.test_jobs_cli import PreparedQueue, build_queue
 from tests.conftest import FakeClock, QueueFactory
 
@@ -133,11 +134,9 @@ def test_live_jobs_are_counted_per_queue(make_queue: QueueFactory) -> None:
 
 
 def _text(renderable: RenderableType, height: int = 60) -> str:
-    console = Console(file=io.StringIO(), width=200, height=height, highlight=False)
-    console.print(renderable)
-    out = console.file.getvalue()  # type: ignore[attr-defined]
-    assert isinstance(out, str)
-    return out
+    out = io.StringIO()
+    Console(file=out, width=200, height=height, highlight=False).print(renderable)
+    return out.getvalue()
 
 
 def test_top_frames_follow_the_queue_without_reading_history(
@@ -359,3 +358,35 @@ def test_usage_errors(prepared: Prepared, pq: PreparedQueue) -> None:
     assert both.exit_code == 2 and "--watch or --plain" in both.output
     fast = CliRunner().invoke(cli, ["jobs", "top", "--dir", str(pq.dir), "--interval", "0.01"])
     assert fast.exit_code == 2 and "too short" in fast.output
+
+
+# -- status --watch's frames -----------------------------------------------------------------
+
+
+def test_status_frames_follow_todays_sets(
+    make_state: Callable[[], JobState], clock: FakeClock
+) -> None:
+    state = make_state()
+    state.taskset(BOB, "daily-set", ["x"], date="2025-01-19").mark_done("x")
+    view = StatusView(make_state(), "the place", 0.5)
+    assert "No task sets for 2025-01-20 yet." in _text(view.frame(True))  # yesterday's not
+
+    tasks = [f"t{n}" for n in range(12)]
+    with state.taskset(ALICE, "daily-set", tasks) as ts:
+        ts.mark_done("t0")
+        for n in range(1, 12):  # eleven failures, a second apart: the newest ten shown
+            clock.advance(seconds=1)
+            ts.mark_failed(f"t{n}", RuntimeError(f"error {n}"))
+        ts.progress("t11", 4, 10)
+        live = _text(view.frame(True))
+        assert "at 2025-01-20T10:30:11Z, every 0.5s; q or Ctrl-C quits" in live
+        row = next(line for line in live.splitlines() if ALICE in line and "daily-set" in line)
+        assert re.search(r"│ 1/12\s+│.*│ 11\s+│ t11 4/10\s+│", row)
+        assert f"pid {os.getpid()}" in row  # the lease holder
+        assert "Failed tasks, newest first (10 of 11)" in live
+        errors = re.findall(r"RuntimeError: error (\d+)", live)
+        assert errors == [str(n) for n in range(11, 1, -1)]  # t1, the oldest, left out
+        ts.mark_done("t11")
+    again = _text(view.frame(True))
+    row = next(line for line in again.splitlines() if ALICE in line and "daily-set" in line)
+    assert re.search(r"│ 2/12\s+│.*│ 10\s+│ -\s+│ \S+\s+│ -\s+│$", row.rstrip())  # no holder now

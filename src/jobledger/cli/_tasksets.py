@@ -93,8 +93,8 @@ PLAIN_STATUS_COLUMNS = (
 @click.option(
     "--watch",
     is_flag=True,
-    help="Show it live, refreshed every --interval, with the failed tasks and what each "
-    "holder runs now; q or Ctrl-C quits. When stdout is not a terminal: one frame.",
+    help="Show it live, refreshed every --interval, with the tasks in progress and the "
+    "failed ones; q or Ctrl-C quits. When stdout is not a terminal: one frame.",
 )
 @interval_option("--watch")
 @state_options

@@ -20,10 +20,12 @@ from .._taskset_record import TaskSetRecord
 from .._words import plural
 from ._render import bar, done_total, human_count, short_time, table
 
-__all__ = ["SHOWN_FAILURES", "StatusView"]
+__all__ = ["SHOWN_FAILURES", "SHOWN_IN_PROGRESS", "StatusView"]
 
 #: The most failed tasks a frame lists (newest first).
 SHOWN_FAILURES = 10
+#: The most tasks under way a set's row names.
+SHOWN_IN_PROGRESS = 2
 
 
 def _holder(state: JobState, record: TaskSetRecord) -> str | None:
@@ -35,13 +37,24 @@ def _holder(state: JobState, record: TaskSetRecord) -> str | None:
     return dataclasses.replace(holder, since=since).describe()
 
 
-def _now_running(record: TaskSetRecord, held: bool) -> str:
-    """The task the holder works on, with its progress: ``search 12/30``; ``-``."""
-    task = record.running.get("task") if held and record.running else None
-    if not isinstance(task, str):
+def _in_progress(record: TaskSetRecord, held: bool) -> str:
+    """The tasks under way: the one the holder says it runs (a ``running`` entry, kept by
+    other writers of the format), then those with a progress report and not done, with
+    it: ``search 12/30``; ``-`` for none."""
+    tasks: dict[str, None] = {}
+    running = record.running.get("task") if held and record.running else None
+    if isinstance(running, str) and running not in record.completed:
+        tasks[running] = None
+    done = set(record.completed)
+    tasks.update((task, None) for task in record.progress if task not in done)
+    if not tasks:
         return "-"
-    progress = record.progress.get(task)
-    return f"{task} {progress.done}/{progress.total}" if progress else task
+    shown = []
+    for task in list(tasks)[:SHOWN_IN_PROGRESS]:
+        progress = record.progress.get(task)
+        shown.append(f"{task} {progress.done}/{progress.total}" if progress else task)
+    more = len(tasks) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 def _unresolved(record: TaskSetRecord) -> int:
@@ -95,10 +108,10 @@ class StatusView:
             "Done",
             "Progress",
             "Failed",
-            "Now",
+            "In progress",
             "Last update",
             "Running in",
-            fold=("Running in",),
+            fold=("Running in", "In progress"),
             optional=("Progress",),
         )
         for rec in records:
@@ -110,7 +123,7 @@ class StatusView:
                 f"{done}/{total}",
                 bar(done, total),
                 str(_unresolved(rec)),
-                _now_running(rec, holder is not None),
+                _in_progress(rec, holder is not None),
                 short_time(rec.last_update),
                 holder or "-",
             )
