@@ -356,6 +356,8 @@ def test_piped_status_watch_prints_one_frame(prepared: Prepared) -> None:
 def test_usage_errors(prepared: Prepared, pq: PreparedQueue) -> None:
     both = prepared.run("status", "--watch", "--plain")
     assert both.exit_code == 2 and "--watch or --plain" in both.output
+    alone = prepared.run("status", "--interval", "2s")
+    assert alone.exit_code == 2 and "add --watch" in alone.output
     fast = CliRunner().invoke(cli, ["jobs", "top", "--dir", str(pq.dir), "--interval", "0.01"])
     assert fast.exit_code == 2 and "too short" in fast.output
 

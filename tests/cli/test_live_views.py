@@ -229,29 +229,23 @@ def test_jobs_top_draws_the_queue_and_quits(
     _quit_and_check(terminal, how)
 
 
-def test_jobs_top_quits_on_sigterm_and_ctrl_c_without_a_terminal_on_stdin(
-    queue_at: PreparedQueue, terminals: list[Terminal]
+@pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
+def test_jobs_top_without_a_terminal_on_stdin_reads_no_keys_and_quits(
+    queue_at: PreparedQueue, terminals: list[Terminal], how: str
 ) -> None:
-    for how in ("sigterm", "ctrl-c"):
-        terminal = Terminal(["jobs", "top", "--dir", str(queue_at.dir)], stdin_tty=False)
-        terminals.append(terminal)
-        terminal.expect(r"│ running\s+│")
-        if how == "ctrl-c":
-            # stdin is not read: the terminal's own settings are never changed.
-            assert terminal.settings() == terminal.before
-            terminal.press(b"\x03")
-            assert terminal.exit_status() == 0
-            assert terminal.settings() == terminal.before
-            terminal.expect_bytes(LEAVE_ALT_SCREEN)
-        else:
-            _quit_and_check_no_keys(terminal)
-
-
-def _quit_and_check_no_keys(terminal: Terminal) -> None:
-    terminal.proc.send_signal(signal.SIGTERM)
+    terminal = Terminal(["jobs", "top", "--dir", str(queue_at.dir)], stdin_tty=False)
+    terminals.append(terminal)
+    terminal.expect(r"│ running\s+│")
+    # stdin is not read: the terminal's settings are left alone (no cbreak mode).
+    assert terminal.settings() == terminal.before
+    drawn = len(terminal.raw)
+    if how == "ctrl-c":
+        terminal.press(b"\x03")  # the terminal, in its own mode, signals SIGINT
+    else:
+        terminal.proc.send_signal(signal.SIGTERM)
     assert terminal.exit_status() == 0
     assert terminal.settings() == terminal.before
-    assert SHOW_CURSOR in terminal.expect_bytes(LEAVE_ALT_SCREEN)
+    assert SHOW_CURSOR in terminal.expect_bytes(LEAVE_ALT_SCREEN, drawn)
 
 
 def test_jobs_top_quits_on_sigterm_and_restores_cbreak(

@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterable
 
 import click
+from click.core import ParameterSource
 from rich.console import RenderableType
 from rich.table import Table
 
@@ -101,6 +102,9 @@ PLAIN_STATUS_COLUMNS = (
 @pass_app
 def status(app: App, plain: bool, watch: bool, interval: float) -> None:
     """Today's task sets per account, with their progress."""
+    ctx = click.get_current_context()
+    if not watch and ctx.get_parameter_source("interval") == ParameterSource.COMMANDLINE:
+        raise click.UsageError("--interval is the refresh of --watch: add --watch")
     if watch:
         if plain:
             raise click.UsageError("pass --watch or --plain, not both")
