@@ -270,6 +270,24 @@ def test_a_missing_folder_is_an_error_before_the_terminal_changes(
     assert not (tmp_path / "typo").exists()
 
 
+def test_ctrl_z_gives_the_terminal_back_before_stopping_and_takes_it_again(
+    queue_at: PreparedQueue, terminals: list[Terminal]
+) -> None:
+    """The child leads a process group no shell controls (orphaned): the kernel does not
+    stop such a group at Ctrl-Z, so the view goes on at once, as after ``fg``."""
+    terminal = Terminal(["jobs", "top", "--dir", str(queue_at.dir), "--interval", "1h"])
+    terminals.append(terminal)
+    terminal.expect(r"│ running\s+│", r"q or Ctrl-C quits")
+    drawn = len(terminal.raw)
+    terminal.press(b"\x1a")  # the terminal's suspend character: SIGTSTP
+    after = terminal.expect_bytes(b"\x1b[?1049h", drawn)
+    assert after.index(LEAVE_ALT_SCREEN) < after.index(b"\x1b[?1049h")
+    assert SHOW_CURSOR in after[: after.index(b"\x1b[?1049h")]
+    # Redrawn at once, not an hour later, and still reading keys in cbreak mode.
+    terminal.expect_bytes(b"q or Ctrl-C quits", drawn + after.index(b"\x1b[?1049h"))
+    _quit_and_check(terminal, "q")
+
+
 # -- status --watch --------------------------------------------------------------------------
 
 

@@ -15,6 +15,8 @@ owns the terminal:
 - **Ctrl-C** quits at once, whether the view is waiting or reading (the read is
   interrupted), with exit status 0. Nothing catches a second Ctrl-C, so one pressed while
   the view is closing (a database connection being given back) acts at once too.
+- **Ctrl-Z** (SIGTSTP) gives the terminal back (normal screen, cursor, settings) before
+  the process stops; ``fg`` takes it again and redraws at once.
 - **SIGTERM** quits as ``q`` does (exit 0), the terminal restored; the handler before the
   view is put back afterwards.
 - **Warnings** the library logs while the view runs (a corrupt file met by a read) would
@@ -73,10 +75,12 @@ def is_terminal(stream: IO[str]) -> bool:
 
 class KeyInput:
     """Keys read from a terminal on ``fd`` in cbreak mode, or, without one, no keys at all
-    (``fd`` None): :meth:`wait` then only waits."""
+    (``fd`` None): :meth:`wait` then only waits. ``wake``, a pipe's read end, ends a wait
+    early when a byte comes (a redraw asked for)."""
 
-    def __init__(self, fd: int | None) -> None:
+    def __init__(self, fd: int | None, wake: int | None = None) -> None:
         self.fd = fd
+        self.wake = wake
         self._saved: list[Any] | None = None
 
     @classmethod
@@ -86,44 +90,104 @@ class KeyInput:
             return cls(None)
         return cls(stream.fileno())
 
-    @contextlib.contextmanager
-    def cbreak(self) -> Iterator[None]:
-        """cbreak mode for as long as the block runs; the settings before are put back
-        however it ends."""
-        if self.fd is None:
-            yield
+    def enter(self) -> None:
+        """cbreak mode, the settings before kept for :meth:`leave`."""
+        if self.fd is None or self._saved is not None:
             return
         import termios
         import tty
 
         self._saved = termios.tcgetattr(self.fd)
+        tty.setcbreak(self.fd, termios.TCSANOW)
+
+    def leave(self) -> None:
+        """The settings :meth:`enter` found, back."""
+        if self.fd is None or self._saved is None:
+            return
+        import termios
+
+        # TCSAFLUSH: keys typed but not read (a q pressed twice) do not reach the shell.
+        termios.tcsetattr(self.fd, termios.TCSAFLUSH, self._saved)
+        self._saved = None
+
+    @contextlib.contextmanager
+    def cbreak(self) -> Iterator[None]:
+        """cbreak mode for as long as the block runs; the settings before are put back
+        however it ends."""
         try:
-            tty.setcbreak(self.fd, termios.TCSANOW)
+            self.enter()
             yield
         finally:
-            # TCSAFLUSH: keys typed but not read (a q pressed twice) do not reach the shell.
-            termios.tcsetattr(self.fd, termios.TCSAFLUSH, self._saved)
-            self._saved = None
+            self.leave()
 
     def wait(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> bool:
-        """Wait up to ``seconds``; True as soon as a quit key is pressed."""
+        """Wait up to ``seconds``, or until woken; True as soon as a quit key is pressed."""
         deadline = clock() + seconds
         while True:
             left = deadline - clock()
             if left <= 0:
                 return False
-            if self.fd is None:
+            watched = [fd for fd in (self.fd, self.wake) if fd is not None]
+            if not watched:
                 time.sleep(left)  # Ctrl-C interrupts it: the handler raises
                 return False
-            ready, _, _ = select.select([self.fd], [], [], left)
+            ready, _, _ = select.select(watched, [], [], left)
             if not ready:
                 return False
-            data = os.read(self.fd, 64)
+            if self.wake is not None and self.wake in ready:
+                os.read(self.wake, 64)
+                return False
+            data = os.read(self.fd, 64) if self.fd is not None else b""
             if not data:
                 self.fd = None  # end of input: no more keys, Ctrl-C still quits
                 continue
             if any(key in data for key in QUIT_KEYS):
                 return True
+
+
+#: What gives a terminal its normal screen and cursor back, and what takes them again.
+_LEAVE_SCREEN = b"\x1b[?25h\x1b[?1049l"
+_TAKE_SCREEN = b"\x1b[?1049h\x1b[H\x1b[?25l"
+
+
+@contextlib.contextmanager
+def _suspendable(out: int, keys: KeyInput) -> Iterator[None]:
+    """Ctrl-Z (SIGTSTP) while the block runs: the terminal is given back (normal screen,
+    cursor, settings) before the process stops, and taken again, with a redraw, when it
+    is continued (``fg``). The codes are written straight to ``out``: the handler may run
+    in the middle of a frame's write, whose buffers are not to be touched from there."""
+    if not hasattr(signal, "SIGTSTP"):  # pragma: no cover - not on Windows
+        yield
+        return
+    wake_r, wake_w = os.pipe()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        os.write(out, _LEAVE_SCREEN)
+        keys.leave()
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        try:
+            os.kill(os.getpid(), signal.SIGTSTP)  # stopped here until continued
+        finally:
+            signal.signal(signal.SIGTSTP, stop)
+            keys.enter()
+            os.write(out, _TAKE_SCREEN)
+            os.write(wake_w, b"r")  # redraw now, not at the end of the wait
+
+    try:
+        before = signal.signal(signal.SIGTSTP, stop)
+    except ValueError:  # not the main thread
+        os.close(wake_r)
+        os.close(wake_w)
+        yield
+        return
+    keys.wake = wake_r
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTSTP, before)
+        keys.wake = None
+        os.close(wake_r)
+        os.close(wake_w)
 
 
 class _Quit(Exception):
@@ -244,19 +308,34 @@ def run_live(
                 # that raised.
                 try:
                     live.start(refresh=True)
-                    # A read slower than the interval spaces the next as long as it
-                    # took: watching never keeps the storage busy more than half the time.
-                    while not keys.wait(max(interval, took)):
-                        began = time.monotonic()
-                        try:
-                            shown = frame(True)
-                        except (JobLedgerError, OSError) as exc:  # a database's included
-                            drawn = _stale(shown, exc, _now())
-                        else:
-                            drawn = shown
-                        took = time.monotonic() - began
-                        live.update(_with_warnings(drawn, warnings.take()), refresh=True)
+                    with _suspendable(console.file.fileno(), keys):
+                        _loop(live, frame, interval, keys, took, shown, warnings)
                 finally:
                     live.stop()  # the normal screen and cursor back, before the settings
         except (KeyboardInterrupt, _Quit):
             pass  # asked to quit: everything above has put back what it changed
+
+
+def _loop(
+    live: Live,
+    frame: Frame,
+    interval: float,
+    keys: KeyInput,
+    took: float,
+    shown: RenderableType,
+    warnings: _Warnings,
+) -> None:
+    """Read and draw until a quit key; ``took``: how long the first read took, ``shown``
+    its frame."""
+    # A read slower than the interval spaces the next as long as it took: watching
+    # never keeps the storage busy more than half of the time.
+    while not keys.wait(max(interval, took)):
+        began = time.monotonic()
+        try:
+            shown = frame(True)
+        except (JobLedgerError, OSError) as exc:  # a database's errors included
+            drawn = _stale(shown, exc, _now())
+        else:
+            drawn = shown
+        took = time.monotonic() - began
+        live.update(_with_warnings(drawn, warnings.take()), refresh=True)
