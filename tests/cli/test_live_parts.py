@@ -93,7 +93,7 @@ def test_failures_are_named_from_the_jobs_that_left_running(make_queue: QueueFac
 
 
 def test_jobs_are_read_one_by_one_only_when_the_failed_count_rose(
-    make_queue: QueueFactory, monkeypatch: pytest.MonkeyPatch
+    make_queue: QueueFactory, monkeypatch: pytest.MonkeyPatch, clock: FakeClock
 ) -> None:
     q = make_queue()
     for n in range(5):
@@ -108,11 +108,20 @@ def test_jobs_are_read_one_by_one_only_when_the_failed_count_rose(
     q.complete_many(dict.fromkeys(sorted(running)[:3]))
     seen.update(reader, running - {"j0", "j1", "j2"}, 0)
     assert reads == []  # three completions: nothing to name
-    q.fail("j3", "x")
     q.fail("j4", "y")
+    clock.advance(seconds=1)
+    q.fail("j3", "x")  # the later failure
     seen.update(reader, set(), 2)
     assert len(reads) == 2  # at most max_lookups
-    assert [job.job_id for job in seen.jobs] == ["j4", "j3"]
+    assert [job.job_id for job in seen.jobs] == ["j3", "j4"]  # newest first
+    q.retry("j4")
+    assert q.claim() is not None
+    seen.update(reader, {"j4"}, 1)
+    clock.advance(seconds=1)
+    q.fail("j4", "again")
+    seen.update(reader, set(), 2)
+    assert [job.job_id for job in seen.jobs] == ["j4", "j3"]  # once, with its new error
+    assert seen.jobs[0].error_message == "again" and seen.unseen == 0
 
 
 def test_live_jobs_are_counted_per_queue(make_queue: QueueFactory) -> None:

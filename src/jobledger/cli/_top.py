@@ -122,14 +122,18 @@ class RecentFailures:
         """One refresh: the ids of the Running jobs, and the Failed count."""
         rise = failed - self._failed if self._failed is not None else 0
         if rise > 0:
-            found = 0
             left = sorted(self._running - running)  # finished (or requeued) since
-            for job_id in left[: self.max_lookups]:
-                job = queue.get(job_id)
-                if job is not None and job.status is JobStatus.FAILED:
-                    found += 1
-                    self.jobs.appendleft(job)
-            self.unseen += max(0, rise - found)
+            found = [
+                job
+                for job in map(queue.get, left[: self.max_lookups])
+                if job is not None and job.status is JobStatus.FAILED
+            ]
+            found.sort(key=lambda job: job.finished or "")
+            for job in found:  # the newest ends first
+                for old in [seen for seen in self.jobs if seen.job_id == job.job_id]:
+                    self.jobs.remove(old)  # failed again after a retry: shown once
+                self.jobs.appendleft(job)
+            self.unseen += max(0, rise - len(found))
         self._running = running
         self._failed = failed
 
