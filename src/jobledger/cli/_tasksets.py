@@ -7,7 +7,6 @@ warning and its last good generation shown, but nothing is moved, restored or mi
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import os
@@ -28,6 +27,7 @@ from ._live import run_live
 from ._options import check_output_flags, interval_option, plain_option
 from ._render import (
     bar,
+    describe_holder,
     done_total,
     human_seconds,
     percent,
@@ -59,11 +59,7 @@ def _on(state: JobState, date: str, account: str | None = None) -> list[TaskSetR
 
 def _holder(state: JobState, record: TaskSetRecord) -> str | None:
     """Who runs the set now (its since-time written as every CLI time), or None."""
-    holder = state.holder(record.key)
-    if holder is None:
-        return None
-    since = short_time(holder.since) if holder.since else None
-    return dataclasses.replace(holder, since=since).describe()
+    return describe_holder(state.holder(record.key))
 
 
 def _holder_text(state: JobState, record: TaskSetRecord) -> str:

@@ -9,8 +9,6 @@ new day's sets.
 
 from __future__ import annotations
 
-import dataclasses
-
 from rich.console import Group, RenderableType
 from rich.text import Text
 
@@ -18,7 +16,7 @@ from .._clock import iso_utc
 from .._job_state import JobState
 from .._taskset_record import TaskSetRecord
 from .._words import plural
-from ._render import bar, done_total, human_count, short_time, table
+from ._render import bar, describe_holder, done_total, human_count, short_time, table
 
 __all__ = ["SHOWN_FAILURES", "SHOWN_IN_PROGRESS", "StatusView"]
 
@@ -26,15 +24,6 @@ __all__ = ["SHOWN_FAILURES", "SHOWN_IN_PROGRESS", "StatusView"]
 SHOWN_FAILURES = 10
 #: The most tasks under way a set's row names.
 SHOWN_IN_PROGRESS = 2
-
-
-def _holder(state: JobState, record: TaskSetRecord) -> str | None:
-    """Who runs the set now, or None (as ``status`` writes it)."""
-    holder = state.holder(record.key)
-    if holder is None:
-        return None
-    since = short_time(holder.since) if holder.since else None
-    return dataclasses.replace(holder, since=since).describe()
 
 
 def _in_progress(record: TaskSetRecord, held: bool) -> str:
@@ -69,16 +58,15 @@ class StatusView:
         self.where = where
         self.interval = interval
 
-    def records(self) -> list[TaskSetRecord]:
-        """Today's records, as ``status`` reads them."""
-        today = self.state.today().isoformat()
+    def records(self, today: str) -> list[TaskSetRecord]:
+        """The records of ``today``, as ``status`` reads them."""
         return [r for r in self.state.records(since=today) if r.date == today]
 
     def frame(self, live: bool) -> RenderableType:
         """Read today's sets once and draw them."""
         state = self.state
         today = state.today().isoformat()
-        records = self.records()
+        records = self.records(today)
         when = short_time(iso_utc(state.clock.now()))
         head = f"Task sets for {today} in {self.where} at {when}"
         if live:
@@ -116,7 +104,7 @@ class StatusView:
         )
         for rec in records:
             done, total = done_total(rec)
-            holder = _holder(self.state, rec)
+            holder = describe_holder(self.state.holder(rec.key))
             t.add_row(
                 rec.account,
                 rec.type,
