@@ -54,9 +54,11 @@ class Terminal:
     """``python -m jobledger ARGS`` on a pseudo-terminal; stdin is the terminal too,
     unless ``stdin_tty`` is False (then /dev/null)."""
 
-    def __init__(self, args: list[str], *, stdin_tty: bool = True) -> None:
+    def __init__(
+        self, args: list[str], *, stdin_tty: bool = True, rows: int = ROWS, cols: int = COLS
+    ) -> None:
         self.master, self.slave = os.openpty()
-        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.before = termios.tcgetattr(self.slave)
         env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": os.pathsep.join(sys.path)}
         for name in ("COLUMNS", "LINES", "NO_COLOR", "JOBLEDGER_QUEUE_DIR", "JOBLEDGER_VERBOSE"):
@@ -270,14 +272,29 @@ def test_a_missing_folder_is_an_error_before_the_terminal_changes(
     assert not (tmp_path / "typo").exists()
 
 
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_quitting_while_the_first_frame_is_written_gives_the_terminal_back(
+    queue_at: PreparedQueue, terminals: list[Terminal], how: str
+) -> None:
+    # A frame larger than the terminal's buffers: still being written when the key comes.
+    terminal = Terminal(["jobs", "top", "--dir", str(queue_at.dir)], rows=400, cols=400)
+    terminals.append(terminal)
+    terminal.expect(r"q or Ctrl-C quits")  # the first line only
+    _quit_and_check(terminal, how)
+
+
 def test_ctrl_z_gives_the_terminal_back_before_stopping_and_takes_it_again(
     queue_at: PreparedQueue, terminals: list[Terminal]
 ) -> None:
     """The child leads a process group no shell controls (orphaned): the kernel does not
     stop such a group at Ctrl-Z, so the view goes on at once, as after ``fg``."""
-    terminal = Terminal(["jobs", "top", "--dir", str(queue_at.dir), "--interval", "1h"])
+    # A screen whose frame is larger than the terminal's buffers: the child is still
+    # writing its first frame (blocked until this side reads on) when Ctrl-Z comes.
+    terminal = Terminal(
+        ["jobs", "top", "--dir", str(queue_at.dir), "--interval", "1h"], rows=400, cols=400
+    )
     terminals.append(terminal)
-    terminal.expect(r"│ running\s+│", r"q or Ctrl-C quits")
+    terminal.expect(r"q or Ctrl-C quits")  # the first line only
     drawn = len(terminal.raw)
     terminal.press(b"\x1a")  # the terminal's suspend character: SIGTSTP
     after = terminal.expect_bytes(b"\x1b[?1049h", drawn)

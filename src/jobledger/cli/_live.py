@@ -307,8 +307,11 @@ def run_live(
                 # given back all the same, which __exit__ would not do for an __enter__
                 # that raised.
                 try:
-                    live.start(refresh=True)
+                    # Ctrl-Z is handled from before the screen is taken (a Ctrl-Z while
+                    # the first frame is written) until before it is given back (one
+                    # after that would take it again for good).
                     with _suspendable(console.file.fileno(), keys):
+                        live.start(refresh=True)
                         _loop(live, frame, interval, keys, took, shown, warnings)
                 finally:
                     live.stop()  # the normal screen and cursor back, before the settings
