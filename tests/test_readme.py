@@ -36,6 +36,7 @@ _PLACED = (
     "jobs list",
     "jobs show",
     "jobs counts",
+    "jobs top",
     "jobs enqueue",
     "jobs retry",
     "jobs cancel",

@@ -2,8 +2,9 @@
 
 Command groups are registered in :func:`_register`; the task-set ("state") commands come
 from ``_tasksets.py`` and ``_maint.py``, ``demo`` from ``_demo_cmd.py``, ``jobs`` from
-``_jobs.py``, ``worker`` from ``_worker.py``, ``schedules`` from ``_schedules.py``, ``db``
-and ``export`` from ``_db.py``, ``dashboard`` from ``_dashboard.py``.
+``_jobs.py`` (``jobs top`` from ``_top.py``), ``worker`` from ``_worker.py``,
+``schedules`` from ``_schedules.py``, ``db`` and ``export`` from ``_db.py``, ``dashboard``
+from ``_dashboard.py``.
 
 Where a command works is given the same way on every command: ``--dir DIR_OR_URL`` (a
 folder or a ``postgresql://`` URL) or ``--url URL`` (a URL only), either before the
@@ -351,11 +352,13 @@ def _register() -> None:
     from ._maint import register as register_maintenance
     from ._schedules import schedules
     from ._tasksets import register as register_tasksets
+    from ._top import top
     from ._worker import worker
 
     register_tasksets(cli)
     register_maintenance(cli)
     cli.add_command(demo)
+    jobs.add_command(top)  # jobs top: cli/_top.py, beside the jobs group's module
     cli.add_command(jobs)
     cli.add_command(worker)
     cli.add_command(schedules)

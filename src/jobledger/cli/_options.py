@@ -1,5 +1,5 @@
 """Option types shared by the commands: durations (``--delay``, ``--older-than``,
-``--grace``) and ``--plain``."""
+``--grace``), ``--plain`` and the live views' ``--interval``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,15 @@ import click
 
 from .._durations import is_bare_number, parse_duration
 
-__all__ = ["AGE", "DURATION", "DurationType", "check_output_flags", "plain_option"]
+__all__ = [
+    "AGE",
+    "DURATION",
+    "MIN_INTERVAL",
+    "DurationType",
+    "check_output_flags",
+    "interval_option",
+    "plain_option",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -73,3 +81,31 @@ def check_output_flags(as_json: bool, plain: bool) -> None:
     """``--json`` and ``--plain`` are two output formats: one at a time."""
     if as_json and plain:
         raise click.UsageError("pass --json or --plain, not both")
+
+
+#: The shortest refresh of a live view, in seconds: a shorter one only loads the storage.
+MIN_INTERVAL = 0.1
+
+
+def _interval_seconds(ctx: click.Context, param: click.Parameter, value: dt.timedelta) -> float:
+    seconds = value.total_seconds()
+    if seconds < MIN_INTERVAL:
+        raise click.BadParameter(
+            f"{seconds:g}s is too short; refresh every {MIN_INTERVAL:g}s or more", ctx, param
+        )
+    return seconds
+
+
+def interval_option(what: str) -> Callable[[F], F]:
+    """``--interval``: seconds between two refreshes of a live view (``what`` it
+    refreshes), passed on as a float; default 1 s."""
+    return click.option(
+        "--interval",
+        type=DURATION,
+        default="1s",
+        show_default=True,
+        metavar="DURATION",
+        callback=_interval_seconds,
+        help=f"Time between two refreshes of {what}: 0.5s, 2s, 1m (a bare number is "
+        f"seconds; {MIN_INTERVAL:g}s at least; longer when a read takes longer).",
+    )

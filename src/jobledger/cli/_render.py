@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import shutil
 import sys
@@ -17,11 +18,13 @@ from rich.table import Table
 from rich.text import Text
 
 from .._durations import human_seconds
+from .._errors import LeaseHolder
 from .._taskset_record import TaskSetRecord
 
 __all__ = [
     "FitTable",
     "bar",
+    "describe_holder",
     "done_total",
     "human_count",
     "human_seconds",
@@ -120,6 +123,15 @@ def plain_lines(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     lines = ["\t".join(header)]
     lines.extend("\t".join(_plain_cell(v) for v in row) for row in rows)
     return "\n".join(lines)
+
+
+def describe_holder(holder: LeaseHolder | None) -> str | None:
+    """Who holds a run lease (``pid 4242 on host1 since 2025-01-20T10:30:00Z``, its time
+    written as every CLI time), or None when nobody does."""
+    if holder is None:
+        return None
+    since = short_time(holder.since) if holder.since else None
+    return dataclasses.replace(holder, since=since).describe()
 
 
 def done_total(record: TaskSetRecord) -> tuple[int, int]:

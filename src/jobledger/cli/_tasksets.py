@@ -7,13 +7,13 @@ warning and its last good generation shown, but nothing is moved, restored or mi
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import os
 from collections.abc import Iterable
 
 import click
+from click.core import ParameterSource
 from rich.console import RenderableType
 from rich.table import Table
 
@@ -23,9 +23,11 @@ from .._taskset_record import TaskSetRecord, parse_date
 from .._words import plural
 from ..backends.files.tasksets import FilesTaskSetBackend
 from ._app import App, pass_app, state_options
-from ._options import check_output_flags, plain_option
+from ._live import run_live
+from ._options import check_output_flags, interval_option, plain_option
 from ._render import (
     bar,
+    describe_holder,
     done_total,
     human_seconds,
     percent,
@@ -35,6 +37,7 @@ from ._render import (
     signed_percent,
     table,
 )
+from ._watch import StatusView
 
 __all__ = ["register"]
 
@@ -56,11 +59,7 @@ def _on(state: JobState, date: str, account: str | None = None) -> list[TaskSetR
 
 def _holder(state: JobState, record: TaskSetRecord) -> str | None:
     """Who runs the set now (its since-time written as every CLI time), or None."""
-    holder = state.holder(record.key)
-    if holder is None:
-        return None
-    since = short_time(holder.since) if holder.since else None
-    return dataclasses.replace(holder, since=since).describe()
+    return describe_holder(state.holder(record.key))
 
 
 def _holder_text(state: JobState, record: TaskSetRecord) -> str:
@@ -88,10 +87,26 @@ PLAIN_STATUS_COLUMNS = (
 
 @click.command()
 @plain_option(", ".join(PLAIN_STATUS_COLUMNS))
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Show it live, refreshed every --interval, with the tasks in progress and the "
+    "failed ones; q or Ctrl-C quits. When stdout is not a terminal: one frame.",
+)
+@interval_option("--watch")
 @state_options
 @pass_app
-def status(app: App, plain: bool) -> None:
+def status(app: App, plain: bool, watch: bool, interval: float) -> None:
     """Today's task sets per account, with their progress."""
+    ctx = click.get_current_context()
+    if not watch and ctx.get_parameter_source("interval") == ParameterSource.COMMANDLINE:
+        raise click.UsageError("--interval is the refresh of --watch: add --watch")
+    if watch:
+        if plain:
+            raise click.UsageError("pass --watch or --plain, not both")
+        state = app.state  # a missing folder is a usage error before the view starts
+        run_live(app.out, StatusView(state, app.where, interval).frame, interval)
+        return
     state = app.state
     today = state.today().isoformat()
     records = _on(state, today)

@@ -103,6 +103,7 @@ def test_read_commands_leave_the_folders_untouched(tmp_path, index):
         ["list"],
         ["stats"],
         ["du"],
+        ["status", "--watch"],  # not a terminal: one frame
     ):
         result = runner.invoke(cli, ["--dir", str(state_dir), *args])
         assert result.exit_code == 0, (args, result.output)
@@ -117,6 +118,7 @@ def test_read_commands_leave_the_folders_untouched(tmp_path, index):
         ["show", "b", "--json"],
         ["counts"],
         ["counts", "--json"],
+        ["top"],  # not a terminal: one frame
     ):
         result = runner.invoke(cli, ["jobs", *args, "--dir", str(qdir)])
         assert result.exit_code == 0, (args, result.output)
