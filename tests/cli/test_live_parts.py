@@ -26,7 +26,7 @@ from jobledger import JobLedgerError, JobState, JobStatus
 from jobledger._attempt_services import AttemptServices
 from jobledger.cli import cli
 from jobledger.cli._live import KeyInput, run_live
-from jobledger.cli._top import RateWindow, RecentFailures, TopView, live_by_queue
+from jobledger.cli._top import SHOWN_FAILURES, RateWindow, TopView, live_by_queue
 from jobledger.cli._watch import StatusView
 from tests.cli.conftest import ALICE, BOB, Prepared
 from tests.cli.test_jobs_cli import PreparedQueue, build_queue
@@ -72,56 +72,22 @@ def test_an_interval_longer_than_the_window_still_measures() -> None:
 # -- failures and queues ---------------------------------------------------------------------
 
 
-def test_failures_are_named_from_the_jobs_that_left_running(make_queue: QueueFactory) -> None:
-    q = make_queue()
-    for job_id in ("a", "b", "c"):
-        q.enqueue({"type": "T"}, job_id=job_id, max_attempts=1)
-    assert q.claim() is not None and q.claim() is not None  # a, b
-    reader = make_queue()
-    seen = RecentFailures()
-    seen.update(reader, {"a", "b"}, 0)
-    q.fail("a", RuntimeError("out of memory"))
-    q.complete("b")
-    seen.update(reader, set(), 1)
-    assert [job.job_id for job in seen.jobs] == ["a"]
-    assert seen.jobs[0].error_message == "RuntimeError: out of memory"
-    assert seen.unseen == 0
-    assert q.claim() is not None  # c: claimed and failed between two refreshes
-    q.fail("c", "boom")
-    seen.update(reader, set(), 2)
-    assert [job.job_id for job in seen.jobs] == ["a"] and seen.unseen == 1
-
-
-def test_jobs_are_read_one_by_one_only_when_the_failed_count_rose(
-    make_queue: QueueFactory, monkeypatch: pytest.MonkeyPatch, clock: FakeClock
+def test_the_latest_failures_are_shown_newest_first_and_only_they_are_read(
+    make_queue: QueueFactory, clock: FakeClock
 ) -> None:
     q = make_queue()
-    for n in range(5):
+    for n in range(SHOWN_FAILURES + 3):
         q.enqueue({"type": "T"}, job_id=f"j{n}", max_attempts=1)
-    running = {job.job_id for job in q.claim_many(5)}
-    reader = make_queue()
-    reads: list[str] = []
-    get = reader.get
-    monkeypatch.setattr(reader, "get", lambda job_id: reads.append(job_id) or get(job_id))
-    seen = RecentFailures(max_lookups=2)
-    seen.update(reader, running, 0)
-    q.complete_many(dict.fromkeys(sorted(running)[:3]))
-    seen.update(reader, running - {"j0", "j1", "j2"}, 0)
-    assert reads == []  # three completions: nothing to name
-    q.fail("j4", "y")
-    clock.advance(seconds=1)
-    q.fail("j3", "x")  # the later failure
-    seen.update(reader, set(), 2)
-    assert len(reads) == 2  # at most max_lookups
-    assert [job.job_id for job in seen.jobs] == ["j3", "j4"]  # newest first
-    q.retry("j4")
-    assert q.claim() is not None
-    seen.update(reader, {"j4"}, 1)
-    clock.advance(seconds=1)
-    q.fail("j4", "again")
-    seen.update(reader, set(), 2)
-    assert [job.job_id for job in seen.jobs] == ["j4", "j3"]  # once, with its new error
-    assert seen.jobs[0].error_message == "again" and seen.unseen == 0
+        assert q.claim() is not None
+        clock.advance(seconds=1)
+        q.fail(f"j{n}", RuntimeError(f"error {n}"))
+    view = TopView(make_queue(), Console(file=io.StringIO(), width=200, height=60), 1.0)
+    frame = _text(view.frame(True))
+    shown = re.findall(r"│ (j\d+)\s+│ T\s+│ 1/1", frame)
+    newest = [f"j{n}" for n in range(SHOWN_FAILURES + 2, 2, -1)]
+    assert shown == newest
+    assert "RuntimeError: error 10" in frame and "error 2" not in frame
+    assert f"lists all {SHOWN_FAILURES + 3}" in frame
 
 
 def test_live_jobs_are_counted_per_queue(make_queue: QueueFactory) -> None:
@@ -164,7 +130,7 @@ def test_top_frames_follow_the_queue_without_reading_history(
     assert "Jobs: Queued 2, Running 2, Completed 0, Failed 0, Cancelled 0 (total 4)" in first
     assert re.search(rf"│ job-0\s+│ train\s+│ {worker}\s+│", first)
     assert "Completed per second: - " in first
-    assert "No job failed since" in first
+    assert "No job has failed." in first
 
     q.fail("job-0", RuntimeError("CUDA out of memory"))
     q.complete("job-1", {"ok": True})
@@ -200,7 +166,7 @@ def test_top_shows_progress_and_only_as_many_running_jobs_as_fit(
     assert "Running jobs (30)" in text
     assert re.search(r"│ r00\s+│.*│ 3/10 30%\s+│", text)
     assert len(text.splitlines()) <= 34  # the frame fits the screen, failures included
-    assert "No job failed since" in text
+    assert "No job has failed." in text
     listed = len(re.findall(r"^│ r\d\d ", text, re.M))
     more = re.search(r"\.\.\. and (\d+) more running jobs", text)
     assert more is not None and listed >= 3 and listed + int(more.group(1)) == 30

@@ -1,22 +1,17 @@
 """``jobledger jobs top``: the queue, live in the terminal (the loop is ``_live.py``).
 
-Each refresh reads, through the queue's read-only reads (no lock, no recovery, nothing
-created): the counts per status (the index, or one query), the Running jobs, the Queued
-jobs (for the counts per queue; see :func:`live_by_queue`) and the live workers. History
-is never read: what the view knows of finished jobs comes from the counts' changes
-between refreshes.
+Each refresh reads, through the queue's bounded read-only reads (no lock, no recovery,
+nothing created): the counts per status and the Running jobs that fit the screen
+(``JobQueue.live_page``), the latest failures (``JobQueue.history``, which reads only the
+jobs it returns), the live jobs per queue (:func:`live_by_queue`) and the live workers.
 
 - **Completion rate**: the change of the Completed count between refreshes, over a
   sliding window (:class:`RateWindow`): per second over the last 10 s, per minute over
   the last 60 s (less while the view has run for less; a prune that lowers the count
   starts the window again).
-- **Recent failures** (:class:`RecentFailures`): the jobs seen Running at one refresh and
-  found Failed at a later one, newest first. Jobs are read one by one only in a refresh
-  where the Failed count rose, and only those that left Running since the last one, at
-  most ``MAX_LOOKUPS``: the cost follows what happened between two refreshes, never the
-  size of the history. A job that failed without ever being seen Running (claimed and
-  failed between two refreshes, or past the lookups) is counted as not shown;
-  ``jobs list --status Failed`` lists every one.
+- **Recent failures**: the ``SHOWN_FAILURES`` latest Failed jobs, newest first. On a
+  folder the first refresh builds the reader's summary of finished jobs (their files
+  are read once); later refreshes follow the queue's journal.
 """
 
 from __future__ import annotations
@@ -39,10 +34,8 @@ from ._live import run_live
 from ._options import interval_option
 from ._render import bar, human_count, human_seconds, short_time, table
 
-__all__ = ["MAX_LOOKUPS", "RateWindow", "RecentFailures", "TopView", "live_by_queue", "top"]
+__all__ = ["RateWindow", "TopView", "live_by_queue", "top"]
 
-#: Most jobs read one by one per refresh to name new failures.
-MAX_LOOKUPS = 100
 #: How many recent failures the view keeps and shows.
 SHOWN_FAILURES = 8
 #: How many live workers' ids the frame names.
@@ -104,40 +97,6 @@ def _span(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
 
 
-class RecentFailures:
-    """The jobs that failed since the view started, as far as it saw them (see the
-    module's notes): each refresh gives the Running jobs' ids and the Failed count."""
-
-    def __init__(self, keep: int = SHOWN_FAILURES, max_lookups: int = MAX_LOOKUPS) -> None:
-        self.keep = keep
-        self.max_lookups = max_lookups
-        #: Failed jobs seen, newest first.
-        self.jobs: collections.deque[Job] = collections.deque(maxlen=keep)
-        #: Failures counted but not named (never seen Running, or past the lookups).
-        self.unseen = 0
-        self._running: set[str] = set()
-        self._failed: int | None = None
-
-    def update(self, queue: JobQueue, running: set[str], failed: int) -> None:
-        """One refresh: the ids of the Running jobs, and the Failed count."""
-        rise = failed - self._failed if self._failed is not None else 0
-        if rise > 0:
-            left = sorted(self._running - running)  # finished (or requeued) since
-            found = [
-                job
-                for job in map(queue.get, left[: self.max_lookups])
-                if job is not None and job.status is JobStatus.FAILED
-            ]
-            found.sort(key=lambda job: job.finished or "")
-            for job in found:  # the newest ends first
-                for old in [seen for seen in self.jobs if seen.job_id == job.job_id]:
-                    self.jobs.remove(old)  # failed again after a retry: shown once
-                self.jobs.appendleft(job)
-            self.unseen += max(0, rise - len(found))
-        self._running = running
-        self._failed = failed
-
-
 def live_by_queue(queue: JobQueue, running: list[Job]) -> dict[str, dict[str, int]]:
     """Live jobs per queue and status (``{queue: {"Queued": n, "Running": n}}``).
 
@@ -183,20 +142,17 @@ class TopView:
         self.console = console
         self.interval = interval
         self.rates = RateWindow()
-        self.failures = RecentFailures()
-        self.started = short_time(iso_utc(queue.clock.now()))
 
     def frame(self, live: bool) -> RenderableType:
         """Read the queue once and draw it."""
         queue = self.queue
-        counts = queue.counts()
-        running = queue.list(JobStatus.RUNNING)
+        # No more Running jobs than the screen has lines: the page reads only those.
+        page = queue.live_page(JobStatus.RUNNING, limit=max(MIN_RUNNING_ROWS, self.console.height))
+        counts, running = page.counts, page.jobs
+        failures = queue.history(status=JobStatus.FAILED, limit=SHOWN_FAILURES)
         workers = set(queue.reader.live_workers())
         now = queue.clock.now()
         self.rates.add(queue.clock.monotonic(), counts.get(JobStatus.COMPLETED.value, 0))
-        self.failures.update(
-            queue, {job.job_id for job in running}, counts.get(JobStatus.FAILED.value, 0)
-        )
         when = short_time(iso_utc(now))
         if live:
             every = f"{self.interval:g}s"
@@ -220,11 +176,11 @@ class TopView:
             Text(workers_line),
             self._queues(running),
         ]
-        below = self._failed(counts.get(JobStatus.FAILED.value, 0), live)
+        below = self._failed(failures, counts.get(JobStatus.FAILED.value, 0))
         # The Running jobs get the lines the rest leaves (the screen crops what is taller).
         options = self.console.options.update(height=None)
         used = len(self.console.render_lines(Group(*above, below), options, pad=False))
-        return Group(*above, self._running(running, workers, now, used), below)
+        return Group(*above, self._running(running, page.total, workers, now, used), below)
 
     def _queues(self, running: list[Job]) -> RenderableType:
         per = live_by_queue(self.queue, running)
@@ -239,7 +195,7 @@ class TopView:
         return t
 
     def _running(
-        self, running: list[Job], workers: set[str], now: dt.datetime, used: int
+        self, running: list[Job], total: int, workers: set[str], now: dt.datetime, used: int
     ) -> RenderableType:
         if not running:
             return Text("No job is running.")
@@ -248,7 +204,7 @@ class TopView:
         shown = running[:room]
         gauges = any(_progress(job)[1] for job in shown)
         t = table(
-            f"Running jobs ({human_count(len(running))})",
+            f"Running jobs ({human_count(total)})",
             "Job id",
             "Type",
             "Worker",
@@ -272,26 +228,17 @@ class TopView:
                 text,
                 *((gauge,) if gauges else ()),
             )
-        if len(running) == len(shown):
+        if total == len(shown):
             return t
-        more = len(running) - len(shown)
+        more = total - len(shown)
         return Group(t, Text(f"... and {plural(more, 'more running job')}"))
 
-    def _failed(self, failed: int, live: bool) -> RenderableType:
-        seen = self.failures
+    def _failed(self, failures: list[Job], failed: int) -> RenderableType:
         hint = f"'jobledger jobs list --status Failed' lists all {human_count(failed)}"
-        if not live:
-            return Text(f"Failures are named as they happen while the view runs; {hint}.")
-        if not seen.jobs:
-            note = f"No job failed since {self.started}, when this view started ({hint})."
-            if seen.unseen:
-                note = (
-                    f"{plural(seen.unseen, 'job')} failed since {self.started} without being "
-                    f"seen running ({hint})."
-                )
-            return Text(note)
+        if not failures:
+            return Text("No job has failed.")
         t = table(
-            f"Recent failures (since {self.started}; {hint})",
+            f"Recent failures ({hint})",
             "Job id",
             "Type",
             "Attempts",
@@ -299,7 +246,7 @@ class TopView:
             "Error",
             fold=("Error",),
         )
-        for job in seen.jobs:
+        for job in failures:
             t.add_row(
                 job.job_id,
                 job.type,
@@ -307,9 +254,7 @@ class TopView:
                 short_time(job.finished),
                 job.error_message or "-",
             )
-        if not seen.unseen:
-            return t
-        return Group(t, Text(f"and {plural(seen.unseen, 'more failure')} not seen running"))
+        return t
 
 
 @click.command("top")
@@ -318,7 +263,7 @@ class TopView:
 @pass_app
 def top(app: App, queue_dir: str, interval: float) -> None:
     """The queue, live: counts by status and by queue, the running jobs (worker, age,
-    progress), failures seen since it started, and completions per second and per minute.
+    progress), the latest failures, and completions per second and per minute.
 
     q or Ctrl-C quits (exit 0), as does SIGTERM; the terminal is put back as it was. It
     only reads: no lock, no recovery. When stdout is not a terminal, it prints one frame
