@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 __all__ = ["POINTS", "arm", "disarm", "point"]
 
@@ -49,21 +50,34 @@ POINTS: tuple[str, ...] = (
 )
 
 _armed: dict[str, int] = {}
+#: Points armed for one thread only: name -> that thread's ident.
+_only_in: dict[str, int] = {}
 
 
-def arm(name: str, countdown: int = 1) -> None:
-    """Make the ``countdown``-th pass through point ``name`` kill this process."""
+def arm(name: str, countdown: int = 1, *, this_thread: bool = False) -> None:
+    """Make the ``countdown``-th pass through point ``name`` kill this process; with
+    ``this_thread``, only passes in the calling thread count. A test that means "this
+    job's record" needs that: a worker's other threads (its lease's heartbeat) commit
+    too, and on a loaded machine one of theirs can come first."""
     _armed[name] = countdown
+    if this_thread:
+        _only_in[name] = threading.get_ident()
+    else:
+        _only_in.pop(name, None)
 
 
 def disarm() -> None:
     """Disarm every point."""
     _armed.clear()
+    _only_in.clear()
 
 
 def point(name: str) -> None:
     """A commit boundary. Dies here with SIGKILL when armed; otherwise does nothing."""
     if _armed and name in _armed:
+        only = _only_in.get(name)
+        if only is not None and only != threading.get_ident():
+            return
         _armed[name] -= 1
         if _armed[name] <= 0:
             os.kill(os.getpid(), signal.SIGKILL)

@@ -266,7 +266,9 @@ def _killed_worker(where: str, point: str):
 
         def handler(job: jobledger.Job) -> str:
             ch.send(f"ran {job.job_id} {job.attempts}")
-            _faults.arm(point)  # the next commit point passed is this job's record
+            # The next commit point this thread passes is this job's record (the
+            # heartbeat's thread commits too).
+            _faults.arm(point, this_thread=True)
             return "ok"
 
         worker = jobledger.Worker(queue, {"T": handler}, handle_signals=False)
