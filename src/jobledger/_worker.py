@@ -25,8 +25,7 @@ import datetime as dt
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from types import FrameType
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._async_handlers import HandlerLoop
@@ -39,35 +38,25 @@ from ._job_fields import JobStatus
 from ._job_transitions import json_ready
 from ._job_view import Job
 from ._log import log
-from ._prefetch import RECORD_WITHIN, Prefetch
+from ._prefetch import Prefetch
 from ._queue import JobQueue
 from ._schedule_runner import ScheduleRunner
 from ._schedules import Schedule
 from ._snooze import Snooze, report_snooze
 from ._timeouts import timed_out_text, timeout_of
 from ._words import plural
+from ._worker_completions import CompletionRecords
 from ._worker_report import JobReporter, worker_log
+from ._worker_signals import WorkerSignals, stop_signals_to
 
-__all__ = ["ISOLATIONS", "Worker", "stop_signals_to"]
+__all__ = ["ISOLATIONS", "Worker", "stop_signals_to"]  # stop_signals_to: _worker_signals.py
 
 Handler = Callable[[Job], Any]
 #: Where a Worker runs its jobs: in its threads, or each attempt in a process of its own.
 ISOLATIONS = ("thread", "process")
 
 
-@contextlib.contextmanager
-def stop_signals_to(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
-    """Inside the block SIGINT and SIGTERM call ``handler``; the previous handlers come
-    back after it. Main thread only (Python's rule for signal handlers)."""
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
-class Worker:
+class Worker(WorkerSignals, CompletionRecords):
     """Serve ``queue`` with ``handlers`` (job type -> ``handler(job)``).
 
     A handler's return value is stored as the job's result; an exception fails the job with
@@ -254,58 +243,6 @@ class Worker:
     def wake(self) -> None:
         """Look for jobs now instead of after the poll interval."""
         self._wake.set()
-
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        seen = {"count": 0, "stopping": 0}
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            # No lock taken here: the main thread may hold it when the signal comes.
-            seen["count"] += 1
-            name = signal.Signals(signum).name
-            running = len(self._running)
-            if seen["count"] == 1:
-                again = (
-                    "press Ctrl-C again"
-                    if signum == signal.SIGINT
-                    else "send SIGTERM again (or press Ctrl-C)"
-                )
-                if running:
-                    worker_log.warning(
-                        "Received %s: stopping; waiting up to %gs for %s to finish; %s to "
-                        "requeue %s now",
-                        name,
-                        self.grace_period,
-                        plural(running, "running job"),
-                        again,
-                        "it" if running == 1 else "them",
-                    )
-                else:
-                    worker_log.warning("Received %s: stopping (no job is running)", name)
-            elif self.forced_by is None:
-                self.forced_by = signal.Signals(signum)
-                worker_log.warning(
-                    "Received %s again: requeueing %s and stopping now",
-                    name,
-                    plural(running, "running job"),
-                )
-                self._halt.set()
-            # A second signal that lands inside the first one's stop() (both run in the
-            # main thread) would wait forever for a lock that handler holds: it leaves
-            # the stop to the handler it interrupted, which finishes it on return.
-            if seen["stopping"]:
-                return
-            seen["stopping"] = 1
-            try:
-                self.stop()
-            finally:
-                seen["stopping"] = 0
-
-        with stop_signals_to(on_signal):
-            yield
 
     def run(self, until_empty: bool = False, wait_delayed: bool = False) -> None:
         """Serve jobs until stopped, or, with ``until_empty``, until no job of a handled
@@ -533,78 +470,6 @@ class Worker:
                     continue  # already given back by run()'s grace period
             with contextlib.suppress(JobConflict):  # finished or taken over meanwhile
                 self.queue.requeue(job.job_id)
-
-    def _recorder(self, stop: threading.Event) -> None:
-        """Record completions left waiting behind a job that runs long: the check after
-        each job comes only when that job ends."""
-        while not stop.wait(RECORD_WITHIN / 2):
-            if not (self._overdue() and self._stuck()):
-                continue
-            try:
-                self._record_done()
-            except JobLedgerError as exc:  # the jobs run again after recovery, as on a crash
-                log.warning("could not record finished jobs' completions: %s", exc)
-
-    def _stuck(self) -> bool:
-        """Whether a job here has been running for ``RECORD_WITHIN`` or longer."""
-        now = self.monotonic()
-        with self._guard:
-            return any(now - t >= RECORD_WITHIN for t in self._job_started.values())
-
-    def _overdue(self) -> bool:
-        """Whether the oldest unrecorded completion has waited ``RECORD_WITHIN``."""
-        with self._guard:
-            oldest = self._oldest_done
-        return oldest is not None and self.monotonic() - oldest >= RECORD_WITHIN
-
-    def _take_done(self) -> tuple[list[tuple[str, Any]], dict[str, tuple[str, float]], float]:
-        """The completions waiting to be recorded (taken: no other thread records them),
-        their jobs' (type, seconds), and when the oldest finished."""
-        with self._guard:
-            pending, self._done = self._done, []
-            oldest, self._oldest_done = self._oldest_done, None
-            took = {job_id: self._took.pop(job_id, ("?", 0.0)) for job_id, _ in pending}
-        return pending, took, oldest if oldest is not None else self.monotonic()
-
-    def _record_done(self) -> None:
-        """Record the completions that finished jobs are waiting for, as one batch."""
-        pending, took, _ = self._take_done()
-        if not pending:
-            return
-        conflict: JobConflict | None = None
-        try:
-            if len(pending) == 1:
-                self.queue.complete(*pending[0])
-                recorded = 1
-            else:
-                recorded = self.queue.record_completions(pending)
-        except JobConflict as exc:
-            conflict, recorded = exc, len(pending) - max(1, len(exc.refused))
-        self._recorded(pending, took, recorded, conflict)
-
-    def _recorded(
-        self,
-        pending: list[tuple[str, Any]],
-        took: dict[str, tuple[str, float]],
-        recorded: int,
-        conflict: JobConflict | None,
-    ) -> None:
-        """Count the recorded completions and report each finished job (refused ones as
-        such: ``conflict`` names them)."""
-        refused: set[str] = set()
-        if conflict is not None:
-            refused = set(conflict.refused) or {pending[0][0]}
-            log.warning("%s", conflict)
-        with self._guard:
-            self.processed += recorded
-        for job_id, _ in pending:
-            job_type, seconds = took[job_id]
-            if job_id in refused:
-                self.reporter.finished(
-                    job_id, job_type, "refused", seconds, "(its completion was refused)"
-                )
-            else:
-                self.reporter.finished(job_id, job_type, "done", seconds)
 
     def _drained(self, types: frozenset[str]) -> bool:
         """Nothing of ``types`` is due (nor, with ``wait_delayed``, delayed) and nothing

@@ -347,6 +347,7 @@ def _register() -> None:
     from ._db import db, export_command
     from ._demo_cmd import demo
     from ._jobs import jobs
+    from ._jobs_enqueue import enqueue  # noqa: F401  (a command of `jobs`)
     from ._maint import register as register_maintenance
     from ._schedules import schedules
     from ._tasksets import register as register_tasksets

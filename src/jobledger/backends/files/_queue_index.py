@@ -30,7 +30,6 @@
 from __future__ import annotations
 
 import collections
-import errno
 import logging
 import os
 import time
@@ -43,12 +42,10 @@ from ..._faults import point
 from ..._job_record import JobRecord, JobStatus
 from ..._json import dumps_indented, encode_compact
 from ._atomic_write import remove, write_atomic
-from ._index_format import index_problem, parse_json
+from ._index_snapshot import load_snapshot
 from ._job_files import job_ids_changed_since
 from ._queue_journal import Journal
-from ._reading import MAX_INDEX_BYTES, RefusedFile, read_bytes
 from ._serving import Entry, ServingOrder
-from ._set_aside import set_aside
 from ._sync_plan import SyncPlan
 
 __all__ = ["FINISHED", "QueueIndex", "Read", "finished_deltas"]
@@ -385,61 +382,6 @@ class QueueIndex:
         self._snapshot_revision = 0
         self.opened = False
 
-    def _load_snapshot(self) -> dict[str, Any] | None:
-        try:
-            data = read_bytes(self.index_path, MAX_INDEX_BYTES, "queue.json")
-        except RefusedFile as exc:
-            if exc.errno == errno.EISDIR:
-                raise  # a folder in the way is reported, never taken for a damaged index
-            self._snapshot_refused(exc)
-            return None
-        if data is None:
-            return None
-        try:
-            doc = parse_json(data)
-            problem = index_problem(doc)
-            if problem is not None:
-                raise ValueError(problem)
-        except ValueError as exc:
-            if self._read_only:
-                log.warning(
-                    "queue.json %s is torn or corrupt (%s); counting from the job files. "
-                    "Nothing was changed: the queue's next write rebuilds it.",
-                    self.index_path,
-                    exc,
-                )
-                return None
-            aside = set_aside(self.index_path, self._clock.now())
-            log.warning(
-                "queue.json %s is torn or corrupt (%s); moved it aside to %s and "
-                "rebuilding it from the job files",
-                self.index_path,
-                exc,
-                aside,
-            )
-            return None
-        checked: dict[str, Any] = doc  # index_problem found it an object of our shape
-        return checked
-
-    def _snapshot_refused(self, exc: RefusedFile) -> None:
-        """queue.json is a link, FIFO, device or too large: no index, like a corrupt one
-        (a writer renames the entry itself aside, never what a link points to)."""
-        if self._read_only:
-            log.warning(
-                "queue.json %s %s; counting from the job files. Nothing was changed: the "
-                "queue's next write sets it aside and rebuilds it.",
-                self.index_path,
-                exc.reason,
-            )
-            return
-        aside = set_aside(self.index_path, self._clock.now())
-        log.warning(
-            "queue.json %s %s; moved it aside to %s and rebuilding it from the job files",
-            self.index_path,
-            exc.reason,
-            aside,
-        )
-
     def _stamp(self) -> tuple[int, int, int] | None:
         try:
             st = os.stat(self.index_path)
@@ -482,7 +424,7 @@ class QueueIndex:
         # job file before use); what came and went while it was not looking is unknown.
         self.keys_complete = False
         stamp = self._stamp()
-        doc = self._load_snapshot()
+        doc = load_snapshot(self.index_path, self._clock, read_only=self._read_only)
         if doc is None:
             self._rebuild(read)
             return
