@@ -45,6 +45,7 @@ from ._job_progress import JobProgress
 from ._job_state import JobState
 from ._job_types import job_type
 from ._job_view import Job
+from ._limits import Limits, RateLimit
 from ._queue import JobQueue
 from ._schedules import Schedule, StoredSchedule
 from ._snooze import Snooze
@@ -75,7 +76,9 @@ __all__ = [
     "JobStatus",
     "JobTimeout",
     "LeaseHolder",
+    "Limits",
     "Progress",
+    "RateLimit",
     "Schedule",
     "Snooze",
     "StorageError",

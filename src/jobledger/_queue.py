@@ -58,8 +58,10 @@ from ._job_transitions import (
     settled,
 )
 from ._job_view import Job, JobViews
+from ._limits import check_queue_name
 from ._log import log, verbose_from_env
 from ._queue_enqueue import QueueEnqueue
+from ._queue_limits import QueueLimits
 from ._queue_reads import QueueReads
 from ._queue_schedules import QueueSchedules
 from ._retry_policy import after_worker_died
@@ -73,7 +75,16 @@ from .backends._identity import new_worker_id
 __all__ = ["JobQueue"]
 
 
-class JobQueue(QueueEnqueue, QueueSchedules, QueueReads):
+def _queue_names(queues: Iterable[str] | None) -> frozenset[str] | None:
+    """The queue names a claim serves, checked (None: every queue)."""
+    if queues is None:
+        return None
+    if isinstance(queues, str):
+        queues = [queues]
+    return frozenset(check_queue_name(q) for q in queues)
+
+
+class JobQueue(QueueEnqueue, QueueLimits, QueueSchedules, QueueReads):
     """A durable job queue in ``dir`` (``jobs/<job_id>.json`` and ``queue.json``), or in
     PostgreSQL when ``dir`` is a ``postgresql://`` URL (psycopg 3; from a clone,
     ``pip install -e '.[postgres]'``).
@@ -261,26 +272,45 @@ class JobQueue(QueueEnqueue, QueueSchedules, QueueReads):
 
     # -- claim and finish -----------------------------------------------------------------
 
-    def claim(self, worker: str | None = None, types: Iterable[str] | None = None) -> Job | None:
+    def claim(
+        self,
+        worker: str | None = None,
+        types: Iterable[str] | None = None,
+        *,
+        queues: Iterable[str] | None = None,
+    ) -> Job | None:
         """Take the next due job, or None. One winner across threads and processes.
 
         The job becomes Running under this process's worker id (``worker`` only names it
-        in logs), attempts + 1. Jobs of dead workers are recovered first when due.
+        in logs), attempts + 1. Jobs of dead workers are recovered first when due. Of
+        ``types`` and in ``queues`` (names; None: every queue), within the stored limits
+        (:meth:`set_limit`, :meth:`set_rate_limit`).
         """
-        jobs = self.claim_many(1, worker=worker, types=types)
+        jobs = self.claim_many(1, worker=worker, types=types, queues=queues)
         return jobs[0] if jobs else None
 
     def claim_many(
-        self, limit: int, worker: str | None = None, types: Iterable[str] | None = None
+        self,
+        limit: int,
+        worker: str | None = None,
+        types: Iterable[str] | None = None,
+        *,
+        queues: Iterable[str] | None = None,
     ) -> builtins.list[Job]:
         """Take up to ``limit`` due jobs at once, in serving order (one lock or one
         statement for all); empty when none is due. Each is claimed as by :meth:`claim`."""
         if not isinstance(limit, int) or limit < 1:
             raise ConfigError(f"limit must be an integer >= 1, got {limit!r}")
         wanted = frozenset(types) if types is not None else None
+        of_queues = _queue_names(queues)
         wid, backend = self._claimer()
         claimed = backend.claim(
-            wid, iso_utc(self.clock.now()), wanted, limit, recover=self._recovery()
+            wid,
+            iso_utc(self.clock.now()),
+            wanted,
+            limit,
+            recover=self._recovery(),
+            queues=of_queues,
         )
         return self._handed_out(claimed, worker)
 
@@ -309,7 +339,11 @@ class JobQueue(QueueEnqueue, QueueSchedules, QueueReads):
         return [self._job(r) for r in claimed]
 
     def _record_and_claim(
-        self, results: builtins.list[tuple[str, Any]], limit: int, types: frozenset[str] | None
+        self,
+        results: builtins.list[tuple[str, Any]],
+        limit: int,
+        types: frozenset[str] | None,
+        queues: frozenset[str] | None = None,
     ) -> tuple[builtins.list[Job], int, JobConflict | None]:
         """Record the success of finished jobs (as :meth:`record_completions`) and claim up
         to ``limit`` jobs of ``types`` (as :meth:`claim_many`) in one backend call: one
@@ -323,7 +357,7 @@ class JobQueue(QueueEnqueue, QueueSchedules, QueueReads):
         changes = [(job_id, completing(result, now, wid)) for job_id, result in results]
         planned = self._held.plan(changes)
         swapped, claimed = backend.swap_and_claim(
-            planned.pairs, wid, now, types, limit, recover=self._recovery()
+            planned.pairs, wid, now, types, limit, recover=self._recovery(), queues=queues
         )
         jobs = self._handed_out(claimed, None)
         outcomes = planned.finish(backend, swapped, claimed=claimed)

@@ -46,6 +46,8 @@ class QueueEnqueue:
         unique_key: str | None = None,
         unique_for: dt.timedelta | float | None = None,
         connection: object | None = None,
+        queue: str = "default",
+        rate_key: str | None = None,
     ) -> str:
         """Store a job and return its id; durable before it returns.
 
@@ -71,6 +73,12 @@ class QueueEnqueue:
         that finished (Completed, Failed or Cancelled) less than that long ago, by the
         queue's clock, counts too. The key is kept with the job (:attr:`Job.unique_key`).
         An id that exists is looked at first: its job is returned whatever its key.
+
+        ``queue`` names the queue the job waits in (``"default"``): a :class:`Worker`
+        serves the queues it is given, and a queue's limit (:meth:`set_limit`) bounds its
+        Running jobs everywhere. ``rate_key`` is the key its type's rate limit
+        (:meth:`set_rate_limit`) counts its starts under (None: the payload's field the
+        limit names, else one key for all the type's jobs without one).
         """
         now_dt = self.clock.now()
         fresh: set[str] = set()
@@ -84,6 +92,8 @@ class QueueEnqueue:
             fresh,
             to_timeout(timeout),
             unique_key,
+            queue,
+            rate_key,
         )
         since = self._unique_since(unique_for, now_dt, [unique_key])
         if connection is not None:  # no wake-up here: the NOTIFY at its commit wakes all
@@ -132,10 +142,13 @@ class QueueEnqueue:
         unique_keys: Iterable[str | None] | None = None,
         unique_for: dt.timedelta | float | None = None,
         connection: object | None = None,
+        queue: str = "default",
+        rate_keys: Iterable[str | None] | None = None,
     ) -> list[str]:
         """Store many jobs in one batch (one lock, one index write); returns their ids.
         The options apply to every job, as :meth:`enqueue` takes them; ``job_ids`` and
-        ``unique_keys`` give each job its own (None: none), in the jobs' order. A job
+        ``unique_keys`` (and ``rate_keys``) give each job its own (None: none), in the
+        jobs' order; ``queue`` is the batch's. A job
         whose key is held (see :meth:`enqueue`) gets the holder's id; of the jobs of the
         batch with one key, the first is stored and the others get its id
         (``connection``: all of them in the caller's transaction, one batch of
@@ -143,7 +156,16 @@ class QueueEnqueue:
         now = self.clock.now()
         keys = list(unique_keys) if unique_keys is not None else None
         records, fresh = new_records(
-            jobs, job_ids, priority, run_after, max_attempts, now, to_timeout(timeout), keys
+            jobs,
+            job_ids,
+            priority,
+            run_after,
+            max_attempts,
+            now,
+            to_timeout(timeout),
+            keys,
+            queue,
+            rate_keys,
         )
         since = self._unique_since(unique_for, now, keys or [])
         if connection is not None:

@@ -116,11 +116,12 @@ class QueueReads:
         wanted = frozenset(types) if types is not None else None
         return self._opened().queued_count(wanted)
 
-    def queued_by_type(self) -> dict[str, QueuedCounts]:
+    def queued_by_type(self, queues: Iterable[str] | None = None) -> dict[str, QueuedCounts]:
         """Queued jobs per type (only types that have some): how many are due now, how
         many are delayed (a later ``run_after``) and the earliest of those. Cheap: the
         index (files) or one aggregate query (PostgreSQL)."""
-        return self._opened().queued_by_type(iso_utc(self.clock.now()))
+        of_queues = frozenset(queues) if queues is not None else None
+        return self._opened().queued_by_type(iso_utc(self.clock.now()), of_queues)
 
     def checkpoint(self) -> None:
         """Bring ``queue.json`` up to date now. Under light use it always is; while the

@@ -48,6 +48,8 @@ from ._words import plural
 from ._worker_completions import CompletionRecords
 from ._worker_report import JobReporter, worker_log
 from ._worker_signals import WorkerSignals, stop_signals_to
+from ._worker_slots import serving_slots
+from .backends._contract import QueuedCounts
 
 __all__ = ["ISOLATIONS", "Worker", "stop_signals_to"]  # stop_signals_to: _worker_signals.py
 
@@ -63,6 +65,13 @@ class Worker(WorkerSignals, CompletionRecords):
     its message (retried until the job's ``max_attempts``); one that raises or returns
     :class:`jobledger.Snooze` puts its job back for later, the attempt not counted (its line
     says "snoozed for N s"). ``concurrency`` threads run jobs side by side.
+
+    Named queues: ``queues`` (None: every queue) is a list of queue names, which each
+    thread serves, or a dict of queue name -> slots: that many threads for each queue,
+    each serving its own (the slots are then the concurrency). A queue's limit
+    (``JobQueue.set_limit``) bounds its Running jobs across every worker, and a type's
+    rate limit (``JobQueue.set_rate_limit``) its starts: a job over either waits, its
+    attempt not counted, while the worker serves what it may.
     ``poll_interval`` (a timedelta or seconds, as ``grace_period``) is how long an idle
     worker waits before looking again; it wakes at once when a job is enqueued (or
     retried, requeued, recovered) through the same queue object or, on PostgreSQL, by any
@@ -156,6 +165,7 @@ class Worker(WorkerSignals, CompletionRecords):
         kill_grace: Duration = 10.0,
         cancel_poll: dt.timedelta | float = CANCEL_POLL,
         schedules: Iterable[Schedule] = (),
+        queues: Iterable[str] | Mapping[str, int] | None = None,
     ) -> None:
         if isolation not in ISOLATIONS:
             raise JobLedgerError(
@@ -185,7 +195,9 @@ class Worker(WorkerSignals, CompletionRecords):
         self.handlers: dict[str, Handler] = {
             t: resolve_handler(h) if isinstance(h, str) else h for t, h in handlers.items()
         }
-        self.concurrency = concurrency
+        #: The queues served (None: every queue), and those each thread claims from.
+        self.queues, self._slots = serving_slots(queues, concurrency)
+        self.concurrency = len(self._slots)
         self.poll_interval = to_seconds(poll_interval, "poll_interval")
         self.grace_period = to_seconds(grace_period, "grace_period")
         self.handle_signals = handle_signals
@@ -257,10 +269,11 @@ class Worker(WorkerSignals, CompletionRecords):
         else:
             ends = "Ctrl-C or SIGTERM stops it" if signals else "stop() stops it"
         worker_log.info(
-            "worker %s serving %s from %s; concurrency %d; %s",
+            "worker %s serving %s from %s%s; concurrency %d; %s",
             self.queue.worker_id,
             ", ".join(sorted(types)),
             self.queue.dir,
+            "" if self.queues is None else f" (queues {', '.join(sorted(self.queues))})",
             self.concurrency,
             ends,
         )
@@ -291,7 +304,7 @@ class Worker(WorkerSignals, CompletionRecords):
         """Warn, once per type, about Queued jobs no handler here serves: they would
         otherwise wait without a word."""
         try:
-            queued = self.queue.queued_by_type()
+            queued = self._queued_by_type()
         except JobLedgerError as exc:  # only a warning: never stop serving for it
             log.debug("could not count queued jobs per type: %s", exc)
             return
@@ -320,11 +333,11 @@ class Worker(WorkerSignals, CompletionRecords):
             threads = [
                 threading.Thread(
                     target=self._loop,
-                    args=(types, until_empty, done),
+                    args=(types, queues, until_empty, done),
                     name=f"jobledger-worker-{i}",
                     daemon=True,
                 )
-                for i in range(self.concurrency)
+                for i, queues in enumerate(self._slots)
             ]
             self._live_threads = len(threads)
             for t in threads:
@@ -364,9 +377,15 @@ class Worker(WorkerSignals, CompletionRecords):
             else:
                 log.warning("Job %s did not finish within the grace period; requeued", job_id)
 
-    def _loop(self, types: frozenset[str], until_empty: bool, done: threading.Event) -> None:
+    def _loop(
+        self,
+        types: frozenset[str],
+        queues: frozenset[str] | None,
+        until_empty: bool,
+        done: threading.Event,
+    ) -> None:
         try:
-            self._claim_and_run(types, until_empty, done)
+            self._claim_and_run(types, queues, until_empty, done)
         finally:
             with self._guard:
                 self._live_threads -= 1
@@ -374,7 +393,11 @@ class Worker(WorkerSignals, CompletionRecords):
                     self._halt.set()
 
     def _claim_and_run(
-        self, types: frozenset[str], until_empty: bool, done: threading.Event
+        self,
+        types: frozenset[str],
+        queues: frozenset[str] | None,
+        until_empty: bool,
+        done: threading.Event,
     ) -> None:
         me = threading.current_thread()
         while not self._stopping.is_set():
@@ -385,7 +408,7 @@ class Worker(WorkerSignals, CompletionRecords):
                 self._claiming += 1
             jobs: list[Job] = []
             try:
-                jobs = self._claim(types)
+                jobs = self._claim(types, queues)
             finally:
                 with self._guard:
                     for job in jobs:
@@ -427,16 +450,23 @@ class Worker(WorkerSignals, CompletionRecords):
                     break
         self._record_done()  # stopping: what the last batch finished, without a claim
 
-    def _claim(self, types: frozenset[str]) -> list[Job]:
+    def _claim(self, types: frozenset[str], queues: frozenset[str] | None) -> list[Job]:
         """The next claim, with the completions waiting to be recorded: both in one
         statement (PostgreSQL) or one lock hold (files). Completions it could not record
         (an error) wait for the next record, as if it had not been tried."""
         size = self._prefetch.size()
         pending, took, oldest = self._take_done()
         if not pending:
-            return self.queue.claim_many(size, types=types)
+            if queues is None:  # every queue: as a caller of claim_many without queues
+                return self.queue.claim_many(size, types=types)
+            return self.queue.claim_many(size, types=types, queues=queues)
         try:
-            jobs, recorded, conflict = self.queue._record_and_claim(pending, size, types)
+            if queues is None:
+                jobs, recorded, conflict = self.queue._record_and_claim(pending, size, types)
+            else:
+                jobs, recorded, conflict = self.queue._record_and_claim(
+                    pending, size, types, queues
+                )
         except BaseException:
             with self._guard:
                 self._done[:0] = pending
@@ -490,11 +520,17 @@ class Worker(WorkerSignals, CompletionRecords):
     def _waiting(self, types: frozenset[str]) -> tuple[int, str | None] | None:
         """None while a job of ``types`` is due (or delayed, with ``wait_delayed``); else
         how many are delayed and the earliest ``run_after`` of those."""
-        mine = [c for t, c in self.queue.queued_by_type().items() if t in types]
+        mine = [c for t, c in self._queued_by_type().items() if t in types]
         delayed = sum(c.delayed for c in mine)
         if any(c.due for c in mine) or (self._wait_delayed and delayed):
             return None
         return delayed, min((c.next_due for c in mine if c.next_due), default=None)
+
+    def _queued_by_type(self) -> dict[str, QueuedCounts]:
+        """The Queued jobs per type in the queues served."""
+        if self.queues is None:
+            return self.queue.queued_by_type()
+        return self.queue.queued_by_type(self.queues)
 
     def _execute(self, job: Job) -> None:
         """Run the job's handler: a failure or a snooze (``_snooze.py``) is recorded

@@ -169,6 +169,8 @@ class AsyncJobQueue:
         *,
         unique_key: str | None = None,
         unique_for: dt.timedelta | float | None = None,
+        queue: str = "default",
+        rate_key: str | None = None,
     ) -> str:
         """:meth:`JobQueue.enqueue`: store a job, durable before it returns; its id. A job
         with a ``unique_key`` is stored by the blocking backend, in a thread (its key is
@@ -184,6 +186,8 @@ class AsyncJobQueue:
                 timeout,
                 unique_key=unique_key,
                 unique_for=unique_for,
+                queue=queue,
+                rate_key=rate_key,
             )
         now = self.queue.clock.now()
         fresh: set[str] = set()
@@ -196,6 +200,9 @@ class AsyncJobQueue:
             iso_utc(now),
             fresh,
             to_timeout(timeout),
+            None,
+            queue,
+            rate_key,
         )
         await self._writing()
         stored = await self._native.put([record], frozenset(fresh))
@@ -213,6 +220,8 @@ class AsyncJobQueue:
         timeout: dt.timedelta | float | None = None,
         unique_keys: Iterable[str | None] | None = None,
         unique_for: dt.timedelta | float | None = None,
+        queue: str = "default",
+        rate_keys: Iterable[str | None] | None = None,
     ) -> builtins.list[str]:
         """:meth:`JobQueue.enqueue_many`: many jobs in one batch; their ids. A batch with
         ``unique_keys`` is stored by the blocking backend, in a thread."""
@@ -227,6 +236,8 @@ class AsyncJobQueue:
                 timeout=timeout,
                 unique_keys=unique_keys,
                 unique_for=unique_for,
+                queue=queue,
+                rate_keys=rate_keys,
             )
         records, fresh = new_records(
             jobs,
@@ -236,6 +247,9 @@ class AsyncJobQueue:
             max_attempts,
             self.queue.clock.now(),
             to_timeout(timeout),
+            None,
+            queue,
+            rate_keys,
         )
         await self._writing()
         stored = await self._native.put(records, fresh)

@@ -36,9 +36,11 @@ MADE: dict[str, Callable[[], str]] = {
     "update_jobs": lambda: q.update_jobs(q.WRITABLE),
     "swap_job": lambda: q.swap_job(q.WRITABLE),
     "swap_jobs": lambda: q.swap_jobs(q.WRITABLE),
-    "swap_job_and_claim": lambda: q.swap_job_and_claim(q.WRITABLE, True, 50),
-    "swap_jobs_and_claim": lambda: q.swap_jobs_and_claim(q.WRITABLE, True, 50),
-    "claim_next": lambda: q.claim_next(True, 50),
+    "swap_job_and_claim": lambda: q.swap_job_and_claim(q.WRITABLE, True, 50, True),
+    "swap_jobs_and_claim": lambda: q.swap_jobs_and_claim(q.WRITABLE, True, 50, True),
+    "claim_next": lambda: q.claim_next(True, 50, True),
+    "claim_jobs": lambda: q.claim_jobs(True, True),
+    "pick_limited": lambda: q.pick_limited(True, True, 2),
     "set_lock_timeout": lambda: q.set_lock_timeout(1500),
 }
 

@@ -52,10 +52,12 @@ class JobReads:
         with self.locked():
             return self._index.order.queued_count(types)
 
-    def queued_by_type(self, now: str) -> dict[str, QueuedCounts]:
+    def queued_by_type(
+        self, now: str, queues: frozenset[str] | None = None
+    ) -> dict[str, QueuedCounts]:
         """The Queued jobs per type, due or not at ``now``, from the index alone."""
         with self.locked():
-            return self._index.order.queued_by_type(now)
+            return self._index.order.queued_by_type(now, queues)
 
     def live(self, status: JobStatus | None = None) -> list[JobRecord]:
         """Live jobs in serving order: Running first, then Queued (or only ``status``)."""
@@ -64,6 +66,11 @@ class JobReads:
             ids = [] if status is JobStatus.QUEUED else order.running_in_order()
             ids += [] if status is JobStatus.RUNNING else order.queued_ids()
         return [r for r in map(self._read_listed, ids) if r is not None and r.status.is_live]
+
+    def counts_by_queue(self) -> dict[str, dict[str, int]]:
+        """Jobs per queue and status, from the index only (never reads history)."""
+        with self.locked():
+            return history.counts_by_queue(self._index)
 
     def counts(self) -> dict[str, int]:
         """Jobs per status, from the index only (never reads history)."""

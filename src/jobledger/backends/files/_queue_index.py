@@ -41,6 +41,7 @@ from ..._errors import StorageError
 from ..._faults import point
 from ..._job_record import JobRecord, JobStatus
 from ..._json import dumps_indented, encode_compact
+from ..._limits import DEFAULT_QUEUE
 from ._atomic_write import remove, write_atomic
 from ._index_snapshot import load_snapshot
 from ._job_files import job_ids_changed_since
@@ -48,7 +49,7 @@ from ._queue_journal import Journal
 from ._serving import Entry, ServingOrder
 from ._sync_plan import SyncPlan
 
-__all__ = ["FINISHED", "QueueIndex", "Read", "finished_deltas"]
+__all__ = ["FINISHED", "QueueIndex", "Read", "finished_deltas", "finished_key"]
 
 log = logging.getLogger("jobledger")
 
@@ -62,13 +63,22 @@ FINISHED = tuple(s for s in JobStatus if s in JobStatus.FINISHED)
 Read = Callable[[str], JobRecord | None]  # a job's record from its file (read_listed)
 
 
+def finished_key(record: JobRecord) -> str:
+    """The key of the finished counts that counts ``record`` (finished): its status, and
+    for a named queue's job, ``"<status>:<queue>"``."""
+    if record.queue == DEFAULT_QUEUE:
+        return str(record.status)
+    return f"{record.status}:{record.queue}"
+
+
 def finished_deltas(old: JobRecord, new: JobRecord) -> dict[str, int]:
     """How a change of a job from ``old`` to ``new`` moves the finished counts."""
     deltas: dict[str, int] = {}
     if not old.status.is_live:
-        deltas[old.status.value] = -1
+        deltas[finished_key(old)] = -1
     if not new.status.is_live:
-        deltas[new.status.value] = deltas.get(new.status.value, 0) + 1
+        key = finished_key(new)
+        deltas[key] = deltas.get(key, 0) + 1
     return {k: v for k, v in deltas.items() if v}
 
 
@@ -431,8 +441,7 @@ class QueueIndex:
         # Every value checked by index_problem: what this library writes, nothing else.
         self.revision = doc["revision"]
         self._snapshot_revision = self.revision
-        for s in FINISHED:
-            self.finished[s.value] = doc["finished"][s.value]
+        self.finished.update(doc["finished"])  # per queue too: "Completed:gpu"
         listed = list(dict.fromkeys(doc["running"] + doc["queued"]))
         listed_set, running = set(listed), set(doc["running"])
         self._open_journal()
@@ -470,7 +479,7 @@ class QueueIndex:
                 repaired = True
                 continue
             if not record.status.is_live:
-                self.update(record, {record.status.value: 1})
+                self.update(record, {finished_key(record): 1})
                 repaired = True
                 continue
             if (record.status is JobStatus.RUNNING) != was_running:
@@ -519,7 +528,7 @@ class QueueIndex:
             record = read(job_id)
             if record is not None:
                 live = record.status.is_live
-                self.update(record, None if live else {record.status.value: 1})
+                self.update(record, None if live else {finished_key(record): 1})
         self.keys_complete = True
         # Number the next journal lines after every line the journal holds (processes
         # still reading it skip a line numbered at or below what they have applied), so
@@ -557,7 +566,8 @@ class QueueIndex:
                 continue
             record = read(job_id)
             if record is not None and not record.status.is_live:
-                counts[record.status.value] += 1
+                key = finished_key(record)
+                counts[key] = counts.get(key, 0) + 1
         log.warning(
             "A prune of %s was interrupted; recounted the finished jobs from the job files",
             self.jobs_dir,

@@ -76,6 +76,16 @@ class JobReads:
         return out
 
     @reconnecting
+    def counts_by_queue(self) -> dict[str, dict[str, int]]:
+        """Jobs per queue and status (every status of a queue that has jobs): one
+        aggregate query, as :meth:`counts`."""
+        out: dict[str, dict[str, int]] = {}
+        with self._tx("count jobs") as conn:
+            for queue, status, n in conn.execute(q.COUNT_BY_QUEUE):
+                out.setdefault(queue, {s.value: 0 for s in JobStatus})[status] = int(n)
+        return dict(sorted(out.items()))
+
+    @reconnecting
     def queued_count(self, types: frozenset[str] | None) -> int:
         """Queued jobs (of ``types``), due or not."""
         statement, params = _of_types(types, q.COUNT_QUEUED, q.COUNT_QUEUED_OF_TYPES)
@@ -84,10 +94,17 @@ class JobReads:
         return int(row[0]) if row else 0
 
     @reconnecting
-    def queued_by_type(self, now: str) -> dict[str, QueuedCounts]:
-        """The Queued jobs per type, due or not at ``now``: one aggregate query."""
+    def queued_by_type(
+        self, now: str, queues: frozenset[str] | None = None
+    ) -> dict[str, QueuedCounts]:
+        """The Queued jobs per type (of ``queues``), due or not at ``now``: one aggregate
+        query."""
+        statement, params = q.QUEUED_BY_TYPE, [now, now, now]
+        if queues is not None:
+            statement = q.QUEUED_BY_TYPE_OF_QUEUES
+            params.append(sorted(queues))  # type: ignore[arg-type]
         with self._tx("count jobs") as conn:
-            rows = conn.execute(q.QUEUED_BY_TYPE, (now, now, now)).fetchall()
+            rows = conn.execute(statement, params).fetchall()
         return {t: QueuedCounts(int(due), int(later), nxt) for t, due, later, nxt in rows}
 
     def prune(self, cutoff: str, on_batch: Callable[[int], None] | None = None) -> int:

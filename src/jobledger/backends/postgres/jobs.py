@@ -77,10 +77,13 @@ from ._db import Database, reconnecting
 from ._job_reads import JobReads
 from ._job_schedules import JobSchedules
 from ._joined import CallerTransactions
+from ._limited import JobLimits
 from ._listen import CANCEL_CHANNEL, CHANNEL, notify, notify_finished
 from ._put import (
     ONE_STORED_AGAIN,
+    StoredAfterAll,
     blocks_for,
+    copy_staged,
     first_of_each,
     insert_new,
     one_args,
@@ -92,7 +95,7 @@ from ._put import (
     seqs_of,
     settle_lost,
 )
-from ._rows import copy_row, doc_of, record_of, same
+from ._rows import doc_of, record_of, same
 
 __all__ = ["PostgresJobBackend"]
 
@@ -113,54 +116,6 @@ PRUNE_PAUSE = 1.0
 # round trips of their own (measured: 20 rows cost the same either way, 50 a sixth less
 # by COPY).
 _COPY_FROM = 32
-
-
-class _Refused(Exception):
-    """A record of a COPY failed its checks: the COPY is ended with this, not its text."""
-
-
-class _StoredAfterAll(Exception):
-    """A batch COPY met an id that is stored (the transaction is aborted): run it again
-    the general way."""
-
-
-def _copy_new(
-    conn: psycopg.Connection[Any], records: Sequence[JobRecord], seqs: list[int]
-) -> dict[str, JobRecord]:
-    """COPY in records whose ids no stored job can have, each with its seq (in order):
-    the staged records by id. COPY costs the server about a third of INSERT ... SELECT
-    FROM jsonb_to_recordset ... ON CONFLICT (1,000 rows into the job table: 13.6 against
-    29.4 us a row, wall time) but cannot skip a row that exists.
-
-    Each record is built (when ``records`` builds them on first use), staged and
-    formatted while the server takes in the rows sent before it (psycopg sends them in
-    chunks as they fill): the client's work and the server's overlap. A record that fails
-    its checks is raised as it is, once the COPY is ended (without its message, which
-    would reach the server's log) and its transaction with it: nothing is stored. An id
-    stored after all (the rerun of a batch whose commit was lost never comes here) raises
-    :class:`_StoredAfterAll`: the COPY failed, and with it the transaction, which the
-    caller runs again the general way. No savepoint guards it: two round trips per batch,
-    for a case a rerun never meets."""
-    staged: dict[str, JobRecord] = {}
-    refused: list[Exception] = []
-    built = iter(records)
-    try:
-        with conn.cursor() as cur, cur.copy(q.COPY_JOBS) as copy:
-            write = copy.write_row
-            for seq in seqs:
-                try:
-                    record = next(built)
-                except Exception as exc:
-                    refused.append(exc)
-                    raise _Refused from None
-                new = record.with_seq(seq)
-                staged[new.job_id] = new
-                write(copy_row(new))
-    except psycopg.errors.UniqueViolation:
-        raise _StoredAfterAll from None
-    except _Refused:
-        raise refused[0] from None
-    return staged
 
 
 def _session_settings(fsync: bool) -> dict[str, str]:
@@ -190,7 +145,7 @@ def _notify_finished(conn: psycopg.Connection[Any], records: list[JobRecord]) ->
         notify_finished(conn, finished)
 
 
-class PostgresJobBackend(JobSchedules, JobReads):
+class PostgresJobBackend(JobLimits, JobSchedules, JobReads):
     """Jobs in PostgreSQL; see the module docstring.
 
     ``PostgresJobBackend(url, fsync=True, clock=None, worker_lease=6.0, heartbeat=None)``:
@@ -252,7 +207,7 @@ class PostgresJobBackend(JobSchedules, JobReads):
         live job holds (or, with ``unique_since``, a job that finished at or after it) is
         not inserted: that job is returned with False; of a batch's jobs with one key, the
         first is stored. A batch whose ids are all ``fresh`` (generated: no stored job can
-        have them) and that has no key goes in by COPY (see ``_copy_new``), its records
+        have them) and that has no key goes in by COPY (see ``_put.copy_staged``), its records
         read (and, built on first use, built) as they are sent.
 
         One job without ``unique_since`` is one statement (``_put_one``): the unique index
@@ -299,7 +254,7 @@ class PostgresJobBackend(JobSchedules, JobReads):
                         staged = self._put_copy(conn, records)
                         lost[:] = [staged]
                     return staged, set(staged), {}
-                except _StoredAfterAll:
+                except StoredAfterAll:
                     lost.clear()  # rolled back: nothing of it landed
                     copy[0] = False
             with self._tx("enqueue jobs") as conn:
@@ -359,7 +314,7 @@ class PostgresJobBackend(JobSchedules, JobReads):
         the COPY. The records staged, by id."""
         n = len(records)
         blocks = conn.execute(q.NEXT_SEQ_BLOCKS_WAKE, (CHANNEL, blocks_for(n))).fetchall()
-        return _copy_new(conn, records, seqs_of(blocks, n))
+        return copy_staged(conn, records, seqs_of(blocks, n))
 
     def put_in_transaction(
         self,
@@ -417,6 +372,7 @@ class PostgresJobBackend(JobSchedules, JobReads):
         limit: int = 1,
         *,
         recover: Recovery | None = None,
+        queues: frozenset[str] | None = None,
     ) -> list[JobRecord]:
         """Make the first ``limit`` due Queued jobs Running under ``worker``: ONE statement
         in autocommit (``q.claim_next``), one round trip (see ``_claims.py``).
@@ -435,8 +391,13 @@ class PostgresJobBackend(JobSchedules, JobReads):
         worker while the first still ran the job. Under ``durability="flush"`` (``fsync``
         False) the claim, like every write, commits without waiting for the WAL flush, and
         a server crash may forget the claims of its last moments (up to three
-        ``wal_writer_delay``, 0.6 s by default) in just that way."""
-        return self._one.swap_and_claim([], worker, now, types, limit, recover)[1]
+        ``wal_writer_delay``, 0.6 s by default) in just that way.
+
+        Of ``queues`` (None: any). Under a stored limit of one of its queues or types,
+        the claim is a transaction that obeys it (``_limited.py``); otherwise the one
+        statement, which claims nothing when the limits changed since this object read
+        them (then read again)."""
+        return self._one.swap_and_claim([], worker, now, types, limit, recover, queues)[1]
 
     def swap(self, pairs: list[tuple[JobRecord, JobRecord]]) -> list[JobRecord | None]:
         """Write each pair's new record where its job is still the claim paired with it
@@ -454,10 +415,11 @@ class PostgresJobBackend(JobSchedules, JobReads):
         limit: int = 1,
         *,
         recover: Recovery | None = None,
+        queues: frozenset[str] | None = None,
     ) -> tuple[list[JobRecord | None], list[JobRecord]]:
         """:meth:`swap` and :meth:`claim` in ONE statement (``q.swap_job(s)_and_claim``): a
         Worker's completions recorded with its next claim, one round trip."""
-        return self._one.swap_and_claim(pairs, worker, now, types, limit, recover)
+        return self._one.swap_and_claim(pairs, worker, now, types, limit, recover, queues)
 
     def transition(
         self, job_id: str, change: Callable[[JobRecord], JobRecord], *, fsync: bool = True
