@@ -30,9 +30,24 @@ from .._words import plural
 from . import _maint
 from ._app import App, location_options, pass_app, require_folder
 from ._options import AGE, check_output_flags, plain_option
-from ._render import human_count, human_size, plain_lines, plain_time, short_time, table
+from ._render import (
+    FitTable,
+    human_count,
+    human_size,
+    plain_lines,
+    plain_time,
+    short_time,
+    table,
+)
 
-__all__ = ["QUEUE_DIR_ENV", "jobs", "open_queue", "queue_dir_option", "require_queue_folder"]
+__all__ = [
+    "QUEUE_DIR_ENV",
+    "jobs",
+    "open_queue",
+    "queue_dir_option",
+    "queue_table",
+    "require_queue_folder",
+]
 
 #: The environment variable ``--dir`` falls back to.
 QUEUE_DIR_ENV = "JOBLEDGER_QUEUE_DIR"
@@ -159,22 +174,33 @@ def jobs() -> None:
     type=click.Choice(_STATUSES, case_sensitive=False),
     help="Only jobs with this status.",
 )
+@click.option("--queue", "queue_name", metavar="NAME", help="Only jobs of this named queue.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job files' documents as JSON.")
 @plain_option(", ".join(PLAIN_JOB_COLUMNS))
 @pass_app
-def list_(app: App, queue_dir: str, status_name: str | None, as_json: bool, plain: bool) -> None:
+def list_(
+    app: App,
+    queue_dir: str,
+    status_name: str | None,
+    queue_name: str | None,
+    as_json: bool,
+    plain: bool,
+) -> None:
     """Jobs in serving order (Running, then Queued), then finished ones by finish time.
 
     Listing finished jobs reads every job file of the history; --status Queued or
     --status Running reads only the live ones. A Run after column appears when a listed
     job has a run_after time (enqueued with --delay, or waiting to be retried), a Progress
     column when one reported progress (its last report: 3/10 30%). A Running job whose
-    cancel was asked of its worker shows as "Running (cancel asked)".
+    cancel was asked of its worker shows as "Running (cancel asked)". A Queue column
+    appears when a listed job waits in a named queue (not "default").
     """
     check_output_flags(as_json, plain)
     status = _status(status_name)
     with open_queue(queue_dir) as queue:
         listed = queue.list(status)
+        if queue_name is not None:
+            listed = [job for job in listed if job.queue == queue_name]
         if as_json:
             docs = [d for d in (_document(queue, j.job_id) for j in listed) if d is not None]
             click.echo(json.dumps(docs, indent=2, ensure_ascii=False))
@@ -190,9 +216,11 @@ def list_(app: App, queue_dir: str, status_name: str | None, as_json: bool, plai
     else:
         delayed = any(job.run_after for job in listed)
         progress = any(job.progress_info for job in listed)
+        named = any(job.queue != "default" for job in listed)
         t = table(
             f"{plural(len(listed), noun)} in {where}",
             "Job id",
+            *(("Queue",) if named else ()),
             "Type",
             "Status",
             "Attempts",
@@ -205,6 +233,7 @@ def list_(app: App, queue_dir: str, status_name: str | None, as_json: bool, plai
         for job in listed:
             t.add_row(
                 job.job_id,
+                *((job.queue,) if named else ()),
                 job.type,
                 _status_text(job),
                 f"{job.attempts}/{job.max_attempts}",
@@ -324,25 +353,52 @@ def show(app: App, queue_dir: str, job_id: str, as_json: bool) -> None:
 
 @jobs.command()
 @queue_dir_option(must_exist=True)
+@click.option(
+    "--by-queue",
+    is_flag=True,
+    help="Count per named queue: --json prints queue -> status -> n, --plain a line per "
+    "queue and status.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as a JSON object.")
-@plain_option("status, jobs")
+@plain_option("status, jobs (with --by-queue: queue, status, jobs)")
 @pass_app
-def counts(app: App, queue_dir: str, as_json: bool, plain: bool) -> None:
-    """How many jobs have each status (from the index: history is not read)."""
+def counts(app: App, queue_dir: str, by_queue: bool, as_json: bool, plain: bool) -> None:
+    """How many jobs have each status (from the index: history is not read), and, when
+    jobs wait in named queues, how many in each queue."""
     check_output_flags(as_json, plain)
     with open_queue(queue_dir) as queue:
         per_status = queue.counts()
+        per_queue = queue.counts_by_queue()
     if as_json:
-        click.echo(json.dumps(per_status, indent=2))
+        click.echo(json.dumps(per_queue if by_queue else per_status, indent=2))
         return
     if plain:
-        click.echo(plain_lines(("status", "jobs"), per_status.items()))
+        if by_queue:
+            rows = [(q, s, n) for q, c in per_queue.items() for s, n in c.items()]
+            click.echo(plain_lines(("queue", "status", "jobs"), rows))
+        else:
+            click.echo(plain_lines(("status", "jobs"), per_status.items()))
         return
     t = table(f"Jobs in {queue.dir}", "Status", "Jobs")
     for status, n in per_status.items():
         t.add_row(status, human_count(n))
     t.add_row("Total", human_count(sum(per_status.values())))
     app.out.print(t)
+    if by_queue or set(per_queue) - {"default"}:
+        app.out.print(queue_table(f"Jobs per queue in {queue.dir}", per_queue, {}))
+
+
+def queue_table(
+    title: str, per_queue: dict[str, dict[str, int]], limits: dict[str, int]
+) -> FitTable:
+    """A table of the jobs per queue and status (and each queue's limit, if any)."""
+    statuses = [s.value for s in JobStatus]
+    t = table(title, "Queue", *(("Limit",) if limits else ()), *statuses)
+    for name in sorted(set(per_queue) | set(limits)):
+        n = per_queue.get(name, {})
+        limit = (str(limits[name]) if name in limits else "-",) if limits else ()
+        t.add_row(name, *limit, *(human_count(n.get(s, 0)) for s in statuses))
+    return t
 
 
 # -- changing --------------------------------------------------------------------------------

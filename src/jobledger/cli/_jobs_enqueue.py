@@ -122,6 +122,8 @@ def _check_argument_text(text: str, source: str, hint: str) -> None:
     metavar="DURATION",
     help="With --unique-key: a job with KEY that finished less than DURATION ago counts too.",
 )
+@click.option("--queue", "queue_name", default="default", metavar="NAME", help="The named queue.")
+@click.option("--rate-key", metavar="KEY", help="The key its type's rate limit counts it under.")
 @pass_app
 def enqueue(
     app: App,
@@ -135,6 +137,8 @@ def enqueue(
     delay: dt.timedelta | None,
     unique_key: str | None,
     unique_for: dt.timedelta | None,
+    queue_name: str,
+    rate_key: str | None,
 ) -> None:
     """Store a job of type TYPE and print its id (durable when this returns).
 
@@ -168,6 +172,8 @@ def enqueue(
                 max_attempts=max_attempts,
                 unique_key=unique_key,
                 unique_for=unique_for,
+                queue=queue_name,
+                rate_key=rate_key,
             )
         except TypeError as exc:
             raise click.UsageError(str(exc)) from None
