@@ -191,8 +191,6 @@ class Gate:
             if rate is not None:
                 cutoff = self._cutoff[t]
                 self.used[(t, key)] = sum(1 for s in times if s > cutoff)
-        #: The starts this claim made, by (type, key): for the backend to store.
-        self.started: list[tuple[str, str]] = []
 
     def cutoff(self, job_type: str) -> str:
         """The start of the window of ``job_type``'s rate limit at this claim."""
@@ -230,5 +228,4 @@ class Gate:
             self.room[record.queue] -= 1
         if scope is not None:
             self.used[scope] = self.used.get(scope, 0) + 1
-            self.started.append(scope)
         return True

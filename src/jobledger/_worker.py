@@ -46,10 +46,10 @@ from ._snooze import Snooze, report_snooze
 from ._timeouts import timed_out_text, timeout_of
 from ._words import plural
 from ._worker_completions import CompletionRecords
+from ._worker_queued import QueuedLooks
 from ._worker_report import JobReporter, worker_log
 from ._worker_signals import WorkerSignals, stop_signals_to
 from ._worker_slots import serving_slots
-from .backends._contract import QueuedCounts
 
 __all__ = ["ISOLATIONS", "Worker", "stop_signals_to"]  # stop_signals_to: _worker_signals.py
 
@@ -58,7 +58,7 @@ Handler = Callable[[Job], Any]
 ISOLATIONS = ("thread", "process")
 
 
-class Worker(WorkerSignals, CompletionRecords):
+class Worker(WorkerSignals, CompletionRecords, QueuedLooks):
     """Serve ``queue`` with ``handlers`` (job type -> ``handler(job)``).
 
     A handler's return value is stored as the job's result; an exception fails the job with
@@ -300,30 +300,6 @@ class Worker(WorkerSignals, CompletionRecords):
             )
         log.info("Worker %s stopped after %s", self.queue.worker_id, plural(self.processed, "job"))
 
-    def _warn_unserved(self) -> None:
-        """Warn, once per type, about Queued jobs no handler here serves: they would
-        otherwise wait without a word."""
-        try:
-            queued = self._queued_by_type()
-        except JobLedgerError as exc:  # only a warning: never stop serving for it
-            log.debug("could not count queued jobs per type: %s", exc)
-            return
-        with self._guard:  # threads going idle together warn once between them
-            new = [
-                (job_type, counts)
-                for job_type, counts in sorted(queued.items())
-                if job_type not in self.handlers and job_type not in self._warned_types
-            ]
-            self._warned_types.update(job_type for job_type, _ in new)
-        for job_type, counts in new:
-            worker_log.warning(
-                "%s of type %s %s for a handler: this worker serves only %s",
-                plural(counts.due + counts.delayed, "queued job"),
-                job_type,
-                "waits" if counts.due + counts.delayed == 1 else "wait",
-                ", ".join(sorted(self.handlers)),
-            )
-
     def _serve(self, types: frozenset[str], until_empty: bool, done: threading.Event) -> None:
         self._halt.clear()
         if self._runner is not None:
@@ -500,37 +476,6 @@ class Worker(WorkerSignals, CompletionRecords):
                     continue  # already given back by run()'s grace period
             with contextlib.suppress(JobConflict):  # finished or taken over meanwhile
                 self.queue.requeue(job.job_id)
-
-    def _drained(self, types: frozenset[str]) -> bool:
-        """Nothing of ``types`` is due (nor, with ``wait_delayed``, delayed) and nothing
-        runs here; the delayed jobs left behind go to ``delayed_left``."""
-        with self._guard:
-            busy = bool(self._running) or self._claiming > 0
-        if busy or self._waiting(types) is None:
-            return False
-        # Nothing due, but a dead peer's job may still read Running, not yet recovered
-        # (recovery while claiming waits for recover_every): recover before calling it empty.
-        self.queue.recover()
-        left = self._waiting(types)
-        if left is None:
-            return False
-        self.delayed_left = left if left[0] else None
-        return True
-
-    def _waiting(self, types: frozenset[str]) -> tuple[int, str | None] | None:
-        """None while a job of ``types`` is due (or delayed, with ``wait_delayed``); else
-        how many are delayed and the earliest ``run_after`` of those."""
-        mine = [c for t, c in self._queued_by_type().items() if t in types]
-        delayed = sum(c.delayed for c in mine)
-        if any(c.due for c in mine) or (self._wait_delayed and delayed):
-            return None
-        return delayed, min((c.next_due for c in mine if c.next_due), default=None)
-
-    def _queued_by_type(self) -> dict[str, QueuedCounts]:
-        """The Queued jobs per type in the queues served."""
-        if self.queues is None:
-            return self.queue.queued_by_type()
-        return self.queue.queued_by_type(self.queues)
 
     def _execute(self, job: Job) -> None:
         """Run the job's handler: a failure or a snooze (``_snooze.py``) is recorded

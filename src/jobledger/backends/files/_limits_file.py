@@ -48,6 +48,9 @@ Stamp = tuple[int, int, int, int]
 Starts = dict[tuple[str, str], list[str]]
 
 
+_NO_LIMITS = Limits()  # never changed: what a folder without limits.json reads
+
+
 class _JsonFile:
     """One JSON document of the queue folder, cached by its stat (see the module
     docstring)."""
@@ -61,23 +64,20 @@ class _JsonFile:
         self._read_only = read_only
         self._cached: tuple[Stamp, Any] | None = None
 
-    def _stamp(self) -> Stamp | None:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
     def _doc(self, parse: Callable[[Any], Any], empty: Any) -> Any:
         """The parsed document (``empty`` when there is none), from the cache while the
-        file's stat is unchanged."""
-        stamp = self._stamp()
-        if stamp is None:
-            if not os.path.lexists(self.path):
-                self._cached = None
-                return empty
-        elif self._cached is not None and self._cached[0] == stamp:
-            return self._cached[1]
+        file's stat is unchanged: one stat per call (every claim makes one)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._cached = None
+            return empty
+        except OSError:
+            stamp: Stamp | None = None  # read_bytes says what is wrong with it
+        else:
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            if self._cached is not None and self._cached[0] == stamp:
+                return self._cached[1]
         try:
             data = read_bytes(self.path, MAX_INDEX_BYTES, self.name)
         except RefusedFile as exc:
@@ -118,7 +118,7 @@ class LimitsFile(_JsonFile):
 
     def read(self) -> Limits:
         """The stored limits (none when the file does not exist)."""
-        limits: Limits = self._doc(Limits.from_json, Limits())
+        limits: Limits = self._doc(Limits.from_json, _NO_LIMITS)
         return limits
 
     def write(self, limits: Limits, sync_later: list[Callable[[], None]] | None) -> None:

@@ -324,7 +324,10 @@ class FilesJobBackend(JobReads, NewJobs):
     ) -> Gate | None:
         """What admits a claim's jobs under the stored limits; None when none applies
         (the claim then pays a stat of limits.json for them)."""
-        queue_limits, rates = self._limits.read().applying(queues, types)
+        limits = self._limits.read()
+        if not limits.queues and not limits.rates:
+            return None
+        queue_limits, rates = limits.applying(queues, types)
         if not queue_limits and not rates:
             return None
         running = self._index.order.running_in

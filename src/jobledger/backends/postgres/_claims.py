@@ -193,8 +193,8 @@ class OneStatement:
         each_once(pairs)
         if self.known.version is None:
             self.read_limits()
-        queue_limits, rates = self.known.limits.applying(queues, types)
-        if queue_limits or rates:
+        limits = self.known.limits
+        if (limits.queues or limits.rates) and any(limits.applying(queues, types)):
             outcomes = self.swap(pairs) if pairs else []
             limited = self._limited(worker, now, types, queues, limit, recover)
             if limited is not None:
