@@ -6,12 +6,15 @@ checks them inside the claim."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ._inputs import check_name
+from ._job_types import type_rate_limit
 from ._limits import Limits, check_limit, check_queue_name, check_rate
 from ._log import log
 from .backends._contract import JobBackend
 
-__all__ = ["QueueLimits"]
+__all__ = ["QueueLimits", "declare_rate_limits"]
 
 
 class QueueLimits:
@@ -69,3 +72,15 @@ class QueueLimits:
         ``"Running"``, ``"Completed"``...). Reads only; cheap: the index (files) or one
         aggregate query (PostgreSQL), as :meth:`counts`."""
         return self._reading().counts_by_queue()
+
+
+def declare_rate_limits(queue: QueueLimits, types: Iterable[str]) -> None:
+    """Store the rate limits ``@job_type(..., rate_limit=)`` declares for ``types`` where
+    the stored ones differ (a Worker's start: nothing is read unless one is declared)."""
+    declared = {t: r for t in sorted(types) if (r := type_rate_limit(t)) is not None}
+    if not declared:
+        return
+    stored = queue._opened().limits().rates
+    for job_type, rate in declared.items():
+        if stored.get(job_type) != rate:
+            queue.set_rate_limit(job_type, rate.n, rate.per, key_field=rate.key_field)

@@ -40,6 +40,7 @@ from ._job_view import Job
 from ._log import log
 from ._prefetch import Prefetch
 from ._queue import JobQueue
+from ._queue_limits import declare_rate_limits
 from ._schedule_runner import ScheduleRunner
 from ._schedules import Schedule
 from ._snooze import Snooze, report_snooze
@@ -278,6 +279,7 @@ class Worker(WorkerSignals, CompletionRecords, QueuedLooks):
             ends,
         )
         self._schedules.start()  # the declared ones stored, what is due enqueued
+        declare_rate_limits(self.queue, types)  # those of @job_type(rate_limit=)
         self._warn_unserved()
         done = threading.Event()
         unwatch = self.queue.watch(self.wake, on_cancel=self._attempts.poke)

@@ -72,12 +72,26 @@ class QueuedLooks:
 
     def _waiting(self, types: frozenset[str]) -> tuple[int, str | None] | None:
         """None while a job of ``types`` is due (or delayed, with ``wait_delayed``); else
-        how many are delayed and the earliest ``run_after`` of those."""
-        mine = [c for t, c in self._queued_by_type().items() if t in types]
-        delayed = sum(c.delayed for c in mine)
-        if any(c.due for c in mine) or (self._wait_delayed and delayed):
+        how many are delayed and the earliest ``run_after`` of those. A due job that a
+        limit may hold back (of a type with a rate limit, or in a limited queue served
+        here) counts as delayed: the claim that found nothing left it for its window, or
+        for another worker's job to end."""
+        mine = {t: c for t, c in self._queued_by_type().items() if t in types}
+        held = self._limited(frozenset(t for t, c in mine.items() if c.due))
+        due = sum(c.due for t, c in mine.items() if t not in held)
+        delayed = sum(c.delayed for c in mine.values()) + sum(mine[t].due for t in held)
+        if due or (self._wait_delayed and delayed):
             return None
-        return delayed, min((c.next_due for c in mine if c.next_due), default=None)
+        return delayed, min((c.next_due for c in mine.values() if c.next_due), default=None)
+
+    def _limited(self, types: frozenset[str]) -> frozenset[str]:
+        """Those of ``types`` whose due jobs a stored limit may hold back here (the
+        limits are read only when some job is due)."""
+        if not types:
+            return frozenset()
+        limits = self.queue.limits()
+        queue_limits, rates = limits.applying(self.queues, types)
+        return types if queue_limits else frozenset(rates)
 
     def _queued_by_type(self) -> dict[str, QueuedCounts]:
         """The Queued jobs per type in the queues served."""

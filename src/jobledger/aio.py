@@ -54,6 +54,7 @@ from ._errors import ConfigError
 from ._job_fields import JobStatus
 from ._job_record import JobRecord
 from ._job_view import Job
+from ._limits import Limits
 from ._queue import JobQueue
 from ._waiting import DEFAULT_POLL, wait_async, wait_limits
 from .backends._contract import QueuedCounts
@@ -332,16 +333,45 @@ class AsyncJobQueue:
     # -- claim and finish -----------------------------------------------------------------
 
     async def claim(
-        self, worker: str | None = None, types: Iterable[str] | None = None
+        self,
+        worker: str | None = None,
+        types: Iterable[str] | None = None,
+        *,
+        queues: Iterable[str] | None = None,
     ) -> Job | None:
         """:meth:`JobQueue.claim`: take the next due job, or None."""
-        return await self._thread(self.queue.claim, worker, types)
+        return await self._thread(self.queue.claim, worker, types, queues=queues)
 
     async def claim_many(
-        self, limit: int, worker: str | None = None, types: Iterable[str] | None = None
+        self,
+        limit: int,
+        worker: str | None = None,
+        types: Iterable[str] | None = None,
+        *,
+        queues: Iterable[str] | None = None,
     ) -> builtins.list[Job]:
         """:meth:`JobQueue.claim_many`: take up to ``limit`` due jobs at once."""
-        return await self._thread(self.queue.claim_many, limit, worker, types)
+        return await self._thread(self.queue.claim_many, limit, worker, types, queues=queues)
+
+    # -- limits ---------------------------------------------------------------------------
+
+    async def set_limit(self, queue_name: str, limit: int | None) -> None:
+        """:meth:`JobQueue.set_limit`: a named queue's most Running jobs (None: none)."""
+        await self._thread(self.queue.set_limit, queue_name, limit)
+
+    async def set_rate_limit(
+        self, job_type: str, n: int | None, per_seconds: float, *, key_field: str | None = None
+    ) -> None:
+        """:meth:`JobQueue.set_rate_limit`: a job type's most starts per key per window."""
+        await self._thread(self.queue.set_rate_limit, job_type, n, per_seconds, key_field=key_field)
+
+    async def limits(self) -> Limits:
+        """:meth:`JobQueue.limits`: the stored limits. Reads only."""
+        return await self._thread(self.queue.limits)
+
+    async def counts_by_queue(self) -> dict[str, dict[str, int]]:
+        """:meth:`JobQueue.counts_by_queue`: jobs per queue and status. Reads only."""
+        return await self._thread(self.queue.counts_by_queue)
 
     async def complete(self, job_id: str, result: Any = None) -> Job:
         """:meth:`JobQueue.complete`: record success (fenced)."""

@@ -50,6 +50,12 @@ def test_enqueue_many_and_the_async_queue_take_a_queue(make_queue):
         async with AsyncJobQueue(queue=make_queue()) as aq:
             one = await aq.enqueue({"type": "T"}, queue="async-q", rate_key="acct")
             many = await aq.enqueue_many([{"type": "T"}] * 2, queue="async-q")
+            await aq.set_limit("async-q", 1)
+            await aq.set_rate_limit("Other", 3, 60)
+            assert (await aq.limits()).queues == {"async-q": 1}
+            assert len(await aq.claim_many(5, queues=["async-q"])) == 1
+            assert (await aq.counts_by_queue())["async-q"]["Running"] == 1
+            assert await aq.claim(queues=["async-q"]) is None
             return one, many
 
     one, many = asyncio.run(main())

@@ -98,3 +98,25 @@ def test_a_rate_limit_that_cannot_be_one_is_refused(make_queue, n, per, field):
     with pytest.raises((ConfigError, ValueError)):
         q.set_rate_limit("Call", n, per, key_field=field)
     assert q.limits().rates == {}
+
+
+def test_a_rate_limit_declared_by_a_job_type_is_stored_when_a_worker_starts(make_queue):
+    import dataclasses
+
+    from jobledger import Worker, job_type
+
+    @job_type("Declared", rate_limit=(1, 3600), rate_key="account")
+    @dataclasses.dataclass
+    class Declared:
+        account: str
+
+    q = make_queue()
+    q.enqueue(Declared("a"), job_id="a1")
+    q.enqueue(Declared("a"), job_id="a2")
+    q.enqueue(Declared("b"), job_id="b1")
+    ran: list[str] = []
+    worker = Worker(q, {"Declared": lambda job: ran.append(job.job_id)}, handle_signals=False)
+    worker.run(until_empty=True)
+    assert make_queue().limits().rates == {"Declared": RateLimit(1, 3600.0, "account")}
+    assert sorted(ran) == ["a1", "b1"]  # a2 waits for the window
+    assert q.get("a2").status is JobStatus.QUEUED and q.get("a2").attempts == 0
