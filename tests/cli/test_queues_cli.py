@@ -52,6 +52,8 @@ def test_jobs_enqueue_list_and_counts_by_queue(make_queue):
     assert run("jobs", "enqueue", "T", "--dir", where).exit_code == 0
     job = make_queue().get(job_id)
     assert (job.queue, job.rate_key) == ("gpu", "acct")
+    shown = run("jobs", "show", job_id, "--dir", where)
+    assert "Queue" in shown.output and "gpu" in shown.output and "acct" in shown.output
     listed = run("jobs", "list", "--queue", "gpu", "--dir", where)
     assert listed.exit_code == 0, listed.output
     assert job_id in listed.output and "1 job" in listed.output

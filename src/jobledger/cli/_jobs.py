@@ -294,6 +294,7 @@ def _show_table(job: Job) -> Table:
     rows = [
         ("Job id", job.job_id),
         ("Type", job.type),
+        *((("Queue", job.queue),) if job.queue != "default" else ()),
         ("Status", _status_text(job)),
         ("Attempts", f"{job.attempts}/{job.max_attempts}"),
         ("Priority", str(job.priority)),
@@ -310,6 +311,7 @@ def _show_table(job: Job) -> Table:
         ),
         ("Checkpoint", f"stored at {short_time(job.checkpoint_at)}" if job.checkpoint_at else "-"),
         *((("Unique key", job.unique_key),) if job.unique_key is not None else ()),
+        *((("Rate key", job.rate_key),) if job.rate_key is not None else ()),
         ("Error", job.error_message or "-"),
     ]
     for name, value in rows:

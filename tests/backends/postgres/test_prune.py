@@ -74,12 +74,10 @@ def test_the_claim_reads_the_queued_rows_and_a_prune_batch_the_finished_ones(pg_
         claim = _plan(conn, q.claim_next(False, 10), (CUTOFF, 0, "w", CUTOFF, 6.0))
         prune = _plan(conn, q.PRUNE_JOBS, (CUTOFF, 100, "", CUTOFF, 100))
     # The claim: the Queued rows through their serving index, then each picked row by its
-    # key; no scan of the table, of the finished rows or of another index (the one row of
-    # the limits' version aside).
+    # key; no scan of the table, of the finished rows or of another index.
     assert _scans(claim) == {
         ("Index Scan", "jobledger_jobs_serving"),
         ("Index Scan", "jobledger_jobs_pkey"),
-        ("Seq Scan", "jobledger_limits_version"),
     }
     # A batch: the finished index (for the rows without a finished time, then the oldest),
     # and the rows picked by their ctid.

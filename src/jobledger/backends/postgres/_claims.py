@@ -191,8 +191,6 @@ class OneStatement:
         (of ``queues`` or ``types``), the swap is its own statement and the claim a
         transaction under the limits (``_limited.py``)."""
         each_once(pairs)
-        if self.known.version is None:
-            self.read_limits()
         limits = self.known.limits
         if (limits.queues or limits.rates) and any(limits.applying(queues, types)):
             outcomes = self.swap(pairs) if pairs else []

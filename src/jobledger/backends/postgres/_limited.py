@@ -87,18 +87,21 @@ def store_limit(
 
 
 class Known:
-    """The limits a backend object knows, with their version (None: not read yet)."""
+    """The limits a backend object knows, with their version. At first version 0, the
+    version a schema starts with, before any limit was ever stored: a worker's first
+    claim reads nothing more; the claim statement says when the stored version is
+    another, and the limits are read then."""
 
     def __init__(self) -> None:
-        self.version: int | None = None
+        self.version = 0
         self.limits = Limits()
         self._guard = threading.Lock()
 
     def set(self, version: int, limits: Limits) -> None:
-        """What was read (a newer version only: a slower reader never goes back)."""
+        """What was read. A reader slower than another may set an older version: the next
+        claim statement then finds it is not the stored one, and it is read again."""
         with self._guard:
-            if self.version is None or version >= self.version:
-                self.version, self.limits = version, limits
+            self.version, self.limits = version, limits
 
 
 def claim_limited(
