@@ -25,7 +25,6 @@ from jobledger import (
     Worker,
     daily_run,
 )
-from jobledger._daily_pacing import apply_rate_limit, check_rate_limit
 
 from ._child import Channel, Child
 from .conftest import QueueFactory
@@ -335,21 +334,24 @@ def test_names_and_options_are_checked_before_anything_is_stored(make_queue, tmp
     assert daily_run(state, q, ACCOUNTS, TYPE, TASKS, print, at="7:05").schedule.cron == "5 7 * * *"
 
 
-def test_the_rate_limit_is_asked_of_the_queue_for_the_account_jobs_in_one_place():
-    class Limited:
-        def __init__(self) -> None:
-            self.asked: list[tuple[object, ...]] = []
-
-        def set_rate_limit(self, job_type: str, n: int, per: float) -> None:
-            self.asked.append((job_type, n, per))
-
-    limited = Limited()
-    apply_rate_limit(limited, "daily:daily-set", check_rate_limit((10, 60)))
-    apply_rate_limit(limited, "daily:daily-set", None)
-    assert limited.asked == [("daily:daily-set", 10, 60.0)]
-    # A queue without a limiter refuses the limit rather than dropping it.
-    with pytest.raises(ConfigError, match="set_rate_limit"):
-        apply_rate_limit(object(), "daily:daily-set", (10, 60.0))
+def test_the_rate_limit_paces_the_account_jobs_across_accounts(make_queue, tmp_path, clock):
+    q = make_queue()
+    calls = Calls()
+    state = _state(make_queue, tmp_path, clock)
+    daily = daily_run(state, q, ACCOUNTS, TYPE, TASKS, calls, at=None, rate_limit=(2, 3600))
+    assert q.limits().rates[daily.account_job_type] == jobledger.RateLimit(2, 3600.0)
+    daily.enqueue_day()
+    _serve(q, daily)  # two accounts start within the hour; the third waits, uncounted
+    started = {account for account, *_ in calls.runs}
+    assert len(started) == 2
+    (waiting,) = set(ACCOUNTS) - started
+    job = q.get(daily.job_id(waiting, clock.now().date()))
+    assert job.status is JobStatus.QUEUED and job.attempts == 0
+    clock.advance(hours=1)
+    _serve(q, daily)
+    assert calls.done() == Counter(
+        (a, task, clock.now().date().isoformat()) for a in ACCOUNTS for task in TASKS
+    )
 
 
 def test_a_fan_out_job_without_a_day_fails_saying_what_it_needs(make_queue, tmp_path, clock):

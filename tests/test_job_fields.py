@@ -47,7 +47,8 @@ def test_a_job_file_holds_the_doc_fields_at_the_top_and_the_meta_fields_under_it
         *("priority", "attempts", "max_attempts", "seq", "created", "started", "finished"),
         *("worker", "run_after", "result", "recovered", "traceback", "timeout"),
         *("cancel_requested_at", "progress_done", "progress_total", "progress_note"),
-        *("progress_at", "checkpoint_json", "checkpoint_at", "unique_key", "newer"),
+        *("progress_at", "checkpoint_json", "checkpoint_at", "unique_key", "queue"),
+        *("rate_key", "newer"),
     ]
     assert {"type", "job_id", "status", "error_message", META_KEY} == RESERVED_KEYS
     assert doc["status"] == "Queued" and type(doc["status"]) is str

@@ -52,6 +52,7 @@ from ._job_progress import JobProgress
 from ._job_state import JobState
 from ._job_types import job_type
 from ._job_view import Job
+from ._limits import Limits, RateLimit
 from ._queue import JobQueue
 from ._schedules import Schedule, StoredSchedule
 from ._snooze import Snooze
@@ -84,7 +85,9 @@ __all__ = [
     "JobStatus",
     "JobTimeout",
     "LeaseHolder",
+    "Limits",
     "Progress",
+    "RateLimit",
     "RunLease",
     "Schedule",
     "Snooze",

@@ -11,9 +11,12 @@ field ``"account"`` (:data:`ACCOUNT_FIELD`) for a limit keyed by it.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ._errors import ConfigError
+
+if TYPE_CHECKING:
+    from ._queue import JobQueue
 
 __all__ = ["ACCOUNT_FIELD", "apply_rate_limit", "check_rate_limit"]
 
@@ -39,21 +42,15 @@ def check_rate_limit(rate_limit: object) -> tuple[int, float] | None:
     return n, float(per)
 
 
-def apply_rate_limit(queue: Any, job_type: str, rate_limit: tuple[int, float] | None) -> None:
-    """Ask ``queue`` to start at most ``n`` jobs of ``job_type`` (a daily run's account
-    jobs) per ``per_seconds``, across accounts; nothing for None.
+def apply_rate_limit(queue: JobQueue, job_type: str, rate_limit: tuple[int, float] | None) -> None:
+    """Have ``queue`` start at most ``n`` jobs of ``job_type`` (a daily run's account
+    jobs) per ``per_seconds``, across accounts and workers (``JobQueue.set_rate_limit``,
+    stored with the queue so that every worker obeys it); nothing for None.
 
-    The queue's limiter is ``JobQueue.set_rate_limit(job_type, n, per_seconds, *,
-    key_field=None)``. A queue without it raises ConfigError: a limit asked for is never
-    silently dropped. A limit per account instead would pass ``key_field=ACCOUNT_FIELD``.
-    """
+    Across accounts, not per account: a daily run has one job per account and day, so a
+    limit per account would pace only its retries, while the service the accounts use is
+    one. A limit per account would pass ``key_field=ACCOUNT_FIELD``."""
     if rate_limit is None:
         return
     n, per = rate_limit
-    set_rate_limit = getattr(queue, "set_rate_limit", None)
-    if set_rate_limit is None:
-        raise ConfigError(
-            f"rate_limit={rate_limit!r} needs JobQueue.set_rate_limit, which this version of "
-            "jobledger does not have; leave rate_limit=None"
-        )
-    set_rate_limit(job_type, n, per)
+    queue.set_rate_limit(job_type, n, per)

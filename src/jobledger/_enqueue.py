@@ -20,6 +20,7 @@ from ._errors import ConfigError, JobConflict
 from ._inputs import check_name
 from ._job_record import RESERVED_KEYS, JobRecord, new_job_id
 from ._job_types import encode_job
+from ._limits import DEFAULT_QUEUE, check_queue_name
 from ._log import log
 
 __all__ = [
@@ -64,12 +65,14 @@ def new_record(
     fresh: set[str],
     timeout: float | None = None,
     unique_key: str | None = None,
+    queue: str = DEFAULT_QUEUE,
+    rate_key: str | None = None,
 ) -> JobRecord:
     """The Queued record of ``job`` (a dict with a ``"type"`` or a registered type's
     instance). Its id is ``job_id``, else the payload's own ``job_id``, else a new one,
     which is added to ``fresh`` (no stored job can have it: the backend need not look).
     ``timeout`` is seconds, already checked (``to_timeout``); ``unique_key`` is checked
-    here (:func:`check_unique_key`)."""
+    here (:func:`check_unique_key`), as are ``queue`` and ``rate_key``."""
     type_name, payload = encode_job(job)
     if not _RESERVED_IN_PAYLOAD.isdisjoint(payload):
         clash = _RESERVED_IN_PAYLOAD.intersection(payload)
@@ -86,6 +89,10 @@ def new_record(
     _check_options(priority, max_attempts)
     if unique_key is not None:
         check_unique_key(unique_key)
+    if queue != DEFAULT_QUEUE:
+        check_queue_name(queue)
+    if rate_key is not None:
+        check_unique_key(rate_key, "rate_key")
     return JobRecord.queued(
         job_id,
         type_name,
@@ -96,18 +103,20 @@ def new_record(
         run_after=run_after,
         timeout=timeout,
         unique_key=unique_key,
+        queue=queue,
+        rate_key=rate_key,
     )
 
 
-def check_unique_key(key: object) -> str:
+def check_unique_key(key: object, what: str = "unique_key") -> str:
     """``key`` if it can be a job's unique key: a non-empty string of storable text without
     NUL characters, at most :data:`MAX_UNIQUE_KEY` characters (InvalidNameError, a
     ConfigError for the length, otherwise)."""
-    check_name(key, "unique_key")
+    check_name(key, what)
     assert isinstance(key, str)
     if len(key) > MAX_UNIQUE_KEY:
         raise ConfigError(
-            f"unique_key is {len(key)} characters long, more than {MAX_UNIQUE_KEY}: "
+            f"{what} is {len(key)} characters long, more than {MAX_UNIQUE_KEY}: "
             f"{key[:40]!r}...; use a shorter key (a hash of a long one, say)"
         )
     return key
@@ -183,6 +192,8 @@ def new_records(
     now: dt.datetime,
     timeout: float | None = None,
     unique_keys: Iterable[str | None] | None = None,
+    queue: str = DEFAULT_QUEUE,
+    rate_keys: Iterable[str | None] | None = None,
 ) -> tuple[Sequence[JobRecord], frozenset[str]]:
     """The Queued records of a batch (``enqueue_many``), each as :func:`new_record` builds
     it, and the ids generated for them (``fresh``). ``job_ids`` and ``unique_keys``, when
@@ -202,23 +213,31 @@ def new_records(
     keys = list(unique_keys) if unique_keys is not None else [None] * len(jobs)
     if len(keys) != len(jobs):
         raise ConfigError(f"unique_keys has {len(keys)} entries for {len(jobs)} jobs")
+    rates = list(rate_keys) if rate_keys is not None else [None] * len(jobs)
+    if len(rates) != len(jobs):
+        raise ConfigError(f"rate_keys has {len(rates)} entries for {len(jobs)} jobs")
     _check_options(priority, max_attempts)
+    if queue != DEFAULT_QUEUE:
+        check_queue_name(queue)
     fresh: set[str] = set()
     if (
         any(i is not None for i in ids)
         or any(k is not None for k in keys)
+        or any(r is not None for r in rates)
         or not all(type(job) is dict and "job_id" not in job for job in jobs)
     ):
         records = [
-            new_record(j, i, priority, after, max_attempts, stamp, fresh, timeout, k)
-            for j, i, k in zip(jobs, ids, keys, strict=True)
+            new_record(j, i, priority, after, max_attempts, stamp, fresh, timeout, k, queue, r)
+            for j, i, k, r in zip(jobs, ids, keys, rates, strict=True)
         ]
         return records, frozenset(fresh)
     drawn = [new_job_id() for _ in jobs]
     fresh.update(drawn)
 
     def build(i: int) -> JobRecord:
-        return new_record(jobs[i], drawn[i], priority, after, max_attempts, stamp, fresh, timeout)
+        return new_record(
+            jobs[i], drawn[i], priority, after, max_attempts, stamp, fresh, timeout, None, queue
+        )
 
     return LazyRecords(len(jobs), build), frozenset(fresh)
 

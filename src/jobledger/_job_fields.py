@@ -246,6 +246,14 @@ def _opt_key(key: Any, value: Any) -> str | None:
     return text
 
 
+def _queue_name(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{key!r} is not a string: {shown(value)}")
+    if not value:
+        raise ValueError(f"{key!r} is empty")
+    return value
+
+
 def _opt_json_text(key: str, value: Any) -> str | None:
     # Parsed once here so that damaged text is found corrupt on reading, never later as a
     # crash of the claim that hands the checkpoint to its handler.
@@ -304,4 +312,10 @@ FIELDS: tuple[Field, ...] = (
     #: The key that makes the job unique (``enqueue(..., unique_key=)``): while a job with
     #: it is Queued or Running, enqueueing the key again returns that job (null: none).
     Field("unique_key", META, "text", _opt_key, None),
+    #: The named queue the job waits in (``enqueue(..., queue=)``): a Worker serves the
+    #: queues it is given, and a queue's limit bounds its Running jobs everywhere.
+    Field("queue", META, "text", _queue_name, "default"),
+    #: The key its type's rate limit counts the job's starts under (``enqueue(...,
+    #: rate_key=)``; null: the payload's field the limit names, else one key per type).
+    Field("rate_key", META, "text", _opt_key, None),
 )

@@ -12,7 +12,8 @@ bookkeeping goes under one key, ``"_jobledger"``, which payloads may not use::
                     "recovered": false, "traceback": null, "timeout": null,
                     "cancel_requested_at": null, "progress_done": null, "progress_total": null,
                     "progress_note": null, "progress_at": null, "checkpoint_json": null,
-                    "checkpoint_at": null, "unique_key": null}}
+                    "checkpoint_at": null, "unique_key": null, "queue": "default",
+                    "rate_key": null}}
 
 The fields, where each goes, and how each is checked when read are the table's
 (``_job_fields.FIELDS``); this module lays them out. ``traceback`` is the full Python
@@ -21,7 +22,9 @@ failed, completed since, failed without an exception). ``timeout`` is the job's 
 timeout in seconds (null: its type's, else the Worker's, applies). ``cancel_requested_at``,
 ``progress_*`` and ``checkpoint_*`` are what a running attempt records: a cancel asked of
 its worker, its last progress report, its last checkpoint (as JSON text). ``unique_key``
-is the key given to ``enqueue(..., unique_key=)`` (null: none).
+is the key given to ``enqueue(..., unique_key=)`` (null: none). ``queue`` is the named
+queue the job waits in, ``rate_key`` the key its type's rate limit counts it under
+(``enqueue(..., queue=, rate_key=)``).
 """
 
 from __future__ import annotations
@@ -87,6 +90,8 @@ class JobRecord:
     checkpoint_json: str | None = None
     checkpoint_at: str | None = None
     unique_key: str | None = None
+    queue: str = "default"
+    rate_key: str | None = None
 
     @classmethod
     def from_fields(cls, values: dict[str, Any]) -> JobRecord:
@@ -110,6 +115,8 @@ class JobRecord:
         run_after: str | None,
         timeout: float | None = None,
         unique_key: str | None = None,
+        queue: str = "default",
+        rate_key: str | None = None,
     ) -> JobRecord:
         """A new job's record, as every enqueue builds one: the same as the constructor
         with these fields (the rest at their defaults), built as :meth:`from_fields`."""
@@ -129,6 +136,8 @@ class JobRecord:
         values["run_after"] = run_after
         values["timeout"] = timeout
         values["unique_key"] = unique_key
+        values["queue"] = queue
+        values["rate_key"] = rate_key
         return new
 
     def evolve(self, **changes: Any) -> JobRecord:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar, Union
 from ._durations import to_timeout
 from ._errors import InvalidPayload, JobLedgerError
 from ._inputs import MAX_JSON_DEPTH, check_name, check_value
+from ._limits import RateLimit, check_rate
 
 __all__ = [
     "VARIANT_KEY",
@@ -32,6 +33,7 @@ __all__ = [
     "encode_job",
     "job_type",
     "registered_types",
+    "type_rate_limit",
     "type_timeout",
 ]
 
@@ -46,10 +48,15 @@ check_json = json.JSONEncoder(allow_nan=False).encode
 _by_name: dict[str, type[Any]] = {}
 _by_class: dict[type[Any], str] = {}
 _timeouts: dict[str, float] = {}
+_rates: dict[str, RateLimit] = {}
 
 
 def job_type(
-    name: str, *, timeout: dt.timedelta | float | None = None
+    name: str,
+    *,
+    timeout: dt.timedelta | float | None = None,
+    rate_limit: tuple[int, float] | None = None,
+    rate_key: str | None = None,
 ) -> Callable[[type[T]], type[T]]:
     """Register a dataclass or pydantic model as the job type ``name``.
 
@@ -59,10 +66,16 @@ def job_type(
     own (``enqueue(..., timeout=)``); it comes before the Worker's ``timeout``. It is
     read when an attempt starts, from this process's registry: a Worker must import the
     module that registers the type.
+
+    ``rate_limit=(n, per_seconds)`` declares the type's rate limit (``rate_key``: the
+    payload field that keys it), which a Worker handling the type stores in its queue when
+    it starts, as ``JobQueue.set_rate_limit`` would (and only when it differs from the
+    stored one).
     """
     if not isinstance(name, str) or not name:
         raise JobLedgerError(f"a job type name must be a non-empty string, got {name!r}")
     seconds = to_timeout(timeout, f"the timeout of job type {name!r}")
+    rate = None if rate_limit is None else check_rate(*rate_limit, rate_key)
 
     def register(cls: type[T]) -> type[T]:
         if not (dataclasses.is_dataclass(cls) or hasattr(cls, "model_validate")):
@@ -81,6 +94,10 @@ def job_type(
             _timeouts.pop(name, None)
         else:
             _timeouts[name] = seconds
+        if rate is None:
+            _rates.pop(name, None)
+        else:
+            _rates[name] = rate
         return cls
 
     return register
@@ -89,6 +106,11 @@ def job_type(
 def registered_types() -> dict[str, type[Any]]:
     """The registered job types by name."""
     return dict(_by_name)
+
+
+def type_rate_limit(name: str) -> RateLimit | None:
+    """The rate limit that ``@job_type(name, rate_limit=...)`` declared, or None."""
+    return _rates.get(name)
 
 
 def type_timeout(name: str) -> float | None:
@@ -262,6 +284,7 @@ def isolated_for_tests() -> Iterator[None]:
     """For test suites: the registry as it was on entry is restored on exit, so the types a
     test registers (the registry is process-global) do not outlive it."""
     by_name, by_class, timeouts = dict(_by_name), dict(_by_class), dict(_timeouts)
+    rates = dict(_rates)
     try:
         yield
     finally:
@@ -271,3 +294,5 @@ def isolated_for_tests() -> Iterator[None]:
         _by_class.update(by_class)
         _timeouts.clear()
         _timeouts.update(timeouts)
+        _rates.clear()
+        _rates.update(rates)

@@ -66,6 +66,11 @@ class Job:
     cancel_requested_at: str | None = None
     #: The key that makes this job unique (``enqueue(..., unique_key=)``), or None.
     unique_key: str | None = None
+    #: The named queue the job waits in (``enqueue(..., queue=)``; ``"default"``).
+    queue: str = "default"
+    #: The key its type's rate limit counts it under (``enqueue(..., rate_key=)``), or
+    #: None (then the payload's field the limit names, else one key for the type).
+    rate_key: str | None = None
     #: The running attempt, while a Worker runs this job's handler (else None).
     attempt: Attempt | None = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -183,4 +188,6 @@ class JobViews:
             progress_info=JobProgress.of(record),
             cancel_requested_at=record.cancel_requested_at,
             unique_key=record.unique_key,
+            queue=record.queue,
+            rate_key=record.rate_key,
         )

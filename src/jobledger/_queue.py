@@ -37,11 +37,9 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ._caller_transaction import put_in_caller_transaction
 from ._clock import Clock, SystemClock, iso_utc
 from ._config import DURABILITIES
-from ._durations import to_seconds, to_timedelta, to_timeout
-from ._enqueue import announce, new_record, new_records, run_after_text
+from ._durations import to_seconds
 from ._errors import ConfigError, JobCancelled, JobConflict, JobLedgerError
 from ._held_claims import HeldClaims
 from ._job_fields import JobStatus
@@ -60,26 +58,34 @@ from ._job_transitions import (
     settled,
 )
 from ._job_view import Job, JobViews
+from ._limits import check_queue_name
 from ._log import log, verbose_from_env
+from ._queue_enqueue import QueueEnqueue
+from ._queue_limits import QueueLimits
+from ._queue_pages import QueuePages
 from ._queue_reads import QueueReads
 from ._queue_schedules import QueueSchedules
 from ._retry_policy import after_worker_died
 from ._snooze import log_snooze, snoozing
-from ._waiting import DEFAULT_POLL, FinishWatch, wait_limits, wait_sync
+from ._waiting import FinishWatch
 from ._watchers import Watchers
 from .backends import open_job_backend
-from .backends._contract import JobBackend, Lease, QueuedCounts, Recovery
+from .backends._contract import JobBackend, Lease, Recovery
 from .backends._identity import new_worker_id
 
 __all__ = ["JobQueue"]
 
 
-def _finish_order(record: JobRecord) -> tuple[str, str]:
-    """How finished jobs are listed: oldest finish first, then by id."""
-    return (record.finished or "", record.job_id)
+def _queue_names(queues: Iterable[str] | None) -> frozenset[str] | None:
+    """The queue names a claim serves, checked (None: every queue)."""
+    if queues is None:
+        return None
+    if isinstance(queues, str):
+        queues = [queues]
+    return frozenset(check_queue_name(q) for q in queues)
 
 
-class JobQueue(QueueSchedules, QueueReads):
+class JobQueue(QueueEnqueue, QueueLimits, QueueSchedules, QueueReads, QueuePages):
     """A durable job queue in ``dir`` (``jobs/<job_id>.json`` and ``queue.json``), or in
     PostgreSQL when ``dir`` is a ``postgresql://`` URL (psycopg 3; from a clone,
     ``pip install -e '.[postgres]'``).
@@ -269,158 +275,47 @@ class JobQueue(QueueSchedules, QueueReads):
     def _wake(self) -> None:
         self._watchers.wake()
 
-    # -- enqueue --------------------------------------------------------------------------
-
-    def enqueue(
-        self,
-        job: object,
-        job_id: str | None = None,
-        priority: int = 0,
-        run_after: dt.datetime | dt.timedelta | float | None = None,
-        max_attempts: int = 3,
-        timeout: dt.timedelta | float | None = None,
-        *,
-        unique_key: str | None = None,
-        unique_for: dt.timedelta | float | None = None,
-        connection: object | None = None,
-    ) -> str:
-        """Store a job and return its id; durable before it returns.
-
-        ``job`` is a dict with a ``"type"`` key or an instance of a registered type. The id
-        is ``job_id``, else the payload's own ``job_id`` field, else a new UUID. Enqueueing
-        an id that exists returns it and stores nothing (never a second entry). Higher
-        ``priority`` is served first; ``run_after`` (a datetime, timedelta or seconds)
-        delays it. ``timeout`` (a timedelta or seconds, more than 0) bounds each attempt:
-        past it a Worker stops the attempt (see :class:`Worker`) and it fails "timed out";
-        None leaves it to the type's timeout (``@job_type(..., timeout=)``), else the
-        Worker's. A payload JSON cannot represent raises TypeError before any write.
-
-        ``connection`` (PostgreSQL): a psycopg 3 ``Connection`` in a transaction of the
-        caller's: the job is inserted in it, so it exists (and workers wake) if and only
-        if the caller commits (``_caller_transaction.py``). TypeError for an
-        ``AsyncConnection`` (the async API's); ConfigError for a folder queue, or an
-        autocommit connection outside a transaction block.
-
-        ``unique_key`` (a string, e.g. ``"report:acct-1:2025-01-20"``) makes the job
-        unique: while a job with that key is Queued or Running, enqueueing the key again
-        returns that job's id and stores nothing, however many processes try at once (one
-        job is stored). With ``unique_for`` (a timedelta or seconds) a job with the key
-        that finished (Completed, Failed or Cancelled) less than that long ago, by the
-        queue's clock, counts too. The key is kept with the job (:attr:`Job.unique_key`).
-        An id that exists is looked at first: its job is returned whatever its key.
-        """
-        now_dt = self.clock.now()
-        fresh: set[str] = set()
-        record = new_record(
-            job,
-            job_id,
-            priority,
-            run_after_text(run_after, now_dt),
-            max_attempts,
-            iso_utc(now_dt),
-            fresh,
-            to_timeout(timeout),
-            unique_key,
-        )
-        since = self._unique_since(unique_for, now_dt, [unique_key])
-        if connection is not None:  # no wake-up here: the NOTIFY at its commit wakes all
-            self._joinable(since)
-            joined = put_in_caller_transaction(
-                self.backend, self._opened, connection, [record], frozenset(fresh)
-            )
-            return joined[0][0].job_id
-        # One job, without enqueue_many's lists: enqueue is the call a server makes per job.
-        stored = self._opened().put([record], frozenset(fresh), unique_since=since)
-        self._announce(stored)
-        return stored[0][0].job_id
-
-    @staticmethod
-    def _joinable(since: str | None) -> None:
-        """Refuse ``unique_for`` in the caller's transaction: its check takes locks and
-        reads that belong to the queue's own transaction."""
-        if since is not None:
-            raise ConfigError(
-                "unique_for cannot be used with connection=: enqueue with unique_key alone "
-                "in your transaction (a live job's key is still unique), or without "
-                "connection="
-            )
-
-    @staticmethod
-    def _unique_since(
-        unique_for: dt.timedelta | float | None, now: dt.datetime, keys: Iterable[str | None]
-    ) -> str | None:
-        """The cutoff of ``unique_for``: a finished job with the key counts when it
-        finished at or after it (None: only live jobs count)."""
-        if unique_for is None:
-            return None
-        if all(key is None for key in keys):
-            raise ConfigError("unique_for needs a unique_key: it says how long a key stays taken")
-        return iso_utc(now - to_timedelta(unique_for, "unique_for"))
-
-    def enqueue_many(
-        self,
-        jobs: Iterable[object],
-        *,
-        priority: int = 0,
-        run_after: dt.datetime | dt.timedelta | float | None = None,
-        max_attempts: int = 3,
-        job_ids: Iterable[str | None] | None = None,
-        timeout: dt.timedelta | float | None = None,
-        unique_keys: Iterable[str | None] | None = None,
-        unique_for: dt.timedelta | float | None = None,
-        connection: object | None = None,
-    ) -> list[str]:
-        """Store many jobs in one batch (one lock, one index write); returns their ids.
-        The options apply to every job, as :meth:`enqueue` takes them; ``job_ids`` and
-        ``unique_keys`` give each job its own (None: none), in the jobs' order. A job
-        whose key is held (see :meth:`enqueue`) gets the holder's id; of the jobs of the
-        batch with one key, the first is stored and the others get its id
-        (``connection``: all of them in the caller's transaction, one batch of
-        statements)."""
-        now = self.clock.now()
-        keys = list(unique_keys) if unique_keys is not None else None
-        records, fresh = new_records(
-            jobs, job_ids, priority, run_after, max_attempts, now, to_timeout(timeout), keys
-        )
-        since = self._unique_since(unique_for, now, keys or [])
-        if connection is not None:
-            self._joinable(since)
-            joined = put_in_caller_transaction(
-                self.backend, self._opened, connection, records, fresh
-            )
-            return [r.job_id for r, _ in joined]
-        stored = self._opened().put(records, fresh, unique_since=since)
-        self._announce(stored)
-        return [r.job_id for r, _ in stored]
-
-    def _announce(self, stored: builtins.list[tuple[JobRecord, bool]]) -> None:
-        """Wake this process's watchers if a job is new, and log each enqueue."""
-        if any(is_new for _, is_new in stored):
-            self._wake()
-        announce(stored)
-
     # -- claim and finish -----------------------------------------------------------------
 
-    def claim(self, worker: str | None = None, types: Iterable[str] | None = None) -> Job | None:
+    def claim(
+        self,
+        worker: str | None = None,
+        types: Iterable[str] | None = None,
+        *,
+        queues: Iterable[str] | None = None,
+    ) -> Job | None:
         """Take the next due job, or None. One winner across threads and processes.
 
         The job becomes Running under this process's worker id (``worker`` only names it
-        in logs), attempts + 1. Jobs of dead workers are recovered first when due.
+        in logs), attempts + 1. Jobs of dead workers are recovered first when due. Of
+        ``types`` and in ``queues`` (names; None: every queue), within the stored limits
+        (:meth:`set_limit`, :meth:`set_rate_limit`).
         """
-        jobs = self.claim_many(1, worker=worker, types=types)
+        jobs = self.claim_many(1, worker=worker, types=types, queues=queues)
         return jobs[0] if jobs else None
 
     def claim_many(
-        self, limit: int, worker: str | None = None, types: Iterable[str] | None = None
+        self,
+        limit: int,
+        worker: str | None = None,
+        types: Iterable[str] | None = None,
+        *,
+        queues: Iterable[str] | None = None,
     ) -> builtins.list[Job]:
         """Take up to ``limit`` due jobs at once, in serving order (one lock or one
         statement for all); empty when none is due. Each is claimed as by :meth:`claim`."""
         if not isinstance(limit, int) or limit < 1:
             raise ConfigError(f"limit must be an integer >= 1, got {limit!r}")
         wanted = frozenset(types) if types is not None else None
+        of_queues = _queue_names(queues)
         wid, backend = self._claimer()
         claimed = backend.claim(
-            wid, iso_utc(self.clock.now()), wanted, limit, recover=self._recovery()
+            wid,
+            iso_utc(self.clock.now()),
+            wanted,
+            limit,
+            recover=self._recovery(),
+            queues=of_queues,
         )
         return self._handed_out(claimed, worker)
 
@@ -449,7 +344,11 @@ class JobQueue(QueueSchedules, QueueReads):
         return [self._job(r) for r in claimed]
 
     def _record_and_claim(
-        self, results: builtins.list[tuple[str, Any]], limit: int, types: frozenset[str] | None
+        self,
+        results: builtins.list[tuple[str, Any]],
+        limit: int,
+        types: frozenset[str] | None,
+        queues: frozenset[str] | None = None,
     ) -> tuple[builtins.list[Job], int, JobConflict | None]:
         """Record the success of finished jobs (as :meth:`record_completions`) and claim up
         to ``limit`` jobs of ``types`` (as :meth:`claim_many`) in one backend call: one
@@ -463,7 +362,7 @@ class JobQueue(QueueSchedules, QueueReads):
         changes = [(job_id, completing(result, now, wid)) for job_id, result in results]
         planned = self._held.plan(changes)
         swapped, claimed = backend.swap_and_claim(
-            planned.pairs, wid, now, types, limit, recover=self._recovery()
+            planned.pairs, wid, now, types, limit, recover=self._recovery(), queues=queues
         )
         jobs = self._handed_out(claimed, None)
         outcomes = planned.finish(backend, swapped, claimed=claimed)
@@ -649,136 +548,6 @@ class JobQueue(QueueSchedules, QueueReads):
             self._wake()
         self._finished.waiters.wake_finished(recovered)
         return recovered
-
-    # -- reading --------------------------------------------------------------------------
-
-    def wait(
-        self,
-        job_id: str,
-        timeout: dt.timedelta | float | None = None,
-        *,
-        poll_interval: dt.timedelta | float = DEFAULT_POLL,
-    ) -> Any:
-        """Wait until the job finishes and return its result (the handler's return value,
-        as stored: JSON types). Raises :class:`JobFailed` if it failed for good (its
-        ``error_message`` and ``traceback`` attached), :class:`JobCancelled` if it was
-        cancelled, :class:`JobNotFound` for an unknown id, and :class:`WaitTimeout` (a
-        ``TimeoutError``) once ``timeout`` (a timedelta or seconds; None: no limit) has
-        passed with the job still Queued or Running; a finished job answers at once.
-
-        A read: it never writes, recovers or repairs (a job whose worker died stays
-        Running until a writer recovers it). It wakes at once for a job finished through
-        this queue object, and on PostgreSQL for one finished by any process (a
-        notification, one listening session per queue); a folder is read again after
-        10 ms, doubling up to ``poll_interval`` (1 s): another process's completion is
-        seen within about that. On PostgreSQL the job is read again every
-        ``poll_interval`` too, in case a notification was lost.
-        """
-        limit, poll = wait_limits(timeout, poll_interval)
-        return wait_sync(
-            job_id,
-            lambda: self._reading().get(job_id),
-            self._finished,
-            lambda callback: self.reader.watch_finished(callback),
-            timeout=limit,
-            poll=poll,
-            where=self.dir,
-        )
-
-    def get(self, job_id: str) -> Job | None:
-        """The job, or None if there is no such id. Reads only (a corrupt job file is
-        reported and left as it is)."""
-        record = self._reading().get(job_id)
-        return self._job(record) if record is not None else None
-
-    def list(self, status: JobStatus | str | None = None) -> builtins.list[Job]:
-        """Jobs with ``status`` (all when None). Live jobs come in serving order; listing
-        finished jobs reads their files (history), so it costs what history costs.
-
-        Reads only: jobs of dead workers are shown Running, as stored (a writer, or
-        :meth:`recover`, gives them back to the queue); nothing is locked or repaired."""
-        wanted = JobStatus(status) if status is not None else None
-        backend = self._reading()
-        if wanted is not None and wanted.is_live:
-            records = backend.live(wanted)
-        else:
-            records = backend.live()
-            finished = [r for r in backend.all_records() if not r.status.is_live]
-            finished.sort(key=_finish_order)
-            records += finished
-        return [self._job(r) for r in records if wanted is None or r.status is wanted]
-
-    def counts(self) -> dict[str, int]:
-        """Jobs per status (``"Queued"``, ``"Running"``, ``"Completed"``...), from the index
-        (computed in memory from the job files when queue.json is missing or behind).
-        Reads only."""
-        return self._reading().counts()
-
-    def pending_count(self, types: Iterable[str] | None = None) -> int:
-        """Queued jobs (of these types), due now or later."""
-        wanted = frozenset(types) if types is not None else None
-        return self._opened().queued_count(wanted)
-
-    def queued_by_type(self) -> dict[str, QueuedCounts]:
-        """Queued jobs per type (only types that have some): how many are due now, how
-        many are delayed (a later ``run_after``) and the earliest of those. Cheap: the
-        index (files) or one aggregate query (PostgreSQL)."""
-        return self._opened().queued_by_type(iso_utc(self.clock.now()))
-
-    def checkpoint(self) -> None:
-        """Bring ``queue.json`` up to date now. Under light use it always is; while the
-        queue is busy it trails the job files by up to 200 ms (the changes in between are
-        in ``.queue.journal``). Closing the queue, an idle worker and interpreter exit
-        checkpoint too."""
-        self.backend.checkpoint()
-
-    def live_workers(self) -> builtins.list[str]:
-        """Ids of the workers whose process is alive now."""
-        return self.backend.live_workers()
-
-    # -- maintenance ----------------------------------------------------------------------
-
-    def prune(
-        self,
-        older_than: dt.timedelta | float,
-        *,
-        dry_run: bool = False,
-        on_batch: Callable[[int], None] | None = None,
-    ) -> int:
-        """Delete finished jobs (Completed, Failed, Cancelled) that finished more than
-        ``older_than`` (a timedelta or seconds, 0 or more) ago. Returns how many.
-
-        It deletes in batches (up to 2,000 jobs on PostgreSQL, each its own short
-        transaction; 500 job files on a folder, each under the queue lock on its own;
-        after each, a pause as long as it took), oldest first on PostgreSQL, so that
-        workers go on while a large history is pruned. ``on_batch(n)`` is called after
-        each batch is stored, with how many it deleted: a progress report. If it raises,
-        or the prune is interrupted (KeyboardInterrupt), the prune stops there: the
-        batches before stay deleted, the rest stays, and nothing is left half done; run
-        it again to go on. A finished job being changed at that very moment (a retry) is
-        left for the next prune.
-
-        ``dry_run=True`` deletes nothing and returns how many it would delete; like every
-        read it locks, recovers and creates nothing (:meth:`prunable` lists them)."""
-        if dry_run:
-            return len(self.prunable(older_than))
-        age = to_timedelta(older_than, "older_than")
-        cutoff = iso_utc(self.clock.now() - age)
-        n = self._opened().prune(cutoff, on_batch)
-        log.info("Pruned %d finished jobs older than %s", n, age)
-        return n
-
-    def prunable(self, older_than: dt.timedelta | float) -> builtins.list[Job]:
-        """The finished jobs :meth:`prune` with the same ``older_than`` would delete now,
-        oldest first. Reads only."""
-        cutoff = iso_utc(self.clock.now() - to_timedelta(older_than, "older_than"))
-        old = [
-            r
-            for r in self._reading().all_records()
-            if not r.status.is_live and (r.finished or "") < cutoff
-        ]
-        old.sort(key=_finish_order)
-        return [self._job(r) for r in old]
 
     def clear(self) -> int:
         """Delete every job and the index. Refuses while any worker is alive (a

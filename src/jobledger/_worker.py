@@ -25,8 +25,7 @@ import datetime as dt
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from types import FrameType
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._async_handlers import HandlerLoop
@@ -39,41 +38,41 @@ from ._job_fields import JobStatus
 from ._job_transitions import json_ready
 from ._job_view import Job
 from ._log import log
-from ._prefetch import RECORD_WITHIN, Prefetch
+from ._prefetch import Prefetch
 from ._queue import JobQueue
+from ._queue_limits import declare_rate_limits
 from ._schedule_runner import ScheduleRunner
 from ._schedules import Schedule
 from ._snooze import Snooze, report_snooze
 from ._timeouts import timed_out_text, timeout_of
 from ._words import plural
+from ._worker_completions import CompletionRecords
+from ._worker_queued import QueuedLooks
 from ._worker_report import JobReporter, worker_log
+from ._worker_signals import WorkerSignals, stop_signals_to
+from ._worker_slots import serving_slots
 
-__all__ = ["ISOLATIONS", "Worker", "stop_signals_to"]
+__all__ = ["ISOLATIONS", "Worker", "stop_signals_to"]  # stop_signals_to: _worker_signals.py
 
 Handler = Callable[[Job], Any]
 #: Where a Worker runs its jobs: in its threads, or each attempt in a process of its own.
 ISOLATIONS = ("thread", "process")
 
 
-@contextlib.contextmanager
-def stop_signals_to(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
-    """Inside the block SIGINT and SIGTERM call ``handler``; the previous handlers come
-    back after it. Main thread only (Python's rule for signal handlers)."""
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
-class Worker:
+class Worker(WorkerSignals, CompletionRecords, QueuedLooks):
     """Serve ``queue`` with ``handlers`` (job type -> ``handler(job)``).
 
     A handler's return value is stored as the job's result; an exception fails the job with
     its message (retried until the job's ``max_attempts``); one that raises or returns
     :class:`jobledger.Snooze` puts its job back for later, the attempt not counted (its line
     says "snoozed for N s"). ``concurrency`` threads run jobs side by side.
+
+    Named queues: ``queues`` (None: every queue) is a list of queue names, which each
+    thread serves, or a dict of queue name -> slots: that many threads for each queue,
+    each serving its own (the slots are then the concurrency). A queue's limit
+    (``JobQueue.set_limit``) bounds its Running jobs across every worker, and a type's
+    rate limit (``JobQueue.set_rate_limit``) its starts: a job over either waits, its
+    attempt not counted, while the worker serves what it may.
     ``poll_interval`` (a timedelta or seconds, as ``grace_period``) is how long an idle
     worker waits before looking again; it wakes at once when a job is enqueued (or
     retried, requeued, recovered) through the same queue object or, on PostgreSQL, by any
@@ -167,6 +166,7 @@ class Worker:
         kill_grace: Duration = 10.0,
         cancel_poll: dt.timedelta | float = CANCEL_POLL,
         schedules: Iterable[Schedule] = (),
+        queues: Iterable[str] | Mapping[str, int] | None = None,
     ) -> None:
         if isolation not in ISOLATIONS:
             raise JobLedgerError(
@@ -196,7 +196,9 @@ class Worker:
         self.handlers: dict[str, Handler] = {
             t: resolve_handler(h) if isinstance(h, str) else h for t, h in handlers.items()
         }
-        self.concurrency = concurrency
+        #: The queues served (None: every queue), and those each thread claims from.
+        self.queues, self._slots = serving_slots(queues, concurrency)
+        self.concurrency = len(self._slots)
         self.poll_interval = to_seconds(poll_interval, "poll_interval")
         self.grace_period = to_seconds(grace_period, "grace_period")
         self.handle_signals = handle_signals
@@ -255,58 +257,6 @@ class Worker:
         """Look for jobs now instead of after the poll interval."""
         self._wake.set()
 
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        seen = {"count": 0, "stopping": 0}
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            # No lock taken here: the main thread may hold it when the signal comes.
-            seen["count"] += 1
-            name = signal.Signals(signum).name
-            running = len(self._running)
-            if seen["count"] == 1:
-                again = (
-                    "press Ctrl-C again"
-                    if signum == signal.SIGINT
-                    else "send SIGTERM again (or press Ctrl-C)"
-                )
-                if running:
-                    worker_log.warning(
-                        "Received %s: stopping; waiting up to %gs for %s to finish; %s to "
-                        "requeue %s now",
-                        name,
-                        self.grace_period,
-                        plural(running, "running job"),
-                        again,
-                        "it" if running == 1 else "them",
-                    )
-                else:
-                    worker_log.warning("Received %s: stopping (no job is running)", name)
-            elif self.forced_by is None:
-                self.forced_by = signal.Signals(signum)
-                worker_log.warning(
-                    "Received %s again: requeueing %s and stopping now",
-                    name,
-                    plural(running, "running job"),
-                )
-                self._halt.set()
-            # A second signal that lands inside the first one's stop() (both run in the
-            # main thread) would wait forever for a lock that handler holds: it leaves
-            # the stop to the handler it interrupted, which finishes it on return.
-            if seen["stopping"]:
-                return
-            seen["stopping"] = 1
-            try:
-                self.stop()
-            finally:
-                seen["stopping"] = 0
-
-        with stop_signals_to(on_signal):
-            yield
-
     def run(self, until_empty: bool = False, wait_delayed: bool = False) -> None:
         """Serve jobs until stopped, or, with ``until_empty``, until no job of a handled
         type is due and none is running here: delayed jobs (a later ``run_after``, such as
@@ -320,14 +270,16 @@ class Worker:
         else:
             ends = "Ctrl-C or SIGTERM stops it" if signals else "stop() stops it"
         worker_log.info(
-            "worker %s serving %s from %s; concurrency %d; %s",
+            "worker %s serving %s from %s%s; concurrency %d; %s",
             self.queue.worker_id,
             ", ".join(sorted(types)),
             self.queue.dir,
+            "" if self.queues is None else f" (queues {', '.join(sorted(self.queues))})",
             self.concurrency,
             ends,
         )
         self._schedules.start()  # the declared ones stored, what is due enqueued
+        declare_rate_limits(self.queue, types)  # those of @job_type(rate_limit=)
         self._warn_unserved()
         done = threading.Event()
         unwatch = self.queue.watch(self.wake, on_cancel=self._attempts.poke)
@@ -350,30 +302,6 @@ class Worker:
             )
         log.info("Worker %s stopped after %s", self.queue.worker_id, plural(self.processed, "job"))
 
-    def _warn_unserved(self) -> None:
-        """Warn, once per type, about Queued jobs no handler here serves: they would
-        otherwise wait without a word."""
-        try:
-            queued = self.queue.queued_by_type()
-        except JobLedgerError as exc:  # only a warning: never stop serving for it
-            log.debug("could not count queued jobs per type: %s", exc)
-            return
-        with self._guard:  # threads going idle together warn once between them
-            new = [
-                (job_type, counts)
-                for job_type, counts in sorted(queued.items())
-                if job_type not in self.handlers and job_type not in self._warned_types
-            ]
-            self._warned_types.update(job_type for job_type, _ in new)
-        for job_type, counts in new:
-            worker_log.warning(
-                "%s of type %s %s for a handler: this worker serves only %s",
-                plural(counts.due + counts.delayed, "queued job"),
-                job_type,
-                "waits" if counts.due + counts.delayed == 1 else "wait",
-                ", ".join(sorted(self.handlers)),
-            )
-
     def _serve(self, types: frozenset[str], until_empty: bool, done: threading.Event) -> None:
         self._halt.clear()
         if self._runner is not None:
@@ -383,11 +311,11 @@ class Worker:
             threads = [
                 threading.Thread(
                     target=self._loop,
-                    args=(types, until_empty, done),
+                    args=(types, queues, until_empty, done),
                     name=f"jobledger-worker-{i}",
                     daemon=True,
                 )
-                for i in range(self.concurrency)
+                for i, queues in enumerate(self._slots)
             ]
             self._live_threads = len(threads)
             for t in threads:
@@ -427,9 +355,15 @@ class Worker:
             else:
                 log.warning("Job %s did not finish within the grace period; requeued", job_id)
 
-    def _loop(self, types: frozenset[str], until_empty: bool, done: threading.Event) -> None:
+    def _loop(
+        self,
+        types: frozenset[str],
+        queues: frozenset[str] | None,
+        until_empty: bool,
+        done: threading.Event,
+    ) -> None:
         try:
-            self._claim_and_run(types, until_empty, done)
+            self._claim_and_run(types, queues, until_empty, done)
         finally:
             with self._guard:
                 self._live_threads -= 1
@@ -437,7 +371,11 @@ class Worker:
                     self._halt.set()
 
     def _claim_and_run(
-        self, types: frozenset[str], until_empty: bool, done: threading.Event
+        self,
+        types: frozenset[str],
+        queues: frozenset[str] | None,
+        until_empty: bool,
+        done: threading.Event,
     ) -> None:
         me = threading.current_thread()
         while not self._stopping.is_set():
@@ -448,7 +386,7 @@ class Worker:
                 self._claiming += 1
             jobs: list[Job] = []
             try:
-                jobs = self._claim(types)
+                jobs = self._claim(types, queues)
             finally:
                 with self._guard:
                     for job in jobs:
@@ -490,16 +428,23 @@ class Worker:
                     break
         self._record_done()  # stopping: what the last batch finished, without a claim
 
-    def _claim(self, types: frozenset[str]) -> list[Job]:
+    def _claim(self, types: frozenset[str], queues: frozenset[str] | None) -> list[Job]:
         """The next claim, with the completions waiting to be recorded: both in one
         statement (PostgreSQL) or one lock hold (files). Completions it could not record
         (an error) wait for the next record, as if it had not been tried."""
         size = self._prefetch.size()
         pending, took, oldest = self._take_done()
         if not pending:
-            return self.queue.claim_many(size, types=types)
+            if queues is None:  # every queue: as a caller of claim_many without queues
+                return self.queue.claim_many(size, types=types)
+            return self.queue.claim_many(size, types=types, queues=queues)
         try:
-            jobs, recorded, conflict = self.queue._record_and_claim(pending, size, types)
+            if queues is None:
+                jobs, recorded, conflict = self.queue._record_and_claim(pending, size, types)
+            else:
+                jobs, recorded, conflict = self.queue._record_and_claim(
+                    pending, size, types, queues
+                )
         except BaseException:
             with self._guard:
                 self._done[:0] = pending
@@ -533,103 +478,6 @@ class Worker:
                     continue  # already given back by run()'s grace period
             with contextlib.suppress(JobConflict):  # finished or taken over meanwhile
                 self.queue.requeue(job.job_id)
-
-    def _recorder(self, stop: threading.Event) -> None:
-        """Record completions left waiting behind a job that runs long: the check after
-        each job comes only when that job ends."""
-        while not stop.wait(RECORD_WITHIN / 2):
-            if not (self._overdue() and self._stuck()):
-                continue
-            try:
-                self._record_done()
-            except JobLedgerError as exc:  # the jobs run again after recovery, as on a crash
-                log.warning("could not record finished jobs' completions: %s", exc)
-
-    def _stuck(self) -> bool:
-        """Whether a job here has been running for ``RECORD_WITHIN`` or longer."""
-        now = self.monotonic()
-        with self._guard:
-            return any(now - t >= RECORD_WITHIN for t in self._job_started.values())
-
-    def _overdue(self) -> bool:
-        """Whether the oldest unrecorded completion has waited ``RECORD_WITHIN``."""
-        with self._guard:
-            oldest = self._oldest_done
-        return oldest is not None and self.monotonic() - oldest >= RECORD_WITHIN
-
-    def _take_done(self) -> tuple[list[tuple[str, Any]], dict[str, tuple[str, float]], float]:
-        """The completions waiting to be recorded (taken: no other thread records them),
-        their jobs' (type, seconds), and when the oldest finished."""
-        with self._guard:
-            pending, self._done = self._done, []
-            oldest, self._oldest_done = self._oldest_done, None
-            took = {job_id: self._took.pop(job_id, ("?", 0.0)) for job_id, _ in pending}
-        return pending, took, oldest if oldest is not None else self.monotonic()
-
-    def _record_done(self) -> None:
-        """Record the completions that finished jobs are waiting for, as one batch."""
-        pending, took, _ = self._take_done()
-        if not pending:
-            return
-        conflict: JobConflict | None = None
-        try:
-            if len(pending) == 1:
-                self.queue.complete(*pending[0])
-                recorded = 1
-            else:
-                recorded = self.queue.record_completions(pending)
-        except JobConflict as exc:
-            conflict, recorded = exc, len(pending) - max(1, len(exc.refused))
-        self._recorded(pending, took, recorded, conflict)
-
-    def _recorded(
-        self,
-        pending: list[tuple[str, Any]],
-        took: dict[str, tuple[str, float]],
-        recorded: int,
-        conflict: JobConflict | None,
-    ) -> None:
-        """Count the recorded completions and report each finished job (refused ones as
-        such: ``conflict`` names them)."""
-        refused: set[str] = set()
-        if conflict is not None:
-            refused = set(conflict.refused) or {pending[0][0]}
-            log.warning("%s", conflict)
-        with self._guard:
-            self.processed += recorded
-        for job_id, _ in pending:
-            job_type, seconds = took[job_id]
-            if job_id in refused:
-                self.reporter.finished(
-                    job_id, job_type, "refused", seconds, "(its completion was refused)"
-                )
-            else:
-                self.reporter.finished(job_id, job_type, "done", seconds)
-
-    def _drained(self, types: frozenset[str]) -> bool:
-        """Nothing of ``types`` is due (nor, with ``wait_delayed``, delayed) and nothing
-        runs here; the delayed jobs left behind go to ``delayed_left``."""
-        with self._guard:
-            busy = bool(self._running) or self._claiming > 0
-        if busy or self._waiting(types) is None:
-            return False
-        # Nothing due, but a dead peer's job may still read Running, not yet recovered
-        # (recovery while claiming waits for recover_every): recover before calling it empty.
-        self.queue.recover()
-        left = self._waiting(types)
-        if left is None:
-            return False
-        self.delayed_left = left if left[0] else None
-        return True
-
-    def _waiting(self, types: frozenset[str]) -> tuple[int, str | None] | None:
-        """None while a job of ``types`` is due (or delayed, with ``wait_delayed``); else
-        how many are delayed and the earliest ``run_after`` of those."""
-        mine = [c for t, c in self.queue.queued_by_type().items() if t in types]
-        delayed = sum(c.delayed for c in mine)
-        if any(c.due for c in mine) or (self._wait_delayed and delayed):
-            return None
-        return delayed, min((c.next_due for c in mine if c.next_due), default=None)
 
     def _execute(self, job: Job) -> None:
         """Run the job's handler: a failure or a snooze (``_snooze.py``) is recorded

@@ -54,6 +54,7 @@ from ._errors import ConfigError
 from ._job_fields import JobStatus
 from ._job_record import JobRecord
 from ._job_view import Job
+from ._limits import Limits
 from ._queue import JobQueue
 from ._waiting import DEFAULT_POLL, wait_async, wait_limits
 from .backends._contract import QueuedCounts
@@ -169,6 +170,8 @@ class AsyncJobQueue:
         *,
         unique_key: str | None = None,
         unique_for: dt.timedelta | float | None = None,
+        queue: str = "default",
+        rate_key: str | None = None,
     ) -> str:
         """:meth:`JobQueue.enqueue`: store a job, durable before it returns; its id. A job
         with a ``unique_key`` is stored by the blocking backend, in a thread (its key is
@@ -184,6 +187,8 @@ class AsyncJobQueue:
                 timeout,
                 unique_key=unique_key,
                 unique_for=unique_for,
+                queue=queue,
+                rate_key=rate_key,
             )
         now = self.queue.clock.now()
         fresh: set[str] = set()
@@ -196,6 +201,9 @@ class AsyncJobQueue:
             iso_utc(now),
             fresh,
             to_timeout(timeout),
+            None,
+            queue,
+            rate_key,
         )
         await self._writing()
         stored = await self._native.put([record], frozenset(fresh))
@@ -213,6 +221,8 @@ class AsyncJobQueue:
         timeout: dt.timedelta | float | None = None,
         unique_keys: Iterable[str | None] | None = None,
         unique_for: dt.timedelta | float | None = None,
+        queue: str = "default",
+        rate_keys: Iterable[str | None] | None = None,
     ) -> builtins.list[str]:
         """:meth:`JobQueue.enqueue_many`: many jobs in one batch; their ids. A batch with
         ``unique_keys`` is stored by the blocking backend, in a thread."""
@@ -227,6 +237,8 @@ class AsyncJobQueue:
                 timeout=timeout,
                 unique_keys=unique_keys,
                 unique_for=unique_for,
+                queue=queue,
+                rate_keys=rate_keys,
             )
         records, fresh = new_records(
             jobs,
@@ -236,6 +248,9 @@ class AsyncJobQueue:
             max_attempts,
             self.queue.clock.now(),
             to_timeout(timeout),
+            None,
+            queue,
+            rate_keys,
         )
         await self._writing()
         stored = await self._native.put(records, fresh)
@@ -318,16 +333,45 @@ class AsyncJobQueue:
     # -- claim and finish -----------------------------------------------------------------
 
     async def claim(
-        self, worker: str | None = None, types: Iterable[str] | None = None
+        self,
+        worker: str | None = None,
+        types: Iterable[str] | None = None,
+        *,
+        queues: Iterable[str] | None = None,
     ) -> Job | None:
         """:meth:`JobQueue.claim`: take the next due job, or None."""
-        return await self._thread(self.queue.claim, worker, types)
+        return await self._thread(self.queue.claim, worker, types, queues=queues)
 
     async def claim_many(
-        self, limit: int, worker: str | None = None, types: Iterable[str] | None = None
+        self,
+        limit: int,
+        worker: str | None = None,
+        types: Iterable[str] | None = None,
+        *,
+        queues: Iterable[str] | None = None,
     ) -> builtins.list[Job]:
         """:meth:`JobQueue.claim_many`: take up to ``limit`` due jobs at once."""
-        return await self._thread(self.queue.claim_many, limit, worker, types)
+        return await self._thread(self.queue.claim_many, limit, worker, types, queues=queues)
+
+    # -- limits ---------------------------------------------------------------------------
+
+    async def set_limit(self, queue_name: str, limit: int | None) -> None:
+        """:meth:`JobQueue.set_limit`: a named queue's most Running jobs (None: none)."""
+        await self._thread(self.queue.set_limit, queue_name, limit)
+
+    async def set_rate_limit(
+        self, job_type: str, n: int | None, per_seconds: float, *, key_field: str | None = None
+    ) -> None:
+        """:meth:`JobQueue.set_rate_limit`: a job type's most starts per key per window."""
+        await self._thread(self.queue.set_rate_limit, job_type, n, per_seconds, key_field=key_field)
+
+    async def limits(self) -> Limits:
+        """:meth:`JobQueue.limits`: the stored limits. Reads only."""
+        return await self._thread(self.queue.limits)
+
+    async def counts_by_queue(self) -> dict[str, dict[str, int]]:
+        """:meth:`JobQueue.counts_by_queue`: jobs per queue and status. Reads only."""
+        return await self._thread(self.queue.counts_by_queue)
 
     async def complete(self, job_id: str, result: Any = None) -> Job:
         """:meth:`JobQueue.complete`: record success (fenced)."""

@@ -14,7 +14,7 @@ def _finish(queue, clock, n: int, *, fail_every: int = 0, kind: str = "T") -> li
     ids = []
     for i in range(n):
         job_id = queue.enqueue(
-            {"type": kind, "i": i, "queue": "fast" if i % 2 else "slow"}, max_attempts=1
+            {"type": kind, "i": i}, max_attempts=1, queue="fast" if i % 2 else "slow"
         )
         job = queue.claim()
         assert job is not None and job.job_id == job_id

@@ -40,6 +40,8 @@ NOT_DEFAULT: dict[str, Any] = {
     "checkpoint_json": '{"epoch":3,"lr":1e+16,"z":-0.0,"big":123456789012345678901234567890}',
     "checkpoint_at": "2025-01-20T10:31:45.000Z",
     "unique_key": "acct-1:2025-01-20 — ü",
+    "queue": "gpu — ü",
+    "rate_key": "acct-1 — ü",
 }
 
 

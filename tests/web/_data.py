@@ -11,8 +11,8 @@ def prepare(queue: jobledger.JobQueue, state: jobledger.JobState) -> dict[str, A
     """A queue with jobs in every status and today's task sets of two accounts; what was
     made, by name."""
     made: dict[str, Any] = {}
-    done = queue.enqueue({"type": "Resize", "size": 3, "queue": "images"}, max_attempts=1)
-    failed = queue.enqueue({"type": "Resize", "size": 4, "queue": "images"}, max_attempts=1)
+    done = queue.enqueue({"type": "Resize", "size": 3}, max_attempts=1, queue="images")
+    failed = queue.enqueue({"type": "Resize", "size": 4}, max_attempts=1, queue="images")
     cancelled = queue.enqueue({"type": "Email", "to": "a@example.com"})
     running = queue.enqueue({"type": "Train", "epochs": 3}, priority=5)
     queued = [queue.enqueue({"type": "Email", "to": f"u{i}@example.com"}) for i in range(3)]

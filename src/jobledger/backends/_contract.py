@@ -14,6 +14,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 from .._errors import JobLedgerError, LeaseHolder
 from .._job_record import JobRecord, JobStatus
+from .._limits import Limits, RateLimit
 from .._schedules import StoredSchedule
 from .._taskset_record import RunLease, TaskSetKey, TaskSetRecord
 
@@ -192,10 +193,19 @@ class JobBackend(Protocol):
         limit: int = 1,
         *,
         recover: Recovery | None = None,
+        queues: frozenset[str] | None = None,
     ) -> list[JobRecord]:
-        """Atomically make the first ``limit`` due Queued jobs (of ``types``, in serving
-        order) Running under ``worker``, attempts + 1, ``started`` = now, and return them
-        in serving order (empty when none is due). One winner per job across processes.
+        """Atomically make the first ``limit`` due Queued jobs (of ``types``, in the
+        named ``queues``; None: any, in serving order) Running under ``worker``, attempts
+        + 1, ``started`` = now, and return them in serving order (empty when none is
+        due). One winner per job across processes.
+
+        The stored limits (:meth:`limits`) are obeyed exactly, across processes: a job of
+        a limited queue is not taken while that queue's Running jobs are at its limit, nor
+        one whose rate key had its type's ``n`` starts in the window (``_limits.Gate``
+        decides, from the counts taken under the claim's lock); a start of a rate-limited
+        type is stored with the claim. A claim with no limit to obey pays (almost)
+        nothing for them.
         A backend that learns of a worker's death at once (PostgreSQL: its session ended)
         first recovers that worker's Running jobs with ``recover`` (``keep``, ``decide``,
         as :meth:`recover` takes them), so the claim serves them first; others ignore it."""
@@ -220,6 +230,7 @@ class JobBackend(Protocol):
         limit: int = 1,
         *,
         recover: Recovery | None = None,
+        queues: frozenset[str] | None = None,
     ) -> tuple[list[JobRecord | None], list[JobRecord]]:
         """:meth:`swap`, then :meth:`claim`, together (a worker's completions recorded with
         its next claim): one statement (PostgreSQL) or one lock hold (files). Returns the
@@ -270,10 +281,32 @@ class JobBackend(Protocol):
         """Queued jobs (of ``types``), due or not."""
         ...
 
-    def queued_by_type(self, now: str) -> dict[str, QueuedCounts]:
-        """The Queued jobs per type (only types that have some), due or not at ``now``.
-        From the index (files) or one aggregate query (PostgreSQL): a worker asks when it
-        starts and when it goes idle."""
+    def queued_by_type(
+        self, now: str, queues: frozenset[str] | None = None
+    ) -> dict[str, QueuedCounts]:
+        """The Queued jobs per type (only types that have some; of ``queues`` when given),
+        due or not at ``now``. From the index (files) or one aggregate query
+        (PostgreSQL): a worker asks when it starts and when it goes idle."""
+        ...
+
+    def counts_by_queue(self) -> dict[str, dict[str, int]]:
+        """Jobs per queue (only queues that have some) and per status (every status, zeros
+        included), without reading history (files) or in one aggregate query."""
+        ...
+
+    # Limits (``_limits.py`` holds their policy). Stored where every worker reads them.
+
+    def limits(self) -> Limits:
+        """Every stored limit. A read: never writes."""
+        ...
+
+    def set_limit(self, queue: str, limit: int | None) -> None:
+        """Store the most Running jobs of ``queue`` (None: no limit), durably; every
+        claim that starts after this returns obeys it."""
+        ...
+
+    def set_rate_limit(self, job_type: str, rate: RateLimit | None) -> None:
+        """Store ``job_type``'s rate limit (None: none), durably; as :meth:`set_limit`."""
         ...
 
     def prune(self, cutoff: str, on_batch: Callable[[int], None] | None = None) -> int:

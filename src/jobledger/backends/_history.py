@@ -18,9 +18,10 @@ from ._contract import JobBackend
 __all__ = ["HistoryFilter", "HistoryReads", "open_history", "queue_of"]
 
 
-def queue_of(payload: dict[str, object]) -> str:
-    """The named queue a job is in: its payload's ``queue``, else ``"default"``."""
-    value = payload.get("queue")
+def queue_of(meta: dict[str, object]) -> str:
+    """The named queue a job is in, from its file's ``_jobledger`` fields (a file written
+    before named queues has none: ``"default"``)."""
+    value = meta.get("queue")
     return value if isinstance(value, str) else "default"
 
 

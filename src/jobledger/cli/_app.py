@@ -349,7 +349,9 @@ def _register() -> None:
     from ._db import db, export_command
     from ._demo_cmd import demo
     from ._jobs import jobs
+    from ._jobs_enqueue import enqueue  # noqa: F401  (a command of `jobs`)
     from ._maint import register as register_maintenance
+    from ._queues import queues
     from ._schedules import schedules
     from ._tasksets import register as register_tasksets
     from ._top import top
@@ -362,6 +364,7 @@ def _register() -> None:
     cli.add_command(jobs)
     cli.add_command(worker)
     cli.add_command(schedules)
+    cli.add_command(queues)
     cli.add_command(db)
     cli.add_command(export_command)
     cli.add_command(dashboard)

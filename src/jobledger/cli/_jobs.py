@@ -22,19 +22,32 @@ from rich.table import Table
 
 from .._clock import SystemClock, iso_utc
 from .._errors import JobLedgerError, JobNotFound
-from .._inputs import MAX_JSON_DEPTH
 from .._job_fields import JobStatus
-from .._job_record import new_job_id
 from .._job_view import Job
 from .._location import classify, is_postgres_url
 from .._queue import JobQueue
 from .._words import plural
 from . import _maint
 from ._app import App, location_options, pass_app, require_folder
-from ._options import AGE, DURATION, check_output_flags, plain_option
-from ._render import human_count, human_size, plain_lines, plain_time, short_time, table
+from ._options import AGE, check_output_flags, plain_option
+from ._render import (
+    FitTable,
+    human_count,
+    human_size,
+    plain_lines,
+    plain_time,
+    short_time,
+    table,
+)
 
-__all__ = ["QUEUE_DIR_ENV", "jobs", "open_queue", "queue_dir_option", "require_queue_folder"]
+__all__ = [
+    "QUEUE_DIR_ENV",
+    "jobs",
+    "open_queue",
+    "queue_dir_option",
+    "queue_table",
+    "require_queue_folder",
+]
 
 #: The environment variable ``--dir`` falls back to.
 QUEUE_DIR_ENV = "JOBLEDGER_QUEUE_DIR"
@@ -161,22 +174,33 @@ def jobs() -> None:
     type=click.Choice(_STATUSES, case_sensitive=False),
     help="Only jobs with this status.",
 )
+@click.option("--queue", "queue_name", metavar="NAME", help="Only jobs of this named queue.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job files' documents as JSON.")
 @plain_option(", ".join(PLAIN_JOB_COLUMNS))
 @pass_app
-def list_(app: App, queue_dir: str, status_name: str | None, as_json: bool, plain: bool) -> None:
+def list_(
+    app: App,
+    queue_dir: str,
+    status_name: str | None,
+    queue_name: str | None,
+    as_json: bool,
+    plain: bool,
+) -> None:
     """Jobs in serving order (Running, then Queued), then finished ones by finish time.
 
     Listing finished jobs reads every job file of the history; --status Queued or
     --status Running reads only the live ones. A Run after column appears when a listed
     job has a run_after time (enqueued with --delay, or waiting to be retried), a Progress
     column when one reported progress (its last report: 3/10 30%). A Running job whose
-    cancel was asked of its worker shows as "Running (cancel asked)".
+    cancel was asked of its worker shows as "Running (cancel asked)". A Queue column
+    appears when a listed job waits in a named queue (not "default").
     """
     check_output_flags(as_json, plain)
     status = _status(status_name)
     with open_queue(queue_dir) as queue:
         listed = queue.list(status)
+        if queue_name is not None:
+            listed = [job for job in listed if job.queue == queue_name]
         if as_json:
             docs = [d for d in (_document(queue, j.job_id) for j in listed) if d is not None]
             click.echo(json.dumps(docs, indent=2, ensure_ascii=False))
@@ -192,9 +216,11 @@ def list_(app: App, queue_dir: str, status_name: str | None, as_json: bool, plai
     else:
         delayed = any(job.run_after for job in listed)
         progress = any(job.progress_info for job in listed)
+        named = any(job.queue != "default" for job in listed)
         t = table(
             f"{plural(len(listed), noun)} in {where}",
             "Job id",
+            *(("Queue",) if named else ()),
             "Type",
             "Status",
             "Attempts",
@@ -207,6 +233,7 @@ def list_(app: App, queue_dir: str, status_name: str | None, as_json: bool, plai
         for job in listed:
             t.add_row(
                 job.job_id,
+                *((job.queue,) if named else ()),
                 job.type,
                 _status_text(job),
                 f"{job.attempts}/{job.max_attempts}",
@@ -267,6 +294,7 @@ def _show_table(job: Job) -> Table:
     rows = [
         ("Job id", job.job_id),
         ("Type", job.type),
+        *((("Queue", job.queue),) if job.queue != "default" else ()),
         ("Status", _status_text(job)),
         ("Attempts", f"{job.attempts}/{job.max_attempts}"),
         ("Priority", str(job.priority)),
@@ -283,6 +311,7 @@ def _show_table(job: Job) -> Table:
         ),
         ("Checkpoint", f"stored at {short_time(job.checkpoint_at)}" if job.checkpoint_at else "-"),
         *((("Unique key", job.unique_key),) if job.unique_key is not None else ()),
+        *((("Rate key", job.rate_key),) if job.rate_key is not None else ()),
         ("Error", job.error_message or "-"),
     ]
     for name, value in rows:
@@ -326,198 +355,55 @@ def show(app: App, queue_dir: str, job_id: str, as_json: bool) -> None:
 
 @jobs.command()
 @queue_dir_option(must_exist=True)
+@click.option(
+    "--by-queue",
+    is_flag=True,
+    help="Count per named queue: --json prints queue -> status -> n, --plain a line per "
+    "queue and status.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as a JSON object.")
-@plain_option("status, jobs")
+@plain_option("status, jobs (with --by-queue: queue, status, jobs)")
 @pass_app
-def counts(app: App, queue_dir: str, as_json: bool, plain: bool) -> None:
-    """How many jobs have each status (from the index: history is not read)."""
+def counts(app: App, queue_dir: str, by_queue: bool, as_json: bool, plain: bool) -> None:
+    """How many jobs have each status (from the index: history is not read), and, when
+    jobs wait in named queues, how many in each queue."""
     check_output_flags(as_json, plain)
     with open_queue(queue_dir) as queue:
         per_status = queue.counts()
+        per_queue = queue.counts_by_queue()
     if as_json:
-        click.echo(json.dumps(per_status, indent=2))
+        click.echo(json.dumps(per_queue if by_queue else per_status, indent=2))
         return
     if plain:
-        click.echo(plain_lines(("status", "jobs"), per_status.items()))
+        if by_queue:
+            rows = [(q, s, n) for q, c in per_queue.items() for s, n in c.items()]
+            click.echo(plain_lines(("queue", "status", "jobs"), rows))
+        else:
+            click.echo(plain_lines(("status", "jobs"), per_status.items()))
         return
     t = table(f"Jobs in {queue.dir}", "Status", "Jobs")
     for status, n in per_status.items():
         t.add_row(status, human_count(n))
     t.add_row("Total", human_count(sum(per_status.values())))
     app.out.print(t)
+    if by_queue or set(per_queue) - {"default"}:
+        app.out.print(queue_table(f"Jobs per queue in {queue.dir}", per_queue, {}))
+
+
+def queue_table(
+    title: str, per_queue: dict[str, dict[str, int]], limits: dict[str, int]
+) -> FitTable:
+    """A table of the jobs per queue and status (and each queue's limit, if any)."""
+    statuses = [s.value for s in JobStatus]
+    t = table(title, "Queue", *(("Limit",) if limits else ()), *statuses)
+    for name in sorted(set(per_queue) | set(limits)):
+        n = per_queue.get(name, {})
+        limit = (str(limits[name]) if name in limits else "-",) if limits else ()
+        t.add_row(name, *limit, *(human_count(n.get(s, 0)) for s in statuses))
+    return t
 
 
 # -- changing --------------------------------------------------------------------------------
-
-
-def _payload(payload: str | None, payload_file: str | None) -> dict[str, Any]:
-    if payload is not None and payload_file is not None:
-        raise click.UsageError("pass --payload or --payload-file, not both")
-    if payload is None and payload_file is None:
-        return {}
-    if payload_file is not None:
-        hint, source = "'--payload-file'", payload_file
-        try:
-            with click.open_file(payload_file, "rb") as fh:
-                raw = fh.read()
-        except OSError as exc:
-            raise click.BadParameter(
-                f"cannot read {payload_file}: {exc.strerror or exc}", param_hint=hint
-            ) from None
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise click.BadParameter(
-                f"{source} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
-                f"{exc.start}); save it as UTF-8",
-                param_hint=hint,
-            ) from None
-    else:
-        hint, text, source = "'--payload'", payload or "", "the --payload value"
-        _check_argument_text(text, source, hint)
-    try:
-        data = json.loads(text)
-    except RecursionError:
-        # The json module's reader recurses per level: far deeper than jobledger stores.
-        raise click.BadParameter(
-            f"{source} is nested too deeply to read; a payload may have at most "
-            f"{MAX_JSON_DEPTH} levels of objects and arrays",
-            param_hint=hint,
-        ) from None
-    except ValueError as exc:
-        raise click.BadParameter(
-            f"{source} is not valid JSON ({exc}); write an object such as "
-            '\'{"model": "mistralai/Mistral-7B-v0.1"}\'',
-            param_hint=hint,
-        ) from None
-    if not isinstance(data, dict):
-        raise click.BadParameter(
-            f"{source} is a JSON {type(data).__name__}, not an object; the payload must be an "
-            'object such as \'{"model": "mistralai/Mistral-7B-v0.1"}\'',
-            param_hint=hint,
-        )
-    return data
-
-
-def _check_argument_text(text: str, source: str, hint: str) -> None:
-    """BadParameter if ``text`` (from the command line) was not UTF-8: Python hands such
-    bytes over as lone surrogates (U+DC80..U+DCFF), which no backend can store."""
-    if text.isascii():
-        return
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        char = ord(text[exc.start])
-        what = f"byte 0x{char - 0xDC00:02x}" if 0xDC80 <= char <= 0xDCFF else f"{char:#x}"
-        raise click.BadParameter(
-            f"{source} is not UTF-8 text ({what} at character {exc.start}); pass UTF-8 "
-            "(check the terminal's or the script's encoding)",
-            param_hint=hint,
-        ) from None
-
-
-@jobs.command()
-@queue_dir_option(creatable=True)
-@click.argument("job_type", metavar="TYPE")
-@click.option("--payload", metavar="JSON", help="The job's fields as a JSON object.")
-@click.option(
-    "--payload-file",
-    metavar="FILE",
-    help="Read the JSON object of the job's fields from FILE ('-' for stdin).",
-)
-@click.option("--id", "job_id", metavar="ID", help="The job id (default: a new UUID).")
-@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
-@click.option(
-    "--max-attempts",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="Attempts before the job is Failed for good.",
-)
-@click.option(
-    "--delay",
-    type=DURATION,
-    metavar="DURATION",
-    help="Do not run the job before DURATION from now: 30s, 15m, 1h, 7d, 2w, 1h30m, or a "
-    "bare number of seconds.",
-)
-@click.option(
-    "--unique-key",
-    metavar="KEY",
-    help="Make the job unique: while a job with KEY is Queued or Running, nothing is "
-    "stored and that job's id is printed.",
-)
-@click.option(
-    "--unique-for",
-    type=DURATION,
-    metavar="DURATION",
-    help="With --unique-key: a job with KEY that finished less than DURATION ago counts too.",
-)
-@pass_app
-def enqueue(
-    app: App,
-    queue_dir: str,
-    job_type: str,
-    payload: str | None,
-    payload_file: str | None,
-    job_id: str | None,
-    priority: int,
-    max_attempts: int,
-    delay: dt.timedelta | None,
-    unique_key: str | None,
-    unique_for: dt.timedelta | None,
-) -> None:
-    """Store a job of type TYPE and print its id (durable when this returns).
-
-    The queue folder must exist unless --create is given. Enqueueing an id that already
-    exists stores nothing and prints that id; so does a --unique-key that a live job
-    holds (or, with --unique-for, one that finished less than that long ago).
-    """
-    if unique_for is not None and unique_key is None:
-        raise click.UsageError("--unique-for needs --unique-key")
-    fields = _payload(payload, payload_file)
-    if "type" in fields and fields["type"] != job_type:
-        raise click.UsageError(
-            f"the payload's 'type' is {fields['type']!r} but TYPE is {job_type!r}; "
-            "drop 'type' from the payload (TYPE sets it)"
-        )
-    job = {**fields, "type": job_type}
-    wanted = job_id if job_id is not None else fields.get("job_id")
-    # With a key, the id is made here when none is given, so that a held key (another
-    # job's id coming back) is told apart from a new job.
-    asked = wanted if isinstance(wanted, str) else None
-    if asked is None and unique_key is not None:
-        job_id = asked = new_job_id()
-    with open_queue(queue_dir) as queue:
-        existing = queue.get(wanted) if isinstance(wanted, str) and wanted else None
-        try:
-            new_id = queue.enqueue(
-                job,
-                job_id=job_id,
-                priority=priority,
-                run_after=delay,
-                max_attempts=max_attempts,
-                unique_key=unique_key,
-                unique_for=unique_for,
-            )
-        except TypeError as exc:
-            raise click.UsageError(str(exc)) from None
-        # A key already held returns its holder: an id other than the one asked for.
-        held = unique_key is not None and existing is None and new_id != asked
-        holder = queue.get(new_id) if held else None
-    if existing is not None:
-        app.err.print(
-            f"note: job {new_id} already exists ({existing.status.value}) in {queue.dir}; "
-            "nothing was enqueued",
-            markup=False,
-        )
-    elif holder is not None:
-        app.err.print(
-            f"note: job {new_id} ({holder.status.value}) holds the unique key "
-            f"{unique_key!r} in {queue.dir}; nothing was enqueued",
-            markup=False,
-        )
-    click.echo(new_id)
 
 
 @jobs.command()

@@ -209,6 +209,14 @@ def _worker_lines() -> Iterator[None]:
     help="Jobs run side by side (threads).",
 )
 @click.option(
+    "--queue",
+    "queue_specs",
+    multiple=True,
+    metavar="NAME[:SLOTS]",
+    help="Serve only this named queue (repeatable); with :SLOTS, that many threads for it "
+    "(then --concurrency is the sum of the slots). Default: every queue.",
+)
+@click.option(
     "--until-empty",
     is_flag=True,
     help="Exit 0 once no job of a handled type is due or running here; delayed jobs "
@@ -267,6 +275,7 @@ def worker(
     handlers_spec: str,
     schedules_spec: str | None,
     concurrency: int,
+    queue_specs: tuple[str, ...],
     until_empty: bool,
     wait_delayed: bool,
     grace: dt.timedelta,
@@ -289,6 +298,7 @@ def worker(
     """
     if wait_delayed and not until_empty:
         raise click.UsageError("--wait-delayed only applies with --until-empty")
+    queues = _queues(queue_specs, concurrency)
     with _cwd_on_path():
         handlers = load_handlers(handlers_spec)
         declared = load_schedules(schedules_spec) if schedules_spec else []
@@ -304,6 +314,7 @@ def worker(
                     timeout=timeout,
                     kill_grace=kill_grace,
                     schedules=declared,
+                    queues=queues,
                 )
             except JobLedgerError as exc:  # a handler a job's process cannot import, a 0 timeout
                 raise click.UsageError(str(exc)) from None
@@ -319,3 +330,31 @@ def worker(
             )
     if w.forced_by is not None:
         sys.exit(128 + int(w.forced_by))
+
+
+def _queues(specs: tuple[str, ...], concurrency: int) -> list[str] | dict[str, int] | None:
+    """The Worker's ``queues=`` of the --queue options: names, or names -> slots when any
+    gives SLOTS (a name without gets 1)."""
+    if not specs:
+        return None
+    slots: dict[str, int | None] = {}
+    for spec in specs:
+        name, sep, count = spec.rpartition(":") if ":" in spec else (spec, "", "")
+        if not name:
+            raise click.BadParameter(f"{spec!r} names no queue", param_hint="'--queue'")
+        if sep:
+            if not count.isdigit() or int(count) < 1:
+                raise click.BadParameter(
+                    f"{spec!r}: SLOTS must be a whole number of 1 or more",
+                    param_hint="'--queue'",
+                )
+            slots[name] = int(count)
+        else:
+            slots.setdefault(name, None)
+    if all(n is None for n in slots.values()):
+        return list(slots)
+    if concurrency != 1:
+        raise click.UsageError(
+            "--concurrency and --queue NAME:SLOTS both set the threads: give one of them"
+        )
+    return {name: n or 1 for name, n in slots.items()}

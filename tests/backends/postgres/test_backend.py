@@ -145,9 +145,9 @@ def test_a_batch_of_generated_ids_goes_in_by_copy_exactly_as_given(pg_url, monke
     import jobledger.backends.postgres.jobs as pg_jobs
 
     copied = []
-    real_copy = pg_jobs._copy_new
+    real_copy = pg_jobs.copy_staged
     monkeypatch.setattr(
-        pg_jobs, "_copy_new", lambda c, r, s: copied.append(len(r)) or real_copy(c, r, s)
+        pg_jobs, "copy_staged", lambda c, r, s: copied.append(len(r)) or real_copy(c, r, s)
     )
     backend = PostgresJobBackend(pg_url)
     batch = _batch(40, "g")

@@ -122,8 +122,9 @@ def test_a_claim_statement_claims_nothing_while_a_workers_session_has_ended(pg_u
     other.put([_queued("q1"), _queued("q2")])
     other.close()
     with psycopg.connect(pg_url, autocommit=True) as conn, conn.transaction(force_rollback=True):
-        rows = conn.execute(q.claim_next(False, 5), (NOW, "someone", NOW, 60.0)).fetchall()
-        gone, *columns = rows[0]
+        rows = conn.execute(q.claim_next(False, 5), (NOW, 0, "someone", NOW, 60.0)).fetchall()
+        gone, version, *columns = rows[0]
+        assert version == 0  # no limit was ever stored
         assert len(rows) == 1 and gone is True and set(columns) == {None}
         status = conn.execute("SELECT job_id, status FROM jobledger_jobs ORDER BY job_id")
         assert status.fetchall() == [("job", "Running"), ("q1", "Queued"), ("q2", "Queued")]
@@ -149,7 +150,7 @@ def test_the_backends_connection_reads_the_serving_order_from_its_index(pg_url):
             settings = conn.execute("SELECT current_setting('enable_sort'), current_setting('jit')")
             assert settings.fetchone() == ("off", "off")
             explain = psycopg.ClientCursor(conn).execute(
-                "EXPLAIN " + q.claim_next(False, 100), (now, "w", now, 60.0)
+                "EXPLAIN " + q.claim_next(False, 100), (now, 0, "w", now, 60.0)
             )
             plan = "\n".join(row[0] for row in explain)
         assert "Index Scan using jobledger_jobs_serving" in plan, plan

@@ -71,7 +71,7 @@ def test_the_claim_reads_the_queued_rows_and_a_prune_batch_the_finished_ones(pg_
     with psycopg.connect(pg_url, autocommit=True) as conn:
         settings = _session_settings(fsync=True)  # those of the backend's own connection
         conn.execute(q.SESSION_SETTINGS, (list(settings), list(settings.values())))
-        claim = _plan(conn, q.claim_next(False, 10), (CUTOFF, "w", CUTOFF, 6.0))
+        claim = _plan(conn, q.claim_next(False, 10), (CUTOFF, 0, "w", CUTOFF, 6.0))
         prune = _plan(conn, q.PRUNE_JOBS, (CUTOFF, 100, "", CUTOFF, 100))
     # The claim: the Queued rows through their serving index, then each picked row by its
     # key; no scan of the table, of the finished rows or of another index.

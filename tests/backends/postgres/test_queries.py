@@ -36,9 +36,11 @@ MADE: dict[str, Callable[[], str]] = {
     "update_jobs": lambda: q.update_jobs(q.WRITABLE),
     "swap_job": lambda: q.swap_job(q.WRITABLE),
     "swap_jobs": lambda: q.swap_jobs(q.WRITABLE),
-    "swap_job_and_claim": lambda: q.swap_job_and_claim(q.WRITABLE, True, 50),
-    "swap_jobs_and_claim": lambda: q.swap_jobs_and_claim(q.WRITABLE, True, 50),
-    "claim_next": lambda: q.claim_next(True, 50),
+    "swap_job_and_claim": lambda: q.swap_job_and_claim(q.WRITABLE, True, 50, True),
+    "swap_jobs_and_claim": lambda: q.swap_jobs_and_claim(q.WRITABLE, True, 50, True),
+    "claim_next": lambda: q.claim_next(True, 50, True),
+    "claim_jobs": lambda: q.claim_jobs(True, True),
+    "pick_limited": lambda: q.pick_limited(True, True, 2),
     "set_lock_timeout": lambda: q.set_lock_timeout(1500),
 }
 
@@ -110,9 +112,10 @@ def test_the_job_statements_name_every_field_in_the_tables_order():
     for name in ("INSERT_NEW_JOBS", "COPY_JOBS", "JOBS_IN_SEQ_ORDER", *reads):
         assert ", ".join(names) in getattr(q, name), name
     returning = "RETURNING " + ", ".join(f"j.{n}" for n in names)
-    for name in ("CLAIM_JOBS", "CLAIM_JOBS_OF_TYPES"):
-        assert returning in getattr(q, name), name
     for of_types in (False, True):
+        assert returning in q.claim_jobs(of_types, False)
+        assert returning in q.claim_jobs(of_types, True)
+        assert returning in q.CLAIM_CHOSEN
         assert returning in q.claim_next(of_types, 1)
         assert returning in q.swap_job_and_claim(("status",), of_types, 1)
         assert returning in q.swap_jobs_and_claim(("status",), of_types, 1)

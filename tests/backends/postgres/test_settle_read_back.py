@@ -344,13 +344,13 @@ def test_an_enqueue_whose_commit_outcome_was_lost_stores_each_job_once(
 ):
     queue = JobQueue(pg_url, recover_every=3600)
     copies: list[int] = []
-    copy_new = jobs._copy_new
+    copy_new = jobs.copy_staged
 
     def spy(conn: Any, records: list[Any], seqs: list[int]) -> Any:
         copies.append(len(records))
         return copy_new(conn, records, seqs)
 
-    monkeypatch.setattr(jobs, "_copy_new", spy)
+    monkeypatch.setattr(jobs, "copy_staged", spy)
     try:
         queue.enqueue({"type": "warm-up"}, job_id="w")  # connects and migrates first
         fired = _arm(monkeypatch, pg_url, _backend(queue)._db, fault)

@@ -130,7 +130,7 @@ class FilesHistory:
             job_id,
             status,
             kind if isinstance(kind, str) else "",
-            queue_of(doc),
+            queue_of(meta),
         )
 
     def _note(self, job_ids: Iterable[str]) -> None:

@@ -10,13 +10,18 @@ checks run before a single value is used, so no half-applied index is left behin
 ``queue.json``::
 
     {"running": [job ids], "queued": [job ids],
-     "finished": {"Completed": n, "Failed": n, "Cancelled": n}, "revision": n}
+     "finished": {"Completed": n, "Failed": n, "Cancelled": n[, "Completed:gpu": n...]},
+     "revision": n}
+
+``finished`` counts the jobs of the default queue under the status alone and those of
+a named queue under ``"<status>:<queue>"`` (a key only once the queue has some).
 
 Journal lines: ``{"n": n, "id": job id, "s": "Queued"|"Running", "k": [0|1, int, int],
-"a": time|null, "t": type, "w": worker|null[, "u": unique key][, "f": deltas]}`` for a
-live job, ``{"n", "id", "s": null[, "u": unique key][, "f"]}`` for a job that left the
-index (with ``"u"``: a pruned job, whose key is forgotten), ``{"n", "f"}`` for counts
-alone and ``{"n", "pruning": true}`` for a prune begun.
+"a": time|null, "t": type, "w": worker|null[, "u": unique key][, "q": queue][, "f":
+deltas]}`` for a live job (``"q"``: only a queue other than the default one), ``{"n",
+"id", "s": null[, "u": unique key][, "f"]}`` for a job that left the index (with ``"u"``:
+a pruned job, whose key is forgotten), ``{"n", "f"}`` for counts alone and ``{"n",
+"pruning": true}`` for a prune begun. ``"f"`` moves the counts of ``finished``'s keys.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from ._names import decode, encode
 
 __all__ = [
     "FINISHED_NAMES",
+    "finished_key_ok",
     "index_problem",
     "job_id_of_file",
     "parse_json",
@@ -103,8 +109,8 @@ def index_problem(doc: object) -> str | None:
     finished = doc.get("finished")
     if not isinstance(finished, dict):
         return f"key 'finished' is missing or not an object: {_shown(finished)}"
-    if set(finished) != FINISHED_NAMES:
-        return f"key 'finished' does not count exactly {sorted(FINISHED_NAMES)}"
+    if not set(finished) >= FINISHED_NAMES or not all(map(finished_key_ok, finished)):
+        return f"key 'finished' does not count {sorted(FINISHED_NAMES)} (per queue)"
     for status, n in finished.items():
         if not _count(n):
             return f"key 'finished' counts {status} as {_shown(n)}, not an integer >= 0"
@@ -114,9 +120,16 @@ def index_problem(doc: object) -> str | None:
     return None
 
 
+def finished_key_ok(key: str) -> bool:
+    """Whether ``key`` is a key of the finished counts: a finished status, with a
+    queue's name after a ``:`` for a named queue's."""
+    status, _, queue = key.partition(":")
+    return status in FINISHED_NAMES and (queue != "" or key == status)
+
+
 def _deltas_ok(value: object) -> bool:
     return isinstance(value, dict) and all(
-        k in FINISHED_NAMES and _count(v, -_INT_LIMIT) for k, v in value.items()
+        finished_key_ok(k) and _count(v, -_INT_LIMIT) for k, v in value.items()
     )
 
 
@@ -143,6 +156,8 @@ def parse_line(raw: bytes) -> dict[str, Any] | None:
     if not valid_job_id(job_id):
         return None
     if "u" in line and not (isinstance(line["u"], str) and line["u"]):
+        return None
+    if "q" in line and not (isinstance(line["q"], str) and line["q"]):
         return None
     status = line.get("s")
     if status is None:

@@ -14,12 +14,13 @@ from collections.abc import Callable
 from ..._errors import JobLedgerError, StorageError
 from ..._faults import point
 from ..._job_record import JobRecord, JobStatus
+from ..._limits import DEFAULT_QUEUE
 from ._atomic_write import remove
 from ._job_files import job_ids_changed_since
-from ._queue_index import QueueIndex, Read
+from ._queue_index import QueueIndex, Read, finished_key
 from ._reading import read_bytes
 
-__all__ = ["clear", "counts", "prunable_ids", "prune"]
+__all__ = ["clear", "counts", "counts_by_queue", "prunable_ids", "prune"]
 
 
 def counts(index: QueueIndex) -> dict[str, int]:
@@ -28,8 +29,24 @@ def counts(index: QueueIndex) -> dict[str, int]:
         JobStatus.QUEUED.value: len(index.order.queued),
         JobStatus.RUNNING.value: len(index.order.running),
     }
-    out.update(index.finished)
+    for key, n in index.finished.items():  # "Completed", "Completed:gpu"...
+        status = key.partition(":")[0]
+        out[status] = out.get(status, 0) + n
     return out
+
+
+def counts_by_queue(index: QueueIndex) -> dict[str, dict[str, int]]:
+    """Jobs per queue and status, from the index only: the live ones by their entries,
+    the finished ones by their counts (kept per queue)."""
+    out: dict[str, dict[str, int]] = {}
+    for queue, live in index.order.live_by_queue().items():
+        out[queue] = {s.value: live.get(s.value, 0) for s in JobStatus}
+    for key, n in index.finished.items():
+        status, _, queue = key.partition(":")
+        if n:
+            counts = out.setdefault(queue or DEFAULT_QUEUE, {s.value: 0 for s in JobStatus})
+            counts[status] += n
+    return dict(sorted(out.items()))
 
 
 def prunable_ids(jobs_dir: str, path_of: Callable[[str], str], cutoff: str) -> list[str]:
@@ -95,7 +112,7 @@ def prune(
                 refused = StorageError("delete", path, exc)
                 break
             point("queue.pruned_file")
-            value = record.status.value
+            value = finished_key(record)
             index.move_counts({value: -1})
             deltas[value] = deltas.get(value, 0) - 1
             if record.unique_key is not None:

@@ -30,7 +30,6 @@
 from __future__ import annotations
 
 import collections
-import errno
 import logging
 import os
 import time
@@ -42,16 +41,15 @@ from ..._errors import StorageError
 from ..._faults import point
 from ..._job_record import JobRecord, JobStatus
 from ..._json import dumps_indented, encode_compact
+from ..._limits import DEFAULT_QUEUE
 from ._atomic_write import remove, write_atomic
-from ._index_format import index_problem, parse_json
+from ._index_snapshot import load_snapshot
 from ._job_files import job_ids_changed_since
 from ._queue_journal import Journal
-from ._reading import MAX_INDEX_BYTES, RefusedFile, read_bytes
 from ._serving import Entry, ServingOrder
-from ._set_aside import set_aside
 from ._sync_plan import SyncPlan
 
-__all__ = ["FINISHED", "QueueIndex", "Read", "finished_deltas"]
+__all__ = ["FINISHED", "QueueIndex", "Read", "finished_deltas", "finished_key"]
 
 log = logging.getLogger("jobledger")
 
@@ -65,13 +63,22 @@ FINISHED = tuple(s for s in JobStatus if s in JobStatus.FINISHED)
 Read = Callable[[str], JobRecord | None]  # a job's record from its file (read_listed)
 
 
+def finished_key(record: JobRecord) -> str:
+    """The key of the finished counts that counts ``record`` (finished): its status, and
+    for a named queue's job, ``"<status>:<queue>"``."""
+    if record.queue == DEFAULT_QUEUE:
+        return str(record.status)
+    return f"{record.status}:{record.queue}"
+
+
 def finished_deltas(old: JobRecord, new: JobRecord) -> dict[str, int]:
     """How a change of a job from ``old`` to ``new`` moves the finished counts."""
     deltas: dict[str, int] = {}
     if not old.status.is_live:
-        deltas[old.status.value] = -1
+        deltas[finished_key(old)] = -1
     if not new.status.is_live:
-        deltas[new.status.value] = deltas.get(new.status.value, 0) + 1
+        key = finished_key(new)
+        deltas[key] = deltas.get(key, 0) + 1
     return {k: v for k, v in deltas.items() if v}
 
 
@@ -385,61 +392,6 @@ class QueueIndex:
         self._snapshot_revision = 0
         self.opened = False
 
-    def _load_snapshot(self) -> dict[str, Any] | None:
-        try:
-            data = read_bytes(self.index_path, MAX_INDEX_BYTES, "queue.json")
-        except RefusedFile as exc:
-            if exc.errno == errno.EISDIR:
-                raise  # a folder in the way is reported, never taken for a damaged index
-            self._snapshot_refused(exc)
-            return None
-        if data is None:
-            return None
-        try:
-            doc = parse_json(data)
-            problem = index_problem(doc)
-            if problem is not None:
-                raise ValueError(problem)
-        except ValueError as exc:
-            if self._read_only:
-                log.warning(
-                    "queue.json %s is torn or corrupt (%s); counting from the job files. "
-                    "Nothing was changed: the queue's next write rebuilds it.",
-                    self.index_path,
-                    exc,
-                )
-                return None
-            aside = set_aside(self.index_path, self._clock.now())
-            log.warning(
-                "queue.json %s is torn or corrupt (%s); moved it aside to %s and "
-                "rebuilding it from the job files",
-                self.index_path,
-                exc,
-                aside,
-            )
-            return None
-        checked: dict[str, Any] = doc  # index_problem found it an object of our shape
-        return checked
-
-    def _snapshot_refused(self, exc: RefusedFile) -> None:
-        """queue.json is a link, FIFO, device or too large: no index, like a corrupt one
-        (a writer renames the entry itself aside, never what a link points to)."""
-        if self._read_only:
-            log.warning(
-                "queue.json %s %s; counting from the job files. Nothing was changed: the "
-                "queue's next write sets it aside and rebuilds it.",
-                self.index_path,
-                exc.reason,
-            )
-            return
-        aside = set_aside(self.index_path, self._clock.now())
-        log.warning(
-            "queue.json %s %s; moved it aside to %s and rebuilding it from the job files",
-            self.index_path,
-            exc.reason,
-            aside,
-        )
-
     def _stamp(self) -> tuple[int, int, int] | None:
         try:
             st = os.stat(self.index_path)
@@ -482,15 +434,14 @@ class QueueIndex:
         # job file before use); what came and went while it was not looking is unknown.
         self.keys_complete = False
         stamp = self._stamp()
-        doc = self._load_snapshot()
+        doc = load_snapshot(self.index_path, self._clock, read_only=self._read_only)
         if doc is None:
             self._rebuild(read)
             return
         # Every value checked by index_problem: what this library writes, nothing else.
         self.revision = doc["revision"]
         self._snapshot_revision = self.revision
-        for s in FINISHED:
-            self.finished[s.value] = doc["finished"][s.value]
+        self.finished.update(doc["finished"])  # per queue too: "Completed:gpu"
         listed = list(dict.fromkeys(doc["running"] + doc["queued"]))
         listed_set, running = set(listed), set(doc["running"])
         self._open_journal()
@@ -528,7 +479,7 @@ class QueueIndex:
                 repaired = True
                 continue
             if not record.status.is_live:
-                self.update(record, {record.status.value: 1})
+                self.update(record, {finished_key(record): 1})
                 repaired = True
                 continue
             if (record.status is JobStatus.RUNNING) != was_running:
@@ -577,7 +528,7 @@ class QueueIndex:
             record = read(job_id)
             if record is not None:
                 live = record.status.is_live
-                self.update(record, None if live else {record.status.value: 1})
+                self.update(record, None if live else {finished_key(record): 1})
         self.keys_complete = True
         # Number the next journal lines after every line the journal holds (processes
         # still reading it skip a line numbered at or below what they have applied), so
@@ -615,7 +566,8 @@ class QueueIndex:
                 continue
             record = read(job_id)
             if record is not None and not record.status.is_live:
-                counts[record.status.value] += 1
+                key = finished_key(record)
+                counts[key] = counts.get(key, 0) + 1
         log.warning(
             "A prune of %s was interrupted; recounted the finished jobs from the job files",
             self.jobs_dir,

@@ -9,11 +9,13 @@ when listed.
 from __future__ import annotations
 
 import bisect
+import collections
 from collections.abc import Iterator
 from typing import Any
 
 from ..._job_record import JobRecord, JobStatus
 from ..._json import encode_compact, encode_str
+from ..._limits import DEFAULT_QUEUE
 from .._contract import QueuedCounts
 
 __all__ = ["Entry", "ServingOrder"]
@@ -24,7 +26,7 @@ Key = tuple[int, int, int, str]  # (*JobRecord.sort_key(), job_id)
 class Entry:
     """What the index keeps of a live job: enough to order and pick it without reading."""
 
-    __slots__ = ("key", "run_after", "status", "type", "unique_key", "worker")
+    __slots__ = ("key", "queue", "run_after", "status", "type", "unique_key", "worker")
 
     def __init__(
         self,
@@ -34,6 +36,7 @@ class Entry:
         run_after: str | None,
         type_: str,
         unique_key: str | None = None,
+        queue: str = DEFAULT_QUEUE,
     ) -> None:
         self.key = key
         self.status = status
@@ -41,6 +44,7 @@ class Entry:
         self.run_after = run_after
         self.type = type_
         self.unique_key = unique_key
+        self.queue = queue
 
     @classmethod
     def of(cls, record: JobRecord) -> Entry:
@@ -52,6 +56,7 @@ class Entry:
             record.run_after,
             record.type,
             record.unique_key,
+            record.queue,
         )
 
     @classmethod
@@ -66,12 +71,14 @@ class Entry:
             line.get("a"),
             str(line.get("t")),
             line.get("u"),
+            line.get("q", DEFAULT_QUEUE),
         )
 
     def line(self, n: int, deltas: dict[str, int]) -> str:
         """This entry as a journal line: ``{"n", "id", "s", "k", "a", "t", "w"[, "u"][,
-        "f"]}`` (``"u"``: its unique key, only when it has one), formatted here (every
-        change writes one; a dict through the encoder cost 5x)."""
+        "q"][, "f"]}`` (``"u"``: its unique key, only when it has one; ``"q"``: its queue,
+        only when not the default one), formatted here (every change writes one; a dict
+        through the encoder cost 5x)."""
         p, r, seq, job_id = self.key
         text = (
             f'{{"n":{n},"id":{encode_str(job_id)},"s":"{self.status.value}",'
@@ -80,6 +87,8 @@ class Entry:
         )
         if self.unique_key is not None:
             text += f',"u":{encode_str(self.unique_key)}'
+        if self.queue != DEFAULT_QUEUE:
+            text += f',"q":{encode_str(self.queue)}'
         return f'{text},"f":{encode_compact(deltas)}}}' if deltas else text + "}"
 
 
@@ -94,15 +103,18 @@ class ServingOrder:
     sorted) or ``running``, as its entry's status says; nothing else is in either.
     ``by_key`` maps the unique key of each live job that has one to its id (two live jobs
     never share a key; should a hand-edited file make them, the last placed is named).
+    ``running_in`` counts the Running jobs of each queue (a queue's limit is checked
+    against it under the queue lock, without reading a file).
     """
 
-    __slots__ = ("by_key", "entries", "queued", "running")
+    __slots__ = ("by_key", "entries", "queued", "running", "running_in")
 
     def __init__(self) -> None:
         self.entries: dict[str, Entry] = {}
         self.queued: list[Key] = []  # sorted: the serving order
         self.running: list[str] = []
         self.by_key: dict[str, str] = {}
+        self.running_in: collections.Counter[str] = collections.Counter()
 
     def clear(self) -> None:
         """Forget every job."""
@@ -110,6 +122,7 @@ class ServingOrder:
         self.queued.clear()
         self.running.clear()
         self.by_key.clear()
+        self.running_in.clear()
 
     def place(self, entry: Entry) -> None:
         """Put (or move) a live job where its entry says."""
@@ -120,6 +133,7 @@ class ServingOrder:
             self.by_key[entry.unique_key] = job_id
         if entry.status is JobStatus.RUNNING:
             self.running.append(job_id)
+            self.running_in[entry.queue] += 1
         else:
             bisect.insort(self.queued, entry.key)
 
@@ -132,6 +146,9 @@ class ServingOrder:
             del self.by_key[entry.unique_key]
         if entry.status is JobStatus.RUNNING:
             self.running.remove(job_id)
+            self.running_in[entry.queue] -= 1
+            if not self.running_in[entry.queue]:
+                del self.running_in[entry.queue]
         else:
             i = bisect.bisect_left(self.queued, entry.key)
             if i < len(self.queued) and self.queued[i] == entry.key:
@@ -146,15 +163,20 @@ class ServingOrder:
         lists them: the order they were served in, whatever order the index learnt them."""
         return sorted(self.running, key=lambda job_id: self.entries[job_id].key)
 
-    def due(self, now: str, types: frozenset[str] | None) -> Iterator[str]:
-        """The Queued jobs due at ``now`` (of these types), in serving order."""
+    def due(
+        self, now: str, types: frozenset[str] | None, queues: frozenset[str] | None = None
+    ) -> Iterator[Entry]:
+        """The Queued jobs due at ``now`` (of these types, in these queues), in serving
+        order."""
         for key in self.queued:
             entry = self.entries[key[-1]]
             if entry.run_after is not None and entry.run_after > now:
                 continue
             if types is not None and entry.type not in types:
                 continue
-            yield key[-1]
+            if queues is not None and entry.queue not in queues:
+                continue
+            yield entry
 
     def queued_count(self, types: frozenset[str] | None) -> int:
         """Queued jobs (of these types), due or not."""
@@ -162,11 +184,23 @@ class ServingOrder:
             return len(self.queued)
         return sum(1 for k in self.queued if self.entries[k[-1]].type in types)
 
-    def queued_by_type(self, now: str) -> dict[str, QueuedCounts]:
-        """The Queued jobs per type, due or not at ``now``."""
+    def live_by_queue(self) -> dict[str, dict[str, int]]:
+        """The Queued and Running jobs per queue (only queues that have some)."""
+        out: dict[str, dict[str, int]] = {}
+        for entry in self.entries.values():
+            counts = out.setdefault(entry.queue, {"Queued": 0, "Running": 0})
+            counts[entry.status.value] += 1
+        return out
+
+    def queued_by_type(
+        self, now: str, queues: frozenset[str] | None = None
+    ) -> dict[str, QueuedCounts]:
+        """The Queued jobs per type (of ``queues``), due or not at ``now``."""
         tally: dict[str, list[Any]] = {}
         for key in self.queued:
             entry = self.entries[key[-1]]
+            if queues is not None and entry.queue not in queues:
+                continue
             t = tally.setdefault(entry.type, [0, 0, None])
             if entry.run_after is None or entry.run_after <= now:
                 t[0] += 1

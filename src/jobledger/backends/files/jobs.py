@@ -39,24 +39,24 @@ from ..._clock import Clock, SystemClock
 from ..._enqueue import key_taken_conflict
 from ..._errors import JobLedgerError, JobNotFound, StorageError
 from ..._job_record import JobRecord, JobStatus
+from ..._limits import Gate, Limits, RateLimit, rate_key_of
 from ..._schedules import StoredSchedule
-from .._contract import QueuedCounts, Recovery
+from .._contract import Recovery
 from .._swap import each_once, swapping
-from . import _queue_history as history
 from ._atomic_write import Prepared
 from ._cancel_looks import CancelLooks
 from ._job_file_writer import JobFileWriter
 from ._job_files import (
     discard,
     file_name,
-    job_ids_changed_since,
     read_job_file,
     read_listed,
 )
-from ._locks import ProcessLock
+from ._job_reads import JobReads
+from ._limits_file import LimitsFile, RateStarts, Starts
 from ._names import inside
 from ._new_jobs import NewJobs
-from ._queue_index import QueueIndex, finished_deltas
+from ._queue_index import QueueIndex, finished_deltas, finished_key
 from ._queue_lock import QueueLock
 from ._schedules_file import SchedulesFile
 from ._workers import WorkerLocks, usable_worker
@@ -72,7 +72,7 @@ log = logging.getLogger("jobledger")
 PRUNE_BATCH = 500
 
 
-class FilesJobBackend(NewJobs):
+class FilesJobBackend(JobReads, NewJobs):
     """Jobs in JSON files under ``root``; see the module docstring.
 
     It owns, by composition: the queue lock (``QueueLock``), the queue's index
@@ -103,6 +103,8 @@ class FilesJobBackend(NewJobs):
         self.prune_pause = 1.0
         self._cancel_looks = CancelLooks(self.job_path, self._read)
         self._schedules = SchedulesFile(self.root, fsync=fsync, clock=clock, read_only=read_only)
+        self._limits = LimitsFile(self.root, fsync=fsync, clock=clock, read_only=read_only)
+        self._rate_starts = RateStarts(self.root, fsync=fsync, clock=clock, read_only=read_only)
         _OPEN_BACKENDS.add(self)
 
     @property
@@ -240,42 +242,56 @@ class FilesJobBackend(NewJobs):
         limit: int = 1,
         *,
         recover: Recovery | None = None,
+        queues: frozenset[str] | None = None,
     ) -> list[JobRecord]:
-        """Make the first ``limit`` due Queued jobs (serving order) Running under
-        ``worker``, attempts + 1, and return them; empty if none is due. One winner per job
-        across processes. ``recover`` is not used: here a dead worker is found by
-        :meth:`recover`, which the queue calls every ``recover_every`` seconds.
+        """Make the first ``limit`` due Queued jobs (serving order; of ``types``, in
+        ``queues``) Running under ``worker``, attempts + 1, and return them; empty if none
+        is due. One winner per job across processes. ``recover`` is not used: here a dead
+        worker is found by :meth:`recover`, which the queue calls every ``recover_every``
+        seconds.
+
+        The limits (limits.json, looked at by a stat) are checked under the queue lock:
+        a limited queue's Running jobs are counted by the index, a rate-limited type's
+        recent starts read from rate_starts.json, and ``_limits.Gate`` admits each job.
 
         Not fsynced: if a power cut loses this write, the job reads as Queued again and
         runs, which it would have done anyway since its worker died with the power."""
         out: list[JobRecord] = []
         with self.locked():
+            gate = self._gate(now, types, queues)
             picked: list[tuple[JobRecord, JobRecord]] = []
             seen: set[str] = set()
             refused: StorageError | None = None
+            due = self._index.order.due(now, types, queues)
             while len(picked) < limit:
-                # From the head each time, skipping the ids already read: reading a job can
-                # change the serving order under us (a file that says it is no longer Queued
-                # is caught up or dropped, deleting its key from the sorted list), and an
-                # iterator kept across that deletion would skip the job after it.
-                job_id = next((j for j in self._index.order.due(now, types) if j not in seen), None)
-                if job_id is None:
+                entry = next((e for e in due if e.key[-1] not in seen), None)
+                if entry is None:
                     break
+                job_id = entry.key[-1]
                 seen.add(job_id)
+                if gate is not None and gate.queue_full(entry.queue):
+                    continue
                 try:
                     record = self._read_as_listed(job_id, JobStatus.QUEUED)
                 except StorageError as exc:
                     refused = exc
                     break
-                if record is not None:
-                    running = record.evolve(
-                        status=JobStatus.RUNNING,
-                        attempts=record.attempts + 1,
-                        worker=worker,
-                        started=now,
-                        run_after=None,
-                    )
-                    picked.append((record, running))
+                if record is None:
+                    # Reading it changed the serving order (a file that says it is no
+                    # longer Queued is caught up or dropped): an iterator kept across
+                    # that would skip the job after it. From the head again.
+                    due = self._index.order.due(now, types, queues)
+                    continue
+                if gate is not None and not gate.admit(record):
+                    continue  # over a limit: it waits, its attempt not counted
+                running = record.evolve(
+                    status=JobStatus.RUNNING,
+                    attempts=record.attempts + 1,
+                    worker=worker,
+                    started=now,
+                    run_after=None,
+                )
+                picked.append((record, running))
             prepared: list[Prepared] = []
             try:
                 # Where a claim syncs its data (JobFileWriter.plan), its batch's syncs run at once.
@@ -293,6 +309,8 @@ class FilesJobBackend(NewJobs):
                     out.append(running)
             finally:
                 discard(prepared)
+            if gate is not None and gate.rates:
+                self._note_starts(gate, out)
             if refused is not None:
                 if not out:
                     raise refused
@@ -300,6 +318,64 @@ class FilesJobBackend(NewJobs):
                 # (kept back, they would wait for this process to die).
                 log.warning("Claimed %d job(s), and no more: %s", len(out), refused)
         return out
+
+    def _gate(
+        self, now: str, types: frozenset[str] | None, queues: frozenset[str] | None
+    ) -> Gate | None:
+        """What admits a claim's jobs under the stored limits; None when none applies
+        (the claim then pays a stat of limits.json for them)."""
+        limits = self._limits.read()
+        if not limits.queues and not limits.rates:
+            return None
+        queue_limits, rates = limits.applying(queues, types)
+        if not queue_limits and not rates:
+            return None
+        running = self._index.order.running_in
+        starts = self._rate_starts.read() if rates else {}
+        return Gate(queue_limits, running, rates, starts, now)
+
+    def _note_starts(self, gate: Gate, claimed: list[JobRecord]) -> None:
+        """Store the starts of the rate-limited jobs ``claimed`` (written: a job the disk
+        refused is not started), the starts older than their window dropped."""
+        starts = self._rate_starts.read()
+        kept: Starts = {}
+        for (job_type, key), times in starts.items():
+            rate = gate.rates.get(job_type)
+            if rate is None:
+                kept[(job_type, key)] = times
+                continue
+            cutoff = gate.cutoff(job_type)
+            kept[(job_type, key)] = [t for t in times if t > cutoff]
+        admitted = [r for r in claimed if r.type in gate.rates]
+        for record in admitted:
+            scope = (record.type, rate_key_of(record, gate.rates[record.type]))
+            kept.setdefault(scope, []).append(gate.now)
+        if admitted or kept != starts:
+            self._rate_starts.write(kept, self._lock.syncs)
+
+    # -- limits ---------------------------------------------------------------------------
+
+    def limits(self) -> Limits:
+        """The stored limits: limits.json (a stat, read again only when it changed)."""
+        return self._limits.read()
+
+    def set_limit(self, queue: str, limit: int | None) -> None:
+        """Store ``queue``'s limit in limits.json, under the queue lock."""
+        with self.locked():
+            current = self._limits.read()
+            queues = {q: n for q, n in current.queues.items() if q != queue}
+            if limit is not None:
+                queues[queue] = limit
+            self._limits.write(Limits(queues, current.rates), self._lock.syncs)
+
+    def set_rate_limit(self, job_type: str, rate: RateLimit | None) -> None:
+        """Store ``job_type``'s rate limit in limits.json, under the queue lock."""
+        with self.locked():
+            current = self._limits.read()
+            rates = {t: r for t, r in current.rates.items() if t != job_type}
+            if rate is not None:
+                rates[job_type] = rate
+            self._limits.write(Limits(current.queues, rates), self._lock.syncs)
 
     def swap(self, pairs: list[tuple[JobRecord, JobRecord]]) -> list[JobRecord | None]:
         """Write each pair's changes where the job still holds the pair's claim, under one
@@ -317,6 +393,7 @@ class FilesJobBackend(NewJobs):
         limit: int = 1,
         *,
         recover: Recovery | None = None,
+        queues: frozenset[str] | None = None,
     ) -> tuple[list[JobRecord | None], list[JobRecord]]:
         """:meth:`swap`, then :meth:`claim`, under one hold of the lock; the swap's
         durable writes are synced once it is released, with the claim's. A claim refused by
@@ -325,7 +402,7 @@ class FilesJobBackend(NewJobs):
         with self.locked():
             outcomes = self.swap(pairs)
             try:
-                claimed = self.claim(worker, now, types, limit, recover=recover)
+                claimed = self.claim(worker, now, types, limit, recover=recover, queues=queues)
             except StorageError as exc:
                 if not any(r is not None for r in outcomes):
                     raise
@@ -453,7 +530,7 @@ class FilesJobBackend(NewJobs):
         """The index lists this job but its file says otherwise (a process died between
         the two writes, or between the index and the file of _list_first): the file wins.
         A listed job is not in the finished counts, so a finished one is counted now."""
-        deltas = {} if record.status.is_live else {record.status.value: 1}
+        deltas = {} if record.status.is_live else {finished_key(record): 1}
         self._index.update(record, deltas)
         self._index.log_quietly([record.job_id], deltas)
 
@@ -507,109 +584,6 @@ class FilesJobBackend(NewJobs):
             self._index.remove(job_id)
             self._index.log_quietly([job_id])
         return record
-
-    # -- listing, history and workers ----------------------------------------------------
-
-    def queued_count(self, types: frozenset[str] | None) -> int:
-        """Queued jobs (of these types), due or not."""
-        with self.locked():
-            return self._index.order.queued_count(types)
-
-    def queued_by_type(self, now: str) -> dict[str, QueuedCounts]:
-        """The Queued jobs per type, due or not at ``now``, from the index alone."""
-        with self.locked():
-            return self._index.order.queued_by_type(now)
-
-    def live(self, status: JobStatus | None = None) -> list[JobRecord]:
-        """Live jobs in serving order: Running first, then Queued (or only ``status``)."""
-        with self.locked():
-            order = self._index.order
-            ids = [] if status is JobStatus.QUEUED else order.running_in_order()
-            ids += [] if status is JobStatus.RUNNING else order.queued_ids()
-        return [r for r in map(self._read_listed, ids) if r is not None and r.status.is_live]
-
-    def counts(self) -> dict[str, int]:
-        """Jobs per status, from the index only (never reads history)."""
-        with self.locked():
-            return history.counts(self._index)
-
-    def all_records(self) -> Iterator[JobRecord]:
-        """Every job file (history included): for listing and pruning only."""
-        for job_id in job_ids_changed_since(self.jobs_dir, 0):
-            record = self._read_listed(job_id)
-            if record is not None:
-                yield record
-
-    def prune(self, cutoff: str, on_batch: Callable[[int], None] | None = None) -> int:
-        """Delete finished jobs that finished before ``cutoff`` (ISO UTC); how many.
-
-        History is read without the queue lock, then deleted in batches of at most
-        ``prune_batch`` job files, each under the lock on its own (checked again there):
-        claims wait for one batch at most, never for all of history. ``on_batch`` is
-        called with each batch's count once the lock is released."""
-        total = 0
-        held = 0.0
-        candidates = history.prunable_ids(self.jobs_dir, self.job_path, cutoff)
-        for start in range(0, len(candidates), self.prune_batch):
-            if start:
-                # The lock is no queue: a claim waiting for it may not get it before this
-                # process takes it back. A pause as long as the last hold lets it in, and
-                # keeps the prune to half the lock's time.
-                time.sleep(held * self.prune_pause)
-            batch = candidates[start : start + self.prune_batch]
-            began = time.monotonic()
-            with self.locked():
-                n = history.prune(self._index, batch, cutoff, self._read_listed, self.job_path)
-            held = time.monotonic() - began
-            total += n
-            if n and on_batch is not None:
-                on_batch(n)
-        return total
-
-    def clear(self) -> int:
-        """Delete every job file and the index; refuses while a worker is alive."""
-        with self.locked():
-            return history.clear(self._index, self.workers_dir, self.live_workers())
-
-    def register_worker(self, worker: str, since: str) -> ProcessLock:
-        """Take the worker's liveness lock; held until released or the process dies."""
-        return self._workers.register_worker(worker, since)
-
-    def worker_alive(self, worker: str) -> bool:
-        """Whether the worker's process still holds its liveness lock."""
-        return self._workers.worker_alive(worker)
-
-    def forget_worker(self, worker: str) -> None:
-        """Remove a dead worker's lock file (only if its lock is free)."""
-        self._workers.forget_worker(worker)
-
-    def live_workers(self) -> list[str]:
-        """The workers whose liveness lock is held now."""
-        return self._workers.live_workers()
-
-    def watch(
-        self, callback: Callable[[], None], *, on_cancel: Callable[[], None] | None = None
-    ) -> Callable[[], None]:
-        """Nothing to watch across processes here (workers poll the index, which costs a
-        stat, and their running jobs' files for cancels); the queue wakes its own
-        process's workers itself. Returns a no-op."""
-        del callback, on_cancel
-        return _nothing
-
-    def cancel_requests(self, job_ids: list[str]) -> set[str]:
-        """Those of ``job_ids`` Running with a cancel request: a stat of each job file,
-        without any lock; a file is read again only when its stat changed since the last
-        look (every write replaces it: a new inode)."""
-        return self._cancel_looks.requested(job_ids)
-
-    def watch_finished(self, callback: Callable[[str | None], None]) -> None:
-        """None: a folder cannot tell other processes' finished jobs (``JobQueue.wait``
-        reads the job's file again with a backoff instead)."""
-        del callback
-
-
-def _nothing() -> None:
-    return None
 
 
 _OPEN_BACKENDS: weakref.WeakSet[FilesJobBackend] = weakref.WeakSet()

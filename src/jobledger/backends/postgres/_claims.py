@@ -40,10 +40,12 @@ from psycopg.types.json import Jsonb
 
 from ..._job_fields import FIELDS
 from ..._job_record import JobRecord
+from ..._limits import Limits
 from .._contract import Recovery
 from .._swap import each_once
 from . import _queries as q
 from ._db import Database
+from ._limited import Known, LimitsChanged, claim_limited, read_limits
 from ._listen import CHANNEL
 from ._rows import doc_of, record_of, same
 
@@ -148,6 +150,8 @@ class OneStatement:
         self._fsync = fsync
         self._recover_in = recover_in
         self.handed = Handed()
+        #: The limits this object knows (``_limited.py``), read on its first claim.
+        self.known = Known()
 
     def swap(self, pairs: Pairs) -> list[JobRecord | None]:
         """Write each new record where its job is still the claim paired with it: one
@@ -179,49 +183,110 @@ class OneStatement:
         types: frozenset[str] | None,
         limit: int,
         recover: Recovery | None,
+        queues: frozenset[str] | None = None,
     ) -> tuple[list[JobRecord | None], list[JobRecord]]:
         """:meth:`swap`, then a claim as the backend's ``claim`` makes it, in one
         statement; when a worker's session has ended, the claim is made afterwards by
-        ``recovering`` (which recovers that worker's jobs first)."""
+        ``recovering`` (which recovers that worker's jobs first). With a limit to obey
+        (of ``queues`` or ``types``), the swap is its own statement and the claim a
+        transaction under the limits (``_limited.py``)."""
         each_once(pairs)
-        of_types: tuple[Any, ...] = () if types is None else (sorted(types),)
-        claim_params = (now, *of_types, worker, now, self._lease)
+        limits = self.known.limits
+        if (limits.queues or limits.rates) and any(limits.applying(queues, types)):
+            outcomes = self.swap(pairs) if pairs else []
+            limited = self._limited(worker, now, types, queues, limit, recover)
+            if limited is not None:
+                return outcomes, limited
+            return outcomes, self.swap_and_claim([], worker, now, types, limit, recover, queues)[1]
+        filters: tuple[Any, ...] = tuple(sorted(x) for x in (types, queues) if x is not None)
+        claim_params = (now, *filters, self.known.version, worker, now, self._lease)
         if pairs:
             columns, swap_params = _swap_params(pairs)
             both = q.swap_job_and_claim if len(pairs) == 1 else q.swap_jobs_and_claim
-            statement = both(columns, types is not None, limit)
+            statement = both(columns, types is not None, limit, queues is not None)
             params: tuple[Any, ...] = (*swap_params, CHANNEL, *claim_params)
         else:
-            statement = q.claim_next(types is not None, limit)
+            statement = q.claim_next(types is not None, limit, queues is not None)
             params = claim_params
-        # Before the claim's columns: whether a session ended, then (with pairs) the ids
-        # written and whether a wake-up was sent.
-        skip = 3 if pairs else 1
+        # Before the claim's columns: whether a session ended, the limits' version, then
+        # (with pairs) the ids written and whether a wake-up was sent.
+        skip = 4 if pairs else 2
 
-        def run() -> tuple[list[JobRecord | None], list[JobRecord], bool]:
+        def run() -> tuple[list[JobRecord | None], list[JobRecord], bool, int | None]:
             with self._db.lock:
                 with self._db.statement("claim jobs") as conn:
                     rows = conn.execute(statement, params).fetchall()
-                gone = bool(rows[0][0])
-                written = set(rows[0][1] or ()) if pairs else set()
+                gone, version = bool(rows[0][0]), rows[0][1]
+                written = set(rows[0][2] or ()) if pairs else set()
                 claimed = [record_of(r[skip:]) for r in rows if r[skip + _JOB_ID] is not None]
                 claimed = serving_order(claimed)
                 self.handed.add(claimed)
-                return self._written(pairs, written), claimed, gone
+                return self._written(pairs, written), claimed, gone, version
 
-        def settled() -> tuple[list[JobRecord | None], list[JobRecord], bool] | None:
+        def settled() -> tuple[list[JobRecord | None], list[JobRecord], bool, int | None] | None:
             with self._db.lock:
                 landed = self._landed(pairs)
                 claimed = self._claimed_at(worker, now)
                 if not landed and not claimed:
                     return None  # it did not land (or wrote nothing): run it again
                 self.handed.add(claimed)
-                return self._written(pairs, landed), claimed, False
+                return self._written(pairs, landed), claimed, False, self.known.version
 
-        outcomes, claimed, gone = self._db.retrying(run, settled)
+        outcomes, claimed, gone, version = self._db.retrying(run, settled)
+        if version is not None and version != self.known.version:
+            # Limits changed: nothing was claimed; claim again under what is stored now.
+            self.read_limits()
+            return outcomes, self.swap_and_claim([], worker, now, types, limit, recover, queues)[1]
         if gone:
-            claimed = self._recovering(worker, now, types, limit, recover)
+            claimed = self._recovering(worker, now, types, limit, recover, queues)
         return outcomes, claimed
+
+    def read_limits(self) -> None:
+        """Read the stored limits and their version into :attr:`known`."""
+
+        def read() -> tuple[int, Limits]:
+            with self._db.transaction("read the limits", durable=False) as conn:
+                return read_limits(conn)
+
+        self.known.set(*self._db.retrying(read))
+
+    def _limited(
+        self,
+        worker: str,
+        now: str,
+        types: frozenset[str] | None,
+        queues: frozenset[str] | None,
+        limit: int,
+        recover: Recovery | None,
+    ) -> list[JobRecord] | None:
+        """A claim under limits, one transaction (``_limited.claim_limited``); None when
+        no limit applies any more."""
+        done: list[list[JobRecord]] = []
+        recovering = (self._recover_in, recover) if recover is not None else None
+
+        def run() -> list[JobRecord]:
+            done.clear()
+            with self._db.lock:
+                with self._db.transaction("claim jobs", durable=self._fsync) as conn:
+                    claimed = claim_limited(
+                        conn, self.known, worker, now, types, queues, limit, self._lease, recovering
+                    )
+                    done[:] = [serving_order(claimed)]
+                self.handed.add(done[0])
+            return done[0]
+
+        def settled() -> list[JobRecord] | None:
+            if not done:
+                return None
+            with self._db.lock:
+                found = self._still_claimed(done[0], worker)
+                self.handed.add(found)
+            return found or None  # None: claim again
+
+        try:
+            return self._db.retrying(run, settled)
+        except LimitsChanged:
+            return None
 
     def _recovering(
         self,
@@ -230,20 +295,25 @@ class OneStatement:
         types: frozenset[str] | None,
         limit: int,
         recover: Recovery | None,
+        queues: frozenset[str] | None = None,
     ) -> list[JobRecord]:
         """A claim after a worker's session ended: that worker's Running jobs recovered
-        with ``recover``, then the claim (``q.CLAIM_JOBS``), in one transaction, so that it
+        with ``recover``, then the claim (``q.claim_jobs``), in one transaction, so that it
         serves them first. A COMMIT of unknown outcome is settled by reading the claimed
-        rows back (:meth:`_still_claimed`)."""
-        statement = q.CLAIM_JOBS if types is None else q.CLAIM_JOBS_OF_TYPES
-        of_types: tuple[Any, ...] = () if types is None else (sorted(types),)
-        params = (now, *of_types, limit, worker, now, self._lease)
+        rows back (:meth:`_still_claimed`). The limits' version is read first: changed,
+        the claim is made again under the limits stored now."""
+        statement = q.claim_jobs(types is not None, queues is not None)
+        filters: tuple[Any, ...] = tuple(sorted(x) for x in (types, queues) if x is not None)
+        params = (now, *filters, limit, worker, now, self._lease)
         done: list[list[JobRecord]] = []
 
         def run() -> list[JobRecord]:
             done.clear()  # only this attempt's claim may be asked about
             with self._db.lock:
                 with self._db.transaction("claim jobs", durable=self._fsync) as conn:
+                    row = conn.execute(q.LIMITS_VERSION).fetchone()
+                    if row is None or row[0] != self.known.version:
+                        raise LimitsChanged
                     if recover is not None:
                         self._recover_in(conn, *recover)
                     rows = conn.execute(statement, params).fetchall()
@@ -262,7 +332,11 @@ class OneStatement:
                 self.handed.add(found)
             return found or None  # None: claim again
 
-        return self._db.retrying(run, settled)
+        try:
+            return self._db.retrying(run, settled)
+        except LimitsChanged:
+            self.read_limits()
+            return self.swap_and_claim([], worker, now, types, limit, recover, queues)[1]
 
     def _still_claimed(self, records: list[JobRecord], worker: str) -> list[JobRecord]:
         """Those of a claim's ``records`` that are Running under ``worker`` from that very

@@ -8,7 +8,7 @@ connection; ``change_schedule`` calls :func:`put_once` inside its own transactio
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -24,8 +24,11 @@ from ._rows import SEQ, copy_row, doc_of, record_of, same
 
 __all__ = [
     "ONE_STORED_AGAIN",
+    "StoredAfterAll",
     "blocks_for",
     "by_id",
+    "copy_new",
+    "copy_staged",
     "first_of_each",
     "key_holders",
     "landed",
@@ -311,3 +314,51 @@ def one_outcome(
         return stored, True
     mine = stored.job_id == record.job_id  # not another job holding the key
     return stored, mine and bool(lost) and landed(stored, record, lost[0])
+
+
+class _Refused(Exception):
+    """A record of a COPY failed its checks: the COPY is ended with this, not its text."""
+
+
+class StoredAfterAll(Exception):
+    """A batch COPY met an id that is stored (the transaction is aborted): run it again
+    the general way."""
+
+
+def copy_staged(
+    conn: psycopg.Connection[Any], records: Sequence[JobRecord], seqs: list[int]
+) -> dict[str, JobRecord]:
+    """COPY in records whose ids no stored job can have, each with its seq (in order):
+    the staged records by id. COPY costs the server about a third of INSERT ... SELECT
+    FROM jsonb_to_recordset ... ON CONFLICT (1,000 rows into the job table: 13.6 against
+    29.4 us a row, wall time) but cannot skip a row that exists.
+
+    Each record is built (when ``records`` builds them on first use), staged and
+    formatted while the server takes in the rows sent before it (psycopg sends them in
+    chunks as they fill): the client's work and the server's overlap. A record that fails
+    its checks is raised as it is, once the COPY is ended (without its message, which
+    would reach the server's log) and its transaction with it: nothing is stored. An id
+    stored after all (the rerun of a batch whose commit was lost never comes here) raises
+    :class:`StoredAfterAll`: the COPY failed, and with it the transaction, which the
+    caller runs again the general way. No savepoint guards it: two round trips per batch,
+    for a case a rerun never meets."""
+    staged: dict[str, JobRecord] = {}
+    refused: list[Exception] = []
+    built = iter(records)
+    try:
+        with conn.cursor() as cur, cur.copy(q.COPY_JOBS) as copy:
+            write = copy.write_row
+            for seq in seqs:
+                try:
+                    record = next(built)
+                except Exception as exc:
+                    refused.append(exc)
+                    raise _Refused from None
+                new = record.with_seq(seq)
+                staged[new.job_id] = new
+                write(copy_row(new))
+    except psycopg.errors.UniqueViolation:
+        raise StoredAfterAll from None
+    except _Refused:
+        raise refused[0] from None
+    return staged

@@ -1,6 +1,6 @@
 """Every SQL statement of the PostgreSQL backends, by name, in one place.
 
-The code runs ``conn.execute(q.CLAIM_JOBS, ...)``: what a method sends is read here, and
+The code runs ``conn.execute(q.GET_JOB, ...)``: what a method sends is read here, and
 what a statement is for is read where it is used. Placeholders are psycopg's ``%s``,
 positional, in the order the caller passes its parameters.
 
@@ -25,20 +25,23 @@ import functools
 from ..._job_fields import FIELDS
 
 __all__ = [
+    "ADD_RATE_STARTS",
     "ADVISORY_LOCK",
     "ADVISORY_UNLOCK",
+    "ANY_SESSION_GONE",
     "APPLIED_MIGRATIONS",
+    "BUMP_LIMITS_VERSION",
     "CANCEL_CHANNEL",
     "CANCEL_REQUESTED",
     "CHANNEL",
     "CLAIMED_AT",
     "CLAIMED_BY",
-    "CLAIM_JOBS",
-    "CLAIM_JOBS_OF_TYPES",
+    "CLAIM_CHOSEN",
     "CLEAR_JOBS",
     "CLEAR_WORKERS",
     "COLUMNS",
     "COPY_JOBS",
+    "COUNT_BY_QUEUE",
     "COUNT_BY_STATUS",
     "COUNT_QUEUED",
     "COUNT_QUEUED_OF_TYPES",
@@ -47,6 +50,7 @@ __all__ = [
     "DATABASE_IDENTITY",
     "DELETE_DEAD_WORKERS",
     "DELETE_LEASE",
+    "DELETE_LIMIT",
     "DELETE_MY_LEASE",
     "DELETE_SCHEDULE",
     "DELETE_SESSIONLESS_WORKERS",
@@ -57,6 +61,7 @@ __all__ = [
     "FINISHED_BARRIER_DONE",
     "FINISHED_CHANNEL",
     "FINISHED_PER_MINUTE",
+    "FORGET_RATE_STARTS",
     "GET_JOB",
     "GET_JOBS",
     "GET_JOB_OR_KEY_HOLDER",
@@ -68,6 +73,8 @@ __all__ = [
     "JOIN_SEARCH_PATH",
     "KEY_HOLDERS",
     "LEASES",
+    "LIMITS",
+    "LIMITS_VERSION",
     "LISTEN",
     "LISTENING_FOR_FINISHED",
     "LISTEN_CANCELS",
@@ -76,6 +83,8 @@ __all__ = [
     "LIVE_PAGE",
     "LIVE_WORKERS",
     "LOCK_JOBS",
+    "LOCK_LIMITED_CLAIMS",
+    "LOCK_LIMITS_VERSION",
     "LOCK_MIGRATIONS",
     "LOCK_SCHEDULE",
     "LOCK_SCHEDULE_NAME",
@@ -92,14 +101,18 @@ __all__ = [
     "NOTIFY_PAYLOAD",
     "PING",
     "PRUNE_JOBS",
+    "PUT_LIMIT",
     "PUT_SCHEDULE",
     "QUEUED_BY_TYPE",
+    "QUEUED_BY_TYPE_OF_QUEUES",
+    "RATE_STARTS",
     "READ_TASKSET",
     "RECOVERABLE_JOBS",
     "RENEW_JOB_LEASES",
     "RENEW_WORKER",
     "RESET_LOCK_TIMEOUT",
     "RESTORE_SEARCH_PATH",
+    "RUNNING_IN_QUEUES",
     "SCHEDULES",
     "SEQ_BLOCK",
     "SERVER_KEEPALIVES",
@@ -121,7 +134,9 @@ __all__ = [
     "UPDATE_TASKSET",
     "WORKER_ALIVE",
     "WRITABLE",
+    "claim_jobs",
     "claim_next",
+    "pick_limited",
     "set_lock_timeout",
     "swap_job",
     "swap_job_and_claim",
@@ -145,6 +160,7 @@ _ORDER = "recovered DESC, priority DESC, seq"
 # A worker row (or a job's lease) that has not run out, by the server's clock.
 _ALIVE = "lease_until > clock_timestamp()"
 _OF_TYPES = " AND type = ANY(%s)"
+_OF_QUEUES = " AND queue = ANY(%s)"
 _LIVE = "('Queued', 'Running')"
 _TASKSET = "account = %s AND type = %s AND date = %s"
 # A lease row is true only while its session still holds the advisory lock it names.
@@ -349,18 +365,29 @@ _GONE = """\
 gone AS MATERIALIZED (
     SELECT EXISTS (SELECT 1 FROM jobledger_workers w
         WHERE w.lock_key IS NOT NULL AND w.lock_epoch = pg_postmaster_start_time()
-          AND pg_try_advisory_xact_lock_shared(w.lock_key)) AS gone)"""
+          AND pg_try_advisory_xact_lock_shared(w.lock_key)) AS gone,
+        (SELECT version FROM jobledger_limits_version) AS limits)"""
 # A statement's claim takes nothing while a worker's session has ended: its caller then
-# recovers that worker's jobs and claims in a transaction, serving them first.
-_UNLESS_GONE = "\n      AND NOT (SELECT gone FROM gone)"
+# recovers that worker's jobs and claims in a transaction, serving them first. Nor while
+# the stored limits are not those its caller knows (the parameter: their version): it
+# reads them again, and claims under them. One lookup of a one-row table: what a worker
+# with no limit to obey pays for limits.
+_UNLESS_GONE = "\n      AND NOT (SELECT gone FROM gone) AND (SELECT limits FROM gone) = %s"
 
 
 def _picked(types: str, gate: str = "", limit: str = "%s") -> str:
     return _PICKED.format(types=types, gate=gate, order=_ORDER, limit=limit)
 
 
-def _claim(types: str) -> str:
-    return f"WITH {_picked(types)}\n{_CLAIM_PICKED}"
+@functools.lru_cache(maxsize=8)
+def claim_jobs(of_types: bool, of_queues: bool) -> str:
+    """A claim in a transaction (after a recovery): the picked jobs made Running.
+    Parameters: now, [the types], [the queues], limit, worker, now, lease seconds."""
+    return f"WITH {_picked(_filters(of_types, of_queues))}\n{_CLAIM_PICKED}"
+
+
+def _filters(of_types: bool, of_queues: bool) -> str:
+    return (_OF_TYPES if of_types else "") + (_OF_QUEUES if of_queues else "")
 
 
 def _claim_next(types: str, limit: int, before: str = "", swapped: str = "") -> str:
@@ -376,23 +403,18 @@ WITH {before}{_GONE},
 {_picked(types, _UNLESS_GONE, str(int(limit)))},
 claimed AS (
 {_CLAIM_PICKED})
-SELECT gone.gone,{swapped} claimed.* FROM gone LEFT JOIN claimed ON true"""
-
-
-#: Parameters: now, limit, worker, now, lease seconds.
-CLAIM_JOBS = _claim("")
-#: Parameters: now, the types, limit, worker, now, lease seconds.
-CLAIM_JOBS_OF_TYPES = _claim(_OF_TYPES)
+SELECT gone.gone, gone.limits,{swapped} claimed.* FROM gone LEFT JOIN claimed ON true"""
 
 
 @functools.lru_cache(maxsize=128)
-def claim_next(of_types: bool, limit: int) -> str:
+def claim_next(of_types: bool, limit: int, of_queues: bool = False) -> str:
     """A claim of up to ``limit`` jobs as ONE statement (autocommit: one round trip):
-    CLAIM_JOBS (or CLAIM_JOBS_OF_TYPES), unless a worker's session has ended. At least one
-    row: whether one has (then nothing was claimed), and the columns of a claimed job
-    (NULLs when none was). Parameters as CLAIM_JOBS's (of_types: CLAIM_JOBS_OF_TYPES's),
-    without the limit."""
-    return _claim_next(_OF_TYPES if of_types else "", limit)
+    :func:`claim_jobs`, unless a worker's session has ended or the limits' version is
+    not the one given. At least one row: whether a session has ended (then nothing was
+    claimed), the limits' version, and the columns of a claimed job (NULLs when none
+    was). Parameters: now, [the types], [the queues], the limits' version known, worker,
+    now, lease seconds."""
+    return _claim_next(_filters(of_types, of_queues), limit)
 
 
 #: What a claim statement of unknown outcome may have claimed: the jobs Running under the
@@ -555,27 +577,33 @@ def swap_jobs(columns: tuple[str, ...]) -> str:
     return _swap(columns, one=False)
 
 
-def _swap_and_claim(columns: tuple[str, ...], one: bool, of_types: bool, limit: int) -> str:
+def _swap_and_claim(
+    columns: tuple[str, ...], one: bool, of_types: bool, limit: int, of_queues: bool
+) -> str:
     swapped = f" (SELECT array_agg(job_id) FROM swapped), {_WOKEN_SENT},"
     before = f"{_swapped(columns, one)},\n"
-    return _claim_next(_OF_TYPES if of_types else "", limit, before, swapped)
+    return _claim_next(_filters(of_types, of_queues), limit, before, swapped)
 
 
 @functools.lru_cache(maxsize=128)
-def swap_job_and_claim(columns: tuple[str, ...], of_types: bool, limit: int) -> str:
+def swap_job_and_claim(
+    columns: tuple[str, ...], of_types: bool, limit: int, of_queues: bool = False
+) -> str:
     """:func:`swap_job` and :func:`claim_next` as ONE statement: the completion a worker
     records with its next claim (group commit). At least one row: whether a worker's
-    session has ended (then nothing was claimed), the ids written, whether a wake-up was
-    sent, then the columns of a claimed job (NULLs when none was). Parameters:
-    swap_job's, then the claim's."""
-    return _swap_and_claim(columns, True, of_types, limit)
+    session has ended (then nothing was claimed), the limits' version, the ids written,
+    whether a wake-up was sent, then the columns of a claimed job (NULLs when none was).
+    Parameters: swap_job's, then the claim's."""
+    return _swap_and_claim(columns, True, of_types, limit, of_queues)
 
 
 @functools.lru_cache(maxsize=128)
-def swap_jobs_and_claim(columns: tuple[str, ...], of_types: bool, limit: int) -> str:
+def swap_jobs_and_claim(
+    columns: tuple[str, ...], of_types: bool, limit: int, of_queues: bool = False
+) -> str:
     """:func:`swap_job_and_claim` of many jobs: :func:`swap_jobs`'s parameters, then the
     claim's."""
-    return _swap_and_claim(columns, False, of_types, limit)
+    return _swap_and_claim(columns, False, of_types, limit, of_queues)
 
 
 # -- jobs: reading (jobs.py) ---------------------------------------------------------------
@@ -600,6 +628,78 @@ SELECT type, count(*) FILTER (WHERE run_after IS NULL OR run_after <= %s),
     count(*) FILTER (WHERE run_after > %s),
     min(run_after) FILTER (WHERE run_after > %s)
 FROM jobledger_jobs WHERE status = 'Queued' GROUP BY type"""
+#: QUEUED_BY_TYPE of the given queues. Parameters: now, three times, the queues.
+QUEUED_BY_TYPE_OF_QUEUES = QUEUED_BY_TYPE.replace(
+    "WHERE status = 'Queued'", "WHERE status = 'Queued' AND queue = ANY(%s)"
+)
+#: Jobs per queue and status (as COUNT_BY_STATUS, one scan).
+COUNT_BY_QUEUE = "SELECT queue, status, count(*) FROM jobledger_jobs GROUP BY queue, status"
+
+# -- limits (_limited.py) ------------------------------------------------------------------
+
+#: The limits' version (see sql/0008_queues_and_limits.sql).
+LIMITS_VERSION = "SELECT version FROM jobledger_limits_version"
+LIMITS = "SELECT kind, name, n, per, key_field FROM jobledger_limits ORDER BY kind, name"
+#: Taken by a change of the limits: waits for the claims under way, which read the
+#: version, and holds back those after it until it commits.
+LOCK_LIMITS_VERSION = "LOCK TABLE jobledger_limits_version IN ACCESS EXCLUSIVE MODE"
+BUMP_LIMITS_VERSION = "UPDATE jobledger_limits_version SET version = version + 1"
+#: Parameters: kind, name, n, per, key_field.
+PUT_LIMIT = """\
+INSERT INTO jobledger_limits (kind, name, n, per, key_field) VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (kind, name) DO UPDATE
+    SET n = EXCLUDED.n, per = EXCLUDED.per, key_field = EXCLUDED.key_field"""
+#: Parameters: kind, name.
+DELETE_LIMIT = "DELETE FROM jobledger_limits WHERE kind = %s AND name = %s"
+# The two-key advisory lock space of claims under limits ("jllc"), apart from the others.
+_LIMITED = f"{0x6A6C6C63}, hashtext(current_schema())"
+#: Held by a claim under limits until it commits: such claims, which count the Running
+#: jobs and recent starts they must stay under, take their turns.
+LOCK_LIMITED_CLAIMS = f"SELECT pg_advisory_xact_lock({_LIMITED})"
+#: Whether a worker's session has ended (as a claim statement asks it).
+ANY_SESSION_GONE = """\
+SELECT EXISTS (SELECT 1 FROM jobledger_workers w
+    WHERE w.lock_key IS NOT NULL AND w.lock_epoch = pg_postmaster_start_time()
+      AND pg_try_advisory_xact_lock_shared(w.lock_key))"""
+#: The Running jobs of the given queues, per queue.
+RUNNING_IN_QUEUES = """\
+SELECT queue, count(*) FROM jobledger_jobs
+WHERE status = 'Running' AND queue = ANY(%s) GROUP BY queue"""
+#: The starts of the given types after a time. Parameters: the types, the time.
+RATE_STARTS = """\
+SELECT type, key, started FROM jobledger_rate_starts WHERE type = ANY(%s) AND started > %s"""
+#: Forget a type's starts at or before a time. Parameters: the type, the time.
+FORGET_RATE_STARTS = "DELETE FROM jobledger_rate_starts WHERE type = %s AND started <= %s"
+#: Parameters: the types, the keys, the times (arrays of one length).
+ADD_RATE_STARTS = """\
+INSERT INTO jobledger_rate_starts (type, key, started)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])"""
+#: The chosen jobs made Running. Parameters: worker, now, lease seconds, the job ids.
+CLAIM_CHOSEN = f"""\
+UPDATE jobledger_jobs j SET status = 'Running', attempts = j.attempts + 1,
+    worker = %s, started = %s, run_after = NULL,
+    lease_until = clock_timestamp() + make_interval(secs => %s)
+WHERE j.job_id = ANY(%s) AND j.status = 'Queued'
+RETURNING {_J_COLS}"""
+# A rate-limited type's jobs whose key's window is full. Parameters: the type, the key
+# field (NULL: none), the full keys.
+_NOT_FULL_KEY = """
+  AND NOT (type = %s AND coalesce(rate_key, payload->>%s::text, '') = ANY(%s))"""
+
+
+@functools.lru_cache(maxsize=64)
+def pick_limited(of_types: bool, of_queues: bool, rate_types: int) -> str:
+    """The due Queued jobs a claim under limits looks at, in serving order, locked:
+    none of a full queue, none of a full rate key of ``rate_types`` types, none refused
+    already. Parameters: now, [the types], [the queues], the full queues, the refused
+    job ids, per rate type (the type, its key field, its full keys), the limit."""
+    keys = _NOT_FULL_KEY * rate_types
+    return f"""\
+SELECT {_COLS} FROM jobledger_jobs
+WHERE status = 'Queued' AND (run_after IS NULL OR run_after <= %s){_filters(of_types, of_queues)}
+  AND queue <> ALL(%s) AND job_id <> ALL(%s){keys}
+ORDER BY {_ORDER} LIMIT %s FOR UPDATE SKIP LOCKED"""
+
 
 # -- jobs: bounded reads for pages (_history.py) -------------------------------------------
 
@@ -614,7 +714,7 @@ HISTORY_PAGE = f"""\
 SELECT {_COLS} FROM jobledger_jobs
 WHERE {_FINISHED} AND finished IS NOT NULL AND status = ANY(%s)
   AND (%s::text IS NULL OR type = %s)
-  AND (%s::text IS NULL OR COALESCE(payload->>'queue', 'default') = %s)
+  AND (%s::text IS NULL OR queue = %s)
   AND (%s::text IS NULL OR finished >= %s)
   AND (%s::text IS NULL OR finished < %s)
   AND (%s::text IS NULL OR finished < %s OR (finished = %s AND job_id < %s))

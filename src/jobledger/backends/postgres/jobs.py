@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -71,18 +70,20 @@ from ..._enqueue import LazyRecords, key_taken_conflict
 from ..._errors import JobLedgerError, JobNotFound
 from ..._inputs import findable
 from ..._job_record import JobRecord, JobStatus
-from ..._schedules import StoredSchedule
-from .._contract import QueuedCounts, Recovery
+from .._contract import Recovery
 from . import _queries as q
 from ._claims import OneStatement
 from ._db import Database, reconnecting
-from ._errors import DatabaseError
-from ._heartbeat import WorkerLease
+from ._job_reads import JobReads
+from ._job_schedules import JobSchedules
 from ._joined import CallerTransactions
-from ._listen import CANCEL_CHANNEL, CHANNEL, FinishListener, Listener, notify, notify_finished
+from ._limited import JobLimits
+from ._listen import CANCEL_CHANNEL, CHANNEL, notify, notify_finished
 from ._put import (
     ONE_STORED_AGAIN,
+    StoredAfterAll,
     blocks_for,
+    copy_staged,
     first_of_each,
     insert_new,
     one_args,
@@ -94,7 +95,7 @@ from ._put import (
     seqs_of,
     settle_lost,
 )
-from ._rows import copy_row, doc_of, record_of, same
+from ._rows import doc_of, record_of, same
 
 __all__ = ["PostgresJobBackend"]
 
@@ -117,54 +118,6 @@ PRUNE_PAUSE = 1.0
 _COPY_FROM = 32
 
 
-class _Refused(Exception):
-    """A record of a COPY failed its checks: the COPY is ended with this, not its text."""
-
-
-class _StoredAfterAll(Exception):
-    """A batch COPY met an id that is stored (the transaction is aborted): run it again
-    the general way."""
-
-
-def _copy_new(
-    conn: psycopg.Connection[Any], records: Sequence[JobRecord], seqs: list[int]
-) -> dict[str, JobRecord]:
-    """COPY in records whose ids no stored job can have, each with its seq (in order):
-    the staged records by id. COPY costs the server about a third of INSERT ... SELECT
-    FROM jsonb_to_recordset ... ON CONFLICT (1,000 rows into the job table: 13.6 against
-    29.4 us a row, wall time) but cannot skip a row that exists.
-
-    Each record is built (when ``records`` builds them on first use), staged and
-    formatted while the server takes in the rows sent before it (psycopg sends them in
-    chunks as they fill): the client's work and the server's overlap. A record that fails
-    its checks is raised as it is, once the COPY is ended (without its message, which
-    would reach the server's log) and its transaction with it: nothing is stored. An id
-    stored after all (the rerun of a batch whose commit was lost never comes here) raises
-    :class:`_StoredAfterAll`: the COPY failed, and with it the transaction, which the
-    caller runs again the general way. No savepoint guards it: two round trips per batch,
-    for a case a rerun never meets."""
-    staged: dict[str, JobRecord] = {}
-    refused: list[Exception] = []
-    built = iter(records)
-    try:
-        with conn.cursor() as cur, cur.copy(q.COPY_JOBS) as copy:
-            write = copy.write_row
-            for seq in seqs:
-                try:
-                    record = next(built)
-                except Exception as exc:
-                    refused.append(exc)
-                    raise _Refused from None
-                new = record.with_seq(seq)
-                staged[new.job_id] = new
-                write(copy_row(new))
-    except psycopg.errors.UniqueViolation:
-        raise _StoredAfterAll from None
-    except _Refused:
-        raise refused[0] from None
-    return staged
-
-
 def _session_settings(fsync: bool) -> dict[str, str]:
     """The settings of the backend's own connection (see ``_queries.SESSION_SETTINGS``).
 
@@ -185,22 +138,6 @@ def _session_settings(fsync: bool) -> dict[str, str]:
     return settings
 
 
-# The two-key advisory lock space of schedule names (objsubid 2 in pg_locks), apart from
-# the migrations' ("jlmg"), the unique keys' ("jluk", _put.py) and the leases' locks.
-_SCHEDULE_LOCK = 0x6A6C7363  # "jlsc"
-
-
-def _schedule_of(name: str, record: Any) -> StoredSchedule:
-    """A schedule row's record; a damaged one (edited by hand) raises DatabaseError."""
-    try:
-        return StoredSchedule.from_json(name, record)
-    except ValueError as exc:
-        raise DatabaseError(
-            f"the row of schedule {name!r} in jobledger_schedules does not read back: {exc}; "
-            "store the schedule again (JobQueue.schedule) or delete the row"
-        ) from None
-
-
 def _notify_finished(conn: psycopg.Connection[Any], records: list[JobRecord]) -> None:
     """Name the jobs of ``records`` that are now finished, for those who wait for them."""
     finished = [r.job_id for r in records if not r.status.is_live]
@@ -208,16 +145,7 @@ def _notify_finished(conn: psycopg.Connection[Any], records: list[JobRecord]) ->
         notify_finished(conn, finished)
 
 
-def _of_types(
-    types: frozenset[str] | None, every: str, of_types: str
-) -> tuple[str, tuple[Any, ...]]:
-    """The statement for jobs of any type, or the one for ``types`` with its parameter."""
-    if types is None:
-        return every, ()
-    return of_types, (sorted(types),)
-
-
-class PostgresJobBackend:
+class PostgresJobBackend(JobLimits, JobSchedules, JobReads):
     """Jobs in PostgreSQL; see the module docstring.
 
     ``PostgresJobBackend(url, fsync=True, clock=None, worker_lease=6.0, heartbeat=None)``:
@@ -279,7 +207,7 @@ class PostgresJobBackend:
         live job holds (or, with ``unique_since``, a job that finished at or after it) is
         not inserted: that job is returned with False; of a batch's jobs with one key, the
         first is stored. A batch whose ids are all ``fresh`` (generated: no stored job can
-        have them) and that has no key goes in by COPY (see ``_copy_new``), its records
+        have them) and that has no key goes in by COPY (see ``_put.copy_staged``), its records
         read (and, built on first use, built) as they are sent.
 
         One job without ``unique_since`` is one statement (``_put_one``): the unique index
@@ -326,7 +254,7 @@ class PostgresJobBackend:
                         staged = self._put_copy(conn, records)
                         lost[:] = [staged]
                     return staged, set(staged), {}
-                except _StoredAfterAll:
+                except StoredAfterAll:
                     lost.clear()  # rolled back: nothing of it landed
                     copy[0] = False
             with self._tx("enqueue jobs") as conn:
@@ -386,48 +314,7 @@ class PostgresJobBackend:
         the COPY. The records staged, by id."""
         n = len(records)
         blocks = conn.execute(q.NEXT_SEQ_BLOCKS_WAKE, (CHANNEL, blocks_for(n))).fetchall()
-        return _copy_new(conn, records, seqs_of(blocks, n))
-
-    @reconnecting
-    def schedules(self) -> list[StoredSchedule]:
-        """The stored schedules, by name: one query of a small table."""
-        with self._tx("read schedules", durable=False) as conn:
-            rows = conn.execute(q.SCHEDULES).fetchall()
-        return [_schedule_of(name, record) for name, record in rows]
-
-    def change_schedule(
-        self,
-        name: str,
-        change: Callable[[StoredSchedule | None], tuple[StoredSchedule | None, list[JobRecord]]],
-    ) -> tuple[StoredSchedule | None, list[tuple[JobRecord, bool]]]:
-        """In one transaction: lock the schedule's row (its name, while it has none),
-        ``change`` it, put its jobs and write it. Two workers firing one schedule wait
-        for each other, and the second finds ``last`` moved: nothing is due.
-
-        A COMMIT of unknown outcome runs it again: a landed firing leaves nothing due, a
-        lost one fires again (its jobs' ids are the occurrences', so a job is never
-        stored twice)."""
-
-        def run() -> tuple[StoredSchedule | None, list[tuple[JobRecord, bool]]]:
-            with self._tx("change a schedule") as conn:
-                conn.execute(q.LOCK_SCHEDULE_NAME, (_SCHEDULE_LOCK, name))
-                row = conn.execute(q.LOCK_SCHEDULE, (name,)).fetchone()
-                old = None if row is None else _schedule_of(name, row[0])
-                new, jobs = change(old)
-                stored: list[tuple[JobRecord, bool]] = []
-                if jobs:
-                    unique = first_of_each(jobs)
-                    staged, inserted, existing = put_once(
-                        conn, unique, frozenset(), None, self.location
-                    )
-                    stored = put_outcomes(jobs, unique, staged, inserted, existing)
-                if new is None and old is not None:
-                    conn.execute(q.DELETE_SCHEDULE, (name,))
-                elif new is not None and new != old:
-                    conn.execute(q.PUT_SCHEDULE, (name, Jsonb(new.to_json())))
-            return new, stored
-
-        return self._db.retrying(run)
+        return copy_staged(conn, records, seqs_of(blocks, n))
 
     def put_in_transaction(
         self,
@@ -485,6 +372,7 @@ class PostgresJobBackend:
         limit: int = 1,
         *,
         recover: Recovery | None = None,
+        queues: frozenset[str] | None = None,
     ) -> list[JobRecord]:
         """Make the first ``limit`` due Queued jobs Running under ``worker``: ONE statement
         in autocommit (``q.claim_next``), one round trip (see ``_claims.py``).
@@ -503,8 +391,13 @@ class PostgresJobBackend:
         worker while the first still ran the job. Under ``durability="flush"`` (``fsync``
         False) the claim, like every write, commits without waiting for the WAL flush, and
         a server crash may forget the claims of its last moments (up to three
-        ``wal_writer_delay``, 0.6 s by default) in just that way."""
-        return self._one.swap_and_claim([], worker, now, types, limit, recover)[1]
+        ``wal_writer_delay``, 0.6 s by default) in just that way.
+
+        Of ``queues`` (None: any). Under a stored limit of one of its queues or types,
+        the claim is a transaction that obeys it (``_limited.py``); otherwise the one
+        statement, which claims nothing when the limits changed since this object read
+        them (then read again)."""
+        return self._one.swap_and_claim([], worker, now, types, limit, recover, queues)[1]
 
     def swap(self, pairs: list[tuple[JobRecord, JobRecord]]) -> list[JobRecord | None]:
         """Write each pair's new record where its job is still the claim paired with it
@@ -522,10 +415,11 @@ class PostgresJobBackend:
         limit: int = 1,
         *,
         recover: Recovery | None = None,
+        queues: frozenset[str] | None = None,
     ) -> tuple[list[JobRecord | None], list[JobRecord]]:
         """:meth:`swap` and :meth:`claim` in ONE statement (``q.swap_job(s)_and_claim``): a
         Worker's completions recorded with its next claim, one round trip."""
-        return self._one.swap_and_claim(pairs, worker, now, types, limit, recover)
+        return self._one.swap_and_claim(pairs, worker, now, types, limit, recover, queues)
 
     def transition(
         self, job_id: str, change: Callable[[JobRecord], JobRecord], *, fsync: bool = True
@@ -669,152 +563,6 @@ class PostgresJobBackend:
         if gone:
             conn.execute(q.DELETE_SESSIONLESS_WORKERS, (gone,))
         return out
-
-    # -- reading --------------------------------------------------------------------------
-
-    @reconnecting
-    def live(self, status: JobStatus | None = None) -> list[JobRecord]:
-        """Live jobs in serving order: Running first, then Queued (or only ``status``)."""
-        wanted = [status.value] if status is not None else ["Running", "Queued"]
-        with self._tx("list jobs") as conn:
-            rows = conn.execute(q.LIVE_JOBS, (wanted,)).fetchall()
-        return [record_of(r) for r in rows]
-
-    @reconnecting
-    def all_records(self) -> Iterator[JobRecord]:
-        """Every job, history included, in ``seq`` order."""
-        with self._tx("list jobs") as conn:
-            rows = conn.execute(q.JOBS_IN_SEQ_ORDER).fetchall()
-        return map(record_of, rows)
-
-    @reconnecting
-    def counts(self) -> dict[str, int]:
-        """Jobs per status (every status present, zeros included)."""
-        out = {s.value: 0 for s in JobStatus}
-        with self._tx("count jobs") as conn:
-            for status, n in conn.execute(q.COUNT_BY_STATUS):
-                out[status] = int(n)
-        return out
-
-    @reconnecting
-    def queued_count(self, types: frozenset[str] | None) -> int:
-        """Queued jobs (of ``types``), due or not."""
-        statement, params = _of_types(types, q.COUNT_QUEUED, q.COUNT_QUEUED_OF_TYPES)
-        with self._tx("count jobs") as conn:
-            row = conn.execute(statement, params).fetchone()
-        return int(row[0]) if row else 0
-
-    @reconnecting
-    def queued_by_type(self, now: str) -> dict[str, QueuedCounts]:
-        """The Queued jobs per type, due or not at ``now``: one aggregate query."""
-        with self._tx("count jobs") as conn:
-            rows = conn.execute(q.QUEUED_BY_TYPE, (now, now, now)).fetchall()
-        return {t: QueuedCounts(int(due), int(later), nxt) for t, due, later, nxt in rows}
-
-    def prune(self, cutoff: str, on_batch: Callable[[int], None] | None = None) -> int:
-        """Delete finished jobs whose ``finished`` is before ``cutoff`` (those without
-        one too); how many. In batches of at most ``prune_batch`` rows, each its own
-        short transaction, oldest first: workers never wait on a prune (it locks no live
-        row, and skips a finished row another transaction holds), and a prune stopped
-        between batches (``on_batch`` raised, Ctrl-C) keeps what it deleted. ``on_batch``
-        is called with each batch's count once it is committed."""
-        total = 0
-        after = ""  # where the next batch starts (inclusive), in ``finished`` order
-        while True:
-            began = time.monotonic()
-            picked, last, deleted = self._prune_batch(cutoff, after)
-            took = time.monotonic() - began
-            total += deleted
-            if deleted and on_batch is not None:
-                on_batch(deleted)
-            # Fewer picked than asked: none left (or only rows others hold, left for the
-            # next prune). Picked but none deleted: rows changed under the batch since its
-            # snapshot; stopping there cannot loop.
-            if picked < self.prune_batch or not deleted:
-                return total
-            after = last or after
-            # A batch writes its pages' images to the WAL (most of a 2,000-row batch's
-            # 0.75 MB); back to back, a million rows came to 500 MB in 4 s, which brings
-            # a checkpoint on, and the workers' commits wait behind the disk.
-            # Pausing as long as the batch took halves that pace, and backs off by itself
-            # when the server is busy (a slow batch, a long pause). 1,000,000 rows beside
-            # a worker on 2 busy cores (bench.pg --scale): waits over 100 ms as rare as
-            # without a prune (0 and 5 in 18-20 s), the worker at 0.85-0.93 of its rate;
-            # without the pause, 6 and 11 in 9-11 s, the worker at 0.62-0.66.
-            time.sleep(took * self.prune_pause)
-
-    @reconnecting
-    def _prune_batch(self, cutoff: str, after: str) -> tuple[int, str, int]:
-        """One batch of :meth:`prune`: (rows picked, the last ``finished`` among them,
-        rows deleted). Run again whole when its connection is lost: a batch that did
-        land is then found done, and counted as none."""
-        n = self.prune_batch
-        with self._tx("prune jobs") as conn:
-            row = conn.execute(q.PRUNE_JOBS, (cutoff, n, after, cutoff, n)).fetchone()
-        assert row is not None
-        return int(row[0]), str(row[1] or ""), int(row[2])
-
-    # -- workers --------------------------------------------------------------------------
-
-    def register_worker(self, worker: str, since: str) -> WorkerLease:
-        """Write the worker's row and start its heartbeat; released when it stops."""
-        self._db.ensure_schema()  # the tables exist before the heartbeat writes
-        return WorkerLease(self._db, worker, since, self.worker_lease, self.heartbeat)
-
-    @reconnecting
-    def worker_alive(self, worker: str) -> bool:
-        """Whether ``worker``'s lease has not run out."""
-        with self._tx("read workers") as conn:
-            row = conn.execute(q.WORKER_ALIVE, (worker,)).fetchone()
-        return bool(row and row[0])
-
-    @reconnecting
-    def live_workers(self) -> list[str]:
-        """The workers whose lease has not run out, sorted."""
-        with self._tx("read workers") as conn:
-            rows = conn.execute(q.LIVE_WORKERS).fetchall()
-        return [r[0] for r in rows]
-
-    @reconnecting
-    def clear(self) -> int:
-        """Delete every job; refuse while any worker's lease is live."""
-        with self._tx("clear the queue") as conn:
-            # Registrations wait until this transaction ends, so none slips in between.
-            conn.execute(q.LOCK_WORKERS)
-            alive = [r[0] for r in conn.execute(q.LIVE_WORKERS)]
-            if alive:
-                raise JobLedgerError(
-                    f"refusing to clear the queue in {self.location}: worker(s) "
-                    f"{', '.join(alive)} are alive. Stop them first (the queue may be "
-                    "cleared only when no worker runs)."
-                )
-            n = conn.execute(q.CLEAR_JOBS).rowcount
-            conn.execute(q.CLEAR_WORKERS)
-        return n
-
-    def watch(
-        self, callback: Callable[[], None], *, on_cancel: Callable[[], None] | None = None
-    ) -> Callable[[], None]:
-        """Call ``callback`` when jobs may have become claimable, and ``on_cancel`` when a
-        Running job's cancel was asked (LISTEN/NOTIFY on one session of its own; see
-        ``_listen.py``); returns the function that stops it."""
-        return Listener(self._db, callback, on_cancel).stop
-
-    @reconnecting
-    def cancel_requests(self, job_ids: list[str]) -> set[str]:
-        """Those of ``job_ids`` Running with a cancel request: one query."""
-        ids = [job_id for job_id in job_ids if findable(job_id, "job id")]
-        if not ids:
-            return set()
-        with self._tx("look for cancel requests", durable=False) as conn:
-            rows = conn.execute(q.CANCEL_REQUESTED, (ids,)).fetchall()
-        return {row[0] for row in rows}
-
-    def watch_finished(self, callback: Callable[[str | None], None]) -> Callable[[], None]:
-        """Call ``callback(job_id)`` when a job finishes, in any process (LISTEN on the
-        finished jobs' channel, a session of its own; ``callback(None)``: any job may have,
-        read again); returns the function that stops it."""
-        return FinishListener(self._db, callback).stop
 
     def checkpoint(self) -> None:
         """Nothing to do: there is no derived index."""
