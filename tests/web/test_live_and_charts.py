@@ -78,9 +78,11 @@ def test_metrics_and_healthz(board: Board) -> None:
     assert answer.headers["content-type"].startswith("text/plain")
     m = _metrics(board.url)
     jobs = {(labels["status"], labels["queue"]): v for labels, v in m["jobledger_jobs"]}
-    counts = board.fresh_queue().counts()
-    for status, n in counts.items():
-        assert jobs[(status, "default")] == n
+    by_queue = board.fresh_queue().counts_by_queue()
+    assert {s: n for s, n in by_queue["images"].items() if n} == {"Completed": 1, "Failed": 1}
+    for name, counts in by_queue.items():
+        for status, n in counts.items():
+            assert jobs[(status, name)] == n
     finished = {labels["status"]: v for labels, v in m["jobledger_jobs_finished_total"]}
     assert finished == {"Completed": 1.0, "Failed": 1.0, "Cancelled": 1.0}
     assert m["jobledger_job_duration_seconds_count"] == [({}, 2.0)]  # done and failed ran

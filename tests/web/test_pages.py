@@ -44,7 +44,13 @@ def test_queue_page_lists_running_queued_failed_and_workers(
     board: Board, page, backend: str, screenshots: Path
 ) -> None:
     made = prepare(board.queue, board.state)
+    board.queue.set_limit("images", 2)
+    board.queue.set_rate_limit("Email", 5, 60, key_field="to")
     page.goto(board.url + "/queue")
+    limits = page.locator("#limits")
+    assert "2" in limits.locator('tr[data-queue="images"]').inner_text()
+    email = limits.locator('tr[data-type="Email"]').inner_text()
+    assert "5 starts per" in email and "to" in email
     running = _rows(page, "#running")
     assert len(running) == 1
     assert made["running"] in running[0] and board.queue.worker_id in running[0]
