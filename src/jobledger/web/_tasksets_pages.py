@@ -100,10 +100,12 @@ def _read(board: Dashboard, request: Request, read: Callable[[], T]) -> T | Resp
 
 
 def _window_records(
-    request: Request, board: Dashboard, state: JobState
+    request: Request, board: Dashboard
 ) -> tuple[list[str], int, str, list[TaskSetRecord]] | Response:
     """The window's days, their count and last day (:func:`_window`) and the sets recorded
-    over them; or the page saying why the sets could not be read."""
+    over them; or the page saying why the sets could not be read (404 for a dashboard
+    without task sets)."""
+    state = _state(board)
     days, count, end = _window(request, state)
     records = _read(board, request, lambda: state.records(since=days[0], until=days[-1]))
     if isinstance(records, Response):
@@ -123,8 +125,7 @@ def heat_page(request: Request) -> Response:
     board = dashboard_of(request)
     if board.state is None:
         return board.render(request, "tasksets_error.html", {"title": "Task sets"})
-    state = board.state
-    window = _window_records(request, board, state)
+    window = _window_records(request, board)
     if isinstance(window, Response):
         return window
     days, count, end, records = window
@@ -240,8 +241,7 @@ def day_page(request: Request) -> Response:
 def rates_page(request: Request) -> Response:
     """Completion per type over the window's days, a chart each."""
     board = dashboard_of(request)
-    state = _state(board)
-    window = _window_records(request, board, state)
+    window = _window_records(request, board)
     if isinstance(window, Response):
         return window
     days, count, end, records = window
@@ -265,8 +265,7 @@ def rates_page(request: Request) -> Response:
 def failing_page(request: Request) -> Response:
     """The tasks that fail most over the window, with their last error."""
     board = dashboard_of(request)
-    state = _state(board)
-    window = _window_records(request, board, state)
+    window = _window_records(request, board)
     if isinstance(window, Response):
         return window
     _days, count, end, records = window
@@ -278,8 +277,7 @@ def failing_page(request: Request) -> Response:
 def durations_page(request: Request) -> Response:
     """Each task's p50 and p95 duration per day over the window, a chart each."""
     board = dashboard_of(request)
-    state = _state(board)
-    window = _window_records(request, board, state)
+    window = _window_records(request, board)
     if isinstance(window, Response):
         return window
     days, count, end, records = window
