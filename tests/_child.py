@@ -18,6 +18,10 @@ import subprocess
 import threading
 import traceback
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jobledger import Worker
 
 # The prefix of the line that carries a child's traceback; no test line starts with it.
 _ERR = "ERR "
@@ -188,6 +192,44 @@ def first_readable(children: Sequence[Child], timeout: float) -> Child | None:
             return child
     ready, _, _ = select.select(list(children), [], [], timeout)
     return next((c for c in children if c in ready), None)
+
+
+def released_together(targets: Sequence[Callable[[Channel], None]]) -> list[str]:
+    """Fork one child per target, wait until every one said ``ready``, release them at once
+    (``go``), and return what each reports (its ``result`` line), in the targets' order."""
+    children = [Child(t) for t in targets]
+    try:
+        for child in children:
+            child.expect("ready")
+        for child in children:
+            child.send("go")
+        results = [child.read_until("result ") for child in children]
+        for child in children:
+            child.check()
+        return results
+    finally:
+        for child in children:
+            child.close()
+
+
+def serve_until_stopped(chan: Channel, worker: Worker) -> None:
+    """In a child that said it is ready: wait for ``go``, then run ``worker`` until the
+    parent says ``stop``.
+
+    A thread is the only reader of the pipe: ``stop``, or the parent gone (EOF), stops the
+    worker, so a failed test never leaves a worker serving behind it."""
+    assert chan.recv() == "go"
+
+    def listen() -> None:
+        try:
+            while chan.recv() != "stop":
+                pass
+        except EOFError:
+            pass
+        worker.stop()
+
+    threading.Thread(target=listen, daemon=True).start()
+    worker.run()
 
 
 class Spawned:

@@ -14,13 +14,12 @@ to start), bounded: that wait is a read of the log, and nothing is timed.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from jobledger import Job, JobQueue, JobStatus, Worker
-from tests._child import Channel, Child
+from tests._child import Channel, Child, serve_until_stopped
 from tests.backends.files.queue._procs import log_run
 
 LIMIT = 2
@@ -70,18 +69,7 @@ def _worker(location: str, log: Path) -> Callable[[Channel], None]:
             batch_size=1,
         )
         chan.send("ready")
-        assert chan.recv() == "go"
-
-        def listen() -> None:
-            try:
-                while chan.recv() != "stop":
-                    pass
-            except EOFError:
-                pass
-            worker.stop()
-
-        threading.Thread(target=listen, daemon=True).start()
-        worker.run()
+        serve_until_stopped(chan, worker)
         reader.close()
         queue.close()
         chan.send("stopped")

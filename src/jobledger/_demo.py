@@ -14,21 +14,27 @@ Only the standard library and jobledger itself are used, so the child runs anywh
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
-import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
+from ._demo_process import (
+    TIMEOUT,
+    WORK_SECONDS,
+    DemoFailed,
+    DemoProcess,
+    Say,
+    check_executions,
+    check_tasksets,
+    clean_up,
+    verdict,
+)
+from ._demo_process import clock as _clock
+from ._demo_process import marks as _marks
 from ._job_state import JobState
 
 __all__ = ["ACCOUNT_A", "ACCOUNT_B", "TASKS", "TYPE", "child", "main", "run_demo"]
@@ -37,19 +43,8 @@ ACCOUNT_A = "alice@example.com"
 ACCOUNT_B = "bob@example.com"
 TYPE = "daily-set"
 TASKS = ("daily-check-in", "quiz-1", "poll-1", "quiz-2", "search-desktop")
-#: Simulated work per task: long enough to watch, short enough for a demo under 5 s.
-WORK_SECONDS = 0.15
 #: B's tasks done when the crash comes ("3/5 daily tasks done").
 CRASH_AFTER = 3
-#: How long the parent waits for any line from the child before giving up.
-TIMEOUT = 30.0
-
-Say = Callable[[str], None]
-
-
-class DemoFailed(Exception):
-    """The run did not resume as jobledger promises; the message says what differed."""
-
 
 # -- the child: the "script" that does the daily run ----------------------------------------
 
@@ -85,35 +80,12 @@ def child(root: str, date: str) -> int:
 # -- the parent: drives the child, crashes it, restarts it, checks the result ---------------
 
 
-class _Child:
-    """A running child with its stdout read by a thread, so reads can time out."""
+class _Child(DemoProcess):
+    """A running child, its events read from a queue so that reads can time out."""
 
     def __init__(self, root: str, date: str) -> None:
-        env = dict(os.environ)
-        # The child must import this very jobledger, installed or not.
-        src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jobledger._demo", "child", root, date],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            encoding="utf-8",
-            bufsize=1,
-            env=env,
-        )
         self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                event = {"event": "text", "text": line.rstrip("\n")}
-            self._events.put(event if isinstance(event, dict) else {"event": "text"})
-        self._events.put(None)
+        super().__init__("jobledger._demo", ["child", root, date], self._events.put)
 
     def next(self) -> dict[str, Any] | None:
         """The next event, or None when the child closed its stdout (exited)."""
@@ -125,39 +97,7 @@ class _Child:
 
     def go(self) -> None:
         """Let the child do the work of the task it just started."""
-        assert self.proc.stdin is not None
-        with contextlib.suppress(BrokenPipeError, OSError):
-            self.proc.stdin.write("go\n")
-            self.proc.stdin.flush()
-
-    def kill(self) -> None:
-        """SIGKILL where it exists (no cleanup of any kind runs), else TerminateProcess."""
-        sigkill = getattr(signal, "SIGKILL", None)
-        if sigkill is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, sigkill)
-        else:  # pragma: no cover - Windows
-            self.proc.kill()
-        self.close()
-
-    def close(self) -> int:
-        """Wait for the child to exit and close the pipes; its exit code."""
-        code = self.proc.wait(timeout=TIMEOUT)
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-        return code
-
-
-def _clock() -> str:
-    return time.strftime("%I:%M:%S %p").lstrip("0")
-
-
-def _marks(unicode: bool) -> dict[str, str]:
-    if unicode:
-        return {"ok": "✅", "tick": "✓", "busy": "🔄", "crash": "❌", "run": "…"}
-    return {"ok": "[done]", "tick": "+", "busy": "[..]", "crash": "[X]", "run": "..."}
+        self.send("go")
 
 
 def _run(child_proc: _Child, say: Say, m: dict[str, str], crash: bool) -> str | None:
@@ -207,27 +147,14 @@ def _run(child_proc: _Child, say: Say, m: dict[str, str], crash: bool) -> str | 
 
 def _verify(root: str, date: str, say: Say, m: dict[str, str]) -> list[str]:
     """Check the state files and the execution log; the problems found."""
-    problems = []
     state = JobState(os.path.join(root, "job-state"), timezone="UTC")
-    for account in (ACCOUNT_A, ACCOUNT_B):
-        ts = state.taskset(account, TYPE, date=date)
-        done = ts.completed
-        if ts.is_complete and sorted(done) == sorted(TASKS) and len(set(done)) == len(done):
-            say(f"  {m['tick']} {account}: {TYPE}-{date}.json complete, {len(done)}/{len(TASKS)}")
-        else:
-            problems.append(f"{account}'s set is not complete: done {done}, left {ts.remaining}")
-    with open(os.path.join(root, "executions.log"), encoding="utf-8") as fh:
-        runs = Counter(line.strip() for line in fh if line.strip())
-    expected = {f"{a} {t}" for a in (ACCOUNT_A, ACCOUNT_B) for t in TASKS}
-    for run in sorted(expected):
-        if runs[run] != 1:
-            problems.append(f"task {run!r} did its work {runs[run]} times, not once")
-    for run in sorted(set(runs) - expected):
-        problems.append(f"unexpected task run {run!r}")
+    accounts = (ACCOUNT_A, ACCOUNT_B)
+    problems = check_tasksets(state, accounts, TYPE, TASKS, date, say, m)
+    problems += check_executions(root, accounts, TASKS)
     if not problems:
         say(
-            f"  {m['tick']} execution log: each of the {len(expected)} tasks did its work "
-            f"exactly once; B's first {CRASH_AFTER} were not re-run after the crash"
+            f"  {m['tick']} execution log: each of the {len(accounts) * len(TASKS)} tasks did "
+            f"its work exactly once; B's first {CRASH_AFTER} were not re-run after the crash"
         )
     return problems
 
@@ -262,20 +189,14 @@ def run_demo(say: Say = print, *, keep: bool = False, unicode: bool = True) -> i
     except DemoFailed as exc:
         problems = [str(exc)]
     finally:
-        for c in children:
-            if c.proc.poll() is None:  # interrupted (Ctrl-C): leave no child behind
-                c.kill()
-        if keep:
-            say(f"The demo folder is kept: {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
-    if problems:
-        for problem in problems:
-            say(f"  {m['crash']} {problem}")
-        say("Demo FAILED: the run did not skip what was done and resume the rest.")
-        return 1
-    say("Demo passed: nothing completed was lost or done twice.")
-    return 0
+        clean_up(children, root, keep, say)
+    return verdict(
+        problems,
+        say,
+        m,
+        "Demo FAILED: the run did not skip what was done and resume the rest.",
+        "Demo passed: nothing completed was lost or done twice.",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

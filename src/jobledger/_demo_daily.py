@@ -15,22 +15,30 @@ standard library and jobledger itself are used.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
-import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from typing import Any
 
 from ._daily import DailyRun, DailyTask, daily_run
-from ._demo import TASKS, TIMEOUT, WORK_SECONDS, DemoFailed, Say, _clock, _marks
+from ._demo import TASKS
+from ._demo_process import (
+    TIMEOUT,
+    WORK_SECONDS,
+    DemoFailed,
+    DemoProcess,
+    Say,
+    check_executions,
+    check_tasksets,
+    clean_up,
+    clock,
+    marks,
+    verdict,
+)
 from ._job_fields import JobStatus
 from ._job_state import JobState
 from ._queue import JobQueue
@@ -97,62 +105,21 @@ def worker(root: str) -> int:
 # -- the parent ----------------------------------------------------------------------------
 
 
-class _Worker:
+class _Worker(DemoProcess):
     """A worker process whose stdout lines go to the parent's one event queue."""
 
     def __init__(self, root: str, name: str, events: queue.Queue[Any]) -> None:
-        env = dict(os.environ)
-        src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
         self.name = name
-        self._stderr = open(os.path.join(root, f"{name.replace(' ', '-')}.log"), "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jobledger._demo_daily", "worker", root],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            encoding="utf-8",
-            bufsize=1,
-            env=env,
+
+        def deliver(event: dict[str, Any] | None) -> None:
+            events.put((self, {"event": "exited"} if event is None else event))
+
+        super().__init__(
+            "jobledger._demo_daily",
+            ["worker", root],
+            deliver,
+            stderr_path=os.path.join(root, f"{name.replace(' ', '-')}.log"),
         )
-        threading.Thread(target=self._read, args=(events,), daemon=True).start()
-
-    def _read(self, events: queue.Queue[Any]) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                event = {"event": "text", "text": line.rstrip("\n")}
-            events.put((self, event if isinstance(event, dict) else {"event": "text"}))
-        events.put((self, {"event": "exited"}))
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        with contextlib.suppress(BrokenPipeError, OSError):
-            self.proc.stdin.write(line + "\n")
-            self.proc.stdin.flush()
-
-    def kill(self) -> None:
-        """SIGKILL where it exists (no cleanup of any kind runs), else TerminateProcess."""
-        if self.proc.poll() is None:
-            sigkill = getattr(signal, "SIGKILL", None)
-            if sigkill is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.proc.pid, sigkill)
-            else:  # pragma: no cover - Windows
-                self.proc.kill()
-        self.close()
-
-    def close(self) -> int:
-        code = self.proc.wait(timeout=TIMEOUT)
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-        self._stderr.close()
-        return code
 
 
 def _next(events: queue.Queue[Any]) -> tuple[_Worker, dict[str, Any]]:
@@ -241,25 +208,12 @@ def _verify(root: str, date: str, killed: str, say: Say, m: dict[str, str]) -> l
             f"  {m['tick']} queue: {len(jobs)} jobs, one per account, all Completed; "
             f"{killed}'s took 2 attempts (worker 1's, cut off, and worker 2's)"
         )
-    for account in ACCOUNTS:
-        ts = daily.state.taskset(account, TYPE, date=date)
-        done = ts.completed
-        if ts.is_complete and sorted(done) == sorted(TASKS) and not ts.failed:
-            say(f"  {m['tick']} {account}: {TYPE}-{date}.json complete, {len(done)}/{len(TASKS)}")
-        else:
-            problems.append(f"{account}'s set is not complete: done {done}, left {ts.remaining}")
-    with open(os.path.join(root, "executions.log"), encoding="utf-8") as fh:
-        runs = Counter(line.strip() for line in fh if line.strip())
-    expected = {f"{a} {t}" for a in ACCOUNTS for t in TASKS}
-    for run in sorted(expected):
-        if runs[run] != 1:
-            problems.append(f"task {run!r} did its work {runs[run]} times, not once")
-    for run in sorted(set(runs) - expected):
-        problems.append(f"unexpected task run {run!r}")
+    problems += check_tasksets(daily.state, ACCOUNTS, TYPE, TASKS, date, say, m)
+    problems += check_executions(root, ACCOUNTS, TASKS)
     if not problems:
         say(
-            f"  {m['tick']} execution log: each of the {len(expected)} tasks did its work "
-            f"exactly once; {killed}'s first {CRASH_AT} were not re-run after the kill"
+            f"  {m['tick']} execution log: each of the {len(ACCOUNTS) * len(TASKS)} tasks did "
+            f"its work exactly once; {killed}'s first {CRASH_AT} were not re-run after the kill"
         )
     daily.queue.close()
     return problems
@@ -268,7 +222,7 @@ def _verify(root: str, date: str, killed: str, say: Say, m: dict[str, str]) -> l
 def run_daily_demo(say: Say = print, *, keep: bool = False, unicode: bool = True) -> int:
     """Run the demo in a fresh temporary folder, narrating through ``say``; exit code."""
     root = tempfile.mkdtemp(prefix="jobledger-daily-demo-")
-    m = _marks(unicode)
+    m = marks(unicode)
     started: list[_Worker] = []
     try:
         daily = _daily(root, print)
@@ -277,7 +231,7 @@ def run_daily_demo(say: Say = print, *, keep: bool = False, unicode: bool = True
         say("daily set each, 2 worker processes, one killed (SIGKILL) in the middle of an account.")
         say(f"Queue: {os.path.join(root, 'queue')}, state: {os.path.join(root, 'job-state')}")
         say("")
-        say(f"{date} - {_clock()} (a schedule, daily_run(..., at='07:00'), enqueues this):")
+        say(f"{date} - {clock()} (a schedule, daily_run(..., at='07:00'), enqueues this):")
         ids = daily.enqueue_day(date)
         say(f"  Enqueued {len(ids)} jobs, one per (account, type, day):")
         for job_id in ids:
@@ -294,22 +248,14 @@ def run_daily_demo(say: Say = print, *, keep: bool = False, unicode: bool = True
     except DemoFailed as exc:
         problems = [str(exc)]
     finally:
-        for w in started:
-            if w.proc.poll() is None:  # interrupted (Ctrl-C), or stopped: none left behind
-                w.kill()
-            else:
-                w.close()
-        if keep:
-            say(f"The demo folder is kept: {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
-    if problems:
-        for problem in problems:
-            say(f"  {m['crash']} {problem}")
-        say("Demo FAILED: the daily run did not do every task exactly once.")
-        return 1
-    say("Demo passed: every task ran once, across accounts, workers and a kill.")
-    return 0
+        clean_up(started, root, keep, say)
+    return verdict(
+        problems,
+        say,
+        m,
+        "Demo FAILED: the daily run did not do every task exactly once.",
+        "Demo passed: every task ran once, across accounts, workers and a kill.",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ._caller_transaction import put_in_caller_transaction
 from ._clock import Clock, iso_utc
@@ -81,31 +81,90 @@ class QueueEnqueue:
         limit names, else one key for all the type's jobs without one).
         """
         now_dt = self.clock.now()
+        record, fresh = self._new_record(
+            job,
+            job_id,
+            priority,
+            run_after,
+            max_attempts,
+            timeout,
+            unique_key,
+            queue,
+            rate_key,
+            now_dt,
+        )
+        since = self._unique_since(unique_for, now_dt, [unique_key])
+        if connection is not None:  # no wake-up here: the NOTIFY at its commit wakes all
+            self._joinable(since)
+            joined = put_in_caller_transaction(
+                self.backend, self._opened, connection, [record], fresh
+            )
+            return joined[0][0].job_id
+        # One job, without enqueue_many's lists: enqueue is the call a server makes per job.
+        stored = self._opened().put([record], fresh, unique_since=since)
+        self._announce(stored)
+        return stored[0][0].job_id
+
+    def _new_record(
+        self,
+        job: object,
+        job_id: str | None,
+        priority: int,
+        run_after: dt.datetime | dt.timedelta | float | None,
+        max_attempts: int,
+        timeout: dt.timedelta | float | None,
+        unique_key: str | None,
+        queue: str,
+        rate_key: str | None,
+        now: dt.datetime | None = None,
+    ) -> tuple[JobRecord, frozenset[str]]:
+        """The record :meth:`enqueue` stores for its arguments at ``now`` (None: the
+        queue's clock now), and the ids generated for it (``new_record``'s ``fresh``): the
+        one place the blocking and the async enqueue turn their arguments into a record."""
+        now = self.clock.now() if now is None else now
         fresh: set[str] = set()
         record = new_record(
             job,
             job_id,
             priority,
-            run_after_text(run_after, now_dt),
+            run_after_text(run_after, now),
             max_attempts,
-            iso_utc(now_dt),
+            iso_utc(now),
             fresh,
             to_timeout(timeout),
             unique_key,
             queue,
             rate_key,
         )
-        since = self._unique_since(unique_for, now_dt, [unique_key])
-        if connection is not None:  # no wake-up here: the NOTIFY at its commit wakes all
-            self._joinable(since)
-            joined = put_in_caller_transaction(
-                self.backend, self._opened, connection, [record], frozenset(fresh)
-            )
-            return joined[0][0].job_id
-        # One job, without enqueue_many's lists: enqueue is the call a server makes per job.
-        stored = self._opened().put([record], frozenset(fresh), unique_since=since)
-        self._announce(stored)
-        return stored[0][0].job_id
+        return record, frozenset(fresh)
+
+    def _new_records(
+        self,
+        jobs: Iterable[object],
+        job_ids: Iterable[str | None] | None,
+        priority: int,
+        run_after: dt.datetime | dt.timedelta | float | None,
+        max_attempts: int,
+        timeout: dt.timedelta | float | None,
+        unique_keys: Iterable[str | None] | None,
+        queue: str,
+        rate_keys: Iterable[str | None] | None,
+        now: dt.datetime | None = None,
+    ) -> tuple[Sequence[JobRecord], frozenset[str]]:
+        """The records :meth:`enqueue_many` stores for its arguments at ``now`` (None:
+        the queue's clock now), and the ids generated for them, as :meth:`_new_record`."""
+        return new_records(
+            jobs,
+            job_ids,
+            priority,
+            run_after,
+            max_attempts,
+            self.clock.now() if now is None else now,
+            to_timeout(timeout),
+            unique_keys,
+            queue,
+            rate_keys,
+        )
 
     @staticmethod
     def _joinable(since: str | None) -> None:
@@ -155,17 +214,8 @@ class QueueEnqueue:
         statements)."""
         now = self.clock.now()
         keys = list(unique_keys) if unique_keys is not None else None
-        records, fresh = new_records(
-            jobs,
-            job_ids,
-            priority,
-            run_after,
-            max_attempts,
-            now,
-            to_timeout(timeout),
-            keys,
-            queue,
-            rate_keys,
+        records, fresh = self._new_records(
+            jobs, job_ids, priority, run_after, max_attempts, timeout, keys, queue, rate_keys, now
         )
         since = self._unique_since(unique_for, now, keys or [])
         if connection is not None:

@@ -47,9 +47,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._clock import iso_utc
-from ._durations import to_timeout
-from ._enqueue import new_record, new_records, run_after_text
 from ._errors import ConfigError
 from ._job_fields import JobStatus
 from ._job_record import JobRecord
@@ -190,23 +187,11 @@ class AsyncJobQueue:
                 queue=queue,
                 rate_key=rate_key,
             )
-        now = self.queue.clock.now()
-        fresh: set[str] = set()
-        record = new_record(
-            job,
-            job_id,
-            priority,
-            run_after_text(run_after, now),
-            max_attempts,
-            iso_utc(now),
-            fresh,
-            to_timeout(timeout),
-            None,
-            queue,
-            rate_key,
+        record, fresh = self.queue._new_record(
+            job, job_id, priority, run_after, max_attempts, timeout, None, queue, rate_key
         )
         await self._writing()
-        stored = await self._native.put([record], frozenset(fresh))
+        stored = await self._native.put([record], fresh)
         self.queue._announce(stored)
         return stored[0][0].job_id
 
@@ -240,17 +225,8 @@ class AsyncJobQueue:
                 queue=queue,
                 rate_keys=rate_keys,
             )
-        records, fresh = new_records(
-            jobs,
-            job_ids,
-            priority,
-            run_after,
-            max_attempts,
-            self.queue.clock.now(),
-            to_timeout(timeout),
-            None,
-            queue,
-            rate_keys,
+        records, fresh = self.queue._new_records(
+            jobs, job_ids, priority, run_after, max_attempts, timeout, None, queue, rate_keys
         )
         await self._writing()
         stored = await self._native.put(records, fresh)

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import jobledger
 from jobledger import _demo
+from tests.cli._demo_run import demo_output
 
 
 def test_demo_skips_a_and_resumes_b_with_two_remaining() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "jobledger.cli", "demo"],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = proc.stdout
+    out = demo_output()
     assert "Script crashes (SIGKILL)" in out
     assert "Account A: Skipped (already complete, 5/5)" in out
     assert "Account B: Resumes with 2 remaining tasks (quiz-2, search-desktop)" in out

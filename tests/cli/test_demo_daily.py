@@ -3,24 +3,14 @@ SIGKILL, and shows the other resuming it, every task run once."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from jobledger import Worker, _demo_daily
+from tests.cli._demo_run import demo_output
 
 
 def test_daily_demo_kills_a_worker_mid_account_and_the_other_resumes_it() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "jobledger.cli", "demo", "--daily"],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = proc.stdout
+    out = demo_output("--daily")
     assert "Enqueued again (a second scheduler, a retry): the same jobs, none stored twice" in out
     assert "Worker 1 takes alice@example.com" in out
     assert "Worker 2 takes bob@example.com" in out  # both ran at once

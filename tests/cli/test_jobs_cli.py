@@ -108,6 +108,12 @@ def build_queue_at(qdir: Path | str) -> PreparedQueue:
 @pytest.fixture(params=BACKENDS)
 def pq(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PreparedQueue]:
     """The prepared queue on each backend."""
+    yield from prepared_queue(request, tmp_path)
+
+
+def prepared_queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PreparedQueue]:
+    """The body of a fixture with ``params=BACKENDS``: the prepared queue in a folder under
+    ``tmp_path`` or in a PostgreSQL schema, closed after the test."""
     if request.param == "files":
         prepared = build_queue(tmp_path)
     else:

@@ -30,7 +30,7 @@ import pytest
 import jobledger
 from tests.backends.files.test_read_only import damaged, snapshot
 from tests.cli.conftest import ALICE, BOB, build, fill
-from tests.cli.test_jobs_cli import PreparedQueue, build_queue, build_queue_at
+from tests.cli.test_jobs_cli import PreparedQueue, prepared_queue
 from tests.conftest import BACKENDS, FakeClock
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="pseudo-terminals as on Linux")
@@ -183,12 +183,7 @@ def _quit_and_check(terminal: Terminal, how: str) -> None:
 def queue_at(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PreparedQueue]:
     """The queue of tests/cli/test_jobs_cli.py: Queued 2, Running 1 (job "running"),
     Completed 2, Failed 1, Cancelled 1; a folder or a PostgreSQL schema."""
-    if request.param == "files":
-        prepared = build_queue(tmp_path)
-    else:
-        prepared = build_queue_at(request.getfixturevalue("pg_url"))
-    yield prepared
-    prepared.queue.close()
+    yield from prepared_queue(request, tmp_path)
 
 
 @pytest.fixture(params=BACKENDS)

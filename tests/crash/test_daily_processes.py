@@ -21,7 +21,7 @@ from pathlib import Path
 import jobledger
 from jobledger import DailyTask, JobStatus, Worker, daily_run
 
-from .._child import Channel, Child, first_readable
+from .._child import Channel, Child, first_readable, released_together
 from ..conftest import QueueFactory
 
 TYPE = "daily-set"
@@ -158,18 +158,7 @@ def _enqueuer(make_queue: QueueFactory, tmp_path: Path) -> Callable[[Channel], N
 
 def test_four_processes_enqueueing_a_day_at_once_store_one_job_per_account(make_queue, tmp_path):
     make_queue().recover()  # the schema exists before the children race for it
-    children = [Child(_enqueuer(make_queue, tmp_path)) for _ in range(4)]
-    try:
-        for child in children:
-            child.expect("ready")
-        for child in children:
-            child.send("go")
-        results = [child.read_until("result ") for child in children]
-        for child in children:
-            child.check()
-    finally:
-        for child in children:
-            child.close()
+    results = released_together([_enqueuer(make_queue, tmp_path) for _ in range(4)])
     accounts = THREE
     want = [f"daily:{TYPE}:{a}:{DAY}" for a in accounts]
     assert results == [",".join(want)] * 4

@@ -13,29 +13,11 @@ import pytest
 from jobledger import JobQueue, JobStatus, _faults
 from tests.conftest import FakeClock
 
-from .._child import Channel, Child
+from .._child import Channel, Child, released_together
 
 KEY = "acct-1:2025-01-20"
 RACERS = 8
 OCCURRENCE = "2025-01-20T07:00:00+00:00"
-
-
-def _released_together(targets: list[Callable[[Channel], None]]) -> list[str]:
-    """Fork one child per target, wait until every one is ready, release them at once,
-    and return what each reports (its ``result`` line)."""
-    children = [Child(t) for t in targets]
-    try:
-        for child in children:
-            child.expect("ready")
-        for child in children:
-            child.send("go")
-        results = [child.read_until("result ") for child in children]
-        for child in children:
-            child.check()
-        return results
-    finally:
-        for child in children:
-            child.close()
 
 
 def _enqueuer(location: str | Path, n: int, unique_for: float | None) -> Callable[[Channel], None]:
@@ -53,7 +35,7 @@ def _enqueuer(location: str | Path, n: int, unique_for: float | None) -> Callabl
 @pytest.mark.parametrize("unique_for", [None, 3600.0])
 def test_many_processes_enqueueing_one_key_at_once_store_one_job(make_queue, unique_for):
     make_queue().recover()  # the schema exists before the children race for it
-    ids = _released_together([_enqueuer(make_queue.location, n, unique_for) for n in range(RACERS)])
+    ids = released_together([_enqueuer(make_queue.location, n, unique_for) for n in range(RACERS)])
     assert len(set(ids)) == 1
     q = make_queue()
     [job] = q.list()
@@ -76,7 +58,7 @@ def _batch_enqueuer(location: str | Path, n: int) -> Callable[[Channel], None]:
 
 def test_many_processes_enqueueing_batches_of_the_same_keys_store_one_job_per_key(make_queue):
     make_queue().recover()
-    results = _released_together([_batch_enqueuer(make_queue.location, n) for n in range(6)])
+    results = released_together([_batch_enqueuer(make_queue.location, n) for n in range(6)])
     assert len(set(results)) == 1  # every process got the same job for each key
     q = make_queue()
     assert q.counts()["Queued"] == 10
@@ -102,7 +84,7 @@ def test_many_processes_firing_one_schedule_enqueue_each_occurrence_once(
     q = make_queue()
     q.schedule("s", "0 * * * *", job={"type": "T"}, catch_up=catch_up)
     q.close()
-    results = _released_together([_firer(make_queue.location) for _ in range(RACERS)])
+    results = released_together([_firer(make_queue.location) for _ in range(RACERS)])
     enqueued = [job_id for line in results for job_id in line.split(",") if job_id]
     hours = ["07"] if catch_up == "latest" else ["03", "04", "05", "06", "07"]
     want = [f"s@2025-01-20T{h}:00:00.000Z" for h in hours]

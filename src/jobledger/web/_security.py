@@ -147,15 +147,23 @@ class CsrfCookie:
         if fresh:
             value = secrets.token_urlsafe(24)
         scope[_SCOPE_KEY] = value
+        if fresh:
+            # Read when the answer starts: the root path is the one routing settled on.
+            send = _adding_headers(
+                send, lambda: [_cookie_header(CSRF_COOKIE, value, scope.get("root_path", ""))]
+            )
+        await self.app(scope, receive, send)
 
-        async def sending(message: Message) -> None:
-            if fresh and message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append(_cookie_header(CSRF_COOKIE, value, scope.get("root_path", "")))
-                message = {**message, "headers": headers}
-            await send(message)
 
-        await self.app(scope, receive, sending)
+def _adding_headers(send: Send, headers: Callable[[], list[tuple[bytes, bytes]]]) -> Send:
+    """``send``, with ``headers()`` added to the headers of the answer's start."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *headers()]}
+        await send(message)
+
+    return sending
 
 
 _HEADERS = [
@@ -183,13 +191,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-
-        async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *_HEADERS]}
-            await send(message)
-
-        await self.app(scope, receive, sending)
+        await self.app(scope, receive, _adding_headers(send, lambda: _HEADERS))
 
 
 def csrf_token_for(request: Request, secret: bytes) -> str:

@@ -99,6 +99,20 @@ def _read(board: Dashboard, request: Request, read: Callable[[], T]) -> T | Resp
         )
 
 
+def _window_records(
+    request: Request, board: Dashboard
+) -> tuple[list[str], int, str, list[TaskSetRecord]] | Response:
+    """The window's days, their count and last day (:func:`_window`) and the sets recorded
+    over them; or the page saying why the sets could not be read (404 for a dashboard
+    without task sets)."""
+    state = _state(board)
+    days, count, end = _window(request, state)
+    records = _read(board, request, lambda: state.records(since=days[0], until=days[-1]))
+    if isinstance(records, Response):
+        return records
+    return days, count, end, records
+
+
 def _base(request: Request, title: str, page: str, **values: Any) -> dict[str, Any]:
     return {"title": title, "nav": "tasksets", "page": page, **values}
 
@@ -111,12 +125,11 @@ def heat_page(request: Request) -> Response:
     board = dashboard_of(request)
     if board.state is None:
         return board.render(request, "tasksets_error.html", {"title": "Task sets"})
-    state = board.state
-    days, count, end = _window(request, state)
+    window = _window_records(request, board)
+    if isinstance(window, Response):
+        return window
+    days, count, end, records = window
     type_ = _param(request, "type")
-    records = _read(board, request, lambda: state.records(since=days[0], until=days[-1]))
-    if isinstance(records, Response):
-        return records
     heat = views.heat_map(records, days, type_)
     grid = _svg.heat_grid(heat)
     chosen = [r for r in records if type_ is None or r.type == type_]
@@ -228,11 +241,10 @@ def day_page(request: Request) -> Response:
 def rates_page(request: Request) -> Response:
     """Completion per type over the window's days, a chart each."""
     board = dashboard_of(request)
-    state = _state(board)
-    days, count, end = _window(request, state)
-    records = _read(board, request, lambda: state.records(since=days[0], until=days[-1]))
-    if isinstance(records, Response):
-        return records
+    window = _window_records(request, board)
+    if isinstance(window, Response):
+        return window
+    days, count, end, records = window
     charts = []
     for rates in views.rates_by_type(records, days):
         values = []
@@ -253,11 +265,10 @@ def rates_page(request: Request) -> Response:
 def failing_page(request: Request) -> Response:
     """The tasks that fail most over the window, with their last error."""
     board = dashboard_of(request)
-    state = _state(board)
-    days, count, end = _window(request, state)
-    records = _read(board, request, lambda: state.records(since=days[0], until=days[-1]))
-    if isinstance(records, Response):
-        return records
+    window = _window_records(request, board)
+    if isinstance(window, Response):
+        return window
+    _days, count, end, records = window
     failing = views.most_failing(records)
     context = _base(request, "Failing tasks", "failing", failing=failing, days=count, end=end)
     return board.render(request, "tasksets_failing.html", context)
@@ -266,12 +277,11 @@ def failing_page(request: Request) -> Response:
 def durations_page(request: Request) -> Response:
     """Each task's p50 and p95 duration per day over the window, a chart each."""
     board = dashboard_of(request)
-    state = _state(board)
-    days, count, end = _window(request, state)
+    window = _window_records(request, board)
+    if isinstance(window, Response):
+        return window
+    days, count, end, records = window
     type_ = _param(request, "type")
-    records = _read(board, request, lambda: state.records(since=days[0], until=days[-1]))
-    if isinstance(records, Response):
-        return records
     charts = []
     for trend in views.duration_trends(records, type_):
         p50 = {d.date: d.p50 for d in trend.days}

@@ -33,7 +33,7 @@ require_psycopg()
 import jobledger  # noqa: E402
 from jobledger import JobQueue, JobStatus, Worker  # noqa: E402
 from jobledger.backends.postgres.jobs import PostgresJobBackend  # noqa: E402
-from tests._child import Channel, Child, first_readable  # noqa: E402
+from tests._child import Channel, Child, first_readable, serve_until_stopped  # noqa: E402
 from tests.backends.files.queue._procs import log_run  # noqa: E402
 
 LEASE = 3.0  # short, so the killed worker counts as dead soon, yet 12 missed beats long
@@ -85,20 +85,7 @@ def _worker(url: str, log: Path) -> Callable[[Channel], None]:
         )
         # Registered before "ready": all three leases exist before any job is claimed.
         chan.send(f"ready {queue.worker_id}")
-        assert chan.recv() == "go"
-
-        def listen() -> None:
-            # The only reader of the pipe: "stop", or the parent gone (EOF), stops the
-            # worker, so a failed test never leaves a worker serving behind it.
-            try:
-                while chan.recv() != "stop":
-                    pass
-            except EOFError:
-                pass
-            worker.stop()
-
-        threading.Thread(target=listen, daemon=True).start()
-        worker.run()
+        serve_until_stopped(chan, worker)
         chan.send(f"processed {worker.processed}")
         queue.close()
 

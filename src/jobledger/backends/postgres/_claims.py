@@ -261,30 +261,15 @@ class OneStatement:
     ) -> list[JobRecord] | None:
         """A claim under limits, one transaction (``_limited.claim_limited``); None when
         no limit applies any more."""
-        done: list[list[JobRecord]] = []
         recovering = (self._recover_in, recover) if recover is not None else None
 
-        def run() -> list[JobRecord]:
-            done.clear()
-            with self._db.lock:
-                with self._db.transaction("claim jobs", durable=self._fsync) as conn:
-                    claimed = claim_limited(
-                        conn, self.known, worker, now, types, queues, limit, self._lease, recovering
-                    )
-                    done[:] = [serving_order(claimed)]
-                self.handed.add(done[0])
-            return done[0]
-
-        def settled() -> list[JobRecord] | None:
-            if not done:
-                return None
-            with self._db.lock:
-                found = self._still_claimed(done[0], worker)
-                self.handed.add(found)
-            return found or None  # None: claim again
+        def claim(conn: psycopg.Connection[Any]) -> list[JobRecord]:
+            return claim_limited(
+                conn, self.known, worker, now, types, queues, limit, self._lease, recovering
+            )
 
         try:
-            return self._db.retrying(run, settled)
+            return self._claim_in_transaction(claim, worker)
         except LimitsChanged:
             return None
 
@@ -305,19 +290,35 @@ class OneStatement:
         statement = q.claim_jobs(types is not None, queues is not None)
         filters: tuple[Any, ...] = tuple(sorted(x) for x in (types, queues) if x is not None)
         params = (now, *filters, limit, worker, now, self._lease)
+
+        def claim(conn: psycopg.Connection[Any]) -> list[JobRecord]:
+            row = conn.execute(q.LIMITS_VERSION).fetchone()
+            if row is None or row[0] != self.known.version:
+                raise LimitsChanged
+            if recover is not None:
+                self._recover_in(conn, *recover)
+            return list(map(record_of, conn.execute(statement, params).fetchall()))
+
+        try:
+            return self._claim_in_transaction(claim, worker)
+        except LimitsChanged:
+            self.read_limits()
+            return self.swap_and_claim([], worker, now, types, limit, recover, queues)[1]
+
+    def _claim_in_transaction(
+        self, claim: Callable[[psycopg.Connection[Any]], list[JobRecord]], worker: str
+    ) -> list[JobRecord]:
+        """``claim(conn)`` in one durable transaction, retried as ``_db.retrying`` does; the
+        jobs it claimed for ``worker``, in serving order, handed out once. A COMMIT of
+        unknown outcome is settled by reading the claimed rows back (:meth:`_still_claimed`).
+        What ``claim`` raises (LimitsChanged) reaches the caller."""
         done: list[list[JobRecord]] = []
 
         def run() -> list[JobRecord]:
             done.clear()  # only this attempt's claim may be asked about
             with self._db.lock:
                 with self._db.transaction("claim jobs", durable=self._fsync) as conn:
-                    row = conn.execute(q.LIMITS_VERSION).fetchone()
-                    if row is None or row[0] != self.known.version:
-                        raise LimitsChanged
-                    if recover is not None:
-                        self._recover_in(conn, *recover)
-                    rows = conn.execute(statement, params).fetchall()
-                    done[:] = [serving_order(list(map(record_of, rows)))]
+                    done[:] = [serving_order(claim(conn))]
                 self.handed.add(done[0])
             return done[0]
 
@@ -332,11 +333,7 @@ class OneStatement:
                 self.handed.add(found)
             return found or None  # None: claim again
 
-        try:
-            return self._db.retrying(run, settled)
-        except LimitsChanged:
-            self.read_limits()
-            return self.swap_and_claim([], worker, now, types, limit, recover, queues)[1]
+        return self._db.retrying(run, settled)
 
     def _still_claimed(self, records: list[JobRecord], worker: str) -> list[JobRecord]:
         """Those of a claim's ``records`` that are Running under ``worker`` from that very
