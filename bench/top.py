@@ -76,7 +76,9 @@ def measure(location: str, refreshes: int) -> dict[str, float]:
             "latest failures": timed(
                 lambda: reader.history(status=jobledger.JobStatus.FAILED, limit=8), refreshes
             ),
-            "live jobs per queue": timed(lambda: live_by_queue(reader), refreshes),
+            "live jobs per queue": timed(
+                lambda: live_by_queue(reader.live_page("Queued", limit=0).by_queue), refreshes
+            ),
             "live workers": timed(reader.reader.live_workers, refreshes),
         }
 

@@ -27,12 +27,13 @@ __all__ = ["LivePage", "QueuePages"]
 
 
 class LivePage(NamedTuple):
-    """A page of one status's live jobs (serving order), how many there are in all, and
-    the queue's jobs per status."""
+    """A page of one status's live jobs (serving order), how many there are in all, the
+    queue's jobs per status, and per queue and status (queues that have some)."""
 
     jobs: builtins.list[Job]
     total: int
     counts: dict[str, int]
+    by_queue: dict[str, dict[str, int]]
 
 
 def _time(value: dt.datetime | str | None, what: str) -> str | None:
@@ -79,14 +80,20 @@ class QueuePages:
 
     def live_page(self, status: JobStatus | str, limit: int = 50, offset: int = 0) -> LivePage:
         """``limit`` of the Queued or Running jobs from ``offset``, in serving order,
-        with how many there are and the jobs per status. Reads only those jobs."""
+        with how many there are and the jobs per status and per queue. Reads only those
+        jobs (the counts: a folder's index, or one aggregate query)."""
         wanted = JobStatus(status)
         if not wanted.is_live:
             raise ConfigError(f"live_page lists Queued or Running jobs, not {wanted.value}")
         reads = self._bounded()
-        counts = reads.counts()
+        by_queue = reads.counts_by_queue()
+        counts = {s.value: 0 for s in JobStatus}
+        for per in by_queue.values():
+            for s, n in per.items():
+                counts[s] = counts.get(s, 0) + n
         records = reads.live_page(wanted, max(0, limit), max(0, offset)) if limit > 0 else []
-        return LivePage([self._job(r) for r in records], counts.get(wanted.value, 0), counts)
+        jobs = [self._job(r) for r in records]
+        return LivePage(jobs, counts.get(wanted.value, 0), counts, by_queue)
 
     def history(
         self,

@@ -106,7 +106,7 @@ def test_live_jobs_are_counted_per_queue_without_reading_a_job(
     reader = make_queue()
     monkeypatch.setattr(reader.reader, "live", _no_history)
     monkeypatch.setattr(reader.reader, "all_records", _no_history)
-    assert live_by_queue(reader) == {
+    assert live_by_queue(reader.live_page("Queued", limit=0).by_queue) == {
         "gpu": {"Queued": 1, "Running": 1},
         "default": {"Queued": 1, "Running": 0},
     }

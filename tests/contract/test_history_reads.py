@@ -105,3 +105,32 @@ def test_finished_per_minute(make_queue, clock) -> None:
         "2025-01-20T10:35": {"Completed": 1},
     }
     assert reader.finished_per_minute(last=60) == {"2025-01-20T10:35": {"Completed": 1}}
+
+
+def test_live_page_counts_per_queue_follow_other_queues_changes(
+    make_queue, clock, monkeypatch
+) -> None:
+    writer = make_queue()
+    writer.recover()  # the first write: a database gets its tables
+    reader = make_queue()
+    _finish(writer, clock, 4)  # "fast" and "slow", 2 Completed each
+    writer.enqueue({"type": "T"}, queue="gpu")
+    page = reader.live_page("Queued")
+    assert {q: {s: n for s, n in per.items() if n} for q, per in page.by_queue.items()} == {
+        "fast": {"Completed": 2},
+        "slow": {"Completed": 2},
+        "gpu": {"Queued": 1},
+    }
+    assert page.counts == writer.counts() and page.by_queue == writer.counts_by_queue()
+    if make_queue.backend == "files":
+        # The summary of finished jobs agrees with the index's counts kept per queue: a
+        # later read follows the journal, without listing the folder again.
+        history = reader._bounded()
+        monkeypatch.setattr(
+            history, "_reconcile", lambda: pytest.fail("the folder was listed again")
+        )
+    job = writer.claim(queues=["gpu"])
+    writer.complete(job.job_id)
+    again = reader.live_page("Queued")
+    assert again.by_queue["gpu"]["Completed"] == 1 and again.counts["Completed"] == 5
+    assert reader.history(queue="gpu")[0].job_id == job.job_id

@@ -45,6 +45,10 @@ class HistoryReads(Protocol):
         """Jobs per status, without reading history."""
         ...
 
+    def counts_by_queue(self) -> dict[str, dict[str, int]]:
+        """Jobs per queue and status (queues that have some), without reading a job."""
+        ...
+
     def live_page(self, status: JobStatus, limit: int, offset: int) -> list[JobRecord]:
         """The live jobs of ``status`` in serving order, ``limit`` of them from ``offset``."""
         ...

@@ -3,8 +3,8 @@
 Each refresh reads, through the queue's bounded read-only reads (no lock, no recovery,
 nothing created): the counts per status and the Running jobs that fit the screen
 (``JobQueue.live_page``), the latest failures (``JobQueue.history``, which reads only the
-jobs it returns), the live jobs per queue (:func:`live_by_queue`, from the counts per queue) and the
-live workers.
+jobs it returns), the live jobs per queue (:func:`live_by_queue`, from the page's counts
+per queue) and the live workers.
 
 - **Completion rate**: the change of the Completed count between refreshes, over a
   sliding window (:class:`RateWindow`): per second over the last 10 s, per minute over
@@ -98,12 +98,13 @@ def _span(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
 
 
-def live_by_queue(queue: JobQueue) -> dict[str, dict[str, int]]:
-    """Live jobs per queue and status (``{queue: {"Queued": n, "Running": n}}``), from
-    the queue's counts per queue (the index, or one aggregate query: no job is read)."""
+def live_by_queue(by_queue: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Live jobs per queue and status (``{queue: {"Queued": n, "Running": n}}``) of the
+    queues that have some, from the jobs per queue and status (``LivePage.by_queue``: the
+    index, or one aggregate query; no job is read)."""
     out: dict[str, dict[str, int]] = {}
     live = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
-    for name, counts in queue.counts_by_queue().items():
+    for name, counts in by_queue.items():
         if any(counts.get(status) for status in live):
             out[name] = {status: counts.get(status, 0) for status in live}
     return out
@@ -172,7 +173,7 @@ class TopView:
             ),
             Text(_rate_text(self.rates) if live else "Completed per second: - (one frame)"),
             Text(workers_line),
-            self._queues(),
+            self._queues(page.by_queue),
         ]
         below = self._failed(failures, counts.get(JobStatus.FAILED.value, 0))
         # The Running jobs get the lines the rest leaves (the screen crops what is taller).
@@ -180,8 +181,8 @@ class TopView:
         used = len(self.console.render_lines(Group(*above, below), options, pad=False))
         return Group(*above, self._running(running, page.total, workers, now, used), below)
 
-    def _queues(self) -> RenderableType:
-        per = live_by_queue(self.queue)
+    def _queues(self, by_queue: dict[str, dict[str, int]]) -> RenderableType:
+        per = live_by_queue(by_queue)
         t = table("Live jobs by queue", "Queue", "Queued", "Running")
         for name in sorted(per):
             counts = per[name]

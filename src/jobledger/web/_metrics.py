@@ -58,11 +58,12 @@ class _Collector(Collector):
     def _queue(self) -> Iterator[Metric]:
         queue = self.board.queue
         assert queue is not None
-        counts = queue.live_page("Queued", limit=0).counts
+        page = queue.live_page("Queued", limit=0)
+        counts = page.counts
         jobs = GaugeMetricFamily(
             "jobledger_jobs", "Jobs per status and queue", labels=["status", "queue"]
         )
-        for name, per in sorted(counts_by_queue(queue, counts).items()):
+        for name, per in sorted(counts_by_queue(page).items()):
             for status, n in sorted(per.items()):
                 jobs.add_metric([status, name], n)
         yield jobs

@@ -93,9 +93,9 @@ def overview_data(board: Dashboard) -> dict[str, Any]:
     data: dict[str, Any] = {"now": board.now()}
     queue = board.queue
     if queue is not None:
-        counts = queue.live_page("Queued", limit=0).counts
-        data["counts"] = counts
-        data["by_queue"] = counts_by_queue(queue, counts)
+        page = queue.live_page("Queued", limit=0)
+        data["counts"] = page.counts
+        data["by_queue"] = counts_by_queue(page)
         data["workers"] = queue.reader.live_workers()
         data["failures"] = queue.history(status="Failed", limit=10)
         data["chart"] = minute_chart(queue.finished_per_minute(3600), board.now())

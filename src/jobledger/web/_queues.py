@@ -6,6 +6,7 @@ from __future__ import annotations
 from .._job_view import Job
 from .._limits import Limits
 from .._queue import JobQueue
+from .._queue_pages import LivePage
 
 __all__ = ["counts_by_queue", "job_queue", "limits"]
 
@@ -15,10 +16,10 @@ def job_queue(job: Job) -> str:
     return job.queue
 
 
-def counts_by_queue(queue: JobQueue, counts: dict[str, int]) -> dict[str, dict[str, int]]:
-    """Jobs per queue, then per status (``counts``, the queue's jobs per status already
-    read, stands for a queue that has no named queues' counts yet)."""
-    return queue.counts_by_queue() or {"default": dict(counts)}
+def counts_by_queue(page: LivePage) -> dict[str, dict[str, int]]:
+    """Jobs per queue, then per status, from a page's bounded counts (an empty queue
+    shows as ``default`` with none)."""
+    return page.by_queue or {"default": dict(page.counts)}
 
 
 def limits(queue: JobQueue) -> Limits:

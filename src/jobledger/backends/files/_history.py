@@ -36,6 +36,7 @@ from ._index_format import job_id_of_file
 from ._job_files import file_name, job_ids_changed_since, read_job_file, read_listed
 from ._names import inside
 from ._queue_history import counts as index_counts
+from ._queue_history import counts_by_queue
 from ._queue_index import QueueIndex
 from ._reading import RefusedFile, read_bytes
 
@@ -164,8 +165,19 @@ class FilesHistory:
             self._built = True
 
     def _agrees(self) -> bool:
+        # The index counts finished jobs per status and queue ("Completed:gpu"); the
+        # summary's tally is per status.
+        finished = {s: n for s, n in index_counts(self._index).items() if s in _FINISHED}
         tally = self._tally
-        return all(tally.get(s, 0) == n for s, n in self._index.finished.items())
+        return all(tally.get(s, 0) == n for s, n in finished.items()) and all(
+            finished.get(s, 0) == n for s, n in tally.items()
+        )
+
+    def counts_by_queue(self) -> dict[str, dict[str, int]]:
+        """Jobs per queue and status, from the index (no job read)."""
+        with self._guard:
+            self._fresh()
+            return counts_by_queue(self._index)
 
     def _reconcile(self) -> None:
         """Drop the jobs whose files are gone, read the ones not known yet."""

@@ -31,6 +31,10 @@ class PostgresHistory:
         """Jobs per status (one aggregate)."""
         return self._backend.counts()
 
+    def counts_by_queue(self) -> dict[str, dict[str, int]]:
+        """Jobs per queue and status (one aggregate)."""
+        return self._backend.counts_by_queue()
+
     @reconnecting
     def live_page(self, status: JobStatus, limit: int, offset: int) -> list[JobRecord]:
         """One status's live jobs in serving order, ``limit`` from ``offset``."""
