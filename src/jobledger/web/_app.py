@@ -10,6 +10,7 @@ The routes come from one module per part of the dashboard, each exposing
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import threading
 from pathlib import Path
@@ -70,8 +71,9 @@ def create_app(
     ``token``: when given, every request must carry it (``Authorization: Bearer``, or
     once ``?token=``, which sets a cookie). ``secret`` signs the CSRF tokens: give the
     same bytes to every process serving one dashboard (random per application by
-    default). ``warm``: start reading the queue's history in a thread at once (a
-    folder's dashboard reads its finished jobs once; the first page waits for it).
+    default). ``warm``: start reading, in a thread at once, the queue's history (a
+    folder's dashboard reads its finished jobs once; the first page waits for it) and the
+    last month of task sets.
     """
     if queue is None and state is None:
         raise ConfigError("create_app needs a queue, task sets (state), or both")
@@ -118,13 +120,22 @@ def create_app(
         exception_handlers={HTTPException: http_error, JobLedgerError: storage_error},
     )
     app.state.dashboard = board
-    if warm and board.queue is not None:
-        threading.Thread(target=_warm, args=(board.queue,), daemon=True).start()
+    if warm:
+        threading.Thread(target=_warm, args=(board,), daemon=True).start()
     return app
 
 
-def _warm(queue: JobQueue) -> None:
-    """Make the queue's bounded reads ready (a folder's summary of its finished jobs is
-    built on its first read: about 30 s for 100,000 jobs) before the first page asks."""
+#: Days of task sets read ahead at start: the heat map's month.
+WARM_DAYS = 31
+
+
+def _warm(board: Dashboard) -> None:
+    """Make the reads of the first pages ready before they are asked: the queue's bounded
+    reads (a folder's summary of its finished jobs is built on its first read, seconds for
+    100,000 jobs), and the last month of task sets (a read-only reader keeps what it
+    parsed, so a page then parses only the sets that changed)."""
     with contextlib.suppress(JobLedgerError):  # unreadable for now: the pages say why
-        queue.finished_per_minute(60)
+        if board.queue is not None:
+            board.queue.finished_per_minute(60)
+        if board.state is not None:
+            board.state.records(since=board.state.today() - dt.timedelta(days=WARM_DAYS - 1))
