@@ -112,6 +112,23 @@ def test_bulk_retry_on_a_filter(board: Board, page) -> None:
     assert [queue.get(i).status for i in failed] == [JobStatus.QUEUED] * 3 + [JobStatus.FAILED]
 
 
+def test_bulk_cancel_of_queued_jobs_on_a_filter(board: Board, page) -> None:
+    made = prepare(board.queue, board.state)
+    mail = [board.queue.enqueue({"type": "Spam", "i": i}, queue="mail") for i in range(3)]
+    other = board.queue.enqueue({"type": "Spam"})  # the same type in another queue
+    _accept_dialogs(page)
+    page.goto(board.url + "/queue")
+    page.fill("#bulk-cancel input[name=type]", "Spam")
+    page.fill("#bulk-cancel input[name=queue]", "mail")
+    page.click("#bulk-cancel button")
+    page.wait_for_selector(".flash")
+    assert "Cancelled 3 queued jobs of type Spam in queue mail" in page.inner_text(".flash")
+    queue = board.fresh_queue()
+    assert [queue.get(i).status for i in mail] == [JobStatus.CANCELLED] * 3
+    assert queue.get(other).status is JobStatus.QUEUED
+    assert {queue.get(i).status for i in made["queued"]} == {JobStatus.QUEUED}
+
+
 def test_read_only_has_no_actions(make_board, backend: str, page) -> None:
     board = make_board(backend, read_only=True)
     made = prepare(board.queue, board.state)

@@ -8,7 +8,9 @@ one of the public writers, then a redirect back (303) that says what was done.
   job's type, payload, priority and max attempts (it runs again; the old one stays);
 - ``/actions/prune``: ``JobQueue.prune(older_than)``;
 - ``/actions/bulk/retry``: ``retry`` of every Failed or Cancelled job that matches the
-  history filter sent with it (status, type, queue, since, until).
+  history filter sent with it (status, type, queue, since, until);
+- ``/actions/bulk/cancel``: ``cancel`` of every Queued job of the type and queue sent
+  with it (either left empty: any).
 
 ``create_app(read_only=True)`` mounts none of these.
 """
@@ -157,6 +159,33 @@ def bulk_retry(request: Request, form: FormData, board: Dashboard) -> str:
     return where
 
 
+def bulk_cancel(request: Request, form: FormData, board: Dashboard) -> str:
+    """Cancel every Queued job of the form's ``type`` and ``queue`` (empty: any), up to
+    BULK_LIMIT, read a page of the Queued jobs at a time in serving order."""
+    queue = _queue(board)
+    kind = str(form.get("type") or "").strip() or None
+    name = str(form.get("queue") or "").strip() or None
+    n = offset = 0
+    while n < BULK_LIMIT:
+        page = queue.live_page("Queued", limit=500, offset=offset).jobs
+        if not page:
+            break
+        kept = 0  # the jobs left Queued on this page: the next page starts after them
+        for job in page:
+            if (kind is None or job.type == kind) and (name is None or job.queue == name):
+                try:
+                    queue.cancel(job.job_id)
+                    n += 1
+                except (JobConflict, JobNotFound):
+                    pass  # gone or finished since it was read: no longer Queued either
+                continue
+            kept += 1
+        offset += kept
+    what = " of type " + kind if kind else ""
+    where = " in queue " + name if name else ""
+    return _back(board, request, "/queue", f"Cancelled {n} queued jobs{what}{where}.")
+
+
 def routes() -> list[BaseRoute]:
     """The actions' routes (POST only)."""
     return [
@@ -165,4 +194,5 @@ def routes() -> list[BaseRoute]:
         Route("/actions/jobs/{job_id:path}/requeue", csrf_post(requeue), methods=["POST"]),
         Route("/actions/prune", csrf_post(prune), methods=["POST"]),
         Route("/actions/bulk/retry", csrf_post(bulk_retry), methods=["POST"]),
+        Route("/actions/bulk/cancel", csrf_post(bulk_cancel), methods=["POST"]),
     ]
