@@ -6,7 +6,8 @@ limited queue. Every handler appends a "start" line to a shared execution log (O
 one write each) right after its claim and an "end" line just before it returns, before
 its completion is recorded: each job's interval in the log lies within its Running time,
 so three overlapping intervals in the log would be three jobs Running at once. A handler
-also reads the queue's Running count (``counts_by_queue``) at its start. To make overlap
+also reads the queue's Running count (``counts_by_queue``, through its worker's queue: a
+consistent view) at its start. To make overlap
 likely, a handler holds on until the log shows a second job running (or no job is left
 to start), bounded: that wait is a read of the log, and nothing is timed.
 """
@@ -44,12 +45,16 @@ def _running(lines: list[str]) -> tuple[int, int]:
 def _worker(location: str, log: Path) -> Callable[[Channel], None]:
     def target(chan: Channel) -> None:
         queue = JobQueue(location, durability="flush", recover_every=60)
-        reader = JobQueue(location)  # its own reads: a second look at the Running count
         pid = os.getpid()
 
         def handler(job: Job) -> None:
             log_run(log, f"start {job.job_id} {pid}")
-            seen = reader.counts_by_queue()["gpu"]["Running"]
+            # The worker's own queue object has written (it claimed), so its read is a
+            # consistent view: under the queue lock on a folder, one statement on
+            # PostgreSQL. A reading-only object's folder read takes no lock and reads the
+            # job files one by one, so it may meet one job's file from before a change
+            # and another's from after the next (a count no moment held).
+            seen = queue.counts_by_queue()["gpu"]["Running"]
             log_run(log, f"seen {seen} {pid}")
             deadline = time.monotonic() + 5.0
             while time.monotonic() < deadline:
@@ -70,7 +75,6 @@ def _worker(location: str, log: Path) -> Callable[[Channel], None]:
         )
         chan.send("ready")
         serve_until_stopped(chan, worker)
-        reader.close()
         queue.close()
         chan.send("stopped")
 
