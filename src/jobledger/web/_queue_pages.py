@@ -24,7 +24,6 @@ from .._job_view import Job
 from .._queue import JobQueue
 from ._context import Dashboard, dashboard_of
 from ._format import parse_iso
-from ._queues import job_queue, limits
 
 __all__ = ["PAGE", "history_filter", "routes"]
 
@@ -74,9 +73,8 @@ def queue_data(board: Dashboard, request: Request) -> dict[str, Any]:
         "counts": queued.counts,
         "failed": queue.history(status="Failed", limit=FAILED_SHOWN),
         "schedules": _schedules(queue, board.now()),
-        "limits": limits(queue),
+        "limits": queue.limits(),
         "workers": queue.reader.live_workers(),
-        "queue_of": job_queue,
     }
 
 
@@ -150,7 +148,6 @@ def history_page(request: Request) -> Response:
             "filter_query": urlencode(kept),
             "next_url": next_url,
             "paged": before is not None,
-            "queue_of": job_queue,
         },
     )
 
@@ -182,7 +179,7 @@ def job_page(request: Request) -> Response:
         {
             "title": f"Job {job_id}",
             "job": job,
-            "queue_name": job_queue(job),
+            "queue_name": job.queue,
             "timeline": _timeline(job),
         },
     )
